@@ -1,0 +1,20 @@
+//! shardnet: a multi-core userspace TCP/UDP network stack on DPDK poll-mode
+//! drivers, with AF_PACKET and in-memory backends.
+//!
+//! Layers, lowest first; a lower layer never imports an upper one:
+//! - [`wire`]: zero-copy views over packet bytes and checksums.
+//! - [`port`]: packet I/O (DPDK ethdev, AF_PACKET, in-memory link).
+//! - [`rss`]: the Toeplitz hash and queue steering.
+//! - [`config`] and [`rules`]: the TOML file and the compiled port rules.
+//! - [`stack`]: per-worker protocol processing (ARP, IPv4, ICMP, UDP).
+//! - [`service`]: the services that run inside the stack.
+//! - [`worker`]: the per-core poll loop.
+
+pub mod config;
+pub mod port;
+pub mod rss;
+pub mod rules;
+pub mod wire;
+
+#[cfg(feature = "dpdk")]
+pub mod dpdk;

@@ -1,0 +1,1 @@
+//! In-memory link (in progress).

@@ -1,0 +1,167 @@
+//! The packet I/O boundary.
+//!
+//! A *port* is one network interface (a DPDK ethdev, an AF_PACKET socket group,
+//! an in-memory link). It is set up by the control thread and split into
+//! *queues*: one RX/TX queue pair per worker, each moved to and owned by exactly
+//! one worker thread. Queues move bursts of packet buffers; nothing on a queue
+//! is shared with another thread.
+//!
+//! The worker is generic over [`Queue`], so the backend is chosen once at start
+//! and every call in the loop is statically dispatched (the way DPDK's l3fwd picks
+//! its lookup mode through a table once, not with an `if` per packet).
+
+pub mod heap;
+pub mod memlink;
+
+#[cfg(target_os = "linux")]
+pub mod af_packet;
+
+use arrayvec::ArrayVec;
+
+/// Packets per RX and TX burst.
+pub const BURST: usize = 32;
+
+/// A burst of packet buffers: fixed capacity, lives on the worker's stack.
+pub type Burst<B> = ArrayVec<B, BURST>;
+
+/// What the receiving NIC says about one checksum of a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RxChecksum {
+    /// The NIC did not check it: software must.
+    #[default]
+    Unknown,
+    /// The NIC verified it.
+    Good,
+    /// The NIC found it wrong.
+    Bad,
+    /// The packet has a partial checksum that a local sender left for offload
+    /// (`TP_STATUS_CSUMNOTREADY` on AF_PACKET): the data are trusted, the
+    /// checksum field is not final.
+    Partial,
+}
+
+/// The checksum offloads a queue can do on transmit. A capability passed in, not
+/// a global: the protocol code fills checksums in software for whatever is false.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TxOffloads {
+    /// The NIC computes the IPv4 header checksum.
+    pub ipv4_checksum: bool,
+    /// The NIC computes UDP checksums (given the pseudo-header sum).
+    pub udp_checksum: bool,
+    /// The NIC computes TCP checksums (given the pseudo-header sum).
+    pub tcp_checksum: bool,
+}
+
+/// Transmit offload work requested for one outgoing packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TxOffloadRequest {
+    /// Length of the link-layer header (14 for plain Ethernet).
+    pub l2_len: u8,
+    /// Length of the IPv4 header including options.
+    pub l3_len: u8,
+    /// Ask the NIC to fill the IPv4 header checksum.
+    pub ipv4_checksum: bool,
+    /// Ask the NIC to fill the L4 checksum; the field holds the pseudo-header sum.
+    pub l4: Option<L4Offload>,
+}
+
+/// Which L4 checksum a [`TxOffloadRequest`] asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L4Offload {
+    /// UDP checksum.
+    Udp,
+    /// TCP checksum.
+    Tcp,
+}
+
+/// One packet buffer: a contiguous frame starting at the Ethernet header.
+///
+/// Dropping a buffer gives it back to its pool (for DPDK: `rte_pktmbuf_free`).
+pub trait PacketBuf {
+    /// The frame's bytes.
+    fn data(&self) -> &[u8];
+    /// The frame's bytes, writable (replies are built in place).
+    fn data_mut(&mut self) -> &mut [u8];
+    /// The frame's length in bytes.
+    fn len(&self) -> usize {
+        self.data().len()
+    }
+    /// Whether the frame is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Grow or shrink the frame to `len` bytes, keeping its start. Returns false
+    /// (and changes nothing) if `len` exceeds the buffer's room.
+    fn set_len(&mut self, len: usize) -> bool;
+    /// The longest frame this buffer can hold.
+    fn capacity(&self) -> usize;
+    /// The NIC's verdict on the IPv4 header checksum.
+    fn rx_ip_checksum(&self) -> RxChecksum {
+        RxChecksum::Unknown
+    }
+    /// The NIC's verdict on the L4 (UDP/TCP) checksum.
+    fn rx_l4_checksum(&self) -> RxChecksum {
+        RxChecksum::Unknown
+    }
+    /// The RSS hash the NIC computed for this packet, where it reports one.
+    fn rss_hash(&self) -> Option<u32> {
+        None
+    }
+    /// Ask the transmitting NIC to do checksum work for this packet. Only called
+    /// for offloads that the queue's [`Queue::tx_offloads`] reports; a backend
+    /// without offloads ignores it.
+    fn request_tx_offload(&mut self, _request: TxOffloadRequest) {}
+}
+
+/// One RX/TX queue pair, owned by one worker.
+pub trait Queue: Send + 'static {
+    /// The packet buffer type of this backend.
+    type Buf: PacketBuf;
+
+    /// Receive up to the remaining capacity of `out`, appending to it. Returns
+    /// the number of packets received. Never blocks.
+    fn rx_burst(&mut self, out: &mut Burst<Self::Buf>) -> usize;
+
+    /// Transmit a prefix of `pkts` and remove the sent buffers from it; what is
+    /// left in `pkts` was refused (ring full) and stays the caller's to retry or
+    /// drop. Returns the number sent. Never blocks.
+    fn tx_burst(&mut self, pkts: &mut Burst<Self::Buf>) -> usize;
+
+    /// A fresh, empty buffer from this queue's pool, or `None` if the pool is
+    /// exhausted.
+    fn alloc(&mut self) -> Option<Self::Buf>;
+
+    /// The transmit checksum offloads this queue performs.
+    fn tx_offloads(&self) -> TxOffloads {
+        TxOffloads::default()
+    }
+
+    /// Buffers of this queue's pool currently handed out (in flight, held by the
+    /// stack or waiting in rings), where the backend can tell.
+    fn pool_in_use(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Port-wide counters as the device reports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortStats {
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Packets transmitted.
+    pub tx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Bytes transmitted.
+    pub tx_bytes: u64,
+    /// Packets the device dropped because RX queues were full.
+    pub rx_missed: u64,
+    /// Receive errors.
+    pub rx_errors: u64,
+    /// Transmit errors.
+    pub tx_errors: u64,
+    /// RX buffer allocation failures.
+    pub rx_nombuf: u64,
+    /// Extended statistics by the driver's names (DPDK xstats).
+    pub extended: Vec<(String, u64)>,
+}
