@@ -1,0 +1,627 @@
+//! The TOML configuration file: parsing, validation with line-precise errors,
+//! and the validated types the rest of the stack is built from.
+//!
+//! Parsing happens in two steps. `toml` + serde read the file into spanned raw
+//! structs (syntax errors, unknown keys and wrong value types stop here, the
+//! first one is reported); then every value is checked and *all* semantic
+//! problems are reported together, each as `FILE:LINE:COL: reason` with the
+//! position of the offending value (or of the table header for a missing key).
+//!
+//! Features the file can describe but this build's dataplane cannot run yet are
+//! not parse errors: [`Config::check_supported`] reports them separately, so
+//! the same file stays valid as the dataplane grows.
+
+mod cores;
+mod raw;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+
+pub use cores::CoreSet;
+
+/// The most `[[rule]]` entries a file may hold (rule indices are `u8`, and
+/// one more slot is kept for the default action).
+pub const MAX_RULES: usize = 255;
+
+/// The default for `[dpdk] mbufs_per_worker`.
+pub const DEFAULT_MBUFS_PER_WORKER: u32 = 8191;
+
+/// The least `[dpdk] mbufs_per_worker` accepted: below this a worker cannot
+/// even fill its RX ring and its mempool cache.
+pub const MIN_MBUFS_PER_WORKER: u32 = 256;
+
+/// The default `[kernel] name`.
+pub const DEFAULT_KERNEL_NAME: &str = "sn0";
+
+/// A validated configuration file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it was read from (as given, not canonicalized).
+    pub path: PathBuf,
+    /// `[dataplane]`: backend, cores, idle mode.
+    pub dataplane: Dataplane,
+    /// `[dpdk]`: EAL arguments, port, pool sizes (defaults when absent).
+    pub dpdk: DpdkConfig,
+    /// `[af_packet]`: present (and required) when the backend is AF_PACKET.
+    pub af_packet: Option<AfPacketConfig>,
+    /// `[interface]`: the stack's address, gateway and MAC.
+    pub interface: InterfaceConfig,
+    /// `[kernel]`: the exception port towards the Linux kernel.
+    pub kernel: KernelConfig,
+    /// `[metrics]`: the control HTTP endpoint.
+    pub metrics: MetricsConfig,
+    /// The `[[rule]]` entries in file order; the first match wins.
+    pub rules: Vec<Rule>,
+    /// `[default] action`: what flows that no rule claims get (default: kernel).
+    pub default_action: DefaultAction,
+    /// `[debug]`: test and debugging aids.
+    pub debug: DebugConfig,
+    /// Things that are allowed but probably not meant (a control core shared
+    /// with a worker, a rule that can never match, ...), in file order. The
+    /// binary logs them; they do not make the file invalid.
+    pub warnings: Vec<ConfigError>,
+    /// Where some values were written, for [`Config::check_supported`].
+    pub positions: Positions,
+}
+
+/// Positions of values that later checks report on. `None` where the value
+/// was not written in the file (a default).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Positions {
+    /// `[dataplane] backend`.
+    pub backend: Option<Position>,
+    /// `[kernel] enabled`.
+    pub kernel_enabled: Option<Position>,
+    /// Each rule's `service` value, parallel to [`Config::rules`].
+    pub rule_services: Vec<Position>,
+}
+
+/// A 1-based line and column (columns count characters, not bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Position {
+    /// 1-based line; 0 when there is no position.
+    pub line: usize,
+    /// 1-based column in characters; 0 when there is no position.
+    pub column: usize,
+}
+
+/// `[dataplane]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dataplane {
+    /// Which packet I/O backend drives the NIC.
+    pub backend: Backend,
+    /// One pinned worker per listed core, in order: queue pair `i` belongs to
+    /// `workers[i]`. Never empty, no duplicates, all online.
+    pub workers: Vec<usize>,
+    /// The core of the control thread (default 0). May equal a worker's core;
+    /// that case carries a warning.
+    pub control_core: usize,
+    /// How workers behave when there is no traffic (default busy).
+    pub idle: IdleMode,
+}
+
+/// `[dataplane] backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// `"dpdk"`: a DPDK ethdev (needs the `dpdk` feature).
+    Dpdk,
+    /// `"af_packet"`: a Linux AF_PACKET socket per worker.
+    AfPacket,
+}
+
+/// `[dataplane] idle`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum IdleMode {
+    /// `"busy"`: poll without pause (production, dedicated cores).
+    #[default]
+    Busy,
+    /// `"adaptive"`: back off with short sleeps after a run of empty polls
+    /// (shared machines, tests).
+    Adaptive,
+}
+
+/// `[dpdk]`; every key has a default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpdkConfig {
+    /// Extra EAL arguments (default none). The core list is derived from
+    /// `[dataplane]`, so core options (`-l`, `-c`, `--lcores`, `--main-lcore`)
+    /// are rejected here.
+    pub eal_args: Vec<String>,
+    /// The DPDK port id (default 0).
+    pub port: u16,
+    /// Mbufs in each worker's pool (default [`DEFAULT_MBUFS_PER_WORKER`]).
+    pub mbufs_per_worker: u32,
+}
+
+impl Default for DpdkConfig {
+    fn default() -> Self {
+        DpdkConfig {
+            eal_args: Vec::new(),
+            port: 0,
+            mbufs_per_worker: DEFAULT_MBUFS_PER_WORKER,
+        }
+    }
+}
+
+/// `[af_packet]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AfPacketConfig {
+    /// The Linux interface to bind to (a valid interface name).
+    pub interface: String,
+}
+
+/// `[interface]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceConfig {
+    /// The stack's IPv4 address (a usable host address in its prefix).
+    pub address: Ipv4Addr,
+    /// The prefix length, 0..=32.
+    pub prefix_len: u8,
+    /// The default route, inside the prefix and not the address itself.
+    pub gateway: Option<Ipv4Addr>,
+    /// The MAC the stack uses (default: the port's own).
+    pub mac: MacSetting,
+}
+
+impl InterfaceConfig {
+    /// The netmask for `prefix_len`.
+    pub fn netmask(&self) -> Ipv4Addr {
+        Ipv4Addr::from(prefix_mask(self.prefix_len))
+    }
+
+    /// The network address (`address` with the host bits cleared).
+    pub fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.address) & prefix_mask(self.prefix_len))
+    }
+
+    /// Whether `ip` is on the directly attached network.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = prefix_mask(self.prefix_len);
+        u32::from(ip) & mask == u32::from(self.address) & mask
+    }
+}
+
+/// The netmask of a prefix length as a host-order `u32`.
+pub(crate) fn prefix_mask(prefix_len: u8) -> u32 {
+    match prefix_len {
+        0 => 0,
+        n => u32::MAX << (32 - u32::from(n.min(32))),
+    }
+}
+
+/// `[interface] mac`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MacSetting {
+    /// `"auto"`: use the port's own MAC.
+    #[default]
+    Auto,
+    /// A fixed unicast, non-zero MAC.
+    Fixed([u8; 6]),
+}
+
+/// `[kernel]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelConfig {
+    /// Whether the exception port is created (default false).
+    pub enabled: bool,
+    /// Its kind (default tap).
+    pub kind: KernelKind,
+    /// The kernel-side interface name (default [`DEFAULT_KERNEL_NAME`]).
+    pub name: String,
+}
+
+impl Default for KernelConfig {
+    fn default() -> Self {
+        KernelConfig {
+            enabled: false,
+            kind: KernelKind::Tap,
+            name: DEFAULT_KERNEL_NAME.to_owned(),
+        }
+    }
+}
+
+/// `[kernel] kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum KernelKind {
+    /// `"virtio-user"`: DPDK's virtio-user with the vhost-net backend.
+    VirtioUser,
+    /// `"tap"`: a TAP device.
+    #[default]
+    Tap,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetricsConfig {
+    /// Where the control HTTP server listens; `None` = no server.
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[debug]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DebugConfig {
+    /// A path prefix; when set, workers write per-worker flow records to
+    /// files starting with it when they stop. Kept as written (a relative
+    /// path is relative to the working directory).
+    pub flow_record: Option<PathBuf>,
+}
+
+/// One `[[rule]]`: flows of `protocol` to one of `ports` get `action`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Unique, non-empty; the `rule` label of `shardnet_rule_hits_total`.
+    pub name: String,
+    /// The transport protocol the rule matches.
+    pub protocol: Protocol,
+    /// Destination port ranges (a single port is `p..=p`); never empty,
+    /// never reversed.
+    pub ports: Vec<RangeInclusive<u16>>,
+    /// What matching flows get.
+    pub action: Action,
+}
+
+impl Rule {
+    /// Whether the rule matches this protocol and destination port.
+    pub fn matches(&self, protocol: Protocol, dst_port: u16) -> bool {
+        self.protocol == protocol && self.ports.iter().any(|r| r.contains(&dst_port))
+    }
+
+    /// The ports as written in a config file: `80,443,8000-8100`.
+    pub fn ports_string(&self) -> String {
+        let parts: Vec<String> = self
+            .ports
+            .iter()
+            .map(|r| {
+                if r.start() == r.end() {
+                    r.start().to_string()
+                } else {
+                    format!("{}-{}", r.start(), r.end())
+                }
+            })
+            .collect();
+        parts.join(",")
+    }
+}
+
+/// `[[rule]] protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// `"udp"`.
+    Udp,
+    /// `"tcp"`.
+    Tcp,
+}
+
+/// What a rule does with the flows it matches (`[[rule]] service`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// A built-in service terminates the flow inside the stack.
+    Service(ServiceKind),
+    /// `"kernel"`: hand the packets to the kernel unchanged.
+    Kernel,
+    /// `"drop"`: drop the packets.
+    Drop,
+}
+
+/// The built-in services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServiceKind {
+    /// `"echo"`: returns every byte (UDP and TCP).
+    Echo,
+    /// `"discard"`: reads and drops everything (UDP and TCP).
+    Discard,
+    /// `"http"`: a fixed HTTP/1.1 responder (TCP only).
+    Http,
+}
+
+impl ServiceKind {
+    /// Every service, in the order help texts list them.
+    pub const ALL: [ServiceKind; 3] = [ServiceKind::Echo, ServiceKind::Discard, ServiceKind::Http];
+
+    /// Whether the service runs over `protocol`.
+    pub fn supports(self, protocol: Protocol) -> bool {
+        !(self == ServiceKind::Http && protocol == Protocol::Udp)
+    }
+}
+
+/// `[default] action`: what flows that no rule claims get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DefaultAction {
+    /// `"kernel"` (the default).
+    #[default]
+    Kernel,
+    /// `"drop"`.
+    Drop,
+}
+
+impl From<DefaultAction> for Action {
+    fn from(d: DefaultAction) -> Action {
+        match d {
+            DefaultAction::Kernel => Action::Kernel,
+            DefaultAction::Drop => Action::Drop,
+        }
+    }
+}
+
+macro_rules! names {
+    ($ty:ty { $($variant:pat => $name:expr),* $(,)? }) => {
+        impl $ty {
+            /// The name used in config files.
+            pub fn as_str(&self) -> &'static str {
+                match self { $($variant => $name),* }
+            }
+        }
+        /// The name used in config files.
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+names!(Backend { Backend::Dpdk => "dpdk", Backend::AfPacket => "af_packet" });
+names!(IdleMode { IdleMode::Busy => "busy", IdleMode::Adaptive => "adaptive" });
+names!(KernelKind { KernelKind::VirtioUser => "virtio-user", KernelKind::Tap => "tap" });
+names!(Protocol { Protocol::Udp => "udp", Protocol::Tcp => "tcp" });
+names!(ServiceKind {
+    ServiceKind::Echo => "echo",
+    ServiceKind::Discard => "discard",
+    ServiceKind::Http => "http",
+});
+names!(Action {
+    Action::Service(s) => s.as_str(),
+    Action::Kernel => "kernel",
+    Action::Drop => "drop",
+});
+names!(DefaultAction { DefaultAction::Kernel => "kernel", DefaultAction::Drop => "drop" });
+
+/// One problem (or warning) in a config file, at a 1-based line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// 1-based line; 0 when the problem has no position (an unreadable file).
+    pub line: usize,
+    /// 1-based column, in characters; 0 when there is no position.
+    pub column: usize,
+    /// What is wrong, as a short sentence without the position.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// A problem at `pos`.
+    pub fn new(pos: Position, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            line: pos.line,
+            column: pos.column,
+            message: message.into(),
+        }
+    }
+
+    /// The position of the problem.
+    pub fn position(&self) -> Position {
+        Position {
+            line: self.line,
+            column: self.column,
+        }
+    }
+
+    /// `FILE:LINE:COL: message` (or `FILE: message` without a position).
+    pub fn display_in<'a>(&'a self, path: &'a Path) -> impl fmt::Display + 'a {
+        Located { path, error: self }
+    }
+}
+
+struct Located<'a> {
+    path: &'a Path,
+    error: &'a ConfigError,
+}
+
+impl fmt::Display for Located<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = self.error;
+        if e.line == 0 {
+            write!(f, "{}: {}", self.path.display(), e.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path.display(),
+                e.line,
+                e.column,
+                e.message
+            )
+        }
+    }
+}
+
+/// `LINE:COL: message`.
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.line, self.column, self.message)
+    }
+}
+
+/// Every problem found in one config file, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors {
+    /// The file.
+    pub path: PathBuf,
+    /// The problems; never empty when returned by this module.
+    pub errors: Vec<ConfigError>,
+}
+
+/// One `FILE:LINE:COL: reason` line per error, separated by newlines, no
+/// trailing newline.
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{}", e.display_in(&self.path))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Reads and validates `path` against the cores online on this machine.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        Config::load_with(path, &CoreSet::online())
+    }
+
+    /// Reads and validates `path` against the given set of online cores.
+    pub fn load_with(path: &Path, online: &CoreSet) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            path: path.to_owned(),
+            errors: vec![ConfigError::new(
+                Position::default(),
+                format!("cannot read the config file: {e}"),
+            )],
+        })?;
+        Config::parse_with(&text, path, online)
+    }
+
+    /// Validates `text` (the contents of `path`, which is only used in
+    /// messages) against the cores online on this machine.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+        Config::parse_with(text, path, &CoreSet::online())
+    }
+
+    /// Validates `text` against the given set of online cores.
+    pub fn parse_with(text: &str, path: &Path, online: &CoreSet) -> Result<Config, ConfigErrors> {
+        validate::parse(text, path, online)
+    }
+
+    /// Problems with features the file may describe but this build's
+    /// dataplane cannot run yet, with positions; empty when everything is
+    /// supported. Kept out of parsing so files stay valid as the dataplane
+    /// grows; `shardnet run` and `shardnet check` refuse a config with any.
+    pub fn check_supported(&self) -> Vec<ConfigError> {
+        let mut out = Vec::new();
+        let at = |p: Option<Position>| p.unwrap_or(Position { line: 1, column: 1 });
+        if self.dataplane.backend == Backend::Dpdk && !cfg!(feature = "dpdk") {
+            out.push(ConfigError::new(
+                at(self.positions.backend),
+                "backend \"dpdk\" needs shardnet built with the \"dpdk\" feature; \
+                 use backend = \"af_packet\" or rebuild",
+            ));
+        }
+        if self.kernel.enabled {
+            out.push(ConfigError::new(
+                at(self.positions.kernel_enabled),
+                "the kernel exception port is not implemented yet in this build; \
+                 set enabled = false",
+            ));
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            if rule.protocol == Protocol::Tcp {
+                if let Action::Service(s) = rule.action {
+                    out.push(ConfigError::new(
+                        at(self.positions.rule_services.get(i).copied()),
+                        format!(
+                            "rule {:?}: TCP services (here {s:?}) are not implemented yet \
+                             in this build; use \"kernel\" or \"drop\" for tcp rules",
+                            rule.name,
+                            s = s.as_str()
+                        ),
+                    ));
+                }
+            }
+        }
+        out.sort_by_key(ConfigError::position);
+        out
+    }
+
+    /// A short multi-line summary (no trailing newline), as printed by
+    /// `shardnet check`.
+    pub fn summary(&self) -> String {
+        let mut lines = Vec::new();
+        let dp = &self.dataplane;
+        let backend = match dp.backend {
+            Backend::AfPacket => format!(
+                "af_packet on {}",
+                self.af_packet
+                    .as_ref()
+                    .map_or("?", |a| a.interface.as_str())
+            ),
+            Backend::Dpdk => {
+                let mut s = format!(
+                    "dpdk port {}, {} mbufs per worker",
+                    self.dpdk.port, self.dpdk.mbufs_per_worker
+                );
+                if !self.dpdk.eal_args.is_empty() {
+                    s.push_str(&format!(", EAL args {}", self.dpdk.eal_args.join(" ")));
+                }
+                s
+            }
+        };
+        lines.push(format!("backend:   {backend}"));
+        let workers: Vec<String> = dp.workers.iter().map(usize::to_string).collect();
+        lines.push(format!(
+            "workers:   {} on cores {}, control thread on core {}, idle {}",
+            dp.workers.len(),
+            workers.join(","),
+            dp.control_core,
+            dp.idle
+        ));
+        let i = &self.interface;
+        let mut iface = format!("{}/{}", i.address, i.prefix_len);
+        if let Some(gw) = i.gateway {
+            iface.push_str(&format!(" via {gw}"));
+        }
+        match i.mac {
+            MacSetting::Auto => iface.push_str(", mac auto"),
+            MacSetting::Fixed(m) => iface.push_str(&format!(", mac {}", format_mac(m))),
+        }
+        lines.push(format!("interface: {iface}"));
+        lines.push(if self.kernel.enabled {
+            format!("kernel:    {} {:?}", self.kernel.kind, self.kernel.name)
+        } else {
+            "kernel:    disabled".to_owned()
+        });
+        lines.push(match self.metrics.listen {
+            Some(addr) => format!("metrics:   http://{addr}/metrics"),
+            None => "metrics:   disabled".to_owned(),
+        });
+        if let Some(p) = &self.debug.flow_record {
+            lines.push(format!("debug:     flow records to {}*", p.display()));
+        }
+        lines.push(format!(
+            "rules:     {} (first match wins)",
+            self.rules.len()
+        ));
+        let width = self
+            .rules
+            .iter()
+            .map(|r| r.name.chars().count())
+            .max()
+            .unwrap_or(0);
+        for (n, r) in self.rules.iter().enumerate() {
+            lines.push(format!(
+                "  {:>3}. {:<width$}  {} {} -> {}",
+                n + 1,
+                r.name,
+                r.protocol,
+                r.ports_string(),
+                r.action
+            ));
+        }
+        lines.push(format!("  default -> {}", self.default_action));
+        lines.join("\n")
+    }
+}
+
+/// `02:00:00:00:00:02`.
+pub fn format_mac(mac: [u8; 6]) -> String {
+    let parts: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+    parts.join(":")
+}

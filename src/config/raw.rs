@@ -1,0 +1,216 @@
+//! The file as written: every value optional and spanned, so that validation
+//! can report all problems with their positions. Only syntax and structure
+//! (unknown keys, wrong value types) stop deserialization early.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// `Option<Spanned<T>>`: a key that may be absent, with its value's span.
+pub(super) type Opt<T> = Option<Spanned<T>>;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    pub dataplane: Opt<RawDataplane>,
+    pub dpdk: Opt<RawDpdk>,
+    pub af_packet: Opt<RawAfPacket>,
+    pub interface: Opt<RawInterface>,
+    pub kernel: Opt<RawKernel>,
+    pub metrics: Opt<RawMetrics>,
+    #[serde(default)]
+    pub rule: Vec<Spanned<RawRule>>,
+    pub default: Opt<RawDefault>,
+    pub debug: Opt<RawDebug>,
+}
+
+/// `[dataplane]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDataplane {
+    pub backend: Opt<String>,
+    pub workers: Opt<Vec<Spanned<i64>>>,
+    pub control_core: Opt<i64>,
+    pub idle: Opt<String>,
+}
+
+/// `[dpdk]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDpdk {
+    pub eal_args: Opt<Vec<Spanned<String>>>,
+    pub port: Opt<i64>,
+    pub mbufs_per_worker: Opt<i64>,
+}
+
+/// `[af_packet]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAfPacket {
+    pub interface: Opt<String>,
+}
+
+/// `[interface]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInterface {
+    pub address: Opt<String>,
+    pub gateway: Opt<String>,
+    pub mac: Opt<String>,
+}
+
+/// `[kernel]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKernel {
+    pub enabled: Opt<bool>,
+    pub kind: Opt<String>,
+    pub name: Opt<String>,
+}
+
+/// `[metrics]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub listen: Opt<String>,
+}
+
+/// One `[[rule]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    pub name: Opt<String>,
+    pub protocol: Opt<String>,
+    pub ports: Opt<RawPorts>,
+    pub service: Opt<String>,
+}
+
+/// `[default]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDefault {
+    pub action: Opt<String>,
+}
+
+/// `[debug]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDebug {
+    pub flow_record: Opt<String>,
+}
+
+/// The sections and the keys each accepts, in the order of the structs above;
+/// used to name the section in "unknown key" messages. Kept in step with the
+/// structs by a test.
+pub(super) const SECTIONS: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "dataplane",
+            "dpdk",
+            "af_packet",
+            "interface",
+            "kernel",
+            "metrics",
+            "rule",
+            "default",
+            "debug",
+        ],
+    ),
+    ("dataplane", &["backend", "workers", "control_core", "idle"]),
+    ("dpdk", &["eal_args", "port", "mbufs_per_worker"]),
+    ("af_packet", &["interface"]),
+    ("interface", &["address", "gateway", "mac"]),
+    ("kernel", &["enabled", "kind", "name"]),
+    ("metrics", &["listen"]),
+    ("[rule]", &["name", "protocol", "ports", "service"]),
+    ("default", &["action"]),
+    ("debug", &["flow_record"]),
+];
+
+/// `ports = 7`, `ports = "8000-8100"` or `ports = [80, "8000-8100"]`.
+#[derive(Debug)]
+pub(super) enum RawPorts {
+    /// A single integer or string.
+    One(PortItem),
+    /// An array, each element with its own span.
+    List(Vec<Spanned<PortItem>>),
+}
+
+/// One element of `ports`.
+#[derive(Debug)]
+pub(super) enum PortItem {
+    /// An integer, not yet range-checked.
+    Int(i64),
+    /// A string: `"7"` or `"8000-8100"`, not yet parsed.
+    Str(String),
+}
+
+const PORT_EXPECTING: &str = "a port number or a range like \"8000-8100\"";
+
+struct PortItemVisitor;
+
+impl Visitor<'_> for PortItemVisitor {
+    type Value = PortItem;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(PORT_EXPECTING)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<PortItem, E> {
+        Ok(PortItem::Int(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<PortItem, E> {
+        Ok(PortItem::Int(i64::try_from(v).unwrap_or(i64::MAX)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<PortItem, E> {
+        Ok(PortItem::Str(v.to_owned()))
+    }
+}
+
+impl<'de> Deserialize<'de> for PortItem {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(PortItemVisitor)
+    }
+}
+
+struct PortsVisitor;
+
+impl<'de> Visitor<'de> for PortsVisitor {
+    type Value = RawPorts;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a port, a range like \"8000-8100\", or an array of them")
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawPorts, E> {
+        PortItemVisitor.visit_i64(v).map(RawPorts::One)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawPorts, E> {
+        PortItemVisitor.visit_u64(v).map(RawPorts::One)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawPorts, E> {
+        PortItemVisitor.visit_str(v).map(RawPorts::One)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawPorts, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Spanned<PortItem>>()? {
+            items.push(item);
+        }
+        Ok(RawPorts::List(items))
+    }
+}
+
+impl<'de> Deserialize<'de> for RawPorts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(PortsVisitor)
+    }
+}

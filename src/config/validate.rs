@@ -1,0 +1,900 @@
+//! From the raw spanned file to a [`Config`], collecting every problem.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::raw::{self, PortItem, RawFile, RawPorts};
+use super::{
+    prefix_mask, Action, AfPacketConfig, Backend, Config, ConfigError, ConfigErrors, CoreSet,
+    Dataplane, DebugConfig, DefaultAction, DpdkConfig, IdleMode, InterfaceConfig, KernelConfig,
+    KernelKind, MacSetting, MetricsConfig, Position, Positions, Protocol, Rule, ServiceKind,
+    MAX_RULES, MIN_MBUFS_PER_WORKER,
+};
+
+/// Byte offsets to 1-based line and character column.
+pub(super) struct LineIndex<'a> {
+    text: &'a str,
+    /// Byte offset of the start of each line.
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub(super) fn new(text: &'a str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        LineIndex { text, starts }
+    }
+
+    pub(super) fn position(&self, offset: usize) -> Position {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let start = self.starts[line - 1];
+        let mut column = self.text[start..offset].chars().count() + 1;
+        if start == 0 && self.text.starts_with('\u{feff}') && offset > 0 {
+            column -= 1;
+        }
+        Position { line, column }
+    }
+}
+
+struct Validator<'a> {
+    index: LineIndex<'a>,
+    online: &'a CoreSet,
+    errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
+}
+
+/// Where to report something: a byte offset into the text.
+type At = usize;
+
+/// The position for a missing section: the top of the file.
+const TOP: At = 0;
+
+fn at<T>(s: &Spanned<T>) -> At {
+    s.span().start
+}
+
+pub(super) fn parse(text: &str, path: &Path, online: &CoreSet) -> Result<Config, ConfigErrors> {
+    let index = LineIndex::new(text);
+    let raw: RawFile = toml::from_str(text).map_err(|e| ConfigErrors {
+        path: path.to_owned(),
+        errors: vec![serde_error(text, &index, &e)],
+    })?;
+    let mut v = Validator {
+        index,
+        online,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let config = v.file(&raw, path);
+    if v.errors.is_empty() {
+        let mut config = config;
+        v.warnings.sort_by_key(ConfigError::position);
+        config.warnings = v.warnings;
+        Ok(config)
+    } else {
+        v.errors.sort_by_key(ConfigError::position);
+        v.errors.dedup();
+        Err(ConfigErrors {
+            path: path.to_owned(),
+            errors: v.errors,
+        })
+    }
+}
+
+impl Validator<'_> {
+    fn error(&mut self, at: At, message: impl Into<String>) {
+        let pos = self.index.position(at);
+        self.errors.push(ConfigError::new(pos, message));
+    }
+
+    fn warn(&mut self, at: At, message: impl Into<String>) {
+        let pos = self.index.position(at);
+        self.warnings.push(ConfigError::new(pos, message));
+    }
+
+    fn file(&mut self, raw: &RawFile, path: &Path) -> Config {
+        let (dataplane, backend_at) = self.dataplane(raw.dataplane.as_ref());
+        let dpdk = self.dpdk(raw.dpdk.as_ref());
+        let af_packet = self.af_packet(raw.af_packet.as_ref());
+        if let Some((backend, b_at)) = backend_at {
+            match backend {
+                Backend::AfPacket => {
+                    if raw.af_packet.is_none() {
+                        self.error(
+                            b_at,
+                            "backend \"af_packet\" needs an [af_packet] section with interface",
+                        );
+                    }
+                    if let Some(d) = &raw.dpdk {
+                        self.warn(at(d), "[dpdk] is ignored with backend \"af_packet\"");
+                    }
+                }
+                Backend::Dpdk => {
+                    if let Some(a) = &raw.af_packet {
+                        self.warn(at(a), "[af_packet] is ignored with backend \"dpdk\"");
+                    }
+                }
+            }
+        }
+        let interface = self.interface(raw.interface.as_ref());
+        let (kernel, kernel_enabled) = self.kernel(raw.kernel.as_ref());
+        let metrics = self.metrics(raw.metrics.as_ref());
+        let (rules, rule_services) = self.rules(&raw.rule);
+        let (default_action, default_at) = self.default(raw.default.as_ref());
+        let debug = self.debug(raw.debug.as_ref());
+
+        if dataplane.backend == Backend::Dpdk && backend_at.is_some() && !kernel.enabled {
+            let to_kernel = default_action == DefaultAction::Kernel
+                || rules.iter().any(|r| r.action == Action::Kernel);
+            if to_kernel {
+                self.warn(
+                    default_at.unwrap_or(TOP),
+                    "with backend \"dpdk\" and [kernel] not enabled, \
+                     packets for the kernel are dropped",
+                );
+            }
+        }
+
+        Config {
+            path: path.to_owned(),
+            dataplane,
+            dpdk,
+            af_packet,
+            interface,
+            kernel,
+            metrics,
+            rules,
+            default_action,
+            debug,
+            warnings: Vec::new(),
+            positions: Positions {
+                backend: backend_at.map(|(_, a)| self.index.position(a)),
+                kernel_enabled: kernel_enabled.map(|a| self.index.position(a)),
+                rule_services: rule_services
+                    .into_iter()
+                    .map(|a| self.index.position(a))
+                    .collect(),
+            },
+        }
+    }
+
+    /// A core number that must be online.
+    fn core(&mut self, value: i64, at: At) -> Option<usize> {
+        let Ok(core) = usize::try_from(value) else {
+            self.error(
+                at,
+                format!("core {value} is not a core number (cores count from 0)"),
+            );
+            return None;
+        };
+        if !self.online.contains(core) {
+            let online = self.online;
+            let are = if online.len() == 1 { "core" } else { "cores" };
+            let verb = if online.len() == 1 { "is" } else { "are" };
+            self.error(
+                at,
+                format!(
+                    "core {core} does not exist on this machine ({are} {online} {verb} online)"
+                ),
+            );
+            return None;
+        }
+        Some(core)
+    }
+
+    fn dataplane(
+        &mut self,
+        raw: Option<&Spanned<raw::RawDataplane>>,
+    ) -> (Dataplane, Option<(Backend, At)>) {
+        let mut out = Dataplane {
+            backend: Backend::Dpdk,
+            workers: Vec::new(),
+            control_core: 0,
+            idle: IdleMode::Busy,
+        };
+        let Some(sec) = raw else {
+            self.error(
+                TOP,
+                "missing [dataplane] section; it needs backend and workers",
+            );
+            return (out, None);
+        };
+        let head = at(sec);
+        let d = sec.get_ref();
+        let mut backend = None;
+        match &d.backend {
+            None => self.error(
+                head,
+                "[dataplane] needs backend = \"dpdk\" or \"af_packet\"",
+            ),
+            Some(b) => match b.get_ref().as_str() {
+                "dpdk" => backend = Some((Backend::Dpdk, at(b))),
+                "af_packet" => backend = Some((Backend::AfPacket, at(b))),
+                other => self.error(
+                    at(b),
+                    format!("unknown backend {other:?}; expected \"dpdk\" or \"af_packet\""),
+                ),
+            },
+        }
+        if let Some((b, _)) = backend {
+            out.backend = b;
+        }
+        match &d.workers {
+            None => self.error(
+                head,
+                "[dataplane] needs workers, the list of worker cores (like workers = [1])",
+            ),
+            Some(list) if list.get_ref().is_empty() => {
+                self.error(at(list), "workers must not be empty")
+            }
+            Some(list) => {
+                let mut seen = HashMap::new();
+                for w in list.get_ref() {
+                    if let Some(core) = self.core(*w.get_ref(), at(w)) {
+                        if seen.insert(core, at(w)).is_some() {
+                            self.error(at(w), format!("worker core {core} is listed twice"));
+                        } else {
+                            out.workers.push(core);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(c) = &d.control_core {
+            if let Some(core) = self.core(*c.get_ref(), at(c)) {
+                out.control_core = core;
+            }
+        }
+        let control_at = d.control_core.as_ref().map_or(head, at);
+        if out.workers.contains(&out.control_core) && self.online.contains(out.control_core) {
+            self.warn(
+                control_at,
+                format!(
+                    "control_core {} is also a worker core; the control thread will share it \
+                     with a worker (fine for tests, give it its own core in production)",
+                    out.control_core
+                ),
+            );
+        }
+        if let Some(idle) = &d.idle {
+            match idle.get_ref().as_str() {
+                "busy" => out.idle = IdleMode::Busy,
+                "adaptive" => out.idle = IdleMode::Adaptive,
+                other => self.error(
+                    at(idle),
+                    format!("unknown idle mode {other:?}; expected \"busy\" or \"adaptive\""),
+                ),
+            }
+        }
+        (out, backend)
+    }
+
+    fn dpdk(&mut self, raw: Option<&Spanned<raw::RawDpdk>>) -> DpdkConfig {
+        let mut out = DpdkConfig::default();
+        let Some(sec) = raw else { return out };
+        let d = sec.get_ref();
+        if let Some(args) = &d.eal_args {
+            for arg in args.get_ref() {
+                let a = arg.get_ref();
+                let core_opt = ["-l", "-c", "--lcores", "--main-lcore", "--master-lcore"]
+                    .into_iter()
+                    .find(|o| {
+                        a == o
+                            || (o.starts_with("--") && a.starts_with(&format!("{o}=")))
+                            || (!o.starts_with("--") && a.starts_with(o))
+                    });
+                match core_opt {
+                    Some(o) => self.error(
+                        at(arg),
+                        format!(
+                            "eal_args must not set cores ({o}); shardnet derives the EAL core \
+                             list from workers and control_core"
+                        ),
+                    ),
+                    None => out.eal_args.push(a.clone()),
+                }
+            }
+        }
+        if let Some(p) = &d.port {
+            out.port = self.u16(*p.get_ref(), at(p)).unwrap_or(0);
+        }
+        if let Some(m) = &d.mbufs_per_worker {
+            let n = *m.get_ref();
+            if (0..i64::from(MIN_MBUFS_PER_WORKER)).contains(&n) {
+                self.error(
+                    at(m),
+                    format!(
+                        "mbufs_per_worker {n} is too small; use at least {MIN_MBUFS_PER_WORKER} \
+                         (the default is {})",
+                        super::DEFAULT_MBUFS_PER_WORKER
+                    ),
+                );
+            } else {
+                match u32::try_from(n) {
+                    Ok(n) => out.mbufs_per_worker = n,
+                    Err(_) => self.error(
+                        at(m),
+                        format!(
+                            "mbufs_per_worker {n} is out of range {MIN_MBUFS_PER_WORKER}-{}",
+                            u32::MAX
+                        ),
+                    ),
+                }
+            }
+        }
+        out
+    }
+
+    /// A port number (UDP/TCP or DPDK port id).
+    fn u16(&mut self, value: i64, at: At) -> Option<u16> {
+        match u16::try_from(value) {
+            Ok(p) => Some(p),
+            Err(_) => {
+                self.error(at, format!("port {value} is out of range 0-65535"));
+                None
+            }
+        }
+    }
+
+    fn ifname(&mut self, name: &Spanned<String>) -> Option<String> {
+        let n = name.get_ref();
+        let ok = !n.is_empty()
+            && n.len() <= 15
+            && n != "."
+            && n != ".."
+            && !n
+                .chars()
+                .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+        if ok {
+            Some(n.clone())
+        } else {
+            self.error(
+                at(name),
+                format!(
+                    "{n:?} is not a valid interface name (1-15 bytes, no '/', ':' or whitespace)"
+                ),
+            );
+            None
+        }
+    }
+
+    fn af_packet(&mut self, raw: Option<&Spanned<raw::RawAfPacket>>) -> Option<AfPacketConfig> {
+        let sec = raw?;
+        match &sec.get_ref().interface {
+            None => {
+                self.error(
+                    at(sec),
+                    "[af_packet] needs interface = \"NAME\" (like \"eth1\")",
+                );
+                None
+            }
+            Some(name) => self
+                .ifname(name)
+                .map(|interface| AfPacketConfig { interface }),
+        }
+    }
+
+    fn interface(&mut self, raw: Option<&Spanned<raw::RawInterface>>) -> InterfaceConfig {
+        let mut out = InterfaceConfig {
+            address: Ipv4Addr::UNSPECIFIED,
+            prefix_len: 0,
+            gateway: None,
+            mac: MacSetting::Auto,
+        };
+        let Some(sec) = raw else {
+            self.error(
+                TOP,
+                "missing [interface] section; it needs address (like address = \"198.18.0.2/24\")",
+            );
+            return out;
+        };
+        let i = sec.get_ref();
+        let mut have_address = false;
+        match &i.address {
+            None => self.error(
+                at(sec),
+                "[interface] needs address (like address = \"198.18.0.2/24\")",
+            ),
+            Some(a) => match parse_cidr(a.get_ref()) {
+                Err(msg) => self.error(at(a), msg),
+                Ok((addr, len)) => match host_problem(addr, len) {
+                    Some(msg) => self.error(at(a), msg),
+                    None => {
+                        out.address = addr;
+                        out.prefix_len = len;
+                        have_address = true;
+                    }
+                },
+            },
+        }
+        if let Some(g) = &i.gateway {
+            match g.get_ref().parse::<Ipv4Addr>() {
+                Err(_) => self.error(
+                    at(g),
+                    format!(
+                        "{:?} is not an IPv4 address (like \"198.18.0.1\")",
+                        g.get_ref()
+                    ),
+                ),
+                Ok(gw) if have_address && gw == out.address => {
+                    self.error(at(g), format!("gateway {gw} is the stack's own address"))
+                }
+                Ok(gw) if have_address && !out.contains(gw) => self.error(
+                    at(g),
+                    format!(
+                        "gateway {gw} is outside {}/{}",
+                        out.network(),
+                        out.prefix_len
+                    ),
+                ),
+                Ok(gw) => out.gateway = Some(gw),
+            }
+        }
+        if let Some(m) = &i.mac {
+            match parse_mac(m.get_ref()) {
+                Ok(mac) => out.mac = mac,
+                Err(msg) => self.error(at(m), msg),
+            }
+        }
+        out
+    }
+
+    fn kernel(&mut self, raw: Option<&Spanned<raw::RawKernel>>) -> (KernelConfig, Option<At>) {
+        let mut out = KernelConfig::default();
+        let Some(sec) = raw else { return (out, None) };
+        let k = sec.get_ref();
+        let mut enabled_at = None;
+        if let Some(e) = &k.enabled {
+            out.enabled = *e.get_ref();
+            enabled_at = Some(at(e));
+        }
+        if let Some(kind) = &k.kind {
+            match kind.get_ref().as_str() {
+                "virtio-user" => out.kind = KernelKind::VirtioUser,
+                "tap" => out.kind = KernelKind::Tap,
+                other => self.error(
+                    at(kind),
+                    format!("unknown kernel kind {other:?}; expected \"virtio-user\" or \"tap\""),
+                ),
+            }
+        }
+        if let Some(name) = &k.name {
+            if let Some(n) = self.ifname(name) {
+                out.name = n;
+            }
+        }
+        (out, enabled_at)
+    }
+
+    fn metrics(&mut self, raw: Option<&Spanned<raw::RawMetrics>>) -> MetricsConfig {
+        let mut out = MetricsConfig::default();
+        if let Some(l) = raw.and_then(|s| s.get_ref().listen.as_ref()) {
+            match l.get_ref().parse::<SocketAddr>() {
+                Ok(addr) => out.listen = Some(addr),
+                Err(_) => self.error(
+                    at(l),
+                    format!(
+                        "{:?} is not a socket address (like \"127.0.0.1:9464\")",
+                        l.get_ref()
+                    ),
+                ),
+            }
+        }
+        out
+    }
+
+    fn rules(&mut self, raw: &[Spanned<raw::RawRule>]) -> (Vec<Rule>, Vec<At>) {
+        let mut rules = Vec::new();
+        let mut service_at = Vec::new();
+        let mut heads = Vec::new();
+        let mut names: HashMap<String, At> = HashMap::new();
+        if raw.len() > MAX_RULES {
+            self.error(
+                at(&raw[MAX_RULES]),
+                format!(
+                    "too many rules ({}); at most {MAX_RULES} are allowed",
+                    raw.len()
+                ),
+            );
+        }
+        for r in raw {
+            let head = at(r);
+            let rr = r.get_ref();
+            let errors_before = self.errors.len();
+            let mut name = String::new();
+            match &rr.name {
+                None => self.error(head, "[[rule]] needs a name (like name = \"echo\")"),
+                Some(n) if n.get_ref().trim().is_empty() => {
+                    self.error(at(n), "rule name must not be empty")
+                }
+                Some(n) => {
+                    name = n.get_ref().clone();
+                    if let Some(&first) = names.get(&name) {
+                        let line = self.index.position(first).line;
+                        self.error(
+                            at(n),
+                            format!("rule name {name:?} is used twice (first on line {line})"),
+                        );
+                    } else {
+                        names.insert(name.clone(), at(n));
+                    }
+                }
+            }
+            let mut protocol = None;
+            match &rr.protocol {
+                None => self.error(head, "[[rule]] needs protocol = \"udp\" or \"tcp\""),
+                Some(p) => match p.get_ref().as_str() {
+                    "udp" => protocol = Some(Protocol::Udp),
+                    "tcp" => protocol = Some(Protocol::Tcp),
+                    other => self.error(
+                        at(p),
+                        format!("unknown protocol {other:?}; expected \"udp\" or \"tcp\""),
+                    ),
+                },
+            }
+            let ports = match &rr.ports {
+                None => {
+                    self.error(
+                        head,
+                        "[[rule]] needs ports (like ports = \"8000-8100\" or [80, 443])",
+                    );
+                    Vec::new()
+                }
+                Some(p) => self.ports(p),
+            };
+            let mut action = None;
+            match &rr.service {
+                None => self.error(
+                    head,
+                    "[[rule]] needs service (a built-in service, \"kernel\" or \"drop\")",
+                ),
+                Some(s) => {
+                    let a = match s.get_ref().as_str() {
+                        "echo" => Some(Action::Service(ServiceKind::Echo)),
+                        "discard" => Some(Action::Service(ServiceKind::Discard)),
+                        "http" => Some(Action::Service(ServiceKind::Http)),
+                        "kernel" => Some(Action::Kernel),
+                        "drop" => Some(Action::Drop),
+                        other => {
+                            self.error(
+                                at(s),
+                                format!(
+                                    "unknown service {other:?}; expected one of echo, discard, \
+                                     http, kernel, drop"
+                                ),
+                            );
+                            None
+                        }
+                    };
+                    if let (Some(Action::Service(kind)), Some(proto)) = (a, protocol) {
+                        if !kind.supports(proto) {
+                            self.error(
+                                at(s),
+                                format!(
+                                    "service {:?} runs over tcp only, but this rule has \
+                                     protocol = \"{proto}\"",
+                                    kind.as_str()
+                                ),
+                            );
+                        }
+                    }
+                    action = a.map(|a| (a, at(s)));
+                }
+            }
+            if self.errors.len() == errors_before {
+                if let (Some(protocol), Some((action, s_at))) = (protocol, action) {
+                    rules.push(Rule {
+                        name,
+                        protocol,
+                        ports,
+                        action,
+                    });
+                    service_at.push(s_at);
+                    heads.push(head);
+                }
+            }
+        }
+        self.shadowed(&rules, &heads);
+        (rules, service_at)
+    }
+
+    /// Warns about rules that earlier rules hide completely.
+    fn shadowed(&mut self, rules: &[Rule], heads: &[At]) {
+        let mut claimed = [vec![0u64; 1024], vec![0u64; 1024]];
+        for (rule, &head) in rules.iter().zip(heads) {
+            let bits = &mut claimed[rule.protocol as usize];
+            let mut reachable = false;
+            for range in &rule.ports {
+                for port in range.clone() {
+                    let (w, b) = (usize::from(port) / 64, port % 64);
+                    if bits[w] & (1 << b) == 0 {
+                        reachable = true;
+                        bits[w] |= 1 << b;
+                    }
+                }
+            }
+            if !reachable {
+                self.warn(
+                    head,
+                    format!(
+                        "rule {:?} never matches: earlier rules claim all of its ports",
+                        rule.name
+                    ),
+                );
+            }
+        }
+    }
+
+    fn ports(&mut self, p: &Spanned<RawPorts>) -> Vec<RangeInclusive<u16>> {
+        match p.get_ref() {
+            RawPorts::One(item) => self.port_item(item, at(p)).into_iter().collect(),
+            RawPorts::List(items) if items.is_empty() => {
+                self.error(at(p), "ports must not be empty");
+                Vec::new()
+            }
+            RawPorts::List(items) => items
+                .iter()
+                .filter_map(|i| self.port_item(i.get_ref(), at(i)))
+                .collect(),
+        }
+    }
+
+    fn port_item(&mut self, item: &PortItem, at: At) -> Option<RangeInclusive<u16>> {
+        let s = match item {
+            PortItem::Int(n) => return self.u16(*n, at).map(|p| p..=p),
+            PortItem::Str(s) => s,
+        };
+        let not_ports =
+            || format!("{s:?} is not a port or a port range (like \"80\" or \"8000-8100\")");
+        let number = |t: &str| -> Option<u64> {
+            let t = t.trim();
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+                None
+            } else {
+                Some(t.parse().unwrap_or(u64::MAX))
+            }
+        };
+        let in_range = |v: &mut Self, n: u64| match u16::try_from(n) {
+            Ok(p) => Some(p),
+            Err(_) => {
+                let shown = if n == u64::MAX {
+                    "number".to_owned()
+                } else {
+                    n.to_string()
+                };
+                v.error(at, format!("port {shown} is out of range 0-65535"));
+                None
+            }
+        };
+        match s.split_once('-') {
+            None => match number(s) {
+                None => {
+                    self.error(at, not_ports());
+                    None
+                }
+                Some(n) => in_range(self, n).map(|p| p..=p),
+            },
+            Some((a, b)) => match (number(a), number(b)) {
+                (Some(a), Some(b)) => {
+                    let a = in_range(self, a)?;
+                    let b = in_range(self, b)?;
+                    if a > b {
+                        self.error(at, format!("port range {s:?} is reversed"));
+                        None
+                    } else {
+                        Some(a..=b)
+                    }
+                }
+                _ => {
+                    self.error(at, not_ports());
+                    None
+                }
+            },
+        }
+    }
+
+    fn default(&mut self, raw: Option<&Spanned<raw::RawDefault>>) -> (DefaultAction, Option<At>) {
+        let Some(sec) = raw else {
+            return (DefaultAction::Kernel, None);
+        };
+        match &sec.get_ref().action {
+            None => {
+                self.error(at(sec), "[default] needs action = \"kernel\" or \"drop\"");
+                (DefaultAction::Kernel, None)
+            }
+            Some(a) => match a.get_ref().as_str() {
+                "kernel" => (DefaultAction::Kernel, Some(at(a))),
+                "drop" => (DefaultAction::Drop, Some(at(a))),
+                other => {
+                    self.error(
+                        at(a),
+                        format!(
+                            "unknown default action {other:?}; expected \"kernel\" or \"drop\""
+                        ),
+                    );
+                    (DefaultAction::Kernel, None)
+                }
+            },
+        }
+    }
+
+    fn debug(&mut self, raw: Option<&Spanned<raw::RawDebug>>) -> DebugConfig {
+        let mut out = DebugConfig::default();
+        if let Some(f) = raw.and_then(|s| s.get_ref().flow_record.as_ref()) {
+            if f.get_ref().is_empty() {
+                self.error(
+                    at(f),
+                    "flow_record must not be empty (leave it out to disable)",
+                );
+            } else {
+                out.flow_record = Some(PathBuf::from(f.get_ref()));
+            }
+        }
+        out
+    }
+}
+
+/// `198.18.0.2/24`.
+fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let generic = || format!("{s:?} is not an IPv4 address with prefix (like \"198.18.0.2/24\")");
+    let (addr, len) = s.split_once('/').ok_or_else(generic)?;
+    let addr: Ipv4Addr = addr.parse().map_err(|_| generic())?;
+    if len.is_empty() || len.len() > 3 || !len.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(generic());
+    }
+    let len: u8 = len.parse().map_err(|_| generic())?;
+    if len > 32 {
+        return Err(format!("prefix length {len} is out of range 0-32"));
+    }
+    Ok((addr, len))
+}
+
+/// Why `addr` cannot be the stack's own address in `addr/len`, if it cannot.
+fn host_problem(addr: Ipv4Addr, len: u8) -> Option<String> {
+    if addr.is_unspecified() {
+        return Some(format!(
+            "address {addr} cannot be used as the stack's address"
+        ));
+    }
+    if addr.is_multicast() || addr.is_broadcast() {
+        return Some(format!(
+            "address {addr} is a multicast or broadcast address"
+        ));
+    }
+    if addr.is_loopback() {
+        return Some(format!("address {addr} is a loopback address"));
+    }
+    if len <= 30 {
+        let mask = prefix_mask(len);
+        let host = u32::from(addr) & !mask;
+        let network = Ipv4Addr::from(u32::from(addr) & mask);
+        if host == 0 {
+            return Some(format!(
+                "address {addr} is the network address of {network}/{len}; use a host address"
+            ));
+        }
+        if host == !mask {
+            return Some(format!(
+                "address {addr} is the broadcast address of {network}/{len}; use a host address"
+            ));
+        }
+    }
+    None
+}
+
+/// `"auto"` or `xx:xx:xx:xx:xx:xx` (unicast, not all zero).
+fn parse_mac(s: &str) -> Result<MacSetting, String> {
+    if s == "auto" {
+        return Ok(MacSetting::Auto);
+    }
+    let mut mac = [0u8; 6];
+    let parts: Vec<&str> = s.split(':').collect();
+    let well_formed = parts.len() == 6
+        && parts.iter().zip(mac.iter_mut()).all(|(p, b)| {
+            p.len() == 2
+                && p.bytes().all(|c| c.is_ascii_hexdigit())
+                && u8::from_str_radix(p, 16).map(|v| *b = v).is_ok()
+        });
+    if !well_formed {
+        return Err(format!(
+            "{s:?} is not a MAC address; use \"auto\" or the xx:xx:xx:xx:xx:xx form \
+             (like \"02:00:00:00:00:02\")"
+        ));
+    }
+    if mac[0] & 1 != 0 {
+        return Err(format!(
+            "{s:?} is a multicast MAC address; the stack needs a unicast one \
+             (the first byte must be even, like \"02:00:00:00:00:02\")"
+        ));
+    }
+    if mac == [0; 6] {
+        return Err(format!("{s:?} is not a usable MAC address"));
+    }
+    Ok(MacSetting::Fixed(mac))
+}
+
+/// Turns serde/toml's first error into a positioned, friendlier one.
+fn serde_error(text: &str, index: &LineIndex, e: &toml::de::Error) -> ConfigError {
+    let span = e.span();
+    let pos = span
+        .clone()
+        .map_or(Position::default(), |s| index.position(s.start));
+    let spanned_text = span
+        .as_ref()
+        .and_then(|s| text.get(s.clone()))
+        .unwrap_or("");
+    let msg = e.message();
+    let message = if let Some(rest) = msg.strip_prefix("unknown field `") {
+        unknown_key(text, span.as_ref().map_or(0, |s| s.start), rest)
+    } else if msg == "duplicate key" && !spanned_text.is_empty() {
+        format!("{spanned_text} is defined twice")
+    } else if msg.starts_with("invalid type: map, expected a sequence")
+        && (spanned_text == "rule" || spanned_text.starts_with("[rule"))
+    {
+        "rules are written [[rule]] (an array of tables), not [rule]".to_owned()
+    } else {
+        msg.replace("a sequence", "an array")
+            .replace("a map", "a table")
+            .replace("invalid type: ", "wrong type: ")
+    };
+    ConfigError::new(pos, message)
+}
+
+/// `rest` is serde's message after "unknown field `".
+fn unknown_key(text: &str, offset: usize, rest: &str) -> String {
+    let Some((key, expected)) = rest.split_once('`') else {
+        return format!("unknown key `{rest}");
+    };
+    let expected: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let section = raw::SECTIONS.iter().find(|(_, keys)| {
+        keys.len() == expected.len() && keys.iter().all(|k| expected.contains(k))
+    });
+    match section {
+        Some(("", keys)) => {
+            let list: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    if *k == "rule" {
+                        "[[rule]]".to_owned()
+                    } else {
+                        format!("[{k}]")
+                    }
+                })
+                .collect();
+            let line_start = text[..offset.min(text.len())]
+                .rfind('\n')
+                .map_or(0, |i| i + 1);
+            let in_header = text
+                .get(line_start..offset)
+                .is_some_and(|before| before.trim_start().starts_with('['));
+            if in_header {
+                format!(
+                    "unknown section [{key}]; expected one of {}",
+                    list.join(", ")
+                )
+            } else {
+                format!(
+                    "unknown key {key:?} outside any section; expected one of the sections {}",
+                    list.join(", ")
+                )
+            }
+        }
+        Some((name, keys)) => format!(
+            "unknown key {key:?} in [{name}]; expected one of {}",
+            keys.join(", ")
+        ),
+        None => format!(
+            "unknown key {key:?}; expected one of {}",
+            expected.join(", ")
+        ),
+    }
+}
