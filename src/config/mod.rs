@@ -474,6 +474,10 @@ impl std::error::Error for ConfigErrors {}
 
 impl Config {
     /// Reads and validates `path` against the cores online on this machine.
+    ///
+    /// # Errors
+    /// Every problem found, or a single position-less one when the file
+    /// cannot be read. Warnings do not fail: see [`Config::warnings`].
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         Config::load_with(path, &CoreSet::online())
     }
@@ -492,6 +496,10 @@ impl Config {
 
     /// Validates `text` (the contents of `path`, which is only used in
     /// messages) against the cores online on this machine.
+    ///
+    /// # Errors
+    /// The first syntax or structure error (unknown key, wrong value type),
+    /// or else every semantic problem found, in file order.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         Config::parse_with(text, path, &CoreSet::online())
     }
