@@ -575,8 +575,13 @@ impl Config {
         lines.push(format!("backend:   {backend}"));
         let workers: Vec<String> = dp.workers.iter().map(usize::to_string).collect();
         lines.push(format!(
-            "workers:   {} on cores {}, control thread on core {}, idle {}",
+            "workers:   {} on {} {}, control thread on core {}, idle {}",
             dp.workers.len(),
+            if dp.workers.len() == 1 {
+                "core"
+            } else {
+                "cores"
+            },
             workers.join(","),
             dp.control_core,
             dp.idle

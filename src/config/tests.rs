@@ -358,9 +358,11 @@ fn missing_sections_and_keys() {
             (3, 1, "[[rule]] needs service"),
         ],
     );
-    let text = format!("{MINIMAL}[default]\n[af_packet]\n");
     // [af_packet] twice is a TOML error, reported first and alone.
-    assert_eq!(errors(&text).len(), 1);
+    assert_errors(
+        &format!("{MINIMAL}[default]\n[af_packet]\n"),
+        &[(11, 2, "[af_packet] is defined twice")],
+    );
     let text = MINIMAL.replace("interface = \"veth-dut\"", "") + "[default]\n";
     assert_errors(
         &text,
@@ -841,7 +843,7 @@ fn summary_mentions_the_essentials() {
     for needle in [
         "af_packet on veth-dut",
         "198.18.0.2/24",
-        "cores 1",
+        "1 on core 1,",
         "echo  udp 7,9-10 -> echo",
         "default -> kernel",
         "metrics:   disabled",

@@ -129,20 +129,8 @@ impl Validator<'_> {
         let (kernel, kernel_enabled) = self.kernel(raw.kernel.as_ref());
         let metrics = self.metrics(raw.metrics.as_ref());
         let (rules, rule_services) = self.rules(&raw.rule);
-        let (default_action, default_at) = self.default(raw.default.as_ref());
+        let default_action = self.default(raw.default.as_ref());
         let debug = self.debug(raw.debug.as_ref());
-
-        if dataplane.backend == Backend::Dpdk && backend_at.is_some() && !kernel.enabled {
-            let to_kernel = default_action == DefaultAction::Kernel
-                || rules.iter().any(|r| r.action == Action::Kernel);
-            if to_kernel {
-                self.warn(
-                    default_at.unwrap_or(TOP),
-                    "with backend \"dpdk\" and [kernel] not enabled, \
-                     packets for the kernel are dropped",
-                );
-            }
-        }
 
         Config {
             path: path.to_owned(),
@@ -702,18 +690,18 @@ impl Validator<'_> {
         }
     }
 
-    fn default(&mut self, raw: Option<&Spanned<raw::RawDefault>>) -> (DefaultAction, Option<At>) {
+    fn default(&mut self, raw: Option<&Spanned<raw::RawDefault>>) -> DefaultAction {
         let Some(sec) = raw else {
-            return (DefaultAction::Kernel, None);
+            return DefaultAction::Kernel;
         };
         match &sec.get_ref().action {
             None => {
                 self.error(at(sec), "[default] needs action = \"kernel\" or \"drop\"");
-                (DefaultAction::Kernel, None)
+                DefaultAction::Kernel
             }
             Some(a) => match a.get_ref().as_str() {
-                "kernel" => (DefaultAction::Kernel, Some(at(a))),
-                "drop" => (DefaultAction::Drop, Some(at(a))),
+                "kernel" => DefaultAction::Kernel,
+                "drop" => DefaultAction::Drop,
                 other => {
                     self.error(
                         at(a),
@@ -721,7 +709,7 @@ impl Validator<'_> {
                             "unknown default action {other:?}; expected \"kernel\" or \"drop\""
                         ),
                     );
-                    (DefaultAction::Kernel, None)
+                    DefaultAction::Kernel
                 }
             },
         }
@@ -836,14 +824,23 @@ fn serde_error(text: &str, index: &LineIndex, e: &toml::de::Error) -> ConfigErro
     let message = if let Some(rest) = msg.strip_prefix("unknown field `") {
         unknown_key(text, span.as_ref().map_or(0, |s| s.start), rest)
     } else if msg == "duplicate key" && !spanned_text.is_empty() {
-        format!("{spanned_text} is defined twice")
+        let start = span.as_ref().map_or(0, |s| s.start);
+        if in_header(text, start) {
+            format!("[{spanned_text}] is defined twice")
+        } else {
+            format!("{spanned_text} is defined twice")
+        }
     } else if msg.starts_with("invalid type: map, expected a sequence")
         && (spanned_text == "rule" || spanned_text.starts_with("[rule"))
     {
         "rules are written [[rule]] (an array of tables), not [rule]".to_owned()
     } else {
-        msg.replace("a sequence", "an array")
+        msg.replace("invalid type: map", "invalid type: table")
+            .replace("invalid type: sequence", "invalid type: array")
+            .replace("a sequence", "an array")
             .replace("a map", "a table")
+            .replace("expected i64", "expected an integer")
+            .replace(" as i128", "")
             .replace("invalid type: ", "wrong type: ")
     };
     ConfigError::new(pos, message)
@@ -870,13 +867,7 @@ fn unknown_key(text: &str, offset: usize, rest: &str) -> String {
                     }
                 })
                 .collect();
-            let line_start = text[..offset.min(text.len())]
-                .rfind('\n')
-                .map_or(0, |i| i + 1);
-            let in_header = text
-                .get(line_start..offset)
-                .is_some_and(|before| before.trim_start().starts_with('['));
-            if in_header {
+            if in_header(text, offset) {
                 format!(
                     "unknown section [{key}]; expected one of {}",
                     list.join(", ")
@@ -897,4 +888,12 @@ fn unknown_key(text: &str, offset: usize, rest: &str) -> String {
             expected.join(", ")
         ),
     }
+}
+
+/// Whether `offset` is inside a table header (`[name]` or `[[name]]`).
+fn in_header(text: &str, offset: usize) -> bool {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    text.get(line_start..offset)
+        .is_some_and(|before| before.trim_start().starts_with('['))
 }
