@@ -111,6 +111,32 @@ pub fn update_u32(old_checksum: u16, old: u32, new: u32) -> u16 {
     !fold(acc)
 }
 
+/// Completes a transport checksum that the sender left partial, as Linux does
+/// for `CHECKSUM_PARTIAL` (an AF_PACKET frame with `TP_STATUS_CSUMNOTREADY`,
+/// a virtio-net header with `NEEDS_CSUM`): the 16-bit field at
+/// `csum_start + csum_offset` holds the non-complemented pseudo-header sum,
+/// and the checksum is the complement of the sum of every byte from
+/// `csum_start` to the end of `packet`, that field included. A result of 0 is
+/// written as 0xffff (Linux's `CSUM_MANGLED_0`; required for UDP, harmless for
+/// TCP, where both encode the same sum).
+///
+/// `packet` must end where the transport payload ends (no Ethernet padding).
+/// Returns `Err(Truncated)` if the field lies outside `packet`.
+pub fn complete_partial(
+    packet: &mut [u8],
+    csum_start: usize,
+    csum_offset: usize,
+) -> super::Result<()> {
+    let field = csum_start
+        .checked_add(csum_offset)
+        .filter(|&f| f.checked_add(2).is_some_and(|end| end <= packet.len()))
+        .ok_or(super::WireError::Truncated)?;
+    let cks = !data(&packet[csum_start..]);
+    let cks = if cks == 0 { 0xffff } else { cks };
+    packet[field..field + 2].copy_from_slice(&cks.to_be_bytes());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +216,33 @@ mod tests {
         assert_eq!(
             pseudo_header(src, dst, IpProtocol::Tcp, 0x0001_0002),
             data(&big)
+        );
+    }
+
+    #[test]
+    fn complete_partial_udp_checksum() {
+        // The captured datagram "hello shardnet" 10.99.0.1:40000 ->
+        // 10.99.0.2:5353 (IPv4 header + UDP), whose real checksum is 0x5720,
+        // with its checksum field replaced by the pseudo-header sum, as a
+        // sender with TX checksum offload hands it over.
+        let mut ip = [
+            0x45, 0x00, 0x00, 0x2a, 0x15, 0xa4, 0x40, 0x00, 0x40, 0x11, 0x10, 0x57, 0x0a, 0x63,
+            0x00, 0x01, 0x0a, 0x63, 0x00, 0x02, 0x9c, 0x40, 0x14, 0xe9, 0x00, 0x16, 0x57, 0x20,
+            0x68, 0x65, 0x6c, 0x6c, 0x6f, 0x20, 0x73, 0x68, 0x61, 0x72, 0x64, 0x6e, 0x65, 0x74,
+        ];
+        let src = Ipv4Addr::new(10, 99, 0, 1);
+        let dst = Ipv4Addr::new(10, 99, 0, 2);
+        let partial = pseudo_header(src, dst, IpProtocol::Udp, 22);
+        ip[26..28].copy_from_slice(&partial.to_be_bytes());
+        complete_partial(&mut ip, 20, 6).unwrap();
+        assert_eq!(&ip[26..28], &[0x57, 0x20]);
+        assert_eq!(
+            complete_partial(&mut ip, 20, 21),
+            Err(super::super::WireError::Truncated)
+        );
+        assert_eq!(
+            complete_partial(&mut ip, usize::MAX, 6),
+            Err(super::super::WireError::Truncated)
         );
     }
 
