@@ -1,1 +1,0 @@
-//! AF_PACKET (in progress).

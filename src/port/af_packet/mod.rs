@@ -1,0 +1,790 @@
+//! The AF_PACKET backend: a port on any Linux network interface, no DPDK needed.
+//!
+//! [`AfPacketPort::open`] makes one `AF_PACKET`/`SOCK_RAW` socket per queue,
+//! bound to the interface for every protocol, each with a TPACKET_V2 RX ring
+//! and TX ring in one shared mapping. Queues are poll-mode: `rx_burst` walks the
+//! RX ring, `tx_burst` fills the TX ring and kicks it with one non-blocking
+//! `sendto`; neither ever waits.
+//!
+//! With more than one queue the sockets form one `PACKET_FANOUT_HASH` group: the
+//! kernel spreads packets by a flow hash that is symmetric (both directions of a
+//! flow land on the same queue), with `PACKET_FANOUT_FLAG_DEFRAG` so the
+//! fragments of a datagram stay together, and without rollover, which would move
+//! a flow to another queue when its queue is busy. Queue `i` is the `i`-th
+//! member of the group.
+//!
+//! Socket options: `PACKET_QDISC_BYPASS` (transmit straight to the driver, as
+//! DPDK would), `PACKET_IGNORE_OUTGOING` (Linux 4.20+; without it a queue would
+//! receive what the others transmit) and `PACKET_LOSS` (a frame the kernel
+//! cannot send is skipped instead of stalling the TX ring).
+//!
+//! # Kernel offloads
+//!
+//! Ring frames hold one frame of the interface's MTU (see `ring::Geometry`).
+//! With GRO or LRO on, the kernel hands packet sockets merged frames of up to
+//! 64 KiB: those arrive truncated and are dropped and counted
+//! ([`AfPacketQueueCounters::rx_truncated`]). Frames a local sender left for TX
+//! checksum offload arrive with a partial checksum
+//! ([`RxChecksum::Partial`](crate::port::RxChecksum::Partial)).
+//! By default ([`AfPacketOptions::disable_offloads`]) the port turns GRO, LRO,
+//! GSO, TSO and TX checksumming off on its interface ([`disable_offloads`]) and
+//! logs what it changed.
+//!
+//! # Namespaces
+//!
+//! Sockets belong to the network namespace of the thread that opens the port;
+//! the queues can then be used from any thread.
+
+mod ring;
+mod sys;
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use thiserror::Error;
+use tracing::{debug, info, warn};
+
+use self::ring::{Geometry, Received, Ring, ETH_HLEN, VLAN_HLEN};
+use super::heap::{HeapBuf, HEAP_BUF_ROOM};
+use super::{Burst, PacketBuf, PortStats, Queue};
+
+/// Most queues one port can have: the kernel's limit on a fanout group.
+pub const MAX_QUEUES: usize = 256;
+
+/// What went wrong setting up an AF_PACKET port or its interface. Each message
+/// names the interface and carries the system's error.
+#[derive(Debug, Error)]
+pub enum AfPacketError {
+    /// The name cannot be an interface name.
+    #[error("{interface:?} is not a valid interface name (1 to 15 bytes, no '/', ':', whitespace or NUL)")]
+    InvalidName {
+        /// The name given.
+        interface: String,
+    },
+    /// No interface of that name in this network namespace.
+    #[error("interface {interface} not found (in this thread's network namespace)")]
+    NotFound {
+        /// The name given.
+        interface: String,
+    },
+    /// The interface does not carry Ethernet frames.
+    #[error("interface {interface} is not an Ethernet interface (hardware type {hardware_type}); shardnet needs Ethernet framing")]
+    NotEthernet {
+        /// The interface.
+        interface: String,
+        /// Its `ARPHRD_*` type.
+        hardware_type: u16,
+    },
+    /// The options make no sense.
+    #[error("invalid AF_PACKET options for interface {interface}: {reason}")]
+    InvalidOptions {
+        /// The interface.
+        interface: String,
+        /// Which option, and why.
+        reason: String,
+    },
+    /// The process lacks a capability.
+    #[error("{what} on interface {interface} needs root ({capability}): {source}")]
+    Permission {
+        /// The step that was refused, e.g. "opening AF_PACKET socket".
+        what: &'static str,
+        /// The interface.
+        interface: String,
+        /// The capability that would allow it.
+        capability: &'static str,
+        /// EPERM or EACCES.
+        source: io::Error,
+    },
+    /// Another step of the setup failed.
+    #[error("{what} on interface {interface} failed: {source}")]
+    Setup {
+        /// The step, e.g. "mapping the packet rings".
+        what: String,
+        /// The interface.
+        interface: String,
+        /// The system's error.
+        source: io::Error,
+    },
+}
+
+impl AfPacketError {
+    /// Classify a failed step: permission errors and a vanished interface get
+    /// their own sentence, the rest say which step failed.
+    fn from_io(
+        interface: &str,
+        what: &'static str,
+        capability: &'static str,
+        source: io::Error,
+    ) -> Self {
+        match source.raw_os_error() {
+            Some(libc::EPERM | libc::EACCES) => AfPacketError::Permission {
+                what,
+                interface: interface.to_owned(),
+                capability,
+                source,
+            },
+            Some(libc::ENODEV | libc::ENXIO) => AfPacketError::NotFound {
+                interface: interface.to_owned(),
+            },
+            _ => AfPacketError::Setup {
+                what: what.to_owned(),
+                interface: interface.to_owned(),
+                source,
+            },
+        }
+    }
+}
+
+/// How to open an AF_PACKET port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AfPacketOptions {
+    /// Frames in each queue's RX ring, at least (rounded up to whole blocks).
+    /// Packets arriving while it is full are dropped by the kernel and counted in
+    /// [`PortStats::rx_missed`].
+    pub rx_ring_frames: usize,
+    /// Frames in each queue's TX ring, at least; when it is full, `tx_burst`
+    /// refuses what does not fit.
+    pub tx_ring_frames: usize,
+    /// Receive frames for every MAC address (`PACKET_MR_PROMISC`), for a stack
+    /// configured with a MAC other than the interface's. The interface leaves
+    /// promiscuous mode when the port is closed.
+    pub promiscuous: bool,
+    /// Turn GRO, LRO, GSO, TSO and TX checksumming off on the interface at open
+    /// (see [`disable_offloads`]).
+    pub disable_offloads: bool,
+}
+
+impl Default for AfPacketOptions {
+    /// 4096 RX and 1024 TX frames per queue (10 MiB of rings per queue at a
+    /// 1500-byte MTU), not promiscuous, offloads turned off.
+    fn default() -> Self {
+        AfPacketOptions {
+            rx_ring_frames: 4096,
+            tx_ring_frames: 1024,
+            promiscuous: false,
+            disable_offloads: true,
+        }
+    }
+}
+
+/// What [`disable_offloads`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OffloadChanges {
+    /// Features that were on and are now off (`ethtool -K` names).
+    pub turned_off: Vec<&'static str>,
+    /// Features that are on and could not be turned off (fixed by the driver).
+    pub stuck_on: Vec<&'static str>,
+}
+
+/// Turn off the offloads that change what a packet socket sees or sends: GRO and
+/// LRO (merged receive frames larger than the MTU), GSO and TSO (oversized
+/// frames from the kernel's own stack) and TX checksumming (partial checksums on
+/// frames the kernel sends). Like `ethtool -K <interface> gro off lro off gso
+/// off tso off tx off`, through the legacy ethtool ioctls, so the `ethtool`
+/// program is not needed. Features the driver lacks are skipped; features it
+/// cannot turn off are reported in [`OffloadChanges::stuck_on`] and logged.
+///
+/// Needs CAP_NET_ADMIN when something has to change. Acts on the interface in
+/// the calling thread's network namespace.
+pub fn disable_offloads(interface: &str) -> Result<OffloadChanges, AfPacketError> {
+    check_name(interface)?;
+    let fd = control_socket(interface)?;
+    let mut changes = OffloadChanges::default();
+    for feature in sys::OFFLOADS_TO_DISABLE {
+        let on = match feature.get(&fd, interface) {
+            Ok(on) => on,
+            // The driver has no such feature (or no ethtool support at all).
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => continue,
+            Err(e) => {
+                return Err(AfPacketError::from_io(
+                    interface,
+                    "reading offload settings",
+                    "CAP_NET_ADMIN",
+                    e,
+                ))
+            }
+        };
+        if !on {
+            continue;
+        }
+        match feature.turn_off(&fd, interface) {
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
+                return Err(AfPacketError::from_io(
+                    interface,
+                    "turning offloads off",
+                    "CAP_NET_ADMIN",
+                    e,
+                ));
+            }
+            Err(e) => {
+                debug!(interface, feature = feature.name, error = %e, "turning offload off refused")
+            }
+        }
+        // The kernel may accept a request and keep a fixed feature on: ask again.
+        match feature.get(&fd, interface) {
+            Ok(false) => {
+                info!(
+                    interface,
+                    feature = feature.name,
+                    "turned offload off for AF_PACKET"
+                );
+                changes.turned_off.push(feature.name);
+            }
+            _ => {
+                warn!(
+                    interface,
+                    feature = feature.name,
+                    "offload is on and cannot be turned off; AF_PACKET may see merged or partially checksummed frames"
+                );
+                changes.stuck_on.push(feature.name);
+            }
+        }
+    }
+    Ok(changes)
+}
+
+fn check_name(interface: &str) -> Result<(), AfPacketError> {
+    if sys::valid_name(interface) {
+        Ok(())
+    } else {
+        Err(AfPacketError::InvalidName {
+            interface: interface.to_owned(),
+        })
+    }
+}
+
+/// A datagram socket for interface ioctls, which need no privilege to read.
+fn control_socket(interface: &str) -> Result<OwnedFd, AfPacketError> {
+    sys::socket(libc::AF_INET, libc::SOCK_DGRAM, 0)
+        .map_err(|e| AfPacketError::from_io(interface, "opening a control socket", "none", e))
+}
+
+/// Counters one queue keeps, readable from other threads. Only the owning
+/// queue writes them, once per burst, with relaxed load + store (no
+/// read-modify-write on the fast path).
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct SharedCounters {
+    rx_packets: AtomicU64,
+    rx_bytes: AtomicU64,
+    rx_truncated: AtomicU64,
+    tx_packets: AtomicU64,
+    tx_bytes: AtomicU64,
+    tx_oversize: AtomicU64,
+    tx_runt: AtomicU64,
+    tx_ring_full: AtomicU64,
+    tx_kick_errors: AtomicU64,
+}
+
+/// Add `n` to a counter only its owner writes.
+fn bump(counter: &AtomicU64, n: u64) {
+    if n != 0 {
+        counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+}
+
+impl SharedCounters {
+    fn snapshot(&self) -> AfPacketQueueCounters {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        AfPacketQueueCounters {
+            rx_packets: get(&self.rx_packets),
+            rx_bytes: get(&self.rx_bytes),
+            rx_truncated: get(&self.rx_truncated),
+            tx_packets: get(&self.tx_packets),
+            tx_bytes: get(&self.tx_bytes),
+            tx_oversize: get(&self.tx_oversize),
+            tx_runt: get(&self.tx_runt),
+            tx_ring_full: get(&self.tx_ring_full),
+            tx_kick_errors: get(&self.tx_kick_errors),
+        }
+    }
+}
+
+/// One queue's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AfPacketQueueCounters {
+    /// Frames handed to the stack.
+    pub rx_packets: u64,
+    /// Bytes of those frames.
+    pub rx_bytes: u64,
+    /// Frames dropped because the ring frame cut them short (GRO/LRO merges).
+    pub rx_truncated: u64,
+    /// Frames put on the TX ring.
+    pub tx_packets: u64,
+    /// Bytes of those frames.
+    pub tx_bytes: u64,
+    /// Frames dropped because they exceed the MTU (plus Ethernet header and any
+    /// VLAN tag) or the ring frame.
+    pub tx_oversize: u64,
+    /// Frames dropped because they are shorter than an Ethernet header.
+    pub tx_runt: u64,
+    /// Frames refused (left in the burst) because the TX ring was full.
+    pub tx_ring_full: u64,
+    /// Failed `sendto` kicks of the TX ring (the device dropped frames or the
+    /// interface is down).
+    pub tx_kick_errors: u64,
+}
+
+/// An AF_PACKET port: an interface and its queues' sockets.
+#[derive(Debug)]
+pub struct AfPacketPort {
+    interface: String,
+    ifindex: i32,
+    mac: [u8; 6],
+    mtu: u32,
+    /// One socket per queue, shared with the queue (statistics are read here).
+    sockets: Vec<Arc<OwnedFd>>,
+    counters: Vec<Arc<SharedCounters>>,
+    /// Kernel statistics so far per socket: (delivered to the ring, dropped).
+    /// Reading them resets the kernel's, so they are accumulated here.
+    kernel_totals: Vec<(AtomicU64, AtomicU64)>,
+    /// The queues, until [`AfPacketPort::queues`] takes them.
+    queues: Vec<AfPacketQueue>,
+}
+
+impl AfPacketPort {
+    /// Open `queues` queues on `interface` in the calling thread's network
+    /// namespace. Needs CAP_NET_RAW (and CAP_NET_ADMIN to change offloads or
+    /// enter promiscuous mode).
+    pub fn open(
+        interface: &str,
+        queues: usize,
+        opts: AfPacketOptions,
+    ) -> Result<AfPacketPort, AfPacketError> {
+        check_name(interface)?;
+        let invalid = |reason: String| AfPacketError::InvalidOptions {
+            interface: interface.to_owned(),
+            reason,
+        };
+        if !(1..=MAX_QUEUES).contains(&queues) {
+            return Err(invalid(format!(
+                "{queues} queues requested; a port has 1 to {MAX_QUEUES}"
+            )));
+        }
+        if opts.rx_ring_frames == 0 || opts.tx_ring_frames == 0 {
+            return Err(invalid("ring sizes must be at least one frame".to_owned()));
+        }
+
+        let control = control_socket(interface)?;
+        let lookup = |what, e| AfPacketError::from_io(interface, what, "none", e);
+        let ifindex = sys::interface_index(&control, interface)
+            .map_err(|e| lookup("looking up the interface index", e))?;
+        let mtu =
+            sys::interface_mtu(&control, interface).map_err(|e| lookup("reading the MTU", e))?;
+        let (hardware_type, mac) = sys::interface_hardware_address(&control, interface)
+            .map_err(|e| lookup("reading the MAC address", e))?;
+        if hardware_type != libc::ARPHRD_ETHER && hardware_type != libc::ARPHRD_LOOPBACK {
+            return Err(AfPacketError::NotEthernet {
+                interface: interface.to_owned(),
+                hardware_type,
+            });
+        }
+        let flags = sys::interface_flags(&control, interface)
+            .map_err(|e| lookup("reading the interface flags", e))?;
+        if flags & libc::IFF_UP == 0 {
+            warn!(
+                interface,
+                "interface is down: the port will neither receive nor send until it is up"
+            );
+        }
+
+        if opts.disable_offloads {
+            disable_offloads(interface)?;
+        }
+
+        let geometry = Geometry::for_mtu(mtu, opts.rx_ring_frames, opts.tx_ring_frames);
+        let max_tx_frame =
+            (mtu as usize + ETH_HLEN).min(geometry.frame_size - ring::TX_DATA_OFFSET);
+        let mut port_queues = Vec::with_capacity(queues);
+        let mut fanout_id = None;
+        for index in 0..queues {
+            let queue = open_queue(interface, ifindex, geometry, max_tx_frame)?;
+            if queues > 1 {
+                fanout_id = Some(join_fanout(interface, &queue.socket, fanout_id)?);
+            }
+            port_queues.push(queue);
+            debug!(interface, queue = index, ?fanout_id, "AF_PACKET queue open");
+        }
+
+        if opts.promiscuous {
+            let membership = libc::packet_mreq {
+                mr_ifindex: ifindex,
+                mr_type: libc::PACKET_MR_PROMISC as u16,
+                mr_alen: 0,
+                mr_address: [0; 8],
+            };
+            // The membership lives as long as the socket: queue 0's socket, which
+            // the port shares, so it ends when both are dropped.
+            sys::set_option(
+                &port_queues[0].socket,
+                libc::SOL_PACKET,
+                libc::PACKET_ADD_MEMBERSHIP,
+                &membership,
+            )
+            .map_err(|e| {
+                AfPacketError::from_io(interface, "entering promiscuous mode", "CAP_NET_RAW", e)
+            })?;
+            info!(interface, "promiscuous mode on for the port's lifetime");
+        }
+
+        // Until the group was complete, packets went to whichever sockets existed,
+        // regardless of flow: discard them so no flow starts on the wrong queue.
+        for queue in &mut port_queues {
+            let discarded = queue.rx.discard_received();
+            if discarded > 0 {
+                debug!(
+                    interface,
+                    discarded, "discarded frames received while the fanout group formed"
+                );
+            }
+        }
+
+        info!(
+            interface,
+            queues,
+            mtu,
+            frame_size = geometry.frame_size,
+            rx_frames = geometry.rx_frames(),
+            tx_frames = geometry.tx_frames(),
+            "AF_PACKET port open"
+        );
+        Ok(AfPacketPort {
+            interface: interface.to_owned(),
+            ifindex,
+            mac,
+            mtu,
+            sockets: port_queues.iter().map(|q| Arc::clone(&q.socket)).collect(),
+            counters: port_queues
+                .iter()
+                .map(|q| Arc::clone(&q.counters))
+                .collect(),
+            kernel_totals: (0..queues).map(|_| Default::default()).collect(),
+            queues: port_queues,
+        })
+    }
+
+    /// The interface's name.
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    /// The interface's MAC address (as it was at open).
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    /// The interface's MTU (as it was at open).
+    pub fn mtu(&self) -> u32 {
+        self.mtu
+    }
+
+    /// The interface's index.
+    pub fn ifindex(&self) -> i32 {
+        self.ifindex
+    }
+
+    /// Take the queues, in fanout order, to move one to each worker. Later calls
+    /// return nothing.
+    pub fn queues(&mut self) -> Vec<AfPacketQueue> {
+        std::mem::take(&mut self.queues)
+    }
+
+    /// Each queue's counters, in queue order (also after the queues were taken).
+    pub fn queue_counters(&self) -> Vec<AfPacketQueueCounters> {
+        self.counters.iter().map(|c| c.snapshot()).collect()
+    }
+
+    /// Port counters: `rx_packets` and `rx_missed` are the kernel's
+    /// (`PACKET_STATISTICS`: frames put on the RX rings, frames dropped because
+    /// a ring was full); bytes and TX counts are the queues'. `rx_errors` counts
+    /// truncated frames, `tx_errors` dropped oversize and runt frames and failed
+    /// kicks; `extended` has every queue's counters by name.
+    pub fn stats(&self) -> PortStats {
+        let mut stats = PortStats::default();
+        for (socket, (delivered, dropped)) in self.sockets.iter().zip(&self.kernel_totals) {
+            match sys::get_option::<libc::tpacket_stats>(
+                socket,
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+            ) {
+                Ok(kernel) => {
+                    // tp_packets counts the dropped ones too.
+                    let drops = u64::from(kernel.tp_drops);
+                    delivered.fetch_add(
+                        u64::from(kernel.tp_packets).saturating_sub(drops),
+                        Ordering::Relaxed,
+                    );
+                    dropped.fetch_add(drops, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    debug!(interface = self.interface, error = %e, "reading PACKET_STATISTICS failed")
+                }
+            }
+            stats.rx_packets += delivered.load(Ordering::Relaxed);
+            stats.rx_missed += dropped.load(Ordering::Relaxed);
+        }
+        for (index, counters) in self.queue_counters().iter().enumerate() {
+            stats.rx_bytes += counters.rx_bytes;
+            stats.tx_packets += counters.tx_packets;
+            stats.tx_bytes += counters.tx_bytes;
+            stats.rx_errors += counters.rx_truncated;
+            stats.tx_errors += counters.tx_oversize + counters.tx_runt + counters.tx_kick_errors;
+            let named = [
+                ("rx_packets", counters.rx_packets),
+                ("rx_bytes", counters.rx_bytes),
+                ("rx_truncated", counters.rx_truncated),
+                ("tx_packets", counters.tx_packets),
+                ("tx_bytes", counters.tx_bytes),
+                ("tx_oversize", counters.tx_oversize),
+                ("tx_runt", counters.tx_runt),
+                ("tx_ring_full", counters.tx_ring_full),
+                ("tx_kick_errors", counters.tx_kick_errors),
+            ];
+            stats.extended.extend(
+                named
+                    .iter()
+                    .map(|(name, value)| (format!("q{index}_{name}"), *value)),
+            );
+        }
+        stats
+    }
+}
+
+/// Make one queue's socket: options, rings, mapping, bound to the interface.
+fn open_queue(
+    interface: &str,
+    ifindex: i32,
+    geometry: Geometry,
+    max_tx_frame: usize,
+) -> Result<AfPacketQueue, AfPacketError> {
+    let fail = |what, e| AfPacketError::from_io(interface, what, "CAP_NET_RAW", e);
+    // Protocol 0: the socket receives nothing until it is bound, after its rings
+    // exist.
+    let socket = sys::socket(libc::AF_PACKET, libc::SOCK_RAW, 0)
+        .map_err(|e| fail("opening AF_PACKET socket", e))?;
+    let on: libc::c_int = 1;
+    let version = libc::tpacket_versions::TPACKET_V2 as libc::c_int;
+    sys::set_option(&socket, libc::SOL_PACKET, libc::PACKET_VERSION, &version)
+        .map_err(|e| fail("selecting TPACKET_V2", e))?;
+    sys::set_option(&socket, libc::SOL_PACKET, libc::PACKET_LOSS, &on)
+        .map_err(|e| fail("setting PACKET_LOSS", e))?;
+    if let Err(e) = sys::set_option(&socket, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &on) {
+        warn!(interface, error = %e, "PACKET_QDISC_BYPASS unavailable: transmitting through the qdisc");
+    }
+    if let Err(e) = sys::set_option(&socket, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &on) {
+        warn!(
+            interface,
+            error = %e,
+            "PACKET_IGNORE_OUTGOING unavailable (Linux < 4.20): queues will also receive frames sent on the interface"
+        );
+    }
+    sys::set_option(
+        &socket,
+        libc::SOL_PACKET,
+        libc::PACKET_RX_RING,
+        &geometry.rx_request(),
+    )
+    .map_err(|e| fail("creating the RX ring", e))?;
+    sys::set_option(
+        &socket,
+        libc::SOL_PACKET,
+        libc::PACKET_TX_RING,
+        &geometry.tx_request(),
+    )
+    .map_err(|e| fail("creating the TX ring", e))?;
+    let base = sys::mmap_rings(&socket, geometry.total_bytes())
+        .map_err(|e| fail("mapping the packet rings", e))?;
+    let mapping = Mapping {
+        base: NonNull::new(base).expect("mmap returned a null mapping"),
+        len: geometry.total_bytes(),
+    };
+    // SAFETY: the mapping is total_bytes long: the RX ring's rx_frames frames
+    // first, then the TX ring's; page-aligned, so 16-aligned; it lives in the
+    // queue beside the rings and is unmapped only when they are dropped; only the
+    // kernel shares it, through the tp_status protocol.
+    let (rx, tx) = unsafe {
+        let tx_base = NonNull::new_unchecked(mapping.base.as_ptr().add(geometry.rx_bytes()));
+        (
+            Ring::new(mapping.base, geometry.frame_size, geometry.rx_frames()),
+            Ring::new(tx_base, geometry.frame_size, geometry.tx_frames()),
+        )
+    };
+    sys::bind_all_protocols(&socket, ifindex)
+        .map_err(|e| fail("binding the AF_PACKET socket", e))?;
+    Ok(AfPacketQueue {
+        socket: Arc::new(socket),
+        rx,
+        tx,
+        _mapping: mapping,
+        max_tx_frame,
+        kick_pending: false,
+        counters: Arc::default(),
+    })
+}
+
+/// Put `socket` in the port's fanout group. The first socket creates a group
+/// with an id the kernel picks unused (`PACKET_FANOUT_FLAG_UNIQUEID`, Linux
+/// 4.3+), so two ports never share a group; the others join it by that id.
+fn join_fanout(interface: &str, socket: &OwnedFd, id: Option<u16>) -> Result<u16, AfPacketError> {
+    let mode = libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG;
+    let value = match id {
+        None => (mode | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16,
+        Some(id) => (mode << 16) | u32::from(id),
+    };
+    let fail = |e| {
+        AfPacketError::from_io(
+            interface,
+            "joining the PACKET_FANOUT group",
+            "CAP_NET_RAW",
+            e,
+        )
+    };
+    sys::set_option(
+        socket,
+        libc::SOL_PACKET,
+        libc::PACKET_FANOUT,
+        &(value as libc::c_int),
+    )
+    .map_err(fail)?;
+    match id {
+        Some(id) => Ok(id),
+        None => {
+            let value: libc::c_int =
+                sys::get_option(socket, libc::SOL_PACKET, libc::PACKET_FANOUT).map_err(fail)?;
+            Ok(value as u16)
+        }
+    }
+}
+
+/// The shared mapping of one socket's rings; unmapped on drop.
+#[derive(Debug)]
+struct Mapping {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: base/len are exactly what mmap returned; the rings pointing into
+        // it are dropped with the queue that owns this mapping.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// One queue of an AF_PACKET port: a socket with its RX and TX rings. Owned by
+/// one worker.
+#[derive(Debug)]
+pub struct AfPacketQueue {
+    socket: Arc<OwnedFd>,
+    rx: Ring,
+    tx: Ring,
+    /// Declared after the rings: dropped (unmapped) after them.
+    _mapping: Mapping,
+    /// The longest frame without a VLAN tag the kernel will send: MTU plus
+    /// Ethernet header, and no more than a ring frame holds.
+    max_tx_frame: usize,
+    /// The last kick failed: frames may wait on the ring, kick again next burst.
+    kick_pending: bool,
+    counters: Arc<SharedCounters>,
+}
+
+// SAFETY: the queue exclusively owns its mapping (the rings' pointers lead only
+// into it) and shares it with nothing but the kernel, which synchronises through
+// the atomic tp_status words; the socket is an fd, usable from any thread, and
+// the counters are atomics. Moving the queue to another thread is therefore
+// sound. It is not Sync: all ring access needs `&mut self`.
+unsafe impl Send for AfPacketQueue {}
+
+impl AfPacketQueue {
+    /// This queue's counters.
+    pub fn counters(&self) -> AfPacketQueueCounters {
+        self.counters.snapshot()
+    }
+
+    /// The longest frame `tx_burst` sends (an 802.1Q/802.1ad tagged frame may be
+    /// 4 bytes longer).
+    pub fn max_tx_frame(&self) -> usize {
+        self.max_tx_frame
+    }
+
+    /// The limit for this frame: a VLAN-tagged frame may carry 4 more bytes.
+    fn tx_limit(&self, frame: &[u8]) -> usize {
+        let tagged = frame.len() >= ETH_HLEN
+            && matches!([frame[12], frame[13]], [0x81, 0x00] | [0x88, 0xa8]);
+        if tagged {
+            (self.max_tx_frame + VLAN_HLEN).min(self.tx.tx_room())
+        } else {
+            self.max_tx_frame
+        }
+    }
+}
+
+impl Queue for AfPacketQueue {
+    type Buf = HeapBuf;
+
+    fn rx_burst(&mut self, out: &mut Burst<HeapBuf>) -> usize {
+        let (mut packets, mut bytes, mut truncated) = (0u64, 0u64, 0u64);
+        while !out.is_full() {
+            match self.rx.receive() {
+                Some(Received::Frame(buf)) => {
+                    bytes += buf.len() as u64;
+                    packets += 1;
+                    out.push(buf);
+                }
+                Some(Received::Truncated) => truncated += 1,
+                None => break,
+            }
+        }
+        bump(&self.counters.rx_packets, packets);
+        bump(&self.counters.rx_bytes, bytes);
+        bump(&self.counters.rx_truncated, truncated);
+        packets as usize
+    }
+
+    /// Frames shorter than an Ethernet header or longer than
+    /// [`AfPacketQueue::max_tx_frame`] are removed from `pkts`, dropped and
+    /// counted; they are neither sent nor refused.
+    fn tx_burst(&mut self, pkts: &mut Burst<HeapBuf>) -> usize {
+        let (mut sent, mut bytes, mut oversize, mut runt) = (0u64, 0u64, 0u64, 0u64);
+        let mut frames = std::mem::take(pkts).into_iter();
+        for buf in frames.by_ref() {
+            let frame = buf.data();
+            if frame.len() < ETH_HLEN {
+                runt += 1;
+            } else if frame.len() > self.tx_limit(frame) {
+                oversize += 1;
+            } else if self.tx.stage(frame) {
+                sent += 1;
+                bytes += frame.len() as u64;
+            } else {
+                pkts.push(buf);
+                break;
+            }
+        }
+        pkts.extend(frames);
+        if sent > 0 || self.kick_pending {
+            self.kick_pending = false;
+            if let Err(e) = sys::kick_tx(&self.socket) {
+                debug!(error = %e, "AF_PACKET TX kick failed");
+                self.kick_pending = true;
+                bump(&self.counters.tx_kick_errors, 1);
+            }
+        }
+        bump(&self.counters.tx_packets, sent);
+        bump(&self.counters.tx_bytes, bytes);
+        bump(&self.counters.tx_oversize, oversize);
+        bump(&self.counters.tx_runt, runt);
+        bump(&self.counters.tx_ring_full, pkts.len() as u64);
+        sent as usize
+    }
+
+    fn alloc(&mut self) -> Option<HeapBuf> {
+        Some(HeapBuf::with_room(HEAP_BUF_ROOM))
+    }
+}
