@@ -111,8 +111,9 @@ pub enum AfPacketError {
 }
 
 impl AfPacketError {
-    /// Classify a failed step: permission errors and a vanished interface get
-    /// their own sentence, the rest say which step failed.
+    /// Classify a failed step: permission errors (for steps that need a
+    /// `capability`; pass "" for steps that need none) and a vanished interface
+    /// get their own sentence, the rest say which step failed.
     fn from_io(
         interface: &str,
         what: &'static str,
@@ -120,12 +121,14 @@ impl AfPacketError {
         source: io::Error,
     ) -> Self {
         match source.raw_os_error() {
-            Some(libc::EPERM | libc::EACCES) => AfPacketError::Permission {
-                what,
-                interface: interface.to_owned(),
-                capability,
-                source,
-            },
+            Some(libc::EPERM | libc::EACCES) if !capability.is_empty() => {
+                AfPacketError::Permission {
+                    what,
+                    interface: interface.to_owned(),
+                    capability,
+                    source,
+                }
+            }
             Some(libc::ENODEV | libc::ENXIO) => AfPacketError::NotFound {
                 interface: interface.to_owned(),
             },
@@ -260,7 +263,7 @@ fn check_name(interface: &str) -> Result<(), AfPacketError> {
 /// A datagram socket for interface ioctls, which need no privilege to read.
 fn control_socket(interface: &str) -> Result<OwnedFd, AfPacketError> {
     sys::socket(libc::AF_INET, libc::SOCK_DGRAM, 0)
-        .map_err(|e| AfPacketError::from_io(interface, "opening a control socket", "none", e))
+        .map_err(|e| AfPacketError::from_io(interface, "opening a control socket", "", e))
 }
 
 /// Counters one queue keeps, readable from other threads. Only the owning
@@ -370,7 +373,7 @@ impl AfPacketPort {
         }
 
         let control = control_socket(interface)?;
-        let lookup = |what, e| AfPacketError::from_io(interface, what, "none", e);
+        let lookup = |what, e| AfPacketError::from_io(interface, what, "", e);
         let ifindex = sys::interface_index(&control, interface)
             .map_err(|e| lookup("looking up the interface index", e))?;
         let mtu =

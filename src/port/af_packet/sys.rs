@@ -52,19 +52,30 @@ pub(super) fn set_option<T>(
     Ok(())
 }
 
-/// `getsockopt(fd, level, name)` into a `T`; `T` must be a plain C struct or
-/// integer for which all-zero bytes are a valid value.
-pub(super) fn get_option<T: Copy>(
+/// A socket option value that `getsockopt` may fill: a C integer or a C struct
+/// of integers.
+///
+/// # Safety
+///
+/// All-zero bytes, and any bytes the kernel writes, must be a valid value.
+pub(super) unsafe trait PlainOption: Copy {}
+
+// SAFETY: integers: every bit pattern is valid.
+unsafe impl PlainOption for libc::c_int {}
+// SAFETY: two C unsigned ints: every bit pattern is valid.
+unsafe impl PlainOption for libc::tpacket_stats {}
+
+/// `getsockopt(fd, level, name)` into a `T`.
+pub(super) fn get_option<T: PlainOption>(
     fd: &OwnedFd,
     level: libc::c_int,
     name: libc::c_int,
 ) -> io::Result<T> {
-    // SAFETY: T is only instantiated here with C integers and C structs of
-    // integers (see callers), for which all-zero is valid.
+    // SAFETY: PlainOption types are valid when all-zero.
     let mut value: T = unsafe { zeroed() };
     let mut len = size_of::<T>() as libc::socklen_t;
     // SAFETY: `value` is a writable `T` and `len` says its size; the kernel writes
-    // at most `len` bytes.
+    // at most `len` bytes, and any bytes are a valid `T` (PlainOption).
     check(unsafe {
         libc::getsockopt(
             fd.as_raw_fd(),
