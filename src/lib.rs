@@ -16,5 +16,11 @@ pub mod rss;
 pub mod rules;
 pub mod wire;
 
+pub mod counters;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub mod neighbour;
+pub mod runtime;
+pub mod service;
+pub mod stack;
+pub mod worker;

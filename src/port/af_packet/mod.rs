@@ -8,9 +8,13 @@
 //!
 //! With more than one queue the sockets form one `PACKET_FANOUT_HASH` group: the
 //! kernel spreads packets by a flow hash that is symmetric (both directions of a
-//! flow land on the same queue), with `PACKET_FANOUT_FLAG_DEFRAG` so the
-//! fragments of a datagram stay together, and without rollover, which would move
-//! a flow to another queue when its queue is busy. Queue `i` is the `i`-th
+//! flow land on the same queue). Fragments carry no ports, so the kernel hashes
+//! every fragment of a datagram on its addresses alone and they too stay
+//! together. No `PACKET_FANOUT_FLAG_DEFRAG`: shardnet does not reassemble, and
+//! with that flag the kernel would hold lone fragments out of sight or hand over
+//! reassembled datagrams longer than the MTU; without it fragments reach the
+//! stack and are counted as dropped. No rollover either: it would move a flow to
+//! another queue when its queue is busy. Queue `i` is the `i`-th
 //! member of the group.
 //!
 //! Socket options: `PACKET_QDISC_BYPASS` (transmit straight to the driver, as
@@ -633,7 +637,7 @@ fn open_queue(
 /// with an id the kernel picks unused (`PACKET_FANOUT_FLAG_UNIQUEID`, Linux
 /// 4.3+), so two ports never share a group; the others join it by that id.
 fn join_fanout(interface: &str, socket: &OwnedFd, id: Option<u16>) -> Result<u16, AfPacketError> {
-    let mode = libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG;
+    let mode = libc::PACKET_FANOUT_HASH;
     let value = match id {
         None => (mode | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16,
         Some(id) => (mode << 16) | u32::from(id),

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install what shardnet's build, demo and tests need on Debian 12 / Ubuntu 22.04+.
+# Idempotent: does nothing when everything is there already.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: run as root (apt-get, network namespaces, hugepages)" >&2
+    exit 1
+fi
+
+packages=(
+    # DPDK 22.11 LTS (Debian 12) and what bindgen needs
+    libdpdk-dev dpdk dpdk-dev libclang-dev clang pkg-config
+    # the Linux peers and tools of the demo and the interop tests
+    iproute2 iputils-ping ethtool python3 python3-scapy procps
+    # benchmarks
+    valgrind
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-deps: installing ${missing[*]}" >&2
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "install-deps: installing the Rust toolchain with rustup" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl ca-certificates
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy,rustfmt
+fi

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit tests, simulation, and the
+# interop tests against real Linux peers in network namespaces (AF_PACKET and
+# DPDK backends). Needs root; installs what it needs first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --no-default-features --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace
+echo "== cargo test (without the DPDK feature)"
+cargo test --no-default-features --lib

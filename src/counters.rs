@@ -1,0 +1,226 @@
+//! Per-worker counters.
+//!
+//! Each worker owns one [`WorkerCounters`], cache-line aligned so that two
+//! workers never write the same line. Only the owning worker writes, with a
+//! relaxed load and a relaxed store (a plain `mov` on x86: no locked
+//! read-modify-write); any other thread may read at any time and sums the
+//! workers' values itself (the control thread at scrape and at stop).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::config::MAX_RULES;
+
+/// Why a packet was dropped. The names are stable: they are metric labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(usize)]
+pub enum DropReason {
+    /// Shorter than the headers it claims to have.
+    Truncated,
+    /// IPv4 header with a version other than 4.
+    BadVersion,
+    /// IPv4 header length field below 20 or beyond the packet.
+    BadHeaderLength,
+    /// IPv4 total length below the header length or beyond the frame.
+    BadTotalLength,
+    /// IPv4 header checksum wrong.
+    BadIpChecksum,
+    /// ICMP or UDP checksum wrong.
+    BadL4Checksum,
+    /// A malformed ARP, ICMP or UDP header.
+    Malformed,
+    /// An IPv4 fragment: shardnet does not reassemble.
+    Fragment,
+    /// Addressed to another host (IP or MAC).
+    NotForUs,
+    /// A rule (or the default action) said drop.
+    Rule,
+    /// Meant for the kernel, but no exception port is configured.
+    NoKernelPort,
+    /// The TX ring refused the packet.
+    TxFull,
+    /// A multi-segment buffer (scatter RX is not enabled).
+    MultiSegment,
+    /// No buffer could be allocated for a reply.
+    NoBuffer,
+}
+
+impl DropReason {
+    /// Every reason, in index order.
+    pub const ALL: [DropReason; 14] = [
+        DropReason::Truncated,
+        DropReason::BadVersion,
+        DropReason::BadHeaderLength,
+        DropReason::BadTotalLength,
+        DropReason::BadIpChecksum,
+        DropReason::BadL4Checksum,
+        DropReason::Malformed,
+        DropReason::Fragment,
+        DropReason::NotForUs,
+        DropReason::Rule,
+        DropReason::NoKernelPort,
+        DropReason::TxFull,
+        DropReason::MultiSegment,
+        DropReason::NoBuffer,
+    ];
+
+    /// The metric label of this reason.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::BadVersion => "bad_version",
+            DropReason::BadHeaderLength => "bad_header_length",
+            DropReason::BadTotalLength => "bad_total_length",
+            DropReason::BadIpChecksum => "bad_ip_checksum",
+            DropReason::BadL4Checksum => "bad_l4_checksum",
+            DropReason::Malformed => "malformed",
+            DropReason::Fragment => "fragment",
+            DropReason::NotForUs => "not_for_us",
+            DropReason::Rule => "rule",
+            DropReason::NoKernelPort => "no_kernel_port",
+            DropReason::TxFull => "tx_full",
+            DropReason::MultiSegment => "multi_segment",
+            DropReason::NoBuffer => "no_buffer",
+        }
+    }
+}
+
+/// One counter, written by one thread only.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Add `n`. Only the owning worker may call this: it is a load and a store,
+    /// not an atomic add.
+    #[inline(always)]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+
+    /// Add one.
+    #[inline(always)]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    /// Overwrite (for gauges).
+    #[inline(always)]
+    pub fn set(&self, value: u64) {
+        self.0.store(value, Relaxed);
+    }
+
+    /// The current value, from any thread.
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// The counters of one worker.
+#[derive(Debug)]
+#[repr(align(128))] // two cache lines: adjacent-line prefetch pairs lines on x86
+pub struct WorkerCounters {
+    /// Frames received.
+    pub rx_packets: Counter,
+    /// Bytes received (frames, Ethernet header included).
+    pub rx_bytes: Counter,
+    /// Frames transmitted.
+    pub tx_packets: Counter,
+    /// Bytes transmitted.
+    pub tx_bytes: Counter,
+    /// Drops by reason, indexed by `DropReason as usize`.
+    pub drops: [Counter; DropReason::ALL.len()],
+    /// ARP requests for our address answered.
+    pub arp_replies_sent: Counter,
+    /// Neighbours learnt or refreshed from ARP.
+    pub arp_learnt: Counter,
+    /// ICMP echo requests answered.
+    pub icmp_echo_replies: Counter,
+    /// UDP datagrams delivered to a service.
+    pub udp_rx: Counter,
+    /// UDP datagrams sent by a service.
+    pub udp_tx: Counter,
+    /// Packets bound for the kernel (counted whether or not a kernel port exists).
+    pub to_kernel: Counter,
+    /// Hits per rule, indexed by rule number.
+    pub rule_hits: [Counter; MAX_RULES],
+    /// Flows that matched no rule and took the default action.
+    pub default_hits: Counter,
+    /// Poll iterations that received at least one packet.
+    pub busy_polls: Counter,
+    /// Poll iterations that received nothing.
+    pub idle_polls: Counter,
+    /// Buffers of this worker's pool in use (gauge), where the backend knows.
+    pub pool_in_use: Counter,
+    /// Monotonic nanoseconds of the worker's last loop iteration (heartbeat).
+    pub heartbeat_ns: Counter,
+}
+
+impl Default for WorkerCounters {
+    fn default() -> Self {
+        WorkerCounters {
+            rx_packets: Counter::default(),
+            rx_bytes: Counter::default(),
+            tx_packets: Counter::default(),
+            tx_bytes: Counter::default(),
+            drops: std::array::from_fn(|_| Counter::default()),
+            arp_replies_sent: Counter::default(),
+            arp_learnt: Counter::default(),
+            icmp_echo_replies: Counter::default(),
+            udp_rx: Counter::default(),
+            udp_tx: Counter::default(),
+            to_kernel: Counter::default(),
+            rule_hits: std::array::from_fn(|_| Counter::default()),
+            default_hits: Counter::default(),
+            busy_polls: Counter::default(),
+            idle_polls: Counter::default(),
+            pool_in_use: Counter::default(),
+            heartbeat_ns: Counter::default(),
+        }
+    }
+}
+
+impl WorkerCounters {
+    /// Count a drop.
+    #[inline(always)]
+    pub fn count_drop(&self, reason: DropReason) {
+        self.drops[reason as usize].inc();
+    }
+
+    /// The drop count of one reason.
+    pub fn drops_of(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize].get()
+    }
+
+    /// All drops, whatever the reason.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().map(Counter::get).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_indexed_in_order_and_named_uniquely() {
+        for (i, reason) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i);
+        }
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::ALL.len());
+    }
+
+    #[test]
+    fn counters_do_not_share_cache_lines() {
+        assert_eq!(std::mem::align_of::<WorkerCounters>(), 128);
+        let counters = WorkerCounters::default();
+        counters.count_drop(DropReason::Fragment);
+        counters.count_drop(DropReason::Fragment);
+        counters.rx_packets.add(5);
+        assert_eq!(counters.drops_of(DropReason::Fragment), 2);
+        assert_eq!(counters.total_drops(), 2);
+        assert_eq!(counters.rx_packets.get(), 5);
+    }
+}

@@ -1,0 +1,364 @@
+//! Lifecycle: bring the port up, start one pinned worker per core, serve the
+//! control loop (signals, rules reload) and stop cleanly.
+//!
+//! The thread that calls [`run`] becomes the control thread, pinned to
+//! `control_core`. It never touches a queue: it talks to the workers through
+//! per-worker channels and reads their counters.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use crossbeam_channel::{Receiver, Sender};
+use serde_json::json;
+
+use crate::config::{Backend, Config, MacSetting};
+use crate::counters::{DropReason, WorkerCounters};
+use crate::neighbour::NeighbourMailboxes;
+use crate::port::{PortStats, Queue};
+use crate::rules::RuleTable;
+use crate::stack::{FlowRecord, Interface, Stack};
+use crate::wire::EthernetAddress;
+use crate::worker::{self, Clock, ControlMessage, WorkerReport, WorkerSetup};
+
+/// How often the control loop looks at its signal flags.
+const CONTROL_TICK: Duration = Duration::from_millis(20);
+
+/// Flags that the signal handlers set.
+#[derive(Clone, Debug, Default)]
+pub struct Signals {
+    /// SIGINT or SIGTERM arrived: stop.
+    pub stop: Arc<AtomicBool>,
+    /// SIGHUP arrived: reload the rules.
+    pub reload: Arc<AtomicBool>,
+}
+
+impl Signals {
+    /// Install handlers for SIGINT, SIGTERM and SIGHUP.
+    pub fn install() -> anyhow::Result<Signals> {
+        let signals = Signals::default();
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(signal, signals.stop.clone())
+                .context("cannot install the SIGINT/SIGTERM handler")?;
+        }
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, signals.reload.clone())
+            .context("cannot install the SIGHUP handler")?;
+        Ok(signals)
+    }
+}
+
+/// Everything the workers share with the control thread.
+struct Shared {
+    config: Config,
+    iface_ip: Ipv4Addr,
+    counters: Vec<Arc<WorkerCounters>>,
+    rules: Arc<RuleTable>,
+    mailboxes: NeighbourMailboxes,
+    stop_workers: Arc<AtomicBool>,
+    control_tx: Vec<Sender<ControlMessage>>,
+    control_rx: Vec<Receiver<ControlMessage>>,
+    clock: Clock,
+}
+
+impl Shared {
+    fn new(config: Config) -> Shared {
+        let n = config.dataplane.workers.len();
+        let (control_tx, control_rx) = (0..n).map(|_| crossbeam_channel::bounded(4)).unzip();
+        Shared {
+            iface_ip: config.interface.address,
+            counters: (0..n)
+                .map(|_| Arc::new(WorkerCounters::default()))
+                .collect(),
+            rules: Arc::new(RuleTable::compile(&config.rules, config.default_action)),
+            mailboxes: NeighbourMailboxes::new(n),
+            stop_workers: Arc::new(AtomicBool::new(false)),
+            control_tx,
+            control_rx,
+            clock: Clock::start(),
+            config,
+        }
+    }
+
+    /// The stack and setup of worker `id`.
+    fn worker_parts(&self, id: usize, mac: EthernetAddress) -> (Stack, WorkerSetup) {
+        let iface = Interface {
+            mac,
+            ip: self.iface_ip,
+            prefix_len: self.config.interface.prefix_len,
+        };
+        let stack = Stack::new(
+            iface,
+            self.rules.clone(),
+            self.mailboxes.cache_for(id),
+            self.counters[id].clone(),
+            self.config.debug.flow_record.is_some(),
+        );
+        let setup = WorkerSetup {
+            id,
+            idle: self.config.dataplane.idle,
+            stop: self.stop_workers.clone(),
+            control: self.control_rx[id].clone(),
+            counters: self.counters[id].clone(),
+            clock: self.clock,
+        };
+        (stack, setup)
+    }
+}
+
+fn choose_mac(setting: &MacSetting, port_mac: [u8; 6]) -> EthernetAddress {
+    match setting {
+        MacSetting::Auto => EthernetAddress(port_mac),
+        MacSetting::Fixed(mac) => EthernetAddress(*mac),
+    }
+}
+
+/// Start the workers of `queues`, each through `launch(worker id, body)`, which
+/// must run the body on that worker's pinned thread or lcore. Returns the
+/// channel the reports arrive on.
+fn start_workers<Q: Queue>(
+    shared: &Shared,
+    queues: Vec<Q>,
+    mac: EthernetAddress,
+    mut launch: impl FnMut(usize, Box<dyn FnOnce() + Send>) -> anyhow::Result<()>,
+) -> anyhow::Result<Receiver<WorkerReport>> {
+    let (report_tx, report_rx) = crossbeam_channel::unbounded();
+    for (id, queue) in queues.into_iter().enumerate() {
+        let (stack, setup) = shared.worker_parts(id, mac);
+        let report_tx = report_tx.clone();
+        launch(
+            id,
+            Box::new(move || {
+                let report = worker::run(queue, stack, setup);
+                let _ = report_tx.send(report);
+            }),
+        )?;
+    }
+    Ok(report_rx)
+}
+
+/// Run the stack described by `config` until `signals.stop` is set.
+pub fn run(config: Config, signals: &Signals) -> anyhow::Result<()> {
+    let shared = Shared::new(config);
+    match shared.config.dataplane.backend {
+        Backend::AfPacket => run_af_packet(&shared, signals),
+        Backend::Dpdk => run_dpdk(&shared, signals),
+    }
+}
+
+fn pin_current_thread(core: usize, what: &str) {
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+        tracing::warn!("could not pin the {what} to core {core}");
+    }
+}
+
+fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
+    use crate::port::af_packet::{AfPacketOptions, AfPacketPort};
+    let config = &shared.config;
+    let Some(af) = &config.af_packet else {
+        bail!("backend \"af_packet\" needs an [af_packet] section");
+    };
+    let n = config.dataplane.workers.len();
+    let options = AfPacketOptions {
+        promiscuous: matches!(config.interface.mac, MacSetting::Fixed(_)),
+        ..AfPacketOptions::default()
+    };
+    let mut port = AfPacketPort::open(&af.interface, n, options)
+        .with_context(|| format!("cannot open AF_PACKET port on {}", af.interface))?;
+    let mac = choose_mac(&config.interface.mac, port.mac());
+    tracing::info!(
+        interface = %af.interface, %mac, workers = n,
+        "AF_PACKET port up; {} {}/{} answered by shardnet",
+        config.interface.address, config.interface.address, config.interface.prefix_len
+    );
+    pin_current_thread(config.dataplane.control_core, "control thread");
+    let mut handles = Vec::new();
+    let cores = config.dataplane.workers.clone();
+    let reports = start_workers(shared, port.queues(), mac, |id, body| {
+        let core = cores[id];
+        let handle = std::thread::Builder::new()
+            .name(format!("shardnet-w{id}"))
+            .spawn(move || {
+                pin_current_thread(core, "worker");
+                body()
+            })
+            .context("cannot spawn a worker thread")?;
+        handles.push(handle);
+        Ok(())
+    })?;
+    control_loop(shared, signals);
+    shared.stop_workers.store(true, Relaxed);
+    for handle in handles {
+        if handle.join().is_err() {
+            tracing::error!("a worker thread panicked");
+        }
+    }
+    let reports: Vec<_> = reports.try_iter().collect();
+    finish(shared, reports, port.stats())
+}
+
+#[cfg(feature = "dpdk")]
+fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
+    use crate::dpdk::{self, DpdkPort, Eal, Mempool};
+    let config = &shared.config;
+    let n = config.dataplane.workers.len();
+    let args = dpdk::eal_arguments(
+        &config.dpdk.eal_args,
+        &config.dataplane.workers,
+        config.dataplane.control_core,
+    )?;
+    tracing::info!("EAL arguments: {}", args.join(" "));
+    let eal = Eal::init(&args)?;
+    let pools = (0..n)
+        .map(|id| Mempool::new(&format!("sn_pool_{id}"), config.dpdk.mbufs_per_worker, id))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut port = DpdkPort::open(config.dpdk.port, &pools)?;
+    let mac = choose_mac(&config.interface.mac, port.mac());
+    tracing::info!(
+        port = config.dpdk.port, %mac, workers = n,
+        "DPDK port up; {}/{} answered by shardnet",
+        config.interface.address, config.interface.prefix_len
+    );
+    let reports = start_workers(shared, port.queues(), mac, |id, body| {
+        dpdk::launch_on_lcore(id as u32 + 1, body)?;
+        Ok(())
+    })?;
+    control_loop(shared, signals);
+    shared.stop_workers.store(true, Relaxed);
+    dpdk::wait_all_lcores();
+    let reports: Vec<_> = reports.try_iter().collect();
+    let stats = port.stats();
+    let result = finish(shared, reports, stats);
+    port.close();
+    drop(pools);
+    eal.cleanup();
+    result
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn run_dpdk(_shared: &Shared, _signals: &Signals) -> anyhow::Result<()> {
+    bail!("this shardnet was built without the DPDK backend (cargo feature \"dpdk\")")
+}
+
+/// Wait for a stop signal; reload the rules on SIGHUP.
+fn control_loop(shared: &Shared, signals: &Signals) {
+    while !signals.stop.load(Relaxed) {
+        std::thread::sleep(CONTROL_TICK);
+        if signals.reload.swap(false, Relaxed) {
+            match reload_rules(shared) {
+                Ok(n) => tracing::info!("rules reloaded: {n} rule(s) in force"),
+                Err(e) => tracing::error!("rules not reloaded, the old ones stay: {e:#}"),
+            }
+        }
+    }
+    tracing::info!("stopping");
+}
+
+/// Re-read the config file and send its rules to every worker.
+fn reload_rules(shared: &Shared) -> anyhow::Result<usize> {
+    let config = Config::load(&shared.config.path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let table = Arc::new(RuleTable::compile(&config.rules, config.default_action));
+    for tx in &shared.control_tx {
+        tx.send(ControlMessage::Rules(table.clone()))
+            .context("a worker is gone")?;
+    }
+    Ok(table.len())
+}
+
+/// Per-worker counters as JSON, the stop summary and the `[debug]` stats file.
+pub fn counters_json(
+    counters: &[Arc<WorkerCounters>],
+    rule_names: &[String],
+    port: &PortStats,
+) -> serde_json::Value {
+    let workers: Vec<_> = counters
+        .iter()
+        .enumerate()
+        .map(|(id, c)| {
+            let drops: serde_json::Map<_, _> = DropReason::ALL
+                .iter()
+                .map(|r| (r.as_str().to_string(), json!(c.drops_of(*r))))
+                .collect();
+            let rule_hits: serde_json::Map<_, _> = rule_names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| (name.clone(), json!(c.rule_hits[i].get())))
+                .collect();
+            json!({
+                "worker": id,
+                "rx_packets": c.rx_packets.get(),
+                "rx_bytes": c.rx_bytes.get(),
+                "tx_packets": c.tx_packets.get(),
+                "tx_bytes": c.tx_bytes.get(),
+                "drops": drops,
+                "arp_replies_sent": c.arp_replies_sent.get(),
+                "icmp_echo_replies": c.icmp_echo_replies.get(),
+                "udp_rx": c.udp_rx.get(),
+                "udp_tx": c.udp_tx.get(),
+                "to_kernel": c.to_kernel.get(),
+                "rule_hits": rule_hits,
+                "default_hits": c.default_hits.get(),
+                "busy_polls": c.busy_polls.get(),
+                "idle_polls": c.idle_polls.get(),
+            })
+        })
+        .collect();
+    json!({
+        "workers": workers,
+        "port": {
+            "rx_packets": port.rx_packets,
+            "tx_packets": port.tx_packets,
+            "rx_missed": port.rx_missed,
+            "rx_errors": port.rx_errors,
+            "tx_errors": port.tx_errors,
+            "rx_nombuf": port.rx_nombuf,
+        },
+    })
+}
+
+fn write_flow_record(path: &Path, record: &FlowRecord) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut flows: Vec<_> = record.iter().collect();
+    flows.sort();
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for (key, packets) in flows {
+        writeln!(
+            out,
+            "{} {}:{} {}:{} {}",
+            key.protocol, key.src, key.src_port, key.dst, key.dst_port, packets
+        )?;
+    }
+    out.flush()
+}
+
+fn finish(shared: &Shared, reports: Vec<WorkerReport>, port: PortStats) -> anyhow::Result<()> {
+    let stats = counters_json(&shared.counters, shared.rules.rule_names(), &port);
+    tracing::info!("final counters: {stats}");
+    if reports.len() != shared.counters.len() {
+        tracing::error!(
+            "{} of {} workers reported back",
+            reports.len(),
+            shared.counters.len()
+        );
+    }
+    if let Some(prefix) = &shared.config.debug.flow_record {
+        let with_suffix = |suffix: String| {
+            let mut path = PathBuf::from(prefix);
+            path.as_mut_os_string().push(suffix);
+            path
+        };
+        for report in &reports {
+            if let Some(record) = &report.flow_record {
+                let path = with_suffix(format!(".worker{}.flows", report.id));
+                write_flow_record(&path, record)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+        }
+        let path = with_suffix(".stats.json".into());
+        std::fs::write(&path, serde_json::to_vec_pretty(&stats)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}

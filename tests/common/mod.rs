@@ -1,0 +1,293 @@
+//! A network lab for interop tests: two network namespaces joined by a veth
+//! pair. The peer side is plain Linux with 198.18.0.1/24; the DUT side holds
+//! the other veth end with no kernel address, where shardnet runs.
+//!
+//! Needs root. Setup failures panic with the reason: these tests never skip.
+//! Everything is removed on drop, even when the test panics.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The peer's address.
+pub const PEER_IP: &str = "198.18.0.1";
+/// The stack's address.
+pub const DUT_IP: &str = "198.18.0.2";
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Labs of one test binary run one at a time: a stack with two pinned workers
+/// already fills this machine's two cores.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn run_ok(args: &[&str]) -> Output {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Two namespaces and a veth pair between them.
+pub struct Lab {
+    _serial: std::sync::MutexGuard<'static, ()>,
+    pub peer_ns: String,
+    pub dut_ns: String,
+    pub peer_if: String,
+    pub dut_if: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Lab {
+    /// Build the lab. Panics (loudly) when it cannot.
+    pub fn new() -> Lab {
+        let euid = effective_uid();
+        assert_eq!(
+            euid, 0,
+            "interop tests need root (network namespaces, veth)"
+        );
+        let tag = format!(
+            "{}{}",
+            std::process::id() % 100_000,
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let serial = SERIAL
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let lab = Lab {
+            _serial: serial,
+            peer_ns: format!("snpeer{tag}"),
+            dut_ns: format!("sndut{tag}"),
+            peer_if: format!("snp{tag}"),
+            dut_if: format!("snd{tag}"),
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        run_ok(&["ip", "netns", "add", &lab.peer_ns]);
+        run_ok(&["ip", "netns", "add", &lab.dut_ns]);
+        run_ok(&[
+            "ip",
+            "link",
+            "add",
+            &lab.peer_if,
+            "netns",
+            &lab.peer_ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &lab.dut_if,
+            "netns",
+            &lab.dut_ns,
+        ]);
+        for (ns, ifname) in [(&lab.peer_ns, &lab.peer_if), (&lab.dut_ns, &lab.dut_if)] {
+            run_ok(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            run_ok(&["ip", "-n", ns, "link", "set", ifname, "up"]);
+            // No offloads: frames on the wire carry complete checksums and
+            // nothing is merged (tests of those offloads turn them back on).
+            run_ok(&[
+                "ip", "netns", "exec", ns, "ethtool", "-K", ifname, "rx", "off", "tx", "off",
+                "tso", "off", "gso", "off", "gro", "off",
+            ]);
+        }
+        run_ok(&[
+            "ip",
+            "-n",
+            &lab.peer_ns,
+            "addr",
+            "add",
+            &format!("{PEER_IP}/24"),
+            "dev",
+            &lab.peer_if,
+        ]);
+        // Keep the DUT kernel quiet on this interface: no IPv6 chatter.
+        run_ok(&[
+            "ip",
+            "netns",
+            "exec",
+            &lab.dut_ns,
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{}.disable_ipv6=1", lab.dut_if),
+        ]);
+        run_ok(&[
+            "ip",
+            "netns",
+            "exec",
+            &lab.peer_ns,
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{}.disable_ipv6=1", lab.peer_if),
+        ]);
+        lab
+    }
+
+    /// Run a command in the peer namespace and wait for it.
+    pub fn peer(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.peer_ns])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {args:?} in the peer namespace: {e}"))
+    }
+
+    /// The DUT interface's MAC address.
+    pub fn dut_mac(&self) -> String {
+        let out = run_ok(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.dut_ns,
+            "cat",
+            &format!("/sys/class/net/{}/address", self.dut_if),
+        ]);
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// A file path inside the lab's temporary directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Start shardnet in the DUT namespace with `config_text`.
+    pub fn start_shardnet(&self, config_text: &str) -> Shardnet {
+        let config = self.path("shardnet.toml");
+        std::fs::write(&config, config_text).unwrap();
+        let log = self.path("shardnet.log");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.dut_ns,
+                env!("CARGO_BIN_EXE_shardnet"),
+                "run",
+                "--config",
+            ])
+            .arg(&config)
+            .env("SHARDNET_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("cannot start shardnet");
+        Shardnet {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Ping the stack until it answers, or panic after `limit`.
+    pub fn wait_until_answering(&self, shardnet: &mut Shardnet, limit: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = shardnet.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("shardnet exited early ({status}):\n{}", shardnet.log_text());
+            }
+            let out = self.peer(&["ping", "-c", "1", "-W", "1", DUT_IP]);
+            if out.status.success() {
+                return;
+            }
+        }
+        panic!(
+            "shardnet did not answer ping within {limit:?}:\n{}",
+            shardnet.log_text()
+        );
+    }
+}
+
+fn effective_uid() -> u32 {
+    // From /proc, to keep the tests free of unsafe code.
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("effective uid")
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in [&self.peer_ns, &self.dut_ns] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// A running shardnet process; killed on drop if still running.
+pub struct Shardnet {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Shardnet {
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Send a signal to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        run_ok(&["kill", &format!("-{signal}"), &pid]);
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit; panics otherwise.
+    pub fn stop(mut self) -> String {
+        self.signal("TERM");
+        let mut child = self.child.take().unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let log = self.log_text();
+                assert!(status.success(), "shardnet exited with {status}:\n{log}");
+                return log;
+            }
+            if start.elapsed() > Duration::from_secs(15) {
+                let _ = child.kill();
+                panic!(
+                    "shardnet did not stop within 15 s of SIGTERM:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Shardnet {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Parse `prefix.workerN.flows` files: flow line -> (worker, packets).
+pub fn read_flow_records(prefix: &Path, workers: usize) -> Vec<Vec<(String, u64)>> {
+    (0..workers)
+        .map(|w| {
+            let mut path = prefix.as_os_str().to_owned();
+            path.push(format!(".worker{w}.flows"));
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", Path::new(&path).display()));
+            text.lines()
+                .map(|line| {
+                    let (flow, count) = line.rsplit_once(' ').unwrap();
+                    (flow.to_string(), count.parse().unwrap())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The path of a peer helper script.
+pub fn peer_script(name: &str) -> String {
+    format!("{}/tests/peers/{name}", env!("CARGO_MANIFEST_DIR"))
+}

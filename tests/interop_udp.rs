@@ -1,0 +1,268 @@
+//! Interop: real Linux tools (ping, a Python UDP client, scapy) against
+//! shardnet over a veth pair between two network namespaces, with two
+//! workers, on the AF_PACKET backend and on the DPDK backend (`net_af_packet`
+//! vdev, `--no-pci`). Needs root; fails, never skips, when it cannot set up.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{peer_script, read_flow_records, Lab, DUT_IP, PEER_IP};
+
+const FLOWS: usize = 256;
+const PACKETS_PER_FLOW: u64 = 6;
+const MALFORMED_EACH: u64 = 5;
+
+fn rules_and_debug(lab: &Lab) -> String {
+    format!(
+        r#"
+[interface]
+address = "{DUT_IP}/24"
+mac = "auto"
+
+[[rule]]
+name = "echo"
+protocol = "udp"
+ports = "7"
+service = "echo"
+
+[[rule]]
+name = "discard"
+protocol = "udp"
+ports = [9]
+service = "discard"
+
+[[rule]]
+name = "blackhole"
+protocol = "udp"
+ports = "5000-5010"
+service = "drop"
+
+[default]
+action = "kernel"
+
+[debug]
+flow_record = "{}"
+"#,
+        lab.path("rec").display()
+    )
+}
+
+fn json_of(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "peer command failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "bad JSON from peer ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// The whole scenario on one running stack.
+fn exercise(lab: &Lab, config: &str, skip_malformed: &[&str]) {
+    let mut shardnet = lab.start_shardnet(config);
+    lab.wait_until_answering(&mut shardnet, Duration::from_secs(20));
+
+    // ping: 40 echoes of 3 sizes; ping itself checks every reply's payload.
+    for size in ["0", "56", "1400"] {
+        let out = lab.peer(&[
+            "ping", "-c", "40", "-i", "0.002", "-W", "2", "-s", size, DUT_IP,
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "ping -s {size} failed:\n{text}");
+        assert!(text.contains("40 received"), "ping -s {size}:\n{text}");
+        assert!(!text.contains("wrong data"), "ping -s {size}:\n{text}");
+    }
+
+    // UDP echo: many flows, byte for byte.
+    let flows = FLOWS.to_string();
+    let per_flow = PACKETS_PER_FLOW.to_string();
+    let echo = json_of(&lab.peer(&[
+        "python3",
+        &peer_script("udp_flows.py"),
+        "--dst",
+        DUT_IP,
+        "--port",
+        "7",
+        "--flows",
+        &flows,
+        "--packets",
+        &per_flow,
+    ]));
+    assert_eq!(echo["mismatched"], 0, "{echo}");
+    assert_eq!(echo["duplicates"], 0, "{echo}");
+    assert_eq!(echo["unexpected_source"], 0, "{echo}");
+    assert_eq!(
+        echo["received"], echo["sent"],
+        "every datagram echoed: {echo}"
+    );
+
+    // discard and a drop rule: nothing comes back.
+    for port in ["9", "5005"] {
+        let quiet = json_of(&lab.peer(&[
+            "python3",
+            &peer_script("udp_flows.py"),
+            "--dst",
+            DUT_IP,
+            "--port",
+            port,
+            "--flows",
+            "8",
+            "--packets",
+            "4",
+            "--expect-echo",
+            "0",
+        ]));
+        assert_eq!(quiet["received"], 0, "port {port}: {quiet}");
+    }
+
+    // Malformed frames: each counted under its reason, none answered, no crash.
+    let (dut_mac, count) = (lab.dut_mac(), MALFORMED_EACH.to_string());
+    let mut args = vec![
+        "python3".to_string(),
+        peer_script("malformed.py"),
+        "--iface".into(),
+        lab.peer_if.clone(),
+        "--dst-mac".into(),
+        dut_mac,
+        "--src-ip".into(),
+        PEER_IP.into(),
+        "--dst-ip".into(),
+        DUT_IP.into(),
+        "--count".into(),
+        count,
+    ];
+    for kind in skip_malformed {
+        args.extend(["--skip".to_string(), kind.to_string()]);
+    }
+    let malformed = json_of(&lab.peer(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    // Still alive and answering after the bad input.
+    let out = lab.peer(&["ping", "-c", "3", "-i", "0.01", "-W", "2", DUT_IP]);
+    assert!(out.status.success(), "no ping after malformed input");
+
+    let log = shardnet.stop();
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(lab.path("rec.stats.json")).unwrap()).unwrap();
+    let workers = stats["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2, "{log}");
+
+    let sum = |f: &dyn Fn(&serde_json::Value) -> u64| -> u64 { workers.iter().map(f).sum() };
+    for (reason, sent) in malformed.as_object().unwrap() {
+        let counted = sum(&|w| w["drops"][reason].as_u64().unwrap());
+        assert_eq!(
+            counted,
+            sent.as_u64().unwrap(),
+            "drops of {reason}: {stats}"
+        );
+    }
+    assert_eq!(
+        sum(&|w| w["rule_hits"]["blackhole"].as_u64().unwrap()),
+        32,
+        "{stats}"
+    );
+    assert_eq!(
+        sum(&|w| w["drops"]["rule"].as_u64().unwrap()),
+        32,
+        "{stats}"
+    );
+    assert_eq!(
+        sum(&|w| w["rule_hits"]["discard"].as_u64().unwrap()),
+        32,
+        "{stats}"
+    );
+    let echoed = FLOWS as u64 * PACKETS_PER_FLOW;
+    assert_eq!(
+        sum(&|w| w["rule_hits"]["echo"].as_u64().unwrap()),
+        echoed,
+        "{stats}"
+    );
+    assert_eq!(sum(&|w| w["udp_tx"].as_u64().unwrap()), echoed, "{stats}");
+    assert!(
+        sum(&|w| w["icmp_echo_replies"].as_u64().unwrap()) >= 123,
+        "{stats}"
+    );
+    assert!(
+        sum(&|w| w["arp_replies_sent"].as_u64().unwrap()) >= 1,
+        "{stats}"
+    );
+    assert_eq!(
+        sum(&|w| w["drops"]["tx_full"].as_u64().unwrap()),
+        0,
+        "{stats}"
+    );
+
+    // Every flow's packets were handled by exactly one worker, and both
+    // workers carried some of the echo flows.
+    let records = read_flow_records(&lab.path("rec"), 2);
+    let mut owner: HashMap<&str, usize> = HashMap::new();
+    let mut echo_flows_per_worker = [0usize; 2];
+    for (worker, flows) in records.iter().enumerate() {
+        for (flow, packets) in flows {
+            if let Some(other) = owner.insert(flow, worker) {
+                panic!("flow {flow} seen by workers {other} and {worker}");
+            }
+            let is_echo_flow = flow.starts_with(&format!("17 {PEER_IP}:"))
+                && flow.contains(&format!("{DUT_IP}:7"));
+            if is_echo_flow {
+                assert_eq!(*packets, PACKETS_PER_FLOW, "flow {flow}");
+                echo_flows_per_worker[worker] += 1;
+            }
+        }
+    }
+    assert_eq!(echo_flows_per_worker.iter().sum::<usize>(), FLOWS);
+    assert!(
+        echo_flows_per_worker.iter().all(|&n| n > 0),
+        "both workers must carry flows: {echo_flows_per_worker:?}"
+    );
+}
+
+#[test]
+fn af_packet_backend_two_workers() {
+    let lab = Lab::new();
+    let config = format!(
+        r#"
+[dataplane]
+backend = "af_packet"
+workers = [0, 1]
+control_core = 0
+idle = "adaptive"
+
+[af_packet]
+interface = "{}"
+{}"#,
+        lab.dut_if,
+        rules_and_debug(&lab)
+    );
+    exercise(&lab, &config, &[]);
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_backend_two_workers() {
+    let lab = Lab::new();
+    let config = format!(
+        r#"
+[dataplane]
+backend = "dpdk"
+workers = [0, 1]
+control_core = 0
+idle = "adaptive"
+
+[dpdk]
+eal_args = ["--no-pci", "--no-huge", "--in-memory", "-m", "512", "--vdev=net_af_packet0,iface={},qpairs=2"]
+port = 0
+mbufs_per_worker = 4095
+{}"#,
+        lab.dut_if,
+        rules_and_debug(&lab)
+    );
+    // DPDK's net_af_packet joins its queues' sockets with
+    // PACKET_FANOUT_FLAG_DEFRAG: the kernel holds a lone fragment for reassembly
+    // and it never reaches the stack, so there is no fragment to count.
+    exercise(&lab, &config, &["fragment"]);
+}
