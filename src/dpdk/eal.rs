@@ -236,7 +236,7 @@ extern "C" fn launch_trampoline(arg: *mut c_void) -> c_int {
     // Box<LaunchedFn>, and EAL calls this function once per successful launch,
     // so the box is reclaimed exactly once.
     let f: Box<LaunchedFn> = unsafe { Box::from_raw(arg.cast::<LaunchedFn>()) };
-    match catch_unwind(AssertUnwindSafe(move || f())) {
+    match catch_unwind(AssertUnwindSafe(f)) {
         Ok(()) => 0,
         Err(_) => {
             tracing::error!("a function launched on an lcore panicked");
@@ -246,13 +246,39 @@ extern "C" fn launch_trampoline(arg: *mut c_void) -> c_int {
 }
 
 /// Run `f` on worker lcore `lcore` (`rte_eal_remote_launch`). The lcore must
-/// be a worker (not the main lcore) and idle. Returns at once; use
+/// be an enabled worker (not the main lcore) and idle. A panic in `f` is caught
+/// at the lcore's edge (it must not unwind into C) and reported by
+/// [`wait_lcore`] as -1. Returns at once; use
 /// [`wait_lcore`] or [`wait_all_lcores`] to join.
 pub fn launch_on_lcore(lcore: u32, f: Box<dyn FnOnce() + Send>) -> Result<(), DpdkError> {
     if !eal_running() {
         return Err(DpdkError::Launch {
             lcore,
             reason: "EAL is not initialised".into(),
+        });
+    }
+    // EAL does not check these itself: launching on a disabled lcore would
+    // write to a pipe that was never opened.
+    // SAFETY: plain reads of EAL's lcore table, valid for any id after init.
+    let (enabled, main) = unsafe {
+        (
+            lcore < dpdk_sys::RTE_MAX_LCORE && dpdk_sys::rte_lcore_is_enabled(lcore) != 0,
+            dpdk_sys::rte_get_main_lcore(),
+        )
+    };
+    if !enabled {
+        return Err(DpdkError::Launch {
+            lcore,
+            reason: "no such lcore (EAL runs the lcores of --lcores, derived from \
+                     [dataplane] workers)"
+                .into(),
+        });
+    }
+    if lcore == main {
+        return Err(DpdkError::Launch {
+            lcore,
+            reason: "it is the main lcore (the control thread); launch on worker lcores only"
+                .into(),
         });
     }
     let arg = Box::into_raw(Box::new(f)).cast::<c_void>();
@@ -268,7 +294,6 @@ pub fn launch_on_lcore(lcore: u32, f: Box<dyn FnOnce() + Send>) -> Result<(), Dp
             lcore,
             reason: match code {
                 libc::EBUSY => "the lcore is busy running another function".into(),
-                libc::EINVAL => "no such worker lcore (check [dataplane] workers)".into(),
                 _ => format!("{} (error {code})", strerror(code)),
             },
         });
