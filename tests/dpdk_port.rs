@@ -29,6 +29,9 @@ fn user_args() -> Vec<String> {
         "--log-level=lib.eal:notice",
         "--vdev=net_ring0",
         "--vdev=net_null0",
+        // A kernel TAP interface of our own (removed when the port closes): the
+        // one vdev here that reports RSS, for the RSS configuration path.
+        "--vdev=net_tap0,iface=sn-dpdktest0",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -79,8 +82,8 @@ fn dpdk_port_end_to_end() {
     assert_eq!(Eal::lcore_count(), 3);
     assert_eq!(
         Eal::port_count(),
-        2,
-        "net_ring0 and net_null0 (PMD plugins loaded)"
+        3,
+        "net_ring0, net_null0 and net_tap0 (PMD plugins loaded)"
     );
 
     // Errors read as sentences.
@@ -100,7 +103,7 @@ fn dpdk_port_end_to_end() {
     let err = DpdkPort::open(7, &pools, PortOptions::default()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "DPDK port 7 not found: 2 port(s) available; check --vdev/--allow in eal_args"
+        "DPDK port 7 not found: 3 port(s) available; check --vdev/--allow in eal_args"
     );
 
     let mut port =
@@ -287,9 +290,34 @@ fn dpdk_port_end_to_end() {
     drop(nq);
     null_port.close().unwrap();
 
+    // net_tap: two queues with RSS (the symmetric key cut to the device's size).
+    let tap_pools = [
+        Mempool::new("test_tap0", 1023, 32, dpdk_sys::SOCKET_ID_ANY).unwrap(),
+        Mempool::new("test_tap1", 1023, 32, dpdk_sys::SOCKET_ID_ANY).unwrap(),
+    ];
+    let mut tap_port =
+        DpdkPort::open(2, &tap_pools, PortOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(tap_port.driver(), "net_tap");
+    assert!(tap_port.rss_enabled(), "net_tap reports IPv4/TCP/UDP RSS");
+    let tap_offloads = tap_port.tx_offloads();
+    assert!(
+        tap_offloads.ipv4_checksum && tap_offloads.udp_checksum && tap_offloads.tcp_checksum,
+        "net_tap does checksums in software and reports them: {tap_offloads:?}"
+    );
+    assert_eq!(
+        port.tx_offloads(),
+        Default::default(),
+        "net_ring has no offloads"
+    );
+    assert_eq!(tap_port.queues().len(), 2);
+    let tap_stats = tap_port.stats();
+    assert!(!tap_stats.extended.is_empty(), "{tap_stats:?}");
+    tap_port.close().unwrap();
+
     drop(q0);
     port.close().unwrap();
     drop(pools);
     drop(null_pool);
+    drop(tap_pools);
     eal.cleanup().unwrap();
 }
