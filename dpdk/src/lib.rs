@@ -1,1 +1,332 @@
-//! placeholder
+//! Raw bindings to the system's DPDK (22.11 LTS and later).
+//!
+//! Three parts:
+//! - the bindgen output for DPDK's exported functions and types, with explicit
+//!   allowlists (`rte_eal_*`, `rte_eth_*`, `rte_pktmbuf_*`, `rte_mempool_*`,
+//!   `rte_lcore_*`, `rte_strerror`, `rte_socket_id`, `rte_get_tsc_hz`, ...);
+//! - DPDK's macro constants (`RTE_ETH_RSS_*`, `RTE_MBUF_F_RX_*`, `RTE_MBUF_F_TX_*`,
+//!   `RTE_ETH_{RX,TX}_OFFLOAD_*`, `RTE_MAX_LCORE`, ...) as `pub const` under their
+//!   own names, evaluated by clang from the headers (see `shim/constants.h`);
+//! - wrappers around DPDK's `static inline` fast-path functions, which have no
+//!   symbol to link against: each calls a one-line C function of `shim/shim.c`
+//!   and is re-exported here under DPDK's own name (`rte_eth_rx_burst`,
+//!   `rte_pktmbuf_alloc`, ...).
+//!
+//! Linking is dynamic. Poll-mode drivers are plugins: a shared-library EAL loads
+//! every driver in its built-in plugin directory ([`PMD_DIR`] on distribution
+//! builds) at `rte_eal_init`, so `--vdev=net_ring0` and friends work with no `-d`.
+//!
+//! Everything here is `unsafe` and follows DPDK's C contracts; the safe layer
+//! lives in the shardnet crate (`shardnet::dpdk`).
+
+#![allow(non_upper_case_globals, non_camel_case_types, non_snake_case)]
+#![allow(clippy::all, rustdoc::all)]
+#![allow(missing_docs)]
+
+mod bindings {
+    #![allow(non_upper_case_globals, non_camel_case_types, non_snake_case)]
+    #![allow(dead_code, clippy::all, rustdoc::all, unsafe_op_in_unsafe_fn)]
+    include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+}
+
+pub use bindings::*;
+
+use std::os::raw::{c_char, c_int, c_uint, c_void};
+
+/// The release of the DPDK this crate was built against, as pkg-config reports
+/// it (for example `"22.11.11"`).
+pub const VERSION: &str = env!("DPDK_SYS_VERSION");
+
+/// The driver plugin directory of the DPDK this crate was built against
+/// (`$libdir/dpdk/pmds-<ABI>`), or `""` if the build found none. A shared-library
+/// EAL loads every driver there at init; pass it with `-d` only to override.
+pub const PMD_DIR: &str = env!("DPDK_SYS_PMD_DIR");
+
+// ---- ethdev fast path --------------------------------------------------------
+
+/// `rte_eth_rx_burst`: receive up to `nb_pkts` packets from an RX queue into
+/// `rx_pkts`; returns how many were stored.
+///
+/// # Safety
+/// EAL initialised, the port started, `queue_id` configured and used by this
+/// thread only, `rx_pkts` valid for `nb_pkts` writes.
+#[inline]
+pub unsafe fn rte_eth_rx_burst(
+    port_id: u16,
+    queue_id: u16,
+    rx_pkts: *mut *mut rte_mbuf,
+    nb_pkts: u16,
+) -> u16 {
+    rte_shim_rte_eth_rx_burst(port_id, queue_id, rx_pkts, nb_pkts)
+}
+
+/// `rte_eth_tx_burst`: hand up to `nb_pkts` packets to a TX queue; returns how
+/// many the driver took (it then owns and frees them). The rest stay the
+/// caller's.
+///
+/// # Safety
+/// As for [`rte_eth_rx_burst`]; `tx_pkts` holds `nb_pkts` valid mbufs.
+#[inline]
+pub unsafe fn rte_eth_tx_burst(
+    port_id: u16,
+    queue_id: u16,
+    tx_pkts: *mut *mut rte_mbuf,
+    nb_pkts: u16,
+) -> u16 {
+    rte_shim_rte_eth_tx_burst(port_id, queue_id, tx_pkts, nb_pkts)
+}
+
+/// `rte_eth_tx_prepare`: let the driver check and fix up offload requests of up
+/// to `nb_pkts` packets before [`rte_eth_tx_burst`]; returns how many are ready.
+///
+/// # Safety
+/// As for [`rte_eth_tx_burst`].
+#[inline]
+pub unsafe fn rte_eth_tx_prepare(
+    port_id: u16,
+    queue_id: u16,
+    tx_pkts: *mut *mut rte_mbuf,
+    nb_pkts: u16,
+) -> u16 {
+    rte_shim_rte_eth_tx_prepare(port_id, queue_id, tx_pkts, nb_pkts)
+}
+
+// ---- mbufs ---------------------------------------------------------------------
+
+/// `rte_pktmbuf_alloc`: a reset mbuf from `mp`, or null if the pool is empty.
+///
+/// # Safety
+/// `mp` is a packet mbuf pool (`rte_pktmbuf_pool_create`).
+#[inline]
+pub unsafe fn rte_pktmbuf_alloc(mp: *mut rte_mempool) -> *mut rte_mbuf {
+    rte_shim_rte_pktmbuf_alloc(mp)
+}
+
+/// `rte_pktmbuf_free`: give an mbuf (and its chained segments) back to its pool;
+/// null is ignored.
+///
+/// # Safety
+/// `m` is null or an mbuf the caller owns and does not use again.
+#[inline]
+pub unsafe fn rte_pktmbuf_free(m: *mut rte_mbuf) {
+    rte_shim_rte_pktmbuf_free(m)
+}
+
+/// `rte_pktmbuf_alloc_bulk`: fill `mbufs[..count]` with reset mbufs, all or
+/// none; returns 0 on success, a negative errno otherwise.
+///
+/// # Safety
+/// `mp` is a packet mbuf pool and `mbufs` valid for `count` writes.
+#[inline]
+pub unsafe fn rte_pktmbuf_alloc_bulk(
+    mp: *mut rte_mempool,
+    mbufs: *mut *mut rte_mbuf,
+    count: c_uint,
+) -> c_int {
+    rte_shim_rte_pktmbuf_alloc_bulk(mp, mbufs, count)
+}
+
+/// `rte_pktmbuf_mtod(m, void *)`: the address of the first data byte,
+/// `buf_addr + data_off`.
+///
+/// # Safety
+/// `m` is a valid mbuf.
+#[inline]
+pub unsafe fn rte_pktmbuf_mtod(m: *mut rte_mbuf) -> *mut c_void {
+    rte_shim_rte_pktmbuf_mtod(m)
+}
+
+/// `rte_pktmbuf_headroom`: bytes free before the data in the first segment.
+///
+/// # Safety
+/// `m` is a valid mbuf.
+#[inline]
+pub unsafe fn rte_pktmbuf_headroom(m: *const rte_mbuf) -> u16 {
+    rte_shim_rte_pktmbuf_headroom(m)
+}
+
+/// `rte_pktmbuf_tailroom`: bytes free after the data in the last segment.
+///
+/// # Safety
+/// `m` is a valid mbuf.
+#[inline]
+pub unsafe fn rte_pktmbuf_tailroom(m: *const rte_mbuf) -> u16 {
+    rte_shim_rte_pktmbuf_tailroom(m)
+}
+
+/// `rte_pktmbuf_data_room_size`: the data room (headroom included) of each mbuf
+/// of a packet pool.
+///
+/// # Safety
+/// `mp` is a packet mbuf pool.
+#[inline]
+pub unsafe fn rte_pktmbuf_data_room_size(mp: *mut rte_mempool) -> u16 {
+    rte_shim_rte_pktmbuf_data_room_size(mp)
+}
+
+/// `rte_pktmbuf_append`: grow the packet by `len` bytes at the end; returns the
+/// start of the new bytes, or null (nothing changed) if the tailroom is short.
+///
+/// # Safety
+/// `m` is a valid mbuf the caller owns.
+#[inline]
+pub unsafe fn rte_pktmbuf_append(m: *mut rte_mbuf, len: u16) -> *mut c_char {
+    rte_shim_rte_pktmbuf_append(m, len)
+}
+
+/// `rte_pktmbuf_trim`: drop `len` bytes from the end; returns 0, or -1 (nothing
+/// changed) if the last segment is shorter.
+///
+/// # Safety
+/// `m` is a valid mbuf the caller owns.
+#[inline]
+pub unsafe fn rte_pktmbuf_trim(m: *mut rte_mbuf, len: u16) -> c_int {
+    rte_shim_rte_pktmbuf_trim(m, len)
+}
+
+/// `rte_pktmbuf_prepend`: grow the packet by `len` bytes at the front; returns
+/// the new start, or null if the headroom is short.
+///
+/// # Safety
+/// `m` is a valid mbuf the caller owns.
+#[inline]
+pub unsafe fn rte_pktmbuf_prepend(m: *mut rte_mbuf, len: u16) -> *mut c_char {
+    rte_shim_rte_pktmbuf_prepend(m, len)
+}
+
+/// `rte_pktmbuf_adj`: drop `len` bytes from the front; returns the new start, or
+/// null if the first segment is shorter.
+///
+/// # Safety
+/// `m` is a valid mbuf the caller owns.
+#[inline]
+pub unsafe fn rte_pktmbuf_adj(m: *mut rte_mbuf, len: u16) -> *mut c_char {
+    rte_shim_rte_pktmbuf_adj(m, len)
+}
+
+/// `rte_pktmbuf_reset`: reset the packet fields (lengths, offloads, headroom) of
+/// an mbuf.
+///
+/// # Safety
+/// `m` is a valid single-segment mbuf the caller owns.
+#[inline]
+pub unsafe fn rte_pktmbuf_reset(m: *mut rte_mbuf) {
+    rte_shim_rte_pktmbuf_reset(m)
+}
+
+/// `rte_pktmbuf_is_contiguous`: non-zero if the packet is one segment.
+///
+/// # Safety
+/// `m` is a valid mbuf.
+#[inline]
+pub unsafe fn rte_pktmbuf_is_contiguous(m: *const rte_mbuf) -> c_int {
+    rte_shim_rte_pktmbuf_is_contiguous(m)
+}
+
+/// `rte_mbuf_refcnt_read`: the mbuf's reference count.
+///
+/// # Safety
+/// `m` is a valid mbuf.
+#[inline]
+pub unsafe fn rte_mbuf_refcnt_read(m: *const rte_mbuf) -> u16 {
+    rte_shim_rte_mbuf_refcnt_read(m)
+}
+
+// ---- mbuf fields in unions, bitfields, or places that move between releases ----
+
+/// `m->hash.rss`: the RSS hash the NIC stored (valid when `ol_flags` has
+/// [`RTE_MBUF_F_RX_RSS_HASH`]). Not a DPDK function: a field accessor.
+///
+/// # Safety
+/// `m` is a valid mbuf.
+#[inline]
+pub unsafe fn mbuf_hash_rss(m: *const rte_mbuf) -> u32 {
+    rte_shim_mbuf_hash_rss(m)
+}
+
+/// `m->l2_len`: the L2 header length for TX offloads. Not a DPDK function.
+///
+/// # Safety
+/// `m` is a valid mbuf.
+#[inline]
+pub unsafe fn mbuf_l2_len(m: *const rte_mbuf) -> u64 {
+    rte_shim_mbuf_l2_len(m)
+}
+
+/// `m->l3_len`: the L3 header length for TX offloads. Not a DPDK function.
+///
+/// # Safety
+/// `m` is a valid mbuf.
+#[inline]
+pub unsafe fn mbuf_l3_len(m: *const rte_mbuf) -> u64 {
+    rte_shim_mbuf_l3_len(m)
+}
+
+/// Set `m->l2_len` and `m->l3_len` (bitfields of 7 and 9 bits) for TX
+/// offloads. Not a DPDK function.
+///
+/// # Safety
+/// `m` is a valid mbuf the caller owns.
+#[inline]
+pub unsafe fn mbuf_set_tx_lens(m: *mut rte_mbuf, l2_len: u64, l3_len: u64) {
+    rte_shim_mbuf_set_tx_lens(m, l2_len, l3_len)
+}
+
+/// `m->next`: the next segment of a chained packet, or null. (The field moved
+/// in DPDK 23.03, hence an accessor.) Not a DPDK function.
+///
+/// # Safety
+/// `m` is a valid mbuf.
+#[inline]
+pub unsafe fn mbuf_next(m: *const rte_mbuf) -> *mut rte_mbuf {
+    rte_shim_mbuf_next(m)
+}
+
+// ---- EAL -----------------------------------------------------------------------
+
+/// `rte_lcore_id`: the calling thread's lcore id, or `u32::MAX`
+/// (`LCORE_ID_ANY`) on a thread EAL does not know.
+///
+/// # Safety
+/// None beyond FFI; EAL sets the value on its own threads.
+#[inline]
+pub unsafe fn rte_lcore_id() -> c_uint {
+    rte_shim_rte_lcore_id()
+}
+
+/// `rte_errno`: the calling thread's DPDK error number (a per-lcore variable in
+/// C, hence a function here).
+///
+/// # Safety
+/// None beyond FFI.
+#[inline]
+pub unsafe fn rte_errno() -> c_int {
+    rte_shim_rte_errno()
+}
+
+/// `rte_errno = value`: set the calling thread's DPDK error number.
+///
+/// # Safety
+/// None beyond FFI.
+#[inline]
+pub unsafe fn set_rte_errno(value: c_int) {
+    rte_shim_set_rte_errno(value)
+}
+
+/// `rte_prefetch0`: prefetch the cache line at `p` into all cache levels.
+///
+/// # Safety
+/// None: a prefetch never faults, `p` may be any address.
+#[inline]
+pub unsafe fn rte_prefetch0(p: *const c_void) {
+    rte_shim_rte_prefetch0(p)
+}
+
+/// `rte_rdtsc`: the CPU's time-stamp counter; see `rte_get_tsc_hz` for its rate.
+///
+/// # Safety
+/// None beyond FFI.
+#[inline]
+pub unsafe fn rte_rdtsc() -> u64 {
+    rte_shim_rte_rdtsc()
+}
