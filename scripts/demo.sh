@@ -45,7 +45,7 @@ control_core = 0
 idle = \"adaptive\"
 
 [dpdk]
-eal_args = [\"--no-pci\", \"--no-huge\", \"--in-memory\", \"-m\", \"512\", \"--vdev=net_af_packet0,iface=$dif,qpairs=2\"]
+eal_args = [\"--no-pci\", \"--no-huge\", \"--no-shconf\", \"-m\", \"512\", \"--vdev=net_af_packet0,iface=$dif,qpairs=2\"]
 port = 0
 mbufs_per_worker = 4095"
 else

@@ -59,7 +59,7 @@ fn main() -> ExitCode {
         Command::Check { config } => match load(&config) {
             Ok(config) => {
                 println!("{}: OK", config.path.display());
-                print!("{}", config.summary());
+                println!("{}", config.summary().trim_end());
                 ExitCode::SUCCESS
             }
             Err(code) => code,

@@ -24,6 +24,10 @@ use crate::stack::{FlowRecord, Interface, Stack};
 use crate::wire::EthernetAddress;
 use crate::worker::{self, Clock, ControlMessage, WorkerReport, WorkerSetup};
 
+/// Mbufs each worker's pool keeps in its per-lcore cache.
+#[cfg(feature = "dpdk")]
+const MEMPOOL_CACHE: u32 = 256;
+
 /// How often the control loop looks at its signal flags.
 const CONTROL_TICK: Duration = Duration::from_millis(20);
 
@@ -201,7 +205,7 @@ fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
 
 #[cfg(feature = "dpdk")]
 fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
-    use crate::dpdk::{self, DpdkPort, Eal, Mempool};
+    use crate::dpdk::{self, DpdkPort, Eal, Mempool, PortOptions};
     let config = &shared.config;
     let n = config.dataplane.workers.len();
     let args = dpdk::eal_arguments(
@@ -212,9 +216,20 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     tracing::info!("EAL arguments: {}", args.join(" "));
     let eal = Eal::init(&args)?;
     let pools = (0..n)
-        .map(|id| Mempool::new(&format!("sn_pool_{id}"), config.dpdk.mbufs_per_worker, id))
+        .map(|id| {
+            Mempool::new(
+                &format!("sn_pool_{id}"),
+                config.dpdk.mbufs_per_worker,
+                MEMPOOL_CACHE,
+                dpdk_sys::SOCKET_ID_ANY,
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut port = DpdkPort::open(config.dpdk.port, &pools)?;
+    let options = PortOptions {
+        promiscuous: matches!(config.interface.mac, MacSetting::Fixed(_)),
+        ..PortOptions::default()
+    };
+    let mut port = DpdkPort::open(config.dpdk.port, &pools, options)?;
     let mac = choose_mac(&config.interface.mac, port.mac());
     tracing::info!(
         port = config.dpdk.port, %mac, workers = n,
@@ -231,9 +246,9 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     let reports: Vec<_> = reports.try_iter().collect();
     let stats = port.stats();
     let result = finish(shared, reports, stats);
-    port.close();
+    port.close()?;
     drop(pools);
-    eal.cleanup();
+    eal.cleanup()?;
     result
 }
 

@@ -1,0 +1,148 @@
+//! The command line as a user meets it: `check` on good and bad files, and
+//! `run` failing with a one-sentence reason, never a panic.
+
+use std::process::Command;
+
+fn shardnet(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shardnet"))
+        .args(args)
+        .output()
+        .expect("run shardnet");
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const GOOD: &str = r#"[dataplane]
+backend = "af_packet"
+workers = [0]
+control_core = 0
+idle = "adaptive"
+
+[af_packet]
+interface = "sn-no-such-if"
+
+[interface]
+address = "198.18.0.2/24"
+
+[[rule]]
+name = "echo"
+protocol = "udp"
+ports = "7"
+service = "echo"
+"#;
+
+fn write(dir: &tempfile::TempDir, text: &str) -> String {
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn check_accepts_a_good_file_and_summarises_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, GOOD);
+    let (code, stdout, stderr) = shardnet(&["check", "--config", &path]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(&format!("{path}: OK")), "{stdout}");
+    assert!(stdout.contains("echo"), "{stdout}");
+}
+
+#[test]
+fn check_reports_each_problem_with_file_line_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &str, &str, &str); 5] = [
+        (
+            "workers = [0]",
+            "wrokers = [0]",
+            ":3:1: ",
+            "unknown key \"wrokers\"",
+        ),
+        (
+            "198.18.0.2/24",
+            "198.18.0.300/24",
+            ":11:11: ",
+            "198.18.0.300/24",
+        ),
+        (
+            "ports = \"7\"",
+            "ports = \"70000\"",
+            ":16:9: ",
+            "out of range",
+        ),
+        (
+            "workers = [0]",
+            "workers = [0, 4096]",
+            ":3:15: ",
+            "core 4096 does not exist",
+        ),
+        (
+            "service = \"echo\"",
+            "service = \"ecko\"",
+            ":17:11: ",
+            "ecko",
+        ),
+    ];
+    for (from, to, position, reason) in cases {
+        let path = write(&dir, &GOOD.replacen(from, to, 1));
+        let (code, stdout, stderr) = shardnet(&["check", "--config", &path]);
+        assert_eq!(code, 1, "{to}: {stdout}{stderr}");
+        let expected = format!("{path}{position}");
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with(&expected))
+            .unwrap_or_else(|| panic!("{to}: no line starting {expected:?} in:\n{stderr}"));
+        assert!(line.contains(reason), "{to}: {line}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn check_reports_several_problems_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = GOOD.replacen("198.18.0.2/24", "198.18.0.2/33", 1).replacen(
+        "ports = \"7\"",
+        "ports = \"9-8\"",
+        1,
+    );
+    let path = write(&dir, &text);
+    let (code, _, stderr) = shardnet(&["check", "--config", &path]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with(&path)).count(),
+        2,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_refuses_what_this_build_cannot_do_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{GOOD}\n[kernel]\nenabled = true\n");
+    let path = write(&dir, &text);
+    let (code, _, stderr) = shardnet(&["check", "--config", &path]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.starts_with(&format!("{path}:")), "{stderr}");
+}
+
+#[test]
+fn run_fails_with_one_sentence_when_the_interface_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, GOOD);
+    let (code, _, stderr) = shardnet(&["run", "--config", &path]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("sn-no-such-if"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn missing_file_and_version() {
+    let (code, _, stderr) = shardnet(&["check", "--config", "/nonexistent/shardnet.toml"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("/nonexistent/shardnet.toml"), "{stderr}");
+    let (code, stdout, _) = shardnet(&["--version"]);
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("shardnet "), "{stdout}");
+}
