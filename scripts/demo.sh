@@ -99,21 +99,21 @@ ip netns exec "$peer" ping -c 5 -i 0.2 198.18.0.2
 ip netns exec "$peer" ip neigh show dev "$pif"
 
 echo "== UDP echo on port 7: 64 flows x 10 datagrams, checked byte for byte by a Linux client"
-ip netns exec "$peer" python3 tests/peers/udp_flows.py --dst 198.18.0.2 --port 7 --flows 64 --packets 10 \
-    | python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"sent {r[\"sent\"]}, echoed intact {r[\"received\"]}, mismatched {r[\"mismatched\"]}"); sys.exit(r["sent"]!=r["received"] or r["mismatched"])'
+ip netns exec "$peer" /usr/bin/python3 tests/peers/udp_flows.py --dst 198.18.0.2 --port 7 --flows 64 --packets 10 \
+    | /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); print("sent %d, echoed intact %d, mismatched %d" % (r["sent"], r["received"], r["mismatched"])); sys.exit(r["sent"]!=r["received"] or r["mismatched"])'
 
 echo "== one datagram by hand through Python's socket API"
-ip netns exec "$peer" python3 -c '
+ip netns exec "$peer" /usr/bin/python3 -c '
 import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
 s.sendto(b"hello, shardnet", ("198.18.0.2", 7)); print("reply:", s.recvfrom(100)[0].decode())'
 
 echo "== UDP discard on port 9: 8 flows x 4 datagrams, no reply expected"
-ip netns exec "$peer" python3 tests/peers/udp_flows.py --dst 198.18.0.2 --port 9 --flows 8 --packets 4 --expect-echo 0 \
-    | python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"sent {r[\"sent\"]}, replies {r[\"received\"]}")'
+ip netns exec "$peer" /usr/bin/python3 tests/peers/udp_flows.py --dst 198.18.0.2 --port 9 --flows 8 --packets 4 --expect-echo 0 \
+    | /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); print("sent %d, replies %d" % (r["sent"], r["received"]))'
 
 echo "== stopping shardnet (SIGTERM)"
 kill -TERM "$pid"; wait "$pid"; pid=""
-python3 - "$work/rec.stats.json" <<'PY'
+/usr/bin/python3 - "$work/rec.stats.json" <<'PY'
 import json, sys
 stats = json.load(open(sys.argv[1]))
 print(f'{"worker":>6} {"rx":>8} {"tx":>8} {"udp in":>8} {"udp out":>8} {"icmp":>6} {"drops":>6}')

@@ -83,7 +83,7 @@ fn exercise(lab: &Lab, config: &str, skip_malformed: &[&str]) {
     let flows = FLOWS.to_string();
     let per_flow = PACKETS_PER_FLOW.to_string();
     let echo = json_of(&lab.peer(&[
-        "python3",
+        "/usr/bin/python3",
         &peer_script("udp_flows.py"),
         "--dst",
         DUT_IP,
@@ -105,7 +105,7 @@ fn exercise(lab: &Lab, config: &str, skip_malformed: &[&str]) {
     // discard and a drop rule: nothing comes back.
     for port in ["9", "5005"] {
         let quiet = json_of(&lab.peer(&[
-            "python3",
+            "/usr/bin/python3",
             &peer_script("udp_flows.py"),
             "--dst",
             DUT_IP,
@@ -124,7 +124,7 @@ fn exercise(lab: &Lab, config: &str, skip_malformed: &[&str]) {
     // Malformed frames: each counted under its reason, none answered, no crash.
     let (dut_mac, count) = (lab.dut_mac(), MALFORMED_EACH.to_string());
     let mut args = vec![
-        "python3".to_string(),
+        "/usr/bin/python3".to_string(),
         peer_script("malformed.py"),
         "--iface".into(),
         lab.peer_if.clone(),

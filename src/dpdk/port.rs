@@ -171,7 +171,7 @@ impl DpdkPort {
                 queues,
                 requested = opts.rss,
                 "RSS off (the port reports no IPv4/TCP/UDP RSS or it is disabled): \
-                 the device decides which queue gets a packet; software steering must fix it"
+                 the device decides which queue gets a packet (net_af_packet: the kernel's symmetric fanout hash)"
             );
         } else {
             tracing::info!(port, %driver, "one queue: RSS not needed");

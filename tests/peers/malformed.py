@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Send crafted malformed frames at the stack with scapy and print how many of
 each kind went out, as JSON. The kinds map to shardnet's drop reasons."""
 import argparse, json, sys

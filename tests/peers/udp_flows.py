@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """A Linux UDP client: N flows (distinct source ports), M datagrams each, every
 echo checked byte for byte. Prints one JSON object. Bounded in count and time."""
 import argparse, json, os, select, socket, sys, time
