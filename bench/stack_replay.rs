@@ -19,10 +19,8 @@ use shardnet::port::heap::HeapBuf;
 use shardnet::port::PacketBuf;
 use shardnet::rules::RuleTable;
 use shardnet::stack::{Disposition, Interface, Stack};
-use shardnet::wire::{
-    ChecksumMode, EtherType, EthernetAddress, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr,
-    UdpPacket, UdpRepr, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN, UDP_HEADER_LEN,
-};
+use shardnet::testing::{udp_frame, Endpoints};
+use shardnet::wire::{EthernetAddress, ETHERNET_HEADER_LEN};
 
 const FLOWS: u16 = 1024;
 const OUR_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 2]);
@@ -30,39 +28,13 @@ const OUR_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 
 /// A 60-byte UDP echo request (18 bytes of payload) from flow `i`.
 fn request(i: u16) -> Vec<u8> {
-    let payload = [0x5a; 18];
-    let src = Ipv4Addr::new(198, 18, 1 + (i / 250) as u8, 1 + (i % 250) as u8);
-    let mut frame = vec![0; ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN + 18];
-    let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
-    eth.set_dst_addr(OUR_MAC);
-    eth.set_src_addr(EthernetAddress([2, 0, 0, 0, 1, 1]));
-    eth.set_ethertype(EtherType::Ipv4);
-    let ip_bytes = &mut frame[ETHERNET_HEADER_LEN..];
-    ip_bytes[IPV4_HEADER_LEN + UDP_HEADER_LEN..].copy_from_slice(&payload);
-    let repr = Ipv4Repr {
-        src_addr: src,
-        dst_addr: OUR_IP,
-        next_header: IpProtocol::Udp,
-        payload_len: UDP_HEADER_LEN + payload.len(),
-        ttl: 64,
+    let ends = Endpoints {
+        src_mac: EthernetAddress([2, 0, 0, 0, 1, 1]),
+        dst_mac: OUR_MAC,
+        src_ip: Ipv4Addr::new(198, 18, 1 + (i / 250) as u8, 1 + (i % 250) as u8),
+        dst_ip: OUR_IP,
     };
-    repr.emit(
-        &mut Ipv4Packet::new_unchecked(&mut *ip_bytes),
-        ChecksumMode::Software,
-    );
-    let udp = &mut ip_bytes[IPV4_HEADER_LEN..];
-    UdpRepr {
-        src_port: 10_000 + i,
-        dst_port: 7,
-    }
-    .emit(
-        &mut UdpPacket::new_unchecked(udp),
-        src,
-        OUR_IP,
-        payload.len(),
-        ChecksumMode::Software,
-    );
-    frame
+    udp_frame(ends, 10_000 + i, 7, &[0x5a; 18])
 }
 
 fn main() {

@@ -23,4 +23,5 @@ pub mod neighbour;
 pub mod runtime;
 pub mod service;
 pub mod stack;
+pub mod testing;
 pub mod worker;

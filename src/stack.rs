@@ -426,7 +426,8 @@ mod tests {
     use crate::config::{DefaultAction, Rule, ServiceKind};
     use crate::neighbour::NeighbourMailboxes;
     use crate::port::heap::HeapBuf;
-    use crate::wire::{ChecksumMode, Ipv4Repr, UdpRepr, IPV4_HEADER_LEN, UDP_HEADER_LEN};
+    use crate::testing::{ipv4_frame, udp_frame, Endpoints};
+    use crate::wire::IPV4_HEADER_LEN;
     use proptest::prelude::*;
 
     const OUR_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x02]);
@@ -474,33 +475,15 @@ mod tests {
         frame
     }
 
-    fn ipv4(protocol: IpProtocol, payload: &[u8]) -> Vec<u8> {
-        let mut packet = vec![0; IPV4_HEADER_LEN + payload.len()];
-        let repr = Ipv4Repr {
-            src_addr: PEER_IP,
-            dst_addr: OUR_IP,
-            next_header: protocol,
-            payload_len: payload.len(),
-            ttl: 57,
-        };
-        let mut ip = Ipv4Packet::new_unchecked(&mut packet[..]);
-        repr.emit(&mut ip, ChecksumMode::Software);
-        ip.payload_mut().copy_from_slice(payload);
-        ethernet(EtherType::Ipv4, &packet)
-    }
+    const ENDS: Endpoints = Endpoints {
+        src_mac: PEER_MAC,
+        dst_mac: OUR_MAC,
+        src_ip: PEER_IP,
+        dst_ip: OUR_IP,
+    };
 
     fn udp(src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
-        let mut datagram = vec![0; UDP_HEADER_LEN + payload.len()];
-        datagram[UDP_HEADER_LEN..].copy_from_slice(payload);
-        let mut packet = UdpPacket::new_unchecked(&mut datagram[..]);
-        UdpRepr { src_port, dst_port }.emit(
-            &mut packet,
-            PEER_IP,
-            OUR_IP,
-            payload.len(),
-            ChecksumMode::Software,
-        );
-        ipv4(IpProtocol::Udp, &datagram)
+        udp_frame(ENDS, src_port, dst_port, payload)
     }
 
     fn icmp_echo_request(ident: u16, data: &[u8]) -> Vec<u8> {
@@ -512,7 +495,7 @@ mod tests {
         icmp.set_echo_seq_no(1);
         icmp.data_mut().copy_from_slice(data);
         icmp.fill_checksum();
-        ipv4(IpProtocol::Icmp, &message)
+        ipv4_frame(ENDS, IpProtocol::Icmp, &message)
     }
 
     fn transmitted(d: Disposition<HeapBuf>) -> HeapBuf {
