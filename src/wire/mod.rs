@@ -36,6 +36,8 @@
 pub mod checksum;
 
 mod arp;
+#[cfg(test)]
+mod captures;
 mod ethernet;
 mod icmp;
 mod ipv4;
