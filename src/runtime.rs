@@ -5,7 +5,6 @@
 //! `control_core`. It never touches a queue: it talks to the workers through
 //! per-worker channels and reads their counters.
 
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -57,7 +56,6 @@ impl Signals {
 /// Everything the workers share with the control thread.
 struct Shared {
     config: Config,
-    iface_ip: Ipv4Addr,
     counters: Vec<Arc<WorkerCounters>>,
     rules: Arc<RuleTable>,
     mailboxes: NeighbourMailboxes,
@@ -72,7 +70,6 @@ impl Shared {
         let n = config.dataplane.workers.len();
         let (control_tx, control_rx) = (0..n).map(|_| crossbeam_channel::bounded(4)).unzip();
         Shared {
-            iface_ip: config.interface.address,
             counters: (0..n)
                 .map(|_| Arc::new(WorkerCounters::default()))
                 .collect(),
@@ -90,7 +87,7 @@ impl Shared {
     fn worker_parts(&self, id: usize, mac: EthernetAddress) -> (Stack, WorkerSetup) {
         let iface = Interface {
             mac,
-            ip: self.iface_ip,
+            ip: self.config.interface.address,
             prefix_len: self.config.interface.prefix_len,
         };
         let stack = Stack::new(
@@ -317,6 +314,7 @@ pub fn counters_json(
                 "default_hits": c.default_hits.get(),
                 "busy_polls": c.busy_polls.get(),
                 "idle_polls": c.idle_polls.get(),
+                "pool_in_use": c.pool_in_use.get(),
             })
         })
         .collect();

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use crate::config::{Action, Protocol};
+use crate::config::{prefix_mask, Action, Protocol};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::neighbour::NeighbourCache;
 use crate::port::{PacketBuf, RxChecksum};
@@ -55,16 +55,12 @@ pub struct Interface {
 
 impl Interface {
     fn in_subnet(&self, addr: Ipv4Addr) -> bool {
-        let mask = u32::MAX
-            .checked_shl(32 - u32::from(self.prefix_len))
-            .unwrap_or(0);
+        let mask = prefix_mask(self.prefix_len);
         u32::from(addr) & mask == u32::from(self.ip) & mask
     }
 
     fn is_subnet_broadcast(&self, addr: Ipv4Addr) -> bool {
-        let host_mask = u32::MAX
-            .checked_shr(u32::from(self.prefix_len))
-            .unwrap_or(0);
+        let host_mask = !prefix_mask(self.prefix_len);
         self.prefix_len < 31 && self.in_subnet(addr) && u32::from(addr) & host_mask == host_mask
     }
 }
