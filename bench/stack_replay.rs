@@ -10,16 +10,12 @@
 //!     stack_replay PACKETS
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 
-use shardnet::config::{Action, DefaultAction, Protocol, Rule, ServiceKind};
-use shardnet::counters::WorkerCounters;
-use shardnet::neighbour::NeighbourMailboxes;
+use shardnet::config::{Action, DefaultAction, ServiceKind};
 use shardnet::port::heap::HeapBuf;
 use shardnet::port::PacketBuf;
-use shardnet::rules::RuleTable;
-use shardnet::stack::{Disposition, Interface, Stack};
-use shardnet::testing::{udp_frame, Endpoints};
+use shardnet::stack::{Disposition, Interface};
+use shardnet::testing::{lone_stack, udp_frame, udp_rule, Endpoints};
 use shardnet::wire::{EthernetAddress, ETHERNET_HEADER_LEN};
 
 const FLOWS: u16 = 1024;
@@ -43,24 +39,13 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .expect("usage: stack_replay PACKETS");
     let requests: Vec<Vec<u8>> = (0..FLOWS).map(request).collect();
-    let rules = [Rule {
-        name: "echo".into(),
-        protocol: Protocol::Udp,
-        ports: vec![7..=7],
-        action: Action::Service(ServiceKind::Echo),
-    }];
-    let counters = Arc::new(WorkerCounters::default());
-    let mut stack = Stack::new(
-        Interface {
-            mac: OUR_MAC,
-            ip: OUR_IP,
-            prefix_len: 16,
-        },
-        Arc::new(RuleTable::compile(&rules, DefaultAction::Drop)),
-        NeighbourMailboxes::new(1).cache_for(0),
-        counters.clone(),
-        false,
-    );
+    let iface = Interface {
+        mac: OUR_MAC,
+        ip: OUR_IP,
+        prefix_len: 16,
+    };
+    let echo = udp_rule("echo", 7, Action::Service(ServiceKind::Echo));
+    let (mut stack, counters) = lone_stack(iface, &[echo], DefaultAction::Drop, false);
     let mut buf = HeapBuf::with_room(2048);
     let mut fold = 0u64;
     let start = std::time::Instant::now();

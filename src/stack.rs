@@ -419,10 +419,9 @@ impl Stack {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DefaultAction, Rule, ServiceKind};
-    use crate::neighbour::NeighbourMailboxes;
+    use crate::config::{DefaultAction, ServiceKind};
     use crate::port::heap::HeapBuf;
-    use crate::testing::{ipv4_frame, udp_frame, Endpoints};
+    use crate::testing::{ipv4_frame, lone_stack, udp_frame, udp_rule, Endpoints};
     use crate::wire::IPV4_HEADER_LEN;
     use proptest::prelude::*;
 
@@ -431,34 +430,18 @@ mod tests {
     const OUR_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
     const PEER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 
-    fn rule(name: &str, port: u16, action: Action) -> Rule {
-        Rule {
-            name: name.into(),
-            protocol: Protocol::Udp,
-            ports: vec![port..=port],
-            action,
-        }
-    }
-
     fn stack() -> (Stack, Arc<WorkerCounters>) {
         let rules = [
-            rule("echo", 7, Action::Service(ServiceKind::Echo)),
-            rule("discard", 9, Action::Service(ServiceKind::Discard)),
-            rule("sink", 5000, Action::Drop),
+            udp_rule("echo", 7, Action::Service(ServiceKind::Echo)),
+            udp_rule("discard", 9, Action::Service(ServiceKind::Discard)),
+            udp_rule("sink", 5000, Action::Drop),
         ];
-        let counters = Arc::new(WorkerCounters::default());
-        let stack = Stack::new(
-            Interface {
-                mac: OUR_MAC,
-                ip: OUR_IP,
-                prefix_len: 24,
-            },
-            Arc::new(RuleTable::compile(&rules, DefaultAction::Kernel)),
-            NeighbourMailboxes::new(1).cache_for(0),
-            counters.clone(),
-            true,
-        );
-        (stack, counters)
+        let iface = Interface {
+            mac: OUR_MAC,
+            ip: OUR_IP,
+            prefix_len: 24,
+        };
+        lone_stack(iface, &rules, DefaultAction::Kernel, true)
     }
 
     fn ethernet(ethertype: EtherType, payload: &[u8]) -> Vec<u8> {

@@ -2,7 +2,13 @@
 //! have no place on a fast path.
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
+use crate::config::{Action, DefaultAction, Protocol, Rule};
+use crate::counters::WorkerCounters;
+use crate::neighbour::NeighbourMailboxes;
+use crate::rules::RuleTable;
+use crate::stack::{Interface, Stack};
 use crate::wire::{
     ChecksumMode, EtherType, EthernetAddress, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr,
     UdpPacket, UdpRepr, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN, UDP_HEADER_LEN,
@@ -56,6 +62,35 @@ pub fn udp_frame(ends: Endpoints, src_port: u16, dst_port: u16, payload: &[u8]) 
         ChecksumMode::Software,
     );
     ipv4_frame(ends, IpProtocol::Udp, &datagram)
+}
+
+/// A UDP rule for one port.
+pub fn udp_rule(name: &str, port: u16, action: Action) -> Rule {
+    Rule {
+        name: name.into(),
+        protocol: Protocol::Udp,
+        ports: vec![port..=port],
+        action,
+    }
+}
+
+/// The stack of a lone worker (no peers to share neighbours with), with `rules`
+/// compiled and fresh counters, which are returned beside it.
+pub fn lone_stack(
+    iface: Interface,
+    rules: &[Rule],
+    default: DefaultAction,
+    record_flows: bool,
+) -> (Stack, Arc<WorkerCounters>) {
+    let counters = Arc::new(WorkerCounters::default());
+    let stack = Stack::new(
+        iface,
+        Arc::new(RuleTable::compile(rules, default)),
+        NeighbourMailboxes::new(1).cache_for(0),
+        counters.clone(),
+        record_flows,
+    );
+    (stack, counters)
 }
 
 #[cfg(test)]

@@ -10,14 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shardnet::config::{Action, DefaultAction, IdleMode, Protocol, Rule, ServiceKind};
+use shardnet::config::{Action, DefaultAction, IdleMode, ServiceKind};
 use shardnet::counters::WorkerCounters;
-use shardnet::neighbour::NeighbourMailboxes;
 use shardnet::port::memlink::{LinkConfig, MemLink};
 use shardnet::port::{Burst, PacketBuf, Queue};
-use shardnet::rules::RuleTable;
-use shardnet::stack::{Interface, Stack};
-use shardnet::testing::{udp_frame, Endpoints};
+use shardnet::stack::Interface;
+use shardnet::testing::{lone_stack, udp_frame, udp_rule, Endpoints};
 use shardnet::wire::{EthernetAddress, EthernetFrame, Ipv4Packet, UdpPacket};
 use shardnet::worker::{self, Clock, WorkerSetup};
 
@@ -35,24 +33,13 @@ struct Outcome {
 
 fn run(config: LinkConfig, requests: usize) -> Outcome {
     let (worker_end, mut peer_end) = MemLink::pair(config);
-    let counters = Arc::new(WorkerCounters::default());
-    let rules = [Rule {
-        name: "echo".into(),
-        protocol: Protocol::Udp,
-        ports: vec![7..=7],
-        action: Action::Service(ServiceKind::Echo),
-    }];
-    let stack = Stack::new(
-        Interface {
-            mac: OUR_MAC,
-            ip: OUR_IP,
-            prefix_len: 24,
-        },
-        Arc::new(RuleTable::compile(&rules, DefaultAction::Drop)),
-        NeighbourMailboxes::new(1).cache_for(0),
-        counters.clone(),
-        false,
-    );
+    let iface = Interface {
+        mac: OUR_MAC,
+        ip: OUR_IP,
+        prefix_len: 24,
+    };
+    let echo = udp_rule("echo", 7, Action::Service(ServiceKind::Echo));
+    let (stack, counters) = lone_stack(iface, &[echo], DefaultAction::Drop, false);
     let stop = Arc::new(AtomicBool::new(false));
     let (_control_tx, control_rx) = crossbeam_channel::bounded(1);
     let setup = WorkerSetup {
