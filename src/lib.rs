@@ -23,5 +23,6 @@ pub mod neighbour;
 pub mod runtime;
 pub mod service;
 pub mod stack;
+pub mod tcp;
 pub mod testing;
 pub mod worker;
