@@ -1,5 +1,5 @@
-//! Zero-copy views over packet bytes: Ethernet II, ARP, IPv4, ICMPv4 and UDP,
-//! and the Internet checksum.
+//! Zero-copy views over packet bytes: Ethernet II, ARP, IPv4, ICMPv4, UDP and
+//! TCP, and the Internet checksum.
 //!
 //! The shape follows smoltcp's `wire` module. Each protocol has a packet type
 //! (`EthernetFrame<T>`, `Ipv4Packet<T>`, ...) that wraps a buffer
@@ -41,6 +41,7 @@ mod captures;
 mod ethernet;
 mod icmp;
 mod ipv4;
+mod tcp;
 mod udp;
 
 pub use arp::{ArpOperation, ArpPacket, ArpRepr, ARP_PACKET_LEN};
@@ -49,6 +50,10 @@ pub use icmp::{
     Icmpv4DstUnreachable, Icmpv4Message, Icmpv4Packet, ICMPV4_ERROR_QUOTE_MAX, ICMPV4_HEADER_LEN,
 };
 pub use ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr, IPV4_HEADER_LEN};
+pub use tcp::{
+    TcpFlags, TcpHeader, TcpOptions, TcpPacket, TCP_HEADER_LEN, TCP_MAX_HEADER_LEN,
+    TCP_MAX_OPTIONS_LEN, TCP_MAX_SACK_BLOCKS,
+};
 pub use udp::{UdpPacket, UdpRepr, UDP_HEADER_LEN};
 
 /// IPv4 addresses are the standard library's type; `wire` adds no new one.
@@ -190,6 +195,23 @@ pub(crate) fn read_u16(buf: &[u8], offset: usize) -> u16 {
 #[inline]
 pub(crate) fn write_u16(buf: &mut [u8], offset: usize, value: u16) {
     buf[offset..offset + 2].copy_from_slice(&value.to_be_bytes());
+}
+
+/// Reads a big-endian `u32` at `offset`. Panics if out of range.
+#[inline]
+pub(crate) fn read_u32(buf: &[u8], offset: usize) -> u32 {
+    u32::from_be_bytes([
+        buf[offset],
+        buf[offset + 1],
+        buf[offset + 2],
+        buf[offset + 3],
+    ])
+}
+
+/// Writes a big-endian `u32` at `offset`. Panics if out of range.
+#[inline]
+pub(crate) fn write_u32(buf: &mut [u8], offset: usize, value: u32) {
+    buf[offset..offset + 4].copy_from_slice(&value.to_be_bytes());
 }
 
 /// Reads an IPv4 address at `offset`. Panics if out of range.
