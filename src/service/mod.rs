@@ -1,10 +1,15 @@
 //! Services that run inside the stack.
 //!
-//! Each worker holds its own instances (no sharing, no locks). UDP services see
+//! Each worker holds its own instances (no sharing, no locks). TCP services
+//! are driven through the callbacks of [`tcp`]. UDP services see
 //! one datagram at a time and answer in place: the reply reuses the request's
 //! buffer, so a UDP echo allocates nothing and copies nothing.
 
 use crate::config::ServiceKind;
+
+pub mod tcp;
+
+pub use tcp::{TcpIo, TcpService};
 
 /// What a UDP service does with a datagram it was given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
