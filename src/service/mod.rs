@@ -7,9 +7,13 @@
 
 use crate::config::ServiceKind;
 
+pub mod http;
+#[cfg(test)]
+mod mock;
 pub mod tcp;
 
-pub use tcp::{TcpIo, TcpService};
+pub use http::Http;
+pub use tcp::{TcpDiscard, TcpEcho, TcpIo, TcpService, TcpServices};
 
 /// What a UDP service does with a datagram it was given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
