@@ -1,1 +1,535 @@
-//! (being written)
+//! Byte rings for a connection's send and receive data, with storage lent by a
+//! per-worker [`BufferPool`].
+//!
+//! The idea is smoltcp's `storage::RingBuffer` with the storage made optional:
+//! a [`RingBuffer`] holds a `Box<[u8]>` only while it has data (or is about to
+//! receive some), and gives it back to the worker's pool when it drains, so an
+//! idle connection costs 24 bytes per ring and no buffer memory. Storage is
+//! allocated lazily, the first time the pool runs out of free buffers, and is
+//! reused from then on; the pool never frees it.
+//!
+//! The receive side also holds out-of-order data: bytes written past the
+//! ring's length with [`RingBuffer::write_unallocated`] and made part of it
+//! later with [`RingBuffer::enqueue_unallocated`]. The protocol that keeps those
+//! bytes consistent is described in [`super::assembler`].
+//!
+//! Allocation: [`BufferPool::take`] allocates one buffer when the pool has no
+//! free one and fewer than `max_buffers` exist; [`BufferPool::give`] may grow
+//! the free list's `Vec` (amortised, up to the peak number of buffers). No
+//! other function here allocates.
+//!
+//! Buffers are not zeroed when reused. A ring only ever exposes bytes inside
+//! its length, and those were all written by this connection, provided the
+//! receive protocol of [`super::assembler`] is followed (`enqueue_unallocated`
+//! only over bytes already written).
+//!
+//! Panics: [`BufferPool::new`] with a buffer size of 0 or above `u32::MAX`;
+//! [`RingBuffer::enqueue_unallocated`] past the capacity (a caller bug).
+//! [`BufferPool::give`] checks the buffer's size only in debug builds.
+
+use core::fmt;
+
+/// A per-worker free list of equally sized byte buffers.
+///
+/// Nothing is allocated up front: [`take`](Self::take) allocates a new buffer
+/// only when the free list is empty and fewer than `max_buffers` are out.
+pub struct BufferPool {
+    /// Buffers owned by the pool and not lent. Each has length `buffer_size`.
+    free: Vec<Box<[u8]>>,
+    /// The length of every buffer. In `1..=u32::MAX`.
+    buffer_size: usize,
+    /// The most buffers lent at once; `in_use <= max_buffers` always.
+    max_buffers: usize,
+    /// Buffers lent by `take` and not yet given back.
+    in_use: usize,
+}
+
+impl BufferPool {
+    /// A pool of buffers of `buffer_size` bytes, at most `max_buffers` of them
+    /// lent at once. Allocates nothing.
+    ///
+    /// # Panics
+    /// If `buffer_size` is 0 or does not fit in a `u32` (ring offsets are
+    /// 32-bit).
+    pub fn new(buffer_size: usize, max_buffers: usize) -> Self {
+        assert!(buffer_size > 0, "buffer size must be positive");
+        assert!(
+            u32::try_from(buffer_size).is_ok(),
+            "buffer size {buffer_size} does not fit in u32"
+        );
+        BufferPool {
+            free: Vec::new(),
+            buffer_size,
+            max_buffers,
+            in_use: 0,
+        }
+    }
+
+    /// The length of every buffer of this pool.
+    pub fn buffer_size(&self) -> usize {
+        self.buffer_size
+    }
+
+    /// Lends a buffer: a free one if there is one, else a newly allocated
+    /// one. `None` when `max_buffers` are already out.
+    pub fn take(&mut self) -> Option<Box<[u8]>> {
+        if self.in_use >= self.max_buffers {
+            return None;
+        }
+        let storage = match self.free.pop() {
+            Some(storage) => storage,
+            None => vec![0u8; self.buffer_size].into_boxed_slice(),
+        };
+        self.in_use += 1;
+        Some(storage)
+    }
+
+    /// Takes back a buffer lent by [`take`](Self::take).
+    ///
+    /// Debug builds assert that it has this pool's size and that a buffer is
+    /// out.
+    pub fn give(&mut self, storage: Box<[u8]>) {
+        debug_assert_eq!(storage.len(), self.buffer_size, "buffer of another pool");
+        debug_assert!(self.in_use > 0, "more buffers given back than taken");
+        self.in_use = self.in_use.saturating_sub(1);
+        self.free.push(storage);
+    }
+
+    /// Buffers lent and not yet given back.
+    pub fn in_use(&self) -> usize {
+        self.in_use
+    }
+
+    /// Buffers this pool allocated and still accounts for: free plus lent.
+    /// (A buffer dropped by its borrower instead of given back stays counted.)
+    pub fn allocated(&self) -> usize {
+        self.free.len() + self.in_use
+    }
+}
+
+impl fmt::Debug for BufferPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufferPool")
+            .field("buffer_size", &self.buffer_size)
+            .field("max_buffers", &self.max_buffers)
+            .field("in_use", &self.in_use)
+            .field("free", &self.free.len())
+            .finish()
+    }
+}
+
+/// A ring of bytes: `len` bytes starting at `head` in optional storage,
+/// wrapping at its end.
+///
+/// Without storage the ring has capacity 0: it holds nothing and accepts
+/// nothing. `size_of::<RingBuffer>()` is 24 bytes.
+///
+/// Dropping a ring that has storage frees the storage instead of returning it
+/// to its pool; call [`release`](Self::release) first.
+pub struct RingBuffer {
+    /// The bytes, lent by a [`BufferPool`]; `None` while the ring holds
+    /// nothing. Its length fits in a `u32`.
+    storage: Option<Box<[u8]>>,
+    /// Index of the first byte. `head < capacity`, or 0 when there is no
+    /// storage.
+    head: u32,
+    /// Number of bytes held. `len <= capacity`, and 0 without storage.
+    len: u32,
+}
+
+impl RingBuffer {
+    /// An empty ring without storage.
+    pub const fn new() -> Self {
+        RingBuffer {
+            storage: None,
+            head: 0,
+            len: 0,
+        }
+    }
+
+    /// Whether the ring holds storage from a pool.
+    pub fn has_storage(&self) -> bool {
+        self.storage.is_some()
+    }
+
+    /// The storage's length, or 0 without storage.
+    pub fn capacity(&self) -> usize {
+        self.storage.as_ref().map_or(0, |s| s.len())
+    }
+
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the ring holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes that can still be enqueued: `capacity - len`.
+    pub fn free(&self) -> usize {
+        self.capacity() - self.len()
+    }
+
+    /// Takes storage from `pool` if the ring has none. Returns whether the
+    /// ring has storage afterwards (false: the pool is exhausted).
+    pub fn ensure_storage(&mut self, pool: &mut BufferPool) -> bool {
+        if self.storage.is_none() {
+            self.storage = pool.take();
+            self.head = 0;
+            self.len = 0;
+        }
+        self.storage.is_some()
+    }
+
+    /// Gives the storage back to `pool` if the ring holds no bytes.
+    ///
+    /// Bytes written past the length with
+    /// [`write_unallocated`](Self::write_unallocated) are lost with it: the
+    /// receive side must release only when its assembler is empty too.
+    pub fn release_if_empty(&mut self, pool: &mut BufferPool) {
+        if self.len == 0 {
+            self.release(pool);
+        }
+    }
+
+    /// Gives the storage back to `pool` whatever it holds; the ring becomes
+    /// empty, without storage.
+    pub fn release(&mut self, pool: &mut BufferPool) {
+        if let Some(storage) = self.storage.take() {
+            pool.give(storage);
+        }
+        self.head = 0;
+        self.len = 0;
+    }
+
+    /// Index in storage of the byte `offset` bytes after the head. `capacity`
+    /// must be positive and `offset <= capacity`.
+    #[inline]
+    fn index(&self, offset: usize, capacity: usize) -> usize {
+        let i = self.head as usize + offset;
+        if i >= capacity {
+            i - capacity
+        } else {
+            i
+        }
+    }
+
+    /// Copies `data` into storage starting `offset` bytes after the head,
+    /// wrapping. The caller checked that `offset + data.len() <= capacity`.
+    fn write_at(&mut self, offset: usize, data: &[u8]) {
+        let Some(capacity) = self.storage.as_ref().map(|s| s.len()) else {
+            return;
+        };
+        if data.is_empty() {
+            return;
+        }
+        let start = self.index(offset, capacity);
+        let storage = self.storage.as_mut().expect("checked above");
+        let first = data.len().min(capacity - start);
+        storage[start..start + first].copy_from_slice(&data[..first]);
+        storage[..data.len() - first].copy_from_slice(&data[first..]);
+    }
+
+    /// Appends as much of `data` as fits; returns the bytes appended.
+    pub fn enqueue_slice(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.free());
+        self.write_at(self.len(), &data[..n]);
+        self.len += n as u32;
+        n
+    }
+
+    /// Writes `data` at `len + offset` without changing the length (for
+    /// out-of-order receive). Writes only what fits in the capacity, and
+    /// nothing if `len + offset` is at or past it; returns the bytes written.
+    pub fn write_unallocated(&mut self, offset: usize, data: &[u8]) -> usize {
+        let start = self.len().saturating_add(offset);
+        let capacity = self.capacity();
+        if start >= capacity {
+            return 0;
+        }
+        let n = data.len().min(capacity - start);
+        self.write_at(start, &data[..n]);
+        n
+    }
+
+    /// Extends the length by `count` bytes, which must already have been
+    /// written with [`write_unallocated`](Self::write_unallocated).
+    ///
+    /// # Panics
+    /// If `len + count` exceeds the capacity.
+    pub fn enqueue_unallocated(&mut self, count: usize) {
+        assert!(
+            count <= self.free(),
+            "enqueue_unallocated({count}) with only {} free",
+            self.free()
+        );
+        self.len += count as u32;
+    }
+
+    /// Drops up to `count` bytes from the front; returns the bytes dropped.
+    ///
+    /// The head is not reset when the ring empties, since out-of-order bytes
+    /// may lie past it; [`release_if_empty`](Self::release_if_empty) resets it.
+    pub fn dequeue_allocated(&mut self, count: usize) -> usize {
+        let n = count.min(self.len());
+        if n > 0 {
+            let capacity = self.capacity();
+            self.head = self.index(n, capacity) as u32;
+            self.len -= n as u32;
+        }
+        n
+    }
+
+    /// Up to `len` bytes starting `offset` bytes after the front, as two
+    /// slices (the second non-empty only when the range wraps), clipped to
+    /// the bytes held.
+    pub fn get_allocated(&self, offset: usize, len: usize) -> (&[u8], &[u8]) {
+        let Some(storage) = self.storage.as_deref() else {
+            return (&[], &[]);
+        };
+        if offset >= self.len() {
+            return (&[], &[]);
+        }
+        let n = len.min(self.len() - offset);
+        let capacity = storage.len();
+        let start = self.index(offset, capacity);
+        let first = n.min(capacity - start);
+        (&storage[start..start + first], &storage[..n - first])
+    }
+
+    /// Copies bytes from the front into `dst` and drops them; returns the
+    /// bytes copied (at most `dst.len()` and `len`).
+    pub fn dequeue_slice(&mut self, dst: &mut [u8]) -> usize {
+        let (a, b) = self.get_allocated(0, dst.len());
+        let (na, nb) = (a.len(), b.len());
+        dst[..na].copy_from_slice(a);
+        dst[na..na + nb].copy_from_slice(b);
+        self.dequeue_allocated(na + nb)
+    }
+}
+
+impl Default for RingBuffer {
+    fn default() -> Self {
+        RingBuffer::new()
+    }
+}
+
+impl fmt::Debug for RingBuffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RingBuffer")
+            .field("capacity", &self.capacity())
+            .field("head", &self.head)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::VecDeque;
+
+    #[test]
+    fn ring_is_small() {
+        assert!(core::mem::size_of::<RingBuffer>() <= 24);
+    }
+
+    #[test]
+    fn pool_allocates_lazily_and_reuses() {
+        let mut pool = BufferPool::new(16, 2);
+        assert_eq!((pool.in_use(), pool.allocated()), (0, 0));
+        let a = pool.take().unwrap();
+        let b = pool.take().unwrap();
+        assert_eq!(a.len(), 16);
+        assert!(pool.take().is_none());
+        assert_eq!((pool.in_use(), pool.allocated()), (2, 2));
+        pool.give(a);
+        assert_eq!((pool.in_use(), pool.allocated()), (1, 2));
+        let c = pool.take().unwrap();
+        assert_eq!(
+            (pool.in_use(), pool.allocated()),
+            (2, 2),
+            "reused, not allocated"
+        );
+        pool.give(b);
+        pool.give(c);
+        assert_eq!((pool.in_use(), pool.allocated()), (0, 2));
+    }
+
+    #[test]
+    fn ring_without_storage_holds_nothing() {
+        let mut ring = RingBuffer::new();
+        assert!(!ring.has_storage());
+        assert_eq!(ring.capacity(), 0);
+        assert_eq!(ring.free(), 0);
+        assert_eq!(ring.enqueue_slice(b"abc"), 0);
+        assert_eq!(ring.write_unallocated(0, b"abc"), 0);
+        assert_eq!(ring.get_allocated(0, 10), (&[][..], &[][..]));
+        assert_eq!(ring.dequeue_slice(&mut [0; 4]), 0);
+        ring.enqueue_unallocated(0);
+    }
+
+    #[test]
+    fn storage_comes_and_goes() {
+        let mut pool = BufferPool::new(8, 1);
+        let mut ring = RingBuffer::new();
+        let mut other = RingBuffer::new();
+        assert!(ring.ensure_storage(&mut pool));
+        assert!(ring.ensure_storage(&mut pool), "idempotent");
+        assert_eq!(pool.in_use(), 1);
+        assert!(!other.ensure_storage(&mut pool), "pool exhausted");
+        assert_eq!(ring.enqueue_slice(b"0123456789"), 8);
+        ring.release_if_empty(&mut pool);
+        assert!(ring.has_storage(), "not empty: kept");
+        assert_eq!(ring.dequeue_allocated(5), 5);
+        assert_eq!(ring.enqueue_slice(b"abc"), 3);
+        assert_eq!(ring.get_allocated(0, 100), (&b"567"[..], &b"abc"[..]));
+        let mut out = [0u8; 16];
+        assert_eq!(ring.dequeue_slice(&mut out), 6);
+        assert_eq!(&out[..6], b"567abc");
+        ring.release_if_empty(&mut pool);
+        assert!(!ring.has_storage());
+        assert_eq!((pool.in_use(), pool.allocated()), (0, 1));
+        assert!(other.ensure_storage(&mut pool));
+        other.enqueue_slice(b"x");
+        other.release(&mut pool);
+        assert!(!other.has_storage());
+        assert!(other.is_empty());
+        assert_eq!(pool.in_use(), 0);
+    }
+
+    #[test]
+    fn unallocated_writes_wrap_and_clip() {
+        let mut pool = BufferPool::new(8, 1);
+        let mut ring = RingBuffer::new();
+        ring.ensure_storage(&mut pool);
+        ring.enqueue_slice(b"012345");
+        ring.dequeue_allocated(5); // head 5, len 1
+        assert_eq!(ring.write_unallocated(2, b"abcdefgh"), 5); // len+2 = 3, room for 5
+        assert_eq!(ring.len(), 1);
+        assert_eq!(ring.write_unallocated(0, b"XY"), 2);
+        ring.enqueue_unallocated(7);
+        assert_eq!(ring.len(), 8);
+        assert_eq!(ring.get_allocated(0, 8), (&b"5XY"[..], &b"abcde"[..]));
+        assert_eq!(ring.get_allocated(4, 2), (&b"bc"[..], &b""[..]));
+        assert_eq!(ring.write_unallocated(0, b"z"), 0, "full");
+        assert_eq!(ring.get_allocated(8, 1), (&b""[..], &b""[..]));
+    }
+
+    #[test]
+    #[should_panic(expected = "enqueue_unallocated")]
+    fn enqueue_unallocated_past_capacity_panics() {
+        let mut pool = BufferPool::new(4, 1);
+        let mut ring = RingBuffer::new();
+        ring.ensure_storage(&mut pool);
+        ring.enqueue_unallocated(5);
+    }
+
+    /// One step of the ring model test.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Enqueue(Vec<u8>),
+        Dequeue(usize),
+        DequeueSlice(usize),
+        Get(usize, usize),
+        /// write_unallocated at offset, then enqueue_unallocated of all
+        /// written bytes if `commit`.
+        Unallocated(usize, Vec<u8>, bool),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let bytes = proptest::collection::vec(any::<u8>(), 0..40);
+        prop_oneof![
+            bytes.clone().prop_map(Op::Enqueue),
+            (0usize..40).prop_map(Op::Dequeue),
+            (0usize..40).prop_map(Op::DequeueSlice),
+            (0usize..40, 0usize..40).prop_map(|(o, l)| Op::Get(o, l)),
+            (0usize..12, bytes, any::<bool>()).prop_map(|(o, b, c)| Op::Unallocated(o, b, c)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// The ring behaves as a bounded VecDeque.
+        #[test]
+        fn ring_matches_vecdeque(capacity in 1usize..33, ops in proptest::collection::vec(op(), 0..60)) {
+            let mut pool = BufferPool::new(capacity, 1);
+            let mut ring = RingBuffer::new();
+            prop_assert!(ring.ensure_storage(&mut pool));
+            let mut model: VecDeque<u8> = VecDeque::new();
+            for op in ops {
+                match op {
+                    Op::Enqueue(data) => {
+                        let n = ring.enqueue_slice(&data);
+                        let expected = data.len().min(capacity - model.len());
+                        prop_assert_eq!(n, expected);
+                        model.extend(&data[..n]);
+                    }
+                    Op::Dequeue(count) => {
+                        let n = ring.dequeue_allocated(count);
+                        prop_assert_eq!(n, count.min(model.len()));
+                        model.drain(..n);
+                    }
+                    Op::DequeueSlice(size) => {
+                        let mut dst = vec![0u8; size];
+                        let n = ring.dequeue_slice(&mut dst);
+                        let expected: Vec<u8> = model.drain(..size.min(model.len())).collect();
+                        prop_assert_eq!(&dst[..n], &expected[..]);
+                    }
+                    Op::Get(offset, len) => {
+                        let (a, b) = ring.get_allocated(offset, len);
+                        let got: Vec<u8> = a.iter().chain(b).copied().collect();
+                        let expected: Vec<u8> = model.iter().skip(offset).take(len).copied().collect();
+                        prop_assert_eq!(got, expected);
+                    }
+                    Op::Unallocated(offset, data, commit) => {
+                        let n = ring.write_unallocated(offset, &data);
+                        let room = capacity.saturating_sub(model.len() + offset);
+                        prop_assert_eq!(n, data.len().min(room));
+                        if commit && n > 0 {
+                            // Fill the gap before the written bytes, then commit both.
+                            let gap: Vec<u8> = (0..offset).map(|i| i as u8).collect();
+                            prop_assert_eq!(ring.write_unallocated(0, &gap), offset);
+                            ring.enqueue_unallocated(offset + n);
+                            model.extend(&gap);
+                            model.extend(&data[..n]);
+                        }
+                    }
+                }
+                prop_assert_eq!(ring.len(), model.len());
+                prop_assert_eq!(ring.free(), capacity - model.len());
+                let (a, b) = ring.get_allocated(0, usize::MAX);
+                let all: Vec<u8> = a.iter().chain(b).copied().collect();
+                prop_assert_eq!(all, model.iter().copied().collect::<Vec<u8>>());
+            }
+            ring.release(&mut pool);
+            prop_assert_eq!(pool.in_use(), 0);
+        }
+
+        /// Pool accounting: never more than max out, allocated never exceeds
+        /// the peak in use.
+        #[test]
+        fn pool_accounting(max in 0usize..6, takes in proptest::collection::vec(any::<bool>(), 0..40)) {
+            let mut pool = BufferPool::new(4, max);
+            let mut out = Vec::new();
+            let mut peak = 0;
+            for take in takes {
+                if take {
+                    match pool.take() {
+                        Some(b) => out.push(b),
+                        None => prop_assert_eq!(out.len(), max),
+                    }
+                } else if let Some(b) = out.pop() {
+                    pool.give(b);
+                }
+                peak = peak.max(out.len());
+                prop_assert_eq!(pool.in_use(), out.len());
+                prop_assert_eq!(pool.allocated(), peak);
+            }
+        }
+    }
+}
