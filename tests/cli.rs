@@ -53,7 +53,7 @@ fn check_accepts_a_good_file_and_summarises_it() {
 #[test]
 fn check_reports_each_problem_with_file_line_column() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, &str, &str, &str); 5] = [
+    let cases: [(&str, &str, &str, &str); 6] = [
         (
             "workers = [0]",
             "wrokers = [0]",
@@ -83,6 +83,12 @@ fn check_reports_each_problem_with_file_line_column() {
             "service = \"ecko\"",
             ":17:11: ",
             "ecko",
+        ),
+        (
+            "service = \"echo\"\n",
+            "service = \"echo\"\n\n[tcp]\nbuffer_size = 262144\nmss = 100\n",
+            ":21:7: ",
+            "mss 100 is out of range 536-8960",
         ),
     ];
     for (from, to, position, reason) in cases {
@@ -125,6 +131,23 @@ fn check_refuses_what_this_build_cannot_do_yet() {
     let (code, _, stderr) = shardnet(&["check", "--config", &path]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.starts_with(&format!("{path}:")), "{stderr}");
+}
+
+#[test]
+fn check_accepts_tcp_services_and_summarises_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{GOOD}\n[[rule]]\nname = \"web\"\nprotocol = \"tcp\"\nports = 80\nservice = \"http\"\n\
+         \n[tcp]\ncongestion = \"newreno\"\n\n[http]\nbody = \"hi\"\n"
+    );
+    let path = write(&dir, &text);
+    let (code, stdout, stderr) = shardnet(&["check", "--config", &path]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("tcp:       newreno, 262144 connections/worker"),
+        "{stdout}"
+    );
+    assert!(!stderr.contains("has no effect"), "{stderr}");
 }
 
 #[test]

@@ -56,6 +56,10 @@ pub struct Config {
     pub kernel: KernelConfig,
     /// `[metrics]`: the control HTTP endpoint.
     pub metrics: MetricsConfig,
+    /// `[tcp]`: the TCP engine of every worker (defaults when absent).
+    pub tcp: TcpSettings,
+    /// `[http]`: the built-in `http` service (defaults when absent).
+    pub http: HttpSettings,
     /// The `[[rule]]` entries in file order; the first match wins.
     pub rules: Vec<Rule>,
     /// `[default] action`: what flows that no rule claims get (default: kernel).
@@ -66,7 +70,8 @@ pub struct Config {
     /// with a worker, a rule that can never match, ...), in file order. The
     /// binary logs them; they do not make the file invalid.
     pub warnings: Vec<ConfigError>,
-    /// Where some values were written, for [`Config::check_supported`].
+    /// Where some values were written, for later checks such as
+    /// [`Config::check_supported`].
     pub positions: Positions,
 }
 
@@ -243,6 +248,150 @@ pub struct MetricsConfig {
     pub listen: Option<SocketAddr>,
 }
 
+/// `[tcp]`: the TCP engine of every worker. Every key has a default; limits
+/// and buffers are per worker, so the machine-wide figures are these times the
+/// number of workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpSettings {
+    /// `max_connections_per_worker`: the most connections (in any state,
+    /// TIME-WAIT included) a worker tracks at once. Default 262144, range
+    /// 1-16777216.
+    pub max_connections: usize,
+    /// `syn_backlog`: half-open (SYN-RECEIVED) connections a worker keeps
+    /// before it answers SYNs with SYN cookies instead. Default 1024, range
+    /// 1-1048576.
+    pub syn_backlog: usize,
+    /// `buffer_size`: bytes of each send and of each receive buffer of a
+    /// connection; also bounds the receive window we advertise. Default
+    /// 262144 (256 KiB), range 4096-16777216; need not be a power of two.
+    pub buffer_size: u32,
+    /// `max_buffers_per_worker`: buffers in a worker's pool, shared by its
+    /// connections (an idle connection holds none, a busy one up to two).
+    /// Default 4096, range 2-16777216. More than 8 GiB of buffers per worker
+    /// (`max_buffers * buffer_size`) carries a warning.
+    pub max_buffers: usize,
+    /// `mss`: the maximum segment size we announce, in bytes: the MTU minus
+    /// 40 bytes of IPv4 and TCP headers. Default 1460, range 536-8960.
+    pub mss: u16,
+    /// `congestion`: the congestion control algorithm (default CUBIC).
+    pub congestion: CongestionKind,
+    /// `nagle`: Nagle's algorithm, holding back small segments while data is
+    /// unacknowledged (default false: services write whole messages).
+    pub nagle: bool,
+    /// `delayed_ack_ms`: how long an ACK may be delayed, in milliseconds; 0
+    /// acknowledges at once. Default 40, range 0-500 (RFC 1122's limit).
+    pub delayed_ack_ms: u64,
+    /// `time_wait_ms`: how long a connection stays in TIME-WAIT, in
+    /// milliseconds. Default 60000, range 0-240000 (RFC 9293's 2*MSL); below
+    /// 1000 carries a warning.
+    pub time_wait_ms: u64,
+    /// `fin_timeout_ms`: how long FIN-WAIT-2 waits for the peer's FIN once
+    /// our side has closed, in milliseconds. Default 60000, range
+    /// 1000-600000.
+    pub fin_timeout_ms: u64,
+    /// Keepalive probing of idle connections; `None` (the default) when
+    /// `keepalive_idle_s` is absent or 0.
+    pub keepalive: Option<KeepaliveSettings>,
+    /// `timestamps`: offer and accept RFC 7323 timestamps (default true).
+    pub timestamps: bool,
+    /// `sack`: offer and accept selective acknowledgements, RFC 2018
+    /// (default true).
+    pub sack: bool,
+    /// `window_scaling`: offer and accept RFC 7323 window scaling (default
+    /// true); without it the receive window stops at 64 KiB.
+    pub window_scaling: bool,
+    /// `rto_min_ms`: the least retransmission timeout, in milliseconds.
+    /// Default 200, range 1-60000.
+    pub rto_min_ms: u64,
+    /// `rto_max_ms`: the largest retransmission timeout, in milliseconds.
+    /// Default 120000, range 1000-600000; at least `rto_min_ms` and
+    /// `rto_initial_ms`.
+    pub rto_max_ms: u64,
+    /// `rto_initial_ms`: the retransmission timeout before any round trip has
+    /// been measured (SYNs included), in milliseconds. Default 1000 (RFC
+    /// 6298), range 1-60000.
+    pub rto_initial_ms: u64,
+    /// `max_retransmits`: retransmissions of the same data before the
+    /// connection is reset. Default 15, range 1-30.
+    pub max_retransmits: u8,
+    /// `max_syn_retransmits`: retransmissions of a SYN or SYN-ACK before
+    /// giving up. Default 6, range 1-30.
+    pub max_syn_retransmits: u8,
+}
+
+impl Default for TcpSettings {
+    fn default() -> Self {
+        TcpSettings {
+            max_connections: 262_144,
+            syn_backlog: 1024,
+            buffer_size: 256 * 1024,
+            max_buffers: 4096,
+            mss: 1460,
+            congestion: CongestionKind::Cubic,
+            nagle: false,
+            delayed_ack_ms: 40,
+            time_wait_ms: 60_000,
+            fin_timeout_ms: 60_000,
+            keepalive: None,
+            timestamps: true,
+            sack: true,
+            window_scaling: true,
+            rto_min_ms: 200,
+            rto_max_ms: 120_000,
+            rto_initial_ms: 1000,
+            max_retransmits: 15,
+            max_syn_retransmits: 6,
+        }
+    }
+}
+
+/// `[tcp] congestion`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CongestionKind {
+    /// `"cubic"`: CUBIC, RFC 9438 (the default, as on Linux).
+    #[default]
+    Cubic,
+    /// `"newreno"`: NewReno, RFC 5681 and RFC 6582.
+    NewReno,
+}
+
+/// `[tcp] keepalive_*`: probing of idle connections, on when
+/// `keepalive_idle_s` is set and not 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepaliveSettings {
+    /// `keepalive_idle_s`: seconds without traffic before the first probe
+    /// (range 1-604800, a week; no default: absent or 0 turns keepalive off).
+    pub idle_s: u64,
+    /// `keepalive_interval_s`: seconds between unanswered probes. Default 75,
+    /// range 1-3600.
+    pub interval_s: u64,
+    /// `keepalive_probes`: unanswered probes after which the connection is
+    /// reset. Default 9, range 1-127.
+    pub probes: u8,
+}
+
+/// The default `[http] body`.
+pub const DEFAULT_HTTP_BODY: &str = "shardnet\n";
+
+/// The longest `[http] body` accepted, in bytes (1 MiB).
+pub const MAX_HTTP_BODY: usize = 1 << 20;
+
+/// `[http]`: the built-in `http` service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// `body`: the body of every `200 OK` response, sent as is (default
+    /// [`DEFAULT_HTTP_BODY`]). At most [`MAX_HTTP_BODY`] bytes; may be empty.
+    pub body: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            body: DEFAULT_HTTP_BODY.to_owned(),
+        }
+    }
+}
+
 /// `[debug]`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DebugConfig {
@@ -369,6 +518,7 @@ macro_rules! names {
 names!(Backend { Backend::Dpdk => "dpdk", Backend::AfPacket => "af_packet" });
 names!(IdleMode { IdleMode::Busy => "busy", IdleMode::Adaptive => "adaptive" });
 names!(KernelKind { KernelKind::VirtioUser => "virtio-user", KernelKind::Tap => "tap" });
+names!(CongestionKind { CongestionKind::Cubic => "cubic", CongestionKind::NewReno => "newreno" });
 names!(Protocol { Protocol::Udp => "udp", Protocol::Tcp => "tcp" });
 names!(ServiceKind {
     ServiceKind::Echo => "echo",
@@ -530,23 +680,21 @@ impl Config {
                  set enabled = false",
             ));
         }
-        for (i, rule) in self.rules.iter().enumerate() {
-            if rule.protocol == Protocol::Tcp {
-                if let Action::Service(s) = rule.action {
-                    out.push(ConfigError::new(
-                        at(self.positions.rule_services.get(i).copied()),
-                        format!(
-                            "rule {:?}: TCP services (here {s:?}) are not implemented yet \
-                             in this build; use \"kernel\" or \"drop\" for tcp rules",
-                            rule.name,
-                            s = s.as_str()
-                        ),
-                    ));
-                }
-            }
-        }
         out.sort_by_key(ConfigError::position);
         out
+    }
+
+    /// Whether some rule sends TCP to a built-in service, that is whether the
+    /// TCP engine (and `[tcp]`) is used at all.
+    pub fn uses_tcp_services(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.protocol == Protocol::Tcp && matches!(r.action, Action::Service(_)))
+    }
+
+    /// Whether some rule uses the built-in service `kind`.
+    pub fn uses_service(&self, kind: ServiceKind) -> bool {
+        self.rules.iter().any(|r| r.action == Action::Service(kind))
     }
 
     /// A short multi-line summary (no trailing newline), as printed by
@@ -605,6 +753,22 @@ impl Config {
             Some(addr) => format!("metrics:   http://{addr}/metrics"),
             None => "metrics:   disabled".to_owned(),
         });
+        if self.uses_tcp_services() {
+            let t = &self.tcp;
+            lines.push(format!(
+                "tcp:       {}, {} connections/worker, buffers {}, TIME-WAIT {}",
+                t.congestion,
+                t.max_connections,
+                format_bytes(u64::from(t.buffer_size)),
+                format_ms(t.time_wait_ms)
+            ));
+        }
+        if self.uses_service(ServiceKind::Http) {
+            lines.push(format!(
+                "http:      body of {}",
+                format_bytes(self.http.body.len() as u64)
+            ));
+        }
         if let Some(p) = &self.debug.flow_record {
             lines.push(format!("debug:     flow records to {}*", p.display()));
         }
@@ -630,6 +794,33 @@ impl Config {
         }
         lines.push(format!("  default -> {}", self.default_action));
         lines.join("\n")
+    }
+}
+
+/// A size in the largest binary unit that shows it exactly (`256 KiB`,
+/// `1025 KiB`, `9 bytes`), or else with one decimal (`97.7 KiB`).
+fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    let size = |i: usize| 1u64 << (10 * (i + 1));
+    if bytes < 1024 {
+        return format!("{bytes} {}", if bytes == 1 { "byte" } else { "bytes" });
+    }
+    if let Some(i) = (0..UNITS.len()).rev().find(|&i| bytes % size(i) == 0) {
+        return format!("{} {}", bytes / size(i), UNITS[i]);
+    }
+    let i = (0..UNITS.len())
+        .rev()
+        .find(|&i| bytes >= size(i))
+        .unwrap_or(0);
+    format!("{:.1} {}", bytes as f64 / size(i) as f64, UNITS[i])
+}
+
+/// A duration given in milliseconds: `60 s` when whole seconds, else `500 ms`.
+fn format_ms(ms: u64) -> String {
+    if ms >= 1000 && ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{ms} ms")
     }
 }
 

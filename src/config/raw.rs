@@ -21,6 +21,8 @@ pub(super) struct RawFile {
     pub interface: Opt<RawInterface>,
     pub kernel: Opt<RawKernel>,
     pub metrics: Opt<RawMetrics>,
+    pub tcp: Opt<RawTcp>,
+    pub http: Opt<RawHttp>,
     #[serde(default)]
     pub rule: Vec<Spanned<RawRule>>,
     pub default: Opt<RawDefault>,
@@ -78,6 +80,40 @@ pub(super) struct RawMetrics {
     pub listen: Opt<String>,
 }
 
+/// `[tcp]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTcp {
+    pub max_connections_per_worker: Opt<i64>,
+    pub syn_backlog: Opt<i64>,
+    pub buffer_size: Opt<i64>,
+    pub max_buffers_per_worker: Opt<i64>,
+    pub mss: Opt<i64>,
+    pub congestion: Opt<String>,
+    pub nagle: Opt<bool>,
+    pub delayed_ack_ms: Opt<i64>,
+    pub time_wait_ms: Opt<i64>,
+    pub fin_timeout_ms: Opt<i64>,
+    pub keepalive_idle_s: Opt<i64>,
+    pub keepalive_interval_s: Opt<i64>,
+    pub keepalive_probes: Opt<i64>,
+    pub timestamps: Opt<bool>,
+    pub sack: Opt<bool>,
+    pub window_scaling: Opt<bool>,
+    pub rto_min_ms: Opt<i64>,
+    pub rto_max_ms: Opt<i64>,
+    pub rto_initial_ms: Opt<i64>,
+    pub max_retransmits: Opt<i64>,
+    pub max_syn_retransmits: Opt<i64>,
+}
+
+/// `[http]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    pub body: Opt<String>,
+}
+
 /// One `[[rule]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -115,6 +151,8 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "interface",
             "kernel",
             "metrics",
+            "tcp",
+            "http",
             "rule",
             "default",
             "debug",
@@ -126,6 +164,33 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
     ("interface", &["address", "gateway", "mac"]),
     ("kernel", &["enabled", "kind", "name"]),
     ("metrics", &["listen"]),
+    (
+        "tcp",
+        &[
+            "max_connections_per_worker",
+            "syn_backlog",
+            "buffer_size",
+            "max_buffers_per_worker",
+            "mss",
+            "congestion",
+            "nagle",
+            "delayed_ack_ms",
+            "time_wait_ms",
+            "fin_timeout_ms",
+            "keepalive_idle_s",
+            "keepalive_interval_s",
+            "keepalive_probes",
+            "timestamps",
+            "sack",
+            "window_scaling",
+            "rto_min_ms",
+            "rto_max_ms",
+            "rto_initial_ms",
+            "max_retransmits",
+            "max_syn_retransmits",
+        ],
+    ),
+    ("http", &["body"]),
     ("[rule]", &["name", "protocol", "ports", "service"]),
     ("default", &["action"]),
     ("debug", &["flow_record"]),

@@ -118,6 +118,34 @@ action = "drop"
 
 [debug]
 flow_record = "/tmp/flows/run1-"
+
+[tcp]
+max_connections_per_worker = 1000
+syn_backlog = 64
+buffer_size = 100000
+max_buffers_per_worker = 2000
+mss = 8960
+congestion = "newreno"
+nagle = true
+delayed_ack_ms = 0
+time_wait_ms = 240000
+fin_timeout_ms = 1000
+keepalive_idle_s = 7200
+keepalive_interval_s = 3600
+keepalive_probes = 127
+timestamps = false
+sack = false
+window_scaling = false
+rto_min_ms = 1
+rto_max_ms = 1000
+rto_initial_ms = 1000
+max_retransmits = 30
+max_syn_retransmits = 1
+
+[http]
+body = """
+<h1>hello</h1>
+"""
 "#;
     let c = ok(text);
     let expected = Config {
@@ -149,6 +177,35 @@ flow_record = "/tmp/flows/run1-"
         },
         metrics: MetricsConfig {
             listen: Some("[::1]:9464".parse().unwrap()),
+        },
+        tcp: TcpSettings {
+            max_connections: 1000,
+            syn_backlog: 64,
+            buffer_size: 100_000,
+            max_buffers: 2000,
+            mss: 8960,
+            congestion: CongestionKind::NewReno,
+            nagle: true,
+            delayed_ack_ms: 0,
+            time_wait_ms: 240_000,
+            fin_timeout_ms: 1000,
+            keepalive: Some(KeepaliveSettings {
+                idle_s: 7200,
+                interval_s: 3600,
+                probes: 127,
+            }),
+            timestamps: false,
+            sack: false,
+            window_scaling: false,
+            rto_min_ms: 1,
+            rto_max_ms: 1000,
+            rto_initial_ms: 1000,
+            max_retransmits: 30,
+            max_syn_retransmits: 1,
+        },
+        http: HttpSettings {
+            // A multi-line basic string drops the newline right after `"""`.
+            body: "<h1>hello</h1>\n".into(),
         },
         rules: vec![
             Rule {
@@ -240,8 +297,38 @@ fn defaults() {
     assert!(c.rules.is_empty());
     assert_eq!(c.default_action, DefaultAction::Kernel);
     assert_eq!(c.debug.flow_record, None);
+    assert_eq!(c.tcp, TcpSettings::default());
+    assert_eq!(c.http, HttpSettings::default());
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     assert!(c.check_supported().is_empty());
+}
+
+#[test]
+fn tcp_and_http_defaults() {
+    let t = TcpSettings::default();
+    assert_eq!(t.max_connections, 262_144);
+    assert_eq!(t.syn_backlog, 1024);
+    assert_eq!(t.buffer_size, 262_144);
+    assert_eq!(t.max_buffers, 4096);
+    assert_eq!(t.mss, 1460);
+    assert_eq!(t.congestion, CongestionKind::Cubic);
+    assert!(!t.nagle);
+    assert_eq!(t.delayed_ack_ms, 40);
+    assert_eq!(t.time_wait_ms, 60_000);
+    assert_eq!(t.fin_timeout_ms, 60_000);
+    assert_eq!(t.keepalive, None);
+    assert!(t.timestamps && t.sack && t.window_scaling);
+    assert_eq!(t.rto_min_ms, 200);
+    assert_eq!(t.rto_max_ms, 120_000);
+    assert_eq!(t.rto_initial_ms, 1000);
+    assert_eq!(t.max_retransmits, 15);
+    assert_eq!(t.max_syn_retransmits, 6);
+    assert_eq!(CongestionKind::default(), CongestionKind::Cubic);
+    assert_eq!(HttpSettings::default().body, "shardnet\n");
+    // Empty sections are the defaults too (with a warning: nothing uses them).
+    let c = ok(&format!("{MINIMAL}[tcp]\n[http]\n"));
+    assert_eq!(c.tcp, t);
+    assert_eq!(c.http, HttpSettings::default());
 }
 
 #[test]
@@ -274,6 +361,35 @@ fn unknown_keys_name_their_section() {
     assert_errors(
         "workers = 1\n",
         &[(1, 1, "unknown key \"workers\" outside any section")],
+    );
+    assert_errors(
+        &format!("{MINIMAL}[tcp]\nmss = 1400\nmax_connections = 10\n"),
+        &[(
+            12,
+            1,
+            "unknown key \"max_connections\" in [tcp]; expected one of \
+             max_connections_per_worker, syn_backlog, buffer_size, max_buffers_per_worker, mss, \
+             congestion, nagle, delayed_ack_ms, time_wait_ms, fin_timeout_ms, keepalive_idle_s, \
+             keepalive_interval_s, keepalive_probes, timestamps, sack, window_scaling, \
+             rto_min_ms, rto_max_ms, rto_initial_ms, max_retransmits, max_syn_retransmits",
+        )],
+    );
+    assert_errors(
+        &format!("{MINIMAL}[http]\nbdoy = \"x\"\n"),
+        &[(
+            11,
+            1,
+            "unknown key \"bdoy\" in [http]; expected one of body",
+        )],
+    );
+    assert_errors(
+        "[tpc]\n",
+        &[(
+            1,
+            2,
+            "unknown section [tpc]; expected one of [dataplane], [dpdk], [af_packet], \
+             [interface], [kernel], [metrics], [tcp], [http], [[rule]], [default], [debug]",
+        )],
     );
     // Every section in the table used for the messages matches its struct.
     for (section, keys) in raw::SECTIONS {
@@ -814,13 +930,10 @@ fn unsupported_features_are_separate_from_parsing() {
     let c = ok(&text);
     let problems = c.check_supported();
     let got: Vec<_> = problems.iter().map(|e| (e.line, e.column)).collect();
-    assert_eq!(got, [(11, 11), (16, 11)]);
+    assert_eq!(got, [(11, 11)]);
     assert!(problems[0]
         .message
         .starts_with("the kernel exception port is not implemented yet in this build"));
-    assert!(problems[1]
-        .message
-        .starts_with("rule \"web\": TCP services (here \"http\") are not implemented yet"));
 
     let dpdk = ok(&MINIMAL.replace("\"af_packet\"", "\"dpdk\""));
     let problems = dpdk.check_supported();
@@ -831,6 +944,548 @@ fn unsupported_features_are_separate_from_parsing() {
         assert_eq!((problems[0].line, problems[0].column), (2, 11));
         assert!(problems[0].message.contains("\"dpdk\" feature"));
     }
+}
+
+#[test]
+fn tcp_service_rules_are_supported() {
+    let text = format!(
+        "{MINIMAL}[[rule]]\nname = \"web\"\nprotocol = \"tcp\"\nports = [80, 8080]\nservice = \"http\"\n\
+         [[rule]]\nname = \"echo\"\nprotocol = \"tcp\"\nports = 7\nservice = \"echo\"\n\
+         [[rule]]\nname = \"sink\"\nprotocol = \"tcp\"\nports = 9\nservice = \"discard\"\n"
+    );
+    let c = ok(&text);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.check_supported(), []);
+    assert!(c.uses_tcp_services());
+    assert!(c.uses_service(ServiceKind::Http));
+    assert!(!ok(MINIMAL).uses_tcp_services());
+}
+
+/// `MINIMAL` plus a `[tcp]` section with `body` (starting on line 11) and a
+/// tcp echo rule after it, so that `[tcp]` is used.
+fn with_tcp(body: &str) -> String {
+    format!(
+        "{MINIMAL}[tcp]\n{body}[[rule]]\nname = \"echo\"\nprotocol = \"tcp\"\nports = 7\n\
+         service = \"echo\"\n"
+    )
+}
+
+#[test]
+fn tcp_every_key_in_range_bounds() {
+    // Both ends of every range are accepted.
+    let low = with_tcp(
+        "max_connections_per_worker = 1\nsyn_backlog = 1\nbuffer_size = 4096\n\
+         max_buffers_per_worker = 2\nmss = 536\ncongestion = \"cubic\"\nnagle = false\n\
+         delayed_ack_ms = 0\ntime_wait_ms = 1000\nfin_timeout_ms = 1000\nkeepalive_idle_s = 1\n\
+         keepalive_interval_s = 1\nkeepalive_probes = 1\ntimestamps = true\nsack = true\n\
+         window_scaling = true\nrto_min_ms = 1\nrto_max_ms = 1000\nrto_initial_ms = 1\n\
+         max_retransmits = 1\nmax_syn_retransmits = 1\n",
+    );
+    let c = ok(&low);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let t = &c.tcp;
+    assert_eq!(
+        (
+            t.max_connections,
+            t.syn_backlog,
+            t.buffer_size,
+            t.max_buffers,
+            t.mss
+        ),
+        (1, 1, 4096, 2, 536)
+    );
+    assert_eq!(
+        (t.delayed_ack_ms, t.time_wait_ms, t.fin_timeout_ms),
+        (0, 1000, 1000)
+    );
+    assert_eq!(
+        t.keepalive,
+        Some(KeepaliveSettings {
+            idle_s: 1,
+            interval_s: 1,
+            probes: 1
+        })
+    );
+    assert_eq!((t.rto_min_ms, t.rto_max_ms, t.rto_initial_ms), (1, 1000, 1));
+    assert_eq!((t.max_retransmits, t.max_syn_retransmits), (1, 1));
+
+    let high = with_tcp(
+        "max_connections_per_worker = 16777216\nsyn_backlog = 1048576\n\
+         buffer_size = 16777216\nmax_buffers_per_worker = 512\nmss = 8960\n\
+         delayed_ack_ms = 500\ntime_wait_ms = 240000\nfin_timeout_ms = 600000\n\
+         keepalive_idle_s = 604800\nkeepalive_interval_s = 3600\nkeepalive_probes = 127\n\
+         rto_min_ms = 60000\nrto_max_ms = 600000\nrto_initial_ms = 60000\n\
+         max_retransmits = 30\nmax_syn_retransmits = 30\n",
+    );
+    let c = ok(&high);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let t = &c.tcp;
+    assert_eq!(
+        (
+            t.max_connections,
+            t.syn_backlog,
+            t.buffer_size,
+            t.max_buffers,
+            t.mss
+        ),
+        (16_777_216, 1_048_576, 16_777_216, 512, 8960)
+    );
+    assert_eq!(
+        (t.delayed_ack_ms, t.time_wait_ms, t.fin_timeout_ms),
+        (500, 240_000, 600_000)
+    );
+    assert_eq!(
+        t.keepalive,
+        Some(KeepaliveSettings {
+            idle_s: 604_800,
+            interval_s: 3600,
+            probes: 127
+        })
+    );
+    assert_eq!(
+        (t.rto_min_ms, t.rto_max_ms, t.rto_initial_ms),
+        (60_000, 600_000, 60_000)
+    );
+    assert_eq!((t.max_retransmits, t.max_syn_retransmits), (30, 30));
+    // Keys not written keep their defaults; a buffer size need not be a power
+    // of two.
+    let c = ok(&with_tcp(
+        "congestion = \"newreno\"\nbuffer_size = 100000\nkeepalive_idle_s = 60\n",
+    ));
+    assert_eq!(c.tcp.congestion, CongestionKind::NewReno);
+    assert_eq!(c.tcp.buffer_size, 100_000);
+    assert_eq!(
+        c.tcp.keepalive,
+        Some(KeepaliveSettings {
+            idle_s: 60,
+            interval_s: 75,
+            probes: 9
+        })
+    );
+    assert_eq!(
+        c.tcp,
+        TcpSettings {
+            congestion: CongestionKind::NewReno,
+            buffer_size: 100_000,
+            keepalive: c.tcp.keepalive,
+            ..TcpSettings::default()
+        }
+    );
+    // keepalive_idle_s = 0 is off, like leaving it out.
+    assert_eq!(ok(&with_tcp("keepalive_idle_s = 0\n")).tcp.keepalive, None);
+}
+
+#[test]
+fn tcp_range_errors_each_at_its_value() {
+    // (key, a value just outside the range, the message)
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "max_connections_per_worker",
+            "0",
+            "max_connections_per_worker 0 is out of range 1-16777216",
+        ),
+        (
+            "max_connections_per_worker",
+            "16777217",
+            "max_connections_per_worker 16777217 is out of range 1-16777216",
+        ),
+        (
+            "syn_backlog",
+            "0",
+            "syn_backlog 0 is out of range 1-1048576",
+        ),
+        (
+            "syn_backlog",
+            "1048577",
+            "syn_backlog 1048577 is out of range 1-1048576",
+        ),
+        (
+            "buffer_size",
+            "4095",
+            "buffer_size 4095 is out of range 4096-16777216 bytes",
+        ),
+        (
+            "buffer_size",
+            "16777217",
+            "buffer_size 16777217 is out of range 4096-16777216 bytes",
+        ),
+        (
+            "max_buffers_per_worker",
+            "1",
+            "max_buffers_per_worker 1 is out of range 2-16777216 (a connection uses up to two)",
+        ),
+        (
+            "max_buffers_per_worker",
+            "16777217",
+            "max_buffers_per_worker 16777217 is out of range 2-16777216",
+        ),
+        (
+            "mss",
+            "535",
+            "mss 535 is out of range 536-8960 bytes (an MTU of 576-9000 minus 40 bytes of IPv4 \
+             and TCP headers)",
+        ),
+        ("mss", "8961", "mss 8961 is out of range 536-8960 bytes"),
+        (
+            "delayed_ack_ms",
+            "-1",
+            "delayed_ack_ms -1 is out of range 0-500 (RFC 1122 allows at most 500 ms)",
+        ),
+        (
+            "delayed_ack_ms",
+            "501",
+            "delayed_ack_ms 501 is out of range 0-500",
+        ),
+        (
+            "time_wait_ms",
+            "-1",
+            "time_wait_ms -1 is out of range 0-240000 (RFC 9293's 2*MSL is at most 240 s)",
+        ),
+        (
+            "time_wait_ms",
+            "240001",
+            "time_wait_ms 240001 is out of range 0-240000",
+        ),
+        (
+            "fin_timeout_ms",
+            "999",
+            "fin_timeout_ms 999 is out of range 1000-600000",
+        ),
+        (
+            "fin_timeout_ms",
+            "600001",
+            "fin_timeout_ms 600001 is out of range 1000-600000",
+        ),
+        (
+            "keepalive_idle_s",
+            "-1",
+            "keepalive_idle_s -1 is out of range 0-604800 seconds (0 turns keepalive off; at \
+             most a week)",
+        ),
+        (
+            "keepalive_idle_s",
+            "604801",
+            "keepalive_idle_s 604801 is out of range 0-604800",
+        ),
+        (
+            "keepalive_interval_s",
+            "0",
+            "keepalive_interval_s 0 is out of range 1-3600 seconds",
+        ),
+        (
+            "keepalive_interval_s",
+            "3601",
+            "keepalive_interval_s 3601 is out of range 1-3600 seconds",
+        ),
+        (
+            "keepalive_probes",
+            "0",
+            "keepalive_probes 0 is out of range 1-127",
+        ),
+        (
+            "keepalive_probes",
+            "128",
+            "keepalive_probes 128 is out of range 1-127",
+        ),
+        ("rto_min_ms", "0", "rto_min_ms 0 is out of range 1-60000"),
+        (
+            "rto_min_ms",
+            "60001",
+            "rto_min_ms 60001 is out of range 1-60000",
+        ),
+        (
+            "rto_max_ms",
+            "999",
+            "rto_max_ms 999 is out of range 1000-600000",
+        ),
+        (
+            "rto_max_ms",
+            "600001",
+            "rto_max_ms 600001 is out of range 1000-600000",
+        ),
+        (
+            "rto_initial_ms",
+            "0",
+            "rto_initial_ms 0 is out of range 1-60000",
+        ),
+        (
+            "rto_initial_ms",
+            "60001",
+            "rto_initial_ms 60001 is out of range 1-60000",
+        ),
+        (
+            "max_retransmits",
+            "0",
+            "max_retransmits 0 is out of range 1-30",
+        ),
+        (
+            "max_retransmits",
+            "31",
+            "max_retransmits 31 is out of range 1-30",
+        ),
+        (
+            "max_retransmits",
+            "-9223372036854775808",
+            "max_retransmits -9223372036854775808 is out of range 1-30",
+        ),
+        (
+            "max_syn_retransmits",
+            "0",
+            "max_syn_retransmits 0 is out of range 1-30",
+        ),
+        (
+            "max_syn_retransmits",
+            "256",
+            "max_syn_retransmits 256 is out of range 1-30",
+        ),
+    ];
+    for (key, value, message) in cases {
+        // A comment first, so that the value is on line 12; its column is
+        // the key's length plus " = ".
+        let text = with_tcp(&format!("# {key}\n{key} = {value}\n"));
+        assert_errors(&text, &[(12, key.len() + 4, message)]);
+    }
+    // Every key covered, both ends.
+    let tcp_keys = raw::SECTIONS.iter().find(|(s, _)| *s == "tcp").unwrap().1;
+    for key in tcp_keys {
+        let not_integers = [
+            "nagle",
+            "timestamps",
+            "sack",
+            "window_scaling",
+            "congestion",
+        ];
+        if !not_integers.contains(key) {
+            assert!(cases.iter().filter(|c| c.0 == *key).count() >= 2, "{key}");
+        }
+    }
+}
+
+#[test]
+fn tcp_unknown_strings_and_types() {
+    assert_errors(
+        &with_tcp("congestion = \"bbr\"\n"),
+        &[(
+            11,
+            14,
+            "unknown congestion control \"bbr\"; expected \"cubic\" or \"newreno\"",
+        )],
+    );
+    assert_errors(
+        &with_tcp("congestion = \"Cubic\"\n"),
+        &[(11, 14, "unknown congestion control \"Cubic\"")],
+    );
+    assert_errors(
+        &with_tcp("nagle = \"yes\"\n"),
+        &[(11, 9, "wrong type: string \"yes\", expected a boolean")],
+    );
+    assert_errors(
+        &with_tcp("mss = \"1460\"\n"),
+        &[(11, 7, "wrong type: string \"1460\", expected an integer")],
+    );
+    assert_errors(
+        &with_tcp("buffer_size = 1.5\n"),
+        &[(
+            11,
+            15,
+            "wrong type: floating point `1.5`, expected an integer",
+        )],
+    );
+    assert_errors(
+        &format!("{MINIMAL}[http]\nbody = 1\n"),
+        &[(11, 8, "wrong type: integer `1`, expected a string")],
+    );
+}
+
+#[test]
+fn tcp_all_problems_at_once_in_file_order() {
+    let text = with_tcp(
+        "mss = 100\ncongestion = \"vegas\"\nrto_min_ms = 5000\nrto_max_ms = 2000\n\
+         rto_initial_ms = 3000\ntime_wait_ms = 999999\nmax_syn_retransmits = 0\n",
+    ) + "[http]\nbody = \"x\"\n";
+    let e = parse(&text).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "\
+test.toml:11:7: mss 100 is out of range 536-8960 bytes (an MTU of 576-9000 minus 40 bytes of IPv4 and TCP headers)
+test.toml:12:14: unknown congestion control \"vegas\"; expected \"cubic\" or \"newreno\"
+test.toml:14:14: rto_max_ms 2000 is below rto_min_ms 5000; it must be at least as large
+test.toml:14:14: rto_max_ms 2000 is below rto_initial_ms 3000; it must be at least as large
+test.toml:16:16: time_wait_ms 999999 is out of range 0-240000 (RFC 9293's 2*MSL is at most 240 s)
+test.toml:17:23: max_syn_retransmits 0 is out of range 1-30"
+    );
+}
+
+#[test]
+fn tcp_rto_cross_checks() {
+    assert_errors(
+        &with_tcp("rto_min_ms = 2000\nrto_max_ms = 1000\n"),
+        &[(
+            12,
+            14,
+            "rto_max_ms 1000 is below rto_min_ms 2000; it must be at least as large",
+        )],
+    );
+    // The default rto_initial_ms (1000) counts too.
+    assert_errors(
+        &with_tcp("rto_max_ms = 1000\nrto_min_ms = 1\nrto_initial_ms = 1001\n"),
+        &[(11, 14, "rto_max_ms 1000 is below rto_initial_ms 1001")],
+    );
+    // Equal is fine; written in any order.
+    let c = ok(&with_tcp(
+        "rto_max_ms = 5000\nrto_min_ms = 5000\nrto_initial_ms = 5000\n",
+    ));
+    assert_eq!((c.tcp.rto_min_ms, c.tcp.rto_max_ms), (5000, 5000));
+    // An invalid rto_min_ms is reported alone, not compared.
+    assert_errors(
+        &with_tcp("rto_min_ms = 70000\nrto_max_ms = 1000\n"),
+        &[(11, 14, "rto_min_ms 70000 is out of range 1-60000")],
+    );
+    // The defaults of rto_min_ms and rto_initial_ms fit under any valid
+    // rto_max_ms.
+    ok(&with_tcp("rto_max_ms = 1000\n"));
+}
+
+#[test]
+fn tcp_warnings() {
+    let warnings = |text: &str| -> Vec<(usize, usize, String)> {
+        ok(text)
+            .warnings
+            .into_iter()
+            .map(|w| (w.line, w.column, w.message))
+            .collect()
+    };
+    assert_eq!(
+        warnings(&with_tcp("time_wait_ms = 999\n")),
+        [(
+            11,
+            16,
+            "time_wait_ms 999: TIME-WAIT shorter than 1 s risks old duplicates being accepted \
+             by a new connection"
+                .to_owned()
+        )]
+    );
+    assert_eq!(ok(&with_tcp("time_wait_ms = 0\n")).tcp.time_wait_ms, 0);
+    assert_eq!(
+        warnings(&with_tcp(
+            "keepalive_interval_s = 10\nkeepalive_probes = 3\n"
+        )),
+        [
+            (
+                11,
+                24,
+                "keepalive_interval_s is ignored without keepalive_idle_s (keepalive is off)"
+                    .to_owned()
+            ),
+            (
+                12,
+                20,
+                "keepalive_probes is ignored without keepalive_idle_s (keepalive is off)"
+                    .to_owned()
+            ),
+        ]
+    );
+    let w = warnings(&with_tcp("keepalive_idle_s = 0\nkeepalive_probes = 3\n"));
+    assert_eq!(w.len(), 1);
+    assert_eq!((w[0].0, w[0].1), (12, 20));
+    assert!(
+        w[0].2
+            .starts_with("keepalive_probes is ignored without keepalive_idle_s"),
+        "{w:?}"
+    );
+    // 4096 buffers of 4 MiB are 16 GiB; 2048 of 4 MiB exactly 8 GiB (fine).
+    assert_eq!(
+        warnings(&with_tcp("buffer_size = 4194304\n")),
+        [(
+            11,
+            15,
+            "TCP buffers may take up to 16 GiB per worker (max_buffers_per_worker 4096 x \
+             buffer_size 4194304); more than 8 GiB is probably more memory than meant"
+                .to_owned()
+        )]
+    );
+    assert!(warnings(&with_tcp(
+        "buffer_size = 4194304\nmax_buffers_per_worker = 2048\n"
+    ))
+    .is_empty());
+    let w = warnings(&with_tcp(
+        "buffer_size = 4194304\nmax_buffers_per_worker = 2049\n",
+    ));
+    assert_eq!(w.len(), 1);
+    assert_eq!((w[0].0, w[0].1), (12, 26), "{w:?}");
+    assert!(w[0].2.contains("up to 8196 MiB per worker"), "{w:?}");
+}
+
+#[test]
+fn unused_tcp_and_http_sections_are_warnings() {
+    let rule = |proto: &str, service: &str| {
+        format!(
+            "[[rule]]\nname = \"r\"\nprotocol = \"{proto}\"\nports = 7\nservice = \"{service}\"\n"
+        )
+    };
+    let messages = |text: String| -> Vec<(usize, usize, String)> {
+        ok(&text)
+            .warnings
+            .into_iter()
+            .map(|w| (w.line, w.column, w.message))
+            .collect()
+    };
+    let tcp_unused = "[tcp] has no effect: no rule sends TCP to a service".to_owned();
+    let http_unused = "[http] has no effect: no rule uses the \"http\" service".to_owned();
+    // No rules at all.
+    assert_eq!(
+        messages(format!("{MINIMAL}[tcp]\nmss = 1400\n[http]\nbody = \"\"\n")),
+        [(10, 1, tcp_unused.clone()), (12, 1, http_unused.clone())]
+    );
+    // UDP services and TCP rules to the kernel or dropped do not use [tcp].
+    for r in [
+        rule("udp", "echo"),
+        rule("tcp", "kernel"),
+        rule("tcp", "drop"),
+    ] {
+        assert_eq!(
+            messages(format!("{MINIMAL}[tcp]\n{r}")),
+            [(10, 1, tcp_unused.clone())]
+        );
+    }
+    // A TCP echo uses [tcp] but not [http].
+    assert_eq!(
+        messages(format!("{MINIMAL}[tcp]\n[http]\n{}", rule("tcp", "echo"))),
+        [(11, 1, http_unused.clone())]
+    );
+    // An http rule uses both.
+    assert_eq!(
+        messages(format!("{MINIMAL}[tcp]\n[http]\n{}", rule("tcp", "http"))),
+        []
+    );
+    // Absent sections are never warned about.
+    assert_eq!(messages(format!("{MINIMAL}{}", rule("udp", "echo"))), []);
+}
+
+#[test]
+fn http_body() {
+    let http = |body: &str| format!("{MINIMAL}[http]\nbody = {body}\n{}", http_rule());
+    fn http_rule() -> &'static str {
+        "[[rule]]\nname = \"web\"\nprotocol = \"tcp\"\nports = 80\nservice = \"http\"\n"
+    }
+    assert_eq!(ok(&http("\"\"")).http.body, "");
+    assert_eq!(ok(&http("\"<p>ü</p>\\r\\n\"")).http.body, "<p>ü</p>\r\n");
+    let max = "x".repeat(MAX_HTTP_BODY);
+    assert_eq!(ok(&http(&format!("'{max}'"))).http.body.len(), 1 << 20);
+    assert_errors(
+        &http(&format!("'{max}y'")),
+        &[(
+            11,
+            8,
+            "body is 1048577 bytes; at most 1048576 (1 MiB) are allowed",
+        )],
+    );
+    // Bytes, not characters: 2-byte characters reach the limit sooner.
+    let wide = "é".repeat(MAX_HTTP_BODY / 2 + 1);
+    assert_errors(
+        &http(&format!("\"{wide}\"")),
+        &[(11, 8, "body is 1048578 bytes")],
+    );
 }
 
 #[test]
@@ -850,6 +1505,65 @@ fn summary_mentions_the_essentials() {
     ] {
         assert!(s.contains(needle), "{needle:?} not in:\n{s}");
     }
+    assert!(!s.contains("tcp:"), "{s}");
+    assert!(!s.contains("http:"), "{s}");
+}
+
+#[test]
+fn summary_of_tcp_and_http() {
+    let c = ok(&with_tcp(""));
+    let s = c.summary();
+    assert!(
+        s.contains(
+            "\ntcp:       cubic, 262144 connections/worker, buffers 256 KiB, TIME-WAIT 60 s\n"
+        ),
+        "{s}"
+    );
+    // Only http rules show the body.
+    assert!(!s.contains("http:"), "{s}");
+    let c = ok(&(with_tcp(
+        "congestion = \"newreno\"\nmax_connections_per_worker = 1000\nbuffer_size = 100000\n\
+         time_wait_ms = 1500\n",
+    )
+        + "[http]\nbody = \"hello\"\n[[rule]]\nname = \"web\"\nprotocol = \"tcp\"\nports = 80\n\
+         service = \"http\"\n"));
+    let s = c.summary();
+    for needle in [
+        "tcp:       newreno, 1000 connections/worker, buffers 97.7 KiB, TIME-WAIT 1500 ms",
+        "http:      body of 5 bytes",
+        "web   tcp 80 -> http",
+    ] {
+        assert!(s.contains(needle), "{needle:?} not in:\n{s}");
+    }
+    // The line comes before the rules.
+    assert!(s.find("tcp: ").unwrap() < s.find("rules:").unwrap(), "{s}");
+}
+
+#[test]
+fn byte_and_time_formats() {
+    for (bytes, shown) in [
+        (0, "0 bytes"),
+        (1, "1 byte"),
+        (1023, "1023 bytes"),
+        (1024, "1 KiB"),
+        (4096, "4 KiB"),
+        (100_000, "97.7 KiB"),
+        (262_144, "256 KiB"),
+        (1_049_600, "1025 KiB"),
+        (1 << 20, "1 MiB"),
+        (16 << 20, "16 MiB"),
+        (8 << 30, "8 GiB"),
+        ((8 << 30) + (4 << 20), "8196 MiB"),
+        (1 << 40, "1 TiB"),
+        ((1 << 40) + 1, "1.0 TiB"),
+    ] {
+        assert_eq!(format_bytes(bytes), shown);
+    }
+    assert_eq!(format_ms(0), "0 ms");
+    assert_eq!(format_ms(999), "999 ms");
+    assert_eq!(format_ms(1000), "1 s");
+    assert_eq!(format_ms(60_000), "60 s");
+    assert_eq!(format_ms(1500), "1500 ms");
 }
 
 #[test]
@@ -888,11 +1602,44 @@ fn example_configs_are_valid() {
 
     let prod = Config::load_with(&dir.join("production.toml"), &CoreSet::from_cores(0..8)).unwrap();
     assert!(prod.warnings.is_empty(), "{:?}", prod.warnings);
-    // The pending parts are exactly the exception port and the TCP service.
+    // The only pending part is the exception port (and, in a build without
+    // the feature, the DPDK backend).
     let pending = prod.check_supported();
-    let kernel_and_web = pending
+    assert!(
+        pending
+            .iter()
+            .all(|e| e.message.contains("kernel exception port")
+                || (!cfg!(feature = "dpdk") && e.message.contains("\"dpdk\" feature"))),
+        "{pending:?}"
+    );
+    assert_eq!(
+        pending
+            .iter()
+            .filter(|e| e.message.contains("kernel exception port"))
+            .count(),
+        1,
+        "{pending:?}"
+    );
+    // Its TCP services, with [tcp] and [http] written out.
+    let tcp_services: Vec<(&str, &str)> = prod
+        .rules
         .iter()
-        .filter(|e| e.message.contains("kernel exception port") || e.message.contains("\"web\""))
-        .count();
-    assert_eq!(kernel_and_web, 2, "{pending:?}");
+        .filter(|r| r.protocol == Protocol::Tcp && matches!(r.action, Action::Service(_)))
+        .map(|r| (r.name.as_str(), r.action.as_str()))
+        .collect();
+    assert_eq!(tcp_services, [("tcp-echo", "echo"), ("web", "http")]);
+    assert!(prod.rules.iter().any(|r| r.matches(Protocol::Tcp, 80)));
+    assert_eq!(prod.tcp.congestion, CongestionKind::Cubic);
+    assert_eq!(prod.tcp.max_connections, 262_144);
+    assert_eq!(prod.tcp.buffer_size, 256 * 1024);
+    assert_eq!(
+        prod.tcp.keepalive,
+        Some(KeepaliveSettings {
+            idle_s: 600,
+            interval_s: 75,
+            probes: 9
+        })
+    );
+    assert_eq!(prod.http.body, "hello from shardnet\n");
+    assert!(prod.summary().contains("tcp:       cubic"));
 }

@@ -9,11 +9,15 @@ use toml::Spanned;
 
 use super::raw::{self, PortItem, RawFile, RawPorts};
 use super::{
-    prefix_mask, Action, AfPacketConfig, Backend, Config, ConfigError, ConfigErrors, CoreSet,
-    Dataplane, DebugConfig, DefaultAction, DpdkConfig, IdleMode, InterfaceConfig, KernelConfig,
-    KernelKind, MacSetting, MetricsConfig, Position, Positions, Protocol, Rule, ServiceKind,
+    format_bytes, prefix_mask, Action, AfPacketConfig, Backend, Config, ConfigError, ConfigErrors,
+    CongestionKind, CoreSet, Dataplane, DebugConfig, DefaultAction, DpdkConfig, HttpSettings,
+    IdleMode, InterfaceConfig, KeepaliveSettings, KernelConfig, KernelKind, MacSetting,
+    MetricsConfig, Position, Positions, Protocol, Rule, ServiceKind, TcpSettings, MAX_HTTP_BODY,
     MAX_RULES, MIN_MBUFS_PER_WORKER,
 };
+
+/// Above this many bytes of TCP buffers per worker, a warning.
+const TCP_BUFFERS_WARN_BYTES: u64 = 8 << 30;
 
 /// Byte offsets to 1-based line and character column.
 pub(super) struct LineIndex<'a> {
@@ -128,7 +132,28 @@ impl Validator<'_> {
         let interface = self.interface(raw.interface.as_ref());
         let (kernel, kernel_enabled) = self.kernel(raw.kernel.as_ref());
         let metrics = self.metrics(raw.metrics.as_ref());
+        let tcp = self.tcp(raw.tcp.as_ref());
+        let http = self.http(raw.http.as_ref());
         let (rules, rule_services) = self.rules(&raw.rule);
+        if let Some(t) = &raw.tcp {
+            let used = rules
+                .iter()
+                .any(|r| r.protocol == Protocol::Tcp && matches!(r.action, Action::Service(_)));
+            if !used {
+                self.warn(at(t), "[tcp] has no effect: no rule sends TCP to a service");
+            }
+        }
+        if let Some(h) = &raw.http {
+            if !rules
+                .iter()
+                .any(|r| r.action == Action::Service(ServiceKind::Http))
+            {
+                self.warn(
+                    at(h),
+                    "[http] has no effect: no rule uses the \"http\" service",
+                );
+            }
+        }
         let default_action = self.default(raw.default.as_ref());
         let debug = self.debug(raw.debug.as_ref());
 
@@ -140,6 +165,8 @@ impl Validator<'_> {
             interface,
             kernel,
             metrics,
+            tcp,
+            http,
             rules,
             default_action,
             debug,
@@ -475,6 +502,274 @@ impl Validator<'_> {
                         l.get_ref()
                     ),
                 ),
+            }
+        }
+        out
+    }
+
+    /// An integer key that must lie in `range`, stored into `slot`. Otherwise
+    /// `KEY N is out of range A-B` followed by `why` (a unit, a reason) at the
+    /// value. Whether `slot` holds a valid value afterwards (absent keys keep
+    /// the default, which is valid).
+    fn int<T: TryFrom<i64>>(
+        &mut self,
+        slot: &mut T,
+        key: &str,
+        value: Option<&Spanned<i64>>,
+        range: RangeInclusive<i64>,
+        why: &str,
+    ) -> bool {
+        let Some(value) = value else { return true };
+        let n = *value.get_ref();
+        match T::try_from(n) {
+            Ok(v) if range.contains(&n) => {
+                *slot = v;
+                true
+            }
+            _ => {
+                self.error(
+                    at(value),
+                    format!(
+                        "{key} {n} is out of range {}-{}{why}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                false
+            }
+        }
+    }
+
+    fn tcp(&mut self, raw: Option<&Spanned<raw::RawTcp>>) -> TcpSettings {
+        let mut out = TcpSettings::default();
+        let Some(sec) = raw else { return out };
+        let t = sec.get_ref();
+        self.int(
+            &mut out.max_connections,
+            "max_connections_per_worker",
+            t.max_connections_per_worker.as_ref(),
+            1..=16_777_216,
+            "",
+        );
+        self.int(
+            &mut out.syn_backlog,
+            "syn_backlog",
+            t.syn_backlog.as_ref(),
+            1..=1_048_576,
+            "",
+        );
+        let buffer_ok = self.int(
+            &mut out.buffer_size,
+            "buffer_size",
+            t.buffer_size.as_ref(),
+            4096..=16_777_216,
+            " bytes",
+        );
+        let buffers_ok = self.int(
+            &mut out.max_buffers,
+            "max_buffers_per_worker",
+            t.max_buffers_per_worker.as_ref(),
+            2..=16_777_216,
+            " (a connection uses up to two)",
+        );
+        if buffer_ok && buffers_ok {
+            let total = out.max_buffers as u64 * u64::from(out.buffer_size);
+            let written = t.max_buffers_per_worker.as_ref().or(t.buffer_size.as_ref());
+            if let (true, Some(w)) = (total > TCP_BUFFERS_WARN_BYTES, written) {
+                self.warn(
+                    at(w),
+                    format!(
+                        "TCP buffers may take up to {} per worker (max_buffers_per_worker {} \
+                         x buffer_size {}); more than {} is probably more memory than meant",
+                        format_bytes(total),
+                        out.max_buffers,
+                        out.buffer_size,
+                        format_bytes(TCP_BUFFERS_WARN_BYTES)
+                    ),
+                );
+            }
+        }
+        self.int(
+            &mut out.mss,
+            "mss",
+            t.mss.as_ref(),
+            536..=8960,
+            " bytes (an MTU of 576-9000 minus 40 bytes of IPv4 and TCP headers)",
+        );
+        if let Some(c) = &t.congestion {
+            match c.get_ref().as_str() {
+                "cubic" => out.congestion = CongestionKind::Cubic,
+                "newreno" => out.congestion = CongestionKind::NewReno,
+                other => self.error(
+                    at(c),
+                    format!(
+                        "unknown congestion control {other:?}; expected \"cubic\" or \"newreno\""
+                    ),
+                ),
+            }
+        }
+        for (slot, value) in [
+            (&mut out.nagle, &t.nagle),
+            (&mut out.timestamps, &t.timestamps),
+            (&mut out.sack, &t.sack),
+            (&mut out.window_scaling, &t.window_scaling),
+        ] {
+            if let Some(v) = value {
+                *slot = *v.get_ref();
+            }
+        }
+        self.int(
+            &mut out.delayed_ack_ms,
+            "delayed_ack_ms",
+            t.delayed_ack_ms.as_ref(),
+            0..=500,
+            " (RFC 1122 allows at most 500 ms)",
+        );
+        if self.int(
+            &mut out.time_wait_ms,
+            "time_wait_ms",
+            t.time_wait_ms.as_ref(),
+            0..=240_000,
+            " (RFC 9293's 2*MSL is at most 240 s)",
+        ) && out.time_wait_ms < 1000
+        {
+            if let Some(v) = &t.time_wait_ms {
+                self.warn(
+                    at(v),
+                    format!(
+                        "time_wait_ms {}: TIME-WAIT shorter than 1 s risks old duplicates \
+                         being accepted by a new connection",
+                        out.time_wait_ms
+                    ),
+                );
+            }
+        }
+        self.int(
+            &mut out.fin_timeout_ms,
+            "fin_timeout_ms",
+            t.fin_timeout_ms.as_ref(),
+            1000..=600_000,
+            "",
+        );
+        self.keepalive(t, &mut out);
+        let min_ok = self.int(
+            &mut out.rto_min_ms,
+            "rto_min_ms",
+            t.rto_min_ms.as_ref(),
+            1..=60_000,
+            "",
+        );
+        let max_ok = self.int(
+            &mut out.rto_max_ms,
+            "rto_max_ms",
+            t.rto_max_ms.as_ref(),
+            1000..=600_000,
+            "",
+        );
+        let initial_ok = self.int(
+            &mut out.rto_initial_ms,
+            "rto_initial_ms",
+            t.rto_initial_ms.as_ref(),
+            1..=60_000,
+            "",
+        );
+        // The defaults always agree (rto_max_ms's 120000 is above the other
+        // two's ranges), so a conflict needs rto_max_ms written.
+        if let (true, Some(max)) = (max_ok, &t.rto_max_ms) {
+            for (ok, key, value) in [
+                (min_ok, "rto_min_ms", out.rto_min_ms),
+                (initial_ok, "rto_initial_ms", out.rto_initial_ms),
+            ] {
+                if ok && out.rto_max_ms < value {
+                    self.error(
+                        at(max),
+                        format!(
+                            "rto_max_ms {} is below {key} {value}; it must be at least as large",
+                            out.rto_max_ms
+                        ),
+                    );
+                }
+            }
+        }
+        self.int(
+            &mut out.max_retransmits,
+            "max_retransmits",
+            t.max_retransmits.as_ref(),
+            1..=30,
+            "",
+        );
+        self.int(
+            &mut out.max_syn_retransmits,
+            "max_syn_retransmits",
+            t.max_syn_retransmits.as_ref(),
+            1..=30,
+            "",
+        );
+        out
+    }
+
+    /// `keepalive_idle_s` turns keepalive on; the other two keys only tune it.
+    fn keepalive(&mut self, t: &raw::RawTcp, out: &mut TcpSettings) {
+        let mut idle_s = 0;
+        let idle_ok = self.int(
+            &mut idle_s,
+            "keepalive_idle_s",
+            t.keepalive_idle_s.as_ref(),
+            0..=604_800,
+            " seconds (0 turns keepalive off; at most a week)",
+        );
+        let mut k = KeepaliveSettings {
+            idle_s,
+            interval_s: 75,
+            probes: 9,
+        };
+        self.int(
+            &mut k.interval_s,
+            "keepalive_interval_s",
+            t.keepalive_interval_s.as_ref(),
+            1..=3600,
+            " seconds",
+        );
+        self.int(
+            &mut k.probes,
+            "keepalive_probes",
+            t.keepalive_probes.as_ref(),
+            1..=127,
+            "",
+        );
+        if idle_s > 0 {
+            out.keepalive = Some(k);
+        } else if idle_ok {
+            let why = if t.keepalive_idle_s.is_some() {
+                "keepalive_idle_s = 0 turns keepalive off"
+            } else {
+                "keepalive is off"
+            };
+            for (key, value) in [
+                ("keepalive_interval_s", t.keepalive_interval_s.as_ref()),
+                ("keepalive_probes", t.keepalive_probes.as_ref()),
+            ] {
+                if let Some(v) = value {
+                    self.warn(
+                        at(v),
+                        format!("{key} is ignored without keepalive_idle_s ({why})"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn http(&mut self, raw: Option<&Spanned<raw::RawHttp>>) -> HttpSettings {
+        let mut out = HttpSettings::default();
+        if let Some(b) = raw.and_then(|s| s.get_ref().body.as_ref()) {
+            let len = b.get_ref().len();
+            if len > MAX_HTTP_BODY {
+                self.error(
+                    at(b),
+                    format!("body is {len} bytes; at most {MAX_HTTP_BODY} (1 MiB) are allowed"),
+                );
+            } else {
+                out.body = b.get_ref().clone();
             }
         }
         out
