@@ -42,11 +42,16 @@ pub enum DropReason {
     MultiSegment,
     /// No buffer could be allocated for a reply.
     NoBuffer,
+    /// A TCP segment for a port a service listens on, matching no connection
+    /// (answered with a RST where RFC 9293 says so).
+    NoConnection,
+    /// A SYN refused because the worker's connection table is full.
+    ConnectionLimit,
 }
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::Truncated,
         DropReason::BadVersion,
         DropReason::BadHeaderLength,
@@ -61,6 +66,8 @@ impl DropReason {
         DropReason::TxFull,
         DropReason::MultiSegment,
         DropReason::NoBuffer,
+        DropReason::NoConnection,
+        DropReason::ConnectionLimit,
     ];
 
     /// The metric label of this reason.
@@ -80,6 +87,8 @@ impl DropReason {
             DropReason::TxFull => "tx_full",
             DropReason::MultiSegment => "multi_segment",
             DropReason::NoBuffer => "no_buffer",
+            DropReason::NoConnection => "no_connection",
+            DropReason::ConnectionLimit => "connection_limit",
         }
     }
 }
@@ -139,6 +148,30 @@ pub struct WorkerCounters {
     pub udp_rx: Counter,
     /// UDP datagrams sent by a service.
     pub udp_tx: Counter,
+    /// TCP connections open (gauge): every state but CLOSED, TIME-WAIT included.
+    pub tcp_active: Counter,
+    /// TCP connections accepted (passive opens reaching ESTABLISHED).
+    pub tcp_opened_passive: Counter,
+    /// TCP connections opened by us (active opens reaching ESTABLISHED).
+    pub tcp_opened_active: Counter,
+    /// TCP connections that ended in order.
+    pub tcp_closed: Counter,
+    /// TCP segments resent.
+    pub tcp_retransmits: Counter,
+    /// TCP resets received that closed a connection.
+    pub tcp_resets_rx: Counter,
+    /// TCP resets sent.
+    pub tcp_resets_tx: Counter,
+    /// TCP connections given up after too many retransmissions or probes.
+    pub tcp_timeouts: Counter,
+    /// SYN-ACKs sent with a SYN cookie (the half-open backlog was full).
+    pub tcp_syn_cookies_sent: Counter,
+    /// Connections completed from a valid SYN cookie.
+    pub tcp_syn_cookies_accepted: Counter,
+    /// TCP segments received for a connection or listener.
+    pub tcp_rx_segments: Counter,
+    /// TCP segments sent.
+    pub tcp_tx_segments: Counter,
     /// Packets bound for the kernel (counted whether or not a kernel port exists).
     pub to_kernel: Counter,
     /// Hits per rule, indexed by rule number.
@@ -168,6 +201,18 @@ impl Default for WorkerCounters {
             icmp_echo_replies: Counter::default(),
             udp_rx: Counter::default(),
             udp_tx: Counter::default(),
+            tcp_active: Counter::default(),
+            tcp_opened_passive: Counter::default(),
+            tcp_opened_active: Counter::default(),
+            tcp_closed: Counter::default(),
+            tcp_retransmits: Counter::default(),
+            tcp_resets_rx: Counter::default(),
+            tcp_resets_tx: Counter::default(),
+            tcp_timeouts: Counter::default(),
+            tcp_syn_cookies_sent: Counter::default(),
+            tcp_syn_cookies_accepted: Counter::default(),
+            tcp_rx_segments: Counter::default(),
+            tcp_tx_segments: Counter::default(),
             to_kernel: Counter::default(),
             rule_hits: std::array::from_fn(|_| Counter::default()),
             default_hits: Counter::default(),

@@ -14,12 +14,17 @@ use anyhow::{bail, Context};
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::json;
 
-use crate::config::{Backend, Config, MacSetting};
+use crate::config::{Backend, CongestionKind, Config, MacSetting};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::neighbour::NeighbourMailboxes;
 use crate::port::{PortStats, Queue};
 use crate::rules::RuleTable;
-use crate::stack::{FlowRecord, Interface, Stack};
+use crate::stack::{FlowRecord, Interface, Stack, TcpSetup};
+use crate::tcp::congestion::Algorithm;
+use crate::tcp::connection::{Keepalive, TcpConfig};
+use crate::tcp::cookie::Secrets;
+use crate::tcp::rtt::RtoConfig;
+use crate::tcp::table::TableConfig;
 use crate::wire::EthernetAddress;
 use crate::worker::{self, Clock, ControlMessage, WorkerReport, WorkerSetup};
 
@@ -63,6 +68,8 @@ struct Shared {
     control_tx: Vec<Sender<ControlMessage>>,
     control_rx: Vec<Receiver<ControlMessage>>,
     clock: Clock,
+    /// TCP parameters, keys and seeds: the same for every worker.
+    tcp: TcpSetup,
 }
 
 impl Shared {
@@ -79,6 +86,7 @@ impl Shared {
             control_tx,
             control_rx,
             clock: Clock::start(),
+            tcp: tcp_setup(&config),
             config,
         }
     }
@@ -96,6 +104,7 @@ impl Shared {
             self.mailboxes.cache_for(id),
             self.counters[id].clone(),
             self.config.debug.flow_record.is_some(),
+            self.tcp.clone(),
         );
         let setup = WorkerSetup {
             id,
@@ -374,4 +383,49 @@ fn finish(shared: &Shared, reports: Vec<WorkerReport>, port: PortStats) -> anyho
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The TCP setup every worker shares: parameters from the config, one
+/// random key for SYN cookies and sequence numbers, one seed for the tables.
+fn tcp_setup(config: &Config) -> TcpSetup {
+    let t = &config.tcp;
+    let ms = |ms: u64| ms.saturating_mul(1_000_000);
+    let tcp = TcpConfig {
+        mss: t.mss,
+        buffer_size: t.buffer_size,
+        congestion: match t.congestion {
+            CongestionKind::Cubic => Algorithm::Cubic,
+            CongestionKind::NewReno => Algorithm::NewReno,
+        },
+        nagle: t.nagle,
+        delayed_ack_ns: ms(t.delayed_ack_ms),
+        time_wait_ns: ms(t.time_wait_ms),
+        fin_wait2_ns: ms(t.fin_timeout_ms),
+        rto: RtoConfig {
+            initial_ns: ms(t.rto_initial_ms),
+            min_ns: ms(t.rto_min_ms),
+            max_ns: ms(t.rto_max_ms),
+        },
+        max_retransmits: t.max_retransmits,
+        max_syn_retransmits: t.max_syn_retransmits,
+        keepalive: t.keepalive.map(|k| Keepalive {
+            idle_ns: ms(k.idle_s.saturating_mul(1000)),
+            interval_ns: ms(k.interval_s.saturating_mul(1000)),
+            probes: k.probes,
+        }),
+        timestamps: t.timestamps,
+        sack: t.sack,
+        window_scaling: t.window_scaling,
+    };
+    TcpSetup {
+        table: TableConfig {
+            tcp,
+            max_connections: t.max_connections,
+            syn_backlog: t.syn_backlog,
+            max_buffers: t.max_buffers,
+        },
+        secret_key: Secrets::random_key(),
+        hasher: ahash::RandomState::new(),
+        http_body: Arc::from(config.http.body.as_bytes()),
+    }
 }

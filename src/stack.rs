@@ -1,10 +1,12 @@
-//! One worker's protocol processing: Ethernet, ARP, IPv4, ICMP and UDP.
+//! One worker's protocol processing: Ethernet, ARP, IPv4, ICMP, UDP and TCP.
 //!
 //! Sans-IO: [`Stack::process`] takes a received frame and the time, and says
 //! what becomes of the frame — transmitted (a reply built in place, in the same
-//! buffer), handed to the kernel, or consumed. It never reads a clock, a socket
-//! or a device. Every frame that is not answered or delivered is counted under a
-//! [`DropReason`].
+//! buffer), handed to the kernel, or consumed. Frames the stack originates (TCP
+//! segments) go to an [`Egress`], which lends empty buffers from the worker's
+//! pool and queues frames for transmission; [`Stack::poll`] runs the TCP
+//! timers. The stack never reads a clock, a socket or a device. Every frame
+//! that is not answered or delivered is counted under a [`DropReason`].
 //!
 //! Replies are built in place: an ICMP echo or a UDP echo swaps addresses and
 //! ports in the request's buffer. Swapping source and destination leaves the
@@ -22,14 +24,54 @@ use crate::counters::{DropReason, WorkerCounters};
 use crate::neighbour::NeighbourCache;
 use crate::port::{PacketBuf, RxChecksum};
 use crate::rules::RuleTable;
+use crate::service::tcp::TcpServices;
 use crate::service::{UdpAction, UdpServices};
+use crate::tcp::cookie::Secrets;
+use crate::tcp::table::{Input, Outgoing, TableConfig, TcpTable};
+use crate::tcp::FourTuple;
 use crate::wire::{
-    checksum, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
-    Icmpv4Message, Icmpv4Packet, IpProtocol, Ipv4Packet, UdpPacket, WireError, ETHERNET_HEADER_LEN,
+    checksum, ArpOperation, ArpPacket, ArpRepr, ChecksumMode, EtherType, EthernetAddress,
+    EthernetFrame, Icmpv4DstUnreachable, Icmpv4Message, Icmpv4Packet, IpProtocol, Ipv4Packet,
+    Ipv4Repr, TcpHeader, TcpPacket, UdpPacket, WireError, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
 };
 
 /// The TTL of packets the stack sends (the Linux default).
 pub const DEFAULT_TTL: u8 = 64;
+
+/// Where the stack sends the frames it originates (TCP segments), as opposed
+/// to replies it builds in place in a received buffer.
+pub trait Egress {
+    /// The buffer type of the port.
+    type Buf: PacketBuf;
+    /// An empty buffer from the worker's pool, or `None` if it is exhausted.
+    fn alloc(&mut self) -> Option<Self::Buf>;
+    /// Queue a finished frame for transmission.
+    fn send(&mut self, frame: Self::Buf);
+}
+
+/// What a worker's TCP needs besides the stack's own parts.
+#[derive(Clone, Debug)]
+pub struct TcpSetup {
+    /// Table limits and per-connection parameters.
+    pub table: TableConfig,
+    /// The process's key for SYN cookies and initial sequence numbers.
+    pub secret_key: [u8; 32],
+    /// The process's seed for the 4-tuple index.
+    pub hasher: ahash::RandomState,
+    /// The body the `http` service answers with.
+    pub http_body: Arc<[u8]>,
+}
+
+impl Default for TcpSetup {
+    fn default() -> Self {
+        TcpSetup {
+            table: TableConfig::default(),
+            secret_key: Secrets::random_key(),
+            hasher: ahash::RandomState::new(),
+            http_body: Arc::from(&b"shardnet\n"[..]),
+        }
+    }
+}
 
 /// What became of a received frame.
 #[derive(Debug)]
@@ -92,6 +134,8 @@ pub struct Stack {
     neighbours: NeighbourCache,
     counters: Arc<WorkerCounters>,
     services: UdpServices,
+    tcp: TcpTable,
+    tcp_services: TcpServices,
     flow_record: Option<FlowRecord>,
 }
 
@@ -124,6 +168,7 @@ impl Stack {
         neighbours: NeighbourCache,
         counters: Arc<WorkerCounters>,
         record_flows: bool,
+        tcp: TcpSetup,
     ) -> Self {
         Stack {
             iface,
@@ -131,8 +176,46 @@ impl Stack {
             neighbours,
             counters,
             services: UdpServices::default(),
+            tcp: TcpTable::new(tcp.table, Secrets::from_key(tcp.secret_key), tcp.hasher, 0),
+            tcp_services: TcpServices::new(tcp.http_body),
             flow_record: record_flows.then(FlowRecord::new),
         }
+    }
+
+    /// This worker's TCP table.
+    pub fn tcp(&self) -> &TcpTable {
+        &self.tcp
+    }
+
+    /// This worker's TCP services.
+    pub fn tcp_services(&self) -> &TcpServices {
+        &self.tcp_services
+    }
+
+    /// Run the TCP timers due at `now_ns`; segments they cause go to `egress`.
+    pub fn poll<E: Egress>(&mut self, now_ns: u64, egress: &mut E) {
+        let Stack {
+            iface,
+            counters,
+            tcp,
+            tcp_services,
+            ..
+        } = self;
+        let mut out = |o: Outgoing<'_>| emit_tcp(iface, counters, egress, o);
+        tcp.poll(tcp_services, counters, now_ns, &mut out);
+    }
+
+    /// Reset every TCP connection (the worker is stopping).
+    pub fn abort_connections<E: Egress>(&mut self, now_ns: u64, egress: &mut E) {
+        let Stack {
+            iface,
+            counters,
+            tcp,
+            tcp_services,
+            ..
+        } = self;
+        let mut out = |o: Outgoing<'_>| emit_tcp(iface, counters, egress, o);
+        tcp.abort_all(tcp_services, counters, now_ns, &mut out);
     }
 
     /// Switch to a new rule table; flows from now on follow it.
@@ -167,7 +250,12 @@ impl Stack {
     }
 
     /// Process one received frame at monotonic time `now_ns`.
-    pub fn process<B: PacketBuf>(&mut self, mut pkt: B, now_ns: u64) -> Disposition<B> {
+    pub fn process<B: PacketBuf, E: Egress<Buf = B>>(
+        &mut self,
+        mut pkt: B,
+        now_ns: u64,
+        egress: &mut E,
+    ) -> Disposition<B> {
         self.counters.rx_packets.inc();
         self.counters.rx_bytes.add(pkt.len() as u64);
         let (ethertype, dst_mac) = match EthernetFrame::new_checked(pkt.data()) {
@@ -194,7 +282,7 @@ impl Stack {
                 if pkt.len() > frame_len {
                     pkt.set_len(frame_len);
                 }
-                self.process_ipv4(pkt, info, l4_checksum)
+                self.process_ipv4(pkt, info, l4_checksum, now_ns, egress)
             }
             _ => Disposition::Kernel(pkt),
         }
@@ -289,23 +377,33 @@ impl Stack {
         }
     }
 
-    fn process_ipv4<B: PacketBuf>(
+    fn process_ipv4<B: PacketBuf, E: Egress<Buf = B>>(
         &mut self,
         mut pkt: B,
         info: Ipv4Info,
         l4_checksum: RxChecksum,
+        now_ns: u64,
+        egress: &mut E,
     ) -> Disposition<B> {
         let l4_start = ETHERNET_HEADER_LEN + info.header_len;
         let l4_end = ETHERNET_HEADER_LEN + info.total_len;
         match info.protocol {
             IpProtocol::Icmp => {
                 let data = pkt.data_mut();
-                let Ok(mut icmp) = Icmpv4Packet::new_checked(&mut data[l4_start..l4_end]) else {
+                let Ok(icmp) = Icmpv4Packet::new_checked(&mut data[l4_start..l4_end]) else {
                     return self.dropped(DropReason::Malformed);
                 };
                 if !icmp.verify_checksum() {
                     return self.dropped(DropReason::BadL4Checksum);
                 }
+                if icmp.msg_type() == Icmpv4Message::DstUnreachable
+                    && icmp.msg_code() == u8::from(Icmpv4DstUnreachable::FragRequired)
+                    && self.path_mtu(&data[l4_start..l4_end], info, now_ns, egress)
+                {
+                    return Disposition::Consumed;
+                }
+                let data = pkt.data_mut();
+                let mut icmp = Icmpv4Packet::new_unchecked(&mut data[l4_start..l4_end]);
                 if icmp.msg_type() != Icmpv4Message::EchoRequest {
                     return Disposition::Kernel(pkt);
                 }
@@ -372,22 +470,152 @@ impl Stack {
                     None => self.dropped(DropReason::Rule),
                 }
             }
-            IpProtocol::Tcp => {
-                let Some(ports) = pkt.data().get(l4_start..l4_start + 4) else {
-                    return self.dropped(DropReason::Truncated);
-                };
-                let dst_port = u16::from_be_bytes([ports[2], ports[3]]);
-                let verdict = self.rules.classify(Protocol::Tcp, dst_port);
-                self.count_rule_hit(verdict.rule);
-                match verdict.action {
-                    Action::Drop => self.dropped(DropReason::Rule),
-                    // The TCP engine is not in this build: TCP goes to the kernel
-                    // (`Config::check_supported` refuses TCP service rules).
-                    Action::Kernel | Action::Service(_) => Disposition::Kernel(pkt),
-                }
-            }
+            IpProtocol::Tcp => self.process_tcp(pkt, info, l4_checksum, now_ns, egress),
             _ => Disposition::Kernel(pkt),
         }
+    }
+
+    fn process_tcp<B: PacketBuf, E: Egress<Buf = B>>(
+        &mut self,
+        pkt: B,
+        info: Ipv4Info,
+        l4_checksum: RxChecksum,
+        now_ns: u64,
+        egress: &mut E,
+    ) -> Disposition<B> {
+        let l4_start = ETHERNET_HEADER_LEN + info.header_len;
+        let l4_end = ETHERNET_HEADER_LEN + info.total_len;
+        let data = pkt.data();
+        let segment = match TcpPacket::new_checked(&data[l4_start..l4_end]) {
+            Ok(segment) => segment,
+            Err(error) => return self.dropped(drop_reason(error)),
+        };
+        let checksum_ok = match l4_checksum {
+            RxChecksum::Good | RxChecksum::Partial => true,
+            RxChecksum::Bad => false,
+            RxChecksum::Unknown => segment.verify_checksum(info.src, info.dst),
+        };
+        if !checksum_ok {
+            return self.dropped(DropReason::BadL4Checksum);
+        }
+        let Ok(header) = TcpHeader::parse(&segment) else {
+            return self.dropped(DropReason::Malformed);
+        };
+        let tuple = FourTuple {
+            local_ip: info.dst,
+            local_port: header.dst_port,
+            remote_ip: info.src,
+            remote_port: header.src_port,
+        };
+        self.record(FlowKey {
+            protocol: 6,
+            src: info.src,
+            src_port: header.src_port,
+            dst: info.dst,
+            dst_port: header.dst_port,
+        });
+        let peer_mac = EthernetFrame::new_unchecked(data).src_addr();
+        let payload = segment.payload();
+        let Stack {
+            iface,
+            counters,
+            tcp,
+            tcp_services,
+            rules,
+            ..
+        } = self;
+        let mut out = |o: Outgoing<'_>| emit_tcp(iface, counters, egress, o);
+        if tcp.input(&tuple, &header, payload, tcp_services, counters, now_ns, &mut out)
+            == Input::Handled
+        {
+            return Disposition::Consumed;
+        }
+        // A new flow: the rules decide.
+        let verdict = rules.classify(Protocol::Tcp, header.dst_port);
+        match verdict.rule {
+            Some(index) => counters.rule_hits[usize::from(index)].inc(),
+            None => counters.default_hits.inc(),
+        }
+        match verdict.action {
+            Action::Service(kind) if kind.supports(Protocol::Tcp) => {
+                tcp.listen(
+                    &tuple,
+                    peer_mac,
+                    &header,
+                    payload,
+                    kind,
+                    tcp_services,
+                    counters,
+                    now_ns,
+                    &mut out,
+                );
+                Disposition::Consumed
+            }
+            Action::Kernel => Disposition::Kernel(pkt),
+            Action::Service(_) | Action::Drop => self.dropped(DropReason::Rule),
+        }
+    }
+
+    /// An ICMP "fragmentation needed" quoting one of our TCP segments: the
+    /// connection lowers its MSS. Returns whether a connection took it (if
+    /// not, the message is the kernel's).
+    fn path_mtu<E: Egress>(
+        &mut self,
+        message: &[u8],
+        info: Ipv4Info,
+        now_ns: u64,
+        egress: &mut E,
+    ) -> bool {
+        let Ok(icmp) = Icmpv4Packet::new_checked(message) else {
+            return false;
+        };
+        // RFC 1191: the next-hop MTU is the low half of the second word.
+        let mtu = u16::from_be_bytes([message[6], message[7]]);
+        self.path_mtu_short_quote(icmp.data(), mtu, info, now_ns, egress)
+    }
+
+    fn path_mtu_short_quote<E: Egress>(
+        &mut self,
+        quote: &[u8],
+        mtu: u16,
+        info: Ipv4Info,
+        now_ns: u64,
+        egress: &mut E,
+    ) -> bool {
+        // An IPv4 header (IHL from its first byte) and at least the first 8
+        // bytes of the TCP header: ports and sequence number.
+        let Some(&first) = quote.first() else {
+            return false;
+        };
+        let ihl = usize::from(first & 0x0f) * 4;
+        if first >> 4 != 4 || ihl < IPV4_HEADER_LEN || quote.len() < ihl + 8 || quote[9] != 6 {
+            return false;
+        }
+        let src = std::net::Ipv4Addr::new(quote[12], quote[13], quote[14], quote[15]);
+        let dst = std::net::Ipv4Addr::new(quote[16], quote[17], quote[18], quote[19]);
+        // Only a quote of one of our own segments is believed; the sender of
+        // the ICMP message is a router on the path, not necessarily the peer.
+        let _ = info;
+        if src != self.iface.ip {
+            return false;
+        }
+        let tcp = &quote[ihl..];
+        let tuple = FourTuple {
+            local_ip: src,
+            local_port: u16::from_be_bytes([tcp[0], tcp[1]]),
+            remote_ip: dst,
+            remote_port: u16::from_be_bytes([tcp[2], tcp[3]]),
+        };
+        let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+        let Stack {
+            iface,
+            counters,
+            tcp,
+            tcp_services,
+            ..
+        } = self;
+        let mut out = |o: Outgoing<'_>| emit_tcp(iface, counters, egress, o);
+        tcp.path_mtu(&tuple, seq, mtu, tcp_services, counters, now_ns, &mut out)
     }
 
     #[inline]
@@ -416,12 +644,56 @@ impl Stack {
     }
 }
 
+/// Frame a TCP segment and hand it to `egress`: Ethernet to the peer's MAC,
+/// IPv4 with DF set (path MTU discovery), the TCP header and payload, and
+/// the checksums in software.
+fn emit_tcp<E: Egress>(
+    iface: &Interface,
+    counters: &WorkerCounters,
+    egress: &mut E,
+    segment: Outgoing<'_>,
+) {
+    let Some(mut buf) = egress.alloc() else {
+        counters.count_drop(DropReason::NoBuffer);
+        return;
+    };
+    let header_len = segment.header.header_len();
+    let (first, second) = segment.payload;
+    let tcp_len = header_len + first.len() + second.len();
+    let frame_len = ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + tcp_len;
+    if !buf.set_len(frame_len) {
+        counters.count_drop(DropReason::NoBuffer);
+        return;
+    }
+    let frame = buf.data_mut();
+    let mut eth = EthernetFrame::new_unchecked(&mut *frame);
+    eth.set_dst_addr(segment.peer_mac);
+    eth.set_src_addr(iface.mac);
+    eth.set_ethertype(EtherType::Ipv4);
+    let ip_repr = Ipv4Repr {
+        src_addr: segment.tuple.local_ip,
+        dst_addr: segment.tuple.remote_ip,
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp_len,
+        ttl: DEFAULT_TTL,
+    };
+    let ip_bytes = &mut frame[ETHERNET_HEADER_LEN..];
+    ip_repr.emit(&mut Ipv4Packet::new_unchecked(&mut *ip_bytes), ChecksumMode::Software);
+    let tcp_bytes = &mut ip_bytes[IPV4_HEADER_LEN..];
+    segment.header.emit(tcp_bytes);
+    tcp_bytes[header_len..header_len + first.len()].copy_from_slice(first);
+    tcp_bytes[header_len + first.len()..].copy_from_slice(second);
+    TcpPacket::new_unchecked(&mut *tcp_bytes)
+        .fill_checksum(segment.tuple.local_ip, segment.tuple.remote_ip);
+    egress.send(buf);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{DefaultAction, ServiceKind};
     use crate::port::heap::HeapBuf;
-    use crate::testing::{ipv4_frame, lone_stack, udp_frame, udp_rule, Endpoints};
+    use crate::testing::{ipv4_frame, lone_stack, udp_frame, udp_rule, CollectEgress, Endpoints};
     use crate::wire::IPV4_HEADER_LEN;
     use proptest::prelude::*;
 
@@ -506,7 +778,7 @@ mod tests {
     fn udp_echo_replies_in_place_byte_for_byte() {
         let (mut stack, counters) = stack();
         for payload in [&b""[..], b"x", b"hello shardnet", &[0xa5; 1472]] {
-            let reply = transmitted(stack.process(HeapBuf::from_slice(&udp(40000, 7, payload)), 0));
+            let reply = transmitted(stack.process(HeapBuf::from_slice(&udp(40000, 7, payload)), 0, &mut CollectEgress::default()));
             let l4 = check_reply_ip(reply.data(), IpProtocol::Udp);
             let udp = UdpPacket::new_checked(&l4[..]).unwrap();
             assert_eq!((udp.src_port(), udp.dst_port()), (7, 40000));
@@ -530,7 +802,7 @@ mod tests {
         packet.fill_pseudo_header_checksum(PEER_IP, OUR_IP);
         let mut buf = HeapBuf::from_slice(&frame);
         buf.l4_checksum = RxChecksum::Partial;
-        let reply = transmitted(stack.process(buf, 0));
+        let reply = transmitted(stack.process(buf, 0, &mut CollectEgress::default()));
         let l4 = check_reply_ip(reply.data(), IpProtocol::Udp);
         assert!(UdpPacket::new_checked(&l4[..])
             .unwrap()
@@ -543,7 +815,7 @@ mod tests {
         let mut frame = udp(40000, 7, b"ab");
         let unpadded = frame.len();
         frame.resize(60, 0xee); // minimum Ethernet frame, padded by the sender
-        let reply = transmitted(stack.process(HeapBuf::from_slice(&frame), 0));
+        let reply = transmitted(stack.process(HeapBuf::from_slice(&frame), 0, &mut CollectEgress::default()));
         assert_eq!(reply.len(), unpadded);
     }
 
@@ -551,17 +823,17 @@ mod tests {
     fn discard_drop_and_default_rules() {
         let (mut stack, counters) = stack();
         assert!(matches!(
-            stack.process(HeapBuf::from_slice(&udp(1, 9, b"gone")), 0),
+            stack.process(HeapBuf::from_slice(&udp(1, 9, b"gone")), 0, &mut CollectEgress::default()),
             Disposition::Consumed
         ));
         assert_eq!(stack.services().discard.bytes, 4);
         assert!(matches!(
-            stack.process(HeapBuf::from_slice(&udp(1, 5000, b"sunk")), 0),
+            stack.process(HeapBuf::from_slice(&udp(1, 5000, b"sunk")), 0, &mut CollectEgress::default()),
             Disposition::Consumed
         ));
         assert_eq!(counters.drops_of(DropReason::Rule), 1);
         let unclaimed = udp(1, 53, b"dns?");
-        match stack.process(HeapBuf::from_slice(&unclaimed), 0) {
+        match stack.process(HeapBuf::from_slice(&unclaimed), 0, &mut CollectEgress::default()) {
             Disposition::Kernel(buf) => assert_eq!(buf.data(), &unclaimed[..], "unchanged"),
             other => panic!("expected kernel, got {other:?}"),
         }
@@ -575,7 +847,7 @@ mod tests {
         let (mut stack, counters) = stack();
         let data: Vec<u8> = (0..56).collect();
         let reply =
-            transmitted(stack.process(HeapBuf::from_slice(&icmp_echo_request(77, &data)), 0));
+            transmitted(stack.process(HeapBuf::from_slice(&icmp_echo_request(77, &data)), 0, &mut CollectEgress::default()));
         let l4 = check_reply_ip(reply.data(), IpProtocol::Icmp);
         let icmp = Icmpv4Packet::new_checked(&l4[..]).unwrap();
         assert_eq!(icmp.msg_type(), Icmpv4Message::EchoReply);
@@ -606,7 +878,7 @@ mod tests {
     fn arp_request_for_us_is_answered_and_the_sender_learnt() {
         let (mut stack, counters) = stack();
         let reply =
-            transmitted(stack.process(HeapBuf::from_slice(&arp(ArpOperation::Request, OUR_IP)), 5));
+            transmitted(stack.process(HeapBuf::from_slice(&arp(ArpOperation::Request, OUR_IP)), 5, &mut CollectEgress::default()));
         let eth = EthernetFrame::new_checked(reply.data()).unwrap();
         assert_eq!(eth.dst_addr(), PEER_MAC);
         assert_eq!(eth.src_addr(), OUR_MAC);
@@ -626,7 +898,7 @@ mod tests {
         // Someone else's request: not ours to answer.
         let other = Ipv4Addr::new(198, 18, 0, 99);
         assert!(matches!(
-            stack.process(HeapBuf::from_slice(&arp(ArpOperation::Request, other)), 5),
+            stack.process(HeapBuf::from_slice(&arp(ArpOperation::Request, other)), 5, &mut CollectEgress::default()),
             Disposition::Consumed
         ));
         assert_eq!(counters.drops_of(DropReason::NotForUs), 1);
@@ -671,7 +943,7 @@ mod tests {
             let before = counters.drops_of(*reason);
             assert!(
                 matches!(
-                    stack.process(HeapBuf::from_slice(frame), 0),
+                    stack.process(HeapBuf::from_slice(frame), 0, &mut CollectEgress::default()),
                     Disposition::Consumed
                 ),
                 "case {i} ({reason:?})"
@@ -697,7 +969,7 @@ mod tests {
             let (mut stack, counters) = stack();
             let ethertype = if arp_frame { EtherType::Arp } else { EtherType::Ipv4 };
             let frame = ethernet(ethertype, &body);
-            let accounted = match stack.process(HeapBuf::from_slice(&frame), 0) {
+            let accounted = match stack.process(HeapBuf::from_slice(&frame), 0, &mut CollectEgress::default()) {
                 Disposition::Transmit(_) | Disposition::Kernel(_) => true,
                 Disposition::Consumed => counters.total_drops() == 1 || counters.udp_rx.get() == 1,
             };
@@ -712,12 +984,147 @@ mod tests {
             payload in proptest::collection::vec(any::<u8>(), 0..1472),
         ) {
             let (mut stack, _) = stack();
-            let reply = transmitted(stack.process(HeapBuf::from_slice(&udp(src_port, 7, &payload)), 0));
+            let reply = transmitted(stack.process(HeapBuf::from_slice(&udp(src_port, 7, &payload)), 0, &mut CollectEgress::default()));
             let l4 = check_reply_ip(reply.data(), IpProtocol::Udp);
             let udp = UdpPacket::new_checked(&l4[..]).unwrap();
             prop_assert!(udp.verify_checksum(OUR_IP, PEER_IP));
             prop_assert_eq!(udp.dst_port(), src_port);
             prop_assert_eq!(udp.payload(), &payload[..]);
+        }
+    }
+
+    mod tcp {
+        use super::*;
+        use crate::testing::{parse_tcp_frame, tcp_frame, tcp_rule};
+        use crate::wire::{TcpFlags, TcpOptions};
+
+        fn tcp_stack() -> (Stack, Arc<WorkerCounters>) {
+            let rules = [
+                tcp_rule("web", 80, Action::Service(ServiceKind::Http)),
+                tcp_rule("echo", 7, Action::Service(ServiceKind::Echo)),
+                tcp_rule("blocked", 23, Action::Drop),
+            ];
+            let iface = Interface {
+                mac: OUR_MAC,
+                ip: OUR_IP,
+                prefix_len: 24,
+            };
+            lone_stack(iface, &rules, DefaultAction::Kernel, false)
+        }
+
+        fn segment(port: u16, flags: TcpFlags, seq: u32, ack: u32) -> TcpHeader {
+            TcpHeader {
+                src_port: 40000,
+                dst_port: port,
+                seq,
+                ack,
+                flags,
+                window: 65535,
+                urgent: 0,
+                options: TcpOptions::default(),
+            }
+        }
+
+        fn send(stack: &mut Stack, header: TcpHeader, payload: &[u8]) -> Vec<(TcpHeader, Vec<u8>)> {
+            let mut egress = CollectEgress::default();
+            let frame = tcp_frame(ENDS, &header, payload);
+            let d = stack.process(HeapBuf::from_slice(&frame), 0, &mut egress);
+            assert!(matches!(d, Disposition::Consumed), "{d:?}");
+            egress
+                .frames
+                .iter()
+                .map(|f| {
+                    check_reply_ip(f.data(), IpProtocol::Tcp);
+                    parse_tcp_frame(f.data()).expect("a valid TCP frame")
+                })
+                .collect()
+        }
+
+        #[test]
+        fn http_over_a_handshake_in_frames() {
+            let (mut stack, counters) = tcp_stack();
+            let mut syn = segment(80, TcpFlags::SYN, 1000, 0);
+            syn.options.mss = Some(1460);
+            let out = send(&mut stack, syn, b"");
+            assert_eq!(out.len(), 1);
+            let (syn_ack, _) = out[0];
+            assert_eq!(syn_ack.flags, TcpFlags::SYN | TcpFlags::ACK);
+            assert_eq!(syn_ack.ack, 1001);
+            assert_eq!((syn_ack.src_port, syn_ack.dst_port), (80, 40000));
+            let our = syn_ack.seq.wrapping_add(1);
+            let ack = segment(80, TcpFlags::ACK, 1001, our);
+            assert!(send(&mut stack, ack, b"").is_empty());
+            assert_eq!(counters.tcp_opened_passive.get(), 1);
+            let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+            let out = send(&mut stack, segment(80, TcpFlags::ACK | TcpFlags::PSH, 1001, our), request);
+            assert_eq!(out.len(), 1, "the response carries the ACK");
+            let (header, body) = &out[0];
+            assert_eq!(header.ack, 1001 + request.len() as u32);
+            assert!(body.starts_with(b"HTTP/1.1 200 OK\r\n"), "{:?}", String::from_utf8_lossy(body));
+            assert!(body.ends_with(b"shardnet\n"));
+            assert_eq!(counters.tcp_active.get(), 1);
+            assert_eq!(stack.tcp().len(), 1);
+        }
+
+        #[test]
+        fn segments_without_a_connection_get_a_reset_and_rules_still_apply() {
+            let (mut stack, counters) = tcp_stack();
+            let out = send(&mut stack, segment(7, TcpFlags::ACK, 5, 77), b"x");
+            assert_eq!(out.len(), 1);
+            assert_eq!((out[0].0.flags, out[0].0.seq), (TcpFlags::RST, 77));
+            assert_eq!(counters.drops_of(DropReason::NoConnection), 1);
+            assert_eq!(counters.tcp_resets_tx.get(), 1);
+            // A drop rule drops; an unclaimed port goes to the kernel.
+            let frame = tcp_frame(ENDS, &segment(23, TcpFlags::SYN, 1, 0), b"");
+            let mut egress = CollectEgress::default();
+            assert!(matches!(
+                stack.process(HeapBuf::from_slice(&frame), 0, &mut egress),
+                Disposition::Consumed
+            ));
+            assert_eq!(counters.drops_of(DropReason::Rule), 1);
+            let frame = tcp_frame(ENDS, &segment(22, TcpFlags::SYN, 1, 0), b"");
+            assert!(matches!(
+                stack.process(HeapBuf::from_slice(&frame), 0, &mut egress),
+                Disposition::Kernel(_)
+            ));
+            assert!(egress.frames.is_empty());
+            assert_eq!(stack.tcp().len(), 0);
+        }
+
+        #[test]
+        fn a_bad_tcp_checksum_is_dropped_and_counted() {
+            let (mut stack, counters) = tcp_stack();
+            let mut frame = tcp_frame(ENDS, &segment(80, TcpFlags::SYN, 1, 0), b"");
+            let last = frame.len() - 1;
+            frame[last - 4] ^= 0x40; // inside the TCP header (window)
+            let mut egress = CollectEgress::default();
+            stack.process(HeapBuf::from_slice(&frame), 0, &mut egress);
+            assert_eq!(counters.drops_of(DropReason::BadL4Checksum), 1);
+            assert!(egress.frames.is_empty());
+        }
+
+        #[test]
+        fn echo_connection_times_out_and_resets_when_the_peer_vanishes() {
+            let (mut stack, counters) = tcp_stack();
+            let out = send(&mut stack, segment(7, TcpFlags::SYN, 1000, 0), b"");
+            let our = out[0].0.seq.wrapping_add(1);
+            send(&mut stack, segment(7, TcpFlags::ACK, 1001, our), b"");
+            let out = send(&mut stack, segment(7, TcpFlags::ACK, 1001, our), b"ping");
+            assert_eq!(out[0].1, b"ping");
+            // The peer never acknowledges: retransmissions with backoff, then
+            // a reset, all driven by Stack::poll.
+            let mut egress = CollectEgress::default();
+            let mut now = 0;
+            while stack.tcp().len() > 0 && now < 3_600_000_000_000 {
+                now += 50_000_000;
+                stack.poll(now, &mut egress);
+            }
+            assert_eq!(stack.tcp().len(), 0, "gone within the hour");
+            assert!(counters.tcp_retransmits.get() >= 10);
+            assert_eq!(counters.tcp_timeouts.get(), 1);
+            let last = parse_tcp_frame(egress.frames.last().unwrap().data()).unwrap();
+            assert!(last.0.flags.contains(TcpFlags::RST));
+            assert_eq!(counters.tcp_active.get(), 0);
         }
     }
 }

@@ -8,10 +8,12 @@ use crate::config::{Action, DefaultAction, Protocol, Rule};
 use crate::counters::WorkerCounters;
 use crate::neighbour::NeighbourMailboxes;
 use crate::rules::RuleTable;
-use crate::stack::{Interface, Stack};
+use crate::port::heap::HeapBuf;
+use crate::stack::{Egress, Interface, Stack, TcpSetup};
 use crate::wire::{
     ChecksumMode, EtherType, EthernetAddress, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr,
-    UdpPacket, UdpRepr, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN, UDP_HEADER_LEN,
+    TcpHeader, TcpPacket, UdpPacket, UdpRepr, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
+    UDP_HEADER_LEN,
 };
 
 /// Both ends of a frame: link and network addresses.
@@ -64,6 +66,31 @@ pub fn udp_frame(ends: Endpoints, src_port: u16, dst_port: u16, payload: &[u8]) 
     ipv4_frame(ends, IpProtocol::Udp, &datagram)
 }
 
+/// An Ethernet frame holding one TCP segment with a correct checksum.
+pub fn tcp_frame(ends: Endpoints, header: &TcpHeader, payload: &[u8]) -> Vec<u8> {
+    let header_len = header.header_len();
+    let mut segment = vec![0; header_len + payload.len()];
+    header.emit(&mut segment);
+    segment[header_len..].copy_from_slice(payload);
+    TcpPacket::new_unchecked(&mut segment[..]).fill_checksum(ends.src_ip, ends.dst_ip);
+    ipv4_frame(ends, IpProtocol::Tcp, &segment)
+}
+
+/// The TCP header and payload of a frame built by the stack, if it holds a
+/// TCP segment with valid checksums.
+pub fn parse_tcp_frame(frame: &[u8]) -> Option<(TcpHeader, Vec<u8>)> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if !ip.verify_checksum() || ip.next_header() != IpProtocol::Tcp {
+        return None;
+    }
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    if !tcp.verify_checksum(ip.src_addr(), ip.dst_addr()) {
+        return None;
+    }
+    Some((TcpHeader::parse(&tcp).ok()?, tcp.payload().to_vec()))
+}
+
 /// A UDP rule for one port.
 pub fn udp_rule(name: &str, port: u16, action: Action) -> Rule {
     Rule {
@@ -89,8 +116,42 @@ pub fn lone_stack(
         NeighbourMailboxes::new(1).cache_for(0),
         counters.clone(),
         record_flows,
+        TcpSetup {
+            secret_key: [7; 32],
+            ..TcpSetup::default()
+        },
     );
     (stack, counters)
+}
+
+/// A TCP rule for one port.
+pub fn tcp_rule(name: &str, port: u16, action: Action) -> Rule {
+    Rule {
+        name: name.into(),
+        protocol: Protocol::Tcp,
+        ports: vec![port..=port],
+        action,
+    }
+}
+
+/// An [`Egress`] that keeps every frame the stack originates, in heap
+/// buffers: for tests and benchmarks without a port.
+#[derive(Debug, Default)]
+pub struct CollectEgress {
+    /// The frames sent, oldest first.
+    pub frames: Vec<HeapBuf>,
+}
+
+impl Egress for CollectEgress {
+    type Buf = HeapBuf;
+
+    fn alloc(&mut self) -> Option<HeapBuf> {
+        Some(HeapBuf::with_room(2048))
+    }
+
+    fn send(&mut self, frame: HeapBuf) {
+        self.frames.push(frame);
+    }
 }
 
 #[cfg(test)]

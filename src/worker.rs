@@ -26,7 +26,7 @@ use crate::config::IdleMode;
 use crate::counters::{DropReason, WorkerCounters};
 use crate::port::{Burst, PacketBuf, Queue};
 use crate::rules::RuleTable;
-use crate::stack::{Disposition, FlowRecord, Stack};
+use crate::stack::{Disposition, Egress, FlowRecord, Stack};
 
 /// How long a partial TX burst may wait before it is sent (l3fwd's
 /// `BURST_TX_DRAIN_US`).
@@ -108,6 +108,36 @@ fn flush<Q: Queue>(queue: &mut Q, tx: &mut Burst<Q::Buf>, counters: &WorkerCount
     }
 }
 
+/// The worker's transmit path as the stack sees it: buffers from the queue's
+/// pool, frames into the TX burst (sent when full).
+struct TxPath<'a, Q: Queue> {
+    queue: &'a mut Q,
+    tx: &'a mut Burst<Q::Buf>,
+    tx_since: &'a mut u64,
+    counters: &'a WorkerCounters,
+    now: u64,
+}
+
+impl<Q: Queue> Egress for TxPath<'_, Q> {
+    type Buf = Q::Buf;
+
+    #[inline]
+    fn alloc(&mut self) -> Option<Q::Buf> {
+        self.queue.alloc()
+    }
+
+    #[inline]
+    fn send(&mut self, frame: Q::Buf) {
+        if self.tx.is_full() {
+            flush(self.queue, self.tx, self.counters);
+        }
+        if self.tx.is_empty() {
+            *self.tx_since = self.now;
+        }
+        self.tx.push(frame);
+    }
+}
+
 /// Run the poll loop until `setup.stop` is set. Returns the worker's report.
 pub fn run<Q: Queue>(mut queue: Q, mut stack: Stack, setup: WorkerSetup) -> WorkerReport {
     let counters = &*setup.counters;
@@ -132,6 +162,16 @@ pub fn run<Q: Queue>(mut queue: Q, mut stack: Stack, setup: WorkerSetup) -> Work
                 counters.pool_in_use.set(in_use);
             }
         }
+        stack.poll(
+            now,
+            &mut TxPath {
+                queue: &mut queue,
+                tx: &mut tx,
+                tx_since: &mut tx_since,
+                counters,
+                now,
+            },
+        );
         if !tx.is_empty() && now.saturating_sub(tx_since) >= TX_DRAIN_NS {
             flush(&mut queue, &mut tx, counters);
         }
@@ -149,17 +189,16 @@ pub fn run<Q: Queue>(mut queue: Q, mut stack: Stack, setup: WorkerSetup) -> Work
         }
         counters.busy_polls.inc();
         empty_polls = 0;
+        let mut egress = TxPath {
+            queue: &mut queue,
+            tx: &mut tx,
+            tx_since: &mut tx_since,
+            counters,
+            now,
+        };
         for pkt in rx.drain(..) {
-            match stack.process(pkt, now) {
-                Disposition::Transmit(reply) => {
-                    if tx.is_full() {
-                        flush(&mut queue, &mut tx, counters);
-                    }
-                    if tx.is_empty() {
-                        tx_since = now;
-                    }
-                    tx.push(reply);
-                }
+            match stack.process(pkt, now, &mut egress) {
+                Disposition::Transmit(reply) => egress.send(reply),
                 Disposition::Kernel(_pkt) => {
                     // No exception port in this build: the kernel's share of the
                     // traffic is counted, then dropped.
@@ -173,6 +212,19 @@ pub fn run<Q: Queue>(mut queue: Q, mut stack: Stack, setup: WorkerSetup) -> Work
             flush(&mut queue, &mut tx, counters);
         }
     }
+    // Graceful stop: peers of open connections get a RST now rather than
+    // retransmitting into silence.
+    let now = setup.clock.now_ns();
+    stack.abort_connections(
+        now,
+        &mut TxPath {
+            queue: &mut queue,
+            tx: &mut tx,
+            tx_since: &mut tx_since,
+            counters,
+            now,
+        },
+    );
     flush(&mut queue, &mut tx, counters);
     tracing::debug!(worker = setup.id, "worker stopped");
     WorkerReport {

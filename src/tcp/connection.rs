@@ -668,6 +668,68 @@ impl Connection {
         self.mss
     }
 
+    /// One past the highest sequence number we sent.
+    pub fn snd_max(&self) -> Seq {
+        self.snd_max
+    }
+
+    /// The payload bytes of a segment from [`Connection::poll_transmit`], as
+    /// two slices (the send buffer is a ring). Valid until the next call that
+    /// changes the connection.
+    pub fn segment_payload(&self, segment: &Segment) -> (&[u8], &[u8]) {
+        self.send_buffer
+            .get_allocated(segment.payload_offset as usize, segment.payload_len as usize)
+    }
+
+    /// In SYN-SENT, whether `segment` carries an ACK that is not for our SYN
+    /// (RFC 9293 3.10.7.3: answer it with a RST <SEQ=SEG.ACK>).
+    pub fn is_bad_ack_in_syn_sent(&self, segment: &TcpHeader) -> bool {
+        let ack = Seq(segment.ack);
+        self.state == State::SynSent
+            && segment.flags.contains(TcpFlags::ACK)
+            && !segment.flags.contains(TcpFlags::RST)
+            && (ack <= self.iss || ack > self.snd_max)
+    }
+
+    /// In TIME-WAIT, whether a SYN may open a new incarnation of this
+    /// 4-tuple (RFC 6191 with timestamps, RFC 9293 3.6.1 otherwise): its
+    /// timestamp is newer than the last one seen, or, without timestamps,
+    /// its sequence number is beyond what the old connection used.
+    pub fn accepts_syn_in_time_wait(&self, segment: &TcpHeader) -> bool {
+        if self.state != State::TimeWait
+            || !segment.flags.contains(TcpFlags::SYN)
+            || segment.flags.intersects(TcpFlags::ACK | TcpFlags::RST)
+        {
+            return false;
+        }
+        match (self.flags.has(Flags::TIMESTAMPS), segment.options.timestamps) {
+            (true, Some((tsval, _))) => (tsval.wrapping_sub(self.ts_recent) as i32) > 0,
+            _ => Seq(segment.seq) > self.rcv_nxt,
+        }
+    }
+
+    /// An ICMP "fragmentation needed" quoting our segment at `seq` says the
+    /// path carries at most `mtu` bytes (RFC 1191, validated per RFC 5927:
+    /// `seq` must be in flight). Returns whether it was taken: the MSS
+    /// shrinks and what is in flight is resent in smaller segments.
+    pub fn on_path_mtu(&mut self, seq: Seq, mtu: u16) -> bool {
+        if !self.state.is_synchronized() || !seq.in_range(self.snd_una, self.snd_max) {
+            return false;
+        }
+        // IPv4 and TCP headers without options; 576 is the least IPv4 MTU
+        // every host must take (RFC 791), so no MSS below 536 is asked for.
+        let mss = mtu.max(576) - 40;
+        if mss >= self.mss {
+            return false;
+        }
+        self.mss = mss;
+        self.congestion.set_mss(self.congestion_mss());
+        // Resend what is in flight at the new size; not a congestion signal.
+        self.snd_nxt = self.snd_una;
+        self.rtt_seq = None;
+        true
+    }
+
     fn can_send(&self) -> bool {
         matches!(
             self.state,
@@ -960,6 +1022,11 @@ impl Connection {
         if self.state == State::Closed {
             return;
         }
+        if self.state == State::FinWait2 {
+            // The FIN-WAIT-2 limit is on silence: a peer still sending after
+            // our half-close is served for as long as it keeps sending.
+            self.aux_at = now.saturating_add(config.fin_wait2_ns);
+        }
 
         // Seventh: the segment's text.
         let mut fin = flags.contains(TcpFlags::FIN);
@@ -1114,6 +1181,7 @@ impl Connection {
         }
 
         if ack > self.snd_una {
+            self.take_timestamp_sample(seg, now, config);
             self.ack_new_data(ack, config, now);
             self.dupacks = 0;
         } else if ack == self.snd_una
@@ -1223,6 +1291,23 @@ impl Connection {
                 self.rtt
                     .on_sample(now.saturating_sub(self.rtt_sent_ns), &config.rto);
                 self.rtt_seq = None;
+            }
+        }
+    }
+
+    /// After a timeout, Karn's rule leaves no timed segment until new data
+    /// is acknowledged, and the backed-off RTO stays high meanwhile. A
+    /// timestamp echo is unambiguous even for a resent segment (RFC 7323
+    /// 4.1): one sample from it ends the backoff.
+    fn take_timestamp_sample(&mut self, seg: &TcpHeader, now: u64, config: &TcpConfig) {
+        if self.rtt.backoff() == 0 || !self.flags.has(Flags::TIMESTAMPS) {
+            return;
+        }
+        if let Some((_, tsecr)) = seg.options.timestamps {
+            let ticks = self.ts_now(now).wrapping_sub(tsecr) as i32;
+            if tsecr != 0 && ticks >= 0 {
+                let rtt_ns = (ticks as u64).max(1) * 1_000_000;
+                self.rtt.on_sample(rtt_ns, &config.rto);
             }
         }
     }
@@ -1425,7 +1510,7 @@ impl Connection {
     pub fn poll_transmit(&mut self, config: &TcpConfig, now: u64) -> Option<Segment> {
         if self.flags.has(Flags::SEND_RST) {
             self.flags.clear(Flags::SEND_RST);
-            let mut header = self.header(TcpFlags::RST | TcpFlags::ACK, self.snd_nxt, now);
+            let mut header = self.header(TcpFlags::RST | TcpFlags::ACK, self.snd_max, now);
             header.options = TcpOptions::default();
             header.window = 0;
             return Some(self.segment(header, 0, 0, false));
@@ -1445,7 +1530,10 @@ impl Connection {
             return Some(self.segment(header, 0, 0, false));
         }
         if self.flags.has(Flags::ACK_NOW) {
-            let header = self.header(TcpFlags::ACK, self.snd_nxt, now);
+            // SND.MAX, not SND.NXT: after a timeout rewinds SND.NXT, the peer may
+            // have received more than it; an ACK below its RCV.NXT would be
+            // dropped unread (and its answer by us: an ACK war).
+            let header = self.header(TcpFlags::ACK, self.snd_max, now);
             return Some(self.segment(header, 0, 0, false));
         }
         None
@@ -1554,7 +1642,12 @@ impl Connection {
                     .next_seg(self.snd_una, self.snd_max, self.high_rxt, cmss)
             {
                 let end = (start + len).min(data_end);
-                if start < end {
+                // NextSeg rule 1 (lost) goes before new data (rule 2); rule 3
+                // (merely unSACKed) only when no new data can go.
+                let new_data = self.snd_nxt < data_end
+                    && self.snd_nxt < self.snd_una + self.snd_wnd;
+                let lost = self.scoreboard.is_lost(start, cmss);
+                if start < end && (lost || !new_data) {
                     let len = end - start;
                     let fin = fin_queued && end == data_end;
                     self.high_rxt = self.high_rxt.max(end);

@@ -25,10 +25,12 @@
 pub mod assembler;
 pub mod buffer;
 pub mod congestion;
+pub mod connection;
 pub mod cookie;
 pub mod rtt;
 pub mod scoreboard;
 pub mod seq;
+pub mod table;
 pub mod timer_wheel;
 
 use std::net::Ipv4Addr;
@@ -47,3 +49,8 @@ pub struct FourTuple {
     /// The peer's port.
     pub remote_port: u16,
 }
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod sim;

@@ -1,0 +1,648 @@
+//! One worker's TCP connections: the table, the listeners' side of the
+//! handshake (SYN cookies included), the timer wheel and the service calls.
+//!
+//! - Connections live in a slab (`slab::Slab`), addressed by a `u32` key;
+//!   the 4-tuple index is a `hashbrown` map with `ahash` seeded at random per
+//!   process, since peers choose the keys (quinn's `endpoint.rs` does the
+//!   same for connection IDs).
+//! - Each connection has at most one entry in the [`TimerWheel`], at its
+//!   [`Connection::poll_timeout`]; it is moved (O(1) cancel and insert) only
+//!   when that deadline changes. No tick scans all connections.
+//! - Half-open connections (SYN-RECEIVED) are counted; once `syn_backlog`
+//!   are pending, SYNs are answered statelessly with SYN cookies (RFC 4987),
+//!   so a SYN flood cannot fill the table and established connections keep
+//!   being served.
+//! - A full table (`max_connections`) refuses new SYNs, counted as
+//!   `connection_limit` drops; the peer's SYN retries or fails as with a full
+//!   Linux accept queue.
+//!
+//! Segments to send are handed to an output callback with the peer's MAC (the
+//! one its SYN came from), so that the stack builds the frames; this module
+//! knows nothing of buffers, ports or Ethernet beyond that address.
+
+use hashbrown::HashMap;
+use slab::Slab;
+
+use crate::config::ServiceKind;
+use crate::counters::{DropReason, WorkerCounters};
+use crate::service::tcp::{TcpIo, TcpServices};
+use crate::wire::{EthernetAddress, TcpFlags, TcpHeader};
+
+use super::buffer::BufferPool;
+use super::connection::{Connection, Events, Segment, State, TcpConfig};
+use super::cookie::{CookieOptions, Secrets};
+use super::timer_wheel::{TimerId, TimerWheel};
+use super::{FourTuple, Seq};
+
+/// Timer wheel granularity.
+pub const TIMER_TICK_NS: u64 = 1_000_000;
+
+/// How long after the last SYN cookie was sent an ACK is checked against one.
+const COOKIE_WINDOW_NS: u64 = 128_000_000_000;
+
+/// Limits and parameters of a worker's table.
+#[derive(Clone, Debug)]
+pub struct TableConfig {
+    /// Per-connection parameters.
+    pub tcp: TcpConfig,
+    /// Most connections (any state but CLOSED) at once.
+    pub max_connections: usize,
+    /// Half-open connections kept before SYN cookies take over.
+    pub syn_backlog: usize,
+    /// Most send and receive buffers allocated at once.
+    pub max_buffers: usize,
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        TableConfig {
+            tcp: TcpConfig::default(),
+            max_connections: 262_144,
+            syn_backlog: 1024,
+            max_buffers: 4096,
+        }
+    }
+}
+
+/// A segment ready to be framed and sent.
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    /// The connection's addresses.
+    pub tuple: &'a FourTuple,
+    /// The peer's (or the next hop's) MAC.
+    pub peer_mac: EthernetAddress,
+    /// The TCP header.
+    pub header: &'a TcpHeader,
+    /// The payload, in two parts (the send buffer is a ring).
+    pub payload: (&'a [u8], &'a [u8]),
+}
+
+/// What became of a segment handed to [`TcpTable::input`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A connection took it.
+    Handled,
+    /// No connection has this 4-tuple: the rules decide (a listener, the
+    /// kernel, or a drop) through [`TcpTable::listen`].
+    NoConnection,
+}
+
+struct Slot {
+    conn: Connection,
+    service: ServiceKind,
+    peer_mac: EthernetAddress,
+    app: u64,
+    timer: Option<TimerId>,
+    timer_at: u64,
+    /// Counted in `half_open` (SYN-RECEIVED, not yet established).
+    half_open: bool,
+    /// Opened by us (active open).
+    active: bool,
+}
+
+/// One worker's TCP table.
+pub struct TcpTable {
+    config: TableConfig,
+    secrets: Secrets,
+    slots: Slab<Slot>,
+    by_tuple: HashMap<FourTuple, u32, ahash::RandomState>,
+    wheel: TimerWheel<u32>,
+    pool: BufferPool,
+    half_open: usize,
+    last_cookie_ns: Option<u64>,
+    fired: Vec<u32>,
+}
+
+impl std::fmt::Debug for TcpTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpTable")
+            .field("connections", &self.slots.len())
+            .field("half_open", &self.half_open)
+            .finish()
+    }
+}
+
+/// The handle a service gets on one connection during a callback.
+struct Io<'a> {
+    conn: &'a mut Connection,
+    pool: &'a mut BufferPool,
+    config: &'a TcpConfig,
+    app: &'a mut u64,
+}
+
+impl TcpIo for Io<'_> {
+    fn recv_data(&self) -> (&[u8], &[u8]) {
+        self.conn.recv_data()
+    }
+
+    fn consume(&mut self, count: usize) {
+        self.conn.consume(count, self.config);
+    }
+
+    fn send(&mut self, data: &[u8]) -> usize {
+        self.conn.send(data, self.pool).unwrap_or(0)
+    }
+
+    fn send_space(&self) -> usize {
+        self.conn.send_space(self.config)
+    }
+
+    fn close(&mut self) {
+        self.conn.close();
+    }
+
+    fn abort(&mut self) {
+        self.conn.abort();
+    }
+
+    fn peer_closed(&self) -> bool {
+        matches!(
+            self.conn.state(),
+            State::CloseWait | State::LastAck | State::Closing | State::TimeWait | State::Closed
+        )
+    }
+
+    fn app_state(&mut self) -> &mut u64 {
+        self.app
+    }
+}
+
+impl TcpTable {
+    /// An empty table. `secrets` keys SYN cookies and initial sequence
+    /// numbers (the same for every worker of a process); `hasher` seeds the
+    /// 4-tuple index.
+    pub fn new(config: TableConfig, secrets: Secrets, hasher: ahash::RandomState, now: u64) -> Self {
+        let pool = BufferPool::new(config.tcp.buffer_size as usize, config.max_buffers);
+        TcpTable {
+            by_tuple: HashMap::with_hasher(hasher),
+            slots: Slab::new(),
+            wheel: TimerWheel::new(now, TIMER_TICK_NS),
+            pool,
+            half_open: 0,
+            last_cookie_ns: None,
+            fired: Vec::new(),
+            secrets,
+            config,
+        }
+    }
+
+    /// Connections in the table (any state but CLOSED).
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Half-open connections (SYN-RECEIVED).
+    pub fn half_open(&self) -> usize {
+        self.half_open
+    }
+
+    /// The state of the connection with `tuple`, if any.
+    pub fn state_of(&self, tuple: &FourTuple) -> Option<State> {
+        let key = *self.by_tuple.get(tuple)?;
+        Some(self.slots[key as usize].conn.state())
+    }
+
+    /// The connection with `tuple`, if any (tests and diagnostics).
+    pub fn connection(&self, tuple: &FourTuple) -> Option<&Connection> {
+        let key = *self.by_tuple.get(tuple)?;
+        Some(&self.slots[key as usize].conn)
+    }
+
+    /// The buffer pool (its use is a gauge).
+    pub fn pool(&self) -> &BufferPool {
+        &self.pool
+    }
+
+    /// The per-connection parameters.
+    pub fn tcp_config(&self) -> &TcpConfig {
+        &self.config.tcp
+    }
+
+    /// A segment arrived for `tuple` (checksum checked, header parsed).
+    #[allow(clippy::too_many_arguments)]
+    pub fn input<F: FnMut(Outgoing<'_>)>(
+        &mut self,
+        tuple: &FourTuple,
+        header: &TcpHeader,
+        payload: &[u8],
+        services: &mut TcpServices,
+        counters: &WorkerCounters,
+        now: u64,
+        out: &mut F,
+    ) -> Input {
+        let Some(&key) = self.by_tuple.get(tuple) else {
+            return Input::NoConnection;
+        };
+        counters.tcp_rx_segments.inc();
+        let slot = &mut self.slots[key as usize];
+        if slot.conn.state() == State::TimeWait && slot.conn.accepts_syn_in_time_wait(header) {
+            // RFC 6191: a new incarnation may reuse the 4-tuple; the old one
+            // is forgotten and the SYN goes to the listener.
+            self.remove(key, services, counters);
+            return Input::NoConnection;
+        }
+        let bad_ack = slot.conn.is_bad_ack_in_syn_sent(header);
+        let open_before = slot.conn.state() != State::Closed;
+        slot.conn
+            .handle_segment(header, payload, &self.config.tcp, &mut self.pool, now);
+        if open_before && header.flags.contains(TcpFlags::RST) && slot.conn.state() == State::Closed {
+            counters.tcp_resets_rx.inc();
+        }
+        if bad_ack {
+            // An ACK that is not for our SYN: RST <SEQ=SEG.ACK> (RFC 9293).
+            if let Some(reset) = Connection::reset_for(header, payload.len()) {
+                counters.tcp_resets_tx.inc();
+                counters.tcp_tx_segments.inc();
+                out(Outgoing {
+                    tuple,
+                    peer_mac: slot.peer_mac,
+                    header: &reset,
+                    payload: (&[], &[]),
+                });
+            }
+        }
+        self.drive(key, services, counters, now, out);
+        Input::Handled
+    }
+
+    /// A segment that no connection has, for a port whose rule names
+    /// `service`: the listener's part of RFC 9293 3.10.7.2 (LISTEN), with SYN
+    /// cookies when the half-open backlog is full.
+    #[allow(clippy::too_many_arguments)]
+    pub fn listen<F: FnMut(Outgoing<'_>)>(
+        &mut self,
+        tuple: &FourTuple,
+        peer_mac: EthernetAddress,
+        header: &TcpHeader,
+        payload: &[u8],
+        service: ServiceKind,
+        services: &mut TcpServices,
+        counters: &WorkerCounters,
+        now: u64,
+        out: &mut F,
+    ) {
+        counters.tcp_rx_segments.inc();
+        let flags = header.flags;
+        let mut reset = |counters: &WorkerCounters| {
+            counters.count_drop(DropReason::NoConnection);
+            if let Some(reset) = Connection::reset_for(header, payload.len()) {
+                counters.tcp_resets_tx.inc();
+                counters.tcp_tx_segments.inc();
+                out(Outgoing {
+                    tuple,
+                    peer_mac,
+                    header: &reset,
+                    payload: (&[], &[]),
+                });
+            }
+        };
+        if flags.contains(TcpFlags::RST) {
+            // First: an incoming RST is ignored.
+            counters.count_drop(DropReason::NoConnection);
+            return;
+        }
+        if flags.contains(TcpFlags::ACK) {
+            // Second: an ACK. A SYN cookie's return, or bad: RST.
+            if !flags.contains(TcpFlags::SYN) && self.cookies_recent(now) {
+                let peer_isn = Seq(header.seq) - 1;
+                let cookie = Seq(header.ack) - 1;
+                if let Some(options) = self.secrets.check_cookie(tuple, peer_isn, cookie, now) {
+                    if self.slots.len() >= self.config.max_connections {
+                        counters.count_drop(DropReason::ConnectionLimit);
+                        return;
+                    }
+                    counters.tcp_syn_cookies_accepted.inc();
+                    let conn =
+                        Connection::accept_cookie(*tuple, header, options, &self.config.tcp, now);
+                    let key = self.insert(conn, service, peer_mac, false, counters);
+                    // The ACK may carry data already.
+                    let slot = &mut self.slots[key as usize];
+                    if !payload.is_empty() || flags.contains(TcpFlags::FIN) {
+                        slot.conn.handle_segment(
+                            header,
+                            payload,
+                            &self.config.tcp,
+                            &mut self.pool,
+                            now,
+                        );
+                    }
+                    self.drive(key, services, counters, now, out);
+                    return;
+                }
+            }
+            reset(counters);
+            return;
+        }
+        if !flags.contains(TcpFlags::SYN) {
+            // Neither SYN nor ACK nor RST: drop.
+            counters.count_drop(DropReason::NoConnection);
+            return;
+        }
+        // Third: a SYN.
+        if self.slots.len() >= self.config.max_connections {
+            counters.count_drop(DropReason::ConnectionLimit);
+            return;
+        }
+        if self.half_open >= self.config.syn_backlog {
+            let options = CookieOptions {
+                mss: header.options.mss.unwrap_or(536),
+                window_scale: header.options.window_scale,
+                sack_permitted: header.options.sack_permitted,
+            };
+            let cookie = self
+                .secrets
+                .syn_cookie(tuple, Seq(header.seq), now, options);
+            // The cookie encodes an MSS from a table: announce what it decodes to.
+            let encoded = self
+                .secrets
+                .check_cookie(tuple, Seq(header.seq), cookie, now)
+                .unwrap_or(options);
+            let syn_ack =
+                Connection::cookie_syn_ack(header, cookie, encoded, &self.config.tcp, now);
+            self.last_cookie_ns = Some(now);
+            counters.tcp_syn_cookies_sent.inc();
+            counters.tcp_tx_segments.inc();
+            out(Outgoing {
+                tuple,
+                peer_mac,
+                header: &syn_ack,
+                payload: (&[], &[]),
+            });
+            return;
+        }
+        let iss = self.secrets.initial_sequence(tuple, now);
+        let conn = Connection::accept(*tuple, header, iss, &self.config.tcp, now);
+        let key = self.insert(conn, service, peer_mac, false, counters);
+        self.slots[key as usize].half_open = true;
+        self.half_open += 1;
+        self.drive(key, services, counters, now, out);
+    }
+
+    /// Open a connection to `tuple`'s remote end (an active open), with the
+    /// given service driving it. The caller picked `tuple.local_port` so that
+    /// the replies come to this worker.
+    #[allow(clippy::too_many_arguments)]
+    pub fn connect<F: FnMut(Outgoing<'_>)>(
+        &mut self,
+        tuple: FourTuple,
+        peer_mac: EthernetAddress,
+        service: ServiceKind,
+        services: &mut TcpServices,
+        counters: &WorkerCounters,
+        now: u64,
+        out: &mut F,
+    ) -> Result<(), DropReason> {
+        if self.by_tuple.contains_key(&tuple) {
+            return Err(DropReason::ConnectionLimit);
+        }
+        if self.slots.len() >= self.config.max_connections {
+            return Err(DropReason::ConnectionLimit);
+        }
+        let iss = self.secrets.initial_sequence(&tuple, now);
+        let conn = Connection::connect(tuple, iss, &self.config.tcp, now);
+        let key = self.insert(conn, service, peer_mac, true, counters);
+        self.drive(key, services, counters, now, out);
+        Ok(())
+    }
+
+    /// An ICMP "fragmentation needed" (RFC 1191) for `tuple`, quoting our
+    /// segment's sequence number `seq`, with next-hop MTU `mtu`. Returns
+    /// whether a connection took it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn path_mtu<F: FnMut(Outgoing<'_>)>(
+        &mut self,
+        tuple: &FourTuple,
+        seq: u32,
+        mtu: u16,
+        services: &mut TcpServices,
+        counters: &WorkerCounters,
+        now: u64,
+        out: &mut F,
+    ) -> bool {
+        let Some(&key) = self.by_tuple.get(tuple) else {
+            return false;
+        };
+        let slot = &mut self.slots[key as usize];
+        if !slot.conn.on_path_mtu(Seq(seq), mtu) {
+            return false;
+        }
+        self.drive(key, services, counters, now, out);
+        true
+    }
+
+    /// Run the timers due at `now`.
+    pub fn poll<F: FnMut(Outgoing<'_>)>(
+        &mut self,
+        services: &mut TcpServices,
+        counters: &WorkerCounters,
+        now: u64,
+        out: &mut F,
+    ) {
+        let mut fired = std::mem::take(&mut self.fired);
+        self.wheel.advance(now, &mut fired);
+        for key in fired.drain(..) {
+            let Some(slot) = self.slots.get_mut(key as usize) else {
+                continue;
+            };
+            slot.timer = None;
+            slot.timer_at = u64::MAX;
+            slot.conn.handle_timeout(&self.config.tcp, now);
+            self.drive(key, services, counters, now, out);
+        }
+        self.fired = fired;
+    }
+
+    /// Reset every connection (graceful shutdown of the worker: peers learn
+    /// at once instead of timing out).
+    pub fn abort_all<F: FnMut(Outgoing<'_>)>(
+        &mut self,
+        services: &mut TcpServices,
+        counters: &WorkerCounters,
+        now: u64,
+        out: &mut F,
+    ) {
+        let keys: Vec<u32> = self.slots.iter().map(|(key, _)| key as u32).collect();
+        for key in keys {
+            self.slots[key as usize].conn.abort();
+            self.drive(key, services, counters, now, out);
+        }
+    }
+
+    fn cookies_recent(&self, now: u64) -> bool {
+        self.last_cookie_ns
+            .is_some_and(|at| now.saturating_sub(at) <= COOKIE_WINDOW_NS)
+    }
+
+    fn insert(
+        &mut self,
+        conn: Connection,
+        service: ServiceKind,
+        peer_mac: EthernetAddress,
+        active: bool,
+        counters: &WorkerCounters,
+    ) -> u32 {
+        let tuple = *conn.tuple();
+        let key = self.slots.insert(Slot {
+            conn,
+            service,
+            peer_mac,
+            app: 0,
+            timer: None,
+            timer_at: u64::MAX,
+            half_open: false,
+            active,
+        }) as u32;
+        self.by_tuple.insert(tuple, key);
+        counters.tcp_active.set(self.slots.len() as u64);
+        key
+    }
+
+    fn remove(&mut self, key: u32, services: &mut TcpServices, counters: &WorkerCounters) {
+        let mut slot = self.slots.remove(key as usize);
+        if let Some(timer) = slot.timer {
+            self.wheel.cancel(timer);
+        }
+        if slot.half_open {
+            self.half_open -= 1;
+        }
+        slot.conn.release_buffers(&mut self.pool);
+        self.by_tuple.remove(slot.conn.tuple());
+        let _ = services;
+        counters.tcp_active.set(self.slots.len() as u64);
+    }
+
+    /// After any input: tell the service, send what is due, re-arm the timer,
+    /// forget the connection if it closed.
+    fn drive<F: FnMut(Outgoing<'_>)>(
+        &mut self,
+        key: u32,
+        services: &mut TcpServices,
+        counters: &WorkerCounters,
+        now: u64,
+        out: &mut F,
+    ) {
+        let config = &self.config.tcp;
+        let slot = &mut self.slots[key as usize];
+        // Service callbacks may queue data or close, which adds no events;
+        // one pass over the events suffices.
+        let events = slot.conn.take_events();
+        if events.contains(Events::ESTABLISHED) {
+            if slot.half_open {
+                slot.half_open = false;
+                self.half_open -= 1;
+            }
+            if slot.active {
+                counters.tcp_opened_active.inc();
+            } else {
+                counters.tcp_opened_passive.inc();
+            }
+        }
+        let mut closed = None;
+        if !events.is_empty() {
+            let service = services.service(slot.service);
+            let mut io = Io {
+                conn: &mut slot.conn,
+                pool: &mut self.pool,
+                config,
+                app: &mut slot.app,
+            };
+            if events.contains(Events::ESTABLISHED) {
+                service.on_accepted(&mut io);
+            }
+            if events.contains(Events::READABLE) && io.conn.recv_len() > 0 {
+                service.on_readable(&mut io);
+            }
+            if events.contains(Events::WRITABLE) && io.conn.state() != State::Closed {
+                service.on_writable(&mut io);
+            }
+            if events.contains(Events::PEER_CLOSED) {
+                service.on_peer_closed(&mut io);
+            }
+            if events.contains(Events::RESET) {
+                closed = Some(true);
+                if events.contains(Events::TIMED_OUT) {
+                    counters.tcp_timeouts.inc();
+                }
+            } else if events.contains(Events::CLOSED) {
+                closed = Some(false);
+                counters.tcp_closed.inc();
+            }
+            // Callbacks may have closed or aborted: report what that caused.
+            let after = io.conn.take_events();
+            if after.contains(Events::RESET) {
+                closed = Some(true);
+            } else if after.contains(Events::CLOSED) && closed.is_none() {
+                closed = Some(false);
+                counters.tcp_closed.inc();
+            }
+        }
+        self.transmit(key, counters, now, out);
+        let slot = &mut self.slots[key as usize];
+        if slot.conn.state() == State::Closed {
+            if let Some(reset) = closed {
+                services.service(slot.service).on_closed(reset);
+            } else {
+                services.service(slot.service).on_closed(true);
+            }
+            self.remove(key, services, counters);
+            return;
+        }
+        slot.conn.release_idle_buffers(&mut self.pool);
+        let deadline = slot.conn.poll_timeout().unwrap_or(u64::MAX);
+        if deadline != slot.timer_at {
+            if let Some(timer) = slot.timer.take() {
+                self.wheel.cancel(timer);
+            }
+            if deadline != u64::MAX {
+                slot.timer = Some(self.wheel.insert(deadline, key));
+            }
+            slot.timer_at = deadline;
+        }
+    }
+
+    fn transmit<F: FnMut(Outgoing<'_>)>(
+        &mut self,
+        key: u32,
+        counters: &WorkerCounters,
+        now: u64,
+        out: &mut F,
+    ) {
+        let config = &self.config.tcp;
+        let slot = &mut self.slots[key as usize];
+        while let Some(segment) = slot.conn.poll_transmit(config, now) {
+            let Segment {
+                header,
+                retransmission,
+                ..
+            } = segment;
+            counters.tcp_tx_segments.inc();
+            if retransmission {
+                counters.tcp_retransmits.inc();
+            }
+            if header.flags.contains(TcpFlags::RST) {
+                counters.tcp_resets_tx.inc();
+            }
+            out(Outgoing {
+                tuple: slot.conn.tuple(),
+                peer_mac: slot.peer_mac,
+                header: &header,
+                payload: slot.conn.segment_payload(&segment),
+            });
+        }
+    }
+}
+
+/// A random state for the 4-tuple index, drawn once per process.
+pub fn random_hasher() -> ahash::RandomState {
+    ahash::RandomState::new()
+}
+
+/// The hash of a 4-tuple under `hasher` (tests: the index is keyed).
+pub fn tuple_hash(hasher: &ahash::RandomState, tuple: &FourTuple) -> u64 {
+    hasher.hash_one(tuple)
+}

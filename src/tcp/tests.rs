@@ -1,0 +1,657 @@
+//! Per-state fixtures for [`Connection`]: a scripted peer sends byte-exact
+//! headers and the test checks every segment that comes back (the shape of
+//! smoltcp's `socket/tcp.rs` tests).
+
+use std::net::Ipv4Addr;
+
+use super::buffer::BufferPool;
+use super::connection::{Connection, Events, Segment, State, TcpConfig};
+use super::{FourTuple, Seq};
+use crate::wire::{TcpFlags, TcpHeader, TcpOptions};
+
+const LOCAL: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const REMOTE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const TUPLE: FourTuple = FourTuple {
+    local_ip: LOCAL,
+    local_port: 80,
+    remote_ip: REMOTE,
+    remote_port: 40000,
+};
+/// Our ISN and the peer's, chosen near the wrap to exercise it everywhere.
+const ISS: u32 = u32::MAX - 100;
+const IRS: u32 = 1_000_000;
+const MS: u64 = 1_000_000;
+
+const SYN: TcpFlags = TcpFlags::SYN;
+const ACK: TcpFlags = TcpFlags::ACK;
+const FIN: TcpFlags = TcpFlags::FIN;
+const RST: TcpFlags = TcpFlags::RST;
+
+struct Fixture {
+    conn: Connection,
+    pool: BufferPool,
+    config: TcpConfig,
+    now: u64,
+}
+
+fn config() -> TcpConfig {
+    TcpConfig {
+        buffer_size: 64 * 1024,
+        ..TcpConfig::default()
+    }
+}
+
+fn peer(flags: TcpFlags, seq: u32, ack: u32) -> TcpHeader {
+    TcpHeader {
+        src_port: TUPLE.remote_port,
+        dst_port: TUPLE.local_port,
+        seq,
+        ack,
+        flags,
+        window: 65535,
+        urgent: 0,
+        options: TcpOptions::default(),
+    }
+}
+
+fn peer_syn() -> TcpHeader {
+    let mut syn = peer(SYN, IRS, 0);
+    syn.options = TcpOptions {
+        mss: Some(1460),
+        window_scale: Some(7),
+        sack_permitted: true,
+        timestamps: Some((5000, 0)),
+        ..TcpOptions::default()
+    };
+    syn.window = 64240;
+    syn
+}
+
+impl Fixture {
+    /// A connection accepted from `syn`, in SYN-RECEIVED.
+    fn accepted_with(syn: TcpHeader, config: TcpConfig) -> Fixture {
+        let conn = Connection::accept(TUPLE, &syn, Seq(ISS), &config, 0);
+        Fixture {
+            conn,
+            pool: BufferPool::new(config.buffer_size as usize, 64),
+            config,
+            now: 0,
+        }
+    }
+
+    /// An ESTABLISHED connection, its SYN-ACK consumed; the peer offers a
+    /// 64 KiB window (scale 7) and timestamps.
+    fn established() -> Fixture {
+        let mut f = Fixture::accepted_with(peer_syn(), config());
+        let syn_ack = f.transmit_one();
+        assert_eq!(syn_ack.header.flags, SYN | ACK);
+        f.input(f.ack_from_peer(0, 0), b"");
+        assert_eq!(f.conn.state(), State::Established);
+        assert!(f.conn.take_events().contains(Events::ESTABLISHED));
+        f
+    }
+
+    /// A plain peer segment at peer offset `rel_seq` (from IRS+1) acking our
+    /// offset `rel_ack` (from ISS+1), with a current timestamp.
+    fn ack_from_peer(&self, rel_seq: u32, rel_ack: u32) -> TcpHeader {
+        let mut h = peer(
+            ACK,
+            IRS.wrapping_add(1).wrapping_add(rel_seq),
+            ISS.wrapping_add(1).wrapping_add(rel_ack),
+        );
+        h.window = 512; // << 7 = 64 KiB
+        h.options.timestamps = Some((5000 + (self.now / MS) as u32, 0));
+        h
+    }
+
+    fn input(&mut self, header: TcpHeader, payload: &[u8]) {
+        self.conn
+            .handle_segment(&header, payload, &self.config, &mut self.pool, self.now);
+    }
+
+    fn transmit(&mut self) -> Vec<(Segment, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some(segment) = self.conn.poll_transmit(&self.config, self.now) {
+            let (a, b) = self.conn.segment_payload(&segment);
+            let mut payload = a.to_vec();
+            payload.extend_from_slice(b);
+            assert_eq!(payload.len(), segment.payload_len as usize);
+            out.push((segment, payload));
+            assert!(out.len() < 10_000, "poll_transmit never ends");
+        }
+        out
+    }
+
+    fn transmit_one(&mut self) -> Segment {
+        let mut out = self.transmit();
+        assert_eq!(out.len(), 1, "expected one segment, got {out:?}");
+        out.remove(0).0
+    }
+
+    fn advance_to(&mut self, at: u64) {
+        self.now = at;
+        if let Some(deadline) = self.conn.poll_timeout() {
+            if deadline <= at {
+                self.conn.handle_timeout(&self.config, at);
+            }
+        }
+    }
+
+    /// Run timers until the next deadline; returns it.
+    fn fire_next_timer(&mut self) -> u64 {
+        let deadline = self.conn.poll_timeout().expect("a timer is armed");
+        self.advance_to(deadline);
+        deadline
+    }
+
+    fn read_all(&mut self) -> Vec<u8> {
+        let mut out = vec![0; self.conn.recv_len()];
+        let n = self.conn.recv_slice(&mut out, &self.config);
+        out.truncate(n);
+        out
+    }
+}
+
+fn rel_ack(segment: &Segment) -> u32 {
+    segment.header.ack.wrapping_sub(IRS.wrapping_add(1))
+}
+
+fn rel_seq(segment: &Segment) -> u32 {
+    segment.header.seq.wrapping_sub(ISS.wrapping_add(1))
+}
+
+#[test]
+fn passive_open_answers_with_our_options_and_establishes_on_ack() {
+    let mut f = Fixture::accepted_with(peer_syn(), config());
+    assert_eq!(f.conn.state(), State::SynReceived);
+    let syn_ack = f.transmit_one();
+    let h = syn_ack.header;
+    assert_eq!(h.flags, SYN | ACK);
+    assert_eq!(h.seq, ISS);
+    assert_eq!(h.ack, IRS + 1);
+    assert_eq!(h.options.mss, Some(1460));
+    assert_eq!(h.options.window_scale, Some(1), "65536 bytes need one shift");
+    assert!(h.options.sack_permitted);
+    assert_eq!(h.options.timestamps.map(|t| t.1), Some(5000), "TSecr echoes");
+    assert_eq!(h.window, 65535);
+    assert!(f.conn.take_events().is_empty());
+    f.input(f.ack_from_peer(0, 0), b"");
+    assert_eq!(f.conn.state(), State::Established);
+    assert!(f.conn.take_events().contains(Events::ESTABLISHED));
+    assert!(f.transmit().is_empty(), "nothing to say after the handshake");
+}
+
+#[test]
+fn syn_without_options_gets_none_and_mss_536() {
+    let mut syn = peer(SYN, IRS, 0);
+    syn.window = 8192;
+    let mut f = Fixture::accepted_with(syn, config());
+    let h = f.transmit_one().header;
+    assert_eq!(h.options.window_scale, None);
+    assert!(!h.options.sack_permitted);
+    assert_eq!(h.options.timestamps, None);
+    assert_eq!(f.conn.mss(), 536);
+}
+
+#[test]
+fn lost_syn_ack_is_resent_on_timeout_and_on_a_repeated_syn() {
+    let mut f = Fixture::accepted_with(peer_syn(), config());
+    f.transmit_one();
+    let at = f.fire_next_timer();
+    assert_eq!(at, 1000 * MS, "initial RTO of one second");
+    let again = f.transmit_one();
+    assert_eq!(again.header.flags, SYN | ACK);
+    assert!(again.retransmission);
+    f.input(peer_syn(), b"");
+    assert_eq!(f.transmit_one().header.flags, SYN | ACK);
+}
+
+#[test]
+fn in_order_data_is_delivered_and_the_ack_delayed() {
+    let mut f = Fixture::established();
+    f.input(f.ack_from_peer(0, 0), b"hello");
+    assert!(f.conn.take_events().contains(Events::READABLE));
+    assert_eq!(f.read_all(), b"hello");
+    assert!(f.transmit().is_empty(), "one small segment: delayed ACK");
+    let deadline = f.conn.poll_timeout().unwrap();
+    assert_eq!(deadline, 40 * MS);
+    f.advance_to(deadline);
+    let ack = f.transmit_one();
+    assert_eq!(ack.header.flags, ACK);
+    assert_eq!(rel_ack(&ack), 5);
+}
+
+#[test]
+fn every_second_full_segment_is_acked_at_once() {
+    let mut f = Fixture::established();
+    let full = vec![7u8; usize::from(f.conn.mss()) - 12];
+    f.input(f.ack_from_peer(0, 0), &full);
+    assert!(f.transmit().is_empty());
+    let len = full.len() as u32;
+    f.input(f.ack_from_peer(len, 0), &full);
+    // Two segments of MSS minus timestamps: at least 2*MSS bytes?
+    let out = f.transmit();
+    let total = 2 * len;
+    if total >= 2 * u32::from(f.conn.mss()) {
+        assert_eq!(out.len(), 1);
+    }
+    f.advance_to(40 * MS);
+    let out2 = f.transmit();
+    let last = out.iter().chain(out2.iter()).last().expect("an ACK");
+    assert_eq!(rel_ack(&last.0), total);
+}
+
+#[test]
+fn out_of_order_data_gets_a_sack_and_the_hole_fill_an_ack_of_all() {
+    let mut f = Fixture::established();
+    f.input(f.ack_from_peer(10, 0), b"0123456789");
+    let dup = f.transmit_one();
+    assert_eq!(rel_ack(&dup), 0, "duplicate ACK");
+    let sack = dup.header.options.sack();
+    assert_eq!(sack.len(), 1);
+    let base = IRS.wrapping_add(1);
+    assert_eq!(sack[0], (base + 10, base + 20));
+    assert_eq!(f.conn.recv_len(), 0, "nothing readable yet");
+    f.input(f.ack_from_peer(0, 0), b"abcdefghij");
+    let ack = f.transmit_one();
+    assert_eq!(rel_ack(&ack), 20, "the hole filled: ACK at once");
+    assert_eq!(ack.header.options.sack_count, 0);
+    assert_eq!(f.read_all(), b"abcdefghij0123456789");
+}
+
+#[test]
+fn overlapping_and_old_duplicate_data_is_trimmed() {
+    let mut f = Fixture::established();
+    f.input(f.ack_from_peer(0, 0), b"abcdef");
+    f.input(f.ack_from_peer(3, 0), b"defghi");
+    f.input(f.ack_from_peer(0, 0), b"abc");
+    assert_eq!(f.read_all(), b"abcdefghi");
+}
+
+#[test]
+fn data_beyond_the_window_is_cut_at_its_edge() {
+    let mut f = Fixture::established();
+    let big = vec![1u8; 70 * 1024];
+    f.input(f.ack_from_peer(0, 0), &big);
+    assert_eq!(f.conn.recv_len(), 64 * 1024);
+}
+
+#[test]
+fn rst_exactly_at_rcv_nxt_resets() {
+    let mut f = Fixture::established();
+    f.input(peer(RST, IRS + 1, 0), b"");
+    assert_eq!(f.conn.state(), State::Closed);
+    assert!(f.conn.take_events().contains(Events::RESET));
+    assert!(f.transmit().is_empty(), "no answer to a RST");
+}
+
+#[test]
+fn rst_in_window_but_not_exact_gets_a_challenge_ack() {
+    let mut f = Fixture::established();
+    f.input(peer(RST, IRS + 100, 0), b"");
+    assert_eq!(f.conn.state(), State::Established);
+    let challenge = f.transmit_one();
+    assert_eq!(challenge.header.flags, ACK);
+    assert_eq!(rel_ack(&challenge), 0);
+}
+
+#[test]
+fn rst_outside_the_window_is_ignored() {
+    let mut f = Fixture::established();
+    f.input(peer(RST, IRS.wrapping_sub(1000), 0), b"");
+    assert_eq!(f.conn.state(), State::Established);
+    assert!(f.transmit().is_empty());
+}
+
+#[test]
+fn syn_on_an_established_connection_gets_a_challenge_ack() {
+    let mut f = Fixture::established();
+    let mut syn = peer_syn();
+    syn.seq = IRS + 1;
+    f.input(syn, b"");
+    assert_eq!(f.conn.state(), State::Established);
+    assert_eq!(f.transmit_one().header.flags, ACK);
+}
+
+#[test]
+fn ack_of_unsent_data_is_answered_and_dropped() {
+    let mut f = Fixture::established();
+    f.input(f.ack_from_peer(0, 5000), b"data");
+    assert_eq!(f.conn.recv_len(), 0, "the segment is dropped");
+    assert_eq!(f.transmit_one().header.flags, ACK);
+}
+
+#[test]
+fn paws_drops_an_old_timestamp() {
+    let mut f = Fixture::established();
+    let mut old = f.ack_from_peer(0, 0);
+    old.options.timestamps = Some((100, 0));
+    f.input(old, b"stale");
+    assert_eq!(f.conn.recv_len(), 0);
+    assert_eq!(f.transmit_one().header.flags, ACK);
+}
+
+#[test]
+fn sending_respects_mss_and_the_initial_window_and_grows_on_acks() {
+    let mut f = Fixture::established();
+    let data = vec![0x5a; 100_000];
+    let taken = f.conn.send(&data, &mut f.pool).unwrap();
+    assert_eq!(taken, 64 * 1024);
+    let burst = f.transmit();
+    let mss = usize::from(f.conn.mss()) - 12;
+    assert_eq!(burst.len(), 10, "initial window of 10 segments");
+    for (segment, payload) in &burst {
+        assert_eq!(payload.len(), mss);
+        assert_eq!(segment.header.flags.contains(ACK), true);
+        assert!(!segment.retransmission);
+    }
+    assert_eq!(rel_seq(&burst[3].0), 3 * mss as u32);
+    // Acknowledge the first five: slow start adds five more segments' worth.
+    f.now = 10 * MS;
+    f.input(f.ack_from_peer(0, 5 * mss as u32), b"");
+    let more = f.transmit();
+    // RFC 3465: one ACK grows the window by at most 2 SMSS in slow start,
+    // so 12 segments' worth with 5 in flight: 7 go.
+    assert_eq!(more.len(), 7, "{more:?}");
+    assert!(f.conn.srtt_ns().is_some(), "an RTT sample was taken");
+}
+
+#[test]
+fn unacknowledged_data_is_retransmitted_with_backoff_then_reset() {
+    let mut cfg = config();
+    cfg.max_retransmits = 3;
+    let mut f = Fixture::accepted_with(peer_syn(), cfg);
+    f.transmit_one();
+    f.input(f.ack_from_peer(0, 0), b"");
+    f.conn.take_events();
+    f.conn.send(b"lost", &mut f.pool).unwrap();
+    let first = f.transmit_one();
+    assert_eq!(first.payload_len, 4);
+    let mut last = 0;
+    let mut gaps = Vec::new();
+    for _ in 0..3 {
+        let at = f.fire_next_timer();
+        gaps.push(at - last);
+        last = at;
+        let again = f.transmit_one();
+        assert!(again.retransmission);
+        assert_eq!(rel_seq(&again), 0);
+        assert_eq!(again.payload_len, 4);
+    }
+    assert!(gaps[1] >= 2 * gaps[0] - MS && gaps[2] >= 2 * gaps[1] - MS, "backoff {gaps:?}");
+    f.fire_next_timer();
+    let reset = f.transmit_one();
+    assert!(reset.header.flags.contains(RST));
+    assert_eq!(f.conn.state(), State::Closed);
+    let events = f.conn.take_events();
+    assert!(events.contains(Events::RESET) && events.contains(Events::TIMED_OUT));
+}
+
+#[test]
+fn three_duplicate_acks_trigger_fast_retransmit_before_the_timer() {
+    let mut f = Fixture::established();
+    let data = vec![1u8; 10 * 1400];
+    f.conn.send(&data, &mut f.pool).unwrap();
+    let burst = f.transmit();
+    assert!(burst.len() >= 5);
+    f.now = 5 * MS;
+    let mut dup = f.ack_from_peer(0, 0);
+    dup.window = 512;
+    for _ in 0..3 {
+        f.input(dup, b"");
+    }
+    let out = f.transmit();
+    let rtx = &out[0].0;
+    assert!(rtx.retransmission, "fast retransmit: {out:?}");
+    assert_eq!(rel_seq(rtx), 0);
+    assert!(f.conn.cwnd() < 10 * 1448, "window reduced");
+}
+
+#[test]
+fn sack_recovery_resends_only_the_holes() {
+    let mut f = Fixture::established();
+    let mss = usize::from(f.conn.mss()) - 12;
+    let data = vec![2u8; 10 * mss];
+    f.conn.send(&data, &mut f.pool).unwrap();
+    assert_eq!(f.transmit().len(), 10);
+    f.now = 5 * MS;
+    // Segment 1 (the second) is lost; 2..=9 arrive, SACKed.
+    let base = ISS.wrapping_add(1);
+    for k in 2..10u32 {
+        let mut ack = f.ack_from_peer(0, mss as u32);
+        ack.options.sack_blocks[0] = (
+            base.wrapping_add(2 * mss as u32),
+            base.wrapping_add((k + 1) * mss as u32),
+        );
+        ack.options.sack_count = 1;
+        f.input(ack, b"");
+    }
+    let out = f.transmit();
+    let retransmitted: Vec<u32> = out
+        .iter()
+        .filter(|(s, _)| s.retransmission)
+        .map(|(s, _)| rel_seq(s))
+        .collect();
+    assert_eq!(retransmitted, vec![mss as u32], "only the hole: {out:?}");
+}
+
+#[test]
+fn orderly_close_sends_all_data_then_fin_and_lingers_in_time_wait() {
+    let mut f = Fixture::established();
+    f.conn.send(b"last words", &mut f.pool).unwrap();
+    f.conn.close();
+    assert_eq!(f.conn.state(), State::FinWait1);
+    let seg = f.transmit_one();
+    assert_eq!(seg.payload_len, 10);
+    assert!(seg.header.flags.contains(FIN), "FIN rides on the last data");
+    f.input(f.ack_from_peer(0, 11), b"");
+    assert_eq!(f.conn.state(), State::FinWait2);
+    let mut fin = f.ack_from_peer(0, 11);
+    fin.flags = FIN | ACK;
+    f.input(fin, b"");
+    assert_eq!(f.conn.state(), State::TimeWait);
+    assert_eq!(rel_ack(&f.transmit_one()), 1);
+    let expiry = f.conn.poll_timeout().unwrap();
+    assert_eq!(expiry, f.now + f.config.time_wait_ns);
+    f.advance_to(expiry);
+    assert_eq!(f.conn.state(), State::Closed);
+    assert!(f.conn.take_events().contains(Events::CLOSED));
+}
+
+#[test]
+fn passive_close_goes_through_close_wait_and_last_ack() {
+    let mut f = Fixture::established();
+    let mut fin = f.ack_from_peer(0, 0);
+    fin.flags = FIN | ACK;
+    f.input(fin, b"bye");
+    assert_eq!(f.conn.state(), State::CloseWait);
+    let events = f.conn.take_events();
+    assert!(events.contains(Events::READABLE) && events.contains(Events::PEER_CLOSED));
+    assert_eq!(f.read_all(), b"bye");
+    f.conn.send(b"ok", &mut f.pool).unwrap();
+    f.conn.close();
+    assert_eq!(f.conn.state(), State::LastAck);
+    let out = f.transmit();
+    let last = &out.last().unwrap().0;
+    assert!(last.header.flags.contains(FIN));
+    assert_eq!(rel_ack(last), 4, "3 bytes and the FIN");
+    f.input(f.ack_from_peer(4, 3), b"");
+    assert_eq!(f.conn.state(), State::Closed);
+    assert!(f.conn.take_events().contains(Events::CLOSED));
+}
+
+#[test]
+fn simultaneous_close_passes_through_closing() {
+    let mut f = Fixture::established();
+    f.conn.close();
+    let our_fin = f.transmit_one();
+    assert!(our_fin.header.flags.contains(FIN));
+    let mut fin = f.ack_from_peer(0, 0); // does not ack our FIN
+    fin.flags = FIN | ACK;
+    f.input(fin, b"");
+    assert_eq!(f.conn.state(), State::Closing);
+    f.transmit();
+    f.input(f.ack_from_peer(1, 1), b"");
+    assert_eq!(f.conn.state(), State::TimeWait);
+}
+
+#[test]
+fn out_of_order_fin_is_taken_once_the_hole_fills() {
+    let mut f = Fixture::established();
+    let mut fin = f.ack_from_peer(3, 0);
+    fin.flags = FIN | ACK;
+    f.input(fin, b"def");
+    assert_eq!(f.conn.state(), State::Established);
+    f.input(f.ack_from_peer(0, 0), b"abc");
+    assert_eq!(f.conn.state(), State::CloseWait);
+    assert_eq!(f.read_all(), b"abcdef");
+}
+
+#[test]
+fn active_open_and_simultaneous_open() {
+    let config = config();
+    let mut pool = BufferPool::new(config.buffer_size as usize, 4);
+    let mut conn = Connection::connect(TUPLE, Seq(ISS), &config, 0);
+    let syn = conn.poll_transmit(&config, 0).unwrap();
+    assert_eq!(syn.header.flags, SYN);
+    assert_eq!(syn.header.options.mss, Some(1460));
+    assert!(syn.header.options.sack_permitted);
+    // Simultaneous open: the peer's SYN crosses ours.
+    let mut their_syn = peer_syn();
+    their_syn.ack = 0;
+    conn.handle_segment(&their_syn, b"", &config, &mut pool, 1);
+    assert_eq!(conn.state(), State::SynReceived);
+    let syn_ack = conn.poll_transmit(&config, 1).unwrap();
+    assert_eq!(syn_ack.header.flags, SYN | ACK);
+    assert_eq!(syn_ack.header.seq, ISS, "the same ISN");
+    let mut ack = peer(SYN | ACK, IRS, ISS.wrapping_add(1));
+    ack.options = their_syn.options;
+    ack.flags = ACK;
+    ack.seq = IRS + 1;
+    conn.handle_segment(&ack, b"", &config, &mut pool, 2);
+    assert_eq!(conn.state(), State::Established);
+
+    // A plain active open: SYN, SYN-ACK, ACK.
+    let mut conn = Connection::connect(TUPLE, Seq(ISS), &config, 0);
+    conn.poll_transmit(&config, 0).unwrap();
+    let mut syn_ack = peer_syn();
+    syn_ack.flags = SYN | ACK;
+    syn_ack.ack = ISS.wrapping_add(1);
+    conn.handle_segment(&syn_ack, b"", &config, &mut pool, 3 * MS);
+    assert_eq!(conn.state(), State::Established);
+    assert!(conn.take_events().contains(Events::ESTABLISHED));
+    let ack = conn.poll_transmit(&config, 3 * MS).unwrap();
+    assert_eq!(ack.header.flags, ACK);
+    assert_eq!(ack.header.ack, IRS + 1);
+    assert_eq!(conn.srtt_ns(), Some(3 * MS));
+}
+
+#[test]
+fn refused_active_open_reports_reset() {
+    let config = config();
+    let mut pool = BufferPool::new(config.buffer_size as usize, 4);
+    let mut conn = Connection::connect(TUPLE, Seq(ISS), &config, 0);
+    conn.poll_transmit(&config, 0).unwrap();
+    let rst = peer(RST | ACK, 0, ISS.wrapping_add(1));
+    conn.handle_segment(&rst, b"", &config, &mut pool, 1);
+    assert_eq!(conn.state(), State::Closed);
+    assert!(conn.take_events().contains(Events::RESET));
+}
+
+#[test]
+fn zero_window_is_probed_and_sending_resumes_when_it_opens() {
+    let mut f = Fixture::established();
+    let mut shut = f.ack_from_peer(0, 0);
+    shut.window = 0;
+    f.input(shut, b"");
+    f.conn.send(b"waiting", &mut f.pool).unwrap();
+    assert!(f.transmit().is_empty(), "window is zero");
+    f.fire_next_timer();
+    let probe = f.transmit_one();
+    assert_eq!(probe.payload_len, 1, "one byte beyond the window");
+    let mut open = f.ack_from_peer(0, 0);
+    open.window = 512;
+    f.now += MS;
+    f.input(open, b"");
+    let out = f.transmit();
+    let sent: u32 = out.iter().map(|(s, _)| s.payload_len).sum();
+    assert!(sent >= 6, "the rest goes: {out:?}");
+}
+
+#[test]
+fn keepalive_probes_then_resets_an_unresponsive_peer() {
+    let mut cfg = config();
+    cfg.keepalive = Some(super::connection::Keepalive {
+        idle_ns: 10_000 * MS,
+        interval_ns: 1_000 * MS,
+        probes: 2,
+    });
+    let mut f = Fixture::accepted_with(peer_syn(), cfg);
+    f.transmit_one();
+    f.input(f.ack_from_peer(0, 0), b"");
+    let at = f.fire_next_timer();
+    assert_eq!(at, 10_000 * MS);
+    let probe = f.transmit_one();
+    assert_eq!(probe.header.seq, ISS, "SND.NXT - 1");
+    f.fire_next_timer();
+    f.transmit_one();
+    f.fire_next_timer();
+    let reset = f.transmit_one();
+    assert!(reset.header.flags.contains(RST));
+    assert!(f.conn.take_events().contains(Events::TIMED_OUT));
+}
+
+#[test]
+fn time_wait_accepts_a_new_syn_only_if_newer() {
+    let mut f = Fixture::established();
+    f.conn.close();
+    f.transmit();
+    let mut fin = f.ack_from_peer(0, 1);
+    fin.flags = FIN | ACK;
+    f.input(fin, b"");
+    assert_eq!(f.conn.state(), State::TimeWait);
+    let mut old = peer_syn();
+    old.options.timestamps = Some((4000, 0));
+    assert!(!f.conn.accepts_syn_in_time_wait(&old));
+    let mut newer = peer_syn();
+    newer.options.timestamps = Some((9_999_999, 0));
+    assert!(f.conn.accepts_syn_in_time_wait(&newer));
+}
+
+#[test]
+fn nagle_holds_small_segments_while_data_is_unacknowledged() {
+    let mut cfg = config();
+    cfg.nagle = true;
+    let mut f = Fixture::accepted_with(peer_syn(), cfg);
+    f.transmit_one();
+    f.input(f.ack_from_peer(0, 0), b"");
+    f.conn.send(b"a", &mut f.pool).unwrap();
+    assert_eq!(f.transmit().len(), 1);
+    f.conn.send(b"b", &mut f.pool).unwrap();
+    assert!(f.transmit().is_empty(), "held by Nagle");
+    f.input(f.ack_from_peer(0, 1), b"");
+    assert_eq!(f.transmit_one().payload_len, 1);
+}
+
+#[test]
+fn path_mtu_shrinks_segments() {
+    let mut f = Fixture::established();
+    f.conn.send(&vec![3u8; 4000], &mut f.pool).unwrap();
+    let first = f.transmit();
+    assert!(first[0].1.len() > 1000);
+    assert!(f.conn.on_path_mtu(Seq(ISS.wrapping_add(1)), 1000));
+    let again = f.transmit();
+    assert!(again.iter().all(|(s, _)| s.payload_len <= 960 - 12));
+    assert!(!f.conn.on_path_mtu(Seq(ISS.wrapping_sub(5000)), 800), "not in flight");
+}
+
+#[test]
+fn reset_for_follows_rfc_9293() {
+    let with_ack = peer(ACK, 10, 777);
+    let rst = Connection::reset_for(&with_ack, 5).unwrap();
+    assert_eq!((rst.flags, rst.seq), (RST, 777));
+    let syn = peer(SYN, 10, 0);
+    let rst = Connection::reset_for(&syn, 0).unwrap();
+    assert_eq!((rst.flags, rst.seq, rst.ack), (RST | ACK, 0, 11));
+    assert!(Connection::reset_for(&peer(RST, 1, 0), 0).is_none());
+}
