@@ -19,6 +19,8 @@ pub mod wire;
 pub mod counters;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod neighbour;
 pub mod runtime;
 pub mod service;

@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::json;
 
-use crate::config::{Backend, CongestionKind, Config, MacSetting};
+use crate::config::{Backend, Config, CongestionKind, MacSetting};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::neighbour::NeighbourMailboxes;
 use crate::port::{PortStats, Queue};

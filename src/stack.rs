@@ -525,8 +525,15 @@ impl Stack {
             ..
         } = self;
         let mut out = |o: Outgoing<'_>| emit_tcp(iface, counters, egress, o);
-        if tcp.input(&tuple, &header, payload, tcp_services, counters, now_ns, &mut out)
-            == Input::Handled
+        if tcp.input(
+            &tuple,
+            &header,
+            payload,
+            tcp_services,
+            counters,
+            now_ns,
+            &mut out,
+        ) == Input::Handled
         {
             return Disposition::Consumed;
         }
@@ -678,7 +685,10 @@ fn emit_tcp<E: Egress>(
         ttl: DEFAULT_TTL,
     };
     let ip_bytes = &mut frame[ETHERNET_HEADER_LEN..];
-    ip_repr.emit(&mut Ipv4Packet::new_unchecked(&mut *ip_bytes), ChecksumMode::Software);
+    ip_repr.emit(
+        &mut Ipv4Packet::new_unchecked(&mut *ip_bytes),
+        ChecksumMode::Software,
+    );
     let tcp_bytes = &mut ip_bytes[IPV4_HEADER_LEN..];
     segment.header.emit(tcp_bytes);
     tcp_bytes[header_len..header_len + first.len()].copy_from_slice(first);
@@ -778,7 +788,11 @@ mod tests {
     fn udp_echo_replies_in_place_byte_for_byte() {
         let (mut stack, counters) = stack();
         for payload in [&b""[..], b"x", b"hello shardnet", &[0xa5; 1472]] {
-            let reply = transmitted(stack.process(HeapBuf::from_slice(&udp(40000, 7, payload)), 0, &mut CollectEgress::default()));
+            let reply = transmitted(stack.process(
+                HeapBuf::from_slice(&udp(40000, 7, payload)),
+                0,
+                &mut CollectEgress::default(),
+            ));
             let l4 = check_reply_ip(reply.data(), IpProtocol::Udp);
             let udp = UdpPacket::new_checked(&l4[..]).unwrap();
             assert_eq!((udp.src_port(), udp.dst_port()), (7, 40000));
@@ -815,7 +829,11 @@ mod tests {
         let mut frame = udp(40000, 7, b"ab");
         let unpadded = frame.len();
         frame.resize(60, 0xee); // minimum Ethernet frame, padded by the sender
-        let reply = transmitted(stack.process(HeapBuf::from_slice(&frame), 0, &mut CollectEgress::default()));
+        let reply = transmitted(stack.process(
+            HeapBuf::from_slice(&frame),
+            0,
+            &mut CollectEgress::default(),
+        ));
         assert_eq!(reply.len(), unpadded);
     }
 
@@ -823,17 +841,29 @@ mod tests {
     fn discard_drop_and_default_rules() {
         let (mut stack, counters) = stack();
         assert!(matches!(
-            stack.process(HeapBuf::from_slice(&udp(1, 9, b"gone")), 0, &mut CollectEgress::default()),
+            stack.process(
+                HeapBuf::from_slice(&udp(1, 9, b"gone")),
+                0,
+                &mut CollectEgress::default()
+            ),
             Disposition::Consumed
         ));
         assert_eq!(stack.services().discard.bytes, 4);
         assert!(matches!(
-            stack.process(HeapBuf::from_slice(&udp(1, 5000, b"sunk")), 0, &mut CollectEgress::default()),
+            stack.process(
+                HeapBuf::from_slice(&udp(1, 5000, b"sunk")),
+                0,
+                &mut CollectEgress::default()
+            ),
             Disposition::Consumed
         ));
         assert_eq!(counters.drops_of(DropReason::Rule), 1);
         let unclaimed = udp(1, 53, b"dns?");
-        match stack.process(HeapBuf::from_slice(&unclaimed), 0, &mut CollectEgress::default()) {
+        match stack.process(
+            HeapBuf::from_slice(&unclaimed),
+            0,
+            &mut CollectEgress::default(),
+        ) {
             Disposition::Kernel(buf) => assert_eq!(buf.data(), &unclaimed[..], "unchanged"),
             other => panic!("expected kernel, got {other:?}"),
         }
@@ -846,8 +876,11 @@ mod tests {
     fn icmp_echo_request_is_answered() {
         let (mut stack, counters) = stack();
         let data: Vec<u8> = (0..56).collect();
-        let reply =
-            transmitted(stack.process(HeapBuf::from_slice(&icmp_echo_request(77, &data)), 0, &mut CollectEgress::default()));
+        let reply = transmitted(stack.process(
+            HeapBuf::from_slice(&icmp_echo_request(77, &data)),
+            0,
+            &mut CollectEgress::default(),
+        ));
         let l4 = check_reply_ip(reply.data(), IpProtocol::Icmp);
         let icmp = Icmpv4Packet::new_checked(&l4[..]).unwrap();
         assert_eq!(icmp.msg_type(), Icmpv4Message::EchoReply);
@@ -877,8 +910,11 @@ mod tests {
     #[test]
     fn arp_request_for_us_is_answered_and_the_sender_learnt() {
         let (mut stack, counters) = stack();
-        let reply =
-            transmitted(stack.process(HeapBuf::from_slice(&arp(ArpOperation::Request, OUR_IP)), 5, &mut CollectEgress::default()));
+        let reply = transmitted(stack.process(
+            HeapBuf::from_slice(&arp(ArpOperation::Request, OUR_IP)),
+            5,
+            &mut CollectEgress::default(),
+        ));
         let eth = EthernetFrame::new_checked(reply.data()).unwrap();
         assert_eq!(eth.dst_addr(), PEER_MAC);
         assert_eq!(eth.src_addr(), OUR_MAC);
@@ -898,7 +934,11 @@ mod tests {
         // Someone else's request: not ours to answer.
         let other = Ipv4Addr::new(198, 18, 0, 99);
         assert!(matches!(
-            stack.process(HeapBuf::from_slice(&arp(ArpOperation::Request, other)), 5, &mut CollectEgress::default()),
+            stack.process(
+                HeapBuf::from_slice(&arp(ArpOperation::Request, other)),
+                5,
+                &mut CollectEgress::default()
+            ),
             Disposition::Consumed
         ));
         assert_eq!(counters.drops_of(DropReason::NotForUs), 1);
@@ -995,6 +1035,7 @@ mod tests {
 
     mod tcp {
         use super::*;
+        use crate::tcp::table::TableConfig;
         use crate::testing::{parse_tcp_frame, tcp_frame, tcp_rule};
         use crate::wire::{TcpFlags, TcpOptions};
 
@@ -1056,11 +1097,19 @@ mod tests {
             assert!(send(&mut stack, ack, b"").is_empty());
             assert_eq!(counters.tcp_opened_passive.get(), 1);
             let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-            let out = send(&mut stack, segment(80, TcpFlags::ACK | TcpFlags::PSH, 1001, our), request);
+            let out = send(
+                &mut stack,
+                segment(80, TcpFlags::ACK | TcpFlags::PSH, 1001, our),
+                request,
+            );
             assert_eq!(out.len(), 1, "the response carries the ACK");
             let (header, body) = &out[0];
             assert_eq!(header.ack, 1001 + request.len() as u32);
-            assert!(body.starts_with(b"HTTP/1.1 200 OK\r\n"), "{:?}", String::from_utf8_lossy(body));
+            assert!(
+                body.starts_with(b"HTTP/1.1 200 OK\r\n"),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
             assert!(body.ends_with(b"shardnet\n"));
             assert_eq!(counters.tcp_active.get(), 1);
             assert_eq!(stack.tcp().len(), 1);
@@ -1125,6 +1174,75 @@ mod tests {
             let last = parse_tcp_frame(egress.frames.last().unwrap().data()).unwrap();
             assert!(last.0.flags.contains(TcpFlags::RST));
             assert_eq!(counters.tcp_active.get(), 0);
+        }
+        #[test]
+        fn syn_flood_falls_back_to_cookies_and_established_connections_go_on() {
+            let counters = Arc::new(WorkerCounters::default());
+            let rules = [tcp_rule("echo", 7, Action::Service(ServiceKind::Echo))];
+            let mut stack = Stack::new(
+                Interface {
+                    mac: OUR_MAC,
+                    ip: OUR_IP,
+                    prefix_len: 24,
+                },
+                Arc::new(RuleTable::compile(&rules, DefaultAction::Drop)),
+                crate::neighbour::NeighbourMailboxes::new(1).cache_for(0),
+                counters.clone(),
+                false,
+                TcpSetup {
+                    table: TableConfig {
+                        syn_backlog: 4,
+                        ..TableConfig::default()
+                    },
+                    secret_key: [3; 32],
+                    ..TcpSetup::default()
+                },
+            );
+            // An established connection first.
+            let out = send(&mut stack, segment(7, TcpFlags::SYN, 1000, 0), b"");
+            let our = out[0].0.seq.wrapping_add(1);
+            send(&mut stack, segment(7, TcpFlags::ACK, 1001, our), b"");
+            // The flood: 200 SYNs from other ports, never completed.
+            let mut cookie_replies = Vec::new();
+            for port in 0..200u16 {
+                let mut syn = segment(7, TcpFlags::SYN, 5000, 0);
+                syn.src_port = 10_000 + port;
+                syn.options.mss = Some(1460);
+                syn.options.sack_permitted = true;
+                let out = send(&mut stack, syn, b"");
+                assert_eq!(out.len(), 1, "every SYN is answered");
+                cookie_replies.push((syn.src_port, out[0].0));
+            }
+            assert_eq!(stack.tcp().half_open(), 4, "the backlog is bounded");
+            assert_eq!(stack.tcp().len(), 5);
+            assert_eq!(counters.tcp_syn_cookies_sent.get(), 196);
+            // The established connection is still served.
+            let out = send(
+                &mut stack,
+                segment(7, TcpFlags::ACK | TcpFlags::PSH, 1001, our),
+                b"still here",
+            );
+            assert_eq!(out[0].1, b"still here");
+            // A cookie's ACK completes a connection with the SYN's options.
+            let (port, syn_ack) = cookie_replies[150];
+            assert_eq!(syn_ack.options.mss, Some(1460));
+            assert!(syn_ack.options.sack_permitted);
+            let mut ack = segment(7, TcpFlags::ACK, 5001, syn_ack.seq.wrapping_add(1));
+            ack.src_port = port;
+            let out = send(&mut stack, ack, b"hi");
+            assert_eq!(counters.tcp_syn_cookies_accepted.get(), 1);
+            assert_eq!(
+                out.last().unwrap().1,
+                b"hi",
+                "data on the cookie's ACK is served"
+            );
+            assert_eq!(stack.tcp().len(), 6);
+            // A forged cookie gets a RST, no connection.
+            let mut forged = segment(7, TcpFlags::ACK, 5001, syn_ack.seq.wrapping_add(2));
+            forged.src_port = cookie_replies[151].0;
+            let out = send(&mut stack, forged, b"");
+            assert!(out[0].0.flags.contains(TcpFlags::RST));
+            assert_eq!(stack.tcp().len(), 6);
         }
     }
 }

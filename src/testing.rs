@@ -7,13 +7,12 @@ use std::sync::Arc;
 use crate::config::{Action, DefaultAction, Protocol, Rule};
 use crate::counters::WorkerCounters;
 use crate::neighbour::NeighbourMailboxes;
-use crate::rules::RuleTable;
 use crate::port::heap::HeapBuf;
+use crate::rules::RuleTable;
 use crate::stack::{Egress, Interface, Stack, TcpSetup};
 use crate::wire::{
     ChecksumMode, EtherType, EthernetAddress, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr,
-    TcpHeader, TcpPacket, UdpPacket, UdpRepr, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
-    UDP_HEADER_LEN,
+    TcpHeader, TcpPacket, UdpPacket, UdpRepr, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN, UDP_HEADER_LEN,
 };
 
 /// Both ends of a frame: link and network addresses.

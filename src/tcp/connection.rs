@@ -677,8 +677,10 @@ impl Connection {
     /// two slices (the send buffer is a ring). Valid until the next call that
     /// changes the connection.
     pub fn segment_payload(&self, segment: &Segment) -> (&[u8], &[u8]) {
-        self.send_buffer
-            .get_allocated(segment.payload_offset as usize, segment.payload_len as usize)
+        self.send_buffer.get_allocated(
+            segment.payload_offset as usize,
+            segment.payload_len as usize,
+        )
     }
 
     /// In SYN-SENT, whether `segment` carries an ACK that is not for our SYN
@@ -702,7 +704,10 @@ impl Connection {
         {
             return false;
         }
-        match (self.flags.has(Flags::TIMESTAMPS), segment.options.timestamps) {
+        match (
+            self.flags.has(Flags::TIMESTAMPS),
+            segment.options.timestamps,
+        ) {
             (true, Some((tsval, _))) => (tsval.wrapping_sub(self.ts_recent) as i32) > 0,
             _ => Seq(segment.seq) > self.rcv_nxt,
         }
@@ -739,11 +744,7 @@ impl Connection {
 
     /// Queue bytes for sending; returns how many were taken (fewer than
     /// `data.len()` when the send buffer is full).
-    pub fn send(
-        &mut self,
-        data: &[u8],
-        pool: &mut BufferPool,
-    ) -> Result<usize, SendError> {
+    pub fn send(&mut self, data: &[u8], pool: &mut BufferPool) -> Result<usize, SendError> {
         if !self.can_send() {
             return Err(SendError::Closed);
         }
@@ -858,7 +859,11 @@ impl Connection {
     /// The MSS congestion control counts in: payload per full segment with
     /// the options every segment carries.
     fn congestion_mss(&self) -> u32 {
-        let ts = if self.flags.has(Flags::TIMESTAMPS) { 12 } else { 0 };
+        let ts = if self.flags.has(Flags::TIMESTAMPS) {
+            12
+        } else {
+            0
+        };
         (u32::from(self.mss) - ts).max(64)
     }
 
@@ -874,7 +879,11 @@ impl Connection {
         self.rcv_adv = self.rcv_nxt;
         self.last_ack_sent = self.rcv_nxt;
         let options = &syn.options;
-        self.mss = options.mss.unwrap_or(DEFAULT_PEER_MSS).min(config.mss).max(64);
+        self.mss = options
+            .mss
+            .unwrap_or(DEFAULT_PEER_MSS)
+            .min(config.mss)
+            .max(64);
         if let (Some(scale), true) = (options.window_scale, config.window_scaling) {
             // RFC 7323 2.3: a shift above 14 is used as 14.
             self.snd_wscale = scale.min(14);
@@ -974,9 +983,7 @@ impl Connection {
         // Timestamps: remember the peer's latest (RFC 7323 4.3).
         if self.flags.has(Flags::TIMESTAMPS) {
             if let Some((tsval, _)) = seg.options.timestamps {
-                if seq <= self.last_ack_sent
-                    && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0
-                {
+                if seq <= self.last_ack_sent && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0 {
                     self.ts_recent = tsval;
                     self.ts_recent_ns = now;
                 }
@@ -1094,7 +1101,8 @@ impl Connection {
             let had_holes = !self.assembler.is_empty();
             self.assembler.advance(written);
             let extra = self.assembler.remove_front();
-            self.recv_buffer.enqueue_unallocated((written + extra) as usize);
+            self.recv_buffer
+                .enqueue_unallocated((written + extra) as usize);
             self.rcv_nxt += written + extra;
             self.events.insert(Events::READABLE);
             if self.flags.has(Flags::REMOTE_FIN_PENDING) && self.rcv_nxt == self.remote_fin {
@@ -1627,8 +1635,7 @@ impl Connection {
             }
         }
 
-        let in_sack_recovery =
-            self.flags.has(Flags::IN_RECOVERY) && self.flags.has(Flags::SACK);
+        let in_sack_recovery = self.flags.has(Flags::IN_RECOVERY) && self.flags.has(Flags::SACK);
         if in_sack_recovery {
             // RFC 6675 5 (C): while cwnd - pipe >= 1 SMSS, send NextSeg().
             let pipe = self
@@ -1644,8 +1651,8 @@ impl Connection {
                 let end = (start + len).min(data_end);
                 // NextSeg rule 1 (lost) goes before new data (rule 2); rule 3
                 // (merely unSACKed) only when no new data can go.
-                let new_data = self.snd_nxt < data_end
-                    && self.snd_nxt < self.snd_una + self.snd_wnd;
+                let new_data =
+                    self.snd_nxt < data_end && self.snd_nxt < self.snd_una + self.snd_wnd;
                 let lost = self.scoreboard.is_lost(start, cmss);
                 if start < end && (lost || !new_data) {
                     let len = end - start;
@@ -1699,8 +1706,7 @@ impl Connection {
                 return None;
             }
         }
-        if config.nagle && len < cmss && len == available && !fin && self.snd_nxt > self.snd_una
-        {
+        if config.nagle && len < cmss && len == available && !fin && self.snd_nxt > self.snd_una {
             // Nagle: hold a small segment while data is unacknowledged.
             return None;
         }

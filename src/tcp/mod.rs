@@ -51,6 +51,6 @@ pub struct FourTuple {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod sim;
+#[cfg(test)]
+mod tests;

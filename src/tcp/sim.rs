@@ -139,7 +139,13 @@ fn encode(header: &TcpHeader, payload: (&[u8], &[u8]), src: Ipv4Addr, dst: Ipv4A
 /// Run one connection from A (client) to B (server) that moves `a_bytes`
 /// one way and `b_bytes` the other, then closes from both sides. Panics with
 /// the seed on any wrong byte or on a run that does not end in time.
-pub(crate) fn run(seed: u64, faults: Faults, config: TcpConfig, a_bytes: usize, b_bytes: usize) -> Outcome {
+pub(crate) fn run(
+    seed: u64,
+    faults: Faults,
+    config: TcpConfig,
+    a_bytes: usize,
+    b_bytes: usize,
+) -> Outcome {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let stream = |len: usize, salt: u64| -> Vec<u8> {
         let mut r = Rng(seed ^ salt | 1);
@@ -273,7 +279,10 @@ pub(crate) fn run(seed: u64, faults: Faults, config: TcpConfig, a_bytes: usize, 
             }
         }
         if next == u64::MAX {
-            fail(format!("stalled at {} ms: nothing in flight, no timer", now / MS));
+            fail(format!(
+                "stalled at {} ms: nothing in flight, no timer",
+                now / MS
+            ));
         }
         now = next.max(now);
         if now > limit_ns {

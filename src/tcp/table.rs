@@ -171,7 +171,12 @@ impl TcpTable {
     /// An empty table. `secrets` keys SYN cookies and initial sequence
     /// numbers (the same for every worker of a process); `hasher` seeds the
     /// 4-tuple index.
-    pub fn new(config: TableConfig, secrets: Secrets, hasher: ahash::RandomState, now: u64) -> Self {
+    pub fn new(
+        config: TableConfig,
+        secrets: Secrets,
+        hasher: ahash::RandomState,
+        now: u64,
+    ) -> Self {
         let pool = BufferPool::new(config.tcp.buffer_size as usize, config.max_buffers);
         TcpTable {
             by_tuple: HashMap::with_hasher(hasher),
@@ -250,7 +255,8 @@ impl TcpTable {
         let open_before = slot.conn.state() != State::Closed;
         slot.conn
             .handle_segment(header, payload, &self.config.tcp, &mut self.pool, now);
-        if open_before && header.flags.contains(TcpFlags::RST) && slot.conn.state() == State::Closed {
+        if open_before && header.flags.contains(TcpFlags::RST) && slot.conn.state() == State::Closed
+        {
             counters.tcp_resets_rx.inc();
         }
         if bad_ack {

@@ -170,15 +170,26 @@ fn passive_open_answers_with_our_options_and_establishes_on_ack() {
     assert_eq!(h.seq, ISS);
     assert_eq!(h.ack, IRS + 1);
     assert_eq!(h.options.mss, Some(1460));
-    assert_eq!(h.options.window_scale, Some(1), "65536 bytes need one shift");
+    assert_eq!(
+        h.options.window_scale,
+        Some(1),
+        "65536 bytes need one shift"
+    );
     assert!(h.options.sack_permitted);
-    assert_eq!(h.options.timestamps.map(|t| t.1), Some(5000), "TSecr echoes");
+    assert_eq!(
+        h.options.timestamps.map(|t| t.1),
+        Some(5000),
+        "TSecr echoes"
+    );
     assert_eq!(h.window, 65535);
     assert!(f.conn.take_events().is_empty());
     f.input(f.ack_from_peer(0, 0), b"");
     assert_eq!(f.conn.state(), State::Established);
     assert!(f.conn.take_events().contains(Events::ESTABLISHED));
-    assert!(f.transmit().is_empty(), "nothing to say after the handshake");
+    assert!(
+        f.transmit().is_empty(),
+        "nothing to say after the handshake"
+    );
 }
 
 #[test]
@@ -378,7 +389,10 @@ fn unacknowledged_data_is_retransmitted_with_backoff_then_reset() {
         assert_eq!(rel_seq(&again), 0);
         assert_eq!(again.payload_len, 4);
     }
-    assert!(gaps[1] >= 2 * gaps[0] - MS && gaps[2] >= 2 * gaps[1] - MS, "backoff {gaps:?}");
+    assert!(
+        gaps[1] >= 2 * gaps[0] - MS && gaps[2] >= 2 * gaps[1] - MS,
+        "backoff {gaps:?}"
+    );
     f.fire_next_timer();
     let reset = f.transmit_one();
     assert!(reset.header.flags.contains(RST));
@@ -642,7 +656,10 @@ fn path_mtu_shrinks_segments() {
     assert!(f.conn.on_path_mtu(Seq(ISS.wrapping_add(1)), 1000));
     let again = f.transmit();
     assert!(again.iter().all(|(s, _)| s.payload_len <= 960 - 12));
-    assert!(!f.conn.on_path_mtu(Seq(ISS.wrapping_sub(5000)), 800), "not in flight");
+    assert!(
+        !f.conn.on_path_mtu(Seq(ISS.wrapping_sub(5000)), 800),
+        "not in flight"
+    );
 }
 
 #[test]
@@ -654,4 +671,13 @@ fn reset_for_follows_rfc_9293() {
     let rst = Connection::reset_for(&syn, 0).unwrap();
     assert_eq!((rst.flags, rst.seq, rst.ack), (RST | ACK, 0, 11));
     assert!(Connection::reset_for(&peer(RST, 1, 0), 0).is_none());
+}
+
+#[test]
+fn connection_state_fits_the_memory_budget() {
+    // The target: at most 512 bytes of state per idle connection,
+    // buffered data excluded. The table adds its slot fields and index entry;
+    // `bench/tcp_table.rs` measures the whole.
+    let size = std::mem::size_of::<Connection>();
+    assert!(size <= 400, "Connection is {size} bytes");
 }

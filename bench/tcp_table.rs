@@ -1,0 +1,279 @@
+//! TCP table costs of one worker, measured on this machine in one run:
+//!
+//! - connection setup: SYN in, SYN-ACK out, ACK in, through the whole stack
+//!   (frame parsing, checksums, the table, the service's accept), per second;
+//! - memory per idle established connection: heap bytes held by the table
+//!   after N handshakes, divided by N (a counting allocator);
+//! - lookup cost at 1K and at 1M connections: the 4-tuple index and the slot,
+//!   in random order, reported as a ratio (target: within 2x).
+//!
+//! `cargo run --release --no-default-features --example tcp_table [N]`
+//! (N defaults to 1,000,000). Prints a table and a JSON line.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
+use std::time::Instant;
+
+use shardnet::config::{Action, DefaultAction, ServiceKind};
+use shardnet::port::heap::HeapBuf;
+use shardnet::port::PacketBuf;
+use shardnet::stack::{Interface, Stack, TcpSetup};
+use shardnet::tcp::table::TableConfig;
+use shardnet::tcp::FourTuple;
+use shardnet::testing::{parse_tcp_frame, tcp_frame, tcp_rule, CollectEgress, Endpoints};
+use shardnet::wire::{EthernetAddress, TcpFlags, TcpHeader, TcpOptions};
+
+struct Counting;
+
+static HEAP: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator and only counts sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        HEAP.fetch_add(layout.size() as isize, Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        HEAP.fetch_sub(layout.size() as isize, Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        HEAP.fetch_add(new_size as isize - layout.size() as isize, Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const OUR_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 2]);
+const OUR_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+fn peer(index: u32) -> (Ipv4Addr, u16) {
+    // Spread over a /16 of peers and their ports.
+    let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 19, 0, 0)) | (index >> 14));
+    (ip, 1024 + (index & 0x3fff) as u16)
+}
+
+fn ends(ip: Ipv4Addr) -> Endpoints {
+    Endpoints {
+        src_mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+        dst_mac: OUR_MAC,
+        src_ip: ip,
+        dst_ip: OUR_IP,
+    }
+}
+
+fn header(port: u16, flags: TcpFlags, seq: u32, ack: u32) -> TcpHeader {
+    TcpHeader {
+        src_port: port,
+        dst_port: 80,
+        seq,
+        ack,
+        flags,
+        window: 65535,
+        urgent: 0,
+        options: TcpOptions {
+            mss: Some(1460),
+            window_scale: Some(7),
+            sack_permitted: true,
+            timestamps: Some((1, 0)),
+            ..TcpOptions::default()
+        },
+    }
+}
+
+fn stack(max: usize) -> Stack {
+    let iface = Interface {
+        mac: OUR_MAC,
+        ip: OUR_IP,
+        prefix_len: 16,
+    };
+    let rules = [tcp_rule("web", 80, Action::Service(ServiceKind::Http))];
+    Stack::new(
+        iface,
+        std::sync::Arc::new(shardnet::rules::RuleTable::compile(
+            &rules,
+            DefaultAction::Drop,
+        )),
+        shardnet::neighbour::NeighbourMailboxes::new(1).cache_for(0),
+        std::sync::Arc::new(shardnet::counters::WorkerCounters::default()),
+        false,
+        TcpSetup {
+            table: TableConfig {
+                max_connections: max,
+                syn_backlog: max,
+                ..TableConfig::default()
+            },
+            secret_key: [9; 32],
+            ..TcpSetup::default()
+        },
+    )
+}
+
+/// Establish `n` connections; returns (seconds, frames prebuilt outside the
+/// timed part).
+fn establish(stack: &mut Stack, n: u32) -> f64 {
+    let mut egress = CollectEgress::default();
+    let syns: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let (ip, port) = peer(i);
+            tcp_frame(ends(ip), &header(port, TcpFlags::SYN, i, 0), b"")
+        })
+        .collect();
+    let start = Instant::now();
+    let mut acks = Vec::with_capacity(n as usize);
+    for (i, syn) in syns.iter().enumerate() {
+        stack.process(HeapBuf::from_slice(syn), 1, &mut egress);
+        let reply = egress.frames.pop().expect("SYN-ACK");
+        let (syn_ack, _) = parse_tcp_frame(reply.data()).expect("valid");
+        let (ip, port) = peer(i as u32);
+        acks.push(tcp_frame(
+            ends(ip),
+            &header(
+                port,
+                TcpFlags::ACK,
+                (i as u32).wrapping_add(1),
+                syn_ack.seq.wrapping_add(1),
+            ),
+            b"",
+        ));
+    }
+    for ack in &acks {
+        stack.process(HeapBuf::from_slice(ack), 2, &mut egress);
+    }
+    start.elapsed().as_secs_f64()
+}
+
+/// Nanoseconds per lookup of a random established 4-tuple.
+fn lookup_ns(stack: &Stack, n: u32, lookups: u32) -> f64 {
+    let mut x = 0x2545_f491u64;
+    let tuples: Vec<FourTuple> = (0..lookups)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let (ip, port) = peer((x % u64::from(n)) as u32);
+            FourTuple {
+                local_ip: OUR_IP,
+                local_port: 80,
+                remote_ip: ip,
+                remote_port: port,
+            }
+        })
+        .collect();
+    let start = Instant::now();
+    let mut found = 0usize;
+    for tuple in &tuples {
+        found += usize::from(stack.tcp().state_of(tuple).is_some());
+    }
+    let ns = start.elapsed().as_nanos() as f64 / f64::from(lookups);
+    assert_eq!(found, lookups as usize, "every tuple is established");
+    ns
+}
+
+/// Nanoseconds per pure-ACK segment through the whole stack, each for a
+/// random established connection (buffers prebuilt outside the timing).
+fn segment_ns(stack: &mut Stack, n: u32, segments: u32) -> f64 {
+    let mut x = 0x9e37_79b9u64;
+    let frames: Vec<HeapBuf> = (0..segments)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = (x % u64::from(n)) as u32;
+            let (ip, port) = peer(i);
+            let mut h = header(port, TcpFlags::ACK, i.wrapping_add(1), 0);
+            // An old ACK: acceptable, changes nothing, answers nothing.
+            h.ack = 0;
+            h.options = TcpOptions::default();
+            HeapBuf::from_slice(&tcp_frame(ends(ip), &h, b""))
+        })
+        .collect();
+    let mut egress = CollectEgress::default();
+    let start = Instant::now();
+    for frame in frames {
+        stack.process(frame, 3, &mut egress);
+    }
+    let ns = start.elapsed().as_nanos() as f64 / f64::from(segments);
+    std::hint::black_box(&egress);
+    ns
+}
+
+fn main() {
+    let n: u32 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().expect("N is a number"))
+        .unwrap_or(1_000_000);
+    let small = 1_000u32;
+
+    let mut big_stack = stack(n as usize);
+    let before = HEAP.load(Relaxed);
+    let setup_s = establish(&mut big_stack, n);
+    let held = HEAP.load(Relaxed) - before;
+    assert_eq!(big_stack.tcp().len(), n as usize);
+    let per_conn = held as f64 / f64::from(n);
+
+    let mut small_stack = stack(small as usize);
+    establish(&mut small_stack, small);
+
+    let lookups = 2_000_000;
+    // Interleave the two sizes so that machine noise hits both alike.
+    let mut small_ns = Vec::new();
+    let mut big_ns = Vec::new();
+    for _ in 0..3 {
+        small_ns.push(lookup_ns(&small_stack, small, lookups));
+        big_ns.push(lookup_ns(&big_stack, n, lookups));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (small_ns, big_ns) = (median(&mut small_ns), median(&mut big_ns));
+    let mut small_seg = Vec::new();
+    let mut big_seg = Vec::new();
+    for _ in 0..3 {
+        small_seg.push(segment_ns(&mut small_stack, small, 300_000));
+        big_seg.push(segment_ns(&mut big_stack, n, 300_000));
+    }
+    let (small_seg, big_seg) = (median(&mut small_seg), median(&mut big_seg));
+    let conn_struct = std::mem::size_of::<shardnet::tcp::connection::Connection>();
+
+    println!("TCP table, one worker, {n} connections");
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!(
+        "| connection setup (SYN, SYN-ACK, ACK through the stack) | {:.0} connections/s ({:.0} ns each) |",
+        f64::from(n) / setup_s,
+        setup_s * 1e9 / f64::from(n)
+    );
+    println!("| heap per idle established connection | {per_conn:.0} bytes (Connection struct {conn_struct}) |");
+    println!("| lookup at {small} connections | {small_ns:.1} ns |");
+    println!("| lookup at {n} connections | {big_ns:.1} ns |");
+    println!("| lookup ratio | {:.2} |", big_ns / small_ns);
+    println!("| segment through the stack at {small} connections | {small_seg:.1} ns |");
+    println!("| segment through the stack at {n} connections | {big_seg:.1} ns |");
+    println!(
+        "| segment ratio (target <= 2.0) | {:.2} |",
+        big_seg / small_seg
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "connections": n,
+            "setup_per_s": f64::from(n) / setup_s,
+            "bytes_per_idle_connection": per_conn,
+            "connection_struct_bytes": conn_struct,
+            "lookup_ns_small": small_ns,
+            "lookup_ns_large": big_ns,
+            "lookup_ratio": big_ns / small_ns,
+            "segment_ns_small": small_seg,
+            "segment_ns_large": big_seg,
+            "segment_ratio": big_seg / small_seg,
+        })
+    );
+}
