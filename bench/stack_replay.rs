@@ -15,7 +15,7 @@ use shardnet::config::{Action, DefaultAction, ServiceKind};
 use shardnet::port::heap::HeapBuf;
 use shardnet::port::PacketBuf;
 use shardnet::stack::{Disposition, Interface};
-use shardnet::testing::{lone_stack, udp_frame, udp_rule, Endpoints};
+use shardnet::testing::{lone_stack, udp_frame, udp_rule, CollectEgress, Endpoints};
 use shardnet::wire::{EthernetAddress, ETHERNET_HEADER_LEN};
 
 const FLOWS: u16 = 1024;
@@ -48,12 +48,14 @@ fn main() {
     let (mut stack, counters) = lone_stack(iface, &[echo], DefaultAction::Drop, false);
     let mut buf = HeapBuf::with_room(2048);
     let mut fold = 0u64;
+    // UDP echo replies in place: nothing goes to the egress.
+    let mut egress = CollectEgress::default();
     let start = std::time::Instant::now();
     for n in 0..packets {
         let frame = &requests[(n % u64::from(FLOWS)) as usize];
         buf.set_len(frame.len());
         buf.data_mut().copy_from_slice(frame);
-        buf = match stack.process(buf, n) {
+        buf = match stack.process(buf, n, &mut egress) {
             Disposition::Transmit(reply) => reply,
             _ => panic!("request {n} was not answered"),
         };

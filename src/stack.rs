@@ -1164,7 +1164,7 @@ mod tests {
             // a reset, all driven by Stack::poll.
             let mut egress = CollectEgress::default();
             let mut now = 0;
-            while stack.tcp().len() > 0 && now < 3_600_000_000_000 {
+            while !stack.tcp().is_empty() && now < 3_600_000_000_000 {
                 now += 50_000_000;
                 stack.poll(now, &mut egress);
             }

@@ -1052,10 +1052,8 @@ impl Connection {
                 data = &data[..room.saturating_sub(offset).min(data.len())];
                 fin = false;
             }
-            if !data.is_empty() {
-                if !self.receive_data(start, data, pool, config, now) {
-                    return;
-                }
+            if !data.is_empty() && !self.receive_data(start, data, pool, config, now) {
+                return;
             }
         } else if !data.is_empty() {
             // Data after the peer's FIN (CLOSE-WAIT and later): ignore it.
@@ -1428,10 +1426,12 @@ impl Connection {
     }
 
     fn arm_persist_if_needed(&mut self, config: &TcpConfig, now: u64) {
-        if self.persisting() && self.rto_at == NEVER && !self.state_has_aux_deadline() {
-            if self.aux_at == NEVER || !self.flags.has(Flags::PROBE_WINDOW) {
-                self.aux_at = now.saturating_add(self.rtt.rto_ns(&config.rto));
-            }
+        if self.persisting()
+            && self.rto_at == NEVER
+            && !self.state_has_aux_deadline()
+            && (self.aux_at == NEVER || !self.flags.has(Flags::PROBE_WINDOW))
+        {
+            self.aux_at = now.saturating_add(self.rtt.rto_ns(&config.rto));
         }
     }
 

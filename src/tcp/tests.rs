@@ -353,7 +353,7 @@ fn sending_respects_mss_and_the_initial_window_and_grows_on_acks() {
     assert_eq!(burst.len(), 10, "initial window of 10 segments");
     for (segment, payload) in &burst {
         assert_eq!(payload.len(), mss);
-        assert_eq!(segment.header.flags.contains(ACK), true);
+        assert!(segment.header.flags.contains(ACK));
         assert!(!segment.retransmission);
     }
     assert_eq!(rel_seq(&burst[3].0), 3 * mss as u32);
