@@ -13,6 +13,8 @@ packages=(
     libdpdk-dev dpdk dpdk-dev libclang-dev clang pkg-config
     # the Linux peers and tools of the demo and the interop tests
     iproute2 iputils-ping ethtool python3 python3-scapy procps
+    # the TCP interop tests' peers: HTTP clients, socat, loss injection
+    curl wrk socat nftables
     # benchmarks
     valgrind
 )
