@@ -1,126 +1,156 @@
 //! SYN cookies (RFC 4987 section 3.6) and initial sequence numbers
-//! (RFC 6528), both keyed with SipHash-2-4 and one per-process secret.
+//! (RFC 6528), keyed with SipHash-2-4.
 //!
-//! A SYN cookie is the ISN of a SYN-ACK sent without keeping any state; the
-//! peer's ACK returns it as `ack - 1`, and the connection is rebuilt from it.
-//! Layout, high bits first:
+//! # Initial sequence numbers
+//!
+//! RFC 6528: `ISN = M + F(localip, localport, remoteip, remoteport, secret)`,
+//! where `M` is a clock ticking every 4 microseconds (`now_ns / 4000`,
+//! wrapping) and `F` is SipHash-2-4 of the four-tuple under the first half of
+//! the key, truncated to 32 bits. Connections of one four-tuple get
+//! increasing ISNs; an off-path attacker cannot guess another tuple's.
+//!
+//! # SYN cookies
+//!
+//! Under a SYN flood a listener answers SYNs statelessly: the ISN of its
+//! SYN-ACK, the cookie, encodes what it must remember, and the returning ACK
+//! (`ack = cookie + 1`) brings it back. The 32 bits, most significant first:
 //!
 //! ```text
-//!  31      27 26  25 24    21 20  19                                0
-//! +----------+------+--------+----+-----------------------------------+
-//! | t mod 32 | mss  | wscale |sack|      MAC (20 bits of SipHash)     |
-//! +----------+------+--------+----+-----------------------------------+
+//!  31      27 26 25 24     21  20  19                                    0
+//! +----------+-----+---------+----+---------------------------------------+
+//! | t (5)    | mss | wscale  |sack|  SipHash-2-4 (20 bits)                |
+//! +----------+-----+---------+----+---------------------------------------+
 //! ```
 //!
-//! - `t` counts 64-second periods; a cookie is honoured in the period it was
-//!   made and the next one (64 to 128 s), so replaying an old one fails.
-//! - `mss` indexes [`MSS_TABLE`]: the largest entry not above the peer's MSS.
-//! - `wscale` is the peer's window scale (0 to 14), 15 when it sent none.
-//! - `sack` is the peer's SACK-permitted.
-//! - The MAC covers the 4-tuple, the peer's ISN, `t` and the option bits, so
-//!   neither the options nor the period can be changed by a forger, who has
-//!   one chance in 2^20 per guess (RFC 4987 accepts 24 bits spread over
-//!   similar fields; Linux uses about as many).
+//! - `t`: the counter `now_ns / 64 s`, modulo 32.
+//! - `mss`: index into [`MSS_TABLE`] of the largest entry not above the
+//!   peer's MSS (0 if the peer's is below 536, which then decodes as 536, as
+//!   Linux does).
+//! - `wscale`: the peer's window scale, 0 to 14 (larger values are taken as
+//!   14, RFC 7323 section 2.3), or 15 for none.
+//! - `sack`: the peer sent SACK-permitted.
+//! - the low 20 bits of SipHash-2-4, under the second half of the key, of the
+//!   four-tuple, the peer's ISN, the full (unreduced) counter and the option
+//!   bits.
 //!
-//! Timestamps are not encoded: a SYN-ACK built from a cookie offers them only
-//! when the SYN did, so the ACK's own timestamp option says whether they were
-//! agreed (Linux encodes the same choice the same way).
+//! A cookie is accepted while the counter is the one it was made with or the
+//! next one: between 64 and 128 seconds. Hashing the full counter rather than
+//! `t` keeps a cookie from coming back to life when `t` wraps (every 34
+//! minutes). A forged cookie passes with probability 2^-20 per try.
+//!
+//! Timestamps are not encoded: a connection made from a cookie starts with
+//! timestamps off (the peer's TSval and our TSecr cannot be checked).
+//!
+//! Panics: only [`Secrets::random`], if the operating system cannot supply
+//! random bytes. Nothing here allocates.
 
-use std::hash::Hasher;
+use core::fmt;
 
 use siphasher::sip::SipHasher24;
 
 use super::{FourTuple, Seq};
 
-/// The MSS values a cookie can carry (Linux's `msstab` for IPv4).
+/// The MSS values a cookie can encode, by index.
 pub const MSS_TABLE: [u16; 4] = [536, 1300, 1440, 1460];
 
-/// The length of a cookie period.
-const PERIOD_NS: u64 = 64_000_000_000;
+/// Length of one cookie counter period: 64 seconds.
+const COUNTER_PERIOD_NS: u64 = 64_000_000_000;
+/// Length of one step of the RFC 6528 ISN clock: 4 microseconds.
+const ISN_CLOCK_NS: u64 = 4_000;
+/// The cookie's hash bits.
+const HASH_MASK: u32 = (1 << 20) - 1;
+/// The window scale field value for "no window scaling".
+const NO_WSCALE: u32 = 15;
 
-/// Bits of MAC in a cookie.
-const MAC_BITS: u32 = 20;
-
-/// What the peer's SYN offered, as far as a cookie can remember it.
+/// The peer's SYN options a SYN cookie carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CookieOptions {
-    /// The peer's MSS (rounded down to an entry of [`MSS_TABLE`] once encoded).
+    /// The peer's MSS. A checked cookie gives back an entry of
+    /// [`MSS_TABLE`]: the largest not above the MSS it was made with.
     pub mss: u16,
-    /// The peer's window scale, if it offered one.
+    /// The peer's window scale shift, if it sent one (0 to 14; more is
+    /// taken as 14).
     pub window_scale: Option<u8>,
-    /// The peer offered SACK.
+    /// Whether the peer sent SACK-permitted.
     pub sack_permitted: bool,
 }
 
-/// The per-process secrets: one key for sequence numbers, one for cookies.
-#[derive(Clone)]
-pub struct Secrets {
-    isn_key: [u8; 16],
-    cookie_key: [u8; 16],
+impl CookieOptions {
+    /// The 7 option bits: MSS index, window scale field, SACK flag.
+    fn encode(&self) -> u32 {
+        let mss_index = MSS_TABLE.iter().rposition(|&m| m <= self.mss).unwrap_or(0) as u32;
+        let wscale = match self.window_scale {
+            Some(shift) => u32::from(shift.min(14)),
+            None => NO_WSCALE,
+        };
+        (mss_index << 5) | (wscale << 1) | u32::from(self.sack_permitted)
+    }
+
+    /// The options from 7 option bits.
+    fn decode(bits: u32) -> Self {
+        let wscale = (bits >> 1) & 0xf;
+        CookieOptions {
+            mss: MSS_TABLE[(bits >> 5) as usize & 3],
+            window_scale: (wscale != NO_WSCALE).then_some(wscale as u8),
+            sack_permitted: bits & 1 != 0,
+        }
+    }
 }
 
-impl core::fmt::Debug for Secrets {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("Secrets(..)")
-    }
+/// The per-process secret keys for ISNs and SYN cookies.
+///
+/// Every worker must use the same `Secrets` (they are `Clone`), since the
+/// ACK answering a cookie may be steered to another worker than the SYN.
+#[derive(Clone)]
+pub struct Secrets {
+    /// SipHash-2-4 keyed with the first 16 bytes of the key: RFC 6528's `F`.
+    isn: SipHasher24,
+    /// SipHash-2-4 keyed with the last 16 bytes of the key: the cookie MAC.
+    cookie: SipHasher24,
 }
 
 impl Secrets {
-    /// A fresh random key from the operating system.
+    /// Keys from the operating system's random source.
     ///
     /// # Panics
-    /// If the operating system has no randomness to give (`getrandom` fails),
-    /// which a Linux with a booted kernel does not do.
+    /// If the operating system has no randomness to give (`getrandom`
+    /// fails), which on Linux means a kernel without `getrandom(2)` and
+    /// without `/dev/urandom`.
+    pub fn random() -> Self {
+        Self::from_key(Self::random_key())
+    }
+
+    /// A fresh random key, to build the same `Secrets` on every worker.
+    ///
+    /// # Panics
+    /// As [`Secrets::random`].
     pub fn random_key() -> [u8; 32] {
         let mut key = [0u8; 32];
-        getrandom::fill(&mut key).expect("the OS random number generator failed");
+        getrandom::fill(&mut key).expect("the operating system gave no random bytes");
         key
     }
 
-    /// Secrets from a fresh random key.
-    pub fn random() -> Secrets {
-        Secrets::from_key(Secrets::random_key())
-    }
-
-    /// Secrets from `key` (deterministic: tests and simulations).
-    pub fn from_key(key: [u8; 32]) -> Secrets {
-        let mut isn_key = [0u8; 16];
-        let mut cookie_key = [0u8; 16];
-        isn_key.copy_from_slice(&key[..16]);
-        cookie_key.copy_from_slice(&key[16..]);
+    /// Keys from `key`, deterministically: for tests and simulation.
+    pub fn from_key(key: [u8; 32]) -> Self {
+        let mut isn = [0u8; 16];
+        let mut cookie = [0u8; 16];
+        isn.copy_from_slice(&key[..16]);
+        cookie.copy_from_slice(&key[16..]);
         Secrets {
-            isn_key,
-            cookie_key,
+            isn: SipHasher24::new_with_key(&isn),
+            cookie: SipHasher24::new_with_key(&cookie),
         }
     }
 
-    fn hash_tuple(key: &[u8; 16], tuple: &FourTuple) -> SipHasher24 {
-        let mut h = SipHasher24::new_with_key(key);
-        h.write(&tuple.local_ip.octets());
-        h.write(&tuple.remote_ip.octets());
-        h.write_u16(tuple.local_port);
-        h.write_u16(tuple.remote_port);
-        h
-    }
-
-    /// RFC 6528: ISN = M + F(4-tuple, secret), with M a clock ticking every
-    /// 4 microseconds, so that the sequence space of successive incarnations
-    /// of a 4-tuple moves forward and nobody can guess it.
+    /// The ISN for a new connection of `tuple` at `now_ns` (RFC 6528).
     pub fn initial_sequence(&self, tuple: &FourTuple, now_ns: u64) -> Seq {
-        let f = Secrets::hash_tuple(&self.isn_key, tuple).finish() as u32;
-        Seq(((now_ns / 4_000) as u32).wrapping_add(f))
+        let f = self.isn.hash(&tuple_bytes(tuple)) as u32;
+        let m = (now_ns / ISN_CLOCK_NS) as u32;
+        Seq(m.wrapping_add(f))
     }
 
-    fn mac(&self, tuple: &FourTuple, peer_isn: Seq, period: u32, bits: u32) -> u32 {
-        let mut h = Secrets::hash_tuple(&self.cookie_key, tuple);
-        h.write_u32(peer_isn.0);
-        h.write_u32(period);
-        h.write_u32(bits);
-        (h.finish() as u32) & ((1 << MAC_BITS) - 1)
-    }
-
-    /// The ISN of a stateless SYN-ACK answering a SYN from `tuple`'s peer
-    /// with sequence number `peer_isn` and `options`.
+    /// The cookie to send as our ISN in a SYN-ACK answering, statelessly, a
+    /// SYN of `tuple` with sequence number `peer_isn` and `options`.
     pub fn syn_cookie(
         &self,
         tuple: &FourTuple,
@@ -128,20 +158,16 @@ impl Secrets {
         now_ns: u64,
         options: CookieOptions,
     ) -> Seq {
-        let period = ((now_ns / PERIOD_NS) % 32) as u32;
-        let mss_index = MSS_TABLE
-            .iter()
-            .rposition(|&m| m <= options.mss)
-            .unwrap_or(0) as u32;
-        let wscale = options.window_scale.map_or(15, |w| u32::from(w.min(14)));
-        let bits = (mss_index << 5) | (wscale << 1) | u32::from(options.sack_permitted);
-        let mac = self.mac(tuple, peer_isn, period, bits);
-        Seq((period << 27) | (bits << MAC_BITS) | mac)
+        let counter = now_ns / COUNTER_PERIOD_NS;
+        let bits = options.encode();
+        let mac = self.cookie_mac(tuple, peer_isn, counter, bits);
+        Seq(((counter as u32 & 31) << 27) | (bits << 20) | mac)
     }
 
-    /// Check the cookie an ACK returns: `peer_isn` is its `seq - 1`, `cookie`
-    /// its `ack - 1`. The options the SYN offered, or `None` if the cookie is
-    /// forged, for another connection, or older than two periods.
+    /// Checks the cookie an ACK brings back (`peer_isn = seq - 1`,
+    /// `cookie = ack - 1`) and returns the options it carries, or `None` if
+    /// it was not made for this tuple and ISN within the last 64 to 128
+    /// seconds.
     pub fn check_cookie(
         &self,
         tuple: &FourTuple,
@@ -149,142 +175,313 @@ impl Secrets {
         cookie: Seq,
         now_ns: u64,
     ) -> Option<CookieOptions> {
-        let value = cookie.0;
-        let period = value >> 27;
-        let bits = (value >> MAC_BITS) & 0x7f;
-        let mac = value & ((1 << MAC_BITS) - 1);
-        let current = ((now_ns / PERIOD_NS) % 32) as u32;
-        let previous = (current + 31) % 32;
-        if period != current && period != previous {
+        let now = now_ns / COUNTER_PERIOD_NS;
+        let t = u64::from(cookie.0 >> 27);
+        let counter = if t == now % 32 {
+            now
+        } else if now > 0 && t == (now - 1) % 32 {
+            now - 1
+        } else {
+            return None;
+        };
+        let bits = (cookie.0 >> 20) & 0x7f;
+        if self.cookie_mac(tuple, peer_isn, counter, bits) != cookie.0 & HASH_MASK {
             return None;
         }
-        if self.mac(tuple, peer_isn, period, bits) != mac {
-            return None;
-        }
-        let wscale = (bits >> 1) & 0xf;
-        Some(CookieOptions {
-            mss: MSS_TABLE[(bits >> 5) as usize],
-            window_scale: (wscale != 15).then_some(wscale as u8),
-            sack_permitted: bits & 1 == 1,
-        })
+        Some(CookieOptions::decode(bits))
     }
+
+    /// The cookie's 20 hash bits.
+    fn cookie_mac(&self, tuple: &FourTuple, peer_isn: Seq, counter: u64, bits: u32) -> u32 {
+        let mut input = [0u8; 25];
+        input[..12].copy_from_slice(&tuple_bytes(tuple));
+        input[12..16].copy_from_slice(&peer_isn.0.to_be_bytes());
+        input[16..24].copy_from_slice(&counter.to_be_bytes());
+        input[24] = bits as u8;
+        self.cookie.hash(&input) as u32 & HASH_MASK
+    }
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secrets { .. }")
+    }
+}
+
+/// The four-tuple as 12 bytes, in network order.
+fn tuple_bytes(tuple: &FourTuple) -> [u8; 12] {
+    let mut out = [0u8; 12];
+    out[..4].copy_from_slice(&tuple.local_ip.octets());
+    out[4..6].copy_from_slice(&tuple.local_port.to_be_bytes());
+    out[6..10].copy_from_slice(&tuple.remote_ip.octets());
+    out[10..12].copy_from_slice(&tuple.remote_port.to_be_bytes());
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::net::Ipv4Addr;
 
-    const TUPLE: FourTuple = FourTuple {
-        local_ip: Ipv4Addr::new(198, 18, 0, 2),
-        local_port: 80,
-        remote_ip: Ipv4Addr::new(198, 18, 0, 1),
-        remote_port: 40000,
-    };
-    const S: u64 = 1_000_000_000;
+    const SECOND: u64 = 1_000_000_000;
 
     fn secrets() -> Secrets {
-        Secrets::from_key([42; 32])
+        let mut key = [0u8; 32];
+        for (i, b) in key.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(37).wrapping_add(11);
+        }
+        Secrets::from_key(key)
+    }
+
+    fn tuple(n: u32) -> FourTuple {
+        FourTuple {
+            local_ip: Ipv4Addr::new(10, 0, 0, 1),
+            local_port: 80,
+            remote_ip: Ipv4Addr::from(0xc0a8_0000 | (n & 0xffff)),
+            remote_port: 40_000u16.wrapping_add(n as u16),
+        }
+    }
+
+    /// Every option combination, with the MSS as the table gives it back.
+    fn all_options() -> Vec<CookieOptions> {
+        let mut out = Vec::new();
+        for mss in MSS_TABLE {
+            for ws in (0..=14).map(Some).chain([None]) {
+                for sack in [false, true] {
+                    out.push(CookieOptions {
+                        mss,
+                        window_scale: ws,
+                        sack_permitted: sack,
+                    });
+                }
+            }
+        }
+        out
     }
 
     #[test]
-    fn every_option_combination_round_trips() {
+    fn round_trip_all_options() {
         let s = secrets();
-        for (mss, expect) in [
-            (536, 536),
-            (1000, 536),
-            (1300, 1300),
-            (1459, 1440),
-            (9000, 1460),
-            (100, 536),
-        ] {
-            for window_scale in [None, Some(0), Some(7), Some(14), Some(20)] {
-                for sack_permitted in [false, true] {
-                    let options = CookieOptions {
-                        mss,
-                        window_scale,
-                        sack_permitted,
-                    };
-                    let now = 1000 * S;
-                    let cookie = s.syn_cookie(&TUPLE, Seq(77), now, options);
-                    let back = s.check_cookie(&TUPLE, Seq(77), cookie, now + S).unwrap();
-                    assert_eq!(back.mss, expect);
-                    assert_eq!(back.window_scale, window_scale.map(|w| w.min(14)));
-                    assert_eq!(back.sack_permitted, sack_permitted);
-                }
-            }
+        let t = tuple(1);
+        let now = 1_000 * SECOND;
+        for options in all_options() {
+            let cookie = s.syn_cookie(&t, Seq(12345), now, options);
+            assert_eq!(s.check_cookie(&t, Seq(12345), cookie, now), Some(options));
+            assert_eq!(
+                s.check_cookie(&t, Seq(12345), cookie, now + 64 * SECOND),
+                Some(options),
+                "previous counter"
+            );
         }
     }
 
     #[test]
-    fn forged_stale_or_misdirected_cookies_are_refused() {
+    fn mss_rounds_down_to_the_table() {
         let s = secrets();
+        let t = tuple(1);
+        for (mss, expected) in [
+            (0, 536),
+            (100, 536),
+            (536, 536),
+            (1299, 536),
+            (1300, 1300),
+            (1439, 1300),
+            (1440, 1440),
+            (1460, 1460),
+            (9000, 1460),
+            (u16::MAX, 1460),
+        ] {
+            let options = CookieOptions {
+                mss,
+                window_scale: Some(20),
+                sack_permitted: false,
+            };
+            let cookie = s.syn_cookie(&t, Seq(1), 0, options);
+            let got = s.check_cookie(&t, Seq(1), cookie, 0).unwrap();
+            assert_eq!(got.mss, expected, "mss {mss}");
+            assert_eq!(got.window_scale, Some(14), "clamped");
+        }
+    }
+
+    #[test]
+    fn layout() {
+        let s = secrets();
+        let now = 35 * 64 * SECOND + 5; // counter 35: t = 3
+        let options = CookieOptions {
+            mss: 1440,
+            window_scale: None,
+            sack_permitted: true,
+        };
+        let cookie = s.syn_cookie(&tuple(1), Seq(9), now, options).0;
+        assert_eq!(cookie >> 27, 3);
+        assert_eq!((cookie >> 25) & 3, 2);
+        assert_eq!((cookie >> 21) & 0xf, 15);
+        assert_eq!((cookie >> 20) & 1, 1);
+    }
+
+    #[test]
+    fn rejects_wrong_tuple_isn_bits_and_age() {
+        let s = secrets();
+        let now = 7_777 * SECOND;
         let options = CookieOptions {
             mss: 1460,
             window_scale: Some(7),
             sack_permitted: true,
         };
-        let now = 5000 * S;
-        let cookie = s.syn_cookie(&TUPLE, Seq(1), now, options);
-        assert!(s.check_cookie(&TUPLE, Seq(1), cookie, now).is_some());
-        let other = FourTuple {
-            remote_port: 40001,
-            ..TUPLE
-        };
-        assert!(s.check_cookie(&other, Seq(1), cookie, now).is_none());
-        assert!(s.check_cookie(&TUPLE, Seq(2), cookie, now).is_none());
-        for bit in 0..32 {
-            let flipped = Seq(cookie.0 ^ (1 << bit));
-            assert!(
-                s.check_cookie(&TUPLE, Seq(1), flipped, now).is_none(),
-                "bit {bit}"
+        for n in 0..200 {
+            let t = tuple(n);
+            let isn = Seq(n.wrapping_mul(0x9E37_79B9));
+            let cookie = s.syn_cookie(&t, isn, now, options);
+            assert!(s.check_cookie(&t, isn, cookie, now).is_some());
+            let mut other = t;
+            other.remote_port ^= 1;
+            assert_eq!(s.check_cookie(&other, isn, cookie, now), None);
+            let mut other = t;
+            other.local_ip = Ipv4Addr::new(10, 0, 0, 2);
+            assert_eq!(s.check_cookie(&other, isn, cookie, now), None);
+            assert_eq!(s.check_cookie(&t, isn + 1, cookie, now), None);
+            for bit in 0..32 {
+                let flipped = Seq(cookie.0 ^ (1 << bit));
+                assert_eq!(s.check_cookie(&t, isn, flipped, now), None, "bit {bit}");
+            }
+            assert_eq!(s.check_cookie(&t, isn, cookie, now + 200 * SECOND), None);
+            assert_eq!(s.check_cookie(&t, isn, cookie, now + 128 * SECOND), None);
+            // When t has wrapped all the way round, the full counter differs.
+            assert_eq!(
+                s.check_cookie(&t, isn, cookie, now + 32 * 64 * SECOND),
+                None
+            );
+            // A cookie from the future (a clock gone back) is refused too.
+            assert_eq!(s.check_cookie(&t, isn, cookie, now - 64 * SECOND), None);
+            // Another key refuses it.
+            assert_eq!(
+                Secrets::from_key([n as u8; 32]).check_cookie(&t, isn, cookie, now),
+                None
             );
         }
-        assert!(s
-            .check_cookie(&TUPLE, Seq(1), cookie, now + 200 * S)
-            .is_none());
-        let other_key = Secrets::from_key([43; 32]);
-        assert!(other_key
-            .check_cookie(&TUPLE, Seq(1), cookie, now)
-            .is_none());
     }
 
     #[test]
-    fn the_previous_period_is_honoured_across_the_counter_wrap() {
+    fn counter_wraparound_accepts_previous() {
         let s = secrets();
+        let t = tuple(3);
+        let issued = (31 * 64 + 63) * SECOND; // counter 31, t = 31
         let options = CookieOptions {
-            mss: 1460,
+            mss: 536,
+            window_scale: Some(0),
+            sack_permitted: false,
+        };
+        let cookie = s.syn_cookie(&t, Seq(u32::MAX), issued, options);
+        assert_eq!(cookie.0 >> 27, 31);
+        let later = 32 * 64 * SECOND + 1; // counter 32, t = 0
+        assert_eq!(
+            s.check_cookie(&t, Seq(u32::MAX), cookie, later),
+            Some(options)
+        );
+        assert_eq!(
+            s.check_cookie(&t, Seq(u32::MAX), cookie, later + 64 * SECOND),
+            None
+        );
+        // Counter 0 has no previous counter.
+        let early = s.syn_cookie(&t, Seq(1), 0, options);
+        assert_eq!(
+            s.check_cookie(&t, Seq(1), early, 63 * SECOND),
+            Some(options)
+        );
+        assert_eq!(
+            s.check_cookie(&t, Seq(1), early, 64 * SECOND),
+            Some(options)
+        );
+    }
+
+    #[test]
+    fn isns_differ_per_tuple_and_advance_with_time() {
+        let s = secrets();
+        let now = 123 * SECOND;
+        let a = s.initial_sequence(&tuple(1), now);
+        let b = s.initial_sequence(&tuple(2), now);
+        assert_ne!(a, b);
+        let mut reversed = tuple(1);
+        core::mem::swap(&mut reversed.local_port, &mut reversed.remote_port);
+        assert_ne!(a, s.initial_sequence(&reversed, now));
+        // 4 microseconds per step.
+        assert_eq!(s.initial_sequence(&tuple(1), now + 4_000), a + 1);
+        assert_eq!(s.initial_sequence(&tuple(1), now + 3_999), a);
+        assert_eq!(s.initial_sequence(&tuple(1), now + SECOND), a + 250_000);
+        assert!(s.initial_sequence(&tuple(1), now + SECOND) > a);
+    }
+
+    #[test]
+    fn from_key_is_deterministic_and_random_is_not() {
+        let t = tuple(5);
+        let x = secrets().initial_sequence(&t, 99);
+        assert_eq!(secrets().initial_sequence(&t, 99), x);
+        let options = CookieOptions {
+            mss: 1300,
             window_scale: None,
             sack_permitted: false,
         };
-        // Period 31, then period 32 = 0 (mod 32).
-        let made = 31 * 64 * S + 10 * S;
-        let cookie = s.syn_cookie(&TUPLE, Seq(9), made, options);
-        assert_eq!(cookie.0 >> 27, 31);
-        assert!(s
-            .check_cookie(&TUPLE, Seq(9), cookie, 32 * 64 * S + S)
-            .is_some());
-        assert!(s
-            .check_cookie(&TUPLE, Seq(9), cookie, 33 * 64 * S + S)
-            .is_none());
+        assert_eq!(
+            secrets().syn_cookie(&t, Seq(4), 99, options),
+            secrets().syn_cookie(&t, Seq(4), 99, options)
+        );
+        let r1 = Secrets::random();
+        let r2 = Secrets::random();
+        // Equal with probability 2^-32 (twice over).
+        assert!(
+            r1.initial_sequence(&t, 99) != r2.initial_sequence(&t, 99)
+                || r1.initial_sequence(&tuple(6), 99) != r2.initial_sequence(&tuple(6), 99)
+        );
+        assert_eq!(format!("{r1:?}"), "Secrets { .. }");
     }
 
-    #[test]
-    fn sequence_numbers_differ_per_tuple_and_move_with_time() {
-        let s = secrets();
-        let other = FourTuple {
-            remote_port: 40001,
-            ..TUPLE
-        };
-        assert_ne!(s.initial_sequence(&TUPLE, 0), s.initial_sequence(&other, 0));
-        let a = s.initial_sequence(&TUPLE, 0);
-        let b = s.initial_sequence(&TUPLE, 4_000_000);
-        assert_eq!(b - a, 1000, "one tick per 4 microseconds");
-        assert_eq!(
-            Secrets::from_key([42; 32]).initial_sequence(&TUPLE, 0),
-            a,
-            "deterministic from the key"
-        );
-        assert_ne!(Secrets::random().initial_sequence(&TUPLE, 0), a);
+    fn any_tuple() -> impl Strategy<Value = FourTuple> {
+        (any::<u32>(), any::<u16>(), any::<u32>(), any::<u16>()).prop_map(|(a, p, b, q)| {
+            FourTuple {
+                local_ip: Ipv4Addr::from(a),
+                local_port: p,
+                remote_ip: Ipv4Addr::from(b),
+                remote_port: q,
+            }
+        })
+    }
+
+    fn any_options() -> impl Strategy<Value = CookieOptions> {
+        (any::<u16>(), proptest::option::of(0u8..20), any::<bool>()).prop_map(|(mss, ws, sack)| {
+            CookieOptions {
+                mss,
+                window_scale: ws,
+                sack_permitted: sack,
+            }
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A cookie checks within 64 s of the counter it was made in and
+        /// gives back the options (MSS rounded down, scale clamped); a flip
+        /// of any of its hash bits is always refused.
+        #[test]
+        fn cookie_round_trip(
+            key: [u8; 32],
+            t in any_tuple(),
+            isn: u32,
+            now in 0u64..1 << 50,
+            delay in 0u64..64 * SECOND,
+            options in any_options(),
+            bit in 0u32..20,
+        ) {
+            let s = Secrets::from_key(key);
+            let cookie = s.syn_cookie(&t, Seq(isn), now, options);
+            let expected = CookieOptions {
+                mss: *MSS_TABLE.iter().rev().find(|&&m| m <= options.mss).unwrap_or(&536),
+                window_scale: options.window_scale.map(|w| w.min(14)),
+                sack_permitted: options.sack_permitted,
+            };
+            prop_assert_eq!(s.check_cookie(&t, Seq(isn), cookie, now + delay), Some(expected));
+            prop_assert_eq!(s.check_cookie(&t, Seq(isn), Seq(cookie.0 ^ (1 << bit)), now + delay), None);
+        }
     }
 }
