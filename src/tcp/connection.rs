@@ -402,8 +402,6 @@ pub struct Connection {
     ts_recent: u32,
     /// Offset added to our timestamp clock (per connection, from the ISS).
     ts_offset: u32,
-    /// When `ts_recent` was taken (for the 24-day PAWS rule).
-    ts_recent_ns: u64,
 
     /// The timed segment: when the ACK passes this, `now - rtt_sent_ns` is an
     /// RTT sample (Karn: cleared by any retransmission).
@@ -424,8 +422,11 @@ pub struct Connection {
     /// timer, depending on the state.
     aux_at: u64,
     /// When the last segment arrived (keepalive) or was sent (idle restart).
-    last_rx_ns: u64,
-    last_tx_ns: u64,
+    /// Milliseconds (wrapping) of the last segment received: keepalive,
+    /// and PAWS's 24-day rule (RFC 7323 5.5, "idle").
+    last_rx_ms: u32,
+    /// Milliseconds (wrapping) of the last segment sent: the idle restart.
+    last_tx_ms: u32,
 }
 
 impl Connection {
@@ -459,7 +460,6 @@ impl Connection {
             remote_fin: Seq(0),
             ts_recent: 0,
             ts_offset: iss.0,
-            ts_recent_ns: now,
             rtt_seq: None,
             rtt_sent_ns: 0,
             rtt: RttEstimator::new(),
@@ -471,8 +471,8 @@ impl Connection {
             rto_at: NEVER,
             delack_at: NEVER,
             aux_at: NEVER,
-            last_rx_ns: now,
-            last_tx_ns: now,
+            last_rx_ms: millis(now),
+            last_tx_ms: millis(now),
         }
     }
 
@@ -521,7 +521,6 @@ impl Connection {
         if let (Some((tsval, _)), true) = (ack.options.timestamps, config.timestamps) {
             conn.flags.set(Flags::TIMESTAMPS);
             conn.ts_recent = tsval;
-            conn.ts_recent_ns = now;
             // Our SYN-ACK's timestamp was taken with a zero offset.
             conn.ts_offset = 0;
         }
@@ -895,7 +894,6 @@ impl Connection {
         if let (Some((tsval, _)), true) = (options.timestamps, config.timestamps) {
             self.flags.set(Flags::TIMESTAMPS);
             self.ts_recent = tsval;
-            self.ts_recent_ns = now;
         }
         // RFC 7323 2.2: the window of a SYN is never scaled.
         self.snd_wnd = u32::from(syn.window);
@@ -920,7 +918,8 @@ impl Connection {
         }
         let flags = seg.flags;
         let seq = Seq(seg.seq);
-        self.last_rx_ns = now;
+        let idle_before = self.idle_ns(now);
+        self.last_rx_ms = millis(now);
 
         // A retransmitted SYN in SYN-RECEIVED: our SYN-ACK was lost.
         if self.state == State::SynReceived
@@ -936,7 +935,7 @@ impl Connection {
         if self.flags.has(Flags::TIMESTAMPS) && !flags.contains(TcpFlags::RST) {
             if let Some((tsval, _)) = seg.options.timestamps {
                 let stale = (tsval.wrapping_sub(self.ts_recent) as i32) < 0;
-                if stale && now.saturating_sub(self.ts_recent_ns) < PAWS_IDLE_NS {
+                if stale && idle_before < PAWS_IDLE_NS {
                     self.flags.set(Flags::ACK_NOW);
                     return;
                 }
@@ -985,7 +984,6 @@ impl Connection {
             if let Some((tsval, _)) = seg.options.timestamps {
                 if seq <= self.last_ack_sent && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0 {
                     self.ts_recent = tsval;
-                    self.ts_recent_ns = now;
                 }
             }
         }
@@ -1353,7 +1351,7 @@ impl Connection {
         if !flags.contains(TcpFlags::SYN) {
             return;
         }
-        self.last_rx_ns = now;
+        self.last_rx_ms = millis(now);
         self.take_peer_syn(seg, config, now);
         if !(seg.options.window_scale.is_some() && config.window_scaling) {
             self.snd_wscale = 0;
@@ -1413,6 +1411,12 @@ impl Connection {
         }
     }
 
+    /// Time since the last segment arrived (to the millisecond, for up to
+    /// 49 days).
+    fn idle_ns(&self, now: u64) -> u64 {
+        u64::from(millis(now).wrapping_sub(self.last_rx_ms)) * 1_000_000
+    }
+
     /// Whether we have bytes to send but the peer's window is shut and
     /// nothing is in flight: the persist timer's case.
     fn persisting(&self) -> bool {
@@ -1452,9 +1456,9 @@ impl Connection {
         let Some(keepalive) = config.keepalive else {
             return;
         };
-        let idle = now.saturating_sub(self.last_rx_ns);
+        let idle = self.idle_ns(now);
         if idle < keepalive.idle_ns {
-            self.aux_at = self.last_rx_ns.saturating_add(keepalive.idle_ns);
+            self.aux_at = now.saturating_add(keepalive.idle_ns - idle);
             self.retransmits = 0;
             return;
         }
@@ -1608,7 +1612,7 @@ impl Connection {
             self.rcv_adv = self.rcv_nxt + u32::from(header.window);
             self.last_ack_sent = self.rcv_nxt;
         }
-        self.last_tx_ns = now;
+        self.last_tx_ms = millis(now);
         Some(Segment {
             header,
             payload_offset: 0,
@@ -1757,7 +1761,7 @@ impl Connection {
             if self.snd_max == self.snd_una {
                 // RFC 5681 4.1: restart from the initial window after an idle
                 // period longer than the RTO.
-                let idle = now.saturating_sub(self.last_tx_ns);
+                let idle = u64::from(millis(now).wrapping_sub(self.last_tx_ms)) * 1_000_000;
                 self.congestion
                     .on_idle_restart(idle, self.rtt.rto_ns(&config.rto));
             }
@@ -1766,7 +1770,7 @@ impl Connection {
         if self.rto_at == NEVER {
             self.rto_at = now.saturating_add(self.rtt.rto_ns(&config.rto));
         }
-        self.last_tx_ns = now;
+        self.last_tx_ms = millis(now);
         let offset = seq - self.snd_una;
         self.segment(header, offset, len, retransmission)
     }
@@ -1840,6 +1844,11 @@ impl Connection {
         }
         field as u16
     }
+}
+
+/// Milliseconds of `now`, wrapping every 49 days.
+fn millis(now: u64) -> u32 {
+    (now / 1_000_000) as u32
 }
 
 /// The timestamp clock (RFC 7323 5.4): one tick per millisecond.

@@ -679,5 +679,5 @@ fn connection_state_fits_the_memory_budget() {
     // buffered data excluded. The table adds its slot fields and index entry;
     // `bench/tcp_table.rs` measures the whole.
     let size = std::mem::size_of::<Connection>();
-    assert!(size <= 400, "Connection is {size} bytes");
+    assert!(size <= 384, "Connection is {size} bytes");
 }
