@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # shardnet demo: two throwaway network namespaces joined by a veth pair. shardnet
-# (2 workers) owns one end; on the other, plain Linux pings it and exchanges UDP
-# with its echo and discard services. Everything is removed at the end.
+# (2 workers) owns one end; on the other, plain Linux pings it, exchanges UDP
+# with its echo and discard services, and talks TCP to its http and echo services. Everything is removed at the end.
 #
 #   sudo ./scripts/demo.sh [af_packet|dpdk]      (default: dpdk)
 set -euo pipefail
@@ -76,6 +76,21 @@ protocol = "udp"
 ports = "9"
 service = "discard"
 
+[[rule]]
+name = "web"
+protocol = "tcp"
+ports = [80]
+service = "http"
+
+[[rule]]
+name = "tcp-echo"
+protocol = "tcp"
+ports = "7"
+service = "echo"
+
+[tcp]
+time_wait_ms = 1000
+
 [default]
 action = "kernel"
 
@@ -111,15 +126,21 @@ echo "== UDP discard on port 9: 8 flows x 4 datagrams, no reply expected"
 ip netns exec "$peer" /usr/bin/python3 tests/peers/udp_flows.py --dst 198.18.0.2 --port 9 --flows 8 --packets 4 --expect-echo 0 \
     | /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); print("sent %d, replies %d" % (r["sent"], r["received"]))'
 
+echo "== TCP: curl against the http service on port 80"
+ip netns exec "$peer" curl -sS --max-time 5 -i http://198.18.0.2/
+echo "== TCP: 4 MiB through the echo service on port 7, compared by SHA-256"
+ip netns exec "$peer" timeout 60 /usr/bin/python3 tests/peers/tcp_peer.py echo --dst 198.18.0.2 --port 7 --mib 4 \
+    | /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); print("sent %d bytes, echoed %d, sha256 match %s, %.1f MiB/s" % (r["sent"], r["received"], r["match"], r["mib_per_s"])); sys.exit(not r["match"])'
+
 echo "== stopping shardnet (SIGTERM)"
 kill -TERM "$pid"; wait "$pid"; pid=""
 /usr/bin/python3 - "$work/rec.stats.json" <<'PY'
 import json, sys
 stats = json.load(open(sys.argv[1]))
-print(f'{"worker":>6} {"rx":>8} {"tx":>8} {"udp in":>8} {"udp out":>8} {"icmp":>6} {"drops":>6}')
+print(f'{"worker":>6} {"rx":>8} {"tx":>8} {"udp in":>8} {"udp out":>8} {"icmp":>6} {"tcp conns":>9} {"drops":>6}')
 for w in stats["workers"]:
     print(f'{w["worker"]:>6} {w["rx_packets"]:>8} {w["tx_packets"]:>8} {w["udp_rx"]:>8} {w["udp_tx"]:>8} '
-          f'{w["icmp_echo_replies"]:>6} {sum(w["drops"].values()):>6}')
+          f'{w["icmp_echo_replies"]:>6} {w["tcp"]["opened_passive"]:>9} {sum(w["drops"].values()):>6}')
 PY
 for f in "$work"/rec.worker*.flows; do
     echo "$(basename "$f" .flows): $(wc -l < "$f") flows"

@@ -355,6 +355,8 @@ pub struct Connection {
     retransmits: u8,
     /// Duplicate ACKs in a row.
     dupacks: u8,
+    /// Keepalive probes sent without an answer.
+    keepalive_probes: u8,
     /// The peer's window scale (shift applied to its window field).
     snd_wscale: u8,
     /// Our window scale.
@@ -438,6 +440,7 @@ impl Connection {
             events: Events::empty(),
             retransmits: 0,
             dupacks: 0,
+            keepalive_probes: 0,
             snd_wscale: 0,
             rcv_wscale: 0,
             mss: DEFAULT_PEER_MSS.min(config.mss),
@@ -488,7 +491,7 @@ impl Connection {
     ) -> Connection {
         let mut conn = Connection::blank(tuple, iss, config, now);
         conn.state = State::SynReceived;
-        conn.take_peer_syn(syn, config, now);
+        conn.take_peer_syn(syn, config);
         conn.flags.set(Flags::SEND_SYN);
         conn
     }
@@ -795,7 +798,12 @@ impl Connection {
                 self.state = State::Closed;
                 self.events.insert(Events::CLOSED);
             }
-            State::SynReceived | State::Established => {
+            State::SynReceived => {
+                // The FIN follows once our SYN is acknowledged (the move to
+                // ESTABLISHED then goes on to FIN-WAIT-1).
+                self.flags.set(Flags::FIN_QUEUED);
+            }
+            State::Established => {
                 self.flags.set(Flags::FIN_QUEUED);
                 self.state = State::FinWait1;
             }
@@ -872,7 +880,7 @@ impl Connection {
     }
 
     /// Take what the peer's SYN tells: its ISN and options.
-    fn take_peer_syn(&mut self, syn: &TcpHeader, config: &TcpConfig, now: u64) {
+    fn take_peer_syn(&mut self, syn: &TcpHeader, config: &TcpConfig) {
         self.irs = Seq(syn.seq);
         self.rcv_nxt = self.irs + 1;
         self.rcv_adv = self.rcv_nxt;
@@ -965,6 +973,11 @@ impl Connection {
         if !acceptable {
             if !flags.contains(TcpFlags::RST) {
                 self.flags.set(Flags::ACK_NOW);
+            }
+            if self.state == State::TimeWait && flags.contains(TcpFlags::FIN) {
+                // The peer did not get our last ACK and resent its FIN:
+                // acknowledge again and restart the 2*MSL wait (RFC 9293).
+                self.aux_at = now.saturating_add(config.time_wait_ns);
             }
             return;
         }
@@ -1193,6 +1206,7 @@ impl Connection {
             && payload_len == 0
             && !seg.flags.intersects(TcpFlags::SYN | TcpFlags::FIN)
             && window == self.snd_wnd
+            && window > 0
         {
             // RFC 5681 section 2: a duplicate ACK.
             self.dupacks = self.dupacks.saturating_add(1);
@@ -1352,7 +1366,7 @@ impl Connection {
             return;
         }
         self.last_rx_ms = millis(now);
-        self.take_peer_syn(seg, config, now);
+        self.take_peer_syn(seg, config);
         if !(seg.options.window_scale.is_some() && config.window_scaling) {
             self.snd_wscale = 0;
             self.rcv_wscale = 0;
@@ -1459,16 +1473,21 @@ impl Connection {
         let idle = self.idle_ns(now);
         if idle < keepalive.idle_ns {
             self.aux_at = now.saturating_add(keepalive.idle_ns - idle);
-            self.retransmits = 0;
+            self.keepalive_probes = 0;
             return;
         }
-        let probes_sent = u64::from(self.retransmits);
-        if probes_sent >= u64::from(keepalive.probes) {
+        if self.snd_max != self.snd_una || self.send_pending() {
+            // Data in flight: the retransmission timer watches the peer.
+            self.keepalive_probes = 0;
+            self.aux_at = now.saturating_add(keepalive.idle_ns);
+            return;
+        }
+        if self.keepalive_probes >= keepalive.probes {
             self.flags.set(Flags::SEND_RST);
             self.enter_closed(Events::RESET | Events::TIMED_OUT);
             return;
         }
-        self.retransmits = self.retransmits.saturating_add(1);
+        self.keepalive_probes = self.keepalive_probes.saturating_add(1);
         self.flags.set(Flags::PROBE_KEEPALIVE);
         self.aux_at = now.saturating_add(keepalive.interval_ns);
     }
@@ -1516,6 +1535,11 @@ impl Connection {
         self.scoreboard.clear();
         self.snd_nxt = self.snd_una;
         self.high_rxt = self.snd_una;
+        if zero_window_probe {
+            // The probe went unanswered or was refused: probe again, with
+            // the backed-off interval (RFC 9293 3.8.6.1).
+            self.flags.set(Flags::PROBE_WINDOW);
+        }
     }
 
     /// The segment to send next, if any. Call until `None` after every input.

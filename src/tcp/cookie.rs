@@ -76,6 +76,24 @@ pub struct CookieOptions {
 }
 
 impl CookieOptions {
+    /// The options as a cookie carries them back: the MSS rounded down to
+    /// [`MSS_TABLE`] (536 at least), the window scale at most 14.
+    pub fn as_encoded(self) -> CookieOptions {
+        let mss = MSS_TABLE
+            .iter()
+            .rev()
+            .copied()
+            .find(|&m| m <= self.mss)
+            .unwrap_or(MSS_TABLE[0]);
+        CookieOptions {
+            mss,
+            window_scale: self.window_scale.map(|w| w.min(14)),
+            sack_permitted: self.sack_permitted,
+        }
+    }
+}
+
+impl CookieOptions {
     /// The 7 option bits: MSS index, window scale field, SACK flag.
     fn encode(&self) -> u32 {
         let mss_index = MSS_TABLE.iter().rposition(|&m| m <= self.mss).unwrap_or(0) as u32;
@@ -482,6 +500,31 @@ mod tests {
             };
             prop_assert_eq!(s.check_cookie(&t, Seq(isn), cookie, now + delay), Some(expected));
             prop_assert_eq!(s.check_cookie(&t, Seq(isn), Seq(cookie.0 ^ (1 << bit)), now + delay), None);
+        }
+    }
+
+    #[test]
+    fn as_encoded_is_what_a_cookie_gives_back() {
+        let secrets = Secrets::from_key([5; 32]);
+        let tuple = FourTuple {
+            local_ip: std::net::Ipv4Addr::new(198, 18, 0, 2),
+            local_port: 80,
+            remote_ip: std::net::Ipv4Addr::new(198, 18, 0, 1),
+            remote_port: 40000,
+        };
+        for mss in [0, 100, 536, 537, 1299, 1300, 1439, 1440, 1459, 1460, 9000] {
+            for window_scale in [None, Some(0), Some(14), Some(15), Some(255)] {
+                for sack_permitted in [false, true] {
+                    let options = CookieOptions {
+                        mss,
+                        window_scale,
+                        sack_permitted,
+                    };
+                    let cookie = secrets.syn_cookie(&tuple, Seq(1), 0, options);
+                    let back = secrets.check_cookie(&tuple, Seq(1), cookie, 0).unwrap();
+                    assert_eq!(options.as_encoded(), back, "{options:?}");
+                }
+            }
         }
     }
 }

@@ -247,7 +247,9 @@ impl TcpTable {
         let slot = &mut self.slots[key as usize];
         if slot.conn.state() == State::TimeWait && slot.conn.accepts_syn_in_time_wait(header) {
             // RFC 6191: a new incarnation may reuse the 4-tuple; the old one
-            // is forgotten and the SYN goes to the listener.
+            // is forgotten (it ended in order) and the SYN goes to the listener.
+            services.service(slot.service).on_closed(false);
+            counters.tcp_closed.inc();
             self.remove(key, services, counters);
             return Input::NoConnection;
         }
@@ -364,10 +366,7 @@ impl TcpTable {
                 .secrets
                 .syn_cookie(tuple, Seq(header.seq), now, options);
             // The cookie encodes an MSS from a table: announce what it decodes to.
-            let encoded = self
-                .secrets
-                .check_cookie(tuple, Seq(header.seq), cookie, now)
-                .unwrap_or(options);
+            let encoded = options.as_encoded();
             let syn_ack =
                 Connection::cookie_syn_ack(header, cookie, encoded, &self.config.tcp, now);
             self.last_cookie_ns = Some(now);

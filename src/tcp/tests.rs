@@ -681,3 +681,65 @@ fn connection_state_fits_the_memory_budget() {
     let size = std::mem::size_of::<Connection>();
     assert!(size <= 384, "Connection is {size} bytes");
 }
+
+#[test]
+fn zero_window_probes_go_on_with_backoff_until_the_window_opens() {
+    let mut f = Fixture::established();
+    let mut shut = f.ack_from_peer(0, 0);
+    shut.window = 0;
+    f.input(shut, b"");
+    f.conn.send(b"waiting", &mut f.pool).unwrap();
+    assert!(f.transmit().is_empty());
+    let mut probes = Vec::new();
+    for _ in 0..5 {
+        let at = f.fire_next_timer();
+        let out = f.transmit();
+        assert_eq!(out.len(), 1, "one probe per interval: {out:?}");
+        assert_eq!(out[0].0.payload_len, 1);
+        assert_eq!(rel_seq(&out[0].0), 0, "the same first byte");
+        probes.push(at);
+        // The peer answers each probe: still a zero window, nothing acked.
+        f.input(shut, b"");
+        assert!(
+            f.transmit().is_empty(),
+            "no fast retransmit from probe answers"
+        );
+    }
+    let gaps: Vec<u64> = probes.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.windows(2).all(|g| g[1] >= g[0]),
+        "backing off: {gaps:?}"
+    );
+    assert_eq!(
+        f.conn.state(),
+        State::Established,
+        "answered probes never time out"
+    );
+    let mut open = f.ack_from_peer(0, 0);
+    open.window = 512;
+    f.now += MS;
+    f.input(open, b"");
+    let out = f.transmit();
+    let last = &out.last().expect("data once the window opens").0;
+    assert_eq!(
+        rel_seq(last) + last.payload_len,
+        7,
+        "everything up to the last byte goes (the probe byte is in flight): {out:?}"
+    );
+}
+
+#[test]
+fn close_in_syn_received_sends_the_fin_only_after_the_handshake() {
+    let mut f = Fixture::accepted_with(peer_syn(), config());
+    f.transmit_one();
+    f.conn.close();
+    assert_eq!(f.conn.state(), State::SynReceived);
+    // The SYN-ACK is lost: what is resent is a SYN-ACK, not a FIN.
+    f.fire_next_timer();
+    assert_eq!(f.transmit_one().header.flags, SYN | ACK);
+    f.input(f.ack_from_peer(0, 0), b"");
+    assert_eq!(f.conn.state(), State::FinWait1);
+    let fin = f.transmit_one();
+    assert_eq!(fin.header.flags, FIN | ACK);
+    assert_eq!(rel_seq(&fin), 0);
+}
