@@ -133,6 +133,19 @@ mod tests {
         }
     }
 
+    /// The fuzzer's saved corpus (`fuzz/corpus/tcp_segments`), replayed.
+    #[test]
+    fn tcp_segments_corpus() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/tcp_segments");
+        let mut replayed = 0;
+        for entry in std::fs::read_dir(dir).expect("the fuzz corpus is in the tree") {
+            let path = entry.unwrap().path();
+            super::tcp_segments(&std::fs::read(&path).unwrap());
+            replayed += 1;
+        }
+        assert!(replayed >= 100, "only {replayed} corpus entries");
+    }
+
     /// Scripts shaped like real segments (a 20-byte header with plausible
     /// offsets and flags), which random bytes rarely are.
     #[test]

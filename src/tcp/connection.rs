@@ -1350,6 +1350,7 @@ impl Connection {
         let flags = seg.flags;
         let ack = Seq(seg.ack);
         let has_ack = flags.contains(TcpFlags::ACK);
+        // Not `is_bad_ack_in_syn_sent`: a RST with a bad ACK is dropped too.
         if has_ack && (ack <= self.iss || ack > self.snd_max) {
             // Not for our SYN. The table answers with a RST <SEQ=SEG.ACK>
             // (unless it is one); the connection ignores it.

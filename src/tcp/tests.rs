@@ -743,3 +743,15 @@ fn close_in_syn_received_sends_the_fin_only_after_the_handshake() {
     assert_eq!(fin.header.flags, FIN | ACK);
     assert_eq!(rel_seq(&fin), 0);
 }
+
+#[test]
+fn syn_sent_ignores_a_reset_whose_ack_is_not_for_our_syn() {
+    let config = config();
+    let mut pool = BufferPool::new(config.buffer_size as usize, 4);
+    let mut conn = Connection::connect(TUPLE, Seq(ISS), &config, 0);
+    conn.poll_transmit(&config, 0).unwrap();
+    let blind = peer(RST | ACK, 0, ISS.wrapping_add(5000));
+    conn.handle_segment(&blind, b"", &config, &mut pool, 1);
+    assert_eq!(conn.state(), State::SynSent, "a blind RST must not close");
+    assert!(conn.is_bad_ack_in_syn_sent(&peer(ACK, 0, ISS.wrapping_add(5000))));
+}
