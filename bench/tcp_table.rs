@@ -21,7 +21,9 @@ use shardnet::port::PacketBuf;
 use shardnet::stack::{Interface, Stack, TcpSetup};
 use shardnet::tcp::table::TableConfig;
 use shardnet::tcp::FourTuple;
-use shardnet::testing::{parse_tcp_frame, tcp_frame, tcp_rule, CollectEgress, Endpoints};
+use shardnet::testing::{
+    parse_tcp_frame, tcp_frame, tcp_header, tcp_rule, CollectEgress, Endpoints,
+};
 use shardnet::wire::{EthernetAddress, TcpFlags, TcpHeader, TcpOptions};
 
 struct Counting;
@@ -69,22 +71,7 @@ fn ends(ip: Ipv4Addr) -> Endpoints {
 }
 
 fn header(port: u16, flags: TcpFlags, seq: u32, ack: u32) -> TcpHeader {
-    TcpHeader {
-        src_port: port,
-        dst_port: 80,
-        seq,
-        ack,
-        flags,
-        window: 65535,
-        urgent: 0,
-        options: TcpOptions {
-            mss: Some(1460),
-            window_scale: Some(7),
-            sack_permitted: true,
-            timestamps: Some((1, 0)),
-            ..TcpOptions::default()
-        },
-    }
+    tcp_header(port, 80, flags, seq, ack)
 }
 
 fn stack(max: usize) -> Stack {

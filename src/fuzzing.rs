@@ -17,9 +17,10 @@ use crate::port::heap::HeapBuf;
 use crate::port::PacketBuf;
 use crate::stack::{Disposition, Interface, Stack};
 use crate::testing::{
-    ipv4_frame, lone_stack, parse_tcp_frame, tcp_frame, tcp_rule, CollectEgress, Endpoints,
+    ipv4_frame, lone_stack, parse_tcp_frame, tcp_frame, tcp_header, tcp_rule, CollectEgress,
+    Endpoints,
 };
-use crate::wire::{EthernetAddress, IpProtocol, TcpFlags, TcpHeader, TcpOptions, TcpPacket};
+use crate::wire::{EthernetAddress, IpProtocol, TcpFlags, TcpHeader, TcpPacket};
 
 const PEER: Endpoints = Endpoints {
     src_mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
@@ -42,22 +43,7 @@ fn stack() -> Stack {
 }
 
 fn segment(port: u16, flags: TcpFlags, seq: u32, ack: u32) -> TcpHeader {
-    TcpHeader {
-        src_port: 40000,
-        dst_port: port,
-        seq,
-        ack,
-        flags,
-        window: 65535,
-        urgent: 0,
-        options: TcpOptions {
-            mss: Some(1460),
-            window_scale: Some(7),
-            sack_permitted: true,
-            timestamps: Some((1, 0)),
-            ..TcpOptions::default()
-        },
-    }
+    tcp_header(40000, port, flags, seq, ack)
 }
 
 /// Run `data` as a script of segments against an established connection

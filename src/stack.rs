@@ -192,8 +192,18 @@ impl Stack {
         &self.tcp_services
     }
 
-    /// Run the TCP timers due at `now_ns`; segments they cause go to `egress`.
-    pub fn poll<E: Egress>(&mut self, now_ns: u64, egress: &mut E) {
+    /// The TCP table, its services, the counters, and the output that
+    /// frames the table's segments into `egress`: what every call into the
+    /// table needs, borrowed apart.
+    fn tcp_parts<'a, E: Egress>(
+        &'a mut self,
+        egress: &'a mut E,
+    ) -> (
+        &'a mut TcpTable,
+        &'a mut TcpServices,
+        &'a WorkerCounters,
+        impl FnMut(Outgoing<'_>) + 'a,
+    ) {
         let Stack {
             iface,
             counters,
@@ -201,21 +211,22 @@ impl Stack {
             tcp_services,
             ..
         } = self;
-        let mut out = |o: Outgoing<'_>| emit_tcp(iface, counters, egress, o);
-        tcp.poll(tcp_services, counters, now_ns, &mut out);
+        let iface = &*iface;
+        let counters = &**counters;
+        let out = move |o: Outgoing<'_>| emit_tcp(iface, counters, egress, o);
+        (tcp, tcp_services, counters, out)
+    }
+
+    /// Run the TCP timers due at `now_ns`; segments they cause go to `egress`.
+    pub fn poll<E: Egress>(&mut self, now_ns: u64, egress: &mut E) {
+        let (tcp, services, counters, mut out) = self.tcp_parts(egress);
+        tcp.poll(services, counters, now_ns, &mut out);
     }
 
     /// Reset every TCP connection (the worker is stopping).
     pub fn abort_connections<E: Egress>(&mut self, now_ns: u64, egress: &mut E) {
-        let Stack {
-            iface,
-            counters,
-            tcp,
-            tcp_services,
-            ..
-        } = self;
-        let mut out = |o: Outgoing<'_>| emit_tcp(iface, counters, egress, o);
-        tcp.abort_all(tcp_services, counters, now_ns, &mut out);
+        let (tcp, services, counters, mut out) = self.tcp_parts(egress);
+        tcp.abort_all(services, counters, now_ns, &mut out);
     }
 
     /// Switch to a new rule table; flows from now on follow it.
@@ -398,7 +409,7 @@ impl Stack {
                 }
                 if icmp.msg_type() == Icmpv4Message::DstUnreachable
                     && icmp.msg_code() == u8::from(Icmpv4DstUnreachable::FragRequired)
-                    && self.path_mtu(&data[l4_start..l4_end], info, now_ns, egress)
+                    && self.path_mtu(&data[l4_start..l4_end], now_ns, egress)
                 {
                     return Disposition::Consumed;
                 }
@@ -516,45 +527,23 @@ impl Stack {
         });
         let peer_mac = EthernetFrame::new_unchecked(data).src_addr();
         let payload = segment.payload();
-        let Stack {
-            iface,
-            counters,
-            tcp,
-            tcp_services,
-            rules,
-            ..
-        } = self;
-        let mut out = |o: Outgoing<'_>| emit_tcp(iface, counters, egress, o);
-        if tcp.input(
-            &tuple,
-            &header,
-            payload,
-            tcp_services,
-            counters,
-            now_ns,
-            &mut out,
-        ) == Input::Handled
-        {
+        let handled = {
+            let (tcp, services, counters, mut out) = self.tcp_parts(egress);
+            tcp.input(
+                &tuple, &header, payload, services, counters, now_ns, &mut out,
+            )
+        };
+        if handled == Input::Handled {
             return Disposition::Consumed;
         }
         // A new flow: the rules decide.
-        let verdict = rules.classify(Protocol::Tcp, header.dst_port);
-        match verdict.rule {
-            Some(index) => counters.rule_hits[usize::from(index)].inc(),
-            None => counters.default_hits.inc(),
-        }
+        let verdict = self.rules.classify(Protocol::Tcp, header.dst_port);
+        self.count_rule_hit(verdict.rule);
         match verdict.action {
             Action::Service(kind) if kind.supports(Protocol::Tcp) => {
+                let (tcp, services, counters, mut out) = self.tcp_parts(egress);
                 tcp.listen(
-                    &tuple,
-                    peer_mac,
-                    &header,
-                    payload,
-                    kind,
-                    tcp_services,
-                    counters,
-                    now_ns,
-                    &mut out,
+                    &tuple, peer_mac, &header, payload, kind, services, counters, now_ns, &mut out,
                 );
                 Disposition::Consumed
             }
@@ -564,33 +553,15 @@ impl Stack {
     }
 
     /// An ICMP "fragmentation needed" quoting one of our TCP segments: the
-    /// connection lowers its MSS. Returns whether a connection took it (if
-    /// not, the message is the kernel's).
-    fn path_mtu<E: Egress>(
-        &mut self,
-        message: &[u8],
-        info: Ipv4Info,
-        now_ns: u64,
-        egress: &mut E,
-    ) -> bool {
-        let Ok(icmp) = Icmpv4Packet::new_checked(message) else {
-            return false;
-        };
+    /// connection lowers its MSS. `message` is the ICMP message, already
+    /// checked (at least its 8-byte header). Returns whether a connection
+    /// took it (if not, the message is the kernel's).
+    fn path_mtu<E: Egress>(&mut self, message: &[u8], now_ns: u64, egress: &mut E) -> bool {
         // RFC 1191: the next-hop MTU is the low half of the second word.
         let mtu = u16::from_be_bytes([message[6], message[7]]);
-        self.path_mtu_short_quote(icmp.data(), mtu, info, now_ns, egress)
-    }
-
-    fn path_mtu_short_quote<E: Egress>(
-        &mut self,
-        quote: &[u8],
-        mtu: u16,
-        info: Ipv4Info,
-        now_ns: u64,
-        egress: &mut E,
-    ) -> bool {
-        // An IPv4 header (IHL from its first byte) and at least the first 8
-        // bytes of the TCP header: ports and sequence number.
+        // The quote: an IPv4 header (IHL from its first byte) and at least
+        // the first 8 bytes of the TCP header: ports and sequence number.
+        let quote = &message[8..];
         let Some(&first) = quote.first() else {
             return false;
         };
@@ -602,7 +573,6 @@ impl Stack {
         let dst = std::net::Ipv4Addr::new(quote[16], quote[17], quote[18], quote[19]);
         // Only a quote of one of our own segments is believed; the sender of
         // the ICMP message is a router on the path, not necessarily the peer.
-        let _ = info;
         if src != self.iface.ip {
             return false;
         }
@@ -614,15 +584,8 @@ impl Stack {
             remote_port: u16::from_be_bytes([tcp[2], tcp[3]]),
         };
         let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
-        let Stack {
-            iface,
-            counters,
-            tcp,
-            tcp_services,
-            ..
-        } = self;
-        let mut out = |o: Outgoing<'_>| emit_tcp(iface, counters, egress, o);
-        tcp.path_mtu(&tuple, seq, mtu, tcp_services, counters, now_ns, &mut out)
+        let (table, services, counters, mut out) = self.tcp_parts(egress);
+        table.path_mtu(&tuple, seq, mtu, services, counters, now_ns, &mut out)
     }
 
     #[inline]

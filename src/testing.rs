@@ -12,7 +12,8 @@ use crate::rules::RuleTable;
 use crate::stack::{Egress, Interface, Stack, TcpSetup};
 use crate::wire::{
     ChecksumMode, EtherType, EthernetAddress, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr,
-    TcpHeader, TcpPacket, UdpPacket, UdpRepr, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN, UDP_HEADER_LEN,
+    TcpFlags, TcpHeader, TcpOptions, TcpPacket, UdpPacket, UdpRepr, ETHERNET_HEADER_LEN,
+    IPV4_HEADER_LEN, UDP_HEADER_LEN,
 };
 
 /// Both ends of a frame: link and network addresses.
@@ -63,6 +64,27 @@ pub fn udp_frame(ends: Endpoints, src_port: u16, dst_port: u16, payload: &[u8]) 
         ChecksumMode::Software,
     );
     ipv4_frame(ends, IpProtocol::Udp, &datagram)
+}
+
+/// A TCP header with the options a Linux SYN carries (MSS 1460, window
+/// scale 7, SACK-permitted, timestamps) and a 64 KiB window.
+pub fn tcp_header(src_port: u16, dst_port: u16, flags: TcpFlags, seq: u32, ack: u32) -> TcpHeader {
+    TcpHeader {
+        src_port,
+        dst_port,
+        seq,
+        ack,
+        flags,
+        window: 65535,
+        urgent: 0,
+        options: TcpOptions {
+            mss: Some(1460),
+            window_scale: Some(7),
+            sack_permitted: true,
+            timestamps: Some((1, 0)),
+            ..TcpOptions::default()
+        },
+    }
 }
 
 /// An Ethernet frame holding one TCP segment with a correct checksum.

@@ -509,37 +509,32 @@ impl Connection {
     ) -> Connection {
         let iss = Seq(ack.ack) - 1u32;
         let mut conn = Connection::blank(tuple, iss, config, now);
-        conn.irs = Seq(ack.seq) - 1u32;
-        conn.rcv_nxt = Seq(ack.seq);
-        conn.rcv_adv = conn.rcv_nxt;
-        conn.last_ack_sent = conn.rcv_nxt;
-        conn.mss = options.mss.min(config.mss);
-        if let (Some(scale), true) = (options.window_scale, config.window_scaling) {
-            conn.snd_wscale = scale.min(14);
-            conn.rcv_wscale = config.window_scale();
-            conn.flags.set(Flags::WINDOW_SCALING);
-        }
-        conn.flags
-            .put(Flags::SACK, options.sack_permitted && config.sack);
-        if let (Some((tsval, _)), true) = (ack.options.timestamps, config.timestamps) {
-            conn.flags.set(Flags::TIMESTAMPS);
-            conn.ts_recent = tsval;
+        // The SYN as the cookie remembers it, timestamps as the ACK shows.
+        let syn = TcpHeader {
+            seq: ack.seq.wrapping_sub(1),
+            flags: TcpFlags::SYN,
+            options: TcpOptions {
+                mss: Some(options.mss),
+                window_scale: options.window_scale,
+                sack_permitted: options.sack_permitted,
+                timestamps: ack.options.timestamps,
+                ..TcpOptions::default()
+            },
+            ..*ack
+        };
+        conn.take_peer_syn(&syn, config);
+        if conn.flags.has(Flags::TIMESTAMPS) {
             // Our SYN-ACK's timestamp was taken with a zero offset.
             conn.ts_offset = 0;
         }
-        conn.congestion = Congestion::new(config.congestion, conn.congestion_mss());
-        conn.snd_una = iss + 1;
-        conn.snd_nxt = conn.snd_una;
-        conn.snd_max = conn.snd_una;
-        conn.recover = conn.snd_una;
-        conn.high_rxt = conn.snd_una;
+        conn.snd_max = iss + 1;
+        conn.recover = iss + 1;
+        conn.high_rxt = iss + 1;
+        // This ACK's window is scaled, unlike a SYN's.
         conn.snd_wnd = u32::from(ack.window) << conn.snd_wscale;
         conn.max_snd_wnd = conn.snd_wnd;
         conn.snd_wl1 = Seq(ack.seq);
-        conn.snd_wl2 = Seq(ack.ack);
-        conn.state = State::Established;
-        conn.events.insert(Events::ESTABLISHED);
-        conn.arm_idle_timer(config, now);
+        conn.establish(Seq(ack.ack), config, now);
         conn
     }
 
@@ -1014,20 +1009,10 @@ impl Connection {
         let ack = Seq(seg.ack);
         if self.state == State::SynReceived {
             if self.snd_una < ack && ack <= self.snd_max {
-                self.state = State::Established;
-                self.events.insert(Events::ESTABLISHED);
-                self.snd_una = self.iss + 1;
                 self.snd_wl1 = seq;
-                self.snd_wl2 = ack;
                 self.snd_wnd = u32::from(seg.window) << self.snd_wscale;
                 self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
-                self.retransmits = 0;
-                self.rto_at = NEVER;
-                self.take_rtt_sample(ack, now, config);
-                if self.flags.has(Flags::FIN_QUEUED) {
-                    self.state = State::FinWait1;
-                }
-                self.arm_idle_timer(config, now);
+                self.establish(ack, config, now);
             } else {
                 // An ACK of something we never sent: RST <SEQ=SEG.ACK>.
                 self.flags.set(Flags::ACK_NOW);
@@ -1303,6 +1288,24 @@ impl Connection {
         }
     }
 
+    /// `ack` acknowledges our SYN: ESTABLISHED, or FIN-WAIT-1 if the
+    /// application closed meanwhile (the FIN follows the handshake).
+    fn establish(&mut self, ack: Seq, config: &TcpConfig, now: u64) {
+        self.snd_una = ack;
+        self.snd_nxt = self.snd_nxt.max(ack);
+        self.snd_wl2 = ack;
+        self.rto_at = NEVER;
+        self.retransmits = 0;
+        self.take_rtt_sample(ack, now, config);
+        self.state = if self.flags.has(Flags::FIN_QUEUED) {
+            State::FinWait1
+        } else {
+            State::Established
+        };
+        self.events.insert(Events::ESTABLISHED);
+        self.arm_idle_timer(config, now);
+    }
+
     fn take_rtt_sample(&mut self, ack: Seq, now: u64, config: &TcpConfig) {
         if let Some(timed) = self.rtt_seq {
             if ack >= timed {
@@ -1374,16 +1377,8 @@ impl Connection {
             self.flags.clear(Flags::WINDOW_SCALING);
         }
         if has_ack {
-            self.snd_una = ack;
-            self.snd_nxt = self.snd_nxt.max(ack);
-            self.snd_wl2 = ack;
-            self.rto_at = NEVER;
-            self.retransmits = 0;
-            self.take_rtt_sample(ack, now, config);
-            self.state = State::Established;
-            self.events.insert(Events::ESTABLISHED);
+            self.establish(ack, config, now);
             self.flags.set(Flags::ACK_NOW);
-            self.arm_idle_timer(config, now);
         } else {
             // Simultaneous open: SYN-RECEIVED, answer with SYN-ACK.
             self.state = State::SynReceived;

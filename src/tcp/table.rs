@@ -250,7 +250,7 @@ impl TcpTable {
             // is forgotten (it ended in order) and the SYN goes to the listener.
             services.service(slot.service).on_closed(false);
             counters.tcp_closed.inc();
-            self.remove(key, services, counters);
+            self.remove(key, counters);
             return Input::NoConnection;
         }
         let bad_ack = slot.conn.is_bad_ack_in_syn_sent(header);
@@ -507,7 +507,7 @@ impl TcpTable {
         key
     }
 
-    fn remove(&mut self, key: u32, services: &mut TcpServices, counters: &WorkerCounters) {
+    fn remove(&mut self, key: u32, counters: &WorkerCounters) {
         let mut slot = self.slots.remove(key as usize);
         if let Some(timer) = slot.timer {
             self.wheel.cancel(timer);
@@ -517,7 +517,6 @@ impl TcpTable {
         }
         slot.conn.release_buffers(&mut self.pool);
         self.by_tuple.remove(slot.conn.tuple());
-        let _ = services;
         counters.tcp_active.set(self.slots.len() as u64);
     }
 
@@ -589,12 +588,11 @@ impl TcpTable {
         self.transmit(key, counters, now, out);
         let slot = &mut self.slots[key as usize];
         if slot.conn.state() == State::Closed {
-            if let Some(reset) = closed {
-                services.service(slot.service).on_closed(reset);
-            } else {
-                services.service(slot.service).on_closed(true);
-            }
-            self.remove(key, services, counters);
+            // Closed without a close event: only an abort does that.
+            services
+                .service(slot.service)
+                .on_closed(closed.unwrap_or(true));
+            self.remove(key, counters);
             return;
         }
         slot.conn.release_idle_buffers(&mut self.pool);
