@@ -923,6 +923,12 @@ impl Connection {
         let seq = Seq(seg.seq);
         let idle_before = self.idle_ns(now);
         self.last_rx_ms = millis(now);
+        if self.state == State::FinWait2 && !flags.contains(TcpFlags::RST) {
+            // The FIN-WAIT-2 limit is on silence: a peer still sending after
+            // our half-close is served for as long as it keeps sending, even
+            // if all it sends are retransmissions of what we already have.
+            self.aux_at = now.saturating_add(config.fin_wait2_ns);
+        }
 
         // A retransmitted SYN in SYN-RECEIVED: our SYN-ACK was lost.
         if self.state == State::SynReceived
@@ -1024,11 +1030,6 @@ impl Connection {
         }
         if self.state == State::Closed {
             return;
-        }
-        if self.state == State::FinWait2 {
-            // The FIN-WAIT-2 limit is on silence: a peer still sending after
-            // our half-close is served for as long as it keeps sending.
-            self.aux_at = now.saturating_add(config.fin_wait2_ns);
         }
 
         // Seventh: the segment's text.

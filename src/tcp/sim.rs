@@ -362,10 +362,16 @@ pub(crate) fn run(
     let b = b.expect("B accepted");
     if a.received != b.outgoing {
         fail(format!(
-            "A received {} bytes, B sent {}; first difference at {:?}",
+            "A received {} bytes, B sent {}; first difference at {:?}; \
+             at {} ms A ended {:?} in {}, B ended {:?} in {}",
             a.received.len(),
             b.outgoing.len(),
-            a.received.iter().zip(&b.outgoing).position(|(x, y)| x != y)
+            a.received.iter().zip(&b.outgoing).position(|(x, y)| x != y),
+            now / MS,
+            a.ended,
+            a.conn.state(),
+            b.ended,
+            b.conn.state()
         ));
     }
     if b.received != a.outgoing {

@@ -755,3 +755,22 @@ fn syn_sent_ignores_a_reset_whose_ack_is_not_for_our_syn() {
     assert_eq!(conn.state(), State::SynSent, "a blind RST must not close");
     assert!(conn.is_bad_ack_in_syn_sent(&peer(ACK, 0, ISS.wrapping_add(5000))));
 }
+
+#[test]
+fn fin_wait_2_limit_counts_silence_not_duplicates() {
+    let mut f = Fixture::established();
+    f.input(f.ack_from_peer(0, 0), b"abc");
+    f.conn.close();
+    f.transmit();
+    f.input(f.ack_from_peer(3, 1), b"");
+    assert_eq!(f.conn.state(), State::FinWait2);
+    // Half-way through the limit the peer resends data we already have.
+    f.now = f.config.fin_wait2_ns / 2;
+    f.input(f.ack_from_peer(0, 1), b"abc");
+    assert_eq!(f.conn.poll_timeout(), Some(f.now + f.config.fin_wait2_ns));
+    f.advance_to(f.config.fin_wait2_ns + MS);
+    assert_eq!(f.conn.state(), State::FinWait2, "the peer is alive");
+    let silent_until = f.conn.poll_timeout().unwrap();
+    f.advance_to(silent_until);
+    assert_eq!(f.conn.state(), State::Closed, "silence ends it");
+}
