@@ -47,11 +47,13 @@ pub enum DropReason {
     NoConnection,
     /// A SYN refused because the worker's connection table is full.
     ConnectionLimit,
+    /// The exception port's queue towards the kernel was full.
+    KernelQueueFull,
 }
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::Truncated,
         DropReason::BadVersion,
         DropReason::BadHeaderLength,
@@ -68,6 +70,7 @@ impl DropReason {
         DropReason::NoBuffer,
         DropReason::NoConnection,
         DropReason::ConnectionLimit,
+        DropReason::KernelQueueFull,
     ];
 
     /// The metric label of this reason.
@@ -89,9 +92,17 @@ impl DropReason {
             DropReason::NoBuffer => "no_buffer",
             DropReason::NoConnection => "no_connection",
             DropReason::ConnectionLimit => "connection_limit",
+            DropReason::KernelQueueFull => "kernel_queue_full",
         }
     }
 }
+
+/// Upper bounds, in microseconds, of the TCP round-trip histogram's buckets
+/// (the Prometheus `le` bounds; a last bucket takes everything above).
+pub const RTT_BUCKETS_US: [u64; 14] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000,
+];
 
 /// One counter, written by one thread only.
 #[derive(Debug, Default)]
@@ -164,6 +175,14 @@ pub struct WorkerCounters {
     pub tcp_resets_tx: Counter,
     /// TCP connections given up after too many retransmissions or probes.
     pub tcp_timeouts: Counter,
+    /// TCP retransmission timer expirations (each backs the RTO off).
+    pub tcp_rto_expired: Counter,
+    /// TCP round-trip samples by bucket: `tcp_rtt[i]` counts samples of at
+    /// most [`RTT_BUCKETS_US`]`[i]` (and above the previous bound); the last
+    /// counts the rest.
+    pub tcp_rtt: [Counter; RTT_BUCKETS_US.len() + 1],
+    /// The sum of the TCP round-trip samples, in microseconds.
+    pub tcp_rtt_sum_us: Counter,
     /// SYN-ACKs sent with a SYN cookie (the half-open backlog was full).
     pub tcp_syn_cookies_sent: Counter,
     /// Connections completed from a valid SYN cookie.
@@ -186,6 +205,8 @@ pub struct WorkerCounters {
     pub pool_in_use: Counter,
     /// Monotonic nanoseconds of the worker's last loop iteration (heartbeat).
     pub heartbeat_ns: Counter,
+    /// The generation of the rules the worker applies (gauge).
+    pub rules_generation: Counter,
 }
 
 impl Default for WorkerCounters {
@@ -209,6 +230,9 @@ impl Default for WorkerCounters {
             tcp_resets_rx: Counter::default(),
             tcp_resets_tx: Counter::default(),
             tcp_timeouts: Counter::default(),
+            tcp_rto_expired: Counter::default(),
+            tcp_rtt: std::array::from_fn(|_| Counter::default()),
+            tcp_rtt_sum_us: Counter::default(),
             tcp_syn_cookies_sent: Counter::default(),
             tcp_syn_cookies_accepted: Counter::default(),
             tcp_rx_segments: Counter::default(),
@@ -220,6 +244,7 @@ impl Default for WorkerCounters {
             idle_polls: Counter::default(),
             pool_in_use: Counter::default(),
             heartbeat_ns: Counter::default(),
+            rules_generation: Counter::default(),
         }
     }
 }
@@ -234,6 +259,19 @@ impl WorkerCounters {
     /// The drop count of one reason.
     pub fn drops_of(&self, reason: DropReason) -> u64 {
         self.drops[reason as usize].get()
+    }
+
+    /// Count one TCP round-trip sample.
+    #[inline]
+    pub fn record_rtt(&self, rtt_ns: u64) {
+        let us = rtt_ns / 1_000;
+        // 14 bounds: a scan is as fast as a search and branch-predictable.
+        let bucket = RTT_BUCKETS_US
+            .iter()
+            .position(|&bound| us <= bound)
+            .unwrap_or(RTT_BUCKETS_US.len());
+        self.tcp_rtt[bucket].inc();
+        self.tcp_rtt_sum_us.add(us);
     }
 
     /// All drops, whatever the reason.
@@ -267,5 +305,20 @@ mod tests {
         assert_eq!(counters.drops_of(DropReason::Fragment), 2);
         assert_eq!(counters.total_drops(), 2);
         assert_eq!(counters.rx_packets.get(), 5);
+    }
+
+    #[test]
+    fn rtt_samples_land_in_the_bucket_of_their_upper_bound() {
+        let counters = WorkerCounters::default();
+        counters.record_rtt(100_000); // exactly 100 us: the first bucket (le)
+        counters.record_rtt(100_999); // 100 us after truncation
+        counters.record_rtt(101_000);
+        counters.record_rtt(3_000_000_000); // beyond the last bound
+        let counts: Vec<u64> = counters.tcp_rtt.iter().map(Counter::get).collect();
+        assert_eq!(counts[0], 2);
+        assert_eq!(counts[1], 1);
+        assert_eq!(counts[RTT_BUCKETS_US.len()], 1);
+        assert_eq!(counts.iter().sum::<u64>(), 4);
+        assert_eq!(counters.tcp_rtt_sum_us.get(), 100 + 100 + 101 + 3_000_000);
     }
 }

@@ -16,6 +16,7 @@ pub mod rss;
 pub mod rules;
 pub mod wire;
 
+pub mod control;
 pub mod counters;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;

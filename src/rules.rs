@@ -8,6 +8,11 @@
 //! The table is immutable; a rules reload compiles a new one and hands it to
 //! each worker, which keeps its own copy (nothing shared on the fast path).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
 use crate::config::{Action, DefaultAction, Protocol, Rule, MAX_RULES};
 
 /// The outcome of classifying one packet.
@@ -15,8 +20,9 @@ use crate::config::{Action, DefaultAction, Protocol, Rule, MAX_RULES};
 pub struct Verdict {
     /// What to do with the packet.
     pub action: Action,
-    /// The index of the matching rule in the configured list; `None` when no
-    /// rule matched and the default action applies.
+    /// The hit-counter slot of the matching rule (its index in the configured
+    /// list unless the table was compiled with [`RuleTable::compile_with_slots`]);
+    /// `None` when no rule matched and the default action applies.
     pub rule: Option<u8>,
 }
 
@@ -35,6 +41,8 @@ pub struct RuleTable {
     rules: Vec<Rule>,
     /// Rule names, parallel to `rules` (for metrics labels).
     names: Vec<String>,
+    /// Hit-counter slots, parallel to `rules`.
+    slots: Vec<u8>,
     /// The default action.
     default: DefaultAction,
 }
@@ -61,11 +69,33 @@ impl RuleTable {
     /// If there are more than [`MAX_RULES`] rules; a validated
     /// [`Config`](crate::config::Config) never has.
     pub fn compile(rules: &[Rule], default: DefaultAction) -> RuleTable {
+        let slots: Vec<u8> = (0..rules.len()).map(|i| i as u8).collect();
+        RuleTable::compile_with_slots(rules, default, &slots)
+    }
+
+    /// Like [`RuleTable::compile`], but rule `i` counts its hits in counter
+    /// slot `slots[i]` (see [`RuleSlots`]: a rule keeps its slot across
+    /// reloads, so its counter never goes back).
+    ///
+    /// # Panics
+    /// If there are more than [`MAX_RULES`] rules, or `slots` is not as long
+    /// as `rules`, or a slot is out of range or used twice.
+    pub fn compile_with_slots(rules: &[Rule], default: DefaultAction, slots: &[u8]) -> RuleTable {
         assert!(
             rules.len() <= MAX_RULES,
             "{} rules, at most {MAX_RULES} can be compiled",
             rules.len()
         );
+        assert_eq!(slots.len(), rules.len(), "one slot per rule");
+        let mut seen = [false; MAX_RULES];
+        for &slot in slots {
+            let slot = usize::from(slot);
+            assert!(
+                slot < MAX_RULES && !seen[slot],
+                "slot {slot} reused or out of range"
+            );
+            seen[slot] = true;
+        }
         let default_index = rules.len() as u8;
         let mut by_port = [filled(default_index), filled(default_index)];
         // Fill from the last rule to the first so that earlier rules
@@ -81,7 +111,7 @@ impl RuleTable {
             .enumerate()
             .map(|(i, r)| Verdict {
                 action: r.action,
-                rule: Some(i as u8),
+                rule: Some(slots[i]),
             })
             .collect();
         verdicts.push(Verdict {
@@ -93,8 +123,14 @@ impl RuleTable {
             verdicts,
             rules: rules.to_vec(),
             names: rules.iter().map(|r| r.name.clone()).collect(),
+            slots: slots.to_vec(),
             default,
         }
+    }
+
+    /// The hit-counter slot of each rule, in configured order.
+    pub fn slots(&self) -> &[u8] {
+        &self.slots
     }
 
     /// The verdict for a packet of `protocol` to `dst_port`.
@@ -129,6 +165,118 @@ impl RuleTable {
     /// Whether there are no rules (everything gets the default action).
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
+    }
+}
+
+/// The rules in force, published by the control thread to every worker.
+///
+/// The control thread stores a new table, then bumps the generation. A worker
+/// compares the generation with the one it applied every few poll rounds (one
+/// load) and only when it changed takes the table ([`ArcSwap`]: no lock, and
+/// the worker keeps its own `Arc`, so the fast path reads nothing shared
+/// that anyone writes).
+#[derive(Debug)]
+pub struct SharedRules {
+    table: ArcSwap<RuleTable>,
+    generation: AtomicU64,
+}
+
+impl SharedRules {
+    /// Rules in force from the start: generation 1.
+    pub fn new(table: Arc<RuleTable>) -> SharedRules {
+        SharedRules {
+            table: ArcSwap::new(table),
+            generation: AtomicU64::new(1),
+        }
+    }
+
+    /// Put `table` in force; returns its generation. Only the control thread
+    /// calls this (one writer).
+    pub fn publish(&self, table: Arc<RuleTable>) -> u64 {
+        self.table.store(table);
+        let generation = self.generation.load(Ordering::Relaxed) + 1;
+        self.generation.store(generation, Ordering::Release);
+        generation
+    }
+
+    /// The generation in force.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The table in force (at least as new as the last [`Self::generation`]
+    /// read by the caller).
+    pub fn table(&self) -> Arc<RuleTable> {
+        self.table.load_full()
+    }
+}
+
+/// Assigns rules their hit-counter slots across reloads.
+///
+/// Workers count rule hits in a fixed array of [`MAX_RULES`] counters
+/// (`WorkerCounters::rule_hits`), which only they write. A counter must never
+/// go back while its series lives, so a rule keeps its slot by name across
+/// reloads, a new name takes a slot never used, and only when none is left
+/// does it take the slot of a rule no longer configured, whose count so far
+/// becomes the new rule's zero (its `base`). Hits the workers still count
+/// for the old rule before they see the new table (at most a few poll
+/// rounds) go to the new one.
+#[derive(Debug, Clone)]
+pub struct RuleSlots {
+    /// The rule name that owns each slot (or owned it last); `None` = unused.
+    owner: Vec<Option<String>>,
+    /// The count of each slot that stands for zero.
+    base: Vec<u64>,
+}
+
+impl Default for RuleSlots {
+    fn default() -> Self {
+        RuleSlots {
+            owner: vec![None; MAX_RULES],
+            base: vec![0; MAX_RULES],
+        }
+    }
+}
+
+impl RuleSlots {
+    /// Slots for `rules` (names unique, at most [`MAX_RULES`] of them).
+    /// `count(slot)` reads a slot's counter summed over the workers.
+    pub fn assign(&mut self, rules: &[Rule], count: impl Fn(usize) -> u64) -> Vec<u8> {
+        let mut slots: Vec<Option<u8>> = rules
+            .iter()
+            .map(|r| {
+                self.owner
+                    .iter()
+                    .position(|o| o.as_deref() == Some(r.name.as_str()))
+                    .map(|s| s as u8)
+            })
+            .collect();
+        let mut taken = vec![false; MAX_RULES];
+        for slot in slots.iter().flatten() {
+            taken[usize::from(*slot)] = true;
+        }
+        for (i, rule) in rules.iter().enumerate() {
+            if slots[i].is_some() {
+                continue;
+            }
+            let fresh = (0..MAX_RULES).find(|&s| !taken[s] && self.owner[s].is_none());
+            let slot = fresh
+                .or_else(|| (0..MAX_RULES).find(|&s| !taken[s]))
+                .expect("at most MAX_RULES rules");
+            if self.owner[slot].is_some() {
+                self.base[slot] = count(slot);
+            }
+            self.owner[slot] = Some(rule.name.clone());
+            taken[slot] = true;
+            slots[i] = Some(slot as u8);
+        }
+        slots.into_iter().map(|s| s.expect("assigned")).collect()
+    }
+
+    /// The hits of the rule in `slot` given the slot's summed counter.
+    pub fn hits(&self, slot: u8, count: u64) -> u64 {
+        count.saturating_sub(self.base[usize::from(slot)])
     }
 }
 
@@ -173,6 +321,41 @@ mod tests {
                 rule: Some(i as u8),
             },
         )
+    }
+
+    #[test]
+    fn rules_keep_their_slots_across_reloads_and_counts_never_go_back() {
+        let r = |name: &str| rule(name, Protocol::Udp, &[7..=7], ECHO);
+        let mut slots = RuleSlots::default();
+        let mut counts = vec![0u64; MAX_RULES];
+        assert_eq!(slots.assign(&[r("a"), r("b")], |s| counts[s]), [0, 1]);
+        counts[0] = 10;
+        counts[1] = 20;
+        // Reordered, one removed, one added: names keep their slots and the
+        // new one takes a slot never used.
+        assert_eq!(slots.assign(&[r("c"), r("b")], |s| counts[s]), [2, 1]);
+        assert_eq!(slots.hits(1, counts[1]), 20);
+        assert_eq!(slots.hits(2, counts[2]), 0);
+        // "a" comes back: its old slot and count are still there.
+        assert_eq!(
+            slots.assign(&[r("a"), r("b"), r("c")], |s| counts[s]),
+            [0, 1, 2]
+        );
+        assert_eq!(slots.hits(0, counts[0]), 10);
+        // Fill every slot with other names; then a new name must reuse a
+        // slot, and starts from zero there.
+        let many: Vec<Rule> = (0..MAX_RULES).map(|i| r(&format!("n{i}"))).collect();
+        let assigned = slots.assign(&many, |s| counts[s]);
+        let mut sorted = assigned.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), MAX_RULES);
+        let reused = assigned[0];
+        assert_eq!(slots.hits(reused, counts[usize::from(reused)]), 0);
+        counts[usize::from(reused)] += 3;
+        assert_eq!(slots.hits(reused, counts[usize::from(reused)]), 3);
+        let t = RuleTable::compile_with_slots(&many, DefaultAction::Drop, &assigned);
+        assert_eq!(t.classify(Protocol::Udp, 7).rule, Some(assigned[0]));
     }
 
     #[test]

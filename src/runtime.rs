@@ -1,9 +1,11 @@
 //! Lifecycle: bring the port up, start one pinned worker per core, serve the
-//! control loop (signals, rules reload) and stop cleanly.
+//! control loop (signals, rules reload, worker health, the control HTTP
+//! endpoint) and stop cleanly.
 //!
 //! The thread that calls [`run`] becomes the control thread, pinned to
-//! `control_core`. It never touches a queue: it talks to the workers through
-//! per-worker channels and reads their counters.
+//! `control_core`. It never touches a queue: it publishes rules through
+//! [`SharedRules`](crate::rules::SharedRules), sends the rare control
+//! message, and reads the workers' counters ([`ControlPlane`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -11,14 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use serde_json::json;
 
 use crate::config::{Backend, Config, CongestionKind, MacSetting};
+use crate::control::http::HttpServer;
+use crate::control::{ControlPlane, HealthWatch};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::neighbour::NeighbourMailboxes;
 use crate::port::{PortStats, Queue};
-use crate::rules::RuleTable;
 use crate::stack::{FlowRecord, Interface, Stack, TcpSetup};
 use crate::tcp::congestion::Algorithm;
 use crate::tcp::connection::{Keepalive, TcpConfig};
@@ -61,13 +64,10 @@ impl Signals {
 /// Everything the workers share with the control thread.
 struct Shared {
     config: Config,
-    counters: Vec<Arc<WorkerCounters>>,
-    rules: Arc<RuleTable>,
+    plane: Arc<ControlPlane>,
     mailboxes: NeighbourMailboxes,
     stop_workers: Arc<AtomicBool>,
-    control_tx: Vec<Sender<ControlMessage>>,
     control_rx: Vec<Receiver<ControlMessage>>,
-    clock: Clock,
     /// TCP parameters, keys and seeds: the same for every worker.
     tcp: TcpSetup,
 }
@@ -76,19 +76,26 @@ impl Shared {
     fn new(config: Config) -> Shared {
         let n = config.dataplane.workers.len();
         let (control_tx, control_rx) = (0..n).map(|_| crossbeam_channel::bounded(4)).unzip();
+        let counters = (0..n)
+            .map(|_| Arc::new(WorkerCounters::default()))
+            .collect();
         Shared {
-            counters: (0..n)
-                .map(|_| Arc::new(WorkerCounters::default()))
-                .collect(),
-            rules: Arc::new(RuleTable::compile(&config.rules, config.default_action)),
+            plane: Arc::new(ControlPlane::new(
+                config.clone(),
+                counters,
+                control_tx,
+                Clock::start(),
+            )),
             mailboxes: NeighbourMailboxes::new(n),
             stop_workers: Arc::new(AtomicBool::new(false)),
-            control_tx,
             control_rx,
-            clock: Clock::start(),
             tcp: tcp_setup(&config),
             config,
         }
+    }
+
+    fn counters(&self) -> &[Arc<WorkerCounters>] {
+        self.plane.counters()
     }
 
     /// The stack and setup of worker `id`.
@@ -98,11 +105,12 @@ impl Shared {
             ip: self.config.interface.address,
             prefix_len: self.config.interface.prefix_len,
         };
+        let rules = self.plane.shared_rules();
         let stack = Stack::new(
             iface,
-            self.rules.clone(),
+            rules.table(),
             self.mailboxes.cache_for(id),
-            self.counters[id].clone(),
+            self.counters()[id].clone(),
             self.config.debug.flow_record.is_some(),
             self.tcp.clone(),
         );
@@ -111,8 +119,9 @@ impl Shared {
             idle: self.config.dataplane.idle,
             stop: self.stop_workers.clone(),
             control: self.control_rx[id].clone(),
-            counters: self.counters[id].clone(),
-            clock: self.clock,
+            rules: rules.clone(),
+            counters: self.counters()[id].clone(),
+            clock: self.plane.clock(),
         };
         (stack, setup)
     }
@@ -184,6 +193,9 @@ fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
         config.interface.address, config.interface.address, config.interface.prefix_len
     );
     pin_current_thread(config.dataplane.control_core, "control thread");
+    let reader = port.stats_reader();
+    shared.plane.set_port_stats(Box::new(move || reader.read()));
+    let http = start_http(shared)?;
     let mut handles = Vec::new();
     let cores = config.dataplane.workers.clone();
     let reports = start_workers(shared, port.queues(), mac, |id, body| {
@@ -199,6 +211,9 @@ fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
         Ok(())
     })?;
     control_loop(shared, signals);
+    if let Some(http) = http {
+        http.stop();
+    }
     shared.stop_workers.store(true, Relaxed);
     for handle in handles {
         if handle.join().is_err() {
@@ -242,11 +257,19 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
         "DPDK port up; {}/{} answered by shardnet",
         config.interface.address, config.interface.prefix_len
     );
+    let reader = port.stats_reader();
+    shared.plane.set_port_stats(Box::new(move || reader.read()));
+    // Started from the main lcore, so pinned to control_core with it; and
+    // stopped before the port closes (it reads the port's statistics).
+    let http = start_http(shared)?;
     let reports = start_workers(shared, port.queues(), mac, |id, body| {
         dpdk::launch_on_lcore(id as u32 + 1, body)?;
         Ok(())
     })?;
     control_loop(shared, signals);
+    if let Some(http) = http {
+        http.stop();
+    }
     shared.stop_workers.store(true, Relaxed);
     dpdk::wait_all_lcores();
     let reports: Vec<_> = reports.try_iter().collect();
@@ -263,35 +286,62 @@ fn run_dpdk(_shared: &Shared, _signals: &Signals) -> anyhow::Result<()> {
     bail!("this shardnet was built without the DPDK backend (cargo feature \"dpdk\")")
 }
 
-/// Wait for a stop signal; reload the rules on SIGHUP.
+/// Start the control HTTP endpoint if `[metrics] listen` is set.
+fn start_http(shared: &Shared) -> anyhow::Result<Option<HttpServer>> {
+    shared
+        .config
+        .metrics
+        .listen
+        .map(|addr| {
+            HttpServer::start(
+                addr,
+                shared.plane.clone(),
+                shared.config.debug.stall_endpoint,
+            )
+        })
+        .transpose()
+}
+
+/// Wait for a stop signal; reload the rules on SIGHUP; log workers that stop
+/// or resume polling.
 fn control_loop(shared: &Shared, signals: &Signals) {
+    let mut health = HealthWatch::default();
     while !signals.stop.load(Relaxed) {
         std::thread::sleep(CONTROL_TICK);
         if signals.reload.swap(false, Relaxed) {
-            match reload_rules(shared) {
-                Ok(n) => tracing::info!("rules reloaded: {n} rule(s) in force"),
-                Err(e) => tracing::error!("rules not reloaded, the old ones stay: {e:#}"),
+            match shared.plane.reload() {
+                Ok(done) => {
+                    tracing::info!(
+                        "rules reloaded on SIGHUP: {} rule(s) in force, generation {}",
+                        done.rules,
+                        done.generation
+                    );
+                    if !done.pending_workers.is_empty() {
+                        tracing::warn!(
+                            "workers {:?} have not applied the new rules yet",
+                            done.pending_workers
+                        );
+                    }
+                    if !done.needs_restart.is_empty() {
+                        tracing::warn!(
+                            "changed sections only apply at restart: {}",
+                            done.needs_restart.join(", ")
+                        );
+                    }
+                }
+                Err(e) => tracing::error!("rules not reloaded, the old ones stay: {e}"),
             }
         }
+        health.check(&shared.plane);
     }
     tracing::info!("stopping");
 }
 
-/// Re-read the config file and send its rules to every worker.
-fn reload_rules(shared: &Shared) -> anyhow::Result<usize> {
-    let config = Config::load(&shared.config.path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let table = Arc::new(RuleTable::compile(&config.rules, config.default_action));
-    for tx in &shared.control_tx {
-        tx.send(ControlMessage::Rules(table.clone()))
-            .context("a worker is gone")?;
-    }
-    Ok(table.len())
-}
-
 /// Per-worker counters as JSON, the stop summary and the `[debug]` stats file.
+/// `rule_slots` names each rule's hit-counter slot, in configured order.
 pub fn counters_json(
     counters: &[Arc<WorkerCounters>],
-    rule_names: &[String],
+    rule_slots: &[(String, u8)],
     port: &PortStats,
 ) -> serde_json::Value {
     let workers: Vec<_> = counters
@@ -302,10 +352,9 @@ pub fn counters_json(
                 .iter()
                 .map(|r| (r.as_str().to_string(), json!(c.drops_of(*r))))
                 .collect();
-            let rule_hits: serde_json::Map<_, _> = rule_names
+            let rule_hits: serde_json::Map<_, _> = rule_slots
                 .iter()
-                .enumerate()
-                .map(|(i, name)| (name.clone(), json!(c.rule_hits[i].get())))
+                .map(|(name, slot)| (name.clone(), json!(c.rule_hits[usize::from(*slot)].get())))
                 .collect();
             json!({
                 "worker": id,
@@ -328,6 +377,7 @@ pub fn counters_json(
                     "resets_rx": c.tcp_resets_rx.get(),
                     "resets_tx": c.tcp_resets_tx.get(),
                     "timeouts": c.tcp_timeouts.get(),
+                    "rto_expired": c.tcp_rto_expired.get(),
                     "syn_cookies_sent": c.tcp_syn_cookies_sent.get(),
                     "syn_cookies_accepted": c.tcp_syn_cookies_accepted.get(),
                     "rx_segments": c.tcp_rx_segments.get(),
@@ -370,13 +420,20 @@ fn write_flow_record(path: &Path, record: &FlowRecord) -> std::io::Result<()> {
 }
 
 fn finish(shared: &Shared, reports: Vec<WorkerReport>, port: PortStats) -> anyhow::Result<()> {
-    let stats = counters_json(&shared.counters, shared.rules.rule_names(), &port);
+    let table = shared.plane.shared_rules().table();
+    let rule_slots: Vec<(String, u8)> = table
+        .rule_names()
+        .iter()
+        .cloned()
+        .zip(table.slots().iter().copied())
+        .collect();
+    let stats = counters_json(shared.counters(), &rule_slots, &port);
     tracing::info!("final counters: {stats}");
-    if reports.len() != shared.counters.len() {
+    if reports.len() != shared.counters().len() {
         tracing::error!(
             "{} of {} workers reported back",
             reports.len(),
-            shared.counters.len()
+            shared.counters().len()
         );
     }
     if let Some(prefix) = &shared.config.debug.flow_record {

@@ -1059,6 +1059,9 @@ mod tests {
             let ack = segment(80, TcpFlags::ACK, 1001, our);
             assert!(send(&mut stack, ack, b"").is_empty());
             assert_eq!(counters.tcp_opened_passive.get(), 1);
+            // The SYN-ACK was timed: its ACK is one round-trip sample.
+            let samples: u64 = counters.tcp_rtt.iter().map(|c| c.get()).sum();
+            assert_eq!(samples, 1);
             let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
             let out = send(
                 &mut stack,

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! while !stop {
-//!     every 64 rounds: take control messages, neighbour updates, pool gauge
+//!     every 64 rounds: new rules, control messages, neighbour updates, pool gauge
 //!     if the TX drain timer expired: flush the TX burst
 //!     rx burst (32); for each frame: stack.process -> TX burst | kernel | consumed
 //! }
@@ -25,7 +25,7 @@ use crossbeam_channel::Receiver;
 use crate::config::IdleMode;
 use crate::counters::{DropReason, WorkerCounters};
 use crate::port::{Burst, PacketBuf, Queue};
-use crate::rules::RuleTable;
+use crate::rules::SharedRules;
 use crate::stack::{Disposition, Egress, FlowRecord, Stack};
 
 /// How long a partial TX burst may wait before it is sent (l3fwd's
@@ -61,8 +61,9 @@ impl Clock {
 /// A message from the control thread to a worker.
 #[derive(Debug)]
 pub enum ControlMessage {
-    /// New port rules: new flows follow them from now on.
-    Rules(Arc<RuleTable>),
+    /// Stop polling for this long (`[debug] stall_endpoint`: how tests make
+    /// a worker stuck on purpose).
+    Stall(Duration),
 }
 
 /// What a worker needs besides its queue and stack.
@@ -76,6 +77,8 @@ pub struct WorkerSetup {
     pub stop: Arc<AtomicBool>,
     /// Control messages.
     pub control: Receiver<ControlMessage>,
+    /// The rules in force; new flows follow a new generation at once.
+    pub rules: Arc<SharedRules>,
     /// This worker's counters.
     pub counters: Arc<WorkerCounters>,
     /// The shared clock.
@@ -146,15 +149,26 @@ pub fn run<Q: Queue>(mut queue: Q, mut stack: Stack, setup: WorkerSetup) -> Work
     let mut tx_since = 0u64;
     let mut empty_polls = 0u32;
     let mut round = 0u32;
+    let mut rules_generation = setup.rules.generation();
+    counters.rules_generation.set(rules_generation);
     tracing::debug!(worker = setup.id, "worker polling");
     while !setup.stop.load(Relaxed) {
         let now = setup.clock.now_ns();
         counters.heartbeat_ns.set(now);
         round = round.wrapping_add(1);
         if round % HOUSEKEEPING_EVERY == 0 {
+            let generation = setup.rules.generation();
+            if generation != rules_generation {
+                stack.set_rules(setup.rules.table());
+                rules_generation = generation;
+                counters.rules_generation.set(generation);
+            }
             while let Ok(message) = setup.control.try_recv() {
                 match message {
-                    ControlMessage::Rules(rules) => stack.set_rules(rules),
+                    ControlMessage::Stall(how_long) => {
+                        tracing::warn!(worker = setup.id, "stalling for {how_long:?} on request");
+                        std::thread::sleep(how_long);
+                    }
                 }
             }
             stack.neighbours().drain_mailbox();

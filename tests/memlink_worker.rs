@@ -14,6 +14,7 @@ use shardnet::config::{Action, DefaultAction, IdleMode, ServiceKind};
 use shardnet::counters::WorkerCounters;
 use shardnet::port::memlink::{LinkConfig, MemLink};
 use shardnet::port::{Burst, PacketBuf, Queue};
+use shardnet::rules::{RuleTable, SharedRules};
 use shardnet::stack::Interface;
 use shardnet::testing::{lone_stack, udp_frame, udp_rule, Endpoints};
 use shardnet::wire::{EthernetAddress, EthernetFrame, Ipv4Packet, UdpPacket};
@@ -39,6 +40,10 @@ fn run(config: LinkConfig, requests: usize) -> Outcome {
         prefix_len: 24,
     };
     let echo = udp_rule("echo", 7, Action::Service(ServiceKind::Echo));
+    let rules = Arc::new(SharedRules::new(Arc::new(RuleTable::compile(
+        std::slice::from_ref(&echo),
+        DefaultAction::Drop,
+    ))));
     let (stack, counters) = lone_stack(iface, &[echo], DefaultAction::Drop, false);
     let stop = Arc::new(AtomicBool::new(false));
     let (_control_tx, control_rx) = crossbeam_channel::bounded(1);
@@ -47,6 +52,7 @@ fn run(config: LinkConfig, requests: usize) -> Outcome {
         idle: IdleMode::Adaptive,
         stop: stop.clone(),
         control: control_rx,
+        rules,
         counters: counters.clone(),
         clock: Clock::start(),
     };

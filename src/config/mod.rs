@@ -399,6 +399,10 @@ pub struct DebugConfig {
     /// files starting with it when they stop. Kept as written (a relative
     /// path is relative to the working directory).
     pub flow_record: Option<PathBuf>,
+    /// `stall_endpoint`: serve `POST /debug/stall?worker=N&ms=M` on the
+    /// control endpoint, which makes worker N stop polling for M ms (to test
+    /// health checks and alerts). Off by default; never in production.
+    pub stall_endpoint: bool,
 }
 
 /// One `[[rule]]`: flows of `protocol` to one of `ports` get `action`.

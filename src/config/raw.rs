@@ -136,6 +136,7 @@ pub(super) struct RawDefault {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDebug {
     pub flow_record: Opt<String>,
+    pub stall_endpoint: Opt<bool>,
 }
 
 /// The sections and the keys each accepts, in the order of the structs above;
@@ -193,7 +194,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
     ("http", &["body"]),
     ("[rule]", &["name", "protocol", "ports", "service"]),
     ("default", &["action"]),
-    ("debug", &["flow_record"]),
+    ("debug", &["flow_record", "stall_endpoint"]),
 ];
 
 /// `ports = 7`, `ports = "8000-8100"` or `ports = [80, "8000-8100"]`.

@@ -118,6 +118,7 @@ action = "drop"
 
 [debug]
 flow_record = "/tmp/flows/run1-"
+stall_endpoint = true
 
 [tcp]
 max_connections_per_worker = 1000
@@ -242,6 +243,7 @@ body = """
         default_action: DefaultAction::Drop,
         debug: DebugConfig {
             flow_record: Some(PathBuf::from("/tmp/flows/run1-")),
+            stall_endpoint: true,
         },
         warnings: vec![
             ConfigError::new(
@@ -297,6 +299,7 @@ fn defaults() {
     assert!(c.rules.is_empty());
     assert_eq!(c.default_action, DefaultAction::Kernel);
     assert_eq!(c.debug.flow_record, None);
+    assert!(!c.debug.stall_endpoint);
     assert_eq!(c.tcp, TcpSettings::default());
     assert_eq!(c.http, HttpSettings::default());
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);

@@ -1022,6 +1022,9 @@ impl Validator<'_> {
                 out.flow_record = Some(PathBuf::from(f.get_ref()));
             }
         }
+        if let Some(stall) = raw.and_then(|s| s.get_ref().stall_endpoint.as_ref()) {
+            out.stall_endpoint = *stall.get_ref();
+        }
         out
     }
 }

@@ -30,7 +30,7 @@ pub use eal::{eal_arguments, launch_on_lcore, wait_all_lcores, wait_lcore, Eal, 
 pub use error::DpdkError;
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
-pub use port::{DpdkPort, DpdkQueue, PortOptions};
+pub use port::{DpdkPort, DpdkQueue, DpdkStatsReader, PortOptions};
 
 use std::ffi::CStr;
 

@@ -7,7 +7,7 @@ use dpdk_sys::{rte_mbuf, rte_mempool};
 
 use super::mempool::alloc_from;
 use super::{DpdkError, Mbuf, Mempool};
-use crate::port::{Burst, PortStats, Queue, TxOffloads};
+use crate::port::{Burst, PortStats, Queue, QueueStats, TxOffloads};
 use crate::rss::SYMMETRIC_RSS_KEY;
 
 /// Port settings beyond the queue count.
@@ -57,6 +57,51 @@ pub struct DpdkPort {
     rss: bool,
     mac: [u8; 6],
     closed: bool,
+}
+
+/// Reads a port's counters; see [`DpdkPort::stats_reader`].
+#[derive(Clone, Copy, Debug)]
+pub struct DpdkStatsReader {
+    port: u16,
+    queues: usize,
+}
+
+impl DpdkStatsReader {
+    /// The port's counters now. `rte_eth_stats_get` and the xstats calls only
+    /// read the driver's counters, which DPDK allows while other threads run
+    /// RX/TX bursts (its telemetry does the same); only one thread at a time
+    /// calls this.
+    pub fn read(&self) -> PortStats {
+        let port = self.port;
+        let mut stats = PortStats::default();
+        let mut raw = dpdk_sys::rte_eth_stats::default();
+        // SAFETY: valid out pointer, valid port.
+        let rc = unsafe { dpdk_sys::rte_eth_stats_get(port, &mut raw) };
+        if rc == 0 {
+            stats.rx_packets = raw.ipackets;
+            stats.tx_packets = raw.opackets;
+            stats.rx_bytes = raw.ibytes;
+            stats.tx_bytes = raw.obytes;
+            stats.rx_missed = raw.imissed;
+            stats.rx_errors = raw.ierrors;
+            stats.tx_errors = raw.oerrors;
+            stats.rx_nombuf = raw.rx_nombuf;
+            let per_queue = self.queues.min(raw.q_ipackets.len());
+            stats.queues = (0..per_queue)
+                .map(|q| QueueStats {
+                    rx_packets: raw.q_ipackets[q],
+                    tx_packets: raw.q_opackets[q],
+                })
+                .collect();
+        } else {
+            tracing::warn!("{}", DpdkError::port(port, "reading statistics", rc));
+        }
+        match xstats(port) {
+            Ok(extended) => stats.extended = extended,
+            Err(e) => tracing::warn!("{e}"),
+        }
+        stats
+    }
 }
 
 /// The device's description (`rte_eth_dev_info_get`).
@@ -343,28 +388,17 @@ impl DpdkPort {
     /// by name (xstats). For the control thread: it allocates. A counter the
     /// device cannot read stays 0 (and is logged).
     pub fn stats(&self) -> PortStats {
-        let port = self.port;
-        let mut stats = PortStats::default();
-        let mut raw = dpdk_sys::rte_eth_stats::default();
-        // SAFETY: valid out pointer, valid port.
-        let rc = unsafe { dpdk_sys::rte_eth_stats_get(port, &mut raw) };
-        if rc == 0 {
-            stats.rx_packets = raw.ipackets;
-            stats.tx_packets = raw.opackets;
-            stats.rx_bytes = raw.ibytes;
-            stats.tx_bytes = raw.obytes;
-            stats.rx_missed = raw.imissed;
-            stats.rx_errors = raw.ierrors;
-            stats.tx_errors = raw.oerrors;
-            stats.rx_nombuf = raw.rx_nombuf;
-        } else {
-            tracing::warn!("{}", DpdkError::port(port, "reading statistics", rc));
+        self.stats_reader().read()
+    }
+
+    /// What reads [`DpdkPort::stats`] from another thread (the control
+    /// thread's HTTP server). Read only while the port is open: stop the
+    /// reader's users before [`DpdkPort::close`].
+    pub fn stats_reader(&self) -> DpdkStatsReader {
+        DpdkStatsReader {
+            port: self.port,
+            queues: self.pools.len(),
         }
-        match xstats(port) {
-            Ok(extended) => stats.extended = extended,
-            Err(e) => tracing::warn!("{e}"),
-        }
-        stats
     }
 
     /// Stop and close the port. Call after every worker using its queues has

@@ -164,4 +164,15 @@ pub struct PortStats {
     pub rx_nombuf: u64,
     /// Extended statistics by the driver's names (DPDK xstats).
     pub extended: Vec<(String, u64)>,
+    /// Per-queue packet counts, in queue order (DPDK reports at most 16).
+    pub queues: Vec<QueueStats>,
+}
+
+/// One queue pair's packet counts as the device reports them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Packets received on the queue.
+    pub rx_packets: u64,
+    /// Packets transmitted on the queue.
+    pub tx_packets: u64,
 }

@@ -197,7 +197,7 @@ impl TcpConfig {
 
 /// What happened on a connection that its application should hear about.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Events(u8);
+pub struct Events(u16);
 
 impl Events {
     /// The handshake completed.
@@ -215,6 +215,12 @@ impl Events {
     pub const RESET: Events = Events(0x20);
     /// The connection gave up after too many retransmissions or probes.
     pub const TIMED_OUT: Events = Events(0x40);
+    /// An RTT sample was taken ([`Connection::last_rtt_sample_ns`]): for
+    /// metrics only, no application needs it.
+    pub const RTT_SAMPLED: Events = Events(0x80);
+    /// The retransmission timer expired and the RTO backed off: for metrics
+    /// only.
+    pub const RETRANSMISSION_TIMEOUT: Events = Events(0x100);
 
     /// No event.
     pub const fn empty() -> Events {
@@ -653,6 +659,11 @@ impl Connection {
     /// The smoothed round-trip time, once measured.
     pub fn srtt_ns(&self) -> Option<u64> {
         self.rtt.srtt_ns()
+    }
+
+    /// The latest round-trip sample (reported by [`Events::RTT_SAMPLED`]).
+    pub fn last_rtt_sample_ns(&self) -> Option<u64> {
+        self.rtt.last_sample_ns()
     }
 
     /// The congestion window, in bytes.
@@ -1313,6 +1324,7 @@ impl Connection {
                 self.rtt
                     .on_sample(now.saturating_sub(self.rtt_sent_ns), &config.rto);
                 self.rtt_seq = None;
+                self.events.insert(Events::RTT_SAMPLED);
             }
         }
     }
@@ -1330,6 +1342,7 @@ impl Connection {
             if tsecr != 0 && ticks >= 0 {
                 let rtt_ns = (ticks as u64).max(1) * 1_000_000;
                 self.rtt.on_sample(rtt_ns, &config.rto);
+                self.events.insert(Events::RTT_SAMPLED);
             }
         }
     }
@@ -1513,6 +1526,7 @@ impl Connection {
             return;
         }
         self.rtt.on_timeout();
+        self.events.insert(Events::RETRANSMISSION_TIMEOUT);
         self.rtt_seq = None;
         if handshake {
             self.flags.set(Flags::SEND_SYN);

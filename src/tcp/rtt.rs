@@ -75,7 +75,7 @@ impl Default for RtoConfig {
 }
 
 /// RFC 6298 state of one connection: smoothed RTT, RTT variance, the smallest
-/// sample, and the backoff count. 16 bytes.
+/// sample, the latest sample and the backoff count. 20 bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct RttEstimator {
     /// SRTT in microseconds; meaningless while `sampled` is false.
@@ -84,6 +84,8 @@ pub struct RttEstimator {
     rttvar_us: u32,
     /// The smallest sample seen, in microseconds; `u32::MAX` before the first.
     min_rtt_us: u32,
+    /// The latest sample, in microseconds (for metrics).
+    last_us: u32,
     /// Timeouts since the last sample (each doubles the RTO); saturates at
     /// 255, and the RTO stops growing at [`RtoConfig::max_ns`] well before.
     backoff: u8,
@@ -104,6 +106,7 @@ impl RttEstimator {
             srtt_us: 0,
             rttvar_us: 0,
             min_rtt_us: u32::MAX,
+            last_us: 0,
             backoff: 0,
             sampled: false,
         }
@@ -138,6 +141,7 @@ impl RttEstimator {
             self.sampled = true;
         }
         self.min_rtt_us = self.min_rtt_us.min(r);
+        self.last_us = r;
         self.backoff = 0;
     }
 
@@ -181,6 +185,12 @@ impl RttEstimator {
         self.sampled.then(|| u64::from(self.srtt_us) * NS_PER_US)
     }
 
+    /// The latest sample in nanoseconds (truncated to microseconds), or
+    /// `None` before the first.
+    pub fn last_sample_ns(&self) -> Option<u64> {
+        self.sampled.then(|| u64::from(self.last_us) * NS_PER_US)
+    }
+
     /// RTTVAR in nanoseconds, or `None` before the first sample.
     pub fn rttvar_ns(&self) -> Option<u64> {
         self.sampled.then(|| u64::from(self.rttvar_us) * NS_PER_US)
@@ -204,8 +214,19 @@ mod tests {
     const S: u64 = 1_000_000_000;
 
     #[test]
-    fn fits_in_sixteen_bytes() {
-        assert!(core::mem::size_of::<RttEstimator>() <= 16);
+    fn fits_in_twenty_bytes() {
+        assert!(core::mem::size_of::<RttEstimator>() <= 20);
+    }
+
+    #[test]
+    fn the_latest_sample_is_kept_for_metrics() {
+        let config = RtoConfig::default();
+        let mut e = RttEstimator::new();
+        assert_eq!(e.last_sample_ns(), None);
+        e.on_sample(30 * MS, &config);
+        e.on_sample(10 * MS, &config);
+        assert_eq!(e.last_sample_ns(), Some(10 * MS));
+        assert_ne!(e.srtt_ns(), Some(10 * MS), "the smoothed value differs");
     }
 
     #[test]

@@ -535,6 +535,14 @@ impl TcpTable {
         // Service callbacks may queue data or close, which adds no events;
         // one pass over the events suffices.
         let events = slot.conn.take_events();
+        if events.contains(Events::RTT_SAMPLED) {
+            if let Some(rtt) = slot.conn.last_rtt_sample_ns() {
+                counters.record_rtt(rtt);
+            }
+        }
+        if events.contains(Events::RETRANSMISSION_TIMEOUT) {
+            counters.tcp_rto_expired.inc();
+        }
         if events.contains(Events::ESTABLISHED) {
             if slot.half_open {
                 slot.half_open = false;

@@ -380,10 +380,15 @@ fn unacknowledged_data_is_retransmitted_with_backoff_then_reset() {
     assert_eq!(first.payload_len, 4);
     let mut last = 0;
     let mut gaps = Vec::new();
+    f.conn.take_events();
     for _ in 0..3 {
         let at = f.fire_next_timer();
         gaps.push(at - last);
         last = at;
+        assert!(f
+            .conn
+            .take_events()
+            .contains(Events::RETRANSMISSION_TIMEOUT));
         let again = f.transmit_one();
         assert!(again.retransmission);
         assert_eq!(rel_seq(&again), 0);

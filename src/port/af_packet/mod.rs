@@ -53,7 +53,7 @@ use tracing::{debug, info, warn};
 
 use self::ring::{Geometry, Received, Ring, ETH_HLEN, VLAN_HLEN};
 use super::heap::{HeapBuf, HEAP_BUF_ROOM};
-use super::{Burst, PacketBuf, PortStats, Queue};
+use super::{Burst, PacketBuf, PortStats, Queue, QueueStats};
 
 /// Most queues one port can have: the kernel's limit on a fanout group.
 pub const MAX_QUEUES: usize = 256;
@@ -348,9 +348,80 @@ pub struct AfPacketPort {
     counters: Vec<Arc<SharedCounters>>,
     /// Kernel statistics so far per socket: (delivered to the ring, dropped).
     /// Reading them resets the kernel's, so they are accumulated here.
-    kernel_totals: Vec<(AtomicU64, AtomicU64)>,
+    kernel_totals: Arc<[(AtomicU64, AtomicU64)]>,
     /// The queues, until [`AfPacketPort::queues`] takes them.
     queues: Vec<AfPacketQueue>,
+}
+
+/// Reads an AF_PACKET port's counters from any thread; see
+/// [`AfPacketPort::stats_reader`].
+#[derive(Clone, Debug)]
+pub struct AfPacketStats {
+    interface: String,
+    sockets: Vec<Arc<OwnedFd>>,
+    counters: Vec<Arc<SharedCounters>>,
+    kernel_totals: Arc<[(AtomicU64, AtomicU64)]>,
+}
+
+impl AfPacketStats {
+    /// Port counters: `rx_packets` and `rx_missed` are the kernel's
+    /// (`PACKET_STATISTICS`: frames put on the RX rings, frames dropped because
+    /// a ring was full); bytes and TX counts are the queues'. `rx_errors` counts
+    /// truncated frames, `tx_errors` dropped oversize and runt frames and failed
+    /// kicks; `extended` has every queue's counters by name.
+    pub fn read(&self) -> PortStats {
+        let mut stats = PortStats::default();
+        for (socket, (delivered, dropped)) in self.sockets.iter().zip(self.kernel_totals.iter()) {
+            match sys::get_option::<libc::tpacket_stats>(
+                socket,
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+            ) {
+                Ok(kernel) => {
+                    // tp_packets counts the dropped ones too.
+                    let drops = u64::from(kernel.tp_drops);
+                    delivered.fetch_add(
+                        u64::from(kernel.tp_packets).saturating_sub(drops),
+                        Ordering::Relaxed,
+                    );
+                    dropped.fetch_add(drops, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    debug!(interface = %self.interface, error = %e, "reading PACKET_STATISTICS failed")
+                }
+            }
+            stats.rx_packets += delivered.load(Ordering::Relaxed);
+            stats.rx_missed += dropped.load(Ordering::Relaxed);
+        }
+        for (index, counters) in self.counters.iter().map(|c| c.snapshot()).enumerate() {
+            stats.rx_bytes += counters.rx_bytes;
+            stats.tx_packets += counters.tx_packets;
+            stats.tx_bytes += counters.tx_bytes;
+            stats.rx_errors += counters.rx_truncated;
+            stats.tx_errors += counters.tx_oversize + counters.tx_runt + counters.tx_kick_errors;
+            stats.queues.push(QueueStats {
+                rx_packets: counters.rx_packets,
+                tx_packets: counters.tx_packets,
+            });
+            let named = [
+                ("rx_packets", counters.rx_packets),
+                ("rx_bytes", counters.rx_bytes),
+                ("rx_truncated", counters.rx_truncated),
+                ("tx_packets", counters.tx_packets),
+                ("tx_bytes", counters.tx_bytes),
+                ("tx_oversize", counters.tx_oversize),
+                ("tx_runt", counters.tx_runt),
+                ("tx_ring_full", counters.tx_ring_full),
+                ("tx_kick_errors", counters.tx_kick_errors),
+            ];
+            stats.extended.extend(
+                named
+                    .iter()
+                    .map(|(name, value)| (format!("q{index}_{name}"), *value)),
+            );
+        }
+        stats
+    }
 }
 
 impl AfPacketPort {
@@ -469,7 +540,10 @@ impl AfPacketPort {
                 .iter()
                 .map(|q| Arc::clone(&q.counters))
                 .collect(),
-            kernel_totals: (0..queues).map(|_| Default::default()).collect(),
+            kernel_totals: (0..queues)
+                .map(|_| Default::default())
+                .collect::<Vec<_>>()
+                .into(),
             queues: port_queues,
         })
     }
@@ -505,59 +579,20 @@ impl AfPacketPort {
         self.counters.iter().map(|c| c.snapshot()).collect()
     }
 
-    /// Port counters: `rx_packets` and `rx_missed` are the kernel's
-    /// (`PACKET_STATISTICS`: frames put on the RX rings, frames dropped because
-    /// a ring was full); bytes and TX counts are the queues'. `rx_errors` counts
-    /// truncated frames, `tx_errors` dropped oversize and runt frames and failed
-    /// kicks; `extended` has every queue's counters by name.
+    /// Port counters; see [`AfPacketStats::read`].
     pub fn stats(&self) -> PortStats {
-        let mut stats = PortStats::default();
-        for (socket, (delivered, dropped)) in self.sockets.iter().zip(&self.kernel_totals) {
-            match sys::get_option::<libc::tpacket_stats>(
-                socket,
-                libc::SOL_PACKET,
-                libc::PACKET_STATISTICS,
-            ) {
-                Ok(kernel) => {
-                    // tp_packets counts the dropped ones too.
-                    let drops = u64::from(kernel.tp_drops);
-                    delivered.fetch_add(
-                        u64::from(kernel.tp_packets).saturating_sub(drops),
-                        Ordering::Relaxed,
-                    );
-                    dropped.fetch_add(drops, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    debug!(interface = self.interface, error = %e, "reading PACKET_STATISTICS failed")
-                }
-            }
-            stats.rx_packets += delivered.load(Ordering::Relaxed);
-            stats.rx_missed += dropped.load(Ordering::Relaxed);
+        self.stats_reader().read()
+    }
+
+    /// What reads [`AfPacketPort::stats`] from another thread (the control
+    /// thread's HTTP server).
+    pub fn stats_reader(&self) -> AfPacketStats {
+        AfPacketStats {
+            interface: self.interface.clone(),
+            sockets: self.sockets.clone(),
+            counters: self.counters.clone(),
+            kernel_totals: self.kernel_totals.clone(),
         }
-        for (index, counters) in self.queue_counters().iter().enumerate() {
-            stats.rx_bytes += counters.rx_bytes;
-            stats.tx_packets += counters.tx_packets;
-            stats.tx_bytes += counters.tx_bytes;
-            stats.rx_errors += counters.rx_truncated;
-            stats.tx_errors += counters.tx_oversize + counters.tx_runt + counters.tx_kick_errors;
-            let named = [
-                ("rx_packets", counters.rx_packets),
-                ("rx_bytes", counters.rx_bytes),
-                ("rx_truncated", counters.rx_truncated),
-                ("tx_packets", counters.tx_packets),
-                ("tx_bytes", counters.tx_bytes),
-                ("tx_oversize", counters.tx_oversize),
-                ("tx_runt", counters.tx_runt),
-                ("tx_ring_full", counters.tx_ring_full),
-                ("tx_kick_errors", counters.tx_kick_errors),
-            ];
-            stats.extended.extend(
-                named
-                    .iter()
-                    .map(|(name, value)| (format!("q{index}_{name}"), *value)),
-            );
-        }
-        stats
     }
 }
 

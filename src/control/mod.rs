@@ -1,0 +1,482 @@
+//! The control plane: what the control thread owns and serves.
+//!
+//! [`ControlPlane`] holds the rules in force and their reload, the workers'
+//! counters and health, and the port's statistics reader. The control thread
+//! ([`crate::runtime`]) watches signals and worker health with it; the HTTP
+//! server of [`http`] (`[metrics] listen`) serves it:
+//!
+//! | path | answer |
+//! |---|---|
+//! | `GET /metrics` | Prometheus text format ([`metrics`]) |
+//! | `GET /healthz` | `200` while every worker polls, `503` naming the stuck ones |
+//! | `GET /rules` | the rules in force, with their hits, as JSON |
+//! | `POST /reload` | re-read the rules from the config file: `200`, or `400` with the reason (the old rules stay) |
+//!
+//! Nothing here runs on a worker core or blocks a worker: workers publish
+//! counters with relaxed stores and pick new rules up through
+//! [`SharedRules`]; the one message channel to them carries only the debug
+//! stall request.
+
+pub mod http;
+pub mod metrics;
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Sender;
+use serde_json::json;
+
+use crate::config::{Backend, Config};
+use crate::counters::WorkerCounters;
+use crate::port::PortStats;
+use crate::rules::{RuleSlots, RuleTable, SharedRules};
+use crate::worker::{Clock, ControlMessage};
+
+/// A worker whose last poll round began longer ago than this is stuck:
+/// `/healthz` turns 503 and `shardnet_worker_up` 0. A round takes
+/// microseconds (a burst of 32 packets, or an adaptive worker's 100 µs nap),
+/// so half a second is far beyond any healthy pause, yet well within the
+/// second an operator may expect.
+pub const STUCK_AFTER: Duration = Duration::from_millis(500);
+
+/// How long `POST /reload` waits for every worker to apply new rules.
+const APPLY_WAIT: Duration = Duration::from_secs(1);
+
+/// Reads the port's counters from the control thread.
+pub type PortStatsReader = Box<dyn Fn() -> PortStats + Send + Sync>;
+
+/// One worker's health.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WorkerHealth {
+    /// Worker number.
+    pub worker: usize,
+    /// Whether it polled within [`STUCK_AFTER`].
+    pub polling: bool,
+    /// Time since its last poll round began (since start if it never
+    /// polled).
+    pub heartbeat_age: Duration,
+}
+
+/// What a successful reload did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Rules now in force.
+    pub rules: usize,
+    /// Their generation (1 = the rules at start).
+    pub generation: u64,
+    /// Workers that had not applied them after a second (stuck ones); they
+    /// apply them when they poll again.
+    pub pending_workers: Vec<usize>,
+    /// Sections of the file that changed but only take effect at restart.
+    pub needs_restart: Vec<&'static str>,
+}
+
+/// The control thread's state, shared with its HTTP server.
+pub struct ControlPlane {
+    config: Config,
+    counters: Vec<Arc<WorkerCounters>>,
+    rules: Arc<SharedRules>,
+    /// Also serializes reloads (SIGHUP and `POST /reload`).
+    slots: Mutex<RuleSlots>,
+    control_tx: Vec<Sender<ControlMessage>>,
+    clock: Clock,
+    started: SystemTime,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+    pool_capacity: Option<u64>,
+    port_stats: OnceLock<PortStatsReader>,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("config", &self.config.path)
+            .field("workers", &self.counters.len())
+            .field("rules_generation", &self.rules.generation())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControlPlane {
+    /// The control plane of `config`, whose workers write `counters` and read
+    /// `control_tx`'s other ends. Compiles the configured rules.
+    pub fn new(
+        config: Config,
+        counters: Vec<Arc<WorkerCounters>>,
+        control_tx: Vec<Sender<ControlMessage>>,
+        clock: Clock,
+    ) -> ControlPlane {
+        let mut slots = RuleSlots::default();
+        let assigned = slots.assign(&config.rules, |_| 0);
+        let table = RuleTable::compile_with_slots(&config.rules, config.default_action, &assigned);
+        let pool_capacity = match config.dataplane.backend {
+            Backend::Dpdk => Some(u64::from(config.dpdk.mbufs_per_worker)),
+            // AF_PACKET frames live in the kernel's rings: no pool to watch.
+            Backend::AfPacket => None,
+        };
+        ControlPlane {
+            config,
+            counters,
+            rules: Arc::new(SharedRules::new(Arc::new(table))),
+            slots: Mutex::new(slots),
+            control_tx,
+            clock,
+            started: SystemTime::now(),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+            pool_capacity,
+            port_stats: OnceLock::new(),
+        }
+    }
+
+    /// The configuration the process started with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The workers' counters, in worker order.
+    pub fn counters(&self) -> &[Arc<WorkerCounters>] {
+        &self.counters
+    }
+
+    /// The rules in force, as the workers see them.
+    pub fn shared_rules(&self) -> &Arc<SharedRules> {
+        &self.rules
+    }
+
+    /// The shared clock (worker heartbeats are on it).
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// Install the port's statistics reader, once the port is open.
+    pub fn set_port_stats(&self, reader: PortStatsReader) {
+        if self.port_stats.set(reader).is_err() {
+            tracing::warn!("the port statistics reader was already set");
+        }
+    }
+
+    /// The port's counters, once the port is open.
+    pub fn port_stats(&self) -> Option<PortStats> {
+        self.port_stats.get().map(|read| read())
+    }
+
+    /// Buffers in each worker's pool, where the backend has pools.
+    pub fn pool_capacity(&self) -> Option<u64> {
+        self.pool_capacity
+    }
+
+    /// Reloads so far: (applied, refused).
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (
+            self.reloads_ok.load(Relaxed),
+            self.reloads_failed.load(Relaxed),
+        )
+    }
+
+    /// The Unix time the process started at, in seconds.
+    pub fn start_time_unix(&self) -> f64 {
+        self.started
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    }
+
+    /// Every worker's health now.
+    pub fn health(&self) -> Vec<WorkerHealth> {
+        let now = self.clock.now_ns();
+        self.counters
+            .iter()
+            .enumerate()
+            .map(|(worker, c)| {
+                let age = Duration::from_nanos(now.saturating_sub(c.heartbeat_ns.get()));
+                WorkerHealth {
+                    worker,
+                    polling: c.heartbeat_ns.get() != 0 && age < STUCK_AFTER,
+                    heartbeat_age: age,
+                }
+            })
+            .collect()
+    }
+
+    /// Hits of each rule in force, in configured order, and of the default
+    /// action, summed over the workers.
+    pub fn rule_hits(&self) -> (Vec<(String, u64)>, u64) {
+        let slots = self.slots.lock().expect("rule slots lock");
+        let table = self.rules.table();
+        let hits = table
+            .rule_names()
+            .iter()
+            .zip(table.slots())
+            .map(|(name, &slot)| (name.clone(), slots.hits(slot, self.slot_count(slot.into()))))
+            .collect();
+        let default = self.counters.iter().map(|c| c.default_hits.get()).sum();
+        (hits, default)
+    }
+
+    fn slot_count(&self, slot: usize) -> u64 {
+        self.counters.iter().map(|c| c.rule_hits[slot].get()).sum()
+    }
+
+    /// The rules in force as JSON (`GET /rules`).
+    pub fn rules_json(&self) -> serde_json::Value {
+        let table = self.rules.table();
+        let (hits, default_hits) = self.rule_hits();
+        let rules: Vec<_> = table
+            .rules()
+            .iter()
+            .zip(hits)
+            .map(|(rule, (_, hits))| {
+                let ports: Vec<String> = rule
+                    .ports
+                    .iter()
+                    .map(|r| {
+                        if r.start() == r.end() {
+                            r.start().to_string()
+                        } else {
+                            format!("{}-{}", r.start(), r.end())
+                        }
+                    })
+                    .collect();
+                json!({
+                    "name": rule.name,
+                    "protocol": rule.protocol.as_str(),
+                    "ports": ports,
+                    "service": rule.action.as_str(),
+                    "hits": hits,
+                })
+            })
+            .collect();
+        json!({
+            "generation": self.rules.generation(),
+            "config": self.config.path.display().to_string(),
+            "rules": rules,
+            "default": {
+                "action": table.default_action().as_str(),
+                "hits": default_hits,
+            },
+        })
+    }
+
+    /// Re-read the config file and put its rules in force, then wait (up to a
+    /// second) until every worker applies them. A file that does not validate
+    /// changes nothing; the error lists every problem as `FILE:LINE:COL`.
+    /// Other sections are not applied; those that changed are named.
+    pub fn reload(&self) -> Result<Reloaded, String> {
+        let mut slots = self.slots.lock().expect("rule slots lock");
+        let config = match Config::load(&self.config.path) {
+            Ok(config) => config,
+            Err(e) => {
+                self.reloads_failed.fetch_add(1, Relaxed);
+                return Err(e.to_string());
+            }
+        };
+        let assigned = slots.assign(&config.rules, |slot| self.slot_count(slot));
+        let table = RuleTable::compile_with_slots(&config.rules, config.default_action, &assigned);
+        let generation = self.rules.publish(Arc::new(table));
+        drop(slots);
+        self.reloads_ok.fetch_add(1, Relaxed);
+        let deadline = Instant::now() + APPLY_WAIT;
+        let pending = loop {
+            let pending: Vec<usize> = (0..self.counters.len())
+                .filter(|&w| self.counters[w].rules_generation.get() < generation)
+                .collect();
+            if pending.is_empty() || Instant::now() >= deadline {
+                break pending;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        Ok(Reloaded {
+            rules: config.rules.len(),
+            generation,
+            pending_workers: pending,
+            needs_restart: self.changed_sections(&config),
+        })
+    }
+
+    /// Sections other than the rules that differ between `new` and the file
+    /// the process started with.
+    fn changed_sections(&self, new: &Config) -> Vec<&'static str> {
+        let old = &self.config;
+        let mut out = Vec::new();
+        let mut check = |changed: bool, name: &'static str| {
+            if changed {
+                out.push(name);
+            }
+        };
+        check(old.dataplane != new.dataplane, "dataplane");
+        check(old.dpdk != new.dpdk, "dpdk");
+        check(old.af_packet != new.af_packet, "af_packet");
+        check(old.interface != new.interface, "interface");
+        check(old.kernel != new.kernel, "kernel");
+        check(old.metrics != new.metrics, "metrics");
+        check(old.tcp != new.tcp, "tcp");
+        check(old.http != new.http, "http");
+        check(old.debug != new.debug, "debug");
+        out
+    }
+
+    /// Make `worker` stop polling for `how_long` (`[debug] stall_endpoint`).
+    pub fn stall(&self, worker: usize, how_long: Duration) -> Result<(), String> {
+        let tx = self
+            .control_tx
+            .get(worker)
+            .ok_or_else(|| format!("no worker {worker} (there are {})", self.counters.len()))?;
+        tx.try_send(ControlMessage::Stall(how_long))
+            .map_err(|e| format!("worker {worker} does not take messages: {e}"))
+    }
+}
+
+/// Logs workers that stop or resume polling. The control thread calls
+/// [`HealthWatch::check`] every tick.
+#[derive(Debug, Default)]
+pub struct HealthWatch {
+    stuck: Vec<bool>,
+}
+
+impl HealthWatch {
+    /// Compare with the last check and log the changes.
+    pub fn check(&mut self, plane: &ControlPlane) {
+        let health = plane.health();
+        self.stuck.resize(health.len(), false);
+        for h in health {
+            let stuck = !h.polling;
+            if stuck != self.stuck[h.worker] {
+                if stuck {
+                    tracing::error!(
+                        worker = h.worker,
+                        "worker {} has not polled for {:?}",
+                        h.worker,
+                        h.heartbeat_age
+                    );
+                } else {
+                    tracing::warn!(worker = h.worker, "worker {} polls again", h.worker);
+                }
+                self.stuck[h.worker] = stuck;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    pub(crate) const BASE: &str = r#"
+[dataplane]
+backend = "af_packet"
+workers = [0]
+control_core = 0
+
+[af_packet]
+interface = "veth-test"
+
+[interface]
+address = "198.18.0.2/24"
+
+[[rule]]
+name = "echo"
+protocol = "udp"
+ports = "7"
+service = "echo"
+
+[[rule]]
+name = "web"
+protocol = "tcp"
+ports = [80]
+service = "http"
+
+[default]
+action = "drop"
+"#;
+
+    pub(crate) fn plane_for(text: &str, workers: usize) -> (tempfile::NamedTempFile, ControlPlane) {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        let config = Config::load(file.path()).unwrap();
+        let counters = (0..workers).map(|_| Arc::default()).collect();
+        let (tx, _rx): (Vec<_>, Vec<_>) =
+            (0..workers).map(|_| crossbeam_channel::bounded(1)).unzip();
+        let plane = ControlPlane::new(config, counters, tx, Clock::start());
+        (file, plane)
+    }
+
+    #[test]
+    fn a_good_reload_publishes_and_a_bad_one_changes_nothing() {
+        let (file, plane) = plane_for(BASE, 0);
+        assert_eq!(plane.shared_rules().generation(), 1);
+        let moved = BASE.replace("service = \"echo\"", "service = \"discard\"");
+        std::fs::write(file.path(), &moved).unwrap();
+        let done = plane.reload().unwrap();
+        assert_eq!((done.rules, done.generation), (2, 2));
+        assert!(done.pending_workers.is_empty() && done.needs_restart.is_empty());
+        let rules = plane.rules_json();
+        assert_eq!(rules["generation"], 2);
+        assert_eq!(rules["rules"][0]["service"], "discard");
+        assert_eq!(rules["rules"][1]["ports"], serde_json::json!(["80"]));
+        assert_eq!(rules["default"]["action"], "drop");
+
+        // A broken file: the reason names the place, and nothing changes.
+        std::fs::write(file.path(), moved.replace("ports = [80]", "ports = [80")).unwrap();
+        let error = plane.reload().unwrap_err();
+        let path = file.path().display().to_string();
+        assert!(error.contains(&format!("{path}:")), "{error}");
+        assert_eq!(plane.shared_rules().generation(), 2);
+        assert_eq!(plane.rules_json()["rules"][0]["service"], "discard");
+        assert_eq!(plane.reload_counts(), (1, 1));
+
+        // Sections other than the rules are named, not applied.
+        let tcp = format!("{moved}\n[tcp]\nmss = 1200\n");
+        std::fs::write(file.path(), tcp).unwrap();
+        let done = plane.reload().unwrap();
+        assert_eq!(done.needs_restart, ["tcp"]);
+        assert_ne!(plane.config().tcp.mss, 1200);
+    }
+
+    #[test]
+    fn hits_follow_rule_names_across_reloads() {
+        let (file, plane) = plane_for(BASE, 2);
+        let table = plane.shared_rules().table();
+        let web = table.slots()[1];
+        plane.counters()[0].rule_hits[usize::from(web)].add(5);
+        plane.counters()[1].rule_hits[usize::from(web)].add(2);
+        plane.counters()[1].default_hits.add(3);
+        // "web" moves first; a new rule comes in behind it.
+        let reordered = BASE.replace(
+            "[[rule]]\nname = \"echo\"",
+            "[[rule]]\nname = \"dns\"\nprotocol = \"udp\"\nports = \"53\"\nservice = \"drop\"\n\n[[rule]]\nname = \"echo\"",
+        );
+        std::fs::write(file.path(), reordered).unwrap();
+        // Nobody polls here: the reload waits its second, then names them.
+        let done = plane.reload().unwrap();
+        assert_eq!(done.pending_workers, [0, 1]);
+        let (hits, default) = plane.rule_hits();
+        assert_eq!(
+            hits,
+            [
+                ("dns".to_owned(), 0),
+                ("echo".to_owned(), 0),
+                ("web".to_owned(), 7)
+            ]
+        );
+        assert_eq!(default, 3);
+    }
+
+    #[test]
+    fn a_worker_that_stops_beating_is_not_polling() {
+        let (_file, plane) = plane_for(BASE, 2);
+        // Never polled yet: not polling.
+        assert!(plane.health().iter().all(|h| !h.polling));
+        let now = plane.clock().now_ns().max(1);
+        plane.counters()[0].heartbeat_ns.set(now);
+        plane.counters()[1].heartbeat_ns.set(now);
+        assert!(plane.health().iter().all(|h| h.polling));
+        std::thread::sleep(STUCK_AFTER + Duration::from_millis(50));
+        plane.counters()[0].heartbeat_ns.set(plane.clock().now_ns());
+        let health = plane.health();
+        assert!(health[0].polling);
+        assert!(!health[1].polling);
+        assert!(health[1].heartbeat_age >= STUCK_AFTER);
+    }
+}
