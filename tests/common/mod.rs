@@ -137,6 +137,16 @@ impl Lab {
             .unwrap_or_else(|e| panic!("cannot run {args:?} in the peer namespace: {e}"))
     }
 
+    /// Run a command in the DUT namespace (where shardnet and its control
+    /// endpoint live) and wait for it.
+    pub fn dut(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.dut_ns])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {args:?} in the DUT namespace: {e}"))
+    }
+
     /// The DUT interface's MAC address.
     pub fn dut_mac(&self) -> String {
         let out = run_ok(&[
