@@ -28,46 +28,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-/usr/bin/python3 - "$work/req.pcap" <<'PY'
-import sys
-from scapy.all import Ether, IP, UDP, Raw, wrpcap
-frames = [Ether(src="02:00:00:00:01:01", dst="02:00:00:00:00:02") /
-          IP(src=f"198.18.{1 + i // 250}.{1 + i % 250}", dst="198.18.0.2") /
-          UDP(sport=10000 + i, dport=7) / Raw(b"\x5a" * 18) for i in range(1024)]
-wrpcap(sys.argv[1], frames)
-PY
+. bench/echo-common.sh
+request_pcap "$work/req.pcap"
 vdev="net_pcap0,rx_pcap=$work/req.pcap,infinite_rx=1"
 listen="127.0.0.1:19464"
 
 config() { # prefix metrics(on|off)
-    cat <<TOML
-[dataplane]
-backend = "dpdk"
-workers = [1]
-control_core = 0
-idle = "busy"
-
-[dpdk]
-eal_args = ["--no-pci", "--no-huge", "-m", "1024", "--no-shconf", "--no-telemetry", "--file-prefix=snb-metrics", "--vdev=$vdev"]
-port = 0
-mbufs_per_worker = 8191
-
-[interface]
-address = "198.18.0.2/16"
-mac = "02:00:00:00:00:02"
-
-[[rule]]
-name = "echo"
-protocol = "udp"
-ports = "7"
-service = "echo"
-
-[default]
-action = "drop"
-
-[debug]
-flow_record = "$1"
-TOML
+    echo_config "$vdev" snb-metrics "$1"
     if [ "$2" = on ]; then printf '\n[metrics]\nlisten = "%s"\n' "$listen"; fi
 }
 
@@ -83,7 +50,7 @@ run_once() { # seconds prefix metrics -> prints "udp_tx scrapes"
     timeout -s INT "$1" ./target/release/shardnet run --config "$work/sn.toml" 2> "$2.log" || true
     if [ -n "$scraper" ]; then kill "$scraper" 2>/dev/null || true; wait "$scraper" 2>/dev/null || true; scraper=""; fi
     local tx
-    tx=$(/usr/bin/python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(sum(w["udp_tx"] for w in s["workers"]))' "$2.stats.json")
+    tx=$(echoed "$2.stats.json")
     echo "$tx $(grep -c '^200$' "$scrapes" || true)"
 }
 

@@ -22,16 +22,8 @@ cargo build --release --quiet --bin shardnet --example stack_replay
 out=bench/out; mkdir -p "$out"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 
-# 1024 flows, one 60-byte frame each, to 02:00:00:00:00:02 / 198.18.0.2:7.
-/usr/bin/python3 - "$work/req.pcap" <<'PY'
-import sys
-from scapy.all import Ether, IP, UDP, Raw, wrpcap
-frames = [Ether(src="02:00:00:00:01:01", dst="02:00:00:00:00:02") /
-          IP(src=f"198.18.{1 + i // 250}.{1 + i % 250}", dst="198.18.0.2") /
-          UDP(sport=10000 + i, dport=7) / Raw(b"\x5a" * 18) for i in range(1024)]
-assert all(len(f) == 60 for f in frames)
-wrpcap(sys.argv[1], frames)
-PY
+. bench/echo-common.sh
+request_pcap "$work/req.pcap"
 vdev="net_pcap0,rx_pcap=$work/req.pcap,infinite_rx=1"
 eal=(--no-pci --no-huge -m 1024 --no-shconf --no-telemetry)
 
@@ -46,40 +38,11 @@ testpmd_pps=$(awk '/Tx-pps:/ {print $2}' "$work/testpmd.log" | tail -n +3 | sort
 
 # shardnet: run twice, for T and 2T seconds; rate = extra packets / extra time
 # (start-up and shutdown cancel out).
-config() {
-    cat <<TOML
-[dataplane]
-backend = "dpdk"
-workers = [1]
-control_core = 0
-idle = "busy"
-
-[dpdk]
-eal_args = ["--no-pci", "--no-huge", "-m", "1024", "--no-shconf", "--no-telemetry", "--file-prefix=snb-shardnet", "--vdev=$vdev"]
-port = 0
-mbufs_per_worker = 8191
-
-[interface]
-address = "198.18.0.2/16"
-mac = "02:00:00:00:00:02"
-
-[[rule]]
-name = "echo"
-protocol = "udp"
-ports = "7"
-service = "echo"
-
-[default]
-action = "drop"
-
-[debug]
-flow_record = "$1"
-TOML
-}
+config() { echo_config "$vdev" snb-shardnet "$1"; }
 run_shardnet() { # seconds prefix -> prints udp_tx
     config "$2" > "$work/sn.toml"
     timeout -s INT "$1" ./target/release/shardnet run --config "$work/sn.toml" 2> "$2.log" || true
-    /usr/bin/python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(sum(w["udp_tx"] for w in s["workers"]))' "$2.stats.json"
+    echoed "$2.stats.json"
 }
 echo "== shardnet echo, 1 worker, ${secs}s and $((2 * secs))s" >&2
 short=$(run_shardnet "$secs" "$work/short")
@@ -107,7 +70,7 @@ cg_shardnet() { # seconds tag -> "instructions packets"
         ./target/release/shardnet run --config "$work/sn.toml" >/dev/null 2>"$work/$2.err" || true
     local ir pkts
     ir=$(awk '/^summary:/ {print $2}' "$work/$2.out")
-    pkts=$(/usr/bin/python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(sum(w["udp_tx"] for w in s["workers"]))' "$work/$2.stats.json")
+    pkts=$(echoed "$work/$2.stats.json")
     echo "$ir $pkts"
 }
 read -r lir1 lp1 < <(cg_shardnet 20 cg1)

@@ -94,6 +94,9 @@ time_wait_ms = 1000
 [default]
 action = "kernel"
 
+[metrics]
+listen = "127.0.0.1:9464"
+
 [debug]
 flow_record = "$work/rec"
 TOML
@@ -131,6 +134,17 @@ ip netns exec "$peer" curl -sS --max-time 5 -i http://198.18.0.2/
 echo "== TCP: 4 MiB through the echo service on port 7, compared by SHA-256"
 ip netns exec "$peer" timeout 60 /usr/bin/python3 tests/peers/tcp_peer.py echo --dst 198.18.0.2 --port 7 --mib 4 \
     | /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); print("sent %d bytes, echoed %d, sha256 match %s, %.1f MiB/s" % (r["sent"], r["received"], r["match"], r["mib_per_s"])); sys.exit(not r["match"])'
+
+echo "== the control endpoint (in the DUT namespace): /healthz, /rules, a few of /metrics"
+ip netns exec "$dut" curl -sS --max-time 5 http://127.0.0.1:9464/healthz
+ip netns exec "$dut" curl -sS --max-time 5 http://127.0.0.1:9464/rules \
+    | /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); [print("rule %-9s %s %-8s -> %-8s hits %d" % (x["name"], x["protocol"], ",".join(x["ports"]), x["service"], x["hits"])) for x in r["rules"]]'
+ip netns exec "$dut" curl -sS --max-time 5 http://127.0.0.1:9464/metrics \
+    | grep -E '^shardnet_(udp_datagrams_total|tcp_connections_opened_total\{.*passive|worker_up)'
+if command -v promtool >/dev/null; then
+    ip netns exec "$dut" curl -sS --max-time 5 http://127.0.0.1:9464/metrics | promtool check metrics \
+        && echo "promtool check metrics: clean"
+fi
 
 echo "== stopping shardnet (SIGTERM)"
 kill -TERM "$pid"; wait "$pid"; pid=""

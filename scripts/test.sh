@@ -12,6 +12,8 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --no-default-features --all-targets -- -D warnings
+echo "== deploy/ monitoring kit (promtool check config, check rules, test rules)"
+./deploy/check.sh
 echo "== cargo test"
 cargo test --workspace
 echo "== cargo test (without the DPDK feature)"

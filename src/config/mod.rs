@@ -427,8 +427,12 @@ impl Rule {
 
     /// The ports as written in a config file: `80,443,8000-8100`.
     pub fn ports_string(&self) -> String {
-        let parts: Vec<String> = self
-            .ports
+        self.port_strings().join(",")
+    }
+
+    /// Each port range as written in a config file: `["80", "8000-8100"]`.
+    pub fn port_strings(&self) -> Vec<String> {
+        self.ports
             .iter()
             .map(|r| {
                 if r.start() == r.end() {
@@ -437,8 +441,7 @@ impl Rule {
                     format!("{}-{}", r.start(), r.end())
                 }
             })
-            .collect();
-        parts.join(",")
+            .collect()
     }
 }
 

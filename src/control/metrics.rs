@@ -521,7 +521,7 @@ mod tests {
             r#"shardnet_rule_hits_total{rule="web"} 0"#,
             r#"shardnet_rules_reloads_total{result="error"} 0"#,
             r#"shardnet_rules_generation 1"#,
-            r#"shardnet_worker_up{worker="0"} 0"#,
+            r#"shardnet_worker_up{worker="0"} 1"#,
         ] {
             assert!(
                 text.contains(&format!("{line}\n")),

@@ -189,10 +189,12 @@ impl ControlPlane {
             .iter()
             .enumerate()
             .map(|(worker, c)| {
+                // A worker that has not polled yet counts from the clock's
+                // start: the same grace as between two rounds.
                 let age = Duration::from_nanos(now.saturating_sub(c.heartbeat_ns.get()));
                 WorkerHealth {
                     worker,
-                    polling: c.heartbeat_ns.get() != 0 && age < STUCK_AFTER,
+                    polling: age < STUCK_AFTER,
                     heartbeat_age: age,
                 }
             })
@@ -227,21 +229,10 @@ impl ControlPlane {
             .iter()
             .zip(hits)
             .map(|(rule, (_, hits))| {
-                let ports: Vec<String> = rule
-                    .ports
-                    .iter()
-                    .map(|r| {
-                        if r.start() == r.end() {
-                            r.start().to_string()
-                        } else {
-                            format!("{}-{}", r.start(), r.end())
-                        }
-                    })
-                    .collect();
                 json!({
                     "name": rule.name,
                     "protocol": rule.protocol.as_str(),
-                    "ports": ports,
+                    "ports": rule.port_strings(),
                     "service": rule.action.as_str(),
                     "hits": hits,
                 })
@@ -465,18 +456,18 @@ action = "drop"
 
     #[test]
     fn a_worker_that_stops_beating_is_not_polling() {
-        let (_file, plane) = plane_for(BASE, 2);
-        // Never polled yet: not polling.
-        assert!(plane.health().iter().all(|h| !h.polling));
-        let now = plane.clock().now_ns().max(1);
+        let (_file, plane) = plane_for(BASE, 3);
+        // Just started: no worker has polled yet, none is late yet.
+        assert!(plane.health().iter().all(|h| h.polling));
+        let now = plane.clock().now_ns();
         plane.counters()[0].heartbeat_ns.set(now);
         plane.counters()[1].heartbeat_ns.set(now);
-        assert!(plane.health().iter().all(|h| h.polling));
         std::thread::sleep(STUCK_AFTER + Duration::from_millis(50));
         plane.counters()[0].heartbeat_ns.set(plane.clock().now_ns());
         let health = plane.health();
         assert!(health[0].polling);
         assert!(!health[1].polling);
         assert!(health[1].heartbeat_age >= STUCK_AFTER);
+        assert!(!health[2].polling, "never polled, and the grace is over");
     }
 }
