@@ -149,7 +149,10 @@ pub fn run<Q: Queue>(mut queue: Q, mut stack: Stack, setup: WorkerSetup) -> Work
     let mut tx_since = 0u64;
     let mut empty_polls = 0u32;
     let mut round = 0u32;
+    // The generation first, then the table (at least as new): a reload
+    // between the stack's construction and here is not missed.
     let mut rules_generation = setup.rules.generation();
+    stack.set_rules(setup.rules.table());
     counters.rules_generation.set(rules_generation);
     tracing::debug!(worker = setup.id, "worker polling");
     while !setup.stop.load(Relaxed) {

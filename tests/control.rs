@@ -551,3 +551,50 @@ fn dpdk_port_and_pool_metrics_are_served_and_lint_clean() {
     assert_eq!(status, 200, "{health}");
     shardnet.stop();
 }
+
+#[test]
+fn a_taken_listen_address_fails_the_start_with_one_sentence() {
+    let lab = Lab::new();
+    // Something else holds the control endpoint's address in the namespace.
+    let mut holder = Command::new("ip")
+        .args(["netns", "exec", &lab.dut_ns, "/usr/bin/python3", "-c"])
+        .arg(
+            "import socket, time\n\
+             s = socket.socket(); s.bind(('127.0.0.1', 9464)); s.listen()\n\
+             print('listening', flush=True); time.sleep(60)",
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "listening");
+    let path = lab.path("shardnet.toml");
+    std::fs::write(&path, config(&lab, "af_packet", "echo")).unwrap();
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.dut_ns,
+            env!("CARGO_BIN_EXE_shardnet"),
+            "run",
+            "--config",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("shardnet: cannot listen on 127.0.0.1:9464 for the control endpoint"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
