@@ -63,7 +63,7 @@ impl Signals {
 
 /// Everything the workers share with the control thread.
 struct Shared {
-    config: Config,
+    /// Owns the configuration, the counters and the rules.
     plane: Arc<ControlPlane>,
     mailboxes: NeighbourMailboxes,
     stop_workers: Arc<AtomicBool>,
@@ -79,9 +79,10 @@ impl Shared {
         let counters = (0..n)
             .map(|_| Arc::new(WorkerCounters::default()))
             .collect();
+        let tcp = tcp_setup(&config);
         Shared {
             plane: Arc::new(ControlPlane::new(
-                config.clone(),
+                config,
                 counters,
                 control_tx,
                 Clock::start(),
@@ -89,9 +90,12 @@ impl Shared {
             mailboxes: NeighbourMailboxes::new(n),
             stop_workers: Arc::new(AtomicBool::new(false)),
             control_rx,
-            tcp: tcp_setup(&config),
-            config,
+            tcp,
         }
+    }
+
+    fn config(&self) -> &Config {
+        self.plane.config()
     }
 
     fn counters(&self) -> &[Arc<WorkerCounters>] {
@@ -102,8 +106,8 @@ impl Shared {
     fn worker_parts(&self, id: usize, mac: EthernetAddress) -> (Stack, WorkerSetup) {
         let iface = Interface {
             mac,
-            ip: self.config.interface.address,
-            prefix_len: self.config.interface.prefix_len,
+            ip: self.config().interface.address,
+            prefix_len: self.config().interface.prefix_len,
         };
         let rules = self.plane.shared_rules();
         let stack = Stack::new(
@@ -111,12 +115,12 @@ impl Shared {
             rules.table(),
             self.mailboxes.cache_for(id),
             self.counters()[id].clone(),
-            self.config.debug.flow_record.is_some(),
+            self.config().debug.flow_record.is_some(),
             self.tcp.clone(),
         );
         let setup = WorkerSetup {
             id,
-            idle: self.config.dataplane.idle,
+            idle: self.config().dataplane.idle,
             stop: self.stop_workers.clone(),
             control: self.control_rx[id].clone(),
             rules: rules.clone(),
@@ -161,7 +165,7 @@ fn start_workers<Q: Queue>(
 /// Run the stack described by `config` until `signals.stop` is set.
 pub fn run(config: Config, signals: &Signals) -> anyhow::Result<()> {
     let shared = Shared::new(config);
-    match shared.config.dataplane.backend {
+    match shared.config().dataplane.backend {
         Backend::AfPacket => run_af_packet(&shared, signals),
         Backend::Dpdk => run_dpdk(&shared, signals),
     }
@@ -175,7 +179,7 @@ fn pin_current_thread(core: usize, what: &str) {
 
 fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     use crate::port::af_packet::{AfPacketOptions, AfPacketPort};
-    let config = &shared.config;
+    let config = shared.config();
     let Some(af) = &config.af_packet else {
         bail!("backend \"af_packet\" needs an [af_packet] section");
     };
@@ -227,7 +231,7 @@ fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
 #[cfg(feature = "dpdk")]
 fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     use crate::dpdk::{self, DpdkPort, Eal, Mempool, PortOptions};
-    let config = &shared.config;
+    let config = shared.config();
     let n = config.dataplane.workers.len();
     let args = dpdk::eal_arguments(
         &config.dpdk.eal_args,
@@ -288,17 +292,11 @@ fn run_dpdk(_shared: &Shared, _signals: &Signals) -> anyhow::Result<()> {
 
 /// Start the control HTTP endpoint if `[metrics] listen` is set.
 fn start_http(shared: &Shared) -> anyhow::Result<Option<HttpServer>> {
-    shared
-        .config
+    let config = shared.config();
+    config
         .metrics
         .listen
-        .map(|addr| {
-            HttpServer::start(
-                addr,
-                shared.plane.clone(),
-                shared.config.debug.stall_endpoint,
-            )
-        })
+        .map(|addr| HttpServer::start(addr, shared.plane.clone(), config.debug.stall_endpoint))
         .transpose()
 }
 
@@ -309,28 +307,8 @@ fn control_loop(shared: &Shared, signals: &Signals) {
     while !signals.stop.load(Relaxed) {
         std::thread::sleep(CONTROL_TICK);
         if signals.reload.swap(false, Relaxed) {
-            match shared.plane.reload() {
-                Ok(done) => {
-                    tracing::info!(
-                        "rules reloaded on SIGHUP: {} rule(s) in force, generation {}",
-                        done.rules,
-                        done.generation
-                    );
-                    if !done.pending_workers.is_empty() {
-                        tracing::warn!(
-                            "workers {:?} have not applied the new rules yet",
-                            done.pending_workers
-                        );
-                    }
-                    if !done.needs_restart.is_empty() {
-                        tracing::warn!(
-                            "changed sections only apply at restart: {}",
-                            done.needs_restart.join(", ")
-                        );
-                    }
-                }
-                Err(e) => tracing::error!("rules not reloaded, the old ones stay: {e}"),
-            }
+            // Logged by reload itself.
+            let _ = shared.plane.reload("SIGHUP");
         }
         health.check(&shared.plane);
     }
@@ -436,7 +414,7 @@ fn finish(shared: &Shared, reports: Vec<WorkerReport>, port: PortStats) -> anyho
             shared.counters().len()
         );
     }
-    if let Some(prefix) = &shared.config.debug.flow_record {
+    if let Some(prefix) = &shared.config().debug.flow_record {
         let with_suffix = |suffix: String| {
             let mut path = PathBuf::from(prefix);
             path.as_mut_os_string().push(suffix);

@@ -182,34 +182,18 @@ fn healthz(plane: &ControlPlane) -> Response<std::io::Cursor<Vec<u8>>> {
 }
 
 fn reload(plane: &ControlPlane) -> Response<std::io::Cursor<Vec<u8>>> {
-    match plane.reload() {
-        Ok(done) => {
-            tracing::info!(
-                "rules reloaded over HTTP: {} rule(s), generation {}",
-                done.rules,
-                done.generation
-            );
-            if !done.needs_restart.is_empty() {
-                tracing::warn!(
-                    "changed sections only apply at restart: {}",
-                    done.needs_restart.join(", ")
-                );
-            }
-            json_response(
-                200,
-                &json!({
-                    "status": "ok",
-                    "rules": done.rules,
-                    "generation": done.generation,
-                    "pending_workers": done.pending_workers,
-                    "needs_restart": done.needs_restart,
-                }),
-            )
-        }
-        Err(e) => {
-            tracing::error!("rules not reloaded, the old ones stay: {e}");
-            json_response(400, &json!({"status": "error", "error": e}))
-        }
+    match plane.reload("HTTP") {
+        Ok(done) => json_response(
+            200,
+            &json!({
+                "status": "ok",
+                "rules": done.rules,
+                "generation": done.generation,
+                "pending_workers": done.pending_workers,
+                "needs_restart": done.needs_restart,
+            }),
+        ),
+        Err(e) => json_response(400, &json!({"status": "error", "error": e})),
     }
 }
 

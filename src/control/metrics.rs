@@ -342,6 +342,7 @@ fn collect(plane: &ControlPlane) -> Vec<MetricFamily> {
         &c.tcp_syn_cookies_accepted
     });
     s.per_worker(&WORKER_RULES, &workers, |c| &c.rules_generation);
+    let rtt_bounds: Vec<f64> = RTT_BUCKETS_US.iter().map(|us| *us as f64 / 1e6).collect();
     for (id, c) in &workers {
         let id = id.as_str();
         let drops = s.of(&DROPS);
@@ -363,10 +364,10 @@ fn collect(plane: &ControlPlane) -> Vec<MetricFamily> {
         let polls = s.of(&POLLS);
         polls.add(&[id, "busy"], c.busy_polls.get() as f64);
         polls.add(&[id, "idle"], c.idle_polls.get() as f64);
-        let bounds: Vec<f64> = RTT_BUCKETS_US.iter().map(|us| *us as f64 / 1e6).collect();
         let counts: Vec<u64> = c.tcp_rtt.iter().map(Counter::get).collect();
         let sum = c.tcp_rtt_sum_us.get() as f64 / 1e6;
-        s.of(&TCP_RTT).add_histogram(&[id], &bounds, &counts, sum);
+        s.of(&TCP_RTT)
+            .add_histogram(&[id], &rtt_bounds, &counts, sum);
         if let Some(capacity) = plane.pool_capacity() {
             s.of(&MEMPOOL_IN_USE).add(&[id], c.pool_in_use.get() as f64);
             s.of(&MEMPOOL_CAPACITY).add(&[id], capacity as f64);

@@ -204,16 +204,26 @@ impl ControlPlane {
     /// Hits of each rule in force, in configured order, and of the default
     /// action, summed over the workers.
     pub fn rule_hits(&self) -> (Vec<(String, u64)>, u64) {
+        let (table, hits, default) = self.hits_in_force();
+        (
+            table.rule_names().iter().cloned().zip(hits).collect(),
+            default,
+        )
+    }
+
+    /// The table in force with its rules' hits (in configured order) and the
+    /// default action's, read together: reloads publish under the same lock,
+    /// so the hits always belong to that table's rules.
+    fn hits_in_force(&self) -> (Arc<RuleTable>, Vec<u64>, u64) {
         let slots = self.slots.lock().expect("rule slots lock");
         let table = self.rules.table();
         let hits = table
-            .rule_names()
+            .slots()
             .iter()
-            .zip(table.slots())
-            .map(|(name, &slot)| (name.clone(), slots.hits(slot, self.slot_count(slot.into()))))
+            .map(|&slot| slots.hits(slot, self.slot_count(slot.into())))
             .collect();
         let default = self.counters.iter().map(|c| c.default_hits.get()).sum();
-        (hits, default)
+        (table, hits, default)
     }
 
     fn slot_count(&self, slot: usize) -> u64 {
@@ -222,13 +232,12 @@ impl ControlPlane {
 
     /// The rules in force as JSON (`GET /rules`).
     pub fn rules_json(&self) -> serde_json::Value {
-        let table = self.rules.table();
-        let (hits, default_hits) = self.rule_hits();
+        let (table, hits, default_hits) = self.hits_in_force();
         let rules: Vec<_> = table
             .rules()
             .iter()
             .zip(hits)
-            .map(|(rule, (_, hits))| {
+            .map(|(rule, hits)| {
                 json!({
                     "name": rule.name,
                     "protocol": rule.protocol.as_str(),
@@ -252,8 +261,36 @@ impl ControlPlane {
     /// Re-read the config file and put its rules in force, then wait (up to a
     /// second) until every worker applies them. A file that does not validate
     /// changes nothing; the error lists every problem as `FILE:LINE:COL`.
-    /// Other sections are not applied; those that changed are named.
-    pub fn reload(&self) -> Result<Reloaded, String> {
+    /// Other sections are not applied; those that changed are named. The
+    /// outcome is logged here, naming `trigger` (`"SIGHUP"`, `"HTTP"`).
+    pub fn reload(&self, trigger: &str) -> Result<Reloaded, String> {
+        let outcome = self.reload_inner();
+        match &outcome {
+            Ok(done) => {
+                tracing::info!(
+                    "rules reloaded on {trigger}: {} rule(s) in force, generation {}",
+                    done.rules,
+                    done.generation
+                );
+                if !done.pending_workers.is_empty() {
+                    tracing::warn!(
+                        "workers {:?} have not applied the new rules yet",
+                        done.pending_workers
+                    );
+                }
+                if !done.needs_restart.is_empty() {
+                    tracing::warn!(
+                        "changed sections only apply at restart: {}",
+                        done.needs_restart.join(", ")
+                    );
+                }
+            }
+            Err(e) => tracing::error!("rules not reloaded on {trigger}, the old ones stay: {e}"),
+        }
+        outcome
+    }
+
+    fn reload_inner(&self) -> Result<Reloaded, String> {
         let mut slots = self.slots.lock().expect("rule slots lock");
         let config = match Config::load(&self.config.path) {
             Ok(config) => config,
@@ -399,7 +436,7 @@ action = "drop"
         assert_eq!(plane.shared_rules().generation(), 1);
         let moved = BASE.replace("service = \"echo\"", "service = \"discard\"");
         std::fs::write(file.path(), &moved).unwrap();
-        let done = plane.reload().unwrap();
+        let done = plane.reload("test").unwrap();
         assert_eq!((done.rules, done.generation), (2, 2));
         assert!(done.pending_workers.is_empty() && done.needs_restart.is_empty());
         let rules = plane.rules_json();
@@ -410,7 +447,7 @@ action = "drop"
 
         // A broken file: the reason names the place, and nothing changes.
         std::fs::write(file.path(), moved.replace("ports = [80]", "ports = [80")).unwrap();
-        let error = plane.reload().unwrap_err();
+        let error = plane.reload("test").unwrap_err();
         let path = file.path().display().to_string();
         assert!(error.contains(&format!("{path}:")), "{error}");
         assert_eq!(plane.shared_rules().generation(), 2);
@@ -420,7 +457,7 @@ action = "drop"
         // Sections other than the rules are named, not applied.
         let tcp = format!("{moved}\n[tcp]\nmss = 1200\n");
         std::fs::write(file.path(), tcp).unwrap();
-        let done = plane.reload().unwrap();
+        let done = plane.reload("test").unwrap();
         assert_eq!(done.needs_restart, ["tcp"]);
         assert_ne!(plane.config().tcp.mss, 1200);
     }
@@ -440,7 +477,7 @@ action = "drop"
         );
         std::fs::write(file.path(), reordered).unwrap();
         // Nobody polls here: the reload waits its second, then names them.
-        let done = plane.reload().unwrap();
+        let done = plane.reload("test").unwrap();
         assert_eq!(done.pending_workers, [0, 1]);
         let (hits, default) = plane.rule_hits();
         assert_eq!(
