@@ -191,8 +191,16 @@ pub struct WorkerCounters {
     pub tcp_rx_segments: Counter,
     /// TCP segments sent.
     pub tcp_tx_segments: Counter,
-    /// Packets bound for the kernel (counted whether or not a kernel port exists).
+    /// Packets queued towards the kernel's exception port (drops while its
+    /// queue is full are counted under `kernel_queue_full` instead).
     pub to_kernel: Counter,
+    /// The kernel's packets this worker sent out of the port.
+    pub from_kernel: Counter,
+    /// TCP flows pinned to the kernel (gauge): they stay the kernel's across
+    /// rules reloads (see `kernel::flows`).
+    pub kernel_flows: Counter,
+    /// New kernel TCP flows not pinned because the flow table was full.
+    pub kernel_flows_untracked: Counter,
     /// Hits per rule, indexed by rule number.
     pub rule_hits: [Counter; MAX_RULES],
     /// Flows that matched no rule and took the default action.
@@ -238,6 +246,9 @@ impl Default for WorkerCounters {
             tcp_rx_segments: Counter::default(),
             tcp_tx_segments: Counter::default(),
             to_kernel: Counter::default(),
+            from_kernel: Counter::default(),
+            kernel_flows: Counter::default(),
+            kernel_flows_untracked: Counter::default(),
             rule_hits: std::array::from_fn(|_| Counter::default()),
             default_hits: Counter::default(),
             busy_polls: Counter::default(),

@@ -8,6 +8,7 @@
 //! - [`config`] and [`rules`]: the TOML file and the compiled port rules.
 //! - [`stack`]: per-worker protocol processing (ARP, IPv4, ICMP, UDP).
 //! - [`service`]: the services that run inside the stack.
+//! - [`kernel`]: the exception port towards the Linux kernel.
 //! - [`worker`]: the per-core poll loop.
 
 pub mod config;
@@ -22,6 +23,7 @@ pub mod counters;
 pub mod dpdk;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod kernel;
 pub mod neighbour;
 pub mod runtime;
 pub mod service;
