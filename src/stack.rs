@@ -21,6 +21,7 @@ use hashbrown::HashMap;
 
 use crate::config::{prefix_mask, Action, Protocol};
 use crate::counters::{DropReason, WorkerCounters};
+use crate::kernel::flows::{is_new_syn, KernelFlows};
 use crate::neighbour::NeighbourCache;
 use crate::port::{PacketBuf, RxChecksum};
 use crate::rules::RuleTable;
@@ -136,6 +137,9 @@ pub struct Stack {
     services: UdpServices,
     tcp: TcpTable,
     tcp_services: TcpServices,
+    /// TCP flows the rules gave the kernel: they stay the kernel's across
+    /// reloads.
+    kernel_flows: KernelFlows,
     flow_record: Option<FlowRecord>,
 }
 
@@ -176,6 +180,7 @@ impl Stack {
             neighbours,
             counters,
             services: UdpServices::default(),
+            kernel_flows: KernelFlows::new(tcp.hasher.clone()),
             tcp: TcpTable::new(tcp.table, Secrets::from_key(tcp.secret_key), tcp.hasher, 0),
             tcp_services: TcpServices::new(tcp.http_body),
             flow_record: record_flows.then(FlowRecord::new),
@@ -229,9 +234,41 @@ impl Stack {
         tcp.abort_all(services, counters, now_ns, &mut out);
     }
 
-    /// Switch to a new rule table; flows from now on follow it.
+    /// Switch to a new rule table; flows from now on follow it. Flows
+    /// already under way keep going where they went: the stack's own TCP
+    /// connections stay in its table, and the TCP flows the kernel took stay
+    /// pinned to it (see [`crate::kernel::flows`]).
     pub fn set_rules(&mut self, rules: Arc<RuleTable>) {
         self.rules = rules;
+    }
+
+    /// The TCP flows pinned to the kernel.
+    pub fn kernel_flows(&self) -> &KernelFlows {
+        &self.kernel_flows
+    }
+
+    /// Forget the kernel flows expired at `now_ns`, and publish the table's
+    /// size and untracked count. For the worker's housekeeping, about once a
+    /// second: it costs one pass over the table when something may have
+    /// expired, nothing otherwise. Returns how many flows were forgotten.
+    pub fn expire_kernel_flows(&mut self, now_ns: u64) -> usize {
+        let expired = self.kernel_flows.expire(now_ns);
+        self.publish_kernel_flows();
+        expired
+    }
+
+    /// Set the `kernel_flows` gauge and the `kernel_flows_untracked` counter
+    /// from the table. Called whenever the table changes size (a flow pinned
+    /// or refused, a stale entry dropped on lookup, a sweep): two stores, so
+    /// the gauge is current without waiting for the next sweep.
+    #[inline]
+    fn publish_kernel_flows(&self) {
+        self.counters
+            .kernel_flows
+            .set(self.kernel_flows.len() as u64);
+        self.counters
+            .kernel_flows_untracked
+            .set(self.kernel_flows.untracked());
     }
 
     /// The rule table in force.
@@ -536,6 +573,17 @@ impl Stack {
         if handled == Input::Handled {
             return Disposition::Consumed;
         }
+        // A flow the kernel took stays the kernel's, whatever the rules say
+        // now (its rule hit was counted when it was new).
+        if !self.kernel_flows.is_empty() {
+            let before = self.kernel_flows.len();
+            if self.kernel_flows.track(&tuple, header.flags, now_ns) {
+                return Disposition::Kernel(pkt);
+            }
+            if self.kernel_flows.len() != before {
+                self.publish_kernel_flows();
+            }
+        }
         // A new flow: the rules decide.
         let verdict = self.rules.classify(Protocol::Tcp, header.dst_port);
         self.count_rule_hit(verdict.rule);
@@ -547,7 +595,16 @@ impl Stack {
                 );
                 Disposition::Consumed
             }
-            Action::Kernel => Disposition::Kernel(pkt),
+            Action::Kernel => {
+                // Its SYN pins it. Later segments of flows not pinned (older
+                // than the process, or refused by a full table) still go to
+                // the kernel by the rules.
+                if is_new_syn(header.flags) {
+                    self.kernel_flows.pin(&tuple, now_ns);
+                    self.publish_kernel_flows();
+                }
+                Disposition::Kernel(pkt)
+            }
             Action::Service(_) | Action::Drop => self.dropped(DropReason::Rule),
         }
     }
@@ -1042,6 +1099,239 @@ mod tests {
                     parse_tcp_frame(f.data()).expect("a valid TCP frame")
                 })
                 .collect()
+        }
+
+        /// A stack whose only rule sends TCP port 8080 to `action`.
+        fn port_8080(action: Action) -> (Stack, Arc<WorkerCounters>) {
+            let iface = Interface {
+                mac: OUR_MAC,
+                ip: OUR_IP,
+                prefix_len: 24,
+            };
+            lone_stack(
+                iface,
+                &[tcp_rule("alt", 8080, action)],
+                DefaultAction::Drop,
+                false,
+            )
+        }
+
+        /// Reload: port 8080 now goes to `action`.
+        fn reload_8080(stack: &mut Stack, action: Action) {
+            let rules = [tcp_rule("alt", 8080, action)];
+            stack.set_rules(Arc::new(RuleTable::compile(&rules, DefaultAction::Drop)));
+        }
+
+        /// A segment from the peer's `src_port` to 8080.
+        fn from(src_port: u16, flags: TcpFlags, seq: u32, ack: u32) -> TcpHeader {
+            TcpHeader {
+                src_port,
+                ..segment(8080, flags, seq, ack)
+            }
+        }
+
+        fn tuple_of(src_port: u16) -> FourTuple {
+            FourTuple {
+                local_ip: OUR_IP,
+                local_port: 8080,
+                remote_ip: PEER_IP,
+                remote_port: src_port,
+            }
+        }
+
+        /// Process one segment at `now`: what became of it, and the segments
+        /// the stack sent.
+        fn deliver(
+            stack: &mut Stack,
+            header: TcpHeader,
+            payload: &[u8],
+            now: u64,
+        ) -> (Disposition<HeapBuf>, Vec<(TcpHeader, Vec<u8>)>) {
+            let mut egress = CollectEgress::default();
+            let frame = tcp_frame(ENDS, &header, payload);
+            let d = stack.process(HeapBuf::from_slice(&frame), now, &mut egress);
+            let sent = egress
+                .frames
+                .iter()
+                .map(|f| parse_tcp_frame(f.data()).expect("a valid TCP frame"))
+                .collect();
+            (d, sent)
+        }
+
+        /// The segment goes to the kernel byte for byte, and the stack sends
+        /// nothing.
+        fn to_kernel(stack: &mut Stack, header: TcpHeader, payload: &[u8], now: u64) {
+            let frame = tcp_frame(ENDS, &header, payload);
+            let mut egress = CollectEgress::default();
+            match stack.process(HeapBuf::from_slice(&frame), now, &mut egress) {
+                Disposition::Kernel(buf) => assert_eq!(buf.data(), &frame[..], "unchanged"),
+                other => panic!(
+                    "{} {header:?}: expected the kernel, got {other:?}",
+                    header.flags
+                ),
+            }
+            assert!(egress.frames.is_empty(), "the stack sent nothing");
+        }
+
+        const SECOND: u64 = 1_000_000_000;
+
+        #[test]
+        fn a_kernel_flow_survives_a_reload_that_gives_its_port_to_a_service() {
+            use crate::kernel::flows::{FlowState, RESET_TIMEOUT_NS};
+            let (mut stack, counters) = port_8080(Action::Kernel);
+            // A segment of a flow the kernel had before: the kernel's, not pinned.
+            to_kernel(&mut stack, from(40009, TcpFlags::ACK, 1, 1), b"", 0);
+            assert!(stack.kernel_flows().is_empty());
+            // The kernel's new flow: its SYN pins it.
+            to_kernel(&mut stack, from(40000, TcpFlags::SYN, 1000, 0), b"", 0);
+            assert_eq!(stack.kernel_flows().len(), 1);
+            assert_eq!(counters.kernel_flows.get(), 1, "the gauge follows inserts");
+            // The handshake completes (the kernel's SYN-ACK goes out its own way).
+            to_kernel(
+                &mut stack,
+                from(40000, TcpFlags::ACK, 1001, 5001),
+                b"",
+                SECOND,
+            );
+            let pinned = stack.kernel_flows().get(&tuple_of(40000)).unwrap();
+            assert_eq!(pinned.state, FlowState::Established);
+            assert_eq!(
+                counters.rule_hits[0].get(),
+                2,
+                "the SYN and the old flow's ACK"
+            );
+
+            // The port goes to http.
+            reload_8080(&mut stack, Action::Service(ServiceKind::Http));
+            let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+            let flags = TcpFlags::ACK | TcpFlags::PSH;
+            to_kernel(
+                &mut stack,
+                from(40000, flags, 1001, 5001),
+                request,
+                2 * SECOND,
+            );
+            to_kernel(
+                &mut stack,
+                from(40000, TcpFlags::ACK, 1001, 5500),
+                b"",
+                2 * SECOND,
+            );
+            assert_eq!(counters.tcp_resets_tx.get(), 0);
+            assert_eq!(stack.tcp().len(), 0);
+            assert_eq!(counters.rule_hits[0].get(), 2, "no hits for a pinned flow");
+
+            // A new flow follows the new rules: the http listener answers.
+            let (d, sent) = deliver(
+                &mut stack,
+                from(40001, TcpFlags::SYN, 7000, 0),
+                b"",
+                2 * SECOND,
+            );
+            assert!(matches!(d, Disposition::Consumed), "{d:?}");
+            assert_eq!(sent.len(), 1);
+            assert_eq!(sent[0].0.flags, TcpFlags::SYN | TcpFlags::ACK);
+            assert_eq!((sent[0].0.dst_port, sent[0].0.ack), (40001, 7001));
+            assert_eq!(stack.tcp().half_open(), 1);
+            assert_eq!(
+                stack.kernel_flows().len(),
+                1,
+                "a service's flow is not pinned"
+            );
+
+            // Without a pin, the same kind of segment draws the listener's RST:
+            // the pin is what keeps the kernel's connection alive.
+            let (d, sent) = deliver(
+                &mut stack,
+                from(40002, TcpFlags::ACK, 1001, 5500),
+                b"",
+                2 * SECOND,
+            );
+            assert!(matches!(d, Disposition::Consumed), "{d:?}");
+            assert_eq!(sent.len(), 1);
+            assert_eq!((sent[0].0.flags, sent[0].0.seq), (TcpFlags::RST, 5500));
+            assert_eq!(counters.drops_of(DropReason::NoConnection), 1);
+
+            // The peer resets the kernel's connection: segments still in
+            // flight go to the kernel for a few seconds, then the pin is gone.
+            let seq = 1001 + request.len() as u32;
+            let reset_at = 3 * SECOND;
+            to_kernel(
+                &mut stack,
+                from(40000, TcpFlags::RST, seq, 0),
+                b"",
+                reset_at,
+            );
+            let late = reset_at + RESET_TIMEOUT_NS - 1;
+            to_kernel(&mut stack, from(40000, TcpFlags::ACK, seq, 5500), b"", late);
+            assert_eq!(stack.expire_kernel_flows(late), 0);
+            assert_eq!(stack.expire_kernel_flows(reset_at + RESET_TIMEOUT_NS), 1);
+            assert!(stack.kernel_flows().is_empty());
+            assert_eq!(counters.kernel_flows.get(), 0, "the sweep sets the gauge");
+            assert_eq!(counters.kernel_flows_untracked.get(), 0);
+            let (_, sent) = deliver(
+                &mut stack,
+                from(40000, TcpFlags::ACK, seq, 5500),
+                b"",
+                reset_at + RESET_TIMEOUT_NS,
+            );
+            assert_eq!(sent.len(), 1);
+            assert_eq!(sent[0].0.flags, TcpFlags::RST);
+        }
+
+        #[test]
+        fn a_new_syn_on_a_closed_pinned_tuple_follows_the_rules() {
+            let (mut stack, counters) = port_8080(Action::Kernel);
+            to_kernel(&mut stack, from(40000, TcpFlags::SYN, 1000, 0), b"", 0);
+            to_kernel(&mut stack, from(40000, TcpFlags::ACK, 1001, 1), b"", 0);
+            let fin = TcpFlags::FIN | TcpFlags::ACK;
+            to_kernel(&mut stack, from(40000, fin, 1001, 1), b"", SECOND);
+            reload_8080(&mut stack, Action::Service(ServiceKind::Echo));
+            // The last ACK of the closing connection is still the kernel's...
+            to_kernel(&mut stack, from(40000, TcpFlags::ACK, 1002, 2), b"", SECOND);
+            // ...but a new incarnation of the 4-tuple is a new flow, the echo
+            // service's now, and the stale pin is dropped.
+            let (d, sent) = deliver(
+                &mut stack,
+                from(40000, TcpFlags::SYN, 9000, 0),
+                b"",
+                2 * SECOND,
+            );
+            assert!(matches!(d, Disposition::Consumed), "{d:?}");
+            assert_eq!(sent[0].0.flags, TcpFlags::SYN | TcpFlags::ACK);
+            assert!(stack.kernel_flows().is_empty());
+            assert_eq!(counters.kernel_flows.get(), 0);
+        }
+
+        #[test]
+        fn a_service_connection_survives_a_reload_that_gives_its_port_to_the_kernel() {
+            let (mut stack, counters) = port_8080(Action::Service(ServiceKind::Http));
+            let (_, sent) = deliver(&mut stack, from(40000, TcpFlags::SYN, 1000, 0), b"", 0);
+            let our = sent[0].0.seq.wrapping_add(1);
+            let (_, sent) = deliver(&mut stack, from(40000, TcpFlags::ACK, 1001, our), b"", 0);
+            assert!(sent.is_empty());
+            assert_eq!(counters.tcp_opened_passive.get(), 1);
+
+            reload_8080(&mut stack, Action::Kernel);
+            let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+            let flags = TcpFlags::ACK | TcpFlags::PSH;
+            let (d, sent) = deliver(&mut stack, from(40000, flags, 1001, our), request, SECOND);
+            assert!(matches!(d, Disposition::Consumed), "{d:?}");
+            assert_eq!(sent.len(), 1);
+            assert!(sent[0].1.starts_with(b"HTTP/1.1 200 OK\r\n"));
+            assert!(
+                stack.kernel_flows().is_empty(),
+                "the stack's flow is not pinned"
+            );
+            assert_eq!(
+                counters.rule_hits[0].get(),
+                1,
+                "only the SYN was classified"
+            );
+            // A new flow is the kernel's, and pinned.
+            to_kernel(&mut stack, from(40001, TcpFlags::SYN, 5000, 0), b"", SECOND);
+            assert!(stack.kernel_flows().get(&tuple_of(40001)).is_some());
+            assert_eq!(stack.tcp().len(), 1);
         }
 
         #[test]
