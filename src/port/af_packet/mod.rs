@@ -40,7 +40,7 @@
 //! the queues can then be used from any thread.
 
 mod ring;
-mod sys;
+pub(crate) mod sys;
 
 use std::io;
 use std::os::fd::OwnedFd;

@@ -2,6 +2,8 @@
 //! sockets, socket options, interface ioctls and the legacy ethtool ioctls.
 //! Every function returns `io::Result` with the errno; the caller turns it into
 //! an [`AfPacketError`](super::AfPacketError) that names what failed and where.
+//! The interface helpers are shared with the kernel exception port
+//! ([`crate::kernel::netif`], [`crate::kernel::tap`]).
 
 use std::ffi::c_void;
 use std::io;
@@ -9,7 +11,7 @@ use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// Turn a `-1`-on-error return into the errno.
-fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+pub(crate) fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -18,7 +20,7 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 /// A new socket, close-on-exec.
-pub(super) fn socket(
+pub(crate) fn socket(
     domain: libc::c_int,
     kind: libc::c_int,
     protocol: libc::c_int,
@@ -89,7 +91,7 @@ pub(super) fn get_option<T: PlainOption>(
 }
 
 /// An `ifreq` naming `interface`; the name was validated by [`valid_name`].
-fn ifreq(interface: &str) -> libc::ifreq {
+pub(crate) fn ifreq(interface: &str) -> libc::ifreq {
     // SAFETY: ifreq is a C struct of integers, arrays and a union of such (and
     // one raw pointer, null when zeroed): all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { zeroed() };
@@ -101,7 +103,7 @@ fn ifreq(interface: &str) -> libc::ifreq {
 
 /// Whether `interface` fits an `ifreq`: 1 to 15 bytes, no NUL, no '/', no
 /// whitespace (what the kernel's `dev_valid_name` accepts).
-pub(super) fn valid_name(interface: &str) -> bool {
+pub(crate) fn valid_name(interface: &str) -> bool {
     (1..libc::IFNAMSIZ).contains(&interface.len())
         && interface != "."
         && interface != ".."
@@ -111,7 +113,7 @@ pub(super) fn valid_name(interface: &str) -> bool {
 }
 
 /// Issue an interface ioctl and return the filled request.
-fn interface_ioctl(
+pub(crate) fn interface_ioctl(
     fd: &OwnedFd,
     interface: &str,
     request: libc::c_ulong,
@@ -119,22 +121,22 @@ fn interface_ioctl(
 ) -> io::Result<libc::ifreq> {
     debug_assert!(valid_name(interface));
     // SAFETY: `req` is a valid ifreq with a NUL-terminated name (at most 15
-    // bytes in a 16-byte zeroed array); the SIOCGIF* and SIOCETHTOOL requests
-    // read and write only within it, or through `ifru_data`, which callers set
-    // to a live buffer of the size the command implies.
+    // bytes in a 16-byte zeroed array); the SIOCGIF*, SIOCSIF* and SIOCETHTOOL
+    // requests read and write only within it, or through `ifru_data`, which
+    // callers set to a live buffer of the size the command implies.
     check(unsafe { libc::ioctl(fd.as_raw_fd(), request as _, &mut req) })?;
     Ok(req)
 }
 
 /// The interface's index (`SIOCGIFINDEX`).
-pub(super) fn interface_index(fd: &OwnedFd, interface: &str) -> io::Result<libc::c_int> {
+pub(crate) fn interface_index(fd: &OwnedFd, interface: &str) -> io::Result<libc::c_int> {
     let req = interface_ioctl(fd, interface, libc::SIOCGIFINDEX, ifreq(interface))?;
     // SAFETY: SIOCGIFINDEX fills the ifindex member of the union.
     Ok(unsafe { req.ifr_ifru.ifru_ifindex })
 }
 
 /// The interface's MTU (`SIOCGIFMTU`).
-pub(super) fn interface_mtu(fd: &OwnedFd, interface: &str) -> io::Result<u32> {
+pub(crate) fn interface_mtu(fd: &OwnedFd, interface: &str) -> io::Result<u32> {
     let req = interface_ioctl(fd, interface, libc::SIOCGIFMTU, ifreq(interface))?;
     // SAFETY: SIOCGIFMTU fills the mtu member of the union.
     let mtu = unsafe { req.ifr_ifru.ifru_mtu };
@@ -142,7 +144,7 @@ pub(super) fn interface_mtu(fd: &OwnedFd, interface: &str) -> io::Result<u32> {
 }
 
 /// The interface's flags (`SIOCGIFFLAGS`): `IFF_UP`, `IFF_PROMISC`, ...
-pub(super) fn interface_flags(fd: &OwnedFd, interface: &str) -> io::Result<libc::c_int> {
+pub(crate) fn interface_flags(fd: &OwnedFd, interface: &str) -> io::Result<libc::c_int> {
     let req = interface_ioctl(fd, interface, libc::SIOCGIFFLAGS, ifreq(interface))?;
     // SAFETY: SIOCGIFFLAGS fills the flags member of the union.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
@@ -152,7 +154,7 @@ pub(super) fn interface_flags(fd: &OwnedFd, interface: &str) -> io::Result<libc:
 
 /// The interface's hardware type (`ARPHRD_*`) and first six address bytes
 /// (`SIOCGIFHWADDR`).
-pub(super) fn interface_hardware_address(
+pub(crate) fn interface_hardware_address(
     fd: &OwnedFd,
     interface: &str,
 ) -> io::Result<(u16, [u8; 6])> {
