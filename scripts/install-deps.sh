@@ -15,6 +15,8 @@ packages=(
     iproute2 iputils-ping ethtool python3 python3-scapy procps
     # the TCP interop tests' peers: HTTP clients, socat, loss injection
     curl wrk socat nftables
+    # the exception port's tests: a kernel-side load (UDP flood through shardnet)
+    iperf3
     # the control endpoint's tests: a real Prometheus server and promtool
     prometheus
     # benchmarks

@@ -16,11 +16,17 @@ use anyhow::{bail, Context};
 use crossbeam_channel::Receiver;
 use serde_json::json;
 
-use crate::config::{Backend, Config, CongestionKind, MacSetting};
+use crate::config::{Action, Backend, Config, CongestionKind, MacSetting};
+#[cfg(feature = "dpdk")]
+use crate::config::{KernelConfig, KernelKind};
 use crate::control::http::HttpServer;
 use crate::control::{ControlPlane, HealthWatch};
 use crate::counters::{DropReason, WorkerCounters};
+use crate::kernel::netif::{self, DefaultRoute, InterfaceSetup, SysctlGuard};
+use crate::kernel::tap::TapDevice;
+use crate::kernel::{self, KernelLink, Relay, RelayCounters, RelayThread};
 use crate::neighbour::NeighbourMailboxes;
+use crate::port::heap::HeapBuf;
 use crate::port::{PortStats, Queue};
 use crate::stack::{FlowRecord, Interface, Stack, TcpSetup};
 use crate::tcp::congestion::Algorithm;
@@ -141,20 +147,26 @@ fn choose_mac(setting: &MacSetting, port_mac: [u8; 6]) -> EthernetAddress {
 /// Start the workers of `queues`, each through `launch(worker id, body)`, which
 /// must run the body on that worker's pinned thread or lcore. Returns the
 /// channel the reports arrive on.
+///
+/// `links` are the workers' ends of the exception path, one per queue, or
+/// empty without one.
 fn start_workers<Q: Queue>(
     shared: &Shared,
     queues: Vec<Q>,
+    links: Vec<KernelLink<Q::Buf>>,
     mac: EthernetAddress,
     mut launch: impl FnMut(usize, Box<dyn FnOnce() + Send>) -> anyhow::Result<()>,
 ) -> anyhow::Result<Receiver<WorkerReport>> {
     let (report_tx, report_rx) = crossbeam_channel::unbounded();
+    let mut links = links.into_iter();
     for (id, queue) in queues.into_iter().enumerate() {
         let (stack, setup) = shared.worker_parts(id, mac);
         let report_tx = report_tx.clone();
+        let link = links.next();
         launch(
             id,
             Box::new(move || {
-                let report = worker::run(queue, stack, setup);
+                let report = worker::run(queue, stack, setup, link);
                 let _ = report_tx.send(report);
             }),
         )?;
@@ -199,10 +211,17 @@ fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     pin_current_thread(config.dataplane.control_core, "control thread");
     let reader = port.stats_reader();
     shared.plane.set_port_stats(Box::new(move || reader.read()));
+    // The exception port before the workers: they get its rings.
+    let (kernel, links) = if config.kernel.enabled {
+        let (kernel, links) = start_tap_kernel(shared, &af.interface, mac, port.mtu())?;
+        (Some(kernel), links)
+    } else {
+        (None, Vec::new())
+    };
     let http = start_http(shared)?;
     let mut handles = Vec::new();
     let cores = config.dataplane.workers.clone();
-    let reports = start_workers(shared, port.queues(), mac, |id, body| {
+    let reports = start_workers(shared, port.queues(), links, mac, |id, body| {
         let core = cores[id];
         let handle = std::thread::Builder::new()
             .name(format!("shardnet-w{id}"))
@@ -224,8 +243,165 @@ fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
             tracing::error!("a worker thread panicked");
         }
     }
+    if let Some(kernel) = kernel {
+        // Dropping the TAP removes the kernel interface, its address and routes.
+        drop(kernel.stop());
+    }
     let reports: Vec<_> = reports.try_iter().collect();
     finish(shared, reports, port.stats())
+}
+
+/// A started exception port and the workers' ends of its rings.
+type KernelStart<K> = (RunningKernel<K>, Vec<KernelLink<<K as Queue>::Buf>>);
+
+/// The running exception port: its relay, and the NIC settings to restore.
+struct RunningKernel<K: Queue> {
+    relay: RelayThread<K>,
+    name: String,
+    isolation: Option<SysctlGuard>,
+}
+
+impl<K: Queue> RunningKernel<K> {
+    /// Stop the relay and give back its device, for the caller to close.
+    fn stop(self) -> Option<K> {
+        let device = self.relay.stop();
+        if device.is_none() {
+            tracing::error!("the exception port's relay thread panicked");
+        }
+        if let Some(isolation) = self.isolation {
+            tracing::info!("restoring {}", isolation.summary());
+            drop(isolation);
+        }
+        tracing::info!(interface = %self.name, "exception port stopped");
+        device
+    }
+}
+
+/// Give the kernel interface the stack's address, MAC and gateway, and start
+/// the relay between it (`device`) and the workers' rings.
+fn start_kernel<K: Queue>(
+    shared: &Shared,
+    device: K,
+    mac: EthernetAddress,
+    mtu: Option<u32>,
+    isolation: Option<SysctlGuard>,
+) -> anyhow::Result<KernelStart<K>> {
+    let config = shared.config();
+    let k = &config.kernel;
+    let i = &config.interface;
+    let setup = InterfaceSetup {
+        name: k.name.clone(),
+        mac: mac.0,
+        mtu,
+        address: i.address,
+        prefix_len: i.prefix_len,
+        gateway: i.gateway,
+    };
+    let configured = netif::configure(&setup)?;
+    if let (
+        Some(wanted),
+        DefaultRoute::AlreadyPresent {
+            device, gateway, ..
+        },
+    ) = (i.gateway, &configured.default_route)
+    {
+        tracing::warn!(
+            interface = %k.name,
+            "the kernel already has a default route (via {gateway:?} dev {device}); \
+             left it as it is instead of one via {wanted}"
+        );
+    }
+    warn_about_ephemeral_ports(config);
+    let (links, ends) = kernel::rings(config.dataplane.workers.len(), k.queue_size);
+    let counters = Arc::new(RelayCounters::default());
+    shared.plane.set_kernel_counters(counters.clone());
+    let relay = RelayThread::spawn(
+        Relay::new(device, ends, counters),
+        config.dataplane.control_core,
+    )
+    .context("cannot start the exception port's relay thread")?;
+    tracing::info!(
+        interface = %k.name, kind = %k.kind, %mac, queue_size = k.queue_size,
+        "exception port up: the kernel has {}/{} on {}; flows no rule claims go to it",
+        i.address, i.prefix_len, k.name
+    );
+    Ok((
+        RunningKernel {
+            relay,
+            name: k.name.clone(),
+            isolation,
+        },
+        links,
+    ))
+}
+
+/// The AF_PACKET backend's exception port: a TAP device. The NIC stays the
+/// kernel's too (AF_PACKET only taps it), so the kernel is first told not to
+/// answer on it with the address it is about to get on the TAP.
+fn start_tap_kernel(
+    shared: &Shared,
+    nic: &str,
+    mac: EthernetAddress,
+    mtu: u32,
+) -> anyhow::Result<(RunningKernel<TapDevice>, Vec<KernelLink<HeapBuf>>)> {
+    let config = shared.config();
+    let address = config.interface.address;
+    if netif::interface_has_address(nic, address)
+        .with_context(|| format!("cannot read the addresses of {nic}"))?
+    {
+        bail!(
+            "{nic} has the stack's address {address} in the kernel; with [kernel] enabled the \
+             kernel gets it on {} instead: remove it from {nic} (ip addr del {address}/{} dev {nic})",
+            config.kernel.name,
+            config.interface.prefix_len
+        );
+    }
+    let tap = TapDevice::create(&config.kernel.name)?;
+    let isolation = isolate_nic(nic)?;
+    start_kernel(shared, tap, mac, Some(mtu), Some(isolation))
+}
+
+/// Tell the kernel not to answer on `nic`, which it still sees, with the
+/// address shared through the exception port.
+fn isolate_nic(nic: &str) -> anyhow::Result<SysctlGuard> {
+    let guard = netif::isolate_from_kernel(nic)?;
+    tracing::info!(
+        interface = nic,
+        "the kernel's own IP stack is kept off {nic} while shardnet runs: {}",
+        guard.summary()
+    );
+    Ok(guard)
+}
+
+/// Warn about rules that claim ports the kernel picks for its own outgoing
+/// connections: their replies would reach the rule's service or be dropped.
+fn warn_about_ephemeral_ports(config: &Config) {
+    let Ok(range) = netif::local_port_range() else {
+        return;
+    };
+    for rule in &config.rules {
+        if rule.action == Action::Kernel {
+            continue;
+        }
+        if rule
+            .ports
+            .iter()
+            .any(|p| p.start() <= range.end() && range.start() <= p.end())
+        {
+            tracing::warn!(
+                rule = %rule.name,
+                "rule {:?} claims {} ports {} inside the kernel's ephemeral range {}-{} \
+                 (net.ipv4.ip_local_port_range): replies to the kernel's own outgoing \
+                 connections from those ports would not reach it; narrow the range or list \
+                 the ports in net.ipv4.ip_local_reserved_ports",
+                rule.name,
+                rule.protocol,
+                rule.ports_string(),
+                range.start(),
+                range.end()
+            );
+        }
+    }
 }
 
 #[cfg(feature = "dpdk")]
@@ -233,13 +409,36 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     use crate::dpdk::{self, DpdkPort, Eal, Mempool, PortOptions};
     let config = shared.config();
     let n = config.dataplane.workers.len();
-    let args = dpdk::eal_arguments(
+    let mut args = dpdk::eal_arguments(
         &config.dpdk.eal_args,
         &config.dataplane.workers,
         config.dataplane.control_core,
     )?;
+    let kernel_vdev = if config.kernel.enabled {
+        let (name, arg) = kernel_vdev(&config.kernel)?;
+        args.push(arg);
+        Some(name)
+    } else {
+        None
+    };
     tracing::info!("EAL arguments: {}", args.join(" "));
     let eal = Eal::init(&args)?;
+    let kernel_port = match kernel_vdev {
+        Some(name) => {
+            let Some(id) = DpdkPort::id_by_name(name) else {
+                bail!("EAL did not create the exception port {name}; see the EAL messages above");
+            };
+            if id == config.dpdk.port {
+                bail!(
+                    "[dpdk] port {id} is the exception port {name} that shardnet adds; \
+                     name the NIC's port id (EAL probed {} ports)",
+                    Eal::port_count()
+                );
+            }
+            Some(id)
+        }
+        None => None,
+    };
     let pools = (0..n)
         .map(|id| {
             Mempool::new(
@@ -263,10 +462,17 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     );
     let reader = port.stats_reader();
     shared.plane.set_port_stats(Box::new(move || reader.read()));
+    let (kernel, links) = match kernel_port {
+        Some(id) => {
+            let (kernel, links) = start_dpdk_kernel(shared, id, &port, mac)?;
+            (Some(kernel), links)
+        }
+        None => (None, Vec::new()),
+    };
     // Started from the main lcore, so pinned to control_core with it; and
     // stopped before the port closes (it reads the port's statistics).
     let http = start_http(shared)?;
-    let reports = start_workers(shared, port.queues(), mac, |id, body| {
+    let reports = start_workers(shared, port.queues(), links, mac, |id, body| {
         dpdk::launch_on_lcore(id as u32 + 1, body)?;
         Ok(())
     })?;
@@ -276,6 +482,11 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     }
     shared.stop_workers.store(true, Relaxed);
     dpdk::wait_all_lcores();
+    if let Some((kernel, kernel_port)) = kernel {
+        drop(kernel.stop());
+        // Closing a net_tap or virtio-user port removes its kernel interface.
+        kernel_port.close()?;
+    }
     let reports: Vec<_> = reports.try_iter().collect();
     let stats = port.stats();
     let result = finish(shared, reports, stats);
@@ -284,6 +495,106 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     eal.cleanup()?;
     result
 }
+
+/// The `--vdev` device name and EAL argument of the exception port.
+#[cfg(feature = "dpdk")]
+fn kernel_vdev(k: &KernelConfig) -> anyhow::Result<(&'static str, String)> {
+    if netif::interface_exists(&k.name) {
+        bail!(
+            "[kernel] name {:?}: an interface of that name exists already; shardnet creates \
+             the kernel interface itself (remove it, or choose another name)",
+            k.name
+        );
+    }
+    Ok(match k.kind {
+        KernelKind::Tap => (
+            KERNEL_TAP_VDEV,
+            format!("--vdev={KERNEL_TAP_VDEV},iface={}", k.name),
+        ),
+        KernelKind::VirtioUser => {
+            if !Path::new(VHOST_NET).exists() {
+                bail!(
+                    "[kernel] kind \"virtio-user\" needs {VHOST_NET} (load the vhost_net \
+                     module: modprobe vhost_net), or use kind = \"tap\""
+                );
+            }
+            (
+                KERNEL_VIRTIO_VDEV,
+                format!(
+                    "--vdev={KERNEL_VIRTIO_VDEV},path={VHOST_NET},queues=1,queue_size=1024,iface={}",
+                    k.name
+                ),
+            )
+        }
+    })
+}
+
+/// The DPDK exception port: its relay and port, and the workers' ends.
+#[cfg(feature = "dpdk")]
+type DpdkKernelStart = (
+    (RunningKernel<crate::dpdk::DpdkQueue>, crate::dpdk::DpdkPort),
+    Vec<KernelLink<crate::dpdk::Mbuf>>,
+);
+
+/// Open the exception port `id` (a net_tap or virtio-user vdev) with its
+/// own pool, and start the relay.
+#[cfg(feature = "dpdk")]
+fn start_dpdk_kernel(
+    shared: &Shared,
+    id: u16,
+    nic: &crate::dpdk::DpdkPort,
+    mac: EthernetAddress,
+) -> anyhow::Result<DpdkKernelStart> {
+    use crate::dpdk::{DpdkPort, Mempool, PortOptions};
+    let config = shared.config();
+    // The kernel's frames wait in the workers' rings, plus the device's own
+    // descriptors; the relay is not an lcore, so no per-lcore cache.
+    let frames = config.dataplane.workers.len() * config.kernel.queue_size + 2048;
+    let size = u32::try_from(frames.next_power_of_two() - 1).unwrap_or(u32::MAX);
+    let pool = Mempool::new("sn_pool_kernel", size, 0, dpdk_sys::SOCKET_ID_ANY)?;
+    let options = PortOptions {
+        promiscuous: true,
+        rss: false,
+        checksum_offload: false,
+        ..PortOptions::default()
+    };
+    let mut port = DpdkPort::open(id, &[pool], options)?;
+    let device = port
+        .queues()
+        .pop()
+        .context("the exception port has no queue")?;
+    // A NIC that the kernel still sees (net_af_packet in tests and labs)
+    // needs the same isolation as the AF_PACKET backend.
+    let isolation = match af_packet_vdev_interface(&config.dpdk.eal_args) {
+        Some(iface) if nic.driver() == "net_af_packet" => Some(isolate_nic(&iface)?),
+        _ => None,
+    };
+    let mtu = nic.mtu().map(u32::from);
+    let (kernel, links) = start_kernel(shared, device, mac, mtu, isolation)?;
+    Ok(((kernel, port), links))
+}
+
+/// The `iface=` of a `net_af_packet` vdev in `eal_args`.
+#[cfg(feature = "dpdk")]
+fn af_packet_vdev_interface(eal_args: &[String]) -> Option<String> {
+    eal_args
+        .iter()
+        .filter_map(|a| {
+            a.strip_prefix("--vdev=")
+                .or_else(|| a.strip_prefix("--vdev "))
+        })
+        .filter(|v| v.starts_with("net_af_packet"))
+        .flat_map(|v| v.split(','))
+        .find_map(|kv| kv.strip_prefix("iface=").map(str::to_owned))
+}
+
+/// The vdev names of the exception port.
+#[cfg(feature = "dpdk")]
+const KERNEL_TAP_VDEV: &str = "net_tap_shardnet";
+#[cfg(feature = "dpdk")]
+const KERNEL_VIRTIO_VDEV: &str = "virtio_user_shardnet";
+#[cfg(feature = "dpdk")]
+const VHOST_NET: &str = "/dev/vhost-net";
 
 #[cfg(not(feature = "dpdk"))]
 fn run_dpdk(_shared: &Shared, _signals: &Signals) -> anyhow::Result<()> {
@@ -346,6 +657,8 @@ pub fn counters_json(
                 "udp_rx": c.udp_rx.get(),
                 "udp_tx": c.udp_tx.get(),
                 "to_kernel": c.to_kernel.get(),
+                "from_kernel": c.from_kernel.get(),
+                "kernel_flows": c.kernel_flows.get(),
                 "tcp": {
                     "active": c.tcp_active.get(),
                     "opened_passive": c.tcp_opened_passive.get(),
@@ -405,7 +718,15 @@ fn finish(shared: &Shared, reports: Vec<WorkerReport>, port: PortStats) -> anyho
         .cloned()
         .zip(table.slots().iter().copied())
         .collect();
-    let stats = counters_json(shared.counters(), &rule_slots, &port);
+    let mut stats = counters_json(shared.counters(), &rule_slots, &port);
+    if let Some(kernel) = shared.plane.kernel_counters() {
+        stats["kernel"] = json!({
+            "to_kernel": kernel.to_kernel.get(),
+            "to_kernel_refused": kernel.to_kernel_refused.get(),
+            "from_kernel": kernel.from_kernel.get(),
+            "from_kernel_queue_full": kernel.from_kernel_queue_full.get(),
+        });
+    }
     tracing::info!("final counters: {stats}");
     if reports.len() != shared.counters().len() {
         tracing::error!(

@@ -7,9 +7,16 @@
 //! while !stop {
 //!     every 64 rounds: new rules, control messages, neighbour updates, pool gauge
 //!     if the TX drain timer expired: flush the TX burst
-//!     rx burst (32); for each frame: stack.process -> TX burst | kernel | consumed
+//!     up to a burst of the kernel's frames -> TX burst
+//!     rx burst (32); for each frame: stack.process -> TX burst | kernel ring | consumed
 //! }
 //! ```
+//!
+//! With an exception port ([`crate::kernel`]), frames for the kernel go into a
+//! bounded ring towards the relay thread (dropped and counted as
+//! `kernel_queue_full` when it is full), and the kernel's frames come from
+//! another, at most a burst per round, so the kernel's traffic can never take
+//! more than half of a busy worker's TX bursts.
 //!
 //! Replies collect in a TX burst that is sent when it is full or when the drain
 //! timer (100 µs) expires; whatever the queue refuses is freed and counted. No
@@ -24,7 +31,8 @@ use crossbeam_channel::Receiver;
 
 use crate::config::IdleMode;
 use crate::counters::{DropReason, WorkerCounters};
-use crate::port::{Burst, PacketBuf, Queue};
+use crate::kernel::KernelLink;
+use crate::port::{Burst, PacketBuf, Queue, BURST};
 use crate::rules::SharedRules;
 use crate::stack::{Disposition, Egress, FlowRecord, Stack};
 
@@ -40,6 +48,9 @@ pub const ADAPTIVE_SLEEP: Duration = Duration::from_micros(100);
 
 /// Poll rounds between looks at the control channel and the neighbour mailbox.
 const HOUSEKEEPING_EVERY: u32 = 64;
+
+/// How often the pinned kernel flows are swept for expired ones.
+const KERNEL_FLOWS_SWEEP_NS: u64 = 1_000_000_000;
 
 /// A monotonic clock in nanoseconds, shared by all workers of a process.
 #[derive(Clone, Copy, Debug)]
@@ -142,13 +153,22 @@ impl<Q: Queue> Egress for TxPath<'_, Q> {
 }
 
 /// Run the poll loop until `setup.stop` is set. Returns the worker's report.
-pub fn run<Q: Queue>(mut queue: Q, mut stack: Stack, setup: WorkerSetup) -> WorkerReport {
+///
+/// `kernel` is this worker's end of the exception path; without one, frames
+/// for the kernel are dropped and counted as `no_kernel_port`.
+pub fn run<Q: Queue>(
+    mut queue: Q,
+    mut stack: Stack,
+    setup: WorkerSetup,
+    kernel: Option<KernelLink<Q::Buf>>,
+) -> WorkerReport {
     let counters = &*setup.counters;
     let mut rx: Burst<Q::Buf> = Burst::new();
     let mut tx: Burst<Q::Buf> = Burst::new();
     let mut tx_since = 0u64;
     let mut empty_polls = 0u32;
     let mut round = 0u32;
+    let mut next_sweep = setup.clock.now_ns() + KERNEL_FLOWS_SWEEP_NS;
     // The generation first, then the table (at least as new): a reload
     // between the stack's construction and here is not missed.
     let mut rules_generation = setup.rules.generation();
@@ -178,17 +198,29 @@ pub fn run<Q: Queue>(mut queue: Q, mut stack: Stack, setup: WorkerSetup) -> Work
             if let Some(in_use) = queue.pool_in_use() {
                 counters.pool_in_use.set(in_use);
             }
+            if now >= next_sweep {
+                stack.expire_kernel_flows(now);
+                next_sweep = now + KERNEL_FLOWS_SWEEP_NS;
+            }
         }
-        stack.poll(
+        let mut egress = TxPath {
+            queue: &mut queue,
+            tx: &mut tx,
+            tx_since: &mut tx_since,
+            counters,
             now,
-            &mut TxPath {
-                queue: &mut queue,
-                tx: &mut tx,
-                tx_since: &mut tx_since,
-                counters,
-                now,
-            },
-        );
+        };
+        stack.poll(now, &mut egress);
+        if let Some(link) = &kernel {
+            // The kernel's frames go out unchanged, a burst per round at most.
+            let mut moved = 0;
+            while moved < BURST {
+                let Some(frame) = link.pop() else { break };
+                egress.send(frame);
+                moved += 1;
+            }
+            counters.from_kernel.add(moved as u64);
+        }
         if !tx.is_empty() && now.saturating_sub(tx_since) >= TX_DRAIN_NS {
             flush(&mut queue, &mut tx, counters);
         }
@@ -216,12 +248,13 @@ pub fn run<Q: Queue>(mut queue: Q, mut stack: Stack, setup: WorkerSetup) -> Work
         for pkt in rx.drain(..) {
             match stack.process(pkt, now, &mut egress) {
                 Disposition::Transmit(reply) => egress.send(reply),
-                Disposition::Kernel(_pkt) => {
-                    // No exception port in this build: the kernel's share of the
-                    // traffic is counted, then dropped.
-                    counters.to_kernel.inc();
-                    counters.count_drop(DropReason::NoKernelPort);
-                }
+                Disposition::Kernel(pkt) => match &kernel {
+                    Some(link) => match link.push(pkt) {
+                        Ok(()) => counters.to_kernel.inc(),
+                        Err(_dropped) => counters.count_drop(DropReason::KernelQueueFull),
+                    },
+                    None => counters.count_drop(DropReason::NoKernelPort),
+                },
                 Disposition::Consumed => {}
             }
         }

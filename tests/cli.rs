@@ -124,13 +124,24 @@ fn check_reports_several_problems_at_once() {
 }
 
 #[test]
-fn check_refuses_what_this_build_cannot_do_yet() {
+fn check_refuses_a_kernel_port_the_backend_cannot_have() {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!("{GOOD}\n[kernel]\nenabled = true\n");
+    let text = format!("{GOOD}\n[kernel]\nenabled = true\nkind = \"virtio-user\"\n");
     let path = write(&dir, &text);
     let (code, _, stderr) = shardnet(&["check", "--config", &path]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.starts_with(&format!("{path}:")), "{stderr}");
+    assert!(stderr.contains("virtio-user"), "{stderr}");
+
+    // A TAP is fine, and the summary says so.
+    let text = format!("{GOOD}\n[kernel]\nenabled = true\n");
+    let path = write(&dir, &text);
+    let (code, stdout, stderr) = shardnet(&["check", "--config", &path]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("kernel:    tap \"sn0\", 1024 frames per ring"),
+        "{stdout}"
+    );
 }
 
 #[test]

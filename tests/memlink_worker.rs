@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shardnet::config::{Action, DefaultAction, IdleMode, ServiceKind};
-use shardnet::counters::WorkerCounters;
-use shardnet::port::memlink::{LinkConfig, MemLink};
+use shardnet::counters::{DropReason, WorkerCounters};
+use shardnet::kernel::{self, Relay, RelayCounters};
+use shardnet::port::memlink::{LinkConfig, MemLink, MemQueue};
 use shardnet::port::{Burst, PacketBuf, Queue};
 use shardnet::rules::{RuleTable, SharedRules};
 use shardnet::stack::Interface;
@@ -56,7 +57,7 @@ fn run(config: LinkConfig, requests: usize) -> Outcome {
         counters: counters.clone(),
         clock: Clock::start(),
     };
-    let worker = std::thread::spawn(move || worker::run(worker_end, stack, setup));
+    let worker = std::thread::spawn(move || worker::run(worker_end, stack, setup, None));
 
     let ends = Endpoints {
         src_mac: PEER_MAC,
@@ -179,4 +180,134 @@ fn faulty_link_never_yields_a_wrong_echo() {
     // Corruption the checksums catch is counted, not echoed.
     assert!(outcome.counters.total_drops() > 0);
     assert_accounted(&outcome);
+}
+
+/// Receive what arrives at `end` until nothing has come for 200 ms (at most 10 s).
+fn receive_all(end: &mut MemQueue) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rx = Burst::new();
+    let start = Instant::now();
+    let mut last = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) && last.elapsed() < Duration::from_millis(200) {
+        if end.rx_burst(&mut rx) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        last = Instant::now();
+        out.extend(rx.drain(..).map(|b| b.data().to_vec()));
+    }
+    out
+}
+
+fn send_all(end: &mut MemQueue, frames: &[Vec<u8>]) {
+    for chunk in frames.chunks(16) {
+        let mut burst = Burst::new();
+        for f in chunk {
+            let mut buf = end.alloc().unwrap();
+            assert!(buf.set_len(f.len()));
+            buf.data_mut().copy_from_slice(f);
+            burst.push(buf);
+        }
+        while !burst.is_empty() {
+            end.tx_burst(&mut burst);
+        }
+    }
+}
+
+/// The exception path through a real worker loop: frames no rule claims go to
+/// the kernel unchanged; while the kernel does not read, the worker's ring
+/// fills and the rest is dropped and counted, and the stack's own service
+/// keeps answering; the kernel's frames go out unchanged.
+#[test]
+fn kernel_path_is_bounded_and_accounted() {
+    const RING: usize = 64;
+    let (worker_end, mut peer_end) = MemLink::pair(LinkConfig::default());
+    let (kernel_device, mut kernel_side) = MemQueue::loopback_pair();
+    let iface = Interface {
+        mac: OUR_MAC,
+        ip: OUR_IP,
+        prefix_len: 24,
+    };
+    let echo = udp_rule("echo", 7, Action::Service(ServiceKind::Echo));
+    let rules = Arc::new(SharedRules::new(Arc::new(RuleTable::compile(
+        std::slice::from_ref(&echo),
+        DefaultAction::Kernel,
+    ))));
+    let (stack, counters) = lone_stack(iface, &[echo], DefaultAction::Kernel, false);
+    let (mut links, ends) = kernel::rings(1, RING);
+    let relay_counters = Arc::new(RelayCounters::default());
+    let mut relay = Relay::new(kernel_device, ends, relay_counters.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (_control_tx, control_rx) = crossbeam_channel::bounded(1);
+    let setup = WorkerSetup {
+        id: 0,
+        idle: IdleMode::Adaptive,
+        stop: stop.clone(),
+        control: control_rx,
+        rules,
+        counters: counters.clone(),
+        clock: Clock::start(),
+    };
+    let link = links.pop();
+    let worker = std::thread::spawn(move || worker::run(worker_end, stack, setup, link));
+
+    let ends = Endpoints {
+        src_mac: PEER_MAC,
+        dst_mac: OUR_MAC,
+        src_ip: PEER_IP,
+        dst_ip: OUR_IP,
+    };
+    // 300 datagrams for the kernel (port 5353, no rule), 100 echo requests.
+    let for_kernel: Vec<Vec<u8>> = (0..300)
+        .map(|i| udp_frame(ends, 30_000 + i, 5353, format!("kernel {i}").as_bytes()))
+        .collect();
+    let echo_requests: Vec<Vec<u8>> = (0..100)
+        .map(|i| udp_frame(ends, 40_000 + i, 7, format!("echo {i}").as_bytes()))
+        .collect();
+    let mut mixed = Vec::new();
+    for (i, f) in for_kernel.iter().enumerate() {
+        mixed.push(f.clone());
+        if i % 3 == 0 {
+            mixed.push(echo_requests[i / 3].clone());
+        }
+    }
+    send_all(&mut peer_end, &mixed);
+    let echoes = receive_all(&mut peer_end);
+    assert_eq!(
+        echoes.len(),
+        100,
+        "the service answers while the kernel is stuck"
+    );
+
+    // Nobody read the ring: it holds RING frames, the rest were counted.
+    assert_eq!(counters.to_kernel.get(), RING as u64);
+    assert_eq!(
+        counters.drops_of(DropReason::KernelQueueFull),
+        300 - RING as u64
+    );
+    // The relay hands the queued ones over, unchanged and in order.
+    while relay.poll() > 0 {}
+    let delivered = receive_all(&mut kernel_side);
+    assert_eq!(delivered, for_kernel[..RING].to_vec());
+    assert_eq!(relay_counters.to_kernel.get(), RING as u64);
+
+    // The kernel's own frames leave through the worker, unchanged.
+    let kernel_ends = Endpoints {
+        src_mac: OUR_MAC,
+        dst_mac: PEER_MAC,
+        src_ip: OUR_IP,
+        dst_ip: PEER_IP,
+    };
+    let from_kernel: Vec<Vec<u8>> = (0..50)
+        .map(|i| udp_frame(kernel_ends, 50_000 + i, 53, b"lookup"))
+        .collect();
+    send_all(&mut kernel_side, &from_kernel);
+    while relay.poll() > 0 {}
+    let out = receive_all(&mut peer_end);
+    assert_eq!(out, from_kernel);
+    stop.store(true, Ordering::Relaxed);
+    worker.join().expect("worker thread");
+    assert_eq!(counters.from_kernel.get(), 50);
+    assert_eq!(relay_counters.from_kernel.get(), 50);
+    assert_eq!(relay_counters.from_kernel_queue_full.get(), 0);
 }

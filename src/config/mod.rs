@@ -219,6 +219,9 @@ pub struct KernelConfig {
     pub kind: KernelKind,
     /// The kernel-side interface name (default [`DEFAULT_KERNEL_NAME`]).
     pub name: String,
+    /// Frames per ring between a worker and the relay, each way (default
+    /// [`crate::kernel::DEFAULT_QUEUE_SIZE`]).
+    pub queue_size: usize,
 }
 
 impl Default for KernelConfig {
@@ -227,6 +230,7 @@ impl Default for KernelConfig {
             enabled: false,
             kind: KernelKind::Tap,
             name: DEFAULT_KERNEL_NAME.to_owned(),
+            queue_size: crate::kernel::DEFAULT_QUEUE_SIZE,
         }
     }
 }
@@ -680,13 +684,6 @@ impl Config {
                  use backend = \"af_packet\" or rebuild",
             ));
         }
-        if self.kernel.enabled {
-            out.push(ConfigError::new(
-                at(self.positions.kernel_enabled),
-                "the kernel exception port is not implemented yet in this build; \
-                 set enabled = false",
-            ));
-        }
         out.sort_by_key(ConfigError::position);
         out
     }
@@ -752,7 +749,10 @@ impl Config {
         }
         lines.push(format!("interface: {iface}"));
         lines.push(if self.kernel.enabled {
-            format!("kernel:    {} {:?}", self.kernel.kind, self.kernel.name)
+            format!(
+                "kernel:    {} {:?}, {} frames per ring",
+                self.kernel.kind, self.kernel.name, self.kernel.queue_size
+            )
         } else {
             "kernel:    disabled".to_owned()
         });

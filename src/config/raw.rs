@@ -71,6 +71,7 @@ pub(super) struct RawKernel {
     pub enabled: Opt<bool>,
     pub kind: Opt<String>,
     pub name: Opt<String>,
+    pub queue_size: Opt<i64>,
 }
 
 /// `[metrics]`
@@ -163,7 +164,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
     ("dpdk", &["eal_args", "port", "mbufs_per_worker"]),
     ("af_packet", &["interface"]),
     ("interface", &["address", "gateway", "mac"]),
-    ("kernel", &["enabled", "kind", "name"]),
+    ("kernel", &["enabled", "kind", "name", "queue_size"]),
     ("metrics", &["listen"]),
     (
         "tcp",

@@ -79,6 +79,7 @@ mac = "02:00:00:AB:cd:02"
 enabled = true
 kind = "virtio-user"
 name = "sn1"
+queue_size = 256
 
 [metrics]
 listen = "[::1]:9464"
@@ -175,6 +176,7 @@ body = """
             enabled: true,
             kind: KernelKind::VirtioUser,
             name: "sn1".into(),
+            queue_size: 256,
         },
         metrics: MetricsConfig {
             listen: Some("[::1]:9464".parse().unwrap()),
@@ -271,7 +273,7 @@ body = """
                 line: 22,
                 column: 11,
             }),
-            rule_services: [33, 39, 45, 51, 57]
+            rule_services: [34, 40, 46, 52, 58]
                 .map(|line| Position { line, column: 11 })
                 .to_vec(),
         },
@@ -924,19 +926,13 @@ fn display_and_load_errors() {
 
 #[test]
 fn unsupported_features_are_separate_from_parsing() {
+    // The exception port is supported: a TAP on AF_PACKET passes.
     let text = format!(
         "{MINIMAL}[kernel]\nenabled = true\n\
          [[rule]]\nname = \"web\"\nprotocol = \"tcp\"\nports = 80\nservice = \"http\"\n\
-         [[rule]]\nname = \"ssh\"\nprotocol = \"tcp\"\nports = 22\nservice = \"kernel\"\n\
-         [[rule]]\nname = \"echo\"\nprotocol = \"udp\"\nports = 7\nservice = \"echo\"\n"
+         [[rule]]\nname = \"ssh\"\nprotocol = \"tcp\"\nports = 22\nservice = \"kernel\"\n"
     );
-    let c = ok(&text);
-    let problems = c.check_supported();
-    let got: Vec<_> = problems.iter().map(|e| (e.line, e.column)).collect();
-    assert_eq!(got, [(11, 11)]);
-    assert!(problems[0]
-        .message
-        .starts_with("the kernel exception port is not implemented yet in this build"));
+    assert!(ok(&text).check_supported().is_empty());
 
     let dpdk = ok(&MINIMAL.replace("\"af_packet\"", "\"dpdk\""));
     let problems = dpdk.check_supported();
@@ -1605,24 +1601,16 @@ fn example_configs_are_valid() {
 
     let prod = Config::load_with(&dir.join("production.toml"), &CoreSet::from_cores(0..8)).unwrap();
     assert!(prod.warnings.is_empty(), "{:?}", prod.warnings);
-    // The only pending part is the exception port (and, in a build without
-    // the feature, the DPDK backend).
+    // Nothing is pending (but the DPDK backend in a build without it).
     let pending = prod.check_supported();
     assert!(
         pending
             .iter()
-            .all(|e| e.message.contains("kernel exception port")
-                || (!cfg!(feature = "dpdk") && e.message.contains("\"dpdk\" feature"))),
+            .all(|e| !cfg!(feature = "dpdk") && e.message.contains("\"dpdk\" feature")),
         "{pending:?}"
     );
-    assert_eq!(
-        pending
-            .iter()
-            .filter(|e| e.message.contains("kernel exception port"))
-            .count(),
-        1,
-        "{pending:?}"
-    );
+    assert!(prod.kernel.enabled);
+    assert_eq!(prod.kernel.kind, KernelKind::VirtioUser);
     // Its TCP services, with [tcp] and [http] written out.
     let tcp_services: Vec<(&str, &str)> = prod
         .rules
@@ -1645,4 +1633,41 @@ fn example_configs_are_valid() {
     );
     assert_eq!(prod.http.body, "hello from shardnet\n");
     assert!(prod.summary().contains("tcp:       cubic"));
+}
+
+#[test]
+fn kernel_section_is_checked_against_the_backend() {
+    let virtio = format!("{MINIMAL}[kernel]\nenabled = true\nkind = \"virtio-user\"\n");
+    let got = errors(&virtio);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!((got[0].0, got[0].1), (12, 8));
+    assert!(got[0].2.contains("needs backend = \"dpdk\""), "{got:?}");
+
+    let same_name = format!("{MINIMAL}[kernel]\nenabled = true\nname = \"veth-dut\"\n");
+    let got = errors(&same_name);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].2.contains("is the [af_packet] interface"), "{got:?}");
+    // Disabled, the names may coincide (nothing is created).
+    ok(&same_name.replace("enabled = true", "enabled = false"));
+
+    for (value, good) in [
+        ("7", false),
+        ("8", true),
+        ("65536", true),
+        ("65537", false),
+        ("-1", false),
+    ] {
+        let text = format!("{MINIMAL}[kernel]\nenabled = true\nqueue_size = {value}\n");
+        if good {
+            assert_eq!(ok(&text).kernel.queue_size, value.parse::<usize>().unwrap());
+        } else {
+            let got = errors(&text);
+            assert_eq!((got[0].0, got[0].1), (12, 14), "{got:?}");
+            assert!(got[0].2.contains("out of range 8-65536"), "{got:?}");
+        }
+    }
+    assert_eq!(
+        ok(MINIMAL).kernel.queue_size,
+        crate::kernel::DEFAULT_QUEUE_SIZE
+    );
 }

@@ -94,6 +94,10 @@ pub(super) fn parse(text: &str, path: &Path, online: &CoreSet) -> Result<Config,
     }
 }
 
+/// Bounds of `[kernel] queue_size`.
+const MIN_KERNEL_QUEUE: usize = 8;
+const MAX_KERNEL_QUEUE: usize = 65_536;
+
 impl Validator<'_> {
     fn error(&mut self, at: At, message: impl Into<String>) {
         let pos = self.index.position(at);
@@ -130,7 +134,11 @@ impl Validator<'_> {
             }
         }
         let interface = self.interface(raw.interface.as_ref());
-        let (kernel, kernel_enabled) = self.kernel(raw.kernel.as_ref());
+        let (kernel, kernel_enabled) = self.kernel(
+            raw.kernel.as_ref(),
+            dataplane.backend,
+            af_packet.as_ref().map(|a| a.interface.as_str()),
+        );
         let metrics = self.metrics(raw.metrics.as_ref());
         let tcp = self.tcp(raw.tcp.as_ref());
         let http = self.http(raw.http.as_ref());
@@ -463,7 +471,12 @@ impl Validator<'_> {
         out
     }
 
-    fn kernel(&mut self, raw: Option<&Spanned<raw::RawKernel>>) -> (KernelConfig, Option<At>) {
+    fn kernel(
+        &mut self,
+        raw: Option<&Spanned<raw::RawKernel>>,
+        backend: Backend,
+        af_packet_interface: Option<&str>,
+    ) -> (KernelConfig, Option<At>) {
         let mut out = KernelConfig::default();
         let Some(sec) = raw else { return (out, None) };
         let k = sec.get_ref();
@@ -474,7 +487,16 @@ impl Validator<'_> {
         }
         if let Some(kind) = &k.kind {
             match kind.get_ref().as_str() {
-                "virtio-user" => out.kind = KernelKind::VirtioUser,
+                "virtio-user" => {
+                    out.kind = KernelKind::VirtioUser;
+                    if out.enabled && backend == Backend::AfPacket {
+                        self.error(
+                            at(kind),
+                            "kind \"virtio-user\" is a DPDK device and needs backend = \"dpdk\"; \
+                             use kind = \"tap\" with the AF_PACKET backend",
+                        );
+                    }
+                }
                 "tap" => out.kind = KernelKind::Tap,
                 other => self.error(
                     at(kind),
@@ -484,7 +506,33 @@ impl Validator<'_> {
         }
         if let Some(name) = &k.name {
             if let Some(n) = self.ifname(name) {
+                if out.enabled && af_packet_interface == Some(n.as_str()) {
+                    self.error(
+                        at(name),
+                        format!(
+                            "the kernel interface {n:?} is the [af_packet] interface; \
+                             shardnet creates the kernel interface, give it another name"
+                        ),
+                    );
+                }
                 out.name = n;
+            }
+        }
+        if let Some(q) = &k.queue_size {
+            let n = *q.get_ref();
+            let range = MIN_KERNEL_QUEUE..=MAX_KERNEL_QUEUE;
+            match usize::try_from(n) {
+                Ok(n) if range.contains(&n) => out.queue_size = n,
+                _ => self.error(
+                    at(q),
+                    format!(
+                        "queue_size {n} is out of range {}-{} (frames per ring, each way, \
+                         per worker; the default is {})",
+                        range.start(),
+                        range.end(),
+                        crate::kernel::DEFAULT_QUEUE_SIZE
+                    ),
+                ),
             }
         }
         (out, enabled_at)

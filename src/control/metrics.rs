@@ -116,7 +116,13 @@ families! {
     DEFAULT_HITS: "shardnet_default_action_total", Counter, [],
         "Packets that no rule matched, which took the default action.";
     KERNEL_PACKETS: "shardnet_kernel_packets_total", Counter, ["direction"],
-        "Packets bound for the kernel (to_kernel) and sent by it through the port (from_kernel).";
+        "Frames written to the kernel's exception interface (to_kernel) and read from it (from_kernel).";
+    KERNEL_DROPS: "shardnet_kernel_drops_total", Counter, ["direction", "reason"],
+        "Frames of the exception path dropped: a full ring between a worker and the relay (queue_full) or refused by the kernel interface (interface_refused).";
+    KERNEL_FLOWS: "shardnet_kernel_flows_pinned", Gauge, ["worker"],
+        "TCP flows the kernel accepted, pinned to it across rules reloads.";
+    KERNEL_FLOWS_UNTRACKED: "shardnet_kernel_flows_untracked_total", Counter, ["worker"],
+        "New kernel TCP flows not pinned because the worker's flow table was full.";
     PORT_RX_PACKETS: "shardnet_port_rx_packets_total", Counter, [],
         "Packets the port received, as its driver counts.";
     PORT_TX_PACKETS: "shardnet_port_tx_packets_total", Counter, [],
@@ -386,11 +392,36 @@ fn collect(plane: &ControlPlane) -> Vec<MetricFamily> {
         s.of(&RULE_HITS).add(&[name], *hits as f64);
     }
     s.of(&DEFAULT_HITS).add(&[], default_hits as f64);
-    let to_kernel: u64 = workers.iter().map(|(_, c)| c.to_kernel.get()).sum();
-    let kernel = s.of(&KERNEL_PACKETS);
-    kernel.add(&["to_kernel"], to_kernel as f64);
-    // No exception port yet: nothing comes from the kernel.
-    kernel.add(&["from_kernel"], 0.0);
+    if let Some(relay) = plane.kernel_counters() {
+        let kernel = s.of(&KERNEL_PACKETS);
+        kernel.add(&["to_kernel"], relay.to_kernel.get() as f64);
+        kernel.add(&["from_kernel"], relay.from_kernel.get() as f64);
+        let ring_full: u64 = workers
+            .iter()
+            .map(|(_, c)| c.drops_of(DropReason::KernelQueueFull))
+            .sum();
+        let drops = s.of(&KERNEL_DROPS);
+        drops.add(&["to_kernel", "queue_full"], ring_full as f64);
+        drops.add(
+            &["to_kernel", "interface_refused"],
+            relay.to_kernel_refused.get() as f64,
+        );
+        drops.add(
+            &["from_kernel", "queue_full"],
+            relay.from_kernel_queue_full.get() as f64,
+        );
+    } else {
+        // No exception port: nothing crosses it (the kernel's share is
+        // counted in shardnet_drops_total{reason="no_kernel_port"}).
+        let kernel = s.of(&KERNEL_PACKETS);
+        kernel.add(&["to_kernel"], 0.0);
+        kernel.add(&["from_kernel"], 0.0);
+    }
+    for (id, c) in &workers {
+        s.of(&KERNEL_FLOWS).add(&[id], c.kernel_flows.get() as f64);
+        s.of(&KERNEL_FLOWS_UNTRACKED)
+            .add(&[id], c.kernel_flows_untracked.get() as f64);
+    }
 
     if let Some(port) = plane.port_stats() {
         s.of(&PORT_RX_PACKETS).add(&[], port.rx_packets as f64);

@@ -22,6 +22,8 @@ pub mod metrics;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::kernel::RelayCounters;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Sender;
@@ -86,6 +88,7 @@ pub struct ControlPlane {
     reloads_failed: AtomicU64,
     pool_capacity: Option<u64>,
     port_stats: OnceLock<PortStatsReader>,
+    kernel: OnceLock<Arc<RelayCounters>>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -127,6 +130,7 @@ impl ControlPlane {
             reloads_failed: AtomicU64::new(0),
             pool_capacity,
             port_stats: OnceLock::new(),
+            kernel: OnceLock::new(),
         }
     }
 
@@ -160,6 +164,18 @@ impl ControlPlane {
     /// The port's counters, once the port is open.
     pub fn port_stats(&self) -> Option<PortStats> {
         self.port_stats.get().map(|read| read())
+    }
+
+    /// Install the exception port's relay counters, once it runs.
+    pub fn set_kernel_counters(&self, counters: Arc<RelayCounters>) {
+        if self.kernel.set(counters).is_err() {
+            tracing::warn!("the exception port's counters were already set");
+        }
+    }
+
+    /// The exception port's relay counters, when it runs.
+    pub fn kernel_counters(&self) -> Option<&RelayCounters> {
+        self.kernel.get().map(|c| &**c)
     }
 
     /// Buffers in each worker's pool, where the backend has pools.

@@ -357,6 +357,25 @@ impl DpdkPort {
         self.mac
     }
 
+    /// The port's MTU, where the driver reports one.
+    pub fn mtu(&self) -> Option<u16> {
+        let mut mtu = 0u16;
+        // SAFETY: valid out pointer; the port is open.
+        let rc = unsafe { dpdk_sys::rte_eth_dev_get_mtu(self.port, &mut mtu) };
+        (rc == 0).then_some(mtu)
+    }
+
+    /// The id of the port EAL probed under device `name` (a `--vdev` name
+    /// such as `net_tap_shardnet`), if any.
+    pub fn id_by_name(name: &str) -> Option<u16> {
+        let name = std::ffi::CString::new(name).ok()?;
+        let mut port = 0u16;
+        // SAFETY: `name` is a NUL-terminated string that outlives the call;
+        // valid out pointer.
+        let rc = unsafe { dpdk_sys::rte_eth_dev_get_port_by_name(name.as_ptr(), &mut port) };
+        (rc == 0).then_some(port)
+    }
+
     /// The transmit checksum offloads enabled on every queue.
     pub fn tx_offloads(&self) -> TxOffloads {
         self.tx_offloads

@@ -116,7 +116,7 @@ pub trait PacketBuf {
 /// One RX/TX queue pair, owned by one worker.
 pub trait Queue: Send + 'static {
     /// The packet buffer type of this backend.
-    type Buf: PacketBuf;
+    type Buf: PacketBuf + Send;
 
     /// Receive up to the remaining capacity of `out`, appending to it. Returns
     /// the number of packets received. Never blocks.
