@@ -63,6 +63,12 @@ $dataplane
 
 [interface]
 address = "198.18.0.2/24"
+gateway = "198.18.0.1"
+
+[kernel]
+enabled = true
+kind = "tap"
+name = "sn0"
 
 [[rule]]
 name = "echo"
@@ -135,12 +141,24 @@ echo "== TCP: 4 MiB through the echo service on port 7, compared by SHA-256"
 ip netns exec "$peer" timeout 60 /usr/bin/python3 tests/peers/tcp_peer.py echo --dst 198.18.0.2 --port 7 --mib 4 \
     | /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); print("sent %d bytes, echoed %d, sha256 match %s, %.1f MiB/s" % (r["sent"], r["received"], r["match"], r["mib_per_s"])); sys.exit(not r["match"])'
 
+echo "== the kernel's share: sn0 (created by shardnet, same address and MAC) and a kernel web server on :8000"
+ip netns exec "$dut" ip -br addr show dev sn0
+ip netns exec "$dut" ip route show default
+mkdir -p "$work/www" && echo "served by the Linux kernel, through shardnet's exception port" > "$work/www/index.txt"
+ip netns exec "$dut" /usr/bin/python3 tests/peers/http_server.py 198.18.0.2 8000 "$work/www" > "$work/www.log" 2>&1 &
+www=$!
+for _ in $(seq 1 40); do grep -q listening "$work/www.log" && break; sleep 0.1; done
+ip netns exec "$peer" curl -sS --max-time 5 http://198.18.0.2:8000/index.txt
+echo "== the kernel pings the peer (its ARP and ICMP go through shardnet both ways)"
+ip netns exec "$dut" ping -c 2 -i 0.2 198.18.0.1 | tail -2
+kill "$www"; wait "$www" 2>/dev/null || true
+
 echo "== the control endpoint (in the DUT namespace): /healthz, /rules, a few of /metrics"
 ip netns exec "$dut" curl -sS --max-time 5 http://127.0.0.1:9464/healthz
 ip netns exec "$dut" curl -sS --max-time 5 http://127.0.0.1:9464/rules \
     | /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); [print("rule %-9s %s %-8s -> %-8s hits %d" % (x["name"], x["protocol"], ",".join(x["ports"]), x["service"], x["hits"])) for x in r["rules"]]'
 ip netns exec "$dut" curl -sS --max-time 5 http://127.0.0.1:9464/metrics \
-    | grep -E '^shardnet_(udp_datagrams_total|tcp_connections_opened_total\{.*passive|worker_up)'
+    | grep -E '^shardnet_(udp_datagrams_total|tcp_connections_opened_total\{.*passive|worker_up|kernel_packets_total)'
 if command -v promtool >/dev/null; then
     ip netns exec "$dut" curl -sS --max-time 5 http://127.0.0.1:9464/metrics | promtool check metrics \
         && echo "promtool check metrics: clean"

@@ -7,6 +7,7 @@
 //! [`SharedRules`](crate::rules::SharedRules), sends the rare control
 //! message, and reads the workers' counters ([`ControlPlane`]).
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -116,7 +117,7 @@ impl Shared {
             prefix_len: self.config().interface.prefix_len,
         };
         let rules = self.plane.shared_rules();
-        let stack = Stack::new(
+        let mut stack = Stack::new(
             iface,
             rules.table(),
             self.mailboxes.cache_for(id),
@@ -124,6 +125,7 @@ impl Shared {
             self.config().debug.flow_record.is_some(),
             self.tcp.clone(),
         );
+        stack.set_pin_kernel_flows(self.config().kernel.enabled);
         let setup = WorkerSetup {
             id,
             idle: self.config().dataplane.idle,
@@ -244,12 +246,19 @@ fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
         }
     }
     if let Some(kernel) = kernel {
-        // Dropping the TAP removes the kernel interface, its address and routes.
-        drop(kernel.stop());
+        // Dropping the TAP removes the kernel interface, its address and
+        // routes; only then may the kernel see the NIC again.
+        let (tap, isolation) = kernel.stop();
+        drop(tap);
+        drop(isolation);
     }
     let reports: Vec<_> = reports.try_iter().collect();
     finish(shared, reports, port.stats())
 }
+
+/// The largest MTU of the kernel interface: a frame (Ethernet header and a
+/// VLAN tag included) must fit one 2048-byte buffer.
+const KERNEL_MAX_MTU: u32 = (crate::port::heap::HEAP_BUF_ROOM - 18) as u32;
 
 /// A started exception port and the workers' ends of its rings.
 type KernelStart<K> = (RunningKernel<K>, Vec<KernelLink<<K as Queue>::Buf>>);
@@ -262,18 +271,22 @@ struct RunningKernel<K: Queue> {
 }
 
 impl<K: Queue> RunningKernel<K> {
-    /// Stop the relay and give back its device, for the caller to close.
-    fn stop(self) -> Option<K> {
+    /// Stop the relay. Gives back its device and the NIC's isolation: close
+    /// the device first (the kernel interface goes with it), then drop the
+    /// isolation (restoring the NIC's settings).
+    fn stop(self) -> (Option<K>, Option<SysctlGuard>) {
         let device = self.relay.stop();
         if device.is_none() {
             tracing::error!("the exception port's relay thread panicked");
         }
-        if let Some(isolation) = self.isolation {
-            tracing::info!("restoring {}", isolation.summary());
-            drop(isolation);
+        if let Some(isolation) = &self.isolation {
+            tracing::info!(
+                "restoring what shardnet changed on the NIC ({})",
+                isolation.summary()
+            );
         }
         tracing::info!(interface = %self.name, "exception port stopped");
-        device
+        (device, self.isolation)
     }
 }
 
@@ -289,6 +302,18 @@ fn start_kernel<K: Queue>(
     let config = shared.config();
     let k = &config.kernel;
     let i = &config.interface;
+    // Frames live in single 2048-byte buffers on both sides (heap buffers,
+    // mbufs): the kernel must not send longer ones.
+    let mtu = mtu.map(|mtu| {
+        if mtu > KERNEL_MAX_MTU {
+            tracing::warn!(
+                interface = %k.name,
+                "the NIC's MTU is {mtu}; the kernel interface gets {KERNEL_MAX_MTU}, the most \
+                 that shardnet's single-buffer frames carry"
+            );
+        }
+        mtu.min(KERNEL_MAX_MTU)
+    });
     let setup = InterfaceSetup {
         name: k.name.clone(),
         mac: mac.0,
@@ -345,20 +370,30 @@ fn start_tap_kernel(
     mtu: u32,
 ) -> anyhow::Result<(RunningKernel<TapDevice>, Vec<KernelLink<HeapBuf>>)> {
     let config = shared.config();
-    let address = config.interface.address;
-    if netif::interface_has_address(nic, address)
-        .with_context(|| format!("cannot read the addresses of {nic}"))?
-    {
-        bail!(
-            "{nic} has the stack's address {address} in the kernel; with [kernel] enabled the \
-             kernel gets it on {} instead: remove it from {nic} (ip addr del {address}/{} dev {nic})",
-            config.kernel.name,
-            config.interface.prefix_len
-        );
-    }
+    check_nic_has_no_address(config, nic)?;
     let tap = TapDevice::create(&config.kernel.name)?;
     let isolation = isolate_nic(nic)?;
     start_kernel(shared, tap, mac, Some(mtu), Some(isolation))
+}
+
+/// A NIC that the kernel still sees must carry no IPv4 address there: the
+/// kernel's addresses move to the exception interface, and an address (or a
+/// route) left on the NIC would let the kernel answer on it too.
+fn check_nic_has_no_address(config: &Config, nic: &str) -> anyhow::Result<()> {
+    let addresses = netif::interface_addresses(nic)
+        .with_context(|| format!("cannot read the addresses of {nic}"))?;
+    if !addresses.is_empty() {
+        let list: Vec<String> = addresses.iter().map(Ipv4Addr::to_string).collect();
+        bail!(
+            "{nic} has IPv4 address {} in the kernel; with [kernel] enabled the kernel's side \
+             of the NIC is {} (with {}/{}): remove the address from {nic} (ip -4 addr flush dev {nic})",
+            list.join(", "),
+            config.kernel.name,
+            config.interface.address,
+            config.interface.prefix_len
+        );
+    }
+    Ok(())
 }
 
 /// Tell the kernel not to answer on `nic`, which it still sees, with the
@@ -482,15 +517,25 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     }
     shared.stop_workers.store(true, Relaxed);
     dpdk::wait_all_lcores();
-    if let Some((kernel, kernel_port)) = kernel {
-        drop(kernel.stop());
-        // Closing a net_tap or virtio-user port removes its kernel interface.
-        kernel_port.close()?;
-    }
+    let kernel = kernel.map(|(running, kernel_port)| {
+        let (device, isolation) = running.stop();
+        drop(device);
+        (kernel_port, isolation)
+    });
     let reports: Vec<_> = reports.try_iter().collect();
     let stats = port.stats();
     let result = finish(shared, reports, stats);
-    port.close()?;
+    // The NIC first: its TX ring may still hold the kernel's mbufs.
+    let closed = port.close();
+    if let Some((kernel_port, isolation)) = kernel {
+        // Closing a net_tap or virtio-user port removes its kernel interface;
+        // only then may the kernel see the NIC again.
+        if let Err(error) = kernel_port.close() {
+            tracing::warn!("closing the exception port: {error}");
+        }
+        drop(isolation);
+    }
+    closed?;
     drop(pools);
     eal.cleanup()?;
     result
@@ -547,45 +592,62 @@ fn start_dpdk_kernel(
 ) -> anyhow::Result<DpdkKernelStart> {
     use crate::dpdk::{DpdkPort, Mempool, PortOptions};
     let config = shared.config();
-    // The kernel's frames wait in the workers' rings, plus the device's own
-    // descriptors; the relay is not an lcore, so no per-lcore cache.
-    let frames = config.dataplane.workers.len() * config.kernel.queue_size + 2048;
-    let size = u32::try_from(frames.next_power_of_two() - 1).unwrap_or(u32::MAX);
+    // The kernel's frames wait in the workers' rings, in the NIC's TX
+    // descriptors and in the device's RX descriptors (1024 each at most);
+    // the relay is not an lcore, so no per-lcore cache.
+    let workers = config.dataplane.workers.len();
+    let frames = workers * (config.kernel.queue_size + 1024) + 1024 + 2 * crate::port::BURST;
+    let size = u32::try_from((frames + 1).next_power_of_two() - 1).unwrap_or(u32::MAX);
     let pool = Mempool::new("sn_pool_kernel", size, 0, dpdk_sys::SOCKET_ID_ANY)?;
     let options = PortOptions {
-        promiscuous: true,
         rss: false,
         checksum_offload: false,
         ..PortOptions::default()
     };
-    let mut port = DpdkPort::open(id, &[pool], options)?;
-    let device = port
-        .queues()
-        .pop()
-        .context("the exception port has no queue")?;
     // A NIC that the kernel still sees (net_af_packet in tests and labs)
-    // needs the same isolation as the AF_PACKET backend.
-    let isolation = match af_packet_vdev_interface(&config.dpdk.eal_args) {
-        Some(iface) if nic.driver() == "net_af_packet" => Some(isolate_nic(&iface)?),
+    // needs the same care as the AF_PACKET backend.
+    let isolation = match (nic.driver(), nic.device_name()) {
+        ("net_af_packet", Some(device)) => {
+            let Some(iface) = af_packet_vdev_interface(&config.dpdk.eal_args, &device) else {
+                bail!(
+                    "cannot find the iface= of {device} in eal_args: the kernel still sees that \
+                     interface and must be kept off it while it shares the address"
+                );
+            };
+            check_nic_has_no_address(config, &iface)?;
+            Some(isolate_nic(&iface)?)
+        }
         _ => None,
+    };
+    let mut port = DpdkPort::open(id, &[pool], options)?;
+    let Some(device) = port.queues().pop() else {
+        bail!("DPDK port {id} (the exception port) opened without a queue");
     };
     let mtu = nic.mtu().map(u32::from);
     let (kernel, links) = start_kernel(shared, device, mac, mtu, isolation)?;
     Ok(((kernel, port), links))
 }
 
-/// The `iface=` of a `net_af_packet` vdev in `eal_args`.
+/// The `iface=` of vdev `device` (a `net_af_packet` port's name) in
+/// `eal_args`, written `--vdev=DEV,...` or as `--vdev` then `DEV,...`.
 #[cfg(feature = "dpdk")]
-fn af_packet_vdev_interface(eal_args: &[String]) -> Option<String> {
-    eal_args
-        .iter()
-        .filter_map(|a| {
-            a.strip_prefix("--vdev=")
-                .or_else(|| a.strip_prefix("--vdev "))
-        })
-        .filter(|v| v.starts_with("net_af_packet"))
-        .flat_map(|v| v.split(','))
-        .find_map(|kv| kv.strip_prefix("iface=").map(str::to_owned))
+fn af_packet_vdev_interface(eal_args: &[String], device: &str) -> Option<String> {
+    let mut values = Vec::new();
+    let mut args = eal_args.iter();
+    while let Some(arg) = args.next() {
+        if let Some(value) = arg.strip_prefix("--vdev=") {
+            values.push(value);
+        } else if arg == "--vdev" {
+            values.extend(args.next().map(String::as_str));
+        }
+    }
+    values.into_iter().find_map(|value| {
+        let mut parts = value.split(',');
+        if parts.next()? != device {
+            return None;
+        }
+        parts.find_map(|kv| kv.strip_prefix("iface=").map(str::to_owned))
+    })
 }
 
 /// The vdev names of the exception port.
@@ -725,6 +787,7 @@ fn finish(shared: &Shared, reports: Vec<WorkerReport>, port: PortStats) -> anyho
             "to_kernel_refused": kernel.to_kernel_refused.get(),
             "from_kernel": kernel.from_kernel.get(),
             "from_kernel_queue_full": kernel.from_kernel_queue_full.get(),
+            "from_kernel_dropped": kernel.from_kernel_dropped.get(),
         });
     }
     tracing::info!("final counters: {stats}");
@@ -797,5 +860,28 @@ fn tcp_setup(config: &Config) -> TcpSetup {
         secret_key: Secrets::random_key(),
         hasher: ahash::RandomState::new(),
         http_body: Arc::from(config.http.body.as_bytes()),
+    }
+}
+
+#[cfg(all(test, feature = "dpdk"))]
+mod tests {
+    use super::af_packet_vdev_interface;
+
+    #[test]
+    fn the_af_packet_vdev_of_the_port_is_found_in_either_form() {
+        let args: Vec<String> = [
+            "--no-pci",
+            "--vdev=net_af_packet0,iface=veth0,qpairs=2",
+            "--vdev",
+            "net_af_packet1,qpairs=1,iface=veth1",
+            "--vdev=net_tap0",
+        ]
+        .map(String::from)
+        .to_vec();
+        let find = |d: &str| af_packet_vdev_interface(&args, d);
+        assert_eq!(find("net_af_packet0").as_deref(), Some("veth0"));
+        assert_eq!(find("net_af_packet1").as_deref(), Some("veth1"));
+        assert_eq!(find("net_af_packet2"), None);
+        assert_eq!(find("net_tap0"), None);
     }
 }

@@ -21,7 +21,7 @@ use hashbrown::HashMap;
 
 use crate::config::{prefix_mask, Action, Protocol};
 use crate::counters::{DropReason, WorkerCounters};
-use crate::kernel::flows::{is_new_syn, KernelFlows};
+use crate::kernel::flows::{opens_a_flow, KernelFlows};
 use crate::neighbour::NeighbourCache;
 use crate::port::{PacketBuf, RxChecksum};
 use crate::rules::RuleTable;
@@ -140,6 +140,8 @@ pub struct Stack {
     /// TCP flows the rules gave the kernel: they stay the kernel's across
     /// reloads.
     kernel_flows: KernelFlows,
+    /// Whether kernel TCP flows are pinned: only with an exception port.
+    pin_kernel_flows: bool,
     flow_record: Option<FlowRecord>,
 }
 
@@ -181,10 +183,19 @@ impl Stack {
             counters,
             services: UdpServices::default(),
             kernel_flows: KernelFlows::new(tcp.hasher.clone()),
+            pin_kernel_flows: true,
             tcp: TcpTable::new(tcp.table, Secrets::from_key(tcp.secret_key), tcp.hasher, 0),
             tcp_services: TcpServices::new(tcp.http_body),
             flow_record: record_flows.then(FlowRecord::new),
         }
+    }
+
+    /// Pin the kernel's TCP flows across reloads (the default). Without an
+    /// exception port the kernel's share is dropped, and a pin would only
+    /// keep a retransmitted SYN away from a service a reload just gave its
+    /// port to.
+    pub fn set_pin_kernel_flows(&mut self, pin: bool) {
+        self.pin_kernel_flows = pin;
     }
 
     /// This worker's TCP table.
@@ -596,10 +607,11 @@ impl Stack {
                 Disposition::Consumed
             }
             Action::Kernel => {
-                // Its SYN pins it. Later segments of flows not pinned (older
-                // than the process, or refused by a full table) still go to
-                // the kernel by the rules.
-                if is_new_syn(header.flags) {
+                // Its SYN pins it: the peer's SYN for the kernel's servers,
+                // the peer's SYN-ACK for the kernel's own connections. Later
+                // segments of flows not pinned (older than the process, or
+                // refused by a full table) still go to the kernel by the rules.
+                if self.pin_kernel_flows && opens_a_flow(header.flags) {
                     self.kernel_flows.pin(&tuple, now_ns);
                     self.publish_kernel_flows();
                 }
@@ -1277,6 +1289,44 @@ mod tests {
             );
             assert_eq!(sent.len(), 1);
             assert_eq!(sent[0].0.flags, TcpFlags::RST);
+        }
+
+        #[test]
+        fn the_kernels_own_connection_is_pinned_by_the_peers_syn_ack() {
+            // The kernel connected from local port 8080 to the peer's 443:
+            // the peer's SYN-ACK is the first segment the stack sees.
+            let (mut stack, counters) = port_8080(Action::Kernel);
+            let syn_ack = TcpFlags::SYN | TcpFlags::ACK;
+            to_kernel(&mut stack, from(443, syn_ack, 9000, 1001), b"", 0);
+            assert_eq!(stack.kernel_flows().len(), 1);
+            to_kernel(
+                &mut stack,
+                from(443, TcpFlags::ACK, 9001, 1001),
+                b"",
+                SECOND,
+            );
+            reload_8080(&mut stack, Action::Service(ServiceKind::Http));
+            let data = TcpFlags::ACK | TcpFlags::PSH;
+            to_kernel(
+                &mut stack,
+                from(443, data, 9001, 1001),
+                b"reply",
+                2 * SECOND,
+            );
+            assert_eq!(counters.tcp_resets_tx.get(), 0);
+        }
+
+        #[test]
+        fn without_an_exception_port_nothing_is_pinned() {
+            let (mut stack, _counters) = port_8080(Action::Kernel);
+            stack.set_pin_kernel_flows(false);
+            to_kernel(&mut stack, from(40000, TcpFlags::SYN, 1000, 0), b"", 0);
+            assert!(stack.kernel_flows().is_empty());
+            // After a reload the retransmitted SYN reaches the new service.
+            reload_8080(&mut stack, Action::Service(ServiceKind::Http));
+            let (d, sent) = deliver(&mut stack, from(40000, TcpFlags::SYN, 1000, 0), b"", SECOND);
+            assert!(matches!(d, Disposition::Consumed), "{d:?}");
+            assert_eq!(sent[0].0.flags, TcpFlags::SYN | TcpFlags::ACK);
         }
 
         #[test]

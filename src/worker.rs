@@ -211,15 +211,15 @@ pub fn run<Q: Queue>(
             now,
         };
         stack.poll(now, &mut egress);
+        let mut from_kernel = 0;
         if let Some(link) = &kernel {
             // The kernel's frames go out unchanged, a burst per round at most.
-            let mut moved = 0;
-            while moved < BURST {
+            while from_kernel < BURST {
                 let Some(frame) = link.pop() else { break };
                 egress.send(frame);
-                moved += 1;
+                from_kernel += 1;
             }
-            counters.from_kernel.add(moved as u64);
+            counters.from_kernel.add(from_kernel as u64);
         }
         if !tx.is_empty() && now.saturating_sub(tx_since) >= TX_DRAIN_NS {
             flush(&mut queue, &mut tx, counters);
@@ -227,7 +227,10 @@ pub fn run<Q: Queue>(
 
         if queue.rx_burst(&mut rx) == 0 {
             counters.idle_polls.inc();
-            if setup.idle == IdleMode::Adaptive {
+            // Sending the kernel's frames is work too: no nap while they come.
+            if from_kernel > 0 {
+                empty_polls = 0;
+            } else if setup.idle == IdleMode::Adaptive {
                 empty_polls = empty_polls.saturating_add(1);
                 if empty_polls >= ADAPTIVE_EMPTY_POLLS {
                     flush(&mut queue, &mut tx, counters);

@@ -15,7 +15,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{peer_script, Lab, DUT_IP};
+use common::{peer_script, wait_for, Lab, DUT_IP};
 use serde_json::Value;
 
 const METRICS: &str = "127.0.0.1:9464";
@@ -99,14 +99,6 @@ fn control_json(lab: &Lab, method: &str, path: &str) -> (u16, Value) {
     let json = serde_json::from_str(&body)
         .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {body}"));
     (status, json)
-}
-
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// UDP flows from the peer; returns the datagrams sent (all must come back

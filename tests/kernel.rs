@@ -17,9 +17,9 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{peer_script, Lab, DUT_IP, PEER_IP};
+use common::{peer_script, wait_for, Lab, DUT_IP, PEER_IP};
 use serde_json::Value;
 
 const METRICS: &str = "127.0.0.1:9464";
@@ -36,7 +36,7 @@ fn config(lab: &Lab, backend: &str, alt_service: &str) -> String {
             "[dataplane]\nbackend = \"dpdk\"\nworkers = [0, 1]\ncontrol_core = 0\n\
              idle = \"adaptive\"\n\n[dpdk]\neal_args = [\"--no-pci\", \"--no-huge\", \
              \"--no-shconf\", \"-m\", \"512\", \"--vdev=net_af_packet0,iface={},qpairs=2\"]\n\
-             port = 0\nmbufs_per_worker = 4095\n",
+             port = 0\nmbufs_per_worker = 8191\n",
             lab.dut_if
         ),
         other => panic!("unknown backend {other}"),
@@ -202,17 +202,6 @@ fn metric(lab: &Lab, sample: &str) -> f64 {
         .unwrap()
 }
 
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if done() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{what}: not within {limit:?}");
-}
-
 fn json_of(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -229,12 +218,22 @@ fn reload(lab: &Lab, config_text: &str) -> (u16, String) {
     control(lab, "POST", "/reload")
 }
 
+/// The DUT namespace's settings that shardnet changes while it runs: the
+/// NIC's arp_ignore and rp_filter, and udp_early_demux.
+fn sysctls(lab: &Lab) -> (String, String, String) {
+    let read = |path: String| text(&lab.dut(&["cat", &path]));
+    (
+        read(format!("/proc/sys/net/ipv4/conf/{}/arp_ignore", lab.dut_if)),
+        read(format!("/proc/sys/net/ipv4/conf/{}/rp_filter", lab.dut_if)),
+        read("/proc/sys/net/ipv4/udp_early_demux".into()),
+    )
+}
+
 fn exception_port(backend: &str) {
     let lab = Lab::new();
     let dut_mac = lab.dut_mac();
     // What the NIC's sysctls were, to check they come back.
-    let arp_ignore = format!("/proc/sys/net/ipv4/conf/{}/arp_ignore", lab.dut_if);
-    let arp_ignore_before = text(&lab.dut(&["cat", &arp_ignore]));
+    let sysctls_before = sysctls(&lab);
 
     let www = lab.path("www");
     std::fs::create_dir(&www).unwrap();
@@ -279,7 +278,10 @@ fn exception_port(backend: &str) {
     assert_eq!(routes[0]["gateway"], PEER_IP, "{routes}");
     assert_eq!(routes[0]["dev"], "sn0", "{routes}");
     // The NIC is kept from the kernel's IP stack while shardnet runs.
-    assert_eq!(text(&lab.dut(&["cat", &arp_ignore])), "8");
+    let during = sysctls(&lab);
+    assert_eq!(during.0, "8", "arp_ignore");
+    assert_eq!(during.1, "1", "rp_filter");
+    assert_eq!(during.2, "0", "udp_early_demux");
 
     // A kernel service on a port no rule claims, and the stack's own.
     let mut kernel_http = Bg::start(
@@ -447,15 +449,25 @@ fn exception_port(backend: &str) {
 
     // Flood the kernel's share (iperf3 over UDP to a kernel server, as fast
     // as the peer can send) while the stack's UDP echo is measured.
-    let mut iperf_server = Bg::start(&lab.dut_ns, &["iperf3", "-s", "-1", "-B", DUT_IP]);
-    std::thread::sleep(Duration::from_millis(500));
+    let mut iperf_server = Bg::start(
+        &lab.dut_ns,
+        &["iperf3", "-s", "-1", "--forceflush", "-B", DUT_IP],
+    );
+    // iperf3 prints a separator line, then "Server listening on 5201".
+    while !iperf_server.line().contains("Server listening") {}
     let mut flood = Bg::start(
         &lab.peer_ns,
         &[
-            "iperf3", "-c", DUT_IP, "-u", "-b", "0", "-l", "64", "-t", "3", "--json",
+            "iperf3", "-c", DUT_IP, "-u", "-b", "0", "-l", "64", "-t", "4", "--json",
         ],
     );
-    std::thread::sleep(Duration::from_millis(800));
+    // Start measuring once the kernel's server counts datagrams.
+    wait_for("the flood to start", Duration::from_secs(5), || {
+        metric(
+            &lab,
+            "shardnet_kernel_packets_total{direction=\"to_kernel\"}",
+        ) > 10_000.0
+    });
     let out = lab.peer(&[
         "python3",
         &peer_script("udp_flows.py"),
@@ -467,7 +479,13 @@ fn exception_port(backend: &str) {
         "8",
         "--max-size",
         "200",
+        "--timeout",
+        "2",
     ]);
+    assert!(
+        flood.child.try_wait().unwrap().is_none(),
+        "the flood ended before the echo measurement did: they did not overlap"
+    );
     let echo = json_of(&out);
     let flood_out = flood.finish();
     iperf_server.finish();
@@ -545,7 +563,7 @@ fn exception_port(backend: &str) {
     // The kernel interface went with shardnet; the NIC's settings came back.
     let out = lab.dut(&["ip", "link", "show", "sn0"]);
     assert!(!out.status.success(), "sn0 still exists after stop");
-    assert_eq!(text(&lab.dut(&["cat", &arp_ignore])), arp_ignore_before);
+    assert_eq!(sysctls(&lab), sysctls_before);
 }
 
 #[test]
@@ -556,4 +574,43 @@ fn af_packet_shares_the_nic_with_the_kernel() {
 #[test]
 fn dpdk_shares_the_nic_with_the_kernel() {
     exception_port("dpdk");
+}
+
+/// virtio-user runs where `/dev/vhost-net` exists (the interface comes up
+/// with the address); where it does not (these machines), `shardnet run`
+/// stops at once with one sentence that says what is missing.
+#[test]
+fn dpdk_virtio_user_needs_vhost_net() {
+    let lab = Lab::new();
+    let text = config(&lab, "dpdk", "kernel").replace("kind = \"tap\"", "kind = \"virtio-user\"");
+    if std::path::Path::new("/dev/vhost-net").exists() {
+        let mut sn = lab.start_shardnet(&text);
+        lab.wait_until_answering(&mut sn, Duration::from_secs(30));
+        let addr = json_of(&lab.dut(&["ip", "-j", "addr", "show", "dev", "sn0"]));
+        assert_eq!(addr[0]["addr_info"][0]["local"], DUT_IP, "{addr}");
+        sn.stop();
+        return;
+    }
+    let path = lab.path("virtio.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.dut_ns,
+            env!("CARGO_BIN_EXE_shardnet"),
+            "run",
+            "--config",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("needs /dev/vhost-net") && last.contains("modprobe vhost_net"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

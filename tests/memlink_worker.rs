@@ -182,21 +182,28 @@ fn faulty_link_never_yields_a_wrong_echo() {
     assert_accounted(&outcome);
 }
 
-/// Receive what arrives at `end` until nothing has come for 200 ms (at most 10 s).
-fn receive_all(end: &mut MemQueue) -> Vec<Vec<u8>> {
+/// Receive at `end` until `expected` frames came (at most 10 s), then 100 ms
+/// more to catch any extra one.
+fn receive_all(end: &mut MemQueue, expected: usize) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut rx = Burst::new();
     let start = Instant::now();
-    let mut last = Instant::now();
-    while start.elapsed() < Duration::from_secs(10) && last.elapsed() < Duration::from_millis(200) {
+    let mut done_at = None;
+    loop {
+        if out.len() >= expected && done_at.is_none() {
+            done_at = Some(Instant::now());
+        }
+        if done_at.is_some_and(|t| t.elapsed() > Duration::from_millis(100))
+            || start.elapsed() > Duration::from_secs(10)
+        {
+            return out;
+        }
         if end.rx_burst(&mut rx) == 0 {
             std::thread::sleep(Duration::from_millis(1));
             continue;
         }
-        last = Instant::now();
         out.extend(rx.drain(..).map(|b| b.data().to_vec()));
     }
-    out
 }
 
 fn send_all(end: &mut MemQueue, frames: &[Vec<u8>]) {
@@ -272,7 +279,7 @@ fn kernel_path_is_bounded_and_accounted() {
         }
     }
     send_all(&mut peer_end, &mixed);
-    let echoes = receive_all(&mut peer_end);
+    let echoes = receive_all(&mut peer_end, 100);
     assert_eq!(
         echoes.len(),
         100,
@@ -287,7 +294,7 @@ fn kernel_path_is_bounded_and_accounted() {
     );
     // The relay hands the queued ones over, unchanged and in order.
     while relay.poll() > 0 {}
-    let delivered = receive_all(&mut kernel_side);
+    let delivered = receive_all(&mut kernel_side, RING);
     assert_eq!(delivered, for_kernel[..RING].to_vec());
     assert_eq!(relay_counters.to_kernel.get(), RING as u64);
 
@@ -303,7 +310,7 @@ fn kernel_path_is_bounded_and_accounted() {
         .collect();
     send_all(&mut kernel_side, &from_kernel);
     while relay.poll() > 0 {}
-    let out = receive_all(&mut peer_end);
+    let out = receive_all(&mut peer_end, 50);
     assert_eq!(out, from_kernel);
     stop.store(true, Ordering::Relaxed);
     worker.join().expect("worker thread");

@@ -139,6 +139,29 @@ impl Validator<'_> {
             dataplane.backend,
             af_packet.as_ref().map(|a| a.interface.as_str()),
         );
+        if kernel.enabled && dataplane.backend == Backend::Dpdk {
+            // The ring towards the kernel holds buffers of the worker's own
+            // pool: a full ring must leave the port enough to receive into.
+            let most = dpdk.mbufs_per_worker as usize / 4;
+            if kernel.queue_size > most {
+                let place = raw
+                    .kernel
+                    .as_ref()
+                    .and_then(|k| k.get_ref().queue_size.as_ref().map(at))
+                    .or_else(|| raw.kernel.as_ref().map(at));
+                if let Some(place) = place {
+                    self.error(
+                        place,
+                        format!(
+                            "queue_size {} is more than a quarter of [dpdk] mbufs_per_worker ({}): \
+                             a full ring towards the kernel would hold the buffers the port \
+                             receives into; lower queue_size or raise mbufs_per_worker",
+                            kernel.queue_size, dpdk.mbufs_per_worker
+                        ),
+                    );
+                }
+            }
+        }
         let metrics = self.metrics(raw.metrics.as_ref());
         let tcp = self.tcp(raw.tcp.as_ref());
         let http = self.http(raw.http.as_ref());

@@ -118,7 +118,7 @@ families! {
     KERNEL_PACKETS: "shardnet_kernel_packets_total", Counter, ["direction"],
         "Frames written to the kernel's exception interface (to_kernel) and read from it (from_kernel).";
     KERNEL_DROPS: "shardnet_kernel_drops_total", Counter, ["direction", "reason"],
-        "Frames of the exception path dropped: a full ring between a worker and the relay (queue_full) or refused by the kernel interface (interface_refused).";
+        "Frames of the exception path dropped: a full ring between a worker and the relay (queue_full), refused by the kernel interface (interface_refused), or unreadable from it (interface_error: longer than a buffer).";
     KERNEL_FLOWS: "shardnet_kernel_flows_pinned", Gauge, ["worker"],
         "TCP flows the kernel accepted, pinned to it across rules reloads.";
     KERNEL_FLOWS_UNTRACKED: "shardnet_kernel_flows_untracked_total", Counter, ["worker"],
@@ -512,6 +512,13 @@ mod tests {
         c.count_drop(DropReason::TxFull);
         c.tcp_opened_active.add(2);
         c.pool_in_use.set(17);
+        c.count_drop(DropReason::KernelQueueFull);
+        c.kernel_flows.set(3);
+        let relay = Arc::new(crate::kernel::RelayCounters::default());
+        relay.to_kernel.add(12);
+        relay.from_kernel.add(7);
+        relay.from_kernel_queue_full.add(2);
+        plane.set_kernel_counters(relay);
         plane.set_port_stats(Box::new(|| PortStats {
             rx_missed: 9,
             extended: vec![("rx_good_packets".into(), 11)],
@@ -545,6 +552,13 @@ mod tests {
             r#"shardnet_udp_datagrams_total{worker="0",direction="rx"} 0"#,
             r#"shardnet_drops_total{worker="1",reason="tx_full"} 1"#,
             r#"shardnet_drops_total{worker="0",reason="kernel_queue_full"} 0"#,
+            r#"shardnet_drops_total{worker="1",reason="kernel_queue_full"} 1"#,
+            r#"shardnet_kernel_packets_total{direction="to_kernel"} 12"#,
+            r#"shardnet_kernel_packets_total{direction="from_kernel"} 7"#,
+            r#"shardnet_kernel_drops_total{direction="to_kernel",reason="queue_full"} 1"#,
+            r#"shardnet_kernel_drops_total{direction="to_kernel",reason="interface_refused"} 0"#,
+            r#"shardnet_kernel_drops_total{direction="from_kernel",reason="queue_full"} 2"#,
+            r#"shardnet_kernel_flows_pinned{worker="1"} 3"#,
             r#"shardnet_tcp_connections_opened_total{worker="1",side="active"} 2"#,
             r#"shardnet_mempool_in_use{worker="1"} 17"#,
             r#"shardnet_port_rx_missed_total 9"#,
@@ -562,6 +576,24 @@ mod tests {
         }
         assert!(text.contains("shardnet_build_info{version=\""));
         assert!(text.contains("shardnet_mempool_capacity{worker=\"0\"} "));
+    }
+
+    #[test]
+    fn without_an_exception_port_nothing_crosses_it() {
+        let (_file, plane) = plane_for(BASE, 1);
+        plane.counters()[0].count_drop(DropReason::NoKernelPort);
+        let text = scrape(plane);
+        for line in [
+            r#"shardnet_kernel_packets_total{direction="to_kernel"} 0"#,
+            r#"shardnet_kernel_packets_total{direction="from_kernel"} 0"#,
+            r#"shardnet_drops_total{worker="0",reason="no_kernel_port"} 1"#,
+        ] {
+            assert!(
+                text.contains(&format!("{line}\n")),
+                "no {line:?} in\n{text}"
+            );
+        }
+        assert!(!text.contains("shardnet_kernel_drops_total"), "{text}");
     }
 
     #[test]

@@ -365,13 +365,30 @@ impl DpdkPort {
         (rc == 0).then_some(mtu)
     }
 
+    /// The device name EAL gave the port (`net_af_packet0`, `0000:3b:00.0`).
+    pub fn device_name(&self) -> Option<String> {
+        let mut name = [0 as std::os::raw::c_char; dpdk_sys::RTE_ETH_NAME_MAX_LEN as usize];
+        // SAFETY: the buffer has the RTE_ETH_NAME_MAX_LEN bytes the function
+        // may write, NUL included; the port is open.
+        let rc = unsafe { dpdk_sys::rte_eth_dev_get_name_by_port(self.port, name.as_mut_ptr()) };
+        if rc != 0 {
+            return None;
+        }
+        // SAFETY: on success the buffer holds a NUL-terminated name.
+        let name = unsafe { CStr::from_ptr(name.as_ptr()) };
+        Some(name.to_string_lossy().into_owned())
+    }
+
     /// The id of the port EAL probed under device `name` (a `--vdev` name
-    /// such as `net_tap_shardnet`), if any.
+    /// such as `net_tap_shardnet`), if any. `None` before EAL is up.
     pub fn id_by_name(name: &str) -> Option<u16> {
+        if !super::eal::eal_running() {
+            return None;
+        }
         let name = std::ffi::CString::new(name).ok()?;
         let mut port = 0u16;
-        // SAFETY: `name` is a NUL-terminated string that outlives the call;
-        // valid out pointer.
+        // SAFETY: EAL is initialised (checked above); `name` is a
+        // NUL-terminated string that outlives the call; valid out pointer.
         let rc = unsafe { dpdk_sys::rte_eth_dev_get_port_by_name(name.as_ptr(), &mut port) };
         (rc == 0).then_some(port)
     }
@@ -607,6 +624,10 @@ impl Queue for DpdkQueue {
     #[inline]
     fn alloc(&mut self) -> Option<Mbuf> {
         alloc_from(self.pool_raw)
+    }
+
+    fn rx_dropped(&self) -> u64 {
+        self.multi_segment_drops()
     }
 
     fn tx_offloads(&self) -> TxOffloads {

@@ -158,6 +158,13 @@ impl Flow {
 
 /// Whether `flags` open a flow: SYN, without ACK, RST or FIN.
 #[inline]
+/// Whether a segment opens a flow: a SYN or a SYN-ACK (the reply to the
+/// kernel's own connect), without RST or FIN.
+pub fn opens_a_flow(flags: TcpFlags) -> bool {
+    flags.0 & (TcpFlags::SYN | TcpFlags::RST | TcpFlags::FIN).0 == TcpFlags::SYN.0
+}
+
+/// Whether a segment is a SYN without ACK, RST or FIN.
 pub fn is_new_syn(flags: TcpFlags) -> bool {
     flags.0 & (TcpFlags::SYN | TcpFlags::ACK | TcpFlags::RST | TcpFlags::FIN).0 == TcpFlags::SYN.0
 }

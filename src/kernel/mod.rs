@@ -80,8 +80,12 @@ pub struct RelayCounters {
     pub to_kernel: Counter,
     /// Frames read from the kernel interface.
     pub from_kernel: Counter,
-    /// Frames the kernel interface refused (its queue full, or down).
+    /// Frames the kernel interface refused or rejected (its queue full, down,
+    /// or a frame it would not take).
     pub to_kernel_refused: Counter,
+    /// Frames the kernel sent that the device dropped (longer than the
+    /// buffers, unreadable).
+    pub from_kernel_dropped: Counter,
     /// The kernel's frames dropped because the worker ring was full.
     pub from_kernel_queue_full: Counter,
     /// Relay rounds that moved at least one frame.
@@ -177,6 +181,9 @@ impl<K: Queue> Relay<K> {
         }
         if moved > 0 {
             self.counters.busy_rounds.inc();
+            self.counters
+                .from_kernel_dropped
+                .set(self.device.rx_dropped());
         }
         moved
     }
@@ -210,7 +217,7 @@ impl<K: Queue> Relay<K> {
 /// A relay running on its own thread.
 pub struct RelayThread<K: Queue> {
     stop: Arc<AtomicBool>,
-    handle: std::thread::JoinHandle<K>,
+    handle: Option<std::thread::JoinHandle<K>>,
 }
 
 impl<K: Queue> RelayThread<K> {
@@ -226,14 +233,28 @@ impl<K: Queue> RelayThread<K> {
                 }
                 relay.run(&flag)
             })?;
-        Ok(RelayThread { stop, handle })
+        Ok(RelayThread {
+            stop,
+            handle: Some(handle),
+        })
     }
 
     /// Stop the relay and hand back its device (to close it), or `None` if
     /// the relay thread panicked.
-    pub fn stop(self) -> Option<K> {
+    pub fn stop(mut self) -> Option<K> {
         self.stop.store(true, Relaxed);
-        self.handle.join().ok()
+        self.handle.take()?.join().ok()
+    }
+}
+
+impl<K: Queue> Drop for RelayThread<K> {
+    /// A relay never outlives its owner, on error paths too: it holds worker
+    /// buffers and polls a device that the owner closes next.
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //!
 //! Everything acts on the network namespace of the calling *thread*.
 
+use crate::config::format_mac;
 use std::ffi::CString;
 use std::fmt;
 use std::fs;
@@ -266,11 +267,6 @@ fn validate(setup: &InterfaceSetup) -> Result<(), NetifError> {
     Ok(())
 }
 
-fn format_mac(mac: [u8; 6]) -> String {
-    let [a, b, c, d, e, f] = mac;
-    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
-}
-
 /// The netmask of a prefix length (at most 32).
 fn netmask(prefix_len: u8) -> Ipv4Addr {
     let bits = u32::MAX
@@ -402,6 +398,12 @@ pub fn interface_exists(name: &str) -> bool {
 
 /// Whether interface `name` has the IPv4 address `addr` (`getifaddrs`).
 pub fn interface_has_address(name: &str, addr: Ipv4Addr) -> io::Result<bool> {
+    Ok(interface_addresses(name)?.contains(&addr))
+}
+
+/// The IPv4 addresses of interface `name` (`getifaddrs`).
+pub fn interface_addresses(name: &str) -> io::Result<Vec<Ipv4Addr>> {
+    let mut found = Vec::new();
     /// Frees the list whatever happens.
     struct List(*mut libc::ifaddrs);
     impl Drop for List {
@@ -440,11 +442,9 @@ pub fn interface_has_address(name: &str, addr: Ipv4Addr) -> io::Result<bool> {
         // SAFETY: the family is AF_INET, so the address is a sockaddr_in;
         // read_unaligned copes with any alignment.
         let sin = unsafe { std::ptr::read_unaligned(ifa.ifa_addr.cast::<libc::sockaddr_in>()) };
-        if Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)) == addr {
-            return Ok(true);
-        }
+        found.push(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
     }
-    Ok(false)
+    Ok(found)
 }
 
 /// The kernel's ephemeral port range (`net.ipv4.ip_local_port_range`) in the

@@ -357,6 +357,10 @@ impl Queue for TapDevice {
     fn alloc(&mut self) -> Option<HeapBuf> {
         Some(HeapBuf::with_room(HEAP_BUF_ROOM))
     }
+
+    fn rx_dropped(&self) -> u64 {
+        self.counters.rx_oversize + self.counters.rx_errors
+    }
 }
 
 #[cfg(test)]

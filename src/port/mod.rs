@@ -141,6 +141,12 @@ pub trait Queue: Send + 'static {
     fn pool_in_use(&self) -> Option<u64> {
         None
     }
+
+    /// Frames the queue received and dropped on its own (too long, chained,
+    /// unreadable) since it opened: a total, not a delta.
+    fn rx_dropped(&self) -> u64 {
+        0
+    }
 }
 
 /// Port-wide counters as the device reports them.

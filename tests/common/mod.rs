@@ -297,6 +297,15 @@ pub fn read_flow_records(prefix: &Path, workers: usize) -> Vec<Vec<(String, u64)
         .collect()
 }
 
+/// Poll `done` every 50 ms until it holds; panic after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The path of a peer helper script.
 pub fn peer_script(name: &str) -> String {
     format!("{}/tests/peers/{name}", env!("CARGO_MANIFEST_DIR"))
