@@ -26,21 +26,7 @@ const METRICS: &str = "127.0.0.1:9464";
 
 /// The shardnet config: `alt` (TCP 8080) goes to `alt_service`.
 fn config(lab: &Lab, backend: &str, alt_service: &str) -> String {
-    let dataplane = match backend {
-        "af_packet" => format!(
-            "[dataplane]\nbackend = \"af_packet\"\nworkers = [0, 1]\ncontrol_core = 0\n\
-             idle = \"adaptive\"\n\n[af_packet]\ninterface = \"{}\"\n",
-            lab.dut_if
-        ),
-        "dpdk" => format!(
-            "[dataplane]\nbackend = \"dpdk\"\nworkers = [0, 1]\ncontrol_core = 0\n\
-             idle = \"adaptive\"\n\n[dpdk]\neal_args = [\"--no-pci\", \"--no-huge\", \
-             \"--no-shconf\", \"-m\", \"512\", \"--vdev=net_af_packet0,iface={},qpairs=2\"]\n\
-             port = 0\nmbufs_per_worker = 8191\n",
-            lab.dut_if
-        ),
-        other => panic!("unknown backend {other}"),
-    };
+    let dataplane = lab.dataplane(backend, 8191);
     let stats = lab.path("run");
     format!(
         r#"{dataplane}

@@ -160,6 +160,27 @@ impl Lab {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
+    /// The `[dataplane]` and backend sections of a two-worker config on the
+    /// DUT interface: `backend` is "af_packet" or "dpdk" (a `net_af_packet`
+    /// vdev with two queue pairs, `--no-pci`, `mbufs` per worker).
+    pub fn dataplane(&self, backend: &str, mbufs: u32) -> String {
+        match backend {
+            "af_packet" => format!(
+                "[dataplane]\nbackend = \"af_packet\"\nworkers = [0, 1]\ncontrol_core = 0\n\
+                 idle = \"adaptive\"\n\n[af_packet]\ninterface = \"{}\"\n",
+                self.dut_if
+            ),
+            "dpdk" => format!(
+                "[dataplane]\nbackend = \"dpdk\"\nworkers = [0, 1]\ncontrol_core = 0\n\
+                 idle = \"adaptive\"\n\n[dpdk]\neal_args = [\"--no-pci\", \"--no-huge\", \
+                 \"--no-shconf\", \"-m\", \"512\", \"--vdev=net_af_packet0,iface={},qpairs=2\"]\n\
+                 port = 0\nmbufs_per_worker = {mbufs}\n",
+                self.dut_if
+            ),
+            other => panic!("unknown backend {other}"),
+        }
+    }
+
     /// A file path inside the lab's temporary directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
