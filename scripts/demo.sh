@@ -69,6 +69,7 @@ gateway = "198.18.0.1"
 enabled = true
 kind = "tap"
 name = "sn0"
+queue_size = 512
 
 [[rule]]
 name = "echo"
