@@ -370,16 +370,17 @@ fn start_tap_kernel(
     mtu: u32,
 ) -> anyhow::Result<(RunningKernel<TapDevice>, Vec<KernelLink<HeapBuf>>)> {
     let config = shared.config();
-    check_nic_has_no_address(config, nic)?;
+    let isolation = isolate_nic(config, nic)?;
     let tap = TapDevice::create(&config.kernel.name)?;
-    let isolation = isolate_nic(nic)?;
     start_kernel(shared, tap, mac, Some(mtu), Some(isolation))
 }
 
-/// A NIC that the kernel still sees must carry no IPv4 address there: the
-/// kernel's addresses move to the exception interface, and an address (or a
-/// route) left on the NIC would let the kernel answer on it too.
-fn check_nic_has_no_address(config: &Config, nic: &str) -> anyhow::Result<()> {
+/// Keep the kernel's IP stack off `nic`, which it still sees, while it shares
+/// the stack's address through the exception port. The NIC must carry no
+/// IPv4 address there: the kernel's addresses move to the exception
+/// interface, and an address (or a route) left on the NIC would let the
+/// kernel answer on it too.
+fn isolate_nic(config: &Config, nic: &str) -> anyhow::Result<SysctlGuard> {
     let addresses = netif::interface_addresses(nic)
         .with_context(|| format!("cannot read the addresses of {nic}"))?;
     if !addresses.is_empty() {
@@ -393,12 +394,6 @@ fn check_nic_has_no_address(config: &Config, nic: &str) -> anyhow::Result<()> {
             config.interface.prefix_len
         );
     }
-    Ok(())
-}
-
-/// Tell the kernel not to answer on `nic`, which it still sees, with the
-/// address shared through the exception port.
-fn isolate_nic(nic: &str) -> anyhow::Result<SysctlGuard> {
     let guard = netif::isolate_from_kernel(nic)?;
     tracing::info!(
         interface = nic,
@@ -614,8 +609,7 @@ fn start_dpdk_kernel(
                      interface and must be kept off it while it shares the address"
                 );
             };
-            check_nic_has_no_address(config, &iface)?;
-            Some(isolate_nic(&iface)?)
+            Some(isolate_nic(config, &iface)?)
         }
         _ => None,
     };

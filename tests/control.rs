@@ -553,18 +553,7 @@ fn a_taken_listen_address_fails_the_start_with_one_sentence() {
     assert_eq!(line.trim(), "listening");
     let path = lab.path("shardnet.toml");
     std::fs::write(&path, config(&lab, "af_packet", "echo")).unwrap();
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.dut_ns,
-            env!("CARGO_BIN_EXE_shardnet"),
-            "run",
-            "--config",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = lab.run_shardnet(&path);
     let _ = holder.kill();
     let _ = holder.wait();
     let stderr = String::from_utf8_lossy(&out.stderr);

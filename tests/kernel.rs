@@ -579,18 +579,7 @@ fn dpdk_virtio_user_needs_vhost_net() {
     }
     let path = lab.path("virtio.toml");
     std::fs::write(&path, text).unwrap();
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.dut_ns,
-            env!("CARGO_BIN_EXE_shardnet"),
-            "run",
-            "--config",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = lab.run_shardnet(&path);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let last = stderr.lines().last().unwrap_or_default();

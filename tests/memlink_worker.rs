@@ -8,18 +8,20 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use shardnet::config::{Action, DefaultAction, IdleMode, ServiceKind};
 use shardnet::counters::{DropReason, WorkerCounters};
-use shardnet::kernel::{self, Relay, RelayCounters};
+use shardnet::kernel::{self, KernelLink, Relay, RelayCounters};
+use shardnet::port::heap::HeapBuf;
 use shardnet::port::memlink::{LinkConfig, MemLink, MemQueue};
 use shardnet::port::{Burst, PacketBuf, Queue};
 use shardnet::rules::{RuleTable, SharedRules};
 use shardnet::stack::Interface;
 use shardnet::testing::{lone_stack, udp_frame, udp_rule, Endpoints};
 use shardnet::wire::{EthernetAddress, EthernetFrame, Ipv4Packet, UdpPacket};
-use shardnet::worker::{self, Clock, WorkerSetup};
+use shardnet::worker::{self, Clock, WorkerReport, WorkerSetup};
 
 const OUR_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 2]);
 const PEER_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
@@ -33,8 +35,17 @@ struct Outcome {
     delivered_to_worker: u64,
 }
 
-fn run(config: LinkConfig, requests: usize) -> Outcome {
-    let (worker_end, mut peer_end) = MemLink::pair(config);
+/// A worker thread on `worker_end`: UDP echo on port 7, `default` for the
+/// rest, `kernel` as its exception path. Its counters, stop flag and thread.
+fn echo_worker(
+    worker_end: MemQueue,
+    default: DefaultAction,
+    kernel: Option<KernelLink<HeapBuf>>,
+) -> (
+    Arc<WorkerCounters>,
+    Arc<AtomicBool>,
+    JoinHandle<WorkerReport>,
+) {
     let iface = Interface {
         mac: OUR_MAC,
         ip: OUR_IP,
@@ -43,11 +54,12 @@ fn run(config: LinkConfig, requests: usize) -> Outcome {
     let echo = udp_rule("echo", 7, Action::Service(ServiceKind::Echo));
     let rules = Arc::new(SharedRules::new(Arc::new(RuleTable::compile(
         std::slice::from_ref(&echo),
-        DefaultAction::Drop,
+        default,
     ))));
-    let (stack, counters) = lone_stack(iface, &[echo], DefaultAction::Drop, false);
+    let (stack, counters) = lone_stack(iface, &[echo], default, false);
     let stop = Arc::new(AtomicBool::new(false));
-    let (_control_tx, control_rx) = crossbeam_channel::bounded(1);
+    // The sender is dropped: no control message ever comes.
+    let (_, control_rx) = crossbeam_channel::bounded(1);
     let setup = WorkerSetup {
         id: 0,
         idle: IdleMode::Adaptive,
@@ -57,7 +69,13 @@ fn run(config: LinkConfig, requests: usize) -> Outcome {
         counters: counters.clone(),
         clock: Clock::start(),
     };
-    let worker = std::thread::spawn(move || worker::run(worker_end, stack, setup, None));
+    let worker = std::thread::spawn(move || worker::run(worker_end, stack, setup, kernel));
+    (counters, stop, worker)
+}
+
+fn run(config: LinkConfig, requests: usize) -> Outcome {
+    let (worker_end, mut peer_end) = MemLink::pair(config);
+    let (counters, stop, worker) = echo_worker(worker_end, DefaultAction::Drop, None);
 
     let ends = Endpoints {
         src_mac: PEER_MAC,
@@ -230,33 +248,10 @@ fn kernel_path_is_bounded_and_accounted() {
     const RING: usize = 64;
     let (worker_end, mut peer_end) = MemLink::pair(LinkConfig::default());
     let (kernel_device, mut kernel_side) = MemQueue::loopback_pair();
-    let iface = Interface {
-        mac: OUR_MAC,
-        ip: OUR_IP,
-        prefix_len: 24,
-    };
-    let echo = udp_rule("echo", 7, Action::Service(ServiceKind::Echo));
-    let rules = Arc::new(SharedRules::new(Arc::new(RuleTable::compile(
-        std::slice::from_ref(&echo),
-        DefaultAction::Kernel,
-    ))));
-    let (stack, counters) = lone_stack(iface, &[echo], DefaultAction::Kernel, false);
     let (mut links, ends) = kernel::rings(1, RING);
     let relay_counters = Arc::new(RelayCounters::default());
     let mut relay = Relay::new(kernel_device, ends, relay_counters.clone());
-    let stop = Arc::new(AtomicBool::new(false));
-    let (_control_tx, control_rx) = crossbeam_channel::bounded(1);
-    let setup = WorkerSetup {
-        id: 0,
-        idle: IdleMode::Adaptive,
-        stop: stop.clone(),
-        control: control_rx,
-        rules,
-        counters: counters.clone(),
-        clock: Clock::start(),
-    };
-    let link = links.pop();
-    let worker = std::thread::spawn(move || worker::run(worker_end, stack, setup, link));
+    let (counters, stop, worker) = echo_worker(worker_end, DefaultAction::Kernel, links.pop());
 
     let ends = Endpoints {
         src_mac: PEER_MAC,

@@ -88,8 +88,6 @@ pub struct RelayCounters {
     pub from_kernel_dropped: Counter,
     /// The kernel's frames dropped because the worker ring was full.
     pub from_kernel_queue_full: Counter,
-    /// Relay rounds that moved at least one frame.
-    pub busy_rounds: Counter,
 }
 
 /// The relay's end of one worker's rings.
@@ -180,7 +178,6 @@ impl<K: Queue> Relay<K> {
             moved += received;
         }
         if moved > 0 {
-            self.counters.busy_rounds.inc();
             self.counters
                 .from_kernel_dropped
                 .set(self.device.rx_dropped());

@@ -212,6 +212,23 @@ impl Lab {
         }
     }
 
+    /// Run `shardnet run --config PATH` in the DUT namespace to its end
+    /// (for starts that must fail).
+    pub fn run_shardnet(&self, config: &Path) -> Output {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.dut_ns,
+                env!("CARGO_BIN_EXE_shardnet"),
+                "run",
+                "--config",
+            ])
+            .arg(config)
+            .output()
+            .expect("cannot run shardnet")
+    }
+
     /// Ping the stack until it answers, or panic after `limit`.
     pub fn wait_until_answering(&self, shardnet: &mut Shardnet, limit: Duration) {
         let start = Instant::now();
