@@ -205,6 +205,492 @@ impl RedirectionTable {
     }
 }
 
+/// Which packet fields a port feeds the hash, per packet type (DPDK's
+/// `rss_hf`): a NIC that does not hash UDP ports spreads UDP by addresses
+/// only, and the model must do the same to agree with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashFields {
+    /// Non-TCP/UDP IPv4 packets and fragments: addresses (else: queue 0).
+    pub ipv4: bool,
+    /// Unfragmented TCP over IPv4: addresses and ports (else: as `ipv4`).
+    pub ipv4_tcp: bool,
+    /// Unfragmented UDP over IPv4: addresses and ports (else: as `ipv4`).
+    pub ipv4_udp: bool,
+}
+
+impl HashFields {
+    /// Everything hashed: what shardnet asks a port for, and what software
+    /// steering uses.
+    pub const ALL: HashFields = HashFields {
+        ipv4: true,
+        ipv4_tcp: true,
+        ipv4_udp: true,
+    };
+}
+
+/// IP protocol numbers the model distinguishes.
+const PROTO_TCP: u8 = 6;
+const PROTO_UDP: u8 = 17;
+const PROTO_ICMP: u8 = 1;
+
+/// How a port spreads packets over its queues, and which worker owns each
+/// queue: the one model that both the steering of received packets and the
+/// choice of source ports for active opens use, so that they agree by
+/// construction. With a port that does RSS, the model is the port's own
+/// configuration (key, redirection table, hash fields); with a port that does
+/// not, it is what software steering enforces.
+#[derive(Clone, Debug)]
+pub struct RssModel {
+    toeplitz: Toeplitz,
+    reta: RedirectionTable,
+    fields: HashFields,
+    /// Owner worker of each queue.
+    queue_owner: Vec<u16>,
+}
+
+impl RssModel {
+    /// The model of a port hashing with `key` and `fields` into `reta`, where
+    /// queue `q` belongs to worker `q` (shardnet's layout: queue pair i to
+    /// worker i).
+    ///
+    /// # Panics
+    /// If `key` is shorter than 16 bytes or `reta` names a queue at or beyond
+    /// `queues`.
+    pub fn new(key: &[u8], reta: RedirectionTable, fields: HashFields, queues: u16) -> RssModel {
+        assert!(
+            reta.entries().iter().all(|&q| q < queues),
+            "the redirection table names a queue beyond the {queues} queues"
+        );
+        RssModel {
+            toeplitz: Toeplitz::new(key),
+            reta,
+            fields,
+            queue_owner: (0..queues).collect(),
+        }
+    }
+
+    /// The model software steering enforces over `workers` workers: the
+    /// symmetric key, every field hashed, a 128-entry round-robin table.
+    pub fn software(workers: u16) -> RssModel {
+        RssModel::new(
+            &SYMMETRIC_RSS_KEY,
+            RedirectionTable::new_round_robin(128, workers),
+            HashFields::ALL,
+            workers,
+        )
+    }
+
+    /// The number of workers (queues).
+    pub fn workers(&self) -> usize {
+        self.queue_owner.len()
+    }
+
+    /// The redirection table.
+    pub fn reta(&self) -> &RedirectionTable {
+        &self.reta
+    }
+
+    /// The hash fields.
+    pub fn fields(&self) -> HashFields {
+        self.fields
+    }
+
+    /// The Toeplitz hasher of the model's key.
+    pub fn toeplitz(&self) -> &Toeplitz {
+        &self.toeplitz
+    }
+
+    /// The worker that owns the queue a packet with RSS hash `hash` lands on.
+    #[inline]
+    pub fn worker_of_hash(&self, hash: u32) -> usize {
+        usize::from(self.queue_owner[usize::from(self.reta.queue_for_hash(hash))])
+    }
+
+    /// The hash the port computes for an IPv4 packet of `protocol` from
+    /// `src:sport` to `dst:dport` (ports ignored unless the protocol's field
+    /// is hashed; `fragment` packets are hashed on addresses). `None` where
+    /// the port hashes nothing for it (it goes to queue 0).
+    #[inline]
+    pub fn hash_ipv4(
+        &self,
+        protocol: u8,
+        fragment: bool,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        sport: u16,
+        dport: u16,
+    ) -> Option<u32> {
+        let with_ports = !fragment
+            && match protocol {
+                PROTO_TCP => self.fields.ipv4_tcp,
+                PROTO_UDP => self.fields.ipv4_udp,
+                _ => false,
+            };
+        if with_ports {
+            Some(self.toeplitz.hash_ipv4_l4(src, dst, sport, dport))
+        } else if self.fields.ipv4 {
+            Some(self.toeplitz.hash_ipv4(src, dst))
+        } else {
+            None
+        }
+    }
+
+    /// The worker that owns the flow of a received Ethernet frame, or `None`
+    /// for frames that belong to no flow (not IPv4, truncated): any worker
+    /// may handle those.
+    ///
+    /// An ICMP error (destination unreachable, time exceeded, ...) belongs
+    /// to the flow it quotes, reversed: the worker that sent the quoted
+    /// segment holds the connection it is about. A NIC cannot see that; the
+    /// model can.
+    pub fn worker_of_frame(&self, frame: &[u8]) -> Option<usize> {
+        let ip = ipv4_payload_of_frame(frame)?;
+        let flow = FlowFields::parse(ip)?;
+        let flow = match flow.protocol {
+            PROTO_ICMP if !flow.fragment => flow.quoted_flow(ip).unwrap_or(flow),
+            _ => flow,
+        };
+        let hash = self.hash_ipv4(
+            flow.protocol,
+            flow.fragment,
+            flow.src,
+            flow.dst,
+            flow.sport,
+            flow.dport,
+        );
+        Some(hash.map_or(usize::from(self.queue_owner[0]), |h| self.worker_of_hash(h)))
+    }
+}
+
+/// The IPv4 packet in an Ethernet frame (untagged, EtherType 0x0800).
+#[inline]
+fn ipv4_payload_of_frame(frame: &[u8]) -> Option<&[u8]> {
+    if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    Some(&frame[14..])
+}
+
+/// What the hash reads of an IPv4 packet.
+#[derive(Clone, Copy, Debug)]
+struct FlowFields {
+    protocol: u8,
+    fragment: bool,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+}
+
+impl FlowFields {
+    /// Addresses, protocol, and for unfragmented TCP and UDP the ports.
+    #[inline]
+    fn parse(ip: &[u8]) -> Option<FlowFields> {
+        if ip.len() < 20 || ip[0] >> 4 != 4 {
+            return None;
+        }
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        if ihl < 20 || ip.len() < ihl {
+            return None;
+        }
+        let protocol = ip[9];
+        // More fragments, or a fragment offset: a fragment.
+        let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+        let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+        let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+        let l4 = &ip[ihl..];
+        let (sport, dport) = match protocol {
+            PROTO_TCP | PROTO_UDP if !fragment && l4.len() >= 4 => (
+                u16::from_be_bytes([l4[0], l4[1]]),
+                u16::from_be_bytes([l4[2], l4[3]]),
+            ),
+            PROTO_TCP | PROTO_UDP if !fragment => return None,
+            _ => (0, 0),
+        };
+        Some(FlowFields {
+            protocol,
+            fragment,
+            src,
+            dst,
+            sport,
+            dport,
+        })
+    }
+
+    /// For an ICMP error, the flow of the datagram it quotes, turned around
+    /// (the quote is a packet we sent; its replies are what we receive).
+    fn quoted_flow(&self, ip: &[u8]) -> Option<FlowFields> {
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        let icmp = ip.get(ihl..)?;
+        // Destination unreachable, source quench, redirect, time exceeded,
+        // parameter problem: a header and the start of the offending datagram.
+        if !matches!(icmp.first()?, 3 | 4 | 5 | 11 | 12) {
+            return None;
+        }
+        let quoted = FlowFields::parse(icmp.get(8..)?)?;
+        Some(FlowFields {
+            protocol: quoted.protocol,
+            fragment: quoted.fragment,
+            src: quoted.dst,
+            dst: quoted.src,
+            sport: quoted.dport,
+            dport: quoted.sport,
+        })
+    }
+}
+
+/// Why no source port could be picked for an active open.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PortPickError {
+    /// Every port of the range whose replies come to this worker is in use
+    /// towards this destination.
+    #[error(
+        "worker {worker} has no free source port towards {remote}:{remote_port}: all {share} \
+         ports of the range {first}-{last} whose replies come back to this worker are in use \
+         (widen the range, or spread the load over more destinations or workers)"
+    )]
+    Exhausted {
+        /// The worker.
+        worker: usize,
+        /// The destination address.
+        remote: Ipv4Addr,
+        /// The destination port.
+        remote_port: u16,
+        /// Ports of the range that come home towards this destination.
+        share: usize,
+        /// The range's first port.
+        first: u16,
+        /// The range's last port.
+        last: u16,
+    },
+    /// The port does not hash this protocol's ports, and the addresses alone
+    /// send the replies to another worker: no source port can help.
+    #[error(
+        "replies from {remote} to {local} land on worker {home}, not {worker}, whatever the \
+         source port (the port hashes {protocol} on addresses only): open it from worker {home}"
+    )]
+    OtherWorker {
+        /// The worker that asked.
+        worker: usize,
+        /// The worker replies go to.
+        home: usize,
+        /// Our address.
+        local: Ipv4Addr,
+        /// The destination address.
+        remote: Ipv4Addr,
+        /// `"tcp"` or `"udp"`.
+        protocol: &'static str,
+    },
+}
+
+/// Source ports for active opens whose replies come home: the reply to a
+/// connection from `local:lport` to `remote:rport` is hashed on
+/// `(remote, local, rport, lport)`, and the Toeplitz hash is linear in its
+/// input bits, so that hash is `base ^ P(lport)` with `base` the hash with
+/// `lport` = 0 and `P(lport)` the contribution of `lport` alone. The queue is
+/// `reta[(base ^ P(lport)) & mask]`: for a destination (fixed `base`), a
+/// worker's ports are those whose `P(lport) & mask` lands, XORed with
+/// `base`, on one of its table entries.
+///
+/// So the ports of the range are grouped once by `P(lport) & mask` (the
+/// *class*); to pick one, the picker takes one of its worker's table entries
+/// `i` (in turn) and the class `(base & mask) ^ i`: every port of that
+/// class comes home, with no hash computed per candidate and nothing tried
+/// and rejected for landing elsewhere (the retry loop of mTCP and F-Stack's
+/// port choice). Candidates are skipped only when already in use towards the
+/// same destination, which the caller decides (its connection table).
+///
+/// The classes are shared by every worker (read-only); each worker has its
+/// own [`PortPicker`] with its own cursors.
+#[derive(Debug)]
+pub struct HomePorts {
+    model: RssModel,
+    first: u16,
+    last: u16,
+    mask: u32,
+    /// Ports of the range by class.
+    classes: Vec<Vec<u16>>,
+}
+
+impl HomePorts {
+    /// Group the ports `first..=last` by class under `model`.
+    ///
+    /// # Panics
+    /// If `first > last`.
+    pub fn new(model: RssModel, first: u16, last: u16) -> HomePorts {
+        assert!(first <= last, "empty port range {first}-{last}");
+        let mask = (model.reta.len() - 1) as u32;
+        let mut classes = vec![Vec::new(); model.reta.len()];
+        for port in first..=last {
+            let class = model.toeplitz.hash(&port_contribution_input(port)) & mask;
+            classes[class as usize].push(port);
+        }
+        HomePorts {
+            model,
+            first,
+            last,
+            mask,
+            classes,
+        }
+    }
+
+    /// The model the ports were grouped under.
+    pub fn model(&self) -> &RssModel {
+        &self.model
+    }
+
+    /// The port range.
+    pub fn range(&self) -> (u16, u16) {
+        (self.first, self.last)
+    }
+
+    /// The picker of worker `worker`.
+    pub fn picker(self: &std::sync::Arc<Self>, worker: usize) -> PortPicker {
+        let entries = self
+            .model
+            .reta
+            .entries()
+            .iter()
+            .enumerate()
+            .filter(|&(_, &q)| usize::from(self.model.queue_owner[usize::from(q)]) == worker)
+            .map(|(i, _)| i as u32)
+            .collect();
+        PortPicker {
+            ports: self.clone(),
+            worker,
+            entries,
+            next_entry: 0,
+            next_in_class: vec![0; self.classes.len()],
+        }
+    }
+}
+
+/// The hash input that isolates a local port's contribution to the reply
+/// hash: everything zero but the destination port (bytes 10-11).
+fn port_contribution_input(port: u16) -> [u8; 12] {
+    ipv4_l4_input(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, 0, port)
+}
+
+/// One worker's source-port chooser (see [`HomePorts`]).
+#[derive(Debug)]
+pub struct PortPicker {
+    ports: std::sync::Arc<HomePorts>,
+    worker: usize,
+    /// The redirection-table entries that lead to this worker's queues.
+    entries: Vec<u32>,
+    next_entry: usize,
+    /// Per class, where the next search starts (spreads the ports in use).
+    next_in_class: Vec<u16>,
+}
+
+impl PortPicker {
+    /// The worker this picker serves.
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+
+    /// A source port from `local` to `remote:remote_port` over `protocol`
+    /// (6 or 17) whose replies the port delivers to this picker's worker,
+    /// and for which `in_use` says false. At most one pass over the worker's
+    /// share of the range, none of it spent on ports that would land
+    /// elsewhere.
+    pub fn pick(
+        &mut self,
+        protocol: u8,
+        local: Ipv4Addr,
+        remote: Ipv4Addr,
+        remote_port: u16,
+        mut in_use: impl FnMut(u16) -> bool,
+    ) -> Result<u16, PortPickError> {
+        let model = &self.ports.model;
+        let protocol_name = if protocol == PROTO_UDP { "udp" } else { "tcp" };
+        // The reply: from the remote end to us.
+        let base = model.hash_ipv4(protocol, false, remote, local, remote_port, 0);
+        let ports_hashed = match protocol {
+            PROTO_UDP => model.fields.ipv4_udp,
+            _ => model.fields.ipv4_tcp,
+        };
+        let base = match base {
+            Some(base) if ports_hashed => base,
+            // Addresses only, or nothing: the home is the same for every port.
+            _ => {
+                let home = base.map_or(usize::from(model.queue_owner[0]), |h| {
+                    model.worker_of_hash(h)
+                });
+                return self.fixed_home(home, local, remote, remote_port, protocol_name, in_use);
+            }
+        };
+        let base = base & self.ports.mask;
+        let mut share = 0;
+        for step in 0..self.entries.len() {
+            let entry = self.entries[(self.next_entry + step) % self.entries.len()];
+            let class = (base ^ entry) as usize;
+            let candidates = &self.ports.classes[class];
+            share += candidates.len();
+            let start = usize::from(self.next_in_class[class]);
+            for k in 0..candidates.len() {
+                let at = (start + k) % candidates.len();
+                let port = candidates[at];
+                if !in_use(port) {
+                    self.next_in_class[class] = ((at + 1) % candidates.len()) as u16;
+                    self.next_entry = (self.next_entry + step + 1) % self.entries.len();
+                    return Ok(port);
+                }
+            }
+        }
+        Err(PortPickError::Exhausted {
+            worker: self.worker,
+            remote,
+            remote_port,
+            share,
+            first: self.ports.first,
+            last: self.ports.last,
+        })
+    }
+
+    /// Where the home does not depend on the port: the next free port if it
+    /// is this worker, an error naming the right worker otherwise.
+    fn fixed_home(
+        &mut self,
+        home: usize,
+        local: Ipv4Addr,
+        remote: Ipv4Addr,
+        remote_port: u16,
+        protocol: &'static str,
+        mut in_use: impl FnMut(u16) -> bool,
+    ) -> Result<u16, PortPickError> {
+        if home != self.worker {
+            return Err(PortPickError::OtherWorker {
+                worker: self.worker,
+                home,
+                local,
+                remote,
+                protocol,
+            });
+        }
+        let (first, last) = (self.ports.first, self.ports.last);
+        let span = u32::from(last - first) + 1;
+        // The cursor of class 0 serves as the range's cursor here.
+        let start = u32::from(self.next_in_class[0]) % span;
+        for k in 0..span {
+            let offset = (start + k) % span;
+            let port = first + offset as u16;
+            if !in_use(port) {
+                self.next_in_class[0] = ((offset + 1) % span) as u16;
+                return Ok(port);
+            }
+        }
+        Err(PortPickError::Exhausted {
+            worker: self.worker,
+            remote,
+            remote_port,
+            share: span as usize,
+            first,
+            last,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,10 +880,246 @@ mod tests {
         }
     }
 
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    const LOCAL: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+    /// An Ethernet frame with an IPv4 header of `protocol` from `src` to
+    /// `dst` and `l4` after it.
+    fn frame(protocol: u8, src: Ipv4Addr, dst: Ipv4Addr, flags_frag: u16, l4: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 14];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, protocol, 0, 0];
+        ip[6..8].copy_from_slice(&flags_frag.to_be_bytes());
+        ip.extend_from_slice(&src.octets());
+        ip.extend_from_slice(&dst.octets());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(l4);
+        f
+    }
+
+    fn ports_bytes(sport: u16, dport: u16) -> Vec<u8> {
+        let mut l4 = sport.to_be_bytes().to_vec();
+        l4.extend_from_slice(&dport.to_be_bytes());
+        l4.extend_from_slice(&[0; 16]);
+        l4
+    }
+
+    #[test]
+    fn frames_go_to_the_worker_of_their_hash() {
+        let model = RssModel::software(4);
+        let t = Toeplitz::new(&SYMMETRIC_RSS_KEY);
+        let (a, b) = (Ipv4Addr::new(198, 18, 0, 1), LOCAL);
+        for sport in [1u16, 80, 4242, 65535] {
+            for proto in [PROTO_TCP, PROTO_UDP] {
+                let f = frame(proto, a, b, 0, &ports_bytes(sport, 80));
+                let h = t.hash_ipv4_l4(a, b, sport, 80);
+                assert_eq!(
+                    model.worker_of_frame(&f),
+                    Some(usize::from(model.reta().queue_for_hash(h)))
+                );
+                // Both directions of a flow have one owner (symmetric key).
+                let back = frame(proto, b, a, 0, &ports_bytes(80, sport));
+                assert_eq!(model.worker_of_frame(&back), model.worker_of_frame(&f));
+            }
+        }
+        // Fragments and other protocols: the addresses only.
+        let h2 = usize::from(model.reta().queue_for_hash(t.hash_ipv4(a, b)));
+        assert_eq!(
+            model.worker_of_frame(&frame(PROTO_UDP, a, b, 0x2000, &ports_bytes(1, 2))),
+            Some(h2)
+        );
+        assert_eq!(
+            model.worker_of_frame(&frame(47, a, b, 0, &ports_bytes(1, 2))),
+            Some(h2)
+        );
+        // Not a flow: ARP, truncated, a TCP header cut short.
+        let mut arp = frame(PROTO_UDP, a, b, 0, &ports_bytes(1, 2));
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(model.worker_of_frame(&arp), None);
+        assert_eq!(model.worker_of_frame(&arp[..20]), None);
+        assert_eq!(
+            model.worker_of_frame(&frame(PROTO_TCP, a, b, 0, &[0, 1])),
+            None
+        );
+    }
+
+    #[test]
+    fn an_icmp_error_goes_to_the_owner_of_the_flow_it_quotes() {
+        let model = RssModel::software(4);
+        let peer = Ipv4Addr::new(198, 18, 0, 1);
+        let router = Ipv4Addr::new(198, 18, 0, 254);
+        let mut seen = HashSet::new();
+        for sport in 40000..40064u16 {
+            // We sent LOCAL:sport -> peer:80; a router answers "frag needed".
+            let quoted = frame(PROTO_TCP, LOCAL, peer, 0, &ports_bytes(sport, 80));
+            let mut icmp = vec![3, 4, 0, 0, 0, 0, 0x05, 0xdc];
+            icmp.extend_from_slice(&quoted[14..14 + 28]);
+            let error = frame(PROTO_ICMP, router, LOCAL, 0, &icmp);
+            let reply = frame(PROTO_TCP, peer, LOCAL, 0, &ports_bytes(80, sport));
+            let owner = model.worker_of_frame(&reply);
+            assert_eq!(model.worker_of_frame(&error), owner);
+            seen.insert(owner);
+        }
+        assert_eq!(seen.len(), 4, "the quoted flows spread over all workers");
+        // An echo request is hashed on its addresses.
+        let echo = frame(PROTO_ICMP, peer, LOCAL, 0, &[8, 0, 0, 0, 0, 1, 0, 1]);
+        let t = Toeplitz::new(&SYMMETRIC_RSS_KEY);
+        assert_eq!(
+            model.worker_of_frame(&echo),
+            Some(usize::from(
+                model.reta().queue_for_hash(t.hash_ipv4(peer, LOCAL))
+            ))
+        );
+    }
+
+    /// Every port of the range whose reply comes home to `worker`, by brute force.
+    fn home_share(
+        model: &RssModel,
+        worker: usize,
+        remote: Ipv4Addr,
+        rport: u16,
+        range: (u16, u16),
+    ) -> HashSet<u16> {
+        (range.0..=range.1)
+            .filter(|&p| {
+                let h = model.toeplitz().hash_ipv4_l4(remote, LOCAL, rport, p);
+                model.worker_of_hash(h) == worker
+            })
+            .collect()
+    }
+
+    #[test]
+    fn picked_ports_come_home_until_the_share_is_used_up() {
+        for (workers, reta) in [(2u16, 128usize), (3, 512), (4, 128)] {
+            let model = RssModel::new(
+                &SYMMETRIC_RSS_KEY,
+                RedirectionTable::new_round_robin(reta, workers),
+                HashFields::ALL,
+                workers,
+            );
+            let range = (50000, 53999);
+            let ports = Arc::new(HomePorts::new(model.clone(), range.0, range.1));
+            for worker in 0..usize::from(workers) {
+                let remote = Ipv4Addr::new(198, 18, 1, 10 + worker as u8);
+                let mut picker = ports.picker(worker);
+                let mut used = HashSet::new();
+                loop {
+                    match picker.pick(PROTO_TCP, LOCAL, remote, 80, |p| used.contains(&p)) {
+                        Ok(port) => {
+                            assert!(used.insert(port), "{port} handed out twice");
+                        }
+                        Err(PortPickError::Exhausted {
+                            share, worker: w, ..
+                        }) => {
+                            assert_eq!(w, worker);
+                            assert_eq!(share, used.len());
+                            break;
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                // Exactly the ports that come home, all of them.
+                assert_eq!(used, home_share(&model, worker, remote, 80, range));
+                let expected = 4000 / usize::from(workers);
+                assert!(
+                    used.len().abs_diff(expected) < expected / 5,
+                    "{} of {expected}",
+                    used.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_port_in_use_towards_one_destination_is_free_towards_another() {
+        let ports = Arc::new(HomePorts::new(RssModel::software(2), 60000, 60999));
+        let mut picker = ports.picker(1);
+        let a = picker
+            .pick(PROTO_UDP, LOCAL, Ipv4Addr::new(198, 18, 0, 1), 7, |_| false)
+            .unwrap();
+        let b = picker
+            .pick(PROTO_UDP, LOCAL, Ipv4Addr::new(198, 18, 0, 1), 7, |p| {
+                p == a
+            })
+            .unwrap();
+        assert_ne!(a, b);
+        let exhausted = picker.pick(PROTO_TCP, LOCAL, Ipv4Addr::new(198, 18, 0, 1), 7, |_| true);
+        let message = exhausted.unwrap_err().to_string();
+        assert!(
+            message.contains("worker 1 has no free source port towards 198.18.0.1:7"),
+            "{message}"
+        );
+        assert!(message.contains("60000-60999"), "{message}");
+    }
+
+    #[test]
+    fn without_port_hashing_the_addresses_decide() {
+        let fields = HashFields {
+            ipv4: true,
+            ipv4_tcp: true,
+            ipv4_udp: false,
+        };
+        let model = RssModel::new(
+            &SYMMETRIC_RSS_KEY,
+            RedirectionTable::new_round_robin(128, 2),
+            fields,
+            2,
+        );
+        let remote = Ipv4Addr::new(198, 18, 0, 1);
+        let home = model.worker_of_hash(model.toeplitz().hash_ipv4(remote, LOCAL));
+        let ports = Arc::new(HomePorts::new(model, 61000, 61003));
+        let mut at_home = ports.picker(home);
+        let mut used = Vec::new();
+        for _ in 0..4 {
+            let p = at_home
+                .pick(PROTO_UDP, LOCAL, remote, 53, |p| used.contains(&p))
+                .unwrap();
+            used.push(p);
+        }
+        assert!(matches!(
+            at_home.pick(PROTO_UDP, LOCAL, remote, 53, |p| used.contains(&p)),
+            Err(PortPickError::Exhausted { share: 4, .. })
+        ));
+        let error = ports
+            .picker(1 - home)
+            .pick(PROTO_UDP, LOCAL, remote, 53, |_| false)
+            .unwrap_err();
+        assert_eq!(
+            error,
+            PortPickError::OtherWorker {
+                worker: 1 - home,
+                home,
+                local: LOCAL,
+                remote,
+                protocol: "udp"
+            }
+        );
+        // TCP ports are still hashed: the other worker gets TCP ports.
+        assert!(ports
+            .picker(1 - home)
+            .pick(PROTO_TCP, LOCAL, remote, 53, |_| false)
+            .is_ok());
+    }
+
     proptest! {
         #[test]
         fn tables_match_bitwise(key in proptest::collection::vec(any::<u8>(), 16..52), input in proptest::collection::vec(any::<u8>(), 0..=12)) {
             prop_assert_eq!(Toeplitz::new(&key).hash(&input), toeplitz_hash(&key, &input));
+        }
+
+        #[test]
+        fn any_picked_port_comes_home(remote in any::<u32>(), rport in any::<u16>(), worker in 0usize..4, udp in any::<bool>()) {
+            let remote = Ipv4Addr::from(remote);
+            static PORTS: std::sync::LazyLock<Arc<HomePorts>> = std::sync::LazyLock::new(|| {
+                Arc::new(HomePorts::new(RssModel::software(4), 1024, 65535))
+            });
+            let ports = &*PORTS;
+            let proto = if udp { PROTO_UDP } else { PROTO_TCP };
+            let port = ports.picker(worker).pick(proto, LOCAL, remote, rport, |_| false).unwrap();
+            let reply = frame(proto, remote, LOCAL, 0, &ports_bytes(rport, port));
+            prop_assert_eq!(ports.model().worker_of_frame(&reply), Some(worker));
         }
 
         #[test]
