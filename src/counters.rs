@@ -49,11 +49,13 @@ pub enum DropReason {
     ConnectionLimit,
     /// The exception port's queue towards the kernel was full.
     KernelQueueFull,
+    /// The steering ring to the worker that owns the packet's flow was full.
+    SteerQueueFull,
 }
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [DropReason; 17] = [
+    pub const ALL: [DropReason; 18] = [
         DropReason::Truncated,
         DropReason::BadVersion,
         DropReason::BadHeaderLength,
@@ -71,6 +73,7 @@ impl DropReason {
         DropReason::NoConnection,
         DropReason::ConnectionLimit,
         DropReason::KernelQueueFull,
+        DropReason::SteerQueueFull,
     ];
 
     /// The metric label of this reason.
@@ -93,6 +96,7 @@ impl DropReason {
             DropReason::NoConnection => "no_connection",
             DropReason::ConnectionLimit => "connection_limit",
             DropReason::KernelQueueFull => "kernel_queue_full",
+            DropReason::SteerQueueFull => "steer_queue_full",
         }
     }
 }
@@ -196,6 +200,12 @@ pub struct WorkerCounters {
     pub to_kernel: Counter,
     /// The kernel's packets this worker sent out of the port.
     pub from_kernel: Counter,
+    /// Packets received here and handed to the worker that owns their flow
+    /// (software steering; drops when its ring is full are counted under
+    /// `steer_queue_full` instead).
+    pub steered_out: Counter,
+    /// Packets another worker received and handed to this one, their owner.
+    pub steered_in: Counter,
     /// TCP flows pinned to the kernel (gauge): they stay the kernel's across
     /// rules reloads (see `kernel::flows`).
     pub kernel_flows: Counter,
@@ -247,6 +257,8 @@ impl Default for WorkerCounters {
             tcp_tx_segments: Counter::default(),
             to_kernel: Counter::default(),
             from_kernel: Counter::default(),
+            steered_out: Counter::default(),
+            steered_in: Counter::default(),
             kernel_flows: Counter::default(),
             kernel_flows_untracked: Counter::default(),
             rule_hits: std::array::from_fn(|_| Counter::default()),

@@ -29,7 +29,9 @@ use crate::kernel::{self, KernelLink, Relay, RelayCounters, RelayThread};
 use crate::neighbour::NeighbourMailboxes;
 use crate::port::heap::HeapBuf;
 use crate::port::{PortStats, Queue};
+use crate::rss::RssModel;
 use crate::stack::{FlowRecord, Interface, Stack, TcpSetup};
+use crate::steer::{self, DEFAULT_STEER_QUEUE_SIZE};
 use crate::tcp::congestion::Algorithm;
 use crate::tcp::connection::{Keepalive, TcpConfig};
 use crate::tcp::cookie::Secrets;
@@ -151,29 +153,61 @@ fn choose_mac(setting: &MacSetting, port_mac: [u8; 6]) -> EthernetAddress {
 /// channel the reports arrive on.
 ///
 /// `links` are the workers' ends of the exception path, one per queue, or
-/// empty without one.
+/// empty without one. With more than one worker, `steering` is the model
+/// the port spreads packets by (or that software steering enforces): every
+/// worker hands packets of other workers' flows to their owners.
 fn start_workers<Q: Queue>(
     shared: &Shared,
     queues: Vec<Q>,
     links: Vec<KernelLink<Q::Buf>>,
+    steering: Option<(Arc<RssModel>, usize)>,
     mac: EthernetAddress,
     mut launch: impl FnMut(usize, Box<dyn FnOnce() + Send>) -> anyhow::Result<()>,
 ) -> anyhow::Result<Receiver<WorkerReport>> {
     let (report_tx, report_rx) = crossbeam_channel::unbounded();
     let mut links = links.into_iter();
+    let mut steer = match steering {
+        Some((model, ring_size)) if queues.len() > 1 => {
+            steer::links(queues.len(), ring_size, model).into_iter()
+        }
+        _ => Vec::new().into_iter(),
+    };
     for (id, queue) in queues.into_iter().enumerate() {
         let (stack, setup) = shared.worker_parts(id, mac);
         let report_tx = report_tx.clone();
-        let link = links.next();
+        let links = worker::WorkerLinks {
+            kernel: links.next(),
+            steer: steer.next(),
+        };
         launch(
             id,
             Box::new(move || {
-                let report = worker::run(queue, stack, setup, link);
+                let report = worker::run(queue, stack, setup, links);
                 let _ = report_tx.send(report);
             }),
         )?;
     }
     Ok(report_rx)
+}
+
+/// The steering of `workers` workers on a port whose queues follow no model
+/// of shardnet's (AF_PACKET fanout, or a DPDK port without RSS): software
+/// steering with the symmetric Toeplitz model, `ring_size` slots per ring.
+fn software_steering(
+    workers: usize,
+    ring_size: usize,
+    why: &str,
+) -> Option<(Arc<RssModel>, usize)> {
+    if workers < 2 {
+        return None;
+    }
+    tracing::info!(
+        workers,
+        ring_size,
+        "software steering: {why}; each worker hands packets of other workers' flows to their \
+         owner (symmetric Toeplitz, 128-entry round-robin table)"
+    );
+    Some((Arc::new(RssModel::software(workers as u16)), ring_size))
 }
 
 /// Run the stack described by `config` until `signals.stop` is set.
@@ -223,7 +257,12 @@ fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     let http = start_http(shared)?;
     let mut handles = Vec::new();
     let cores = config.dataplane.workers.clone();
-    let reports = start_workers(shared, port.queues(), links, mac, |id, body| {
+    let steering = software_steering(
+        n,
+        DEFAULT_STEER_QUEUE_SIZE,
+        "AF_PACKET's fanout spreads flows by the kernel's own hash",
+    );
+    let reports = start_workers(shared, port.queues(), links, steering, mac, |id, body| {
         let core = cores[id];
         let handle = std::thread::Builder::new()
             .name(format!("shardnet-w{id}"))
@@ -502,7 +541,20 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     // Started from the main lcore, so pinned to control_core with it; and
     // stopped before the port closes (it reads the port's statistics).
     let http = start_http(shared)?;
-    let reports = start_workers(shared, port.queues(), links, mac, |id, body| {
+    // The rings hold mbufs of the receiving worker's pool: all of them
+    // together at most a quarter of it, as the kernel's ring.
+    let ring_size = (config.dpdk.mbufs_per_worker as usize / 4 / n.max(2).saturating_sub(1))
+        .clamp(8, DEFAULT_STEER_QUEUE_SIZE);
+    let steering = software_steering(
+        n,
+        ring_size,
+        if port.rss_enabled() {
+            "the port's RSS is checked against shardnet's model packet by packet"
+        } else {
+            "the port does not spread flows with RSS"
+        },
+    );
+    let reports = start_workers(shared, port.queues(), links, steering, mac, |id, body| {
         dpdk::launch_on_lcore(id as u32 + 1, body)?;
         Ok(())
     })?;
@@ -714,6 +766,8 @@ pub fn counters_json(
                 "udp_tx": c.udp_tx.get(),
                 "to_kernel": c.to_kernel.get(),
                 "from_kernel": c.from_kernel.get(),
+                "steered_out": c.steered_out.get(),
+                "steered_in": c.steered_in.get(),
                 "kernel_flows": c.kernel_flows.get(),
                 "tcp": {
                     "active": c.tcp_active.get(),

@@ -8,7 +8,9 @@
 //!     every 64 rounds: new rules, control messages, neighbour updates, pool gauge
 //!     if the TX drain timer expired: flush the TX burst
 //!     up to a burst of the kernel's frames -> TX burst
-//!     rx burst (32); for each frame: stack.process -> TX burst | kernel ring | consumed
+//!     up to a burst of frames other workers handed over -> stack.process
+//!     rx burst (32); for each frame: another worker's flow -> its steering ring,
+//!         else stack.process -> TX burst | kernel ring | consumed
 //! }
 //! ```
 //!
@@ -35,6 +37,7 @@ use crate::kernel::KernelLink;
 use crate::port::{Burst, PacketBuf, Queue, BURST};
 use crate::rules::SharedRules;
 use crate::stack::{Disposition, Egress, FlowRecord, Stack};
+use crate::steer::SteerLinks;
 
 /// How long a partial TX burst may wait before it is sent (l3fwd's
 /// `BURST_TX_DRAIN_US`).
@@ -152,16 +155,55 @@ impl<Q: Queue> Egress for TxPath<'_, Q> {
     }
 }
 
+/// A worker's links to the other threads of the data plane.
+#[derive(Debug)]
+pub struct WorkerLinks<B> {
+    /// This worker's end of the exception path; without one, frames for the
+    /// kernel are dropped and counted as `no_kernel_port`.
+    pub kernel: Option<KernelLink<B>>,
+    /// This worker's ends of the steering rings, when packets may arrive at
+    /// a worker that does not own their flow ([`crate::steer`]).
+    pub steer: Option<SteerLinks<B>>,
+}
+
+impl<B> Default for WorkerLinks<B> {
+    fn default() -> Self {
+        WorkerLinks {
+            kernel: None,
+            steer: None,
+        }
+    }
+}
+
+/// What becomes of a frame the stack has processed.
+#[inline]
+fn dispose<Q: Queue>(
+    disposition: Disposition<Q::Buf>,
+    egress: &mut TxPath<'_, Q>,
+    kernel: Option<&KernelLink<Q::Buf>>,
+    counters: &WorkerCounters,
+) {
+    match disposition {
+        Disposition::Transmit(reply) => egress.send(reply),
+        Disposition::Kernel(pkt) => match kernel {
+            Some(link) => match link.push(pkt) {
+                Ok(()) => counters.to_kernel.inc(),
+                Err(_dropped) => counters.count_drop(DropReason::KernelQueueFull),
+            },
+            None => counters.count_drop(DropReason::NoKernelPort),
+        },
+        Disposition::Consumed => {}
+    }
+}
+
 /// Run the poll loop until `setup.stop` is set. Returns the worker's report.
-///
-/// `kernel` is this worker's end of the exception path; without one, frames
-/// for the kernel are dropped and counted as `no_kernel_port`.
 pub fn run<Q: Queue>(
     mut queue: Q,
     mut stack: Stack,
     setup: WorkerSetup,
-    kernel: Option<KernelLink<Q::Buf>>,
+    links: WorkerLinks<Q::Buf>,
 ) -> WorkerReport {
+    let WorkerLinks { kernel, mut steer } = links;
     let counters = &*setup.counters;
     let mut rx: Burst<Q::Buf> = Burst::new();
     let mut tx: Burst<Q::Buf> = Burst::new();
@@ -221,14 +263,25 @@ pub fn run<Q: Queue>(
             }
             counters.from_kernel.add(from_kernel as u64);
         }
+        // Packets other workers received for this worker's flows: processed
+        // here, never steered again.
+        let mut steered_in = 0;
+        if let Some(steer) = &mut steer {
+            steered_in = steer.receive(BURST, |pkt| {
+                let disposition = stack.process(pkt, now, &mut egress);
+                dispose(disposition, &mut egress, kernel.as_ref(), counters);
+            });
+            counters.steered_in.add(steered_in as u64);
+        }
         if !tx.is_empty() && now.saturating_sub(tx_since) >= TX_DRAIN_NS {
             flush(&mut queue, &mut tx, counters);
         }
 
         if queue.rx_burst(&mut rx) == 0 {
             counters.idle_polls.inc();
-            // Sending the kernel's frames is work too: no nap while they come.
-            if from_kernel > 0 {
+            // Sending the kernel's frames and processing handed-over ones
+            // is work too: no nap while they come.
+            if from_kernel > 0 || steered_in > 0 {
                 empty_polls = 0;
             } else if setup.idle == IdleMode::Adaptive {
                 empty_polls = empty_polls.saturating_add(1);
@@ -249,17 +302,18 @@ pub fn run<Q: Queue>(
             now,
         };
         for pkt in rx.drain(..) {
-            match stack.process(pkt, now, &mut egress) {
-                Disposition::Transmit(reply) => egress.send(reply),
-                Disposition::Kernel(pkt) => match &kernel {
-                    Some(link) => match link.push(pkt) {
-                        Ok(()) => counters.to_kernel.inc(),
-                        Err(_dropped) => counters.count_drop(DropReason::KernelQueueFull),
-                    },
-                    None => counters.count_drop(DropReason::NoKernelPort),
-                },
-                Disposition::Consumed => {}
+            // A packet of another worker's flow goes to its owner untouched.
+            if let Some(steer) = &steer {
+                if let Some(owner) = steer.foreign_owner(pkt.data()) {
+                    match steer.hand_off(owner, pkt) {
+                        Ok(()) => counters.steered_out.inc(),
+                        Err(_dropped) => counters.count_drop(DropReason::SteerQueueFull),
+                    }
+                    continue;
+                }
             }
+            let disposition = stack.process(pkt, now, &mut egress);
+            dispose(disposition, &mut egress, kernel.as_ref(), counters);
         }
         if tx.is_full() {
             flush(&mut queue, &mut tx, counters);

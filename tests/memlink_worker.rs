@@ -69,7 +69,17 @@ fn echo_worker(
         counters: counters.clone(),
         clock: Clock::start(),
     };
-    let worker = std::thread::spawn(move || worker::run(worker_end, stack, setup, kernel));
+    let worker = std::thread::spawn(move || {
+        worker::run(
+            worker_end,
+            stack,
+            setup,
+            worker::WorkerLinks {
+                kernel,
+                steer: None,
+            },
+        )
+    });
     (counters, stop, worker)
 }
 

@@ -119,6 +119,8 @@ families! {
         "Frames written to the kernel's exception interface (to_kernel) and read from it (from_kernel).";
     KERNEL_DROPS: "shardnet_kernel_drops_total", Counter, ["direction", "reason"],
         "Frames of the exception path dropped: a full ring between a worker and the relay (queue_full), refused by the kernel interface (interface_refused), or unreadable from it (interface_error: longer than a buffer).";
+    STEERED: "shardnet_steered_packets_total", Counter, ["worker", "direction"],
+        "Packets handed between workers by software steering: received by this worker for another worker's flow (out), or received by another worker for this one's (in).";
     KERNEL_FLOWS: "shardnet_kernel_flows_pinned", Gauge, ["worker"],
         "TCP flows the kernel accepted, pinned to it across rules reloads.";
     KERNEL_FLOWS_UNTRACKED: "shardnet_kernel_flows_untracked_total", Counter, ["worker"],
@@ -418,6 +420,9 @@ fn collect(plane: &ControlPlane) -> Vec<MetricFamily> {
         kernel.add(&["from_kernel"], 0.0);
     }
     for (id, c) in &workers {
+        let steered = s.of(&STEERED);
+        steered.add(&[id, "out"], c.steered_out.get() as f64);
+        steered.add(&[id, "in"], c.steered_in.get() as f64);
         s.of(&KERNEL_FLOWS).add(&[id], c.kernel_flows.get() as f64);
         s.of(&KERNEL_FLOWS_UNTRACKED)
             .add(&[id], c.kernel_flows_untracked.get() as f64);
