@@ -11,6 +11,7 @@
 //! - [`kernel`]: the exception port towards the Linux kernel.
 //! - [`worker`]: the per-core poll loop.
 
+pub mod app;
 pub mod config;
 pub mod port;
 pub mod rss;

@@ -17,6 +17,7 @@ use anyhow::{bail, Context};
 use crossbeam_channel::Receiver;
 use serde_json::json;
 
+use crate::app::App;
 use crate::config::{Action, Backend, Config, CongestionKind, MacSetting};
 #[cfg(feature = "dpdk")]
 use crate::config::{KernelConfig, KernelKind};
@@ -29,7 +30,7 @@ use crate::kernel::{self, KernelLink, Relay, RelayCounters, RelayThread};
 use crate::neighbour::NeighbourMailboxes;
 use crate::port::heap::HeapBuf;
 use crate::port::{PortStats, Queue};
-use crate::rss::RssModel;
+use crate::rss::{HomePorts, RssModel};
 use crate::stack::{FlowRecord, Interface, Stack, TcpSetup};
 use crate::steer::{self, DEFAULT_STEER_QUEUE_SIZE};
 use crate::tcp::congestion::Algorithm;
@@ -79,10 +80,29 @@ struct Shared {
     control_rx: Vec<Receiver<ControlMessage>>,
     /// TCP parameters, keys and seeds: the same for every worker.
     tcp: TcpSetup,
+    /// The application each worker runs, if any.
+    app: Option<AppSetup>,
+}
+
+/// An application for every worker ([`crate::app`]), as the load generator
+/// runs: the stack opens its connections from ports whose replies come home.
+pub struct AppSetup {
+    /// Makes worker `id`'s instance.
+    pub factory: Box<dyn Fn(usize) -> Box<dyn App> + Send + Sync>,
+    /// The source ports active opens and UDP flows may use (inclusive).
+    pub local_ports: (u16, u16),
+}
+
+impl std::fmt::Debug for AppSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppSetup")
+            .field("local_ports", &self.local_ports)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
-    fn new(config: Config) -> Shared {
+    fn new(config: Config, app: Option<AppSetup>) -> Shared {
         let n = config.dataplane.workers.len();
         let (control_tx, control_rx) = (0..n).map(|_| crossbeam_channel::bounded(4)).unzip();
         let counters = (0..n)
@@ -100,6 +120,7 @@ impl Shared {
             stop_workers: Arc::new(AtomicBool::new(false)),
             control_rx,
             tcp,
+            app,
         }
     }
 
@@ -166,14 +187,28 @@ fn start_workers<Q: Queue>(
 ) -> anyhow::Result<Receiver<WorkerReport>> {
     let (report_tx, report_rx) = crossbeam_channel::unbounded();
     let mut links = links.into_iter();
+    let n = queues.len();
+    let model = match &steering {
+        Some((model, _)) => model.clone(),
+        None => Arc::new(RssModel::software(n as u16)),
+    };
+    let home_ports = shared.app.as_ref().map(|app| {
+        let (first, last) = app.local_ports;
+        Arc::new(HomePorts::new((*model).clone(), first, last))
+    });
     let mut steer = match steering {
-        Some((model, ring_size)) if queues.len() > 1 => {
-            steer::links(queues.len(), ring_size, model).into_iter()
-        }
+        Some((model, ring_size)) if n > 1 => steer::links(n, ring_size, model).into_iter(),
         _ => Vec::new().into_iter(),
     };
     for (id, queue) in queues.into_iter().enumerate() {
-        let (stack, setup) = shared.worker_parts(id, mac);
+        let (mut stack, setup) = shared.worker_parts(id, mac);
+        if let (Some(app), Some(ports)) = (&shared.app, &home_ports) {
+            stack.set_app(
+                (app.factory)(id),
+                ports.picker(id),
+                shared.config().interface.gateway,
+            );
+        }
         let report_tx = report_tx.clone();
         let links = worker::WorkerLinks {
             kernel: links.next(),
@@ -212,7 +247,16 @@ fn software_steering(
 
 /// Run the stack described by `config` until `signals.stop` is set.
 pub fn run(config: Config, signals: &Signals) -> anyhow::Result<()> {
-    let shared = Shared::new(config);
+    run_with_app(config, signals, None)
+}
+
+/// [`run`], with `app` running in every worker (the load generator).
+pub fn run_with_app(
+    config: Config,
+    signals: &Signals,
+    app: Option<AppSetup>,
+) -> anyhow::Result<()> {
+    let shared = Shared::new(config, app);
     match shared.config().dataplane.backend {
         Backend::AfPacket => run_af_packet(&shared, signals),
         Backend::Dpdk => run_dpdk(&shared, signals),

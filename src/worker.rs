@@ -253,6 +253,7 @@ pub fn run<Q: Queue>(
             now,
         };
         stack.poll(now, &mut egress);
+        stack.poll_app(now, &mut egress);
         let mut from_kernel = 0;
         if let Some(link) = &kernel {
             // The kernel's frames go out unchanged, a burst per round at most.
@@ -322,6 +323,7 @@ pub fn run<Q: Queue>(
     // Graceful stop: peers of open connections get a RST now rather than
     // retransmitting into silence.
     let now = setup.clock.now_ns();
+    stack.stop_app();
     stack.abort_connections(
         now,
         &mut TxPath {

@@ -478,6 +478,9 @@ pub enum ServiceKind {
     Discard,
     /// `"http"`: a fixed HTTP/1.1 responder (TCP only).
     Http,
+    /// The embedding application's own connections ([`crate::app::App`]):
+    /// active opens only, never named by a rule.
+    App,
 }
 
 impl ServiceKind {
@@ -535,6 +538,7 @@ names!(ServiceKind {
     ServiceKind::Echo => "echo",
     ServiceKind::Discard => "discard",
     ServiceKind::Http => "http",
+    ServiceKind::App => "app",
 });
 names!(Action {
     Action::Service(s) => s.as_str(),

@@ -78,7 +78,7 @@ impl UdpServices {
         match kind {
             ServiceKind::Echo => Some(self.echo.on_datagram(payload)),
             ServiceKind::Discard => Some(self.discard.on_datagram(payload)),
-            ServiceKind::Http => None,
+            ServiceKind::Http | ServiceKind::App => None,
         }
     }
 }

@@ -46,6 +46,11 @@ pub trait TcpIo {
     fn peer_closed(&self) -> bool;
     /// The service's per-connection state word, zero at accept.
     fn app_state(&mut self) -> &mut u64;
+    /// Our port of this connection (for an app's active opens, the source
+    /// port [`crate::app::AppIo::connect`] returned).
+    fn local_port(&self) -> u16 {
+        0
+    }
 }
 
 /// A service that terminates TCP connections inside the stack.
@@ -194,7 +199,7 @@ impl TcpService for TcpDiscard {
 }
 
 /// The TCP service instances of one worker.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct TcpServices {
     /// The echo instance.
     pub echo: TcpEcho,
@@ -202,6 +207,19 @@ pub struct TcpServices {
     pub discard: TcpDiscard,
     /// The HTTP responder.
     pub http: Http,
+    /// The embedding application, driving the connections it opened.
+    pub app: Option<Box<dyn crate::app::App>>,
+}
+
+impl fmt::Debug for TcpServices {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpServices")
+            .field("echo", &self.echo)
+            .field("discard", &self.discard)
+            .field("http", &self.http)
+            .field("app", &self.app.is_some())
+            .finish()
+    }
 }
 
 impl TcpServices {
@@ -212,6 +230,7 @@ impl TcpServices {
             echo: TcpEcho::default(),
             discard: TcpDiscard::default(),
             http: Http::new(http_body),
+            app: None,
         }
     }
 
@@ -222,6 +241,13 @@ impl TcpServices {
             ServiceKind::Echo => &mut self.echo,
             ServiceKind::Discard => &mut self.discard,
             ServiceKind::Http => &mut self.http,
+            // Only the app opens App connections; while it is away (its
+            // own poll, which never drives connections) nothing can be
+            // bound to it, but discard is the harmless answer.
+            ServiceKind::App => match &mut self.app {
+                Some(app) => &mut **app,
+                None => &mut self.discard,
+            },
         }
     }
 }

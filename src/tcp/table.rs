@@ -165,6 +165,10 @@ impl TcpIo for Io<'_> {
     fn app_state(&mut self) -> &mut u64 {
         self.app
     }
+
+    fn local_port(&self) -> u16 {
+        self.conn.tuple().local_port
+    }
 }
 
 impl TcpTable {

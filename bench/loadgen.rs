@@ -1,0 +1,778 @@
+//! `shardnet-load`: a load generator built on shardnet's own active opens,
+//! as Seastar's seawreck is built on Seastar.
+//!
+//! It runs the shardnet data plane of a config file (any backend: DPDK with
+//! `net_memif` towards a shardnet in another process, AF_PACKET or a DPDK
+//! port towards any host) with one [`LoadApp`] per worker. Every worker
+//! opens its own connections and flows from source ports whose replies hash
+//! back to it, and keeps its own counters and latency histogram.
+//!
+//! Modes:
+//! - `udp`: request/response datagrams over N flows; closed loop (one
+//!   request in flight per flow) or open loop at a fixed rate (`--rate`).
+//! - `rps`: C keep-alive TCP connections, one request in flight each.
+//! - `cps`: connect, one request, response, close; C in flight at most, at
+//!   a fixed rate or as fast as they complete.
+//! - `bulk`: C TCP connections sending as fast as the peer takes.
+//!
+//! Requests are HTTP/1.1 GETs (`--proto http`, responses parsed with
+//! `httparse`) or `--size` bytes echoed back (`--proto echo`). Latencies go
+//! into HDR histograms (`hdrhistogram`); progress is printed every second;
+//! the results are printed as a table and written as JSON (`--json`).
+
+use std::collections::VecDeque;
+use std::net::SocketAddrV4;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use serde_json::json;
+
+use shardnet::app::{App, AppIo, ConnectError};
+use shardnet::config::Config;
+use shardnet::counters::Counter;
+use shardnet::runtime::{self, AppSetup, Signals};
+use shardnet::service::{TcpIo, TcpService};
+
+/// What the load is made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// UDP request/response over N flows.
+    Udp,
+    /// TCP keep-alive requests per second over C connections.
+    Rps,
+    /// TCP connections per second: connect, request, response, close.
+    Cps,
+    /// TCP bulk transfer over C connections (client sends).
+    Bulk,
+}
+
+/// What a TCP request is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Proto {
+    /// An HTTP/1.1 GET; the response is complete after its Content-Length.
+    Http,
+    /// `--size` bytes, complete when as many came back.
+    Echo,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "shardnet-load",
+    version,
+    about = "A load generator on shardnet's own stack (UDP req/resp, TCP RPS, CPS, bulk)"
+)]
+struct Args {
+    /// The shardnet config of the client side: backend, port, cores, address.
+    #[arg(long)]
+    config: PathBuf,
+    /// What to generate.
+    #[arg(long, value_enum)]
+    mode: Mode,
+    /// The server, as IP:PORT.
+    #[arg(long)]
+    target: SocketAddrV4,
+    /// TCP connections (rps, bulk: open at once; cps: in flight at most).
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// UDP flows (each its own source port).
+    #[arg(long, default_value_t = 64)]
+    flows: usize,
+    /// Fixed rate, per second over all workers (udp: datagrams, cps:
+    /// connections); 0 = as fast as responses allow (closed loop).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Request size in bytes (udp, and tcp with --proto echo).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// What a TCP request is.
+    #[arg(long, value_enum, default_value_t = Proto::Http)]
+    proto: Proto,
+    /// Source ports for the client's flows, FIRST-LAST. The kernel must not
+    /// use them on this interface.
+    #[arg(long, default_value = "1024-65535")]
+    local_ports: String,
+    /// Write the results here as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// No progress lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Payload bytes of a UDP request that carry its flow and send time.
+const UDP_HEADER: usize = 16;
+/// A UDP request without a reply for this long is counted lost and resent.
+const UDP_TIMEOUT_NS: u64 = 1_000_000_000;
+/// Histogram range: 1 ns to 60 s, 3 significant digits.
+const HIST_MAX_NS: u64 = 60_000_000_000;
+/// At most this many new connections or datagrams per worker per poll round.
+const PER_ROUND: u64 = 64;
+
+/// Settings every worker's app reads.
+#[derive(Debug)]
+struct LoadConfig {
+    mode: Mode,
+    proto: Proto,
+    target: SocketAddrV4,
+    size: usize,
+    workers: usize,
+    /// Per worker.
+    connections: Vec<usize>,
+    flows: Vec<usize>,
+    rate_per_worker: f64,
+    epoch: Instant,
+    request: Vec<u8>,
+}
+
+impl LoadConfig {
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+}
+
+/// One worker's results, written by that worker only.
+#[derive(Default)]
+struct Stats {
+    /// Requests or datagrams sent, connections started.
+    sent: Counter,
+    /// Responses complete (rps, udp: replies; cps: connections answered).
+    completed: Counter,
+    /// Connections established.
+    established: Counter,
+    /// Connections closed in order / reset.
+    closed: Counter,
+    resets: Counter,
+    /// Connect or send errors (other than waiting for ARP).
+    errors: Counter,
+    /// UDP requests that got no reply in time.
+    timeouts: Counter,
+    /// Payload bytes handed to TCP or UDP, and received.
+    bytes_tx: Counter,
+    bytes_rx: Counter,
+    /// First send and last event, in ns since the epoch.
+    first_ns: Counter,
+    last_ns: Counter,
+}
+
+struct WorkerShared {
+    stats: Stats,
+    histogram: Mutex<Histogram<u64>>,
+    last_error: Mutex<Option<String>>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("valid histogram bounds")
+}
+
+struct UdpFlow {
+    port: u16,
+    /// When the request in flight was sent (0: none).
+    since: u64,
+}
+
+/// The per-worker load generator.
+struct LoadApp {
+    config: Arc<LoadConfig>,
+    shared: Arc<WorkerShared>,
+    id: usize,
+    histogram: Histogram<u64>,
+    /// TCP connections alive (or being opened).
+    live: usize,
+    /// UDP flows, and which are ready to send (closed loop).
+    flows: Vec<UdpFlow>,
+    flow_of_port: Vec<u32>,
+    ready: VecDeque<u32>,
+    next_flow: usize,
+    /// Connect time by source port (cps latency).
+    started_at: Vec<u64>,
+    scratch: Vec<u8>,
+    last_sweep_ns: u64,
+    zeros: Vec<u8>,
+}
+
+impl LoadApp {
+    fn new(config: Arc<LoadConfig>, shared: Arc<WorkerShared>, id: usize) -> LoadApp {
+        LoadApp {
+            zeros: vec![0; 64 * 1024],
+            config,
+            shared,
+            id,
+            histogram: histogram(),
+            live: 0,
+            flows: Vec::new(),
+            flow_of_port: vec![u32::MAX; 65536],
+            ready: VecDeque::new(),
+            next_flow: 0,
+            started_at: vec![0; 65536],
+            scratch: Vec::new(),
+            last_sweep_ns: 0,
+        }
+    }
+
+    fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    fn mark_start(&self, now: u64) {
+        if self.stats().first_ns.get() == 0 {
+            self.stats().first_ns.set(now.max(1));
+        }
+    }
+
+    fn error(&self, error: &ConnectError) {
+        match error {
+            ConnectError::Resolving(_) => {}
+            other => {
+                self.stats().errors.inc();
+                if let Ok(mut last) = self.shared.last_error.try_lock() {
+                    *last = Some(other.to_string());
+                }
+            }
+        }
+    }
+
+    /// The datagrams or connections the fixed rate allows now.
+    fn budget(&self, now: u64) -> u64 {
+        if self.config.rate_per_worker <= 0.0 {
+            return PER_ROUND;
+        }
+        let first = self.stats().first_ns.get();
+        let elapsed = if first == 0 { 0 } else { now - first };
+        let due = (self.config.rate_per_worker * elapsed as f64 / 1e9) as u64 + 1;
+        due.saturating_sub(self.stats().sent.get()).min(PER_ROUND)
+    }
+
+    fn record(&mut self, latency_ns: u64) {
+        let _ = self.histogram.record(latency_ns.clamp(1, HIST_MAX_NS));
+    }
+
+    fn poll_udp(&mut self, now: u64, io: &mut dyn AppIo) {
+        let target = self.config.target;
+        while self.flows.len() < self.config.flows[self.id] {
+            match io.bind_udp(target) {
+                Ok(port) => {
+                    self.flow_of_port[usize::from(port)] = self.flows.len() as u32;
+                    self.ready.push_back(self.flows.len() as u32);
+                    self.flows.push(UdpFlow { port, since: 0 });
+                }
+                Err(e) => {
+                    self.error(&e);
+                    return;
+                }
+            }
+        }
+        if self.flows.is_empty() {
+            return;
+        }
+        let open_loop = self.config.rate_per_worker > 0.0;
+        let mut budget = self.budget(now);
+        let mut payload = [0u8; 2048];
+        let size = self.config.size.clamp(UDP_HEADER, payload.len());
+        while budget > 0 {
+            let flow = if open_loop {
+                self.next_flow = (self.next_flow + 1) % self.flows.len();
+                self.next_flow as u32
+            } else {
+                match self.ready.pop_front() {
+                    Some(flow) => flow,
+                    None => break,
+                }
+            };
+            let sent_at = self.config.now_ns();
+            payload[..8].copy_from_slice(&u64::from(flow).to_be_bytes());
+            payload[8..16].copy_from_slice(&sent_at.to_be_bytes());
+            let port = self.flows[flow as usize].port;
+            match io.send_udp(port, target, &payload[..size]) {
+                Ok(()) => {
+                    self.mark_start(sent_at);
+                    self.flows[flow as usize].since = sent_at;
+                    self.stats().sent.inc();
+                    self.stats().bytes_tx.add(size as u64);
+                    budget -= 1;
+                }
+                Err(e) => {
+                    self.error(&e);
+                    if !open_loop {
+                        self.ready.push_front(flow);
+                    }
+                    break;
+                }
+            }
+        }
+        // Closed loop: a lost request or reply must not stall its flow.
+        if !open_loop && now.saturating_sub(self.last_sweep_ns) > UDP_TIMEOUT_NS / 10 {
+            self.last_sweep_ns = now;
+            let now = self.config.now_ns();
+            for (i, flow) in self.flows.iter_mut().enumerate() {
+                if flow.since != 0 && now.saturating_sub(flow.since) > UDP_TIMEOUT_NS {
+                    flow.since = 0;
+                    self.shared.stats.timeouts.inc();
+                    self.ready.push_back(i as u32);
+                }
+            }
+        }
+    }
+
+    fn poll_tcp(&mut self, now: u64, io: &mut dyn AppIo) {
+        let want = self.config.connections[self.id];
+        let mut budget = match self.config.mode {
+            Mode::Cps => self.budget(now),
+            _ => PER_ROUND,
+        };
+        while self.live < want && budget > 0 {
+            match io.connect(self.config.target) {
+                Ok(port) => {
+                    let at = self.config.now_ns();
+                    self.mark_start(at);
+                    self.started_at[usize::from(port)] = at;
+                    self.live += 1;
+                    budget -= 1;
+                    if self.config.mode == Mode::Cps {
+                        self.stats().sent.inc();
+                    }
+                }
+                Err(e) => {
+                    self.error(&e);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Send the request of `io`'s connection and note when.
+    fn send_request(&mut self, io: &mut dyn TcpIo) {
+        let request = &self.config.request;
+        let n = io.send(request);
+        if n < request.len() {
+            // A fresh or idle connection has the room: only a closed one
+            // refuses.
+            self.stats().errors.inc();
+            io.abort();
+            return;
+        }
+        self.stats().bytes_tx.add(n as u64);
+        if self.config.mode == Mode::Rps {
+            self.stats().sent.inc();
+        }
+        *io.app_state() = self.config.now_ns();
+    }
+
+    /// The length of the complete response at the start of the received
+    /// bytes, if it is all there.
+    fn complete_response(&mut self, io: &dyn TcpIo) -> Option<usize> {
+        let (a, b) = io.recv_data();
+        let data: &[u8] = if b.is_empty() {
+            a
+        } else {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(a);
+            self.scratch.extend_from_slice(b);
+            &self.scratch
+        };
+        match self.config.proto {
+            Proto::Echo => (data.len() >= self.config.size).then_some(self.config.size),
+            Proto::Http => {
+                let mut headers = [httparse::EMPTY_HEADER; 16];
+                let mut response = httparse::Response::new(&mut headers);
+                let header_len = match response.parse(data) {
+                    Ok(httparse::Status::Complete(n)) => n,
+                    _ => return None,
+                };
+                let body = response
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok())
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                (data.len() >= header_len + body).then_some(header_len + body)
+            }
+        }
+    }
+}
+
+impl TcpService for LoadApp {
+    fn on_accepted(&mut self, io: &mut dyn TcpIo) {
+        self.stats().established.inc();
+        match self.config.mode {
+            Mode::Bulk => self.on_writable(io),
+            _ => self.send_request(io),
+        }
+    }
+
+    fn on_readable(&mut self, io: &mut dyn TcpIo) {
+        if self.config.mode == Mode::Bulk {
+            let (a, b) = io.recv_data();
+            let n = a.len() + b.len();
+            io.consume(n);
+            return;
+        }
+        while let Some(len) = self.complete_response(io) {
+            io.consume(len);
+            self.stats().bytes_rx.add(len as u64);
+            let now = self.config.now_ns();
+            let since = match self.config.mode {
+                Mode::Cps => self.started_at[usize::from(io.local_port())],
+                _ => *io.app_state(),
+            };
+            self.record(now.saturating_sub(since));
+            self.stats().completed.inc();
+            self.stats().last_ns.set(now);
+            match self.config.mode {
+                Mode::Rps => self.send_request(io),
+                // HTTP: the server closes ("Connection: close") and we
+                // follow; echo: we close first.
+                _ => {
+                    if self.config.proto == Proto::Echo {
+                        io.close();
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    fn on_writable(&mut self, io: &mut dyn TcpIo) {
+        if self.config.mode != Mode::Bulk {
+            return;
+        }
+        loop {
+            let room = io.send_space().min(self.zeros.len());
+            if room == 0 {
+                break;
+            }
+            let n = io.send(&self.zeros[..room]);
+            self.shared.stats.bytes_tx.add(n as u64);
+            if n < room {
+                break;
+            }
+        }
+        self.stats().last_ns.set(self.config.now_ns());
+    }
+
+    fn on_closed(&mut self, reset: bool) {
+        self.live = self.live.saturating_sub(1);
+        if reset {
+            self.stats().resets.inc();
+        } else {
+            self.stats().closed.inc();
+        }
+    }
+}
+
+impl App for LoadApp {
+    fn poll(&mut self, now_ns: u64, io: &mut dyn AppIo) {
+        match self.config.mode {
+            Mode::Udp => self.poll_udp(now_ns, io),
+            _ => self.poll_tcp(now_ns, io),
+        }
+    }
+
+    fn on_datagram(&mut self, _from: SocketAddrV4, local_port: u16, payload: &[u8]) {
+        if payload.len() < UDP_HEADER {
+            return;
+        }
+        let flow = u64::from_be_bytes(payload[..8].try_into().unwrap_or_default());
+        let sent_at = u64::from_be_bytes(payload[8..16].try_into().unwrap_or_default());
+        let now = self.config.now_ns();
+        self.record(now.saturating_sub(sent_at));
+        self.stats().completed.inc();
+        self.stats().bytes_rx.add(payload.len() as u64);
+        self.stats().last_ns.set(now);
+        let index = self.flow_of_port[usize::from(local_port)];
+        if self.config.rate_per_worker <= 0.0 && u64::from(index) == flow {
+            if let Some(f) = self.flows.get_mut(index as usize) {
+                // A reply after its timeout already made the flow ready.
+                if f.since == sent_at {
+                    f.since = 0;
+                    self.ready.push_back(index);
+                }
+            }
+        }
+    }
+
+    fn on_connect_error(&mut self, _remote: SocketAddrV4, error: ConnectError) {
+        self.live = self.live.saturating_sub(1);
+        self.error(&error);
+    }
+
+    fn on_stop(&mut self) {
+        if let Ok(mut shared) = self.shared.histogram.lock() {
+            let _ = shared.add(&self.histogram);
+        }
+    }
+}
+
+/// `n` split over `workers` as evenly as possible.
+fn split(n: usize, workers: usize) -> Vec<usize> {
+    (0..workers)
+        .map(|w| n / workers + usize::from(w < n % workers))
+        .collect()
+}
+
+fn parse_range(text: &str) -> Option<(u16, u16)> {
+    let (a, b) = text.split_once('-')?;
+    let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (a <= b && a > 0).then_some((a, b))
+}
+
+fn request_bytes(args: &Args) -> Vec<u8> {
+    match args.proto {
+        Proto::Echo => (0..args.size).map(|i| b'a' + (i % 26) as u8).collect(),
+        Proto::Http => {
+            let connection = if args.mode == Mode::Cps {
+                "close"
+            } else {
+                "keep-alive"
+            };
+            format!(
+                "GET / HTTP/1.1\r\nHost: {}\r\nConnection: {connection}\r\n\r\n",
+                args.target
+            )
+            .into_bytes()
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHARDNET_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shardnet-load: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let config = Config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let Some(local_ports) = parse_range(&args.local_ports) else {
+        anyhow::bail!(
+            "--local-ports {:?}: expected FIRST-LAST, 1-65535",
+            args.local_ports
+        );
+    };
+    if args.mode == Mode::Udp && args.size < UDP_HEADER {
+        anyhow::bail!(
+            "--size {} is too small for udp: at least {UDP_HEADER}",
+            args.size
+        );
+    }
+    if args.duration <= 0.0 || !args.duration.is_finite() {
+        anyhow::bail!("--duration must be positive");
+    }
+    let workers = config.dataplane.workers.len();
+    let load = Arc::new(LoadConfig {
+        mode: args.mode,
+        proto: args.proto,
+        target: args.target,
+        size: args.size,
+        workers,
+        connections: split(args.connections, workers),
+        flows: split(args.flows, workers),
+        rate_per_worker: args.rate as f64 / workers as f64,
+        epoch: Instant::now(),
+        request: request_bytes(&args),
+    });
+    let shared: Vec<Arc<WorkerShared>> = (0..workers)
+        .map(|_| {
+            Arc::new(WorkerShared {
+                stats: Stats::default(),
+                histogram: Mutex::new(histogram()),
+                last_error: Mutex::new(None),
+            })
+        })
+        .collect();
+    let factory_shared = shared.clone();
+    let factory_load = load.clone();
+    let setup = AppSetup {
+        factory: Box::new(move |id| {
+            Box::new(LoadApp::new(
+                factory_load.clone(),
+                factory_shared[id].clone(),
+                id,
+            ))
+        }),
+        local_ports,
+    };
+    let signals = Signals::install()?;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (signals, shared, done, quiet, load) = (
+            signals.clone(),
+            shared.clone(),
+            done.clone(),
+            args.quiet,
+            load.clone(),
+        );
+        let duration = Duration::from_secs_f64(args.duration);
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut last = (Instant::now(), 0u64);
+            while !done.load(Relaxed) && !signals.stop.load(Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+                // The clock starts at the first request.
+                if shared.iter().all(|s| s.stats.first_ns.get() == 0) {
+                    if start.elapsed() > Duration::from_secs(5) {
+                        eprintln!("shardnet-load: nothing sent after 5 s (see the errors below)");
+                        signals.stop.store(true, Relaxed);
+                    }
+                    continue;
+                }
+                let completed: u64 = shared.iter().map(|s| s.stats.completed.get()).sum();
+                let first = shared
+                    .iter()
+                    .map(|s| s.stats.first_ns.get())
+                    .filter(|&t| t != 0)
+                    .min()
+                    .unwrap_or(0);
+                let running = Duration::from_nanos(load.now_ns().saturating_sub(first));
+                if last.0.elapsed() >= Duration::from_secs(1) && !quiet {
+                    let rate = (completed - last.1) as f64 / last.0.elapsed().as_secs_f64();
+                    let errors: u64 = shared.iter().map(|s| s.stats.errors.get()).sum();
+                    let bytes: u64 = shared.iter().map(|s| s.stats.bytes_tx.get()).sum();
+                    eprintln!(
+                        "[{:5.1}s] completed {completed} ({rate:.0}/s), sent {} B, errors {errors}",
+                        running.as_secs_f64(),
+                        bytes
+                    );
+                    last = (Instant::now(), completed);
+                }
+                if running >= duration {
+                    signals.stop.store(true, Relaxed);
+                }
+            }
+        })
+    };
+    let result = runtime::run_with_app(config, &signals, Some(setup));
+    done.store(true, Relaxed);
+    let _ = watcher.join();
+    result?;
+    report(&args, &load, &shared)
+}
+
+fn report(args: &Args, load: &LoadConfig, shared: &[Arc<WorkerShared>]) -> anyhow::Result<()> {
+    let mut histogram = histogram();
+    for s in shared {
+        if let Ok(h) = s.histogram.lock() {
+            let _ = histogram.add(&*h);
+        }
+    }
+    let sum = |f: fn(&Stats) -> &Counter| -> u64 { shared.iter().map(|s| f(&s.stats).get()).sum() };
+    let first = shared
+        .iter()
+        .map(|s| s.stats.first_ns.get())
+        .filter(|&t| t != 0)
+        .min()
+        .unwrap_or(0);
+    let last = shared
+        .iter()
+        .map(|s| s.stats.last_ns.get())
+        .max()
+        .unwrap_or(0);
+    let seconds = (last.saturating_sub(first)) as f64 / 1e9;
+    let completed = sum(|s| &s.completed);
+    let bytes_tx = sum(|s| &s.bytes_tx);
+    let per_second = if seconds > 0.0 {
+        completed as f64 / seconds
+    } else {
+        0.0
+    };
+    let gbps = if seconds > 0.0 {
+        bytes_tx as f64 * 8.0 / seconds / 1e9
+    } else {
+        0.0
+    };
+    let us = |q: f64| histogram.value_at_quantile(q) as f64 / 1e3;
+    let errors: Vec<String> = shared
+        .iter()
+        .filter_map(|s| s.last_error.lock().ok().and_then(|e| e.clone()))
+        .collect();
+    let result = json!({
+        "mode": format!("{:?}", load.mode).to_lowercase(),
+        "proto": format!("{:?}", load.proto).to_lowercase(),
+        "target": load.target.to_string(),
+        "workers": load.workers,
+        "connections": args.connections,
+        "flows": args.flows,
+        "rate": args.rate,
+        "size": args.size,
+        "seconds": seconds,
+        "sent": sum(|s| &s.sent),
+        "completed": completed,
+        "per_second": per_second,
+        "established": sum(|s| &s.established),
+        "closed": sum(|s| &s.closed),
+        "resets": sum(|s| &s.resets),
+        "errors": sum(|s| &s.errors),
+        "timeouts": sum(|s| &s.timeouts),
+        "bytes_tx": bytes_tx,
+        "bytes_rx": sum(|s| &s.bytes_rx),
+        "gbit_per_second": gbps,
+        "latency_us": {
+            "count": histogram.len(),
+            "p50": us(0.5),
+            "p90": us(0.9),
+            "p99": us(0.99),
+            "p999": us(0.999),
+            "max": histogram.max() as f64 / 1e3,
+            "mean": histogram.mean() / 1e3,
+        },
+        "histogram_us": histogram
+            .iter_log(1000, 2.0)
+            .filter(|v| v.count_since_last_iteration() > 0)
+            .map(|v| json!([v.value_iterated_to() as f64 / 1e3, v.count_since_last_iteration()]))
+            .collect::<Vec<_>>(),
+        "per_worker": shared.iter().map(|s| json!({
+            "sent": s.stats.sent.get(),
+            "completed": s.stats.completed.get(),
+            "established": s.stats.established.get(),
+            "resets": s.stats.resets.get(),
+            "errors": s.stats.errors.get(),
+            "bytes_tx": s.stats.bytes_tx.get(),
+        })).collect::<Vec<_>>(),
+        "last_errors": errors,
+    });
+    println!(
+        "{:?} against {} for {seconds:.2} s over {} workers",
+        load.mode, load.target, load.workers
+    );
+    println!(
+        "  completed {completed} ({per_second:.0}/s), sent {}, errors {}, resets {}, timeouts {}",
+        result["sent"], result["errors"], result["resets"], result["timeouts"]
+    );
+    if load.mode == Mode::Bulk {
+        println!("  {bytes_tx} bytes sent, {gbps:.3} Gbit/s");
+    } else {
+        println!(
+            "  latency us: p50 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
+            us(0.5),
+            us(0.99),
+            us(0.999),
+            histogram.max() as f64 / 1e3
+        );
+    }
+    for e in &errors {
+        println!("  last error: {e}");
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&result)? + "\n")?;
+    }
+    Ok(())
+}
