@@ -150,6 +150,8 @@ struct Stats {
     /// Connections closed in order / reset.
     closed: Counter,
     resets: Counter,
+    /// Connections in flight when the load stopped (reset by us).
+    aborted_at_stop: Counter,
     /// Connect or send errors (other than waiting for ARP).
     errors: Counter,
     /// UDP requests that got no reply in time.
@@ -196,6 +198,9 @@ struct LoadApp {
     scratch: Vec<u8>,
     last_sweep_ns: u64,
     zeros: Vec<u8>,
+    /// The worker is stopping: its own resets of what is in flight are not
+    /// the peer's doing.
+    stopping: bool,
 }
 
 impl LoadApp {
@@ -214,6 +219,7 @@ impl LoadApp {
             started_at: vec![0; 65536],
             scratch: Vec::new(),
             last_sweep_ns: 0,
+            stopping: false,
         }
     }
 
@@ -460,7 +466,9 @@ impl TcpService for LoadApp {
 
     fn on_closed(&mut self, reset: bool) {
         self.live = self.live.saturating_sub(1);
-        if reset {
+        if self.stopping {
+            self.stats().aborted_at_stop.inc();
+        } else if reset {
             self.stats().resets.inc();
         } else {
             self.stats().closed.inc();
@@ -505,6 +513,7 @@ impl App for LoadApp {
     }
 
     fn on_stop(&mut self) {
+        self.stopping = true;
         if let Ok(mut shared) = self.shared.histogram.lock() {
             let _ = shared.add(&self.histogram);
         }
@@ -720,6 +729,7 @@ fn report(args: &Args, load: &LoadConfig, shared: &[Arc<WorkerShared>]) -> anyho
         "established": sum(|s| &s.established),
         "closed": sum(|s| &s.closed),
         "resets": sum(|s| &s.resets),
+        "aborted_at_stop": sum(|s| &s.aborted_at_stop),
         "errors": sum(|s| &s.errors),
         "timeouts": sum(|s| &s.timeouts),
         "bytes_tx": bytes_tx,

@@ -320,9 +320,29 @@ pub fn run<Q: Queue>(
             flush(&mut queue, &mut tx, counters);
         }
     }
-    // Graceful stop: peers of open connections get a RST now rather than
-    // retransmitting into silence.
+    // Graceful stop. What other workers handed over before they stopped is
+    // processed (the last ACKs of connections, say); then peers of open
+    // connections get a RST now rather than retransmitting into silence.
     let now = setup.clock.now_ns();
+    if let Some(steer) = &mut steer {
+        let mut egress = TxPath {
+            queue: &mut queue,
+            tx: &mut tx,
+            tx_since: &mut tx_since,
+            counters,
+            now,
+        };
+        loop {
+            let n = steer.receive(BURST, |pkt| {
+                let disposition = stack.process(pkt, now, &mut egress);
+                dispose(disposition, &mut egress, kernel.as_ref(), counters);
+            });
+            counters.steered_in.add(n as u64);
+            if n == 0 {
+                break;
+            }
+        }
+    }
     stack.stop_app();
     stack.abort_connections(
         now,

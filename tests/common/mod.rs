@@ -173,7 +173,7 @@ impl Lab {
             "dpdk" => format!(
                 "[dataplane]\nbackend = \"dpdk\"\nworkers = [0, 1]\ncontrol_core = 0\n\
                  idle = \"adaptive\"\n\n[dpdk]\neal_args = [\"--no-pci\", \"--no-huge\", \
-                 \"--no-shconf\", \"-m\", \"512\", \"--vdev=net_af_packet0,iface={},qpairs=2\"]\n\
+                 \"--no-shconf\", \"-m\", \"512\", \"--vdev=net_af_packet0,iface={},qpairs=2,framecnt=4096\"]\n\
                  port = 0\nmbufs_per_worker = {mbufs}\n",
                 self.dut_if
             ),

@@ -1,0 +1,376 @@
+//! Multi-core correctness with thousands of flows in both directions: a
+//! two-worker shardnet serving, and a two-worker `shardnet-load` opening
+//! connections and UDP flows from its own stack, over a veth pair, on the
+//! AF_PACKET and the DPDK backends (`net_af_packet`, `--no-pci`).
+//!
+//! Neither port spreads packets by shardnet's Toeplitz model (AF_PACKET's
+//! fanout uses the kernel's own flow hash), so both processes steer in
+//! software. What is checked, from both sides' per-worker flow records and
+//! counters:
+//! - every flow's packets were processed by exactly one worker, on the
+//!   server (passive opens, UDP echo) and on the client (active opens, UDP
+//!   flows whose source ports were picked to come home);
+//! - no connection was reset by a misrouted segment: no RST sent by the
+//!   server, none received by the client, no segment without a connection;
+//! - both workers of each side carried load, and steering really happened;
+//! - the load generator's counts agree with the server's counters.
+//!
+//! Needs root; fails loudly when the lab cannot be set up.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+use common::{read_flow_records, Lab, DUT_IP};
+use serde_json::Value;
+
+/// The load generator's address: the peer kernel keeps 198.18.0.1 on the
+/// same interface and ignores this one (no forwarding), so it never answers
+/// the load generator's segments.
+const CLIENT_IP: &str = "198.18.0.3";
+const UDP_FLOWS: usize = 2000;
+const METRICS_PORT: u16 = 19470;
+
+/// The sum of a metric's samples on the server, from its control endpoint.
+fn server_metric(lab: &Lab, name: &str, label: &str) -> u64 {
+    let out = lab.dut(&[
+        "curl",
+        "-sf",
+        &format!("http://127.0.0.1:{METRICS_PORT}/metrics"),
+    ]);
+    assert!(out.status.success(), "cannot scrape the server");
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap() as u64)
+        .sum()
+}
+
+fn server_config(lab: &Lab, backend: &str) -> String {
+    format!(
+        r#"{}
+[interface]
+address = "{DUT_IP}/24"
+
+[[rule]]
+name = "echo"
+protocol = "udp"
+ports = "7"
+service = "echo"
+
+[[rule]]
+name = "web"
+protocol = "tcp"
+ports = "80"
+service = "http"
+
+[default]
+action = "drop"
+
+[metrics]
+listen = "127.0.0.1:{METRICS_PORT}"
+
+[debug]
+flow_record = "{}"
+"#,
+        lab.dataplane(backend, 8191),
+        lab.path("srv").display()
+    )
+}
+
+/// The client's config: the same backend on the peer's interface.
+fn client_config(lab: &Lab, backend: &str) -> String {
+    let dataplane = match backend {
+        "af_packet" => format!(
+            "[dataplane]\nbackend = \"af_packet\"\nworkers = [0, 1]\ncontrol_core = 0\n\
+             idle = \"adaptive\"\n\n[af_packet]\ninterface = \"{}\"\n",
+            lab.peer_if
+        ),
+        _ => format!(
+            "[dataplane]\nbackend = \"dpdk\"\nworkers = [0, 1]\ncontrol_core = 0\n\
+             idle = \"adaptive\"\n\n[dpdk]\neal_args = [\"--no-pci\", \"--no-huge\", \
+             \"--no-shconf\", \"-m\", \"512\", \"--vdev=net_af_packet1,iface={},qpairs=2,framecnt=4096\"]\n\
+             port = 0\nmbufs_per_worker = 8191\n",
+            lab.peer_if
+        ),
+    };
+    format!(
+        "{dataplane}\n[interface]\naddress = \"{CLIENT_IP}/24\"\n\n[default]\naction = \"drop\"\n\n\
+         [debug]\nflow_record = \"{}\"\n",
+        lab.path("cli").display()
+    )
+}
+
+/// Run `shardnet-load` in the peer namespace; returns its JSON results and
+/// the client stack's stats file.
+fn load(lab: &Lab, backend: &str, args: &[&str], name: &str) -> (Value, Value) {
+    let config = lab.path(&format!("{name}.toml"));
+    std::fs::write(&config, client_config(lab, backend)).unwrap();
+    let json = lab.path(&format!("{name}.json"));
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.peer_ns, "timeout", "60"])
+        .arg(env!("CARGO_BIN_EXE_shardnet-load"))
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .args(["--quiet", "--json"])
+        .arg(&json)
+        .output()
+        .expect("cannot run shardnet-load");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "shardnet-load failed:\n{text}");
+    let results: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let stats = read_json(&lab.path("cli.stats.json"));
+    // The client's flow records are this run's: keep them apart.
+    for w in 0..2 {
+        let from = lab.path(&format!("cli.worker{w}.flows"));
+        std::fs::rename(&from, lab.path(&format!("{name}.worker{w}.flows"))).unwrap();
+    }
+    (results, stats)
+}
+
+fn read_json(path: &Path) -> Value {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn sum(stats: &Value, f: impl Fn(&Value) -> u64) -> u64 {
+    stats["workers"].as_array().unwrap().iter().map(f).sum()
+}
+
+fn per_worker(stats: &Value, f: impl Fn(&Value) -> u64) -> Vec<u64> {
+    stats["workers"].as_array().unwrap().iter().map(f).collect()
+}
+
+/// Flow -> worker from per-worker records; panics if two workers processed
+/// one flow. Returns how many flows matching `select` each worker had.
+fn one_worker_per_flow(
+    records: &[Vec<(String, u64)>],
+    select: impl Fn(&str) -> bool,
+) -> Vec<usize> {
+    let mut owner: HashMap<&str, usize> = HashMap::new();
+    let mut counts = vec![0; records.len()];
+    for (worker, flows) in records.iter().enumerate() {
+        for (flow, _) in flows {
+            if let Some(other) = owner.insert(flow, worker) {
+                panic!("flow {flow} was processed by workers {other} and {worker}");
+            }
+            if select(flow) {
+                counts[worker] += 1;
+            }
+        }
+    }
+    counts
+}
+
+fn thousands_of_flows_both_ways(backend: &str) {
+    let lab = Lab::new();
+    let mut shardnet = lab.start_shardnet(&server_config(&lab, backend));
+    lab.wait_until_answering(&mut shardnet, std::time::Duration::from_secs(20));
+
+    let target_udp = format!("{DUT_IP}:7");
+    let target_web = format!("{DUT_IP}:80");
+    let flows = UDP_FLOWS.to_string();
+    let (udp, udp_client) = load(
+        &lab,
+        backend,
+        &[
+            "--mode",
+            "udp",
+            "--target",
+            &target_udp,
+            "--flows",
+            &flows,
+            "--duration",
+            "3",
+        ],
+        "udp",
+    );
+    let (cps, cps_client) = load(
+        &lab,
+        backend,
+        &[
+            "--mode",
+            "cps",
+            "--target",
+            &target_web,
+            "--connections",
+            "64",
+            "--duration",
+            "3",
+        ],
+        "cps",
+    );
+    // Before the server stops (and resets what it still holds): it never
+    // sent a RST, and never saw a segment without its connection.
+    let resets_before_stop = server_metric(&lab, "shardnet_tcp_resets_total", r#"direction="tx""#);
+    let no_connection = server_metric(&lab, "shardnet_drops_total", r#"reason="no_connection""#);
+    let log = shardnet.stop();
+    let server = read_json(&lab.path("srv.stats.json"));
+    let context = format!("udp: {udp}\ncps: {cps}\nserver: {server}\nlog:\n{log}");
+    let get = |v: &Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k}: {context}"));
+
+    // The load generator saw no error, reset or loss.
+    for (name, r) in [("udp", &udp), ("cps", &cps)] {
+        for key in ["errors", "resets", "timeouts"] {
+            assert_eq!(get(r, key), 0, "{name} {key}\n{context}");
+        }
+        let workers = r["per_worker"].as_array().unwrap();
+        assert!(
+            workers.iter().all(|w| w["completed"].as_u64().unwrap() > 0),
+            "{name}: both client workers must complete requests\n{context}"
+        );
+    }
+    assert!(get(&udp, "completed") >= 5 * UDP_FLOWS as u64, "{context}");
+    assert!(
+        get(&cps, "completed") >= 1000,
+        "thousands of connections\n{context}"
+    );
+
+    // Counts agree with the server's.
+    let udp_served = sum(&server, |w| w["udp_tx"].as_u64().unwrap());
+    let (sent, completed) = (get(&udp, "sent"), get(&udp, "completed"));
+    assert!(
+        completed <= udp_served && udp_served <= sent && sent - completed <= UDP_FLOWS as u64,
+        "sent {sent}, answered by the server {udp_served}, replies received {completed}\n{context}"
+    );
+    assert_eq!(
+        sum(&server, |w| w["udp_rx"].as_u64().unwrap()),
+        udp_served,
+        "every datagram the server got was echoed\n{context}"
+    );
+    assert_eq!(
+        get(&udp, "bytes_rx"),
+        completed * 64,
+        "replies carry the requests' 64 bytes\n{context}"
+    );
+    // A client stopping resets what it holds: a handshake it completed
+    // just then may not have completed on the server.
+    let accepted = sum(&server, |w| w["tcp"]["opened_passive"].as_u64().unwrap());
+    let established = get(&cps, "established");
+    assert!(
+        accepted <= established && established - accepted <= get(&cps, "aborted_at_stop"),
+        "connections the server accepted {accepted}, the client established {established}\n{context}"
+    );
+    assert_eq!(
+        get(&cps, "established"),
+        sum(&cps_client, |w| w["tcp"]["opened_active"].as_u64().unwrap()),
+        "{context}"
+    );
+    assert!(get(&cps, "completed") <= accepted, "{context}");
+    // Every connection started ended: in order, or reset by the client's
+    // stop (handshakes in flight too), or it was still in TIME-WAIT there (a
+    // stop leaves those be).
+    let ended = get(&cps, "closed") + get(&cps, "aborted_at_stop");
+    let time_wait = sum(&cps_client, |w| w["tcp"]["active"].as_u64().unwrap());
+    assert_eq!(
+        get(&cps, "sent"),
+        ended + time_wait,
+        "{context}\nclient: {cps_client}"
+    );
+    // No misrouted segment: the server never sent a RST nor saw a segment
+    // without its connection; the clients got no RST and no stray packet.
+    assert_eq!(resets_before_stop, 0, "{context}");
+    assert_eq!(no_connection, 0, "{context}");
+    assert_eq!(
+        sum(&server, |w| w["drops"]["no_connection"].as_u64().unwrap()),
+        0,
+        "{context}"
+    );
+    for (name, client) in [("udp", &udp_client), ("cps", &cps_client)] {
+        assert_eq!(
+            sum(client, |w| w["tcp"]["resets_rx"].as_u64().unwrap()),
+            0,
+            "{name} client\n{client}"
+        );
+        assert_eq!(
+            sum(client, |w| w["default_hits"].as_u64().unwrap()),
+            0,
+            "{name} client\n{client}"
+        );
+        assert_eq!(
+            sum(client, |w| w["drops"]["steer_queue_full"].as_u64().unwrap()),
+            0,
+            "{name} client\n{client}"
+        );
+    }
+    assert_eq!(
+        sum(&server, |w| w["drops"]["steer_queue_full"]
+            .as_u64()
+            .unwrap()),
+        0,
+        "{context}"
+    );
+
+    // Software steering did hand packets over, on both sides.
+    let steered = |s: &Value| sum(s, |w| w["steered_in"].as_u64().unwrap());
+    assert!(steered(&server) > 0, "{context}");
+    assert!(
+        steered(&udp_client) > 0 && steered(&cps_client) > 0,
+        "{context}"
+    );
+    // Every packet handed over was processed by its owner; a client
+    // stopping under load may leave the last few in a ring (freed).
+    let handed = |s: &Value| {
+        (
+            sum(s, |w| w["steered_out"].as_u64().unwrap()),
+            sum(s, |w| w["steered_in"].as_u64().unwrap()),
+        )
+    };
+    assert_eq!(handed(&server).0, handed(&server).1, "{context}");
+    for client in [&udp_client, &cps_client] {
+        let (out, into) = handed(client);
+        assert!(into <= out && out - into <= 64, "{client}");
+    }
+
+    // One worker per flow, both workers busy, on every side.
+    let server_records = read_flow_records(&lab.path("srv"), 2);
+    let udp_flows = one_worker_per_flow(&server_records, |f| {
+        f.starts_with(&format!("17 {CLIENT_IP}:")) && f.ends_with(&format!(" {DUT_IP}:7"))
+    });
+    assert_eq!(udp_flows.iter().sum::<usize>(), UDP_FLOWS, "{udp_flows:?}");
+    let tcp_flows = one_worker_per_flow(&server_records, |f| {
+        f.starts_with(&format!("6 {CLIENT_IP}:")) && f.ends_with(&format!(" {DUT_IP}:80"))
+    });
+    assert!(tcp_flows.iter().sum::<usize>() >= 1000, "{tcp_flows:?}");
+    for counts in [&udp_flows, &tcp_flows] {
+        let total: usize = counts.iter().sum();
+        assert!(
+            counts.iter().all(|&c| c * 5 > total),
+            "both server workers carry flows: {counts:?}"
+        );
+    }
+    for (name, select_proto) in [("udp", "17"), ("cps", "6")] {
+        let records = read_flow_records(&lab.path(name), 2);
+        let counts = one_worker_per_flow(&records, |f| {
+            f.starts_with(&format!("{select_proto} {DUT_IP}:"))
+                && f.contains(&format!("{CLIENT_IP}:"))
+        });
+        let total: usize = counts.iter().sum();
+        assert!(total >= 1000, "{name} client flows {counts:?}");
+        assert!(counts.iter().all(|&c| c * 5 > total), "{name}: {counts:?}");
+    }
+    // The server's per-worker view: each worker served some connections.
+    assert!(
+        per_worker(&server, |w| w["tcp"]["opened_passive"].as_u64().unwrap())
+            .iter()
+            .all(|&n| n > 0),
+        "{context}"
+    );
+}
+
+#[test]
+fn af_packet_thousands_of_flows_both_ways() {
+    thousands_of_flows_both_ways("af_packet");
+}
+
+#[test]
+fn dpdk_thousands_of_flows_both_ways() {
+    thousands_of_flows_both_ways("dpdk");
+}
