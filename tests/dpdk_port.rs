@@ -29,9 +29,14 @@ fn user_args() -> Vec<String> {
         "--log-level=lib.eal:notice",
         "--vdev=net_ring0",
         "--vdev=net_null0",
-        // A kernel TAP interface of our own (removed when the port closes): the
-        // one vdev here that reports RSS, for the RSS configuration path.
+        // A kernel TAP interface of our own (removed when the port closes): it
+        // reports RSS hash types, so the RSS configuration path runs, but it
+        // cannot report its configuration back (no rss_hash_conf_get, no
+        // redirection table).
         "--vdev=net_tap0,iface=sn-dpdktest0",
+        // net_null keeps a redirection table and a key, and reads them back,
+        // but keeps its own key whatever is configured (and hashes nothing).
+        "--vdev=net_null1",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -82,8 +87,8 @@ fn dpdk_port_end_to_end() {
     assert_eq!(Eal::lcore_count(), 3);
     assert_eq!(
         Eal::port_count(),
-        3,
-        "net_ring0, net_null0 and net_tap0 (PMD plugins loaded)"
+        4,
+        "net_ring0, net_null0, net_tap0 and net_null1 (PMD plugins loaded)"
     );
 
     // Errors read as sentences.
@@ -103,7 +108,7 @@ fn dpdk_port_end_to_end() {
     let err = DpdkPort::open(7, &pools, PortOptions::default()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "DPDK port 7 not found: 3 port(s) available; check --vdev/--allow in eal_args"
+        "DPDK port 7 not found: 4 port(s) available; check --vdev/--allow in eal_args"
     );
 
     let mut port =
@@ -111,6 +116,7 @@ fn dpdk_port_end_to_end() {
     assert_eq!(port.driver(), "net_ring");
     assert_eq!(port.queue_count(), 2);
     assert!(!port.rss_enabled(), "net_ring has no RSS");
+    assert!(port.rss_model().is_none(), "net_ring has no RSS");
     assert_eq!(port.mac(), [0; 6], "net_ring's MAC is all zeros");
     let mut queues = port.queues();
     assert_eq!(queues.len(), 2);
@@ -272,6 +278,8 @@ fn dpdk_port_end_to_end() {
     let mut null_port = DpdkPort::open(1, std::slice::from_ref(&null_pool), PortOptions::default())
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(null_port.driver(), "net_null");
+    assert!(!null_port.rss_enabled(), "one queue: no RSS");
+    assert!(null_port.rss_model().is_none());
     let mac = null_port.mac();
     assert!(
         mac != [0; 6] && mac[0] & 1 == 0,
@@ -299,6 +307,11 @@ fn dpdk_port_end_to_end() {
         DpdkPort::open(2, &tap_pools, PortOptions::default()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(tap_port.driver(), "net_tap");
     assert!(tap_port.rss_enabled(), "net_tap reports IPv4/TCP/UDP RSS");
+    assert!(
+        tap_port.rss_model().is_none(),
+        "net_tap cannot report its RSS configuration: its queues are the kernel's \
+         TUN queue choice, not Toeplitz over a redirection table"
+    );
     let tap_offloads = tap_port.tx_offloads();
     assert!(
         tap_offloads.ipv4_checksum && tap_offloads.udp_checksum && tap_offloads.tcp_checksum,
@@ -313,6 +326,25 @@ fn dpdk_port_end_to_end() {
     let tap_stats = tap_port.stats();
     assert!(!tap_stats.extended.is_empty(), "{tap_stats:?}");
     tap_port.close().unwrap();
+
+    // net_null with two queues: RSS configured, the table programmed and read
+    // back, but the key read back is net_null's own, not the symmetric one:
+    // no model.
+    let null_rss_pools = [
+        Mempool::new("test_null_rss0", 255, 0, dpdk_sys::SOCKET_ID_ANY).unwrap(),
+        Mempool::new("test_null_rss1", 255, 0, dpdk_sys::SOCKET_ID_ANY).unwrap(),
+    ];
+    let null_rss_id = DpdkPort::id_by_name("net_null1").expect("net_null1 probed");
+    let null_rss = DpdkPort::open(null_rss_id, &null_rss_pools, PortOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(null_rss.driver(), "net_null");
+    assert!(null_rss.rss_enabled(), "net_null reports RSS hash types");
+    assert!(
+        null_rss.rss_model().is_none(),
+        "net_null ignores the configured key: no model"
+    );
+    null_rss.close().unwrap();
+    drop(null_rss_pools);
 
     drop(q0);
     port.close().unwrap();

@@ -33,6 +33,19 @@ SHIM_CONST(uint64_t, RTE_ETH_RSS_NONFRAG_IPV6_UDP)
 SHIM_CONST(uint64_t, RTE_ETH_RSS_IP)
 SHIM_CONST(uint64_t, RTE_ETH_RSS_TCP)
 SHIM_CONST(uint64_t, RTE_ETH_RSS_UDP)
+/* Modifiers that restrict a hash type to one side of the flow. */
+SHIM_CONST(uint64_t, RTE_ETH_RSS_L3_SRC_ONLY)
+SHIM_CONST(uint64_t, RTE_ETH_RSS_L3_DST_ONLY)
+SHIM_CONST(uint64_t, RTE_ETH_RSS_L4_SRC_ONLY)
+SHIM_CONST(uint64_t, RTE_ETH_RSS_L4_DST_ONLY)
+
+/* RSS redirection table (rte_eth_dev_rss_reta_update/_query): entries come in
+ * groups of 64 (struct rte_eth_rss_reta_entry64); common table sizes. */
+SHIM_CONST(uint32_t, RTE_ETH_RETA_GROUP_SIZE)
+SHIM_CONST(uint32_t, RTE_ETH_RSS_RETA_SIZE_64)
+SHIM_CONST(uint32_t, RTE_ETH_RSS_RETA_SIZE_128)
+SHIM_CONST(uint32_t, RTE_ETH_RSS_RETA_SIZE_256)
+SHIM_CONST(uint32_t, RTE_ETH_RSS_RETA_SIZE_512)
 
 /* Device RX offload capabilities and requests. */
 SHIM_CONST(uint64_t, RTE_ETH_RX_OFFLOAD_IPV4_CKSUM)

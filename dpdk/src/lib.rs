@@ -4,9 +4,10 @@
 //! - the bindgen output for DPDK's exported functions and types, with explicit
 //!   allowlists (`rte_eal_*`, `rte_eth_*`, `rte_pktmbuf_*`, `rte_mempool_*`,
 //!   `rte_lcore_*`, `rte_strerror`, `rte_socket_id`, `rte_get_tsc_hz`, ...);
-//! - DPDK's macro constants (`RTE_ETH_RSS_*`, `RTE_MBUF_F_RX_*`, `RTE_MBUF_F_TX_*`,
-//!   `RTE_ETH_{RX,TX}_OFFLOAD_*`, `RTE_MAX_LCORE`, ...) as `pub const` under their
-//!   own names, evaluated by clang from the headers (see `shim/constants.h`);
+//! - DPDK's macro constants (`RTE_ETH_RSS_*`, `RTE_ETH_RETA_GROUP_SIZE`,
+//!   `RTE_MBUF_F_RX_*`, `RTE_MBUF_F_TX_*`, `RTE_ETH_{RX,TX}_OFFLOAD_*`,
+//!   `RTE_MAX_LCORE`, ...) as `pub const` under their own names, evaluated by
+//!   clang from the headers (see `shim/constants.h`);
 //! - wrappers around DPDK's `static inline` fast-path functions, which have no
 //!   symbol to link against: each calls a one-line C function of `shim/shim.c`
 //!   and is re-exported here under DPDK's own name (`rte_eth_rx_burst`,

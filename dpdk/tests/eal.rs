@@ -4,8 +4,9 @@
 //! own `main` that runs the checks in sequence. It needs root (EAL opens
 //! /dev/... and locks memory) but no hugepages and no NIC: `--no-huge --no-pci
 //! --no-shconf` (EAL refuses `--in-memory` together with `--no-huge`, which
-//! implies `--legacy-mem`), with two virtual devices, `net_ring0` (a loopback: what a queue
-//! sends comes back on the same queue) and `net_null0`.
+//! implies `--legacy-mem`), with three virtual devices, `net_ring0` (a loopback: what a queue
+//! sends comes back on the same queue), `net_null0`, and `net_null1` for the RSS
+//! calls (net_null keeps a redirection table and a key, though it hashes nothing).
 
 use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_int, c_void};
@@ -37,6 +38,7 @@ const EAL_ARGS: &[&str] = &[
     "--log-level=lib.eal:notice",
     "--vdev=net_ring0",
     "--vdev=net_null0",
+    "--vdev=net_null1",
 ];
 
 fn port_by_name(name: &str) -> u16 {
@@ -74,6 +76,7 @@ fn main() {
         check_exhaustion(pool);
         check_ring_rx_tx(pool);
         check_null_rx(pool);
+        check_rss_calls(pool);
         check_tsc_and_prefetch();
 
         rte_mempool_free(pool);
@@ -109,11 +112,12 @@ unsafe fn check_ports_probed() {
     // Both vdevs come from driver plugins EAL loaded from PMD_DIR by itself.
     assert_eq!(
         rte_eth_dev_count_avail(),
-        2,
-        "net_ring0 and net_null0 probed"
+        3,
+        "net_ring0, net_null0 and net_null1 probed"
     );
     let _ = port_by_name("net_ring0");
     let _ = port_by_name("net_null0");
+    let _ = port_by_name("net_null1");
     println!("ok vdev plugins loaded (net_ring, net_null)");
 }
 
@@ -332,6 +336,94 @@ unsafe fn check_null_rx(pool: *mut rte_mempool) {
     assert_eq!(rte_eth_dev_stop(port), 0);
     assert_eq!(rte_eth_dev_close(port), 0);
     println!("ok rx/tx burst on net_null0");
+}
+
+/// The RSS configuration calls and their structs, on net_null1 (two queues):
+/// the redirection table written in groups of 64 and read back, the hash
+/// types and key read back.
+unsafe fn check_rss_calls(pool: *mut rte_mempool) {
+    let port = port_by_name("net_null1");
+    let mut info = rte_eth_dev_info::default();
+    assert_eq!(rte_eth_dev_info_get(port, &mut info), 0);
+    assert_eq!(
+        info.reta_size, RTE_ETH_RSS_RETA_SIZE_128 as u16,
+        "net_null's table size"
+    );
+    assert_ne!(
+        info.flow_type_rss_offloads & RTE_ETH_RSS_NONFRAG_IPV4_TCP,
+        0
+    );
+
+    let mut key = [0x6d_u8, 0x5a].repeat(20);
+    let mut conf = rte_eth_conf::default();
+    conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+    conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
+    conf.rx_adv_conf.rss_conf.rss_key_len = key.len() as u8;
+    conf.rx_adv_conf.rss_conf.rss_hf = RTE_ETH_RSS_IPV4 | RTE_ETH_RSS_NONFRAG_IPV4_TCP;
+    assert_eq!(rte_eth_dev_configure(port, 2, 2, &conf), 0);
+    let socket = rte_eth_dev_socket_id(port) as u32;
+    for q in 0..2 {
+        assert_eq!(
+            rte_eth_rx_queue_setup(port, q, 256, socket, ptr::null(), pool),
+            0
+        );
+        assert_eq!(rte_eth_tx_queue_setup(port, q, 256, socket, ptr::null()), 0);
+    }
+    assert_eq!(rte_eth_dev_start(port), 0);
+
+    // Write 1, 0, 0, 0, 1, 0, ...: not the driver's default 0, 1, 0, 1, ...
+    let groups = usize::from(info.reta_size) / RTE_ETH_RETA_GROUP_SIZE as usize;
+    let mut reta = vec![rte_eth_rss_reta_entry64::default(); groups];
+    for (g, group) in reta.iter_mut().enumerate() {
+        group.mask = u64::MAX;
+        for (i, e) in group.reta.iter_mut().enumerate() {
+            *e = u16::from((g * 64 + i) % 4 == 0);
+        }
+    }
+    assert_eq!(
+        rte_eth_dev_rss_reta_update(port, reta.as_mut_ptr(), info.reta_size),
+        0
+    );
+    let mut back = vec![rte_eth_rss_reta_entry64::default(); groups];
+    // Only the entries whose mask bit is set are read: the first 64 here.
+    back[0].mask = u64::MAX;
+    assert_eq!(
+        rte_eth_dev_rss_reta_query(port, back.as_mut_ptr(), info.reta_size),
+        0
+    );
+    assert_eq!(back[0].reta, reta[0].reta);
+    assert!(back[1].reta.iter().all(|&e| e == 0), "masked out");
+    back[1].mask = u64::MAX;
+    assert_eq!(
+        rte_eth_dev_rss_reta_query(port, back.as_mut_ptr(), info.reta_size),
+        0
+    );
+    assert_eq!(back[1].reta, reta[1].reta);
+    assert_eq!(
+        rte_eth_dev_rss_reta_query(port, back.as_mut_ptr(), 64),
+        -libc_einval(),
+        "a size other than the device's is refused"
+    );
+
+    let mut key_back = [0u8; 64];
+    let mut rss = rte_eth_rss_conf {
+        rss_key: key_back.as_mut_ptr(),
+        rss_key_len: key_back.len() as u8,
+        ..Default::default()
+    };
+    assert_eq!(rte_eth_dev_rss_hash_conf_get(port, &mut rss), 0);
+    assert_eq!(rss.rss_hf, RTE_ETH_RSS_IPV4 | RTE_ETH_RSS_NONFRAG_IPV4_TCP);
+    // net_null keeps its own default key (the common Intel one, which starts
+    // 6d 5a 56 da): its configure ignores rss_conf's key.
+    assert_eq!(key_back[..4], [0x6d, 0x5a, 0x56, 0xda]);
+
+    assert_eq!(rte_eth_dev_stop(port), 0);
+    assert_eq!(rte_eth_dev_close(port), 0);
+    println!("ok RSS redirection table and hash configuration on net_null1");
+}
+
+fn libc_einval() -> c_int {
+    22
 }
 
 unsafe fn check_tsc_and_prefetch() {

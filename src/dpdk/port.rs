@@ -8,7 +8,7 @@ use dpdk_sys::{rte_mbuf, rte_mempool};
 use super::mempool::alloc_from;
 use super::{DpdkError, Mbuf, Mempool};
 use crate::port::{Burst, PortStats, Queue, QueueStats, TxOffloads};
-use crate::rss::SYMMETRIC_RSS_KEY;
+use crate::rss::{HashFields, RedirectionTable, RssModel, SYMMETRIC_RSS_KEY};
 
 /// Port settings beyond the queue count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +43,19 @@ const RSS_HASH_TYPES: u64 = dpdk_sys::RTE_ETH_RSS_IPV4
     | dpdk_sys::RTE_ETH_RSS_NONFRAG_IPV4_TCP
     | dpdk_sys::RTE_ETH_RSS_NONFRAG_IPV4_UDP;
 
+/// Hash-type modifiers that restrict a hash to one side of the flow (source or
+/// destination only). The model hashes both sides, so a port that reports one
+/// of them cannot be modelled.
+const RSS_ONE_SIDED: u64 = dpdk_sys::RTE_ETH_RSS_L3_SRC_ONLY
+    | dpdk_sys::RTE_ETH_RSS_L3_DST_ONLY
+    | dpdk_sys::RTE_ETH_RSS_L4_SRC_ONLY
+    | dpdk_sys::RTE_ETH_RSS_L4_DST_ONLY;
+
+/// Room for the key `rte_eth_dev_rss_hash_conf_get` writes: more than any
+/// `hash_key_size` (a `u8`), as some drivers write their whole key whatever
+/// length they are told.
+const KEY_READ_BACK_ROOM: usize = 256;
+
 /// A started ethdev port with one RX/TX queue pair per worker.
 ///
 /// Close it with [`DpdkPort::close`] (or drop it) after the workers using its
@@ -55,6 +68,7 @@ pub struct DpdkPort {
     queues_taken: bool,
     tx_offloads: TxOffloads,
     rss: bool,
+    rss_model: Option<RssModel>,
     mac: [u8; 6],
     closed: bool,
 }
@@ -154,8 +168,11 @@ impl DpdkPort {
     /// `pools` (queue `i` receives into `pools[i]`; give each worker its own).
     ///
     /// Enables RSS with the symmetric key over IPv4/TCP/UDP when the port
-    /// supports it and there is more than one queue, and the checksum offloads
-    /// the device reports (see [`DpdkPort::tx_offloads`]).
+    /// supports it and there is more than one queue (with the RSS hash in the
+    /// mbufs where the device offers it), and the checksum offloads the device
+    /// reports (see [`DpdkPort::tx_offloads`]). With RSS on, programs the
+    /// device's redirection table round-robin over the queues and reads the
+    /// configuration in force back (see [`DpdkPort::rss_model`]).
     pub fn open(port_id: u16, pools: &[Mempool], opts: PortOptions) -> Result<DpdkPort, DpdkError> {
         let port = port_id;
         // SAFETY: validity check of a port id; no other precondition.
@@ -207,6 +224,7 @@ impl DpdkPort {
                 queues,
                 key_len = key.len(),
                 hash_types = format_args!("{hash_types:#x}"),
+                mbuf_hash = conf.rxmode.offloads & dpdk_sys::RTE_ETH_RX_OFFLOAD_RSS_HASH != 0,
                 "RSS on with the symmetric Toeplitz key"
             );
         } else if queues > 1 {
@@ -248,6 +266,7 @@ impl DpdkPort {
             queues_taken: false,
             tx_offloads,
             rss,
+            rss_model: None,
             mac: [0; 6],
             closed: false,
         };
@@ -299,6 +318,21 @@ impl DpdkPort {
             return Err(DpdkError::port(port, "starting", rc));
         }
 
+        if rss {
+            port_handle.rss_model = match program_and_read_rss(port, &info, &key, queues) {
+                Ok(model) => Some(model),
+                Err(reason) => {
+                    tracing::warn!(
+                        port,
+                        driver = %port_handle.driver,
+                        queues,
+                        "no RSS model of the port: {reason}; shardnet steers flows in software"
+                    );
+                    None
+                }
+            };
+        }
+
         // SAFETY: plain calls on a started port.
         let rc = unsafe {
             if opts.promiscuous {
@@ -347,9 +381,37 @@ impl DpdkPort {
         self.pools.len()
     }
 
-    /// Whether RSS spreads flows over the queues.
+    /// Whether RSS is configured on the port (it reports IPv4/TCP/UDP hash
+    /// types, has more than one queue, and [`PortOptions::rss`] is on). The
+    /// device then spreads flows by its own means; whether shardnet knows how
+    /// is [`DpdkPort::rss_model`].
     pub fn rss_enabled(&self) -> bool {
         self.rss
+    }
+
+    /// How the port spreads flows over its queues, where shardnet can model
+    /// it: RSS is on and the device reads back the symmetric Toeplitz key
+    /// shardnet configured, a redirection table (programmed round-robin over
+    /// the queues at open, then read back as the model's table), and hash
+    /// types the model follows (`RTE_ETH_RSS_IPV4`, `FRAG_IPV4` or
+    /// `NONFRAG_IPV4_OTHER`: [`HashFields::ipv4`]; `NONFRAG_IPV4_TCP`:
+    /// `ipv4_tcp`; `NONFRAG_IPV4_UDP`: `ipv4_udp`). Queue `i` belongs to
+    /// worker `i`.
+    ///
+    /// `None` when RSS is off, or the device cannot report or take its RSS
+    /// configuration (no `rss_hash_conf_get`, no redirection table), or uses
+    /// another key or one-sided hash types; the reason was logged at open.
+    /// Shardnet then steers in software.
+    ///
+    /// DPDK 22.11 cannot report the hash function (`rss_conf.algorithm`
+    /// arrived in 23.11): the model assumes Toeplitz, the default of the
+    /// drivers that do RSS. A port whose hash function was changed through
+    /// `rte_flow` (`RTE_ETH_HASH_FUNCTION_SIMPLE_XOR` or
+    /// `SYMMETRIC_TOEPLITZ` on i40e, ice, hns3, ...) breaks that assumption;
+    /// shardnet creates no flow rules. net_null reports a table and a key but
+    /// hashes nothing (and ignores the configured key, so it gets no model).
+    pub fn rss_model(&self) -> Option<RssModel> {
+        self.rss_model.clone()
     }
 
     /// The port's MAC address.
@@ -473,6 +535,227 @@ impl Drop for DpdkPort {
             tracing::warn!("{e}");
         }
     }
+}
+
+/// The [`HashFields`] of the hash types a port reports (`rss_hf`), or why the
+/// model cannot follow them.
+fn hash_fields_from_rss_hf(rss_hf: u64) -> Result<HashFields, String> {
+    if rss_hf & RSS_ONE_SIDED != 0 {
+        return Err(format!(
+            "the port hashes one side of the flow only (rss_hf {rss_hf:#x})"
+        ));
+    }
+    let fields = HashFields {
+        ipv4: rss_hf
+            & (dpdk_sys::RTE_ETH_RSS_IPV4
+                | dpdk_sys::RTE_ETH_RSS_FRAG_IPV4
+                | dpdk_sys::RTE_ETH_RSS_NONFRAG_IPV4_OTHER)
+            != 0,
+        ipv4_tcp: rss_hf & dpdk_sys::RTE_ETH_RSS_NONFRAG_IPV4_TCP != 0,
+        ipv4_udp: rss_hf & dpdk_sys::RTE_ETH_RSS_NONFRAG_IPV4_UDP != 0,
+    };
+    if !(fields.ipv4 || fields.ipv4_tcp || fields.ipv4_udp) {
+        return Err(format!(
+            "the port hashes no IPv4 packets (rss_hf {rss_hf:#x})"
+        ));
+    }
+    Ok(fields)
+}
+
+/// The groups of 64 entries in which `rte_eth_dev_rss_reta_update` and
+/// `_query` take a table of `size` entries: `ceil(size / 64)` groups, the mask
+/// bit of every entry of the table set (the last group's beyond `size` clear),
+/// entry `i` holding `entry(i)`.
+fn reta_groups(
+    size: usize,
+    entry: impl Fn(usize) -> u16,
+) -> Vec<dpdk_sys::rte_eth_rss_reta_entry64> {
+    let group = dpdk_sys::RTE_ETH_RETA_GROUP_SIZE as usize;
+    (0..size.div_ceil(group))
+        .map(|g| {
+            let mut e = dpdk_sys::rte_eth_rss_reta_entry64::default();
+            let in_group = (size - g * group).min(group);
+            e.mask = if in_group == 64 {
+                u64::MAX
+            } else {
+                (1u64 << in_group) - 1
+            };
+            for (i, slot) in e.reta.iter_mut().enumerate().take(in_group) {
+                *slot = entry(g * group + i);
+            }
+            e
+        })
+        .collect()
+}
+
+/// The `size` entries of a table read back in `groups` (see [`reta_groups`]).
+fn reta_entries(groups: &[dpdk_sys::rte_eth_rss_reta_entry64], size: usize) -> Vec<u16> {
+    groups
+        .iter()
+        .flat_map(|g| g.reta.iter().copied())
+        .take(size)
+        .collect()
+}
+
+/// Write the redirection table of `port` (`entries.len()` is the device's
+/// `reta_size`).
+fn reta_update(port: u16, entries: &[u16]) -> Result<(), DpdkError> {
+    let mut groups = reta_groups(entries.len(), |i| entries[i]);
+    // SAFETY: `groups` holds ceil(len / 64) groups, all DPDK reads for a table
+    // of `len` entries, and lives across the call; the port is started.
+    let rc = unsafe {
+        dpdk_sys::rte_eth_dev_rss_reta_update(port, groups.as_mut_ptr(), entries.len() as u16)
+    };
+    if rc != 0 {
+        return Err(DpdkError::port(
+            port,
+            "programming the RSS redirection table",
+            rc,
+        ));
+    }
+    Ok(())
+}
+
+/// Read the redirection table of `port`, `size` (the device's `reta_size`)
+/// entries.
+fn reta_query(port: u16, size: u16) -> Result<Vec<u16>, DpdkError> {
+    let mut groups = reta_groups(usize::from(size), |_| 0);
+    // SAFETY: `groups` holds ceil(size / 64) writable groups, all DPDK writes
+    // for a table of `size` entries; the port is started.
+    let rc = unsafe { dpdk_sys::rte_eth_dev_rss_reta_query(port, groups.as_mut_ptr(), size) };
+    if rc != 0 {
+        return Err(DpdkError::port(
+            port,
+            "reading the RSS redirection table",
+            rc,
+        ));
+    }
+    Ok(reta_entries(&groups, usize::from(size)))
+}
+
+/// The RSS key and hash types (`rss_hf`) in force on `port`, asking for a key
+/// of `key_len` bytes (the length configured). The key read back is as long
+/// as the driver says (`rss_key_len`, which most leave as asked).
+fn rss_hash_conf_get(port: u16, key_len: usize) -> Result<(Vec<u8>, u64), DpdkError> {
+    let mut key = vec![0u8; KEY_READ_BACK_ROOM];
+    let mut conf = dpdk_sys::rte_eth_rss_conf {
+        rss_key: key.as_mut_ptr(),
+        rss_key_len: key_len.min(usize::from(u8::MAX)) as u8,
+        ..Default::default()
+    };
+    // SAFETY: `conf` is a valid struct whose key pointer has
+    // KEY_READ_BACK_ROOM writable bytes, more than any key a driver has (the
+    // length is a u8), and outlives the call; the port is started.
+    let rc = unsafe { dpdk_sys::rte_eth_dev_rss_hash_conf_get(port, &mut conf) };
+    if rc != 0 {
+        return Err(DpdkError::port(
+            port,
+            "reading the RSS hash configuration",
+            rc,
+        ));
+    }
+    key.truncate(usize::from(conf.rss_key_len));
+    Ok((key, conf.rss_hf))
+}
+
+/// What a port reports of the RSS configuration in force.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct RssReadBack {
+    /// The key (`rte_eth_dev_rss_hash_conf_get`).
+    key: Vec<u8>,
+    /// The hash types (`rss_hf`).
+    rss_hf: u64,
+    /// The redirection table (`rte_eth_dev_rss_reta_query`).
+    reta: Vec<u16>,
+}
+
+/// The model of a port with `queues` queues that reads back `back` after
+/// shardnet configured `key`, or why there is none.
+fn model_from_read_back(back: &RssReadBack, key: &[u8], queues: u16) -> Result<RssModel, String> {
+    if back.key != key {
+        return Err(format!(
+            "the port reads back another RSS key than the symmetric one configured \
+             ({} bytes: {}; configured {} bytes: {})",
+            back.key.len(),
+            hex(&back.key),
+            key.len(),
+            hex(key)
+        ));
+    }
+    let fields = hash_fields_from_rss_hf(back.rss_hf)?;
+    if !back.reta.len().is_power_of_two() {
+        return Err(format!(
+            "the redirection table has {} entries, not a power of two",
+            back.reta.len()
+        ));
+    }
+    if let Some(q) = back.reta.iter().find(|&&q| q >= queues) {
+        return Err(format!(
+            "the redirection table names queue {q}, beyond the {queues} queues"
+        ));
+    }
+    Ok(RssModel::new(
+        &back.key,
+        RedirectionTable::from_entries(back.reta.clone()),
+        fields,
+        queues,
+    ))
+}
+
+/// Program `port`'s redirection table round-robin over `queues` and read back
+/// the RSS configuration in force (`key` was configured): its model, or why
+/// there is none.
+fn program_and_read_rss(
+    port: u16,
+    info: &dpdk_sys::rte_eth_dev_info,
+    key: &[u8],
+    queues: u16,
+) -> Result<RssModel, String> {
+    let (key_back, rss_hf) = rss_hash_conf_get(port, key.len()).map_err(|e| e.to_string())?;
+    let size = info.reta_size;
+    if size == 0 {
+        return Err("the device reports no redirection table (reta_size 0)".into());
+    }
+    if !usize::from(size).is_power_of_two() {
+        return Err(format!(
+            "the device's redirection table has {size} entries, not a power of two"
+        ));
+    }
+    let table = RedirectionTable::new_round_robin(usize::from(size), queues);
+    reta_update(port, table.entries()).map_err(|e| e.to_string())?;
+    let reta = reta_query(port, size).map_err(|e| e.to_string())?;
+    if reta != table.entries() {
+        tracing::info!(
+            port,
+            "the redirection table read back differs from the round-robin one programmed; \
+             the model follows the device"
+        );
+    }
+    let model = model_from_read_back(
+        &RssReadBack {
+            key: key_back,
+            rss_hf,
+            reta,
+        },
+        key,
+        queues,
+    )?;
+    tracing::info!(
+        port,
+        queues,
+        reta_size = size,
+        key_len = key.len(),
+        rss_hf = format_args!("{rss_hf:#x}"),
+        fields = ?model.fields(),
+        "RSS redirection table programmed round-robin over the queues; the key, table \
+         and hash types read back from the device make the port's RSS model"
+    );
+    Ok(model)
+}
+
+/// Bytes as lowercase hex, no separators.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `aa:bb:cc:dd:ee:ff`.
@@ -699,6 +982,187 @@ mod tests {
                 | RTE_ETH_RX_OFFLOAD_UDP_CKSUM
                 | RTE_ETH_RX_OFFLOAD_TCP_CKSUM
         );
+    }
+
+    #[test]
+    fn rss_hf_maps_to_hash_fields() {
+        use dpdk_sys::*;
+        let fields = |hf| hash_fields_from_rss_hf(hf).unwrap();
+        assert_eq!(
+            fields(RTE_ETH_RSS_IPV4 | RTE_ETH_RSS_NONFRAG_IPV4_TCP | RTE_ETH_RSS_NONFRAG_IPV4_UDP),
+            HashFields::ALL
+        );
+        // Any of the three address-only IPv4 types counts for `ipv4`.
+        for hf in [
+            RTE_ETH_RSS_IPV4,
+            RTE_ETH_RSS_FRAG_IPV4,
+            RTE_ETH_RSS_NONFRAG_IPV4_OTHER,
+        ] {
+            assert_eq!(
+                fields(hf),
+                HashFields {
+                    ipv4: true,
+                    ipv4_tcp: false,
+                    ipv4_udp: false
+                },
+                "{hf:#x}"
+            );
+        }
+        assert_eq!(
+            fields(RTE_ETH_RSS_NONFRAG_IPV4_TCP | RTE_ETH_RSS_IPV6),
+            HashFields {
+                ipv4: false,
+                ipv4_tcp: true,
+                ipv4_udp: false
+            }
+        );
+        assert_eq!(
+            fields(RTE_ETH_RSS_NONFRAG_IPV4_UDP | RTE_ETH_RSS_NONFRAG_IPV4_OTHER),
+            HashFields {
+                ipv4: true,
+                ipv4_tcp: false,
+                ipv4_udp: true
+            }
+        );
+        // What net_null reports back and the usual "ip tcp udp" sets.
+        assert_eq!(
+            fields(RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP),
+            HashFields::ALL
+        );
+        // IPv6 only, nothing, or one side of the flow: no model.
+        for hf in [
+            0,
+            RTE_ETH_RSS_IPV6 | RTE_ETH_RSS_NONFRAG_IPV6_TCP,
+            RTE_ETH_RSS_IPV4 | RTE_ETH_RSS_L3_SRC_ONLY,
+            RTE_ETH_RSS_NONFRAG_IPV4_TCP | RTE_ETH_RSS_L4_DST_ONLY,
+        ] {
+            assert!(hash_fields_from_rss_hf(hf).is_err(), "{hf:#x}");
+        }
+        let err = hash_fields_from_rss_hf(RTE_ETH_RSS_IPV6).unwrap_err();
+        assert!(err.contains("no IPv4") && err.contains("0x100"), "{err}");
+    }
+
+    #[test]
+    fn reta_groups_cover_the_table_in_64s() {
+        let table = RedirectionTable::new_round_robin(128, 3);
+        let groups = reta_groups(128, |i| table.entries()[i]);
+        assert_eq!(groups.len(), 2);
+        assert!(groups.iter().all(|g| g.mask == u64::MAX));
+        assert_eq!(groups[0].reta[..4], [0, 1, 2, 0]);
+        // Entry 64 is the first of the second group: 64 % 3 = 1.
+        assert_eq!(groups[1].reta[0], 1);
+        assert_eq!(reta_entries(&groups, 128), table.entries());
+
+        // 512 entries: 8 groups.
+        let table = RedirectionTable::new_round_robin(512, 4);
+        let groups = reta_groups(512, |i| table.entries()[i]);
+        assert_eq!(groups.len(), 8);
+        assert_eq!(reta_entries(&groups, 512), table.entries());
+
+        // Tables smaller than a group: one group, the mask covers the table only.
+        let groups = reta_groups(16, |i| i as u16);
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].mask, 0xffff);
+        assert!(groups[0].reta[16..].iter().all(|&e| e == 0));
+        assert_eq!(reta_entries(&groups, 16), (0..16).collect::<Vec<u16>>());
+
+        // A query asks for every entry and starts from zeros.
+        let query = reta_groups(64, |_| 0);
+        assert_eq!(query.len(), 1);
+        assert_eq!(query[0].mask, u64::MAX);
+        assert!(reta_groups(0, |_| 0).is_empty());
+    }
+
+    fn read_back(key: &[u8], rss_hf: u64, reta: Vec<u16>) -> RssReadBack {
+        RssReadBack {
+            key: key.to_vec(),
+            rss_hf,
+            reta,
+        }
+    }
+
+    #[test]
+    fn the_model_is_the_configuration_read_back() {
+        use dpdk_sys::*;
+        let key = rss_key(40);
+        // A table that is not round-robin: the model follows what the device
+        // reports, not what shardnet asked for.
+        let reta: Vec<u16> = (0..128).map(|i| u16::from(i % 4 == 3)).collect();
+        let model = model_from_read_back(
+            &read_back(
+                &key,
+                RTE_ETH_RSS_IPV4 | RTE_ETH_RSS_NONFRAG_IPV4_TCP,
+                reta.clone(),
+            ),
+            &key,
+            2,
+        )
+        .unwrap();
+        assert_eq!(model.workers(), 2);
+        assert_eq!(model.reta().entries(), &reta[..]);
+        assert_eq!(
+            model.fields(),
+            HashFields {
+                ipv4: true,
+                ipv4_tcp: true,
+                ipv4_udp: false
+            }
+        );
+        let toeplitz = crate::rss::Toeplitz::new(&SYMMETRIC_RSS_KEY);
+        let (a, b) = (
+            std::net::Ipv4Addr::new(198, 18, 0, 1),
+            std::net::Ipv4Addr::new(198, 19, 0, 2),
+        );
+        for sport in 1000..1100 {
+            let h = toeplitz.hash_ipv4_l4(a, b, sport, 80);
+            assert_eq!(model.toeplitz().hash_ipv4_l4(a, b, sport, 80), h);
+            assert_eq!(model.worker_of_hash(h), usize::from(reta[h as usize & 127]));
+        }
+
+        // A 52-byte key is fine too.
+        let key52 = rss_key(52);
+        let model = model_from_read_back(
+            &read_back(&key52, RTE_ETH_RSS_IP | RTE_ETH_RSS_UDP, vec![0, 1, 2, 3]),
+            &key52,
+            4,
+        )
+        .unwrap();
+        assert_eq!(model.reta().len(), 4);
+    }
+
+    #[test]
+    fn no_model_for_what_the_model_cannot_follow() {
+        use dpdk_sys::*;
+        let key = rss_key(40);
+        let hf = RSS_HASH_TYPES;
+        let rr = RedirectionTable::new_round_robin(128, 2).entries().to_vec();
+        let no = |back: RssReadBack, queues| model_from_read_back(&back, &key, queues).unwrap_err();
+
+        // Another key: net_null keeps the common Intel key it starts with.
+        let intel: Vec<u8> = [0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2]
+            .into_iter()
+            .chain(std::iter::repeat_n(0, 32))
+            .collect();
+        let err = no(read_back(&intel, hf, rr.clone()), 2);
+        assert!(
+            err.contains("another RSS key") && err.contains("6d5a56da255b0ec2"),
+            "{err}"
+        );
+        // A key cut short (a driver that reports fewer bytes than it took).
+        let err = no(read_back(&key[..16], hf, rr.clone()), 2);
+        assert!(err.contains("16 bytes"), "{err}");
+        // Hash types it does not model.
+        let err = no(read_back(&key, RTE_ETH_RSS_IPV6, rr.clone()), 2);
+        assert!(err.contains("no IPv4"), "{err}");
+        let err = no(read_back(&key, hf | RTE_ETH_RSS_L3_DST_ONLY, rr.clone()), 2);
+        assert!(err.contains("one side"), "{err}");
+        // Tables it cannot index, or that name queues that do not exist.
+        let err = no(read_back(&key, hf, vec![0, 1, 0]), 2);
+        assert!(err.contains("not a power of two"), "{err}");
+        let err = no(read_back(&key, hf, vec![]), 2);
+        assert!(err.contains("0 entries"), "{err}");
+        let err = no(read_back(&key, hf, vec![0, 1, 2, 1]), 2);
+        assert!(err.contains("queue 2, beyond the 2 queues"), "{err}");
     }
 
     #[test]
