@@ -589,15 +589,21 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     // together at most a quarter of it, as the kernel's ring.
     let ring_size = (config.dpdk.mbufs_per_worker as usize / 4 / n.max(2).saturating_sub(1))
         .clamp(8, DEFAULT_STEER_QUEUE_SIZE);
-    let steering = software_steering(
-        n,
-        ring_size,
-        if port.rss_enabled() {
-            "the port's RSS is checked against shardnet's model packet by packet"
-        } else {
-            "the port does not spread flows with RSS"
-        },
-    );
+    let steering = match port.rss_model() {
+        // The port spreads flows by a model read back from it: the rings
+        // carry only what no NIC hash can place (ICMP errors by the flow
+        // they quote), and whatever a wrong model would misplace, counted.
+        Some(model) if n > 1 => {
+            tracing::info!(
+                workers = n,
+                ring_size,
+                "RSS model read back from the port: active opens pick source ports by it, and \
+                 packets it places on another worker are steered there"
+            );
+            Some((Arc::new(model), ring_size))
+        }
+        _ => software_steering(n, ring_size, "the port does not spread flows with RSS"),
+    };
     let reports = start_workers(shared, port.queues(), links, steering, mac, |id, body| {
         dpdk::launch_on_lcore(id as u32 + 1, body)?;
         Ok(())
