@@ -45,6 +45,12 @@ use crate::worker::{self, Clock, ControlMessage, WorkerReport, WorkerSetup};
 #[cfg(feature = "dpdk")]
 const MEMPOOL_CACHE: u32 = 256;
 
+/// How long the ports stay open after the workers' last transmissions at a
+/// graceful stop: the resets of open connections are in the TX rings, and a
+/// port closed at once (an AF_PACKET socket, a memif link) would take them
+/// with it, leaving the peers to time out instead.
+const STOP_LINGER: Duration = Duration::from_millis(50);
+
 /// How often the control loop looks at its signal flags.
 const CONTROL_TICK: Duration = Duration::from_millis(20);
 
@@ -328,6 +334,7 @@ fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
             tracing::error!("a worker thread panicked");
         }
     }
+    std::thread::sleep(STOP_LINGER);
     if let Some(kernel) = kernel {
         // Dropping the TAP removes the kernel interface, its address and
         // routes; only then may the kernel see the NIC again.
@@ -614,6 +621,7 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     }
     shared.stop_workers.store(true, Relaxed);
     dpdk::wait_all_lcores();
+    std::thread::sleep(STOP_LINGER);
     let kernel = kernel.map(|(running, kernel_port)| {
         let (device, isolation) = running.stop();
         drop(device);

@@ -20,8 +20,10 @@
 //! another, at most a burst per round, so the kernel's traffic can never take
 //! more than half of a busy worker's TX bursts.
 //!
-//! Replies collect in a TX burst that is sent when it is full or when the drain
-//! timer (100 µs) expires; whatever the queue refuses is freed and counted. No
+//! Replies collect in a TX burst that is sent when it is full, when the RX
+//! queue is drained (a short or empty RX burst: nothing more to batch with,
+//! so a lone reply never waits), or when the drain timer (100 µs) expires
+//! under sustained load; whatever the queue refuses is freed and counted. No
 //! lock, no allocation and no system call per packet (the adaptive idle mode
 //! sleeps only after a run of empty polls).
 
@@ -278,8 +280,12 @@ pub fn run<Q: Queue>(
             flush(&mut queue, &mut tx, counters);
         }
 
-        if queue.rx_burst(&mut rx) == 0 {
+        let received = queue.rx_burst(&mut rx);
+        if received == 0 {
             counters.idle_polls.inc();
+            // Nothing more to batch with: what waits goes now (a reply must
+            // not wait for the drain timer on a quiet link).
+            flush(&mut queue, &mut tx, counters);
             // Sending the kernel's frames and processing handed-over ones
             // is work too: no nap while they come.
             if from_kernel > 0 || steered_in > 0 {
@@ -316,7 +322,10 @@ pub fn run<Q: Queue>(
             let disposition = stack.process(pkt, now, &mut egress);
             dispose(disposition, &mut egress, kernel.as_ref(), counters);
         }
-        if tx.is_full() {
+        // A short burst means the RX queue is drained: send now. Under load
+        // (full bursts) replies batch up to a full TX burst or the drain
+        // timer, as in l3fwd.
+        if received < BURST || tx.is_full() {
             flush(&mut queue, &mut tx, counters);
         }
     }
