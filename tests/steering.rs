@@ -82,20 +82,7 @@ flow_record = "{}"
 
 /// The client's config: the same backend on the peer's interface.
 fn client_config(lab: &Lab, backend: &str) -> String {
-    let dataplane = match backend {
-        "af_packet" => format!(
-            "[dataplane]\nbackend = \"af_packet\"\nworkers = [0, 1]\ncontrol_core = 0\n\
-             idle = \"adaptive\"\n\n[af_packet]\ninterface = \"{}\"\n",
-            lab.peer_if
-        ),
-        _ => format!(
-            "[dataplane]\nbackend = \"dpdk\"\nworkers = [0, 1]\ncontrol_core = 0\n\
-             idle = \"adaptive\"\n\n[dpdk]\neal_args = [\"--no-pci\", \"--no-huge\", \
-             \"--no-shconf\", \"-m\", \"512\", \"--vdev=net_af_packet1,iface={},qpairs=2,framecnt=4096\"]\n\
-             port = 0\nmbufs_per_worker = 8191\n",
-            lab.peer_if
-        ),
-    };
+    let dataplane = lab.peer_dataplane(backend, 8191);
     format!(
         "{dataplane}\n[interface]\naddress = \"{CLIENT_IP}/24\"\n\n[default]\naction = \"drop\"\n\n\
          [debug]\nflow_record = \"{}\"\n",

@@ -164,21 +164,12 @@ impl Lab {
     /// DUT interface: `backend` is "af_packet" or "dpdk" (a `net_af_packet`
     /// vdev with two queue pairs, `--no-pci`, `mbufs` per worker).
     pub fn dataplane(&self, backend: &str, mbufs: u32) -> String {
-        match backend {
-            "af_packet" => format!(
-                "[dataplane]\nbackend = \"af_packet\"\nworkers = [0, 1]\ncontrol_core = 0\n\
-                 idle = \"adaptive\"\n\n[af_packet]\ninterface = \"{}\"\n",
-                self.dut_if
-            ),
-            "dpdk" => format!(
-                "[dataplane]\nbackend = \"dpdk\"\nworkers = [0, 1]\ncontrol_core = 0\n\
-                 idle = \"adaptive\"\n\n[dpdk]\neal_args = [\"--no-pci\", \"--no-huge\", \
-                 \"--no-shconf\", \"-m\", \"512\", \"--vdev=net_af_packet0,iface={},qpairs=2,framecnt=4096\"]\n\
-                 port = 0\nmbufs_per_worker = {mbufs}\n",
-                self.dut_if
-            ),
-            other => panic!("unknown backend {other}"),
-        }
+        dataplane_on(backend, mbufs, &self.dut_if)
+    }
+
+    /// The same on the peer's interface (for a shardnet on the peer side).
+    pub fn peer_dataplane(&self, backend: &str, mbufs: u32) -> String {
+        dataplane_on(backend, mbufs, &self.peer_if)
     }
 
     /// A file path inside the lab's temporary directory.
@@ -245,6 +236,25 @@ impl Lab {
             "shardnet did not answer ping within {limit:?}:\n{}",
             shardnet.log_text()
         );
+    }
+}
+
+/// The `[dataplane]` and backend sections of a two-worker config on
+/// `interface` (see [`Lab::dataplane`]).
+fn dataplane_on(backend: &str, mbufs: u32, interface: &str) -> String {
+    match backend {
+        "af_packet" => format!(
+            "[dataplane]\nbackend = \"af_packet\"\nworkers = [0, 1]\ncontrol_core = 0\n\
+             idle = \"adaptive\"\n\n[af_packet]\ninterface = \"{interface}\"\n"
+        ),
+        "dpdk" => format!(
+            "[dataplane]\nbackend = \"dpdk\"\nworkers = [0, 1]\ncontrol_core = 0\n\
+             idle = \"adaptive\"\n\n[dpdk]\neal_args = [\"--no-pci\", \"--no-huge\", \
+             \"--no-shconf\", \"-m\", \"512\", \
+             \"--vdev=net_af_packet0,iface={interface},qpairs=2,framecnt=4096\"]\n\
+             port = 0\nmbufs_per_worker = {mbufs}\n"
+        ),
+        other => panic!("unknown backend {other}"),
     }
 }
 
