@@ -19,8 +19,8 @@ packages=(
     iperf3
     # the control endpoint's tests: a real Prometheus server and promtool
     prometheus
-    # benchmarks
-    valgrind
+    # benchmarks (http-vs-kernel.sh: nginx is the kernel's HTTP server; shellcheck for the scripts)
+    valgrind nginx shellcheck
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,316 @@
+#!/usr/bin/env bash
+# shardnet against the Linux kernel, one server core each, in one run, over one
+# veth pair between two throwaway network namespaces:
+#
+#   snb-cli (client, core 0)  snb-c 198.18.0.1/24 <--veth--> snb-d  snb-dut (server, core 1)
+#
+# The server side is first the kernel (nginx, a C echo server, a C discard
+# sink, with 198.18.0.2/24 on snb-d), then shardnet (one busy-polling worker on
+# core 1 owning snb-d, 198.18.0.2/24, the http, echo and discard services).
+# The same clients measure both, pinned to core 0:
+#   1. HTTP keep-alive requests/s: wrk -t1 -c256, 9-byte body;
+#   2. HTTP connections/s: the same with "Connection: close" (a connection per
+#      request; checked against the servers' own counts of accepted connections);
+#   3. one TCP connection's throughput into a discard server (bench/tcp_probe.py);
+#   4. round-trip time of 64-byte messages on one connection to an echo server.
+#
+#   sudo ./bench/http-vs-kernel.sh [seconds per run] [af_packet|dpdk]
+#       (default 10 s, af_packet; about 2.5 minutes in all)
+#
+# Prints a table (metric | kernel | shardnet | shardnet/kernel) and the cores'
+# utilisation, and writes bench/out/http-vs-kernel.json. Exits 1 if a check
+# fails (errors from wrk, server counts that disagree with the client's).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-10}"
+backend="${2:-af_packet}"
+case "$secs" in ''|*[!0-9]*) echo "usage: $0 [seconds per run] [af_packet|dpdk]" >&2; exit 2;; esac
+case "$backend" in af_packet|dpdk) ;; *) echo "usage: $0 [seconds per run] [af_packet|dpdk]" >&2; exit 2;; esac
+[ "$secs" -ge 2 ] || { echo "http-vs-kernel: at least 2 seconds per run" >&2; exit 2; }
+
+die() { echo "http-vs-kernel: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "run as root (network namespaces, nginx, AF_PACKET)"
+./scripts/install-deps.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+for tool in nginx wrk curl nstat ethtool taskset cc timeout; do
+    command -v "$tool" >/dev/null || die "$tool missing (scripts/install-deps.sh installs it)"
+done
+[ "$(nproc)" -ge 2 ] || die "needs 2 cores (client on core 0, server on core 1)"
+echo "== building shardnet (release)" >&2
+cargo build --release --quiet --bin shardnet
+bin="$PWD/target/release/shardnet"
+out=bench/out; mkdir -p "$out"
+
+DUT=snb-dut CLI=snb-cli DIF=snb-d CIF=snb-c
+SRV=198.18.0.2 CLIENT=198.18.0.1
+BODY='shardnet\n'          # both servers' body: "shardnet" and a newline, 9 bytes
+CONNS=256 WARMUP=2 RTT_COUNT=20000
+
+for ns in "$DUT" "$CLI"; do
+    ! ip netns list | grep -qw "$ns" || die "network namespace $ns exists already (another run, or a \
+crashed one: ip netns del $ns)"
+done
+
+work=$(mktemp -d /tmp/http-vs-kernel.XXXXXX)
+netns_made=0 nginx_pid="" echo_pid="" sink_pid="" sn_pid=""
+# stop_pid PID [signal]: signal one process we started and wait (at most 10 s)
+# for it to end, then kill it.
+stop_pid() {
+    [ -n "$1" ] || return 0
+    kill "-${2:-TERM}" "$1" 2>/dev/null || return 0
+    for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_pid "$sn_pid" INT; stop_pid "$nginx_pid"; stop_pid "$echo_pid"; stop_pid "$sink_pid"
+    if [ "$netns_made" = 1 ]; then
+        ip netns del "$DUT" 2>/dev/null || true
+        ip netns del "$CLI" 2>/dev/null || true
+    fi
+    if [ "$rc" -eq 0 ]; then rm -rf "$work"; else echo "http-vs-kernel: failed; logs kept in $work" >&2; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cc -O2 -Wall -Wextra -o "$work/kernel_tcp_server" bench/kernel_tcp_server.c || die "cannot build bench/kernel_tcp_server.c"
+
+read -r load_before _ < /proc/loadavg
+awk -v l="$load_before" 'BEGIN { exit !(l > 0.5) }' &&
+    echo "WARNING: load average $load_before before the run: something else is using the CPUs, results will be noisy" >&2
+
+echo "== network: $CLI ($CIF $CLIENT, core 0) <--veth--> $DUT ($DIF $SRV, core 1)" >&2
+netns_made=1
+ip netns add "$DUT"
+ip netns add "$CLI"
+ip link add "$CIF" netns "$CLI" type veth peer name "$DIF" netns "$DUT"
+for pair in "$CLI $CIF" "$DUT $DIF"; do
+    read -r ns dev <<< "$pair"
+    ip -n "$ns" link set lo up
+    ip -n "$ns" link set "$dev" up
+    ip netns exec "$ns" ethtool -K "$dev" tx off tso off gso off gro off >/dev/null
+done
+ip -n "$CLI" addr add "$CLIENT/24" dev "$CIF"
+# The client cycles through many connections in the connections/s test.
+ip netns exec "$CLI" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
+# Receive Packet Steering: a veth receives on the sender's core unless told
+# otherwise, which would run the server's receive path on the client's core and
+# the client's on the server's. Steer each side's receive work to its own core:
+# the client's to core 0 (mask 1), the server's to core 1 (mask 2).
+ip netns exec "$CLI" sh -c "echo 1 > /sys/class/net/$CIF/queues/rx-0/rps_cpus"
+ip netns exec "$DUT" sh -c "echo 2 > /sys/class/net/$DIF/queues/rx-0/rps_cpus"
+[ "$(ip netns exec "$DUT" cat "/sys/class/net/$DIF/queues/rx-0/rps_cpus")" = 2 ] || die "cannot steer $DIF's receive work to core 1"
+
+# ---------------------------------------------------------------------------
+# Measurement: snapshots of the cores and the server's counters around each
+# client run; bench/http_vs_kernel_report.py reads them all at the end.
+contender="" srv_pid=""
+snap() { # PREFIX
+    { date +%s.%N; grep '^cpu[0-9]' /proc/stat; } > "$1.stat"
+    ip netns exec "$CLI" nstat -asz -j > "$1.client-nstat.json"
+    if [ "$contender" = kernel ]; then
+        ip netns exec "$DUT" curl -sS --noproxy '*' --max-time 5 http://127.0.0.1:8080/stub > "$1.stub"
+        ip netns exec "$DUT" nstat -asz -j > "$1.nstat.json"
+        cat "/proc/$srv_pid/stat" > "$1.proc"
+    else
+        ip netns exec "$DUT" curl -sS --noproxy '*' --max-time 5 http://127.0.0.1:9464/metrics > "$1.metrics"
+    fi
+}
+# measure TEST CMD...: runs CMD (the client) between two snapshots; its stdout
+# goes to $work/CONTENDER-TEST.out.
+measure() {
+    local tag="$work/$contender-$1"; shift
+    snap "$tag.pre"
+    "$@" > "$tag.out" 2> "$tag.err" || { cat "$tag.out" "$tag.err" >&2; die "$contender: client failed: $*"; }
+    snap "$tag.post"
+}
+in_cli() { ip netns exec "$CLI" taskset -c 0 "$@"; }
+wrk_run() { # SECONDS [wrk args...]
+    local d="$1"; shift
+    in_cli timeout $((d + 30)) wrk -t1 -c"$CONNS" -d"${d}s" --timeout 2s -s bench/wrk-json.lua "$@"
+}
+wait_http() { # URL: 200 from the client's side within 10 s
+    for _ in $(seq 1 100); do
+        [ "$(ip netns exec "$CLI" curl -s --noproxy '*' --max-time 1 -o /dev/null -w '%{http_code}' "$1")" = 200 ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+check_close() { # the server answers "Connection: close" and closes
+    local headers
+    headers=$(ip netns exec "$CLI" curl -sS --noproxy '*' --max-time 5 -D - -o /dev/null -H 'Connection: close' "http://$SRV/")
+    grep -qi '^connection: *close' <<< "$headers" || die "$contender: no 'Connection: close' in the response: $headers"
+}
+run_tests() {
+    local body
+    body=$(ip netns exec "$CLI" curl -sS --noproxy '*' --max-time 5 "http://$SRV/" | od -An -c | tr -s ' ')
+    echo "$contender body:$body" > "$work/$contender-body.txt"
+    check_close
+    echo "== $contender: HTTP keep-alive, wrk -t1 -c$CONNS, ${WARMUP}s warm-up + ${secs}s" >&2
+    wrk_run "$WARMUP" "http://$SRV/" > /dev/null
+    measure rps wrk_run "$secs" "http://$SRV/"
+    echo "== $contender: HTTP Connection: close, wrk -t1 -c$CONNS, ${WARMUP}s warm-up + ${secs}s" >&2
+    wrk_run "$WARMUP" -H "Connection: close" "http://$SRV/" > /dev/null
+    measure cps wrk_run "$secs" -H "Connection: close" "http://$SRV/"
+    echo "== $contender: one connection into discard (port 9), ${secs}s" >&2
+    [ "$contender" = kernel ] && srv_pid=$sink_pid
+    measure bulk in_cli timeout $((secs + 30)) /usr/bin/python3 bench/tcp_probe.py bulk \
+        --dst "$SRV" --port 9 --seconds "$secs"
+    echo "== $contender: $RTT_COUNT round trips of 64 bytes through echo (port 7)" >&2
+    [ "$contender" = kernel ] && srv_pid=$echo_pid
+    measure rtt in_cli timeout 60 /usr/bin/python3 bench/tcp_probe.py rtt \
+        --dst "$SRV" --port 7 --count "$RTT_COUNT" --warmup 1000 --size 64 --max-seconds 20
+}
+
+# ---------------------------------------------------------------------------
+# The kernel: nginx (1 worker on core 1), the C echo and discard servers on core 1.
+contender=kernel
+ip -n "$DUT" addr add "$SRV/24" dev "$DIF"
+mkdir -p "$work/nginx/tmp"
+cat > "$work/nginx/nginx.conf" <<NGINX
+user root;
+worker_processes 1;
+worker_cpu_affinity 10;
+worker_rlimit_nofile 16384;
+daemon off;
+master_process on;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx/tmp/body;
+    proxy_temp_path $work/nginx/tmp/proxy;
+    fastcgi_temp_path $work/nginx/tmp/fastcgi;
+    uwsgi_temp_path $work/nginx/tmp/uwsgi;
+    scgi_temp_path $work/nginx/tmp/scgi;
+    keepalive_requests 1000000000;
+    keepalive_timeout 300s;
+    server_tokens off;
+    tcp_nodelay on;
+    default_type text/plain;
+    server {
+        listen $SRV:80 backlog=4096;
+        location / { return 200 "$BODY"; }
+    }
+    server {
+        listen 127.0.0.1:8080;
+        location = /stub { stub_status; }
+    }
+}
+NGINX
+nginx_args=(-p "$work/nginx/" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf")
+ip netns exec "$DUT" nginx -t -q "${nginx_args[@]}" || die "nginx rejects its configuration"
+echo "== kernel: starting nginx, echo and discard servers on core 1" >&2
+ip netns exec "$DUT" taskset -c 1 nginx "${nginx_args[@]}" > "$work/nginx/stdout.log" 2>&1 &
+nginx_pid=$!
+ip netns exec "$DUT" taskset -c 1 "$work/kernel_tcp_server" echo "$SRV" 7 > "$work/kernel-echo.log" 2>&1 &
+echo_pid=$!
+ip netns exec "$DUT" taskset -c 1 "$work/kernel_tcp_server" discard "$SRV" 9 > "$work/kernel-sink.log" 2>&1 &
+sink_pid=$!
+wait_http "http://$SRV/" || { cat "$work/nginx/error.log" >&2; die "nginx does not answer on $SRV:80"; }
+for log in kernel-echo kernel-sink; do
+    for _ in $(seq 1 50); do grep -q listening "$work/$log.log" && break; sleep 0.1; done
+    grep -q listening "$work/$log.log" || { cat "$work/$log.log" >&2; die "$log does not listen"; }
+done
+srv_pid=$(pgrep -P "$nginx_pid" | head -1)
+[ -n "$srv_pid" ] || die "no nginx worker process"
+[ "$(awk '{print $39}' "/proc/$srv_pid/stat")" = 1 ] || die "the nginx worker is not on core 1"
+run_tests
+stop_pid "$nginx_pid"; nginx_pid=""
+stop_pid "$echo_pid"; echo_pid=""
+stop_pid "$sink_pid"; sink_pid=""
+ip -n "$DUT" addr flush dev "$DIF"
+
+# ---------------------------------------------------------------------------
+# shardnet: one busy worker on core 1; the control thread on core 0 (it only
+# answers the metrics scrapes here).
+contender=shardnet
+if [ "$backend" = dpdk ]; then
+    dataplane="[dataplane]
+backend = \"dpdk\"
+workers = [1]
+control_core = 0
+idle = \"busy\"
+
+[dpdk]
+eal_args = [\"--no-pci\", \"--no-huge\", \"-m\", \"1024\", \"--no-shconf\", \"--no-telemetry\", \"--file-prefix=snb-$$\", \"--vdev=net_af_packet0,iface=$DIF,qpairs=1\"]
+port = 0
+mbufs_per_worker = 16383"
+else
+    dataplane="[dataplane]
+backend = \"af_packet\"
+workers = [1]
+control_core = 0
+idle = \"busy\"
+
+[af_packet]
+interface = \"$DIF\""
+fi
+cat > "$work/shardnet.toml" <<TOML
+$dataplane
+
+[interface]
+address = "$SRV/24"
+mac = "auto"
+
+[metrics]
+listen = "127.0.0.1:9464"
+
+[tcp]
+# The connections/s test leaves every connection in TIME-WAIT (60 s, as
+# Linux) on the server, which closes first: room for them all.
+max_connections_per_worker = 1048576
+
+[http]
+body = "$BODY"
+
+[[rule]]
+name = "web"
+protocol = "tcp"
+ports = 80
+service = "http"
+
+[[rule]]
+name = "discard"
+protocol = "tcp"
+ports = 9
+service = "discard"
+
+[[rule]]
+name = "echo"
+protocol = "tcp"
+ports = 7
+service = "echo"
+
+[default]
+action = "drop"
+TOML
+"$bin" check --config "$work/shardnet.toml" > /dev/null || die "shardnet check rejects its configuration"
+echo "== shardnet ($backend backend): starting, 1 worker on core 1" >&2
+ip netns exec "$DUT" "$bin" run --config "$work/shardnet.toml" > "$work/shardnet.log" 2>&1 &
+sn_pid=$!
+if ! wait_http "http://$SRV/"; then
+    cat "$work/shardnet.log" >&2; die "shardnet does not answer on $SRV:80"
+fi
+[ "$(ip netns exec "$DUT" curl -s --noproxy '*' --max-time 2 -o /dev/null -w '%{http_code}' http://127.0.0.1:9464/healthz)" = 200 ] ||
+    die "shardnet's /healthz is not 200"
+# The idle poll rate, for the estimate of the worker's busy time under load.
+sleep 1
+snap "$work/shardnet-idle.pre"; sleep 2; snap "$work/shardnet-idle.post"
+run_tests
+kill -INT "$sn_pid"
+for _ in $(seq 1 100); do kill -0 "$sn_pid" 2>/dev/null || break; sleep 0.1; done
+sn_rc=0; wait "$sn_pid" || sn_rc=$?
+sn_pid=""
+[ "$sn_rc" = 0 ] || { tail -20 "$work/shardnet.log" >&2; die "shardnet exited with $sn_rc"; }
+sed -n 's/.*final counters: //p' "$work/shardnet.log" | tail -1 > "$work/shardnet-final.json"
+[ -s "$work/shardnet-final.json" ] || die "no final counters in shardnet's log"
+
+read -r load_after _ < /proc/loadavg
+/usr/bin/python3 bench/http_vs_kernel_report.py "$work" "$out/http-vs-kernel.json" \
+    --seconds "$secs" --backend "$backend" --connections "$CONNS" --rtt-count "$RTT_COUNT" \
+    --load-before "$load_before" --load-after "$load_after"
