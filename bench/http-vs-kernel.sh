@@ -4,28 +4,33 @@
 #
 #   snb-cli (client, core 0)  snb-c 198.18.0.1/24 <--veth--> snb-d  snb-dut (server, core 1)
 #
-# The server side is first the kernel (nginx, a C echo server, a C discard
-# sink, with 198.18.0.2/24 on snb-d), then shardnet (one busy-polling worker on
-# core 1 owning snb-d, 198.18.0.2/24, the http, echo and discard services).
+# The server side is in turns the kernel (nginx, a C echo server, a C discard
+# sink, with 198.18.0.2/24 on snb-d) and shardnet (one busy-polling worker on
+# core 1 owning snb-d as 198.18.0.2/24, its http, echo and discard services).
 # The same clients measure both, pinned to core 0:
 #   1. HTTP keep-alive requests/s: wrk -t1 -c256, 9-byte body;
 #   2. HTTP connections/s: the same with "Connection: close" (a connection per
 #      request; checked against the servers' own counts of accepted connections);
 #   3. one TCP connection's throughput into a discard server (bench/tcp_probe.py);
 #   4. round-trip time of 64-byte messages on one connection to an echo server.
+# Each round measures both contenders, the kernel first in odd rounds and
+# shardnet first in even ones; the table shows medians over the rounds.
 #
-#   sudo ./bench/http-vs-kernel.sh [seconds per run] [af_packet|dpdk]
-#       (default 10 s, af_packet; about 2.5 minutes in all)
+#   sudo ./bench/http-vs-kernel.sh [seconds per run] [af_packet|dpdk] [rounds]
+#       (defaults: 8 s, af_packet, 2 rounds; about 2.5 minutes, plus the build)
 #
 # Prints a table (metric | kernel | shardnet | shardnet/kernel) and the cores'
 # utilisation, and writes bench/out/http-vs-kernel.json. Exits 1 if a check
 # fails (errors from wrk, server counts that disagree with the client's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs="${1:-10}"
+usage="usage: $0 [seconds per run] [af_packet|dpdk] [rounds]"
+secs="${1:-8}"
 backend="${2:-af_packet}"
-case "$secs" in ''|*[!0-9]*) echo "usage: $0 [seconds per run] [af_packet|dpdk]" >&2; exit 2;; esac
-case "$backend" in af_packet|dpdk) ;; *) echo "usage: $0 [seconds per run] [af_packet|dpdk]" >&2; exit 2;; esac
+rounds="${3:-2}"
+case "$secs" in ''|*[!0-9]*) echo "$usage" >&2; exit 2;; esac
+case "$backend" in af_packet|dpdk) ;; *) echo "$usage" >&2; exit 2;; esac
+case "$rounds" in ''|*[!0-9]*|0) echo "$usage" >&2; exit 2;; esac
 [ "$secs" -ge 2 ] || { echo "http-vs-kernel: at least 2 seconds per run" >&2; exit 2; }
 
 die() { echo "http-vs-kernel: $*" >&2; exit 1; }
@@ -47,12 +52,12 @@ BODY='shardnet\n'          # both servers' body: "shardnet" and a newline, 9 byt
 CONNS=256 WARMUP=2 RTT_COUNT=20000
 
 for ns in "$DUT" "$CLI"; do
-    ! ip netns list | grep -qw "$ns" || die "network namespace $ns exists already (another run, or a \
+    ! ip netns list | awk '{print $1}' | grep -qx "$ns" || die "network namespace $ns exists already (another run, or a \
 crashed one: ip netns del $ns)"
 done
 
 work=$(mktemp -d /tmp/http-vs-kernel.XXXXXX)
-netns_made=0 nginx_pid="" echo_pid="" sink_pid="" sn_pid=""
+made_ns=() nginx_pid="" echo_pid="" sink_pid="" sn_pid=""
 # stop_pid PID [signal]: signal one process we started and wait (at most 10 s)
 # for it to end, then kill it.
 stop_pid() {
@@ -66,10 +71,7 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     stop_pid "$sn_pid" INT; stop_pid "$nginx_pid"; stop_pid "$echo_pid"; stop_pid "$sink_pid"
-    if [ "$netns_made" = 1 ]; then
-        ip netns del "$DUT" 2>/dev/null || true
-        ip netns del "$CLI" 2>/dev/null || true
-    fi
+    for ns in "${made_ns[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
     if [ "$rc" -eq 0 ]; then rm -rf "$work"; else echo "http-vs-kernel: failed; logs kept in $work" >&2; fi
     exit "$rc"
 }
@@ -78,14 +80,19 @@ trap 'exit 130' INT TERM
 
 cc -O2 -Wall -Wextra -o "$work/kernel_tcp_server" bench/kernel_tcp_server.c || die "cannot build bench/kernel_tcp_server.c"
 
+# Both cores are needed: see whether anything else is using them.
 read -r load_before _ < /proc/loadavg
-awk -v l="$load_before" 'BEGIN { exit !(l > 0.5) }' &&
-    echo "WARNING: load average $load_before before the run: something else is using the CPUs, results will be noisy" >&2
+cpu_a=$(grep '^cpu ' /proc/stat); sleep 2; cpu_b=$(grep '^cpu ' /proc/stat)
+busy_before=$(printf '%s\n%s\n' "$cpu_a" "$cpu_b" | awk '{ b = $2 + $3 + $4 + $7 + $8; t = b + $5 + $6 + $9 }
+    NR == 1 { b0 = b; t0 = t } NR == 2 { printf "%.0f", 100 * (b - b0) / (t - t0 + 1e-9) }')
+[ "$busy_before" -le 10 ] ||
+    echo "WARNING: the CPUs were ${busy_before}% busy before the run: something else is using them, results will be noisy" >&2
 
 echo "== network: $CLI ($CIF $CLIENT, core 0) <--veth--> $DUT ($DIF $SRV, core 1)" >&2
-netns_made=1
-ip netns add "$DUT"
-ip netns add "$CLI"
+for ns in "$DUT" "$CLI"; do
+    ip netns add "$ns" || die "cannot create network namespace $ns"
+    made_ns+=("$ns")
+done
 ip link add "$CIF" netns "$CLI" type veth peer name "$DIF" netns "$DUT"
 for pair in "$CLI $CIF" "$DUT $DIF"; do
     read -r ns dev <<< "$pair"
@@ -100,14 +107,18 @@ ip netns exec "$CLI" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
 # otherwise, which would run the server's receive path on the client's core and
 # the client's on the server's. Steer each side's receive work to its own core:
 # the client's to core 0 (mask 1), the server's to core 1 (mask 2).
-ip netns exec "$CLI" sh -c "echo 1 > /sys/class/net/$CIF/queues/rx-0/rps_cpus"
-ip netns exec "$DUT" sh -c "echo 2 > /sys/class/net/$DIF/queues/rx-0/rps_cpus"
-[ "$(ip netns exec "$DUT" cat "/sys/class/net/$DIF/queues/rx-0/rps_cpus")" = 2 ] || die "cannot steer $DIF's receive work to core 1"
+# SNB_STEER=0 leaves the veth's default (for comparison).
+if [ "${SNB_STEER:-1}" = 1 ]; then
+    ip netns exec "$CLI" sh -c "echo 1 > /sys/class/net/$CIF/queues/rx-0/rps_cpus"
+    ip netns exec "$DUT" sh -c "echo 2 > /sys/class/net/$DIF/queues/rx-0/rps_cpus"
+    [ "$(ip netns exec "$DUT" cat "/sys/class/net/$DIF/queues/rx-0/rps_cpus")" = 2 ] ||
+        die "cannot steer $DIF's receive work to core 1"
+fi
 
 # ---------------------------------------------------------------------------
 # Measurement: snapshots of the cores and the server's counters around each
 # client run; bench/http_vs_kernel_report.py reads them all at the end.
-contender="" srv_pid=""
+contender="" round="" srv_pid=""
 snap() { # PREFIX
     { date +%s.%N; grep '^cpu[0-9]' /proc/stat; } > "$1.stat"
     ip netns exec "$CLI" nstat -asz -j > "$1.client-nstat.json"
@@ -120,9 +131,9 @@ snap() { # PREFIX
     fi
 }
 # measure TEST CMD...: runs CMD (the client) between two snapshots; its stdout
-# goes to $work/CONTENDER-TEST.out.
+# goes to $work/CONTENDER-rROUND-TEST.out.
 measure() {
-    local tag="$work/$contender-$1"; shift
+    local tag="$work/$contender-r$round-$1"; shift
     snap "$tag.pre"
     "$@" > "$tag.out" 2> "$tag.err" || { cat "$tag.out" "$tag.err" >&2; die "$contender: client failed: $*"; }
     snap "$tag.post"
@@ -149,17 +160,17 @@ run_tests() {
     body=$(ip netns exec "$CLI" curl -sS --noproxy '*' --max-time 5 "http://$SRV/" | od -An -c | tr -s ' ')
     echo "$contender body:$body" > "$work/$contender-body.txt"
     check_close
-    echo "== $contender: HTTP keep-alive, wrk -t1 -c$CONNS, ${WARMUP}s warm-up + ${secs}s" >&2
+    echo "== round $round, $contender: HTTP keep-alive, wrk -t1 -c$CONNS, ${WARMUP}s warm-up + ${secs}s" >&2
     wrk_run "$WARMUP" "http://$SRV/" > /dev/null
     measure rps wrk_run "$secs" "http://$SRV/"
-    echo "== $contender: HTTP Connection: close, wrk -t1 -c$CONNS, ${WARMUP}s warm-up + ${secs}s" >&2
+    echo "== round $round, $contender: HTTP Connection: close, wrk -t1 -c$CONNS, ${WARMUP}s warm-up + ${secs}s" >&2
     wrk_run "$WARMUP" -H "Connection: close" "http://$SRV/" > /dev/null
     measure cps wrk_run "$secs" -H "Connection: close" "http://$SRV/"
-    echo "== $contender: one connection into discard (port 9), ${secs}s" >&2
+    echo "== round $round, $contender: one connection into discard (port 9), ${secs}s" >&2
     [ "$contender" = kernel ] && srv_pid=$sink_pid
     measure bulk in_cli timeout $((secs + 30)) /usr/bin/python3 bench/tcp_probe.py bulk \
         --dst "$SRV" --port 9 --seconds "$secs"
-    echo "== $contender: $RTT_COUNT round trips of 64 bytes through echo (port 7)" >&2
+    echo "== round $round, $contender: $RTT_COUNT round trips of 64 bytes through echo (port 7)" >&2
     [ "$contender" = kernel ] && srv_pid=$echo_pid
     measure rtt in_cli timeout 60 /usr/bin/python3 bench/tcp_probe.py rtt \
         --dst "$SRV" --port 7 --count "$RTT_COUNT" --warmup 1000 --size 64 --max-seconds 20
@@ -167,8 +178,6 @@ run_tests() {
 
 # ---------------------------------------------------------------------------
 # The kernel: nginx (1 worker on core 1), the C echo and discard servers on core 1.
-contender=kernel
-ip -n "$DUT" addr add "$SRV/24" dev "$DIF"
 mkdir -p "$work/nginx/tmp"
 cat > "$work/nginx/nginx.conf" <<NGINX
 user root;
@@ -203,32 +212,36 @@ http {
 }
 NGINX
 nginx_args=(-p "$work/nginx/" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf")
-ip netns exec "$DUT" nginx -t -q "${nginx_args[@]}" || die "nginx rejects its configuration"
-echo "== kernel: starting nginx, echo and discard servers on core 1" >&2
-ip netns exec "$DUT" taskset -c 1 nginx "${nginx_args[@]}" > "$work/nginx/stdout.log" 2>&1 &
-nginx_pid=$!
-ip netns exec "$DUT" taskset -c 1 "$work/kernel_tcp_server" echo "$SRV" 7 > "$work/kernel-echo.log" 2>&1 &
-echo_pid=$!
-ip netns exec "$DUT" taskset -c 1 "$work/kernel_tcp_server" discard "$SRV" 9 > "$work/kernel-sink.log" 2>&1 &
-sink_pid=$!
-wait_http "http://$SRV/" || { cat "$work/nginx/error.log" >&2; die "nginx does not answer on $SRV:80"; }
-for log in kernel-echo kernel-sink; do
-    for _ in $(seq 1 50); do grep -q listening "$work/$log.log" && break; sleep 0.1; done
-    grep -q listening "$work/$log.log" || { cat "$work/$log.log" >&2; die "$log does not listen"; }
-done
-srv_pid=$(pgrep -P "$nginx_pid" | head -1)
-[ -n "$srv_pid" ] || die "no nginx worker process"
-[ "$(awk '{print $39}' "/proc/$srv_pid/stat")" = 1 ] || die "the nginx worker is not on core 1"
-run_tests
-stop_pid "$nginx_pid"; nginx_pid=""
-stop_pid "$echo_pid"; echo_pid=""
-stop_pid "$sink_pid"; sink_pid=""
-ip -n "$DUT" addr flush dev "$DIF"
+
+start_kernel() {
+    echo "== round $round, kernel: starting nginx, echo and discard servers on core 1" >&2
+    ip -n "$DUT" addr add "$SRV/24" dev "$DIF"
+    ip netns exec "$DUT" nginx -t -q "${nginx_args[@]}" || die "nginx rejects its configuration"
+    ip netns exec "$DUT" taskset -c 1 nginx "${nginx_args[@]}" > "$work/nginx/stdout.log" 2>&1 &
+    nginx_pid=$!
+    ip netns exec "$DUT" taskset -c 1 "$work/kernel_tcp_server" echo "$SRV" 7 > "$work/kernel-r$round-echo.log" 2>&1 &
+    echo_pid=$!
+    ip netns exec "$DUT" taskset -c 1 "$work/kernel_tcp_server" discard "$SRV" 9 > "$work/kernel-r$round-sink.log" 2>&1 &
+    sink_pid=$!
+    wait_http "http://$SRV/" || { cat "$work/nginx/error.log" >&2; die "nginx does not answer on $SRV:80"; }
+    for log in echo sink; do
+        for _ in $(seq 1 50); do grep -q listening "$work/kernel-r$round-$log.log" && break; sleep 0.1; done
+        grep -q listening "$work/kernel-r$round-$log.log" || { cat "$work/kernel-r$round-$log.log" >&2; die "kernel $log server does not listen"; }
+    done
+    srv_pid=$(pgrep -P "$nginx_pid" | head -1)
+    [ -n "$srv_pid" ] || die "no nginx worker process"
+    [ "$(awk '{print $39}' "/proc/$srv_pid/stat")" = 1 ] || die "the nginx worker is not on core 1"
+}
+stop_kernel() {
+    stop_pid "$nginx_pid"; nginx_pid=""
+    stop_pid "$echo_pid"; echo_pid=""
+    stop_pid "$sink_pid"; sink_pid=""
+    ip -n "$DUT" addr flush dev "$DIF"
+}
 
 # ---------------------------------------------------------------------------
 # shardnet: one busy worker on core 1; the control thread on core 0 (it only
 # answers the metrics scrapes here).
-contender=shardnet
 if [ "$backend" = dpdk ]; then
     dataplane="[dataplane]
 backend = \"dpdk\"
@@ -237,7 +250,7 @@ control_core = 0
 idle = \"busy\"
 
 [dpdk]
-eal_args = [\"--no-pci\", \"--no-huge\", \"-m\", \"1024\", \"--no-shconf\", \"--no-telemetry\", \"--file-prefix=snb-$$\", \"--vdev=net_af_packet0,iface=$DIF,qpairs=1\"]
+eal_args = [\"--no-pci\", \"--no-huge\", \"-m\", \"1024\", \"--no-shconf\", \"--no-telemetry\", \"--file-prefix=snb-$$\", \"--vdev=net_af_packet0,iface=$DIF,qpairs=1,framecnt=4096\"]
 port = 0
 mbufs_per_worker = 16383"
 else
@@ -264,6 +277,12 @@ listen = "127.0.0.1:9464"
 # The connections/s test leaves every connection in TIME-WAIT (60 s, as
 # Linux) on the server, which closes first: room for them all.
 max_connections_per_worker = 1048576
+# 4 MiB per direction (the default 256 KiB window limits one connection to
+# about 2.5 Gbit/s at this setup's round trip; Linux autotunes its receive
+# buffer up to net.ipv4.tcp_rmem's maximum). Buffers are taken only while
+# they hold data, so the keep-alive connections hold none between requests.
+buffer_size = 4194304
+max_buffers_per_worker = 1024
 
 [http]
 body = "$BODY"
@@ -290,27 +309,45 @@ service = "echo"
 action = "drop"
 TOML
 "$bin" check --config "$work/shardnet.toml" > /dev/null || die "shardnet check rejects its configuration"
-echo "== shardnet ($backend backend): starting, 1 worker on core 1" >&2
-ip netns exec "$DUT" "$bin" run --config "$work/shardnet.toml" > "$work/shardnet.log" 2>&1 &
-sn_pid=$!
-if ! wait_http "http://$SRV/"; then
-    cat "$work/shardnet.log" >&2; die "shardnet does not answer on $SRV:80"
-fi
-[ "$(ip netns exec "$DUT" curl -s --noproxy '*' --max-time 2 -o /dev/null -w '%{http_code}' http://127.0.0.1:9464/healthz)" = 200 ] ||
-    die "shardnet's /healthz is not 200"
-# The idle poll rate, for the estimate of the worker's busy time under load.
-sleep 1
-snap "$work/shardnet-idle.pre"; sleep 2; snap "$work/shardnet-idle.post"
-run_tests
-kill -INT "$sn_pid"
-for _ in $(seq 1 100); do kill -0 "$sn_pid" 2>/dev/null || break; sleep 0.1; done
-sn_rc=0; wait "$sn_pid" || sn_rc=$?
-sn_pid=""
-[ "$sn_rc" = 0 ] || { tail -20 "$work/shardnet.log" >&2; die "shardnet exited with $sn_rc"; }
-sed -n 's/.*final counters: //p' "$work/shardnet.log" | tail -1 > "$work/shardnet-final.json"
-[ -s "$work/shardnet-final.json" ] || die "no final counters in shardnet's log"
+
+start_shardnet() {
+    echo "== round $round, shardnet ($backend backend): starting, 1 worker on core 1" >&2
+    ip netns exec "$DUT" "$bin" run --config "$work/shardnet.toml" > "$work/shardnet-r$round.log" 2>&1 &
+    sn_pid=$!
+    if ! wait_http "http://$SRV/"; then
+        cat "$work/shardnet-r$round.log" >&2; die "shardnet does not answer on $SRV:80"
+    fi
+    [ "$(ip netns exec "$DUT" curl -s --noproxy '*' --max-time 2 -o /dev/null -w '%{http_code}' http://127.0.0.1:9464/healthz)" = 200 ] ||
+        die "shardnet's /healthz is not 200"
+    # The idle poll rate, for the estimate of the worker's busy time under load.
+    sleep 1
+    snap "$work/shardnet-r$round-idle.pre"; sleep 2; snap "$work/shardnet-r$round-idle.post"
+}
+stop_shardnet() {
+    local rc=0
+    kill -INT "$sn_pid"
+    for _ in $(seq 1 100); do kill -0 "$sn_pid" 2>/dev/null || break; sleep 0.1; done
+    wait "$sn_pid" || rc=$?
+    sn_pid=""
+    [ "$rc" = 0 ] || { tail -20 "$work/shardnet-r$round.log" >&2; die "shardnet exited with $rc"; }
+    sed -n 's/.*final counters: //p' "$work/shardnet-r$round.log" | tail -1 > "$work/shardnet-r$round-final.json"
+    [ -s "$work/shardnet-r$round-final.json" ] || die "no final counters in shardnet's log"
+}
+
+# ---------------------------------------------------------------------------
+# The rounds: kernel then shardnet in odd rounds, shardnet then kernel in even
+# ones, so that a drift of the machine during the run favours neither.
+for round in $(seq 1 "$rounds"); do
+    order="kernel shardnet"
+    [ $((round % 2)) = 0 ] && order="shardnet kernel"
+    for contender in $order; do
+        "start_$contender"
+        run_tests
+        "stop_$contender"
+    done
+done
 
 read -r load_after _ < /proc/loadavg
 /usr/bin/python3 bench/http_vs_kernel_report.py "$work" "$out/http-vs-kernel.json" \
-    --seconds "$secs" --backend "$backend" --connections "$CONNS" --rtt-count "$RTT_COUNT" \
-    --load-before "$load_before" --load-after "$load_after"
+    --seconds "$secs" --rounds "$rounds" --backend "$backend" --connections "$CONNS" --rtt-count "$RTT_COUNT" \
+    --load-before "$load_before" --load-after "$load_after" --busy-before "$busy_before" --steer "${SNB_STEER:-1}"
