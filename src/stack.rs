@@ -345,6 +345,21 @@ impl Stack {
         tcp.poll(services, counters, now_ns, &mut out);
     }
 
+    /// Start an RX burst: until [`Stack::end_burst`], the TCP connections'
+    /// answers to the burst's segments wait, and each connection then sends
+    /// once (one ACK for all its segments, as for a GRO-merged segment).
+    /// Without it, [`Stack::process`] answers every segment at once.
+    pub fn begin_burst(&mut self) {
+        self.tcp.begin_batch();
+    }
+
+    /// End the RX burst begun by [`Stack::begin_burst`]: send what the
+    /// connections owe.
+    pub fn end_burst<E: Egress>(&mut self, now_ns: u64, egress: &mut E) {
+        let (tcp, services, counters, mut out) = self.tcp_parts(egress);
+        tcp.end_batch(services, counters, now_ns, &mut out);
+    }
+
     /// Reset every TCP connection (the worker is stopping).
     pub fn abort_connections<E: Egress>(&mut self, now_ns: u64, egress: &mut E) {
         let (tcp, services, counters, mut out) = self.tcp_parts(egress);
@@ -1693,6 +1708,176 @@ mod tests {
             assert!(body.ends_with(b"shardnet\n"));
             assert_eq!(counters.tcp_active.get(), 1);
             assert_eq!(stack.tcp().len(), 1);
+        }
+
+        /// Establish a connection from `peer_port` to `port` (the peer's
+        /// next sequence number is 1001, ours is returned).
+        fn established(stack: &mut Stack, peer_port: u16, port: u16) -> u32 {
+            let mut syn = TcpHeader {
+                src_port: peer_port,
+                ..segment(port, TcpFlags::SYN, 1000, 0)
+            };
+            // Window scaling, as Linux: the whole buffer is advertised, so
+            // reading opens no window worth an update of its own.
+            syn.options.mss = Some(1460);
+            syn.options.window_scale = Some(7);
+            let out = send(stack, syn, b"");
+            assert_eq!(out.len(), 1, "a SYN-ACK");
+            let our = out[0].0.seq.wrapping_add(1);
+            let ack = TcpHeader {
+                src_port: peer_port,
+                ..segment(port, TcpFlags::ACK, 1001, our)
+            };
+            assert!(send(stack, ack, b"").is_empty());
+            our
+        }
+
+        /// A stack with discard on port 9 and echo on port 7.
+        fn discard_and_echo() -> (Stack, Arc<WorkerCounters>) {
+            let rules = [
+                tcp_rule("discard", 9, Action::Service(ServiceKind::Discard)),
+                tcp_rule("echo", 7, Action::Service(ServiceKind::Echo)),
+            ];
+            let iface = Interface {
+                mac: OUR_MAC,
+                ip: OUR_IP,
+                prefix_len: 24,
+            };
+            lone_stack(iface, &rules, DefaultAction::Drop, false)
+        }
+
+        /// Hand `segments` (from port 40000) to the stack as one RX burst, or
+        /// one by one without `begin_burst`. Returns the segments sent while
+        /// the burst was processed, and those sent at its end.
+        fn burst(
+            stack: &mut Stack,
+            segments: &[(TcpHeader, Vec<u8>)],
+            batched: bool,
+        ) -> (Vec<TcpHeader>, Vec<(TcpHeader, Vec<u8>)>) {
+            let mut egress = CollectEgress::default();
+            if batched {
+                stack.begin_burst();
+            }
+            for (header, payload) in segments {
+                let frame = tcp_frame(ENDS, header, payload);
+                stack.process(HeapBuf::from_slice(&frame), 0, &mut egress);
+            }
+            let during = egress
+                .frames
+                .drain(..)
+                .map(|f| parse_tcp_frame(f.data()).unwrap().0);
+            let during = during.collect();
+            if batched {
+                stack.end_burst(0, &mut egress);
+            }
+            let after = egress
+                .frames
+                .iter()
+                .map(|f| parse_tcp_frame(f.data()).unwrap());
+            (during, after.collect())
+        }
+
+        /// Ten full-sized segments in order from port 40000 to `port`.
+        fn full_segments(port: u16, our: u32) -> Vec<(TcpHeader, Vec<u8>)> {
+            (0..10u32)
+                .map(|i| {
+                    let seq = 1001 + i * 1460;
+                    (segment(port, TcpFlags::ACK, seq, our), vec![i as u8; 1460])
+                })
+                .collect()
+        }
+
+        #[test]
+        fn a_burst_of_segments_is_acknowledged_once_at_its_end() {
+            let (mut stack, counters) = discard_and_echo();
+            let our = established(&mut stack, 40000, 9);
+            let (during, after) = burst(&mut stack, &full_segments(9, our), true);
+            assert!(
+                during.is_empty(),
+                "nothing sent before the burst ends: {during:?}"
+            );
+            assert_eq!(after.len(), 1, "one ACK for the burst: {after:?}");
+            assert_eq!(after[0].0.ack, 1001 + 10 * 1460);
+            assert!(after[0].1.is_empty());
+            assert_eq!(stack.tcp_services().discard.bytes_in, 10 * 1460);
+            // Without a burst: the first segment is answered at once (a window
+            // update: the SYN-ACK's window is never scaled, so the peer knew
+            // only 64 KiB of the buffer), then every second full-sized one;
+            // the tenth waits for the delayed-ACK timer.
+            let (mut stack, _) = discard_and_echo();
+            let our = established(&mut stack, 40000, 9);
+            let (during, after) = burst(&mut stack, &full_segments(9, our), false);
+            assert!(after.is_empty());
+            let acks: Vec<u32> = during.iter().map(|h| h.ack).collect();
+            let every_second: Vec<u32> = [1, 3, 5, 7, 9].map(|i| 1001 + i * 1460).to_vec();
+            assert_eq!(acks, every_second);
+            assert_eq!(counters.drops_of(DropReason::NoConnection), 0);
+        }
+
+        #[test]
+        fn in_a_burst_data_beyond_a_hole_is_acknowledged_at_once() {
+            let (mut stack, _) = discard_and_echo();
+            let our = established(&mut stack, 40000, 9);
+            let mut segments = full_segments(9, our);
+            let lost = segments.remove(3);
+            let (during, after) = burst(&mut stack, &segments, true);
+            // Segments 0-2 wait for the burst's end; 4..9 arrive beyond the
+            // hole and each gets its duplicate ACK at once, with SACK.
+            assert_eq!(during.len(), 6, "{during:?}");
+            assert!(during.iter().all(|h| h.ack == 1001 + 3 * 1460));
+            assert!(after.len() <= 1, "{after:?}");
+            // The missing segment fills the hole: one ACK for everything.
+            let (during, after) = burst(&mut stack, &[lost], true);
+            assert!(during.is_empty());
+            assert_eq!(after.len(), 1);
+            assert_eq!(after[0].0.ack, 1001 + 10 * 1460);
+        }
+
+        #[test]
+        fn in_a_burst_replies_wait_for_its_end_and_closed_connections_go_at_once() {
+            let (mut stack, counters) = discard_and_echo();
+            let our_a = established(&mut stack, 40000, 7);
+            let our_b = established(&mut stack, 40001, 7);
+            let ping = |port: u16, our: u32, what: &[u8]| {
+                let header = TcpHeader {
+                    src_port: port,
+                    ..segment(7, TcpFlags::ACK | TcpFlags::PSH, 1001, our)
+                };
+                (header, what.to_vec())
+            };
+            // A's request, then a reset of A; B's request; then a new
+            // connection from A's port (maybe in A's freed slot).
+            let rst = TcpHeader {
+                src_port: 40000,
+                ..segment(7, TcpFlags::RST, 1005, 0)
+            };
+            let syn = TcpHeader {
+                src_port: 40000,
+                ..segment(7, TcpFlags::SYN, 5000, 0)
+            };
+            let batch = [
+                ping(40000, our_a, b"ping"),
+                (rst, Vec::new()),
+                ping(40001, our_b, b"pong"),
+                (syn, Vec::new()),
+            ];
+            let (during, after) = burst(&mut stack, &batch, true);
+            assert!(during.is_empty(), "{during:?}");
+            let mut sent: Vec<(u16, TcpFlags, Vec<u8>)> = after
+                .into_iter()
+                .map(|(h, p)| (h.dst_port, h.flags, p))
+                .collect();
+            sent.sort_by_key(|s| s.0);
+            assert_eq!(
+                sent,
+                vec![
+                    (40000, TcpFlags::SYN | TcpFlags::ACK, Vec::new()),
+                    (40001, TcpFlags::ACK | TcpFlags::PSH, b"pong".to_vec()),
+                ],
+                "A's echo died with A; B's echo and the new SYN-ACK, once each"
+            );
+            assert_eq!(counters.tcp_resets_rx.get(), 1);
+            assert_eq!(stack.tcp().len(), 2);
         }
 
         #[test]

@@ -270,10 +270,12 @@ pub fn run<Q: Queue>(
         // here, never steered again.
         let mut steered_in = 0;
         if let Some(steer) = &mut steer {
+            stack.begin_burst();
             steered_in = steer.receive(BURST, |pkt| {
                 let disposition = stack.process(pkt, now, &mut egress);
                 dispose(disposition, &mut egress, kernel.as_ref(), counters);
             });
+            stack.end_burst(now, &mut egress);
             counters.steered_in.add(steered_in as u64);
         }
         if !tx.is_empty() && now.saturating_sub(tx_since) >= TX_DRAIN_NS {
@@ -294,7 +296,7 @@ pub fn run<Q: Queue>(
                 empty_polls = empty_polls.saturating_add(1);
                 if empty_polls >= ADAPTIVE_EMPTY_POLLS {
                     flush(&mut queue, &mut tx, counters);
-                    std::thread::sleep(ADAPTIVE_SLEEP);
+                    queue.wait_rx(ADAPTIVE_SLEEP);
                 }
             }
             continue;
@@ -308,6 +310,7 @@ pub fn run<Q: Queue>(
             counters,
             now,
         };
+        stack.begin_burst();
         for pkt in rx.drain(..) {
             // A packet of another worker's flow goes to its owner untouched.
             if let Some(steer) = &steer {
@@ -322,6 +325,7 @@ pub fn run<Q: Queue>(
             let disposition = stack.process(pkt, now, &mut egress);
             dispose(disposition, &mut egress, kernel.as_ref(), counters);
         }
+        stack.end_burst(now, &mut egress);
         // A short burst means the RX queue is drained: send now. Under load
         // (full bursts) replies batch up to a full TX burst or the drain
         // timer, as in l3fwd.

@@ -147,6 +147,13 @@ pub trait Queue: Send + 'static {
     fn rx_dropped(&self) -> u64 {
         0
     }
+
+    /// Wait at most `timeout` for a frame to arrive, for an idle worker that
+    /// may give its core away (`idle = "adaptive"`). Returns early when the
+    /// backend can tell that a frame is there; the default only sleeps.
+    fn wait_rx(&mut self, timeout: std::time::Duration) {
+        std::thread::sleep(timeout);
+    }
 }
 
 /// Port-wide counters as the device reports them.

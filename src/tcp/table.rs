@@ -98,6 +98,8 @@ struct Slot {
     half_open: bool,
     /// Opened by us (active open).
     active: bool,
+    /// Its output waits for the end of the batch (in `TcpTable::deferred`).
+    deferred: bool,
 }
 
 /// One worker's TCP table.
@@ -111,6 +113,10 @@ pub struct TcpTable {
     half_open: usize,
     last_cookie_ns: Option<u64>,
     fired: Vec<u32>,
+    /// Inside [`TcpTable::begin_batch`] .. [`TcpTable::end_batch`].
+    batching: bool,
+    /// Connections whose output waits for [`TcpTable::end_batch`].
+    deferred: Vec<u32>,
 }
 
 impl std::fmt::Debug for TcpTable {
@@ -190,6 +196,8 @@ impl TcpTable {
             half_open: 0,
             last_cookie_ns: None,
             fired: Vec::new(),
+            batching: false,
+            deferred: Vec::new(),
             secrets,
             config,
         }
@@ -505,6 +513,7 @@ impl TcpTable {
             timer_at: u64::MAX,
             half_open: false,
             active,
+            deferred: false,
         }) as u32;
         self.by_tuple.insert(tuple, key);
         counters.tcp_active.set(self.slots.len() as u64);
@@ -597,6 +606,65 @@ impl TcpTable {
                 counters.tcp_closed.inc();
             }
         }
+        let slot = &mut self.slots[key as usize];
+        if self.batching && slot.conn.state() != State::Closed && !slot.conn.has_out_of_order_data()
+        {
+            // What the connection sends waits for the end of the batch: the
+            // other segments of the batch for it are then answered by one
+            // ACK (as Linux answers a GRO-merged segment), and its replies
+            // leave together. Not a connection that closed (it goes now) nor
+            // one holding data beyond a hole (its duplicate ACKs tell the
+            // peer which segments are missing: one per segment, at once).
+            if !slot.deferred {
+                slot.deferred = true;
+                self.deferred.push(key);
+            }
+            return;
+        }
+        self.settle(key, services, closed, counters, now, out);
+    }
+
+    /// Start a batch of input (an RX burst): until [`TcpTable::end_batch`],
+    /// what connections send in answer to it is held back and sent once per
+    /// connection at the end. Outside a batch every input is answered at once.
+    pub fn begin_batch(&mut self) {
+        self.batching = true;
+    }
+
+    /// End the batch: send what each connection that had input owes, and
+    /// re-arm its timers.
+    pub fn end_batch<F: FnMut(Outgoing<'_>)>(
+        &mut self,
+        services: &mut TcpServices,
+        counters: &WorkerCounters,
+        now: u64,
+        out: &mut F,
+    ) {
+        self.batching = false;
+        let mut deferred = std::mem::take(&mut self.deferred);
+        for key in deferred.drain(..) {
+            // A connection removed in the batch left its slot (maybe to a new
+            // one, which is listed again if it was deferred too).
+            match self.slots.get_mut(key as usize) {
+                Some(slot) if slot.deferred => slot.deferred = false,
+                _ => continue,
+            }
+            self.settle(key, services, None, counters, now, out);
+        }
+        self.deferred = deferred;
+    }
+
+    /// Send what is due, then forget the connection if it closed, or give
+    /// back its idle buffers and re-arm its timer.
+    fn settle<F: FnMut(Outgoing<'_>)>(
+        &mut self,
+        key: u32,
+        services: &mut TcpServices,
+        closed: Option<bool>,
+        counters: &WorkerCounters,
+        now: u64,
+        out: &mut F,
+    ) {
         self.transmit(key, counters, now, out);
         let slot = &mut self.slots[key as usize];
         if slot.conn.state() == State::Closed {

@@ -829,4 +829,12 @@ impl Queue for AfPacketQueue {
     fn alloc(&mut self) -> Option<HeapBuf> {
         Some(HeapBuf::with_room(HEAP_BUF_ROOM))
     }
+
+    /// Sleeps in `ppoll` on the socket: the kernel wakes the worker when it
+    /// puts a frame in the RX ring, and meanwhile has the core for its own
+    /// half of AF_PACKET (delivering frames into the ring runs in softirq,
+    /// usually on this very core).
+    fn wait_rx(&mut self, timeout: std::time::Duration) {
+        sys::wait_readable(&self.socket, timeout);
+    }
 }

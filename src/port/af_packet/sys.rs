@@ -326,3 +326,23 @@ pub(super) fn kick_tx(fd: &OwnedFd) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Wait at most `timeout` for the socket to become readable (a frame in its RX
+/// ring). Errors, a signal included, end the wait like the timeout: the caller
+/// polls the ring either way.
+pub(super) fn wait_readable(fd: &OwnedFd, timeout: std::time::Duration) {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: one valid pollfd, a valid timespec, no signal mask; the kernel
+    // writes only `pfd.revents`.
+    unsafe {
+        libc::ppoll(&mut pfd, 1, &ts, std::ptr::null());
+    }
+}
