@@ -964,6 +964,7 @@ fn tcp_setup(config: &Config) -> TcpSetup {
             max_buffers: t.max_buffers,
         },
         secret_key: Secrets::random_key(),
+        timestamp_clock: crate::stack::boot_timestamp_clock(),
         hasher: ahash::RandomState::new(),
         http_body: Arc::from(config.http.body.as_bytes()),
     }

@@ -59,6 +59,10 @@ pub struct TcpSetup {
     pub table: TableConfig,
     /// The process's key for SYN cookies and initial sequence numbers.
     pub secret_key: [u8; 32],
+    /// The key and start (ms) of the TCP timestamp clock
+    /// ([`Secrets::with_timestamp_clock`]): per boot, so that the clock goes
+    /// on across restarts ([`boot_timestamp_clock`]).
+    pub timestamp_clock: ([u8; 16], u32),
     /// The process's seed for the 4-tuple index.
     pub hasher: ahash::RandomState,
     /// The body the `http` service answers with.
@@ -70,8 +74,50 @@ impl Default for TcpSetup {
         TcpSetup {
             table: TableConfig::default(),
             secret_key: Secrets::random_key(),
+            timestamp_clock: boot_timestamp_clock(),
             hasher: ahash::RandomState::new(),
             http_body: Arc::from(&b"shardnet\n"[..]),
+        }
+    }
+}
+
+/// The TCP timestamp clock of this boot: keyed with the kernel's `boot_id`,
+/// starting at the uptime in milliseconds (`/proc/uptime`, which counts
+/// suspended time too, so it never goes back). Where either cannot be read
+/// (no `/proc`), a random key and 0, with a warning: the clock then starts
+/// over with each run, and a peer may refuse our SYNs for a minute on
+/// 4-tuples it still holds in TIME-WAIT.
+pub fn boot_timestamp_clock() -> ([u8; 16], u32) {
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok();
+    let key = boot_id.and_then(|id| {
+        let hex: Vec<u8> = id
+            .bytes()
+            .filter(u8::is_ascii_hexdigit)
+            .map(|c| (c as char).to_digit(16).unwrap_or(0) as u8)
+            .collect();
+        let mut key = [0u8; 16];
+        (hex.len() == 32).then(|| {
+            for (i, pair) in hex.chunks(2).enumerate() {
+                key[i] = pair[0] << 4 | pair[1];
+            }
+            key
+        })
+    });
+    let uptime_ms = std::fs::read_to_string("/proc/uptime").ok().and_then(|u| {
+        let seconds: f64 = u.split_whitespace().next()?.parse().ok()?;
+        Some((seconds * 1000.0) as u64 as u32)
+    });
+    match (key, uptime_ms) {
+        (Some(key), Some(ms)) => (key, ms),
+        _ => {
+            tracing::warn!(
+                "cannot read /proc/sys/kernel/random/boot_id or /proc/uptime: TCP timestamps \
+                 start over with this run"
+            );
+            let random = Secrets::random_key();
+            let mut key = [0u8; 16];
+            key.copy_from_slice(&random[..16]);
+            (key, 0)
         }
     }
 }
@@ -211,7 +257,13 @@ impl Stack {
             services: UdpServices::default(),
             kernel_flows: KernelFlows::new(tcp.hasher.clone()),
             pin_kernel_flows: true,
-            tcp: TcpTable::new(tcp.table, Secrets::from_key(tcp.secret_key), tcp.hasher, 0),
+            tcp: TcpTable::new(
+                tcp.table,
+                Secrets::from_key(tcp.secret_key)
+                    .with_timestamp_clock(tcp.timestamp_clock.0, tcp.timestamp_clock.1),
+                tcp.hasher,
+                0,
+            ),
             tcp_services: TcpServices::new(tcp.http_body),
             flow_record: record_flows.then(FlowRecord::new),
             client: None,
@@ -1878,6 +1930,43 @@ mod tests {
             );
             assert_eq!(counters.tcp_resets_rx.get(), 1);
             assert_eq!(stack.tcp().len(), 2);
+        }
+
+        #[test]
+        fn syn_ack_timestamps_follow_the_boot_clock_across_restarts() {
+            // The SYN-ACK's TSval, from a stack whose timestamp clock started
+            // at `base_ms`, `at_ms` after the stack's own clock started.
+            let syn_ack_tsval = |base_ms: u32, at_ms: u64, secret: u8| {
+                let counters = Arc::new(WorkerCounters::default());
+                let rules = [tcp_rule("web", 80, Action::Service(ServiceKind::Http))];
+                let iface = Interface {
+                    mac: OUR_MAC,
+                    ip: OUR_IP,
+                    prefix_len: 24,
+                };
+                let mut stack = Stack::new(
+                    iface,
+                    Arc::new(RuleTable::compile(&rules, DefaultAction::Drop)),
+                    crate::neighbour::NeighbourMailboxes::new(1).cache_for(0),
+                    counters,
+                    false,
+                    TcpSetup {
+                        secret_key: [secret; 32],
+                        timestamp_clock: ([5; 16], base_ms),
+                        ..TcpSetup::default()
+                    },
+                );
+                let mut syn = segment(80, TcpFlags::SYN, 1000, 0);
+                syn.options.timestamps = Some((77, 0));
+                let (_, out) = deliver(&mut stack, syn, b"", at_ms * 1_000_000);
+                let (tsval, tsecr) = out[0].0.options.timestamps.expect("timestamps");
+                assert_eq!(tsecr, 77);
+                tsval
+            };
+            let before = syn_ack_tsval(10_000, 60_000, 1);
+            // Restarted 2 s after that SYN-ACK, with new process secrets.
+            let after = syn_ack_tsval(72_000, 0, 2);
+            assert_eq!(after.wrapping_sub(before), 2_000);
         }
 
         #[test]

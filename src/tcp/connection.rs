@@ -529,10 +529,6 @@ impl Connection {
             ..*ack
         };
         conn.take_peer_syn(&syn, config);
-        if conn.flags.has(Flags::TIMESTAMPS) {
-            // Our SYN-ACK's timestamp was taken with a zero offset.
-            conn.ts_offset = 0;
-        }
         conn.snd_max = iss + 1;
         conn.recover = iss + 1;
         conn.high_rxt = iss + 1;
@@ -554,12 +550,13 @@ impl Connection {
 
     /// The SYN-ACK a listener sends statelessly with a SYN cookie `cookie` as
     /// its sequence number, answering `syn`: options mirror what the peer
-    /// offered and we allow (timestamps with a zero offset, so that
-    /// [`Connection::accept_cookie`] knows our clock).
+    /// offered and we allow (timestamps with the address pair's offset
+    /// `ts_offset`, which the connection made from the cookie gets again).
     pub fn cookie_syn_ack(
         syn: &TcpHeader,
         cookie: Seq,
         options: super::cookie::CookieOptions,
+        ts_offset: u32,
         config: &TcpConfig,
         now: u64,
     ) -> TcpHeader {
@@ -572,7 +569,7 @@ impl Connection {
         }
         opts.sack_permitted = options.sack_permitted && config.sack;
         if let (Some((tsval, _)), true) = (syn.options.timestamps, config.timestamps) {
-            opts.timestamps = Some((timestamp_clock(now, 0), tsval));
+            opts.timestamps = Some((timestamp_clock(now, ts_offset), tsval));
         }
         TcpHeader {
             src_port: syn.dst_port,
@@ -631,6 +628,14 @@ impl Connection {
     /// Take the events since the last call.
     pub fn take_events(&mut self) -> Events {
         core::mem::take(&mut self.events)
+    }
+
+    /// Set the offset of this connection's timestamp clock from `now` (ms),
+    /// before it sends anything
+    /// ([`Secrets::timestamp_offset`](super::cookie::Secrets::timestamp_offset)).
+    /// Until then it is the ISS, as RFC 7323 5.4 allows.
+    pub fn set_timestamp_offset(&mut self, offset: u32) {
+        self.ts_offset = offset;
     }
 
     /// Whether received data are waiting beyond a hole (each segment then

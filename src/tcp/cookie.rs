@@ -38,8 +38,8 @@
 //! `t` keeps a cookie from coming back to life when `t` wraps (every 34
 //! minutes). A forged cookie passes with probability 2^-20 per try.
 //!
-//! Timestamps are not encoded: a connection made from a cookie starts with
-//! timestamps off (the peer's TSval and our TSecr cannot be checked).
+//! Timestamps are not encoded: our SYN-ACK's clock is the address pair's
+//! ([`Secrets::timestamp_offset`]), which the ACK's connection finds again.
 //!
 //! Panics: only [`Secrets::random`], if the operating system cannot supply
 //! random bytes. Nothing here allocates.
@@ -125,6 +125,10 @@ pub struct Secrets {
     isn: SipHasher24,
     /// SipHash-2-4 keyed with the last 16 bytes of the key: the cookie MAC.
     cookie: SipHasher24,
+    /// The timestamp clock: SipHash-2-4 keyed per boot, of the address pair.
+    timestamps: SipHasher24,
+    /// The timestamp clock's reading (ms) when the worker clock read 0.
+    timestamp_base_ms: u32,
 }
 
 impl Secrets {
@@ -157,7 +161,36 @@ impl Secrets {
         Secrets {
             isn: SipHasher24::new_with_key(&isn),
             cookie: SipHasher24::new_with_key(&cookie),
+            timestamps: SipHasher24::new_with_key(&isn),
+            timestamp_base_ms: 0,
         }
+    }
+
+    /// Key the TCP timestamp clock with `key` and start it at `base_ms` (its
+    /// value when the workers' clock reads 0).
+    ///
+    /// A peer keeps a closed connection in TIME-WAIT for a minute and takes a
+    /// new SYN on the same 4-tuple only if its timestamp is newer (PAWS,
+    /// RFC 7323 5; Linux's `tcp_timewait_state_process`). The timestamps of a
+    /// restarted shardnet must therefore go on from where the last one's
+    /// stopped: like Linux since 4.13, the clock is the machine's uptime plus
+    /// an offset per address pair under a key that lasts as long as the boot
+    /// (the runtime keys it with the kernel's `boot_id`), so a peer sees no
+    /// uptime and every pair a clock that only goes forward.
+    pub fn with_timestamp_clock(mut self, key: [u8; 16], base_ms: u32) -> Self {
+        self.timestamps = SipHasher24::new_with_key(&key);
+        self.timestamp_base_ms = base_ms;
+        self
+    }
+
+    /// The offset of `tuple`'s timestamp clock from the workers' clock in
+    /// milliseconds: the same for every connection between two addresses.
+    pub fn timestamp_offset(&self, tuple: &FourTuple) -> u32 {
+        let mut pair = [0u8; 8];
+        pair[..4].copy_from_slice(&tuple.local_ip.octets());
+        pair[4..].copy_from_slice(&tuple.remote_ip.octets());
+        self.timestamp_base_ms
+            .wrapping_add(self.timestamps.hash(&pair) as u32)
     }
 
     /// The ISN for a new connection of `tuple` at `now_ns` (RFC 6528).
@@ -259,6 +292,37 @@ mod tests {
             remote_ip: Ipv4Addr::from(0xc0a8_0000 | (n & 0xffff)),
             remote_port: 40_000u16.wrapping_add(n as u16),
         }
+    }
+
+    #[test]
+    fn the_timestamp_clock_is_per_address_pair_and_goes_on_across_restarts() {
+        let key = [9u8; 16];
+        let first = secrets().with_timestamp_clock(key, 1_000);
+        // Every port between the same two addresses: one offset.
+        let mut other_port = tuple(1);
+        other_port.remote_port ^= 0x5555;
+        other_port.local_port = 8080;
+        assert_eq!(
+            first.timestamp_offset(&tuple(1)),
+            first.timestamp_offset(&other_port)
+        );
+        assert_ne!(
+            first.timestamp_offset(&tuple(1)),
+            first.timestamp_offset(&tuple(2))
+        );
+        // A restart 5 s later has a new process key but the same boot key: the
+        // offset is the old one moved on by the 5 s, whatever the secrets.
+        let restarted = Secrets::from_key([1; 32]).with_timestamp_clock(key, 6_000);
+        assert_eq!(
+            restarted.timestamp_offset(&tuple(1)),
+            first.timestamp_offset(&tuple(1)).wrapping_add(5_000)
+        );
+        // Another boot: unrelated.
+        let reboot = secrets().with_timestamp_clock([8; 16], 1_000);
+        assert_ne!(
+            reboot.timestamp_offset(&tuple(1)),
+            first.timestamp_offset(&tuple(1))
+        );
     }
 
     /// Every option combination, with the MSS as the table gives it back.

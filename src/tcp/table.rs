@@ -337,8 +337,9 @@ impl TcpTable {
                         return;
                     }
                     counters.tcp_syn_cookies_accepted.inc();
-                    let conn =
+                    let mut conn =
                         Connection::accept_cookie(*tuple, header, options, &self.config.tcp, now);
+                    conn.set_timestamp_offset(self.secrets.timestamp_offset(tuple));
                     let key = self.insert(conn, service, peer_mac, false, counters);
                     // The ACK may carry data already.
                     let slot = &mut self.slots[key as usize];
@@ -379,8 +380,15 @@ impl TcpTable {
                 .syn_cookie(tuple, Seq(header.seq), now, options);
             // The cookie encodes an MSS from a table: announce what it decodes to.
             let encoded = options.as_encoded();
-            let syn_ack =
-                Connection::cookie_syn_ack(header, cookie, encoded, &self.config.tcp, now);
+            let ts_offset = self.secrets.timestamp_offset(tuple);
+            let syn_ack = Connection::cookie_syn_ack(
+                header,
+                cookie,
+                encoded,
+                ts_offset,
+                &self.config.tcp,
+                now,
+            );
             self.last_cookie_ns = Some(now);
             counters.tcp_syn_cookies_sent.inc();
             counters.tcp_tx_segments.inc();
@@ -393,7 +401,8 @@ impl TcpTable {
             return;
         }
         let iss = self.secrets.initial_sequence(tuple, now);
-        let conn = Connection::accept(*tuple, header, iss, &self.config.tcp, now);
+        let mut conn = Connection::accept(*tuple, header, iss, &self.config.tcp, now);
+        conn.set_timestamp_offset(self.secrets.timestamp_offset(tuple));
         let key = self.insert(conn, service, peer_mac, false, counters);
         self.slots[key as usize].half_open = true;
         self.half_open += 1;
@@ -421,7 +430,8 @@ impl TcpTable {
             return Err(DropReason::ConnectionLimit);
         }
         let iss = self.secrets.initial_sequence(&tuple, now);
-        let conn = Connection::connect(tuple, iss, &self.config.tcp, now);
+        let mut conn = Connection::connect(tuple, iss, &self.config.tcp, now);
+        conn.set_timestamp_offset(self.secrets.timestamp_offset(&tuple));
         let key = self.insert(conn, service, peer_mac, true, counters);
         self.drive(key, services, counters, now, out);
         Ok(())
