@@ -11,13 +11,16 @@
 #   1. HTTP keep-alive requests/s: wrk -t1 -c256, 9-byte body;
 #   2. HTTP connections/s: the same with "Connection: close" (a connection per
 #      request; checked against the servers' own counts of accepted connections);
-#   3. one TCP connection's throughput into a discard server (bench/tcp_probe.py);
-#   4. round-trip time of 64-byte messages on one connection to an echo server.
+#   3. and 4. the same two with shardnet-load as the client (shardnet's own
+#      stack over AF_PACKET on the client's veth, as 198.18.0.3): one client
+#      core drives about twice what wrk drives, so the server's limit shows;
+#   5. one TCP connection's throughput into a discard server (bench/tcp_probe.py);
+#   6. round-trip time of 64-byte messages on one connection to an echo server.
 # Each round measures both contenders, the kernel first in odd rounds and
 # shardnet first in even ones; the table shows medians over the rounds.
 #
 #   sudo ./bench/http-vs-kernel.sh [seconds per run] [af_packet|dpdk] [rounds]
-#       (defaults: 8 s, af_packet, 2 rounds; about 2.5 minutes, plus the build)
+#       (defaults: 8 s, af_packet, 2 rounds; about 4 minutes, plus the build)
 #
 # Prints a table (metric | kernel | shardnet | shardnet/kernel) and the cores'
 # utilisation, and writes bench/out/http-vs-kernel.json. Exits 1 if a check
@@ -42,12 +45,13 @@ for tool in nginx wrk curl nstat ethtool taskset cc timeout; do
 done
 [ "$(nproc)" -ge 2 ] || die "needs 2 cores (client on core 0, server on core 1)"
 echo "== building shardnet (release)" >&2
-cargo build --release --quiet --bin shardnet
+cargo build --release --quiet --bin shardnet --bin shardnet-load
 bin="$PWD/target/release/shardnet"
+loadbin="$PWD/target/release/shardnet-load"
 out=bench/out; mkdir -p "$out"
 
 DUT=snb-dut CLI=snb-cli DIF=snb-d CIF=snb-c
-SRV=198.18.0.2 CLIENT=198.18.0.1
+SRV=198.18.0.2 CLIENT=198.18.0.1 LOAD_IP=198.18.0.3
 BODY='shardnet\n'          # both servers' body: "shardnet" and a newline, 9 bytes
 CONNS=256 WARMUP=2 RTT_COUNT=20000
 
@@ -143,6 +147,16 @@ wrk_run() { # SECONDS [wrk args...]
     local d="$1"; shift
     in_cli timeout $((d + 30)) wrk -t1 -c"$CONNS" -d"${d}s" --timeout 2s -s bench/wrk-json.lua "$@"
 }
+# shardnet-load, the second client: shardnet's own stack on core 0 over
+# AF_PACKET on the client's veth, as LOAD_IP (an address the client
+# namespace's kernel does not hold, so it ignores the replies); one line of
+# JSON on stdout.
+load_run() { # SECONDS rps|cps
+    in_cli timeout $(($1 + 30)) "$loadbin" --config "$work/load.toml" --mode "$2" --target "$SRV:80" \
+        --connections "$CONNS" --duration "$1" --quiet --json "$work/load-last.json" \
+        >> "$work/shardnet-load.log" 2>&1 || { tail -20 "$work/shardnet-load.log" >&2; return 1; }
+    /usr/bin/python3 -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$work/load-last.json"
+}
 wait_http() { # URL: 200 from the client's side within 10 s
     for _ in $(seq 1 100); do
         [ "$(ip netns exec "$CLI" curl -s --noproxy '*' --max-time 1 -o /dev/null -w '%{http_code}' "$1")" = 200 ] && return 0
@@ -166,6 +180,12 @@ run_tests() {
     echo "== round $round, $contender: HTTP Connection: close, wrk -t1 -c$CONNS, ${WARMUP}s warm-up + ${secs}s" >&2
     wrk_run "$WARMUP" -H "Connection: close" "http://$SRV/" > /dev/null
     measure cps wrk_run "$secs" -H "Connection: close" "http://$SRV/"
+    echo "== round $round, $contender: HTTP keep-alive, shardnet-load -c$CONNS, ${WARMUP}s warm-up + ${secs}s" >&2
+    load_run "$WARMUP" rps > /dev/null
+    measure rps-sl load_run "$secs" rps
+    echo "== round $round, $contender: HTTP connect-request-close, shardnet-load -c$CONNS, ${WARMUP}s warm-up + ${secs}s" >&2
+    load_run "$WARMUP" cps > /dev/null
+    measure cps-sl load_run "$secs" cps
     echo "== round $round, $contender: one connection into discard (port 9), ${secs}s" >&2
     [ "$contender" = kernel ] && srv_pid=$sink_pid
     measure bulk in_cli timeout $((secs + 30)) /usr/bin/python3 bench/tcp_probe.py bulk \
@@ -309,6 +329,29 @@ service = "echo"
 action = "drop"
 TOML
 "$bin" check --config "$work/shardnet.toml" > /dev/null || die "shardnet check rejects its configuration"
+# The client side of shardnet-load: AF_PACKET whatever the server's backend
+# (the client is not what is measured), busy polling on core 0.
+cat > "$work/load.toml" <<TOML
+[dataplane]
+backend = "af_packet"
+workers = [0]
+control_core = 0
+idle = "busy"
+
+[af_packet]
+interface = "$CIF"
+
+[interface]
+address = "$LOAD_IP/24"
+mac = "auto"
+
+[tcp]
+max_connections_per_worker = 1048576
+
+[default]
+action = "drop"
+TOML
+"$bin" check --config "$work/load.toml" > /dev/null || die "shardnet check rejects the load generator's configuration"
 
 start_shardnet() {
     echo "== round $round, shardnet ($backend backend): starting, 1 worker on core 1" >&2

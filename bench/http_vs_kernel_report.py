@@ -6,7 +6,7 @@ and writes the JSON file. Exits 1 if a check failed.
   http_vs_kernel_report.py WORK OUT_JSON --seconds S --rounds R --backend B ...
 
 Files in WORK, for CONTENDER in kernel, shardnet, round N and TEST in rps,
-cps, bulk, rtt: CONTENDER-rN-TEST.out (the client's output),
+cps, rps-sl, cps-sl, bulk, rtt: CONTENDER-rN-TEST.out (the client's output),
 CONTENDER-rN-TEST.{pre,post}.stat (/proc/stat's cpu lines after a timestamp)
 and .client-nstat.json (the client namespace's counters), and the server's
 counters: for the kernel .stub (nginx stub_status), .nstat.json and .proc
@@ -25,7 +25,10 @@ import statistics
 import subprocess
 import sys
 
-TESTS = ("rps", "cps", "bulk", "rtt")
+# rps and cps with wrk (the kernel's TCP), rps-sl and cps-sl the same with
+# shardnet-load (shardnet's own client over AF_PACKET: more load from the same
+# one client core).
+TESTS = ("rps", "cps", "rps-sl", "cps-sl", "bulk", "rtt")
 CONTENDERS = ("kernel", "shardnet")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Ethernet + IPv4 + TCP with the timestamp option: the headers of every data
@@ -142,13 +145,23 @@ def one_round(w, c, r, t, conns, rtt_count, idle_rate):
         u["drops"] = mdelta(f"{w}/{tag}", "shardnet_drops_total")
 
     v = {}
-    if t in ("rps", "cps"):
-        req, e = out["requests"], out["errors"]
-        sock = e["connect"] + e["read"] + e["write"] + e["timeout"]
-        out["per_second"] = req / (out["duration_us"] / 1e6)
-        check(req >= 1000, f"{tag}: wrk completed only {req} requests")
-        check(e["status"] == 0, f"{tag}: {e['status']} responses were not 2xx/3xx")
-        check(sock <= max(10, req // 100), f"{tag}: {sock} socket errors in {req} requests: {e}")
+    kind = t.split("-")[0]
+    if kind in ("rps", "cps"):
+        if t.endswith("-sl"):
+            # shardnet-load's JSON: completed responses (cps: connections
+            # answered), its own errors, resets and timeouts.
+            req = out["completed"]
+            out["requests"] = req
+            check(req >= 1000, f"{tag}: shardnet-load completed only {req}")
+            for k in ("errors", "resets", "timeouts"):
+                check(out[k] <= max(10, req // 100), f"{tag}: shardnet-load counted {out[k]} {k}")
+        else:
+            req, e = out["requests"], out["errors"]
+            sock = e["connect"] + e["read"] + e["write"] + e["timeout"]
+            out["per_second"] = req / (out["duration_us"] / 1e6)
+            check(req >= 1000, f"{tag}: wrk completed only {req} requests")
+            check(e["status"] == 0, f"{tag}: {e['status']} responses were not 2xx/3xx")
+            check(sock <= max(10, req // 100), f"{tag}: {sock} socket errors in {req} requests: {e}")
         if c == "kernel":
             s0, s1 = stub(f"{pre}.stub"), stub(f"{post}.stub")
             n0, n1 = nstat(f"{pre}.nstat.json"), nstat(f"{post}.nstat.json")
@@ -164,16 +177,16 @@ def one_round(w, c, r, t, conns, rtt_count, idle_rate):
             v["rx_segments"] = mdelta(p, "shardnet_tcp_segments_total", direction="rx")
             v["retransmits"] = mdelta(p, "shardnet_tcp_retransmits_total")
             v["resets_tx"] = mdelta(p, "shardnet_tcp_resets_total", direction="tx")
-            if t == "rps":
+            if kind == "rps":
                 # shardnet counts no HTTP requests: count responses as
-                # segments. wrk sends a connection's next request only after
-                # the response, which carries the ACK of the request: one
+                # segments. Both clients send a connection's next request only
+                # after the response, which carries the ACK of the request: one
                 # segment per response, plus per connection a SYN-ACK and the
                 # close (FIN, ACKs), plus retransmits.
                 near(v["tx_segments"] - v["retransmits"], req, conns * 4,
                      f"{tag}: shardnet TCP segments sent less retransmits (one per response)")
             opened = v["passive_opens"]
-        if t == "rps":
+        if kind == "rps":
             check(opened <= conns * 1.1 + 10,
                   f"{tag}: {opened:.0f} connections opened for {conns} keep-alive connections")
         else:
@@ -251,7 +264,7 @@ def main():
     # receive work there), for shardnet the estimated working share of its
     # busy-polling worker (an upper bound, so this is a lower bound).
     for r in rounds:
-        for t in ("rps", "cps"):
+        for t in ("rps", "cps", "rps-sl", "cps-sl"):
             res["kernel"][r][t]["per_server_core_second"] = (
                 res["kernel"][r][t]["per_second"] / (util["kernel"][r][t]["server_core1"]["busy_pct"] / 100))
             sw = util["shardnet"][r][t]["worker_busy_estimate_pct"] / 100
@@ -259,13 +272,22 @@ def main():
                 res["shardnet"][r][t]["per_second"] / sw if sw > 0 else float("nan"))
 
     rows = [
-        ("HTTP keep-alive requests/s (wrk -c%d)" % conns, "rps", "per_second", "%.0f", ">= 3", True),
-        ("HTTP connections/s (Connection: close)", "cps", "per_second", "%.0f", ">= 3", True),
+        ("HTTP keep-alive requests/s, wrk -c%d" % conns, "rps", "per_second", "%.0f", ">= 3", True),
+        ("HTTP keep-alive requests/s, shardnet-load -c%d" % conns, "rps-sl", "per_second", "%.0f", ">= 3",
+         True),
+        ("HTTP connections/s, wrk (Connection: close)", "cps", "per_second", "%.0f", ">= 3", True),
+        ("HTTP connections/s, shardnet-load", "cps-sl", "per_second", "%.0f", ">= 3", True),
         ("1-connection throughput, Gbit/s", "bulk", "gbit_s", "%.2f", ">= 1", True),
         ("64-byte echo round trip p50, us", "rtt", "p50_us", "%.1f", "<= 1", False),
         ("64-byte echo round trip p99, us", "rtt", "p99_us", "%.1f", "<= 1", False),
-        ("derived: requests per server-core second", "rps", "per_server_core_second", "%.0f", ">= 3", True),
-        ("derived: connections per server-core second", "cps", "per_server_core_second", "%.0f", ">= 3", True),
+        ("derived: requests per server-core second, wrk", "rps", "per_server_core_second", "%.0f", ">= 3",
+         True),
+        ("derived: requests per server-core second, shardnet-load", "rps-sl", "per_server_core_second",
+         "%.0f", ">= 3", True),
+        ("derived: connections per server-core second, wrk", "cps", "per_server_core_second", "%.0f",
+         ">= 3", True),
+        ("derived: connections per server-core second, shardnet-load", "cps-sl",
+         "per_server_core_second", "%.0f", ">= 3", True),
     ]
     table = []
     w0 = max(len(r[0]) for r in rows)
@@ -297,14 +319,15 @@ def main():
                 u = util[c][r][t]
                 c0, c1 = u["client_core0"], u["server_core1"]
                 if c == "kernel":
-                    srv = {"rps": "nginx worker", "cps": "nginx worker", "bulk": "C sink", "rtt": "C echo"}[t]
+                    srv = {"rps": "nginx worker", "cps": "nginx worker", "bulk": "C sink",
+                           "rtt": "C echo"}[t.split("-")[0]]
                     extra = f"{srv} {u['server_process_cpu_pct']:.0f}% of a core"
                 else:
                     est = u["worker_busy_estimate_pct"]
                     extra = "worker polls 100%, est. working " + (f"<= {est:.0f}%" if est >= 1 else "< 1%")
                     if u["port_rx_missed"] or u["drops"]:
                         extra += f"; port missed {u['port_rx_missed']:.0f}, dropped {u['drops']:.0f}"
-                print(f"r{r} {t:<4} {c:<8} | core 0 (client) {c0['busy_pct']:>3.0f}% ({c0['softirq_pct']:>2.0f}%) | "
+                print(f"r{r} {t:<6} {c:<8} | core 0 (client) {c0['busy_pct']:>3.0f}% ({c0['softirq_pct']:>2.0f}%) | "
                       f"core 1 (server) {c1['busy_pct']:>3.0f}% ({c1['softirq_pct']:>2.0f}%) | "
                       f"rexmit {u['client_retransmits']:>4} | {extra}", file=sys.stderr)
     steal = max(u[k]["steal_pct"] for c in CONTENDERS for r in rounds for u in util[c][r].values()
@@ -326,6 +349,12 @@ def main():
           f"{each('shardnet', 'cps', lambda v, o: '%.0f' % v['passive_opens'])}; keep-alive: wrk "
           f"{each('shardnet', 'rps', lambda v, o: str(o['requests']))} responses, shardnet sent "
           f"{each('shardnet', 'rps', lambda v, o: '%.0f' % v['tx_segments'])} segments; "
+          f"shardnet-load close mode: kernel {each('kernel', 'cps-sl', lambda v, o: str(o['requests']))}, "
+          f"nginx accepted {each('kernel', 'cps-sl', lambda v, o: str(v['nginx_accepts']))}; shardnet "
+          f"{each('shardnet', 'cps-sl', lambda v, o: str(o['requests']))}, accepted "
+          f"{each('shardnet', 'cps-sl', lambda v, o: '%.0f' % v['passive_opens'])}; keep-alive: "
+          f"{each('shardnet', 'rps-sl', lambda v, o: str(o['requests']))} responses, shardnet sent "
+          f"{each('shardnet', 'rps-sl', lambda v, o: '%.0f' % v['tx_segments'])} segments; "
           f"shardnet drops {drops or 'none'}, retransmits {tcp_final.get('retransmits', 0)}", file=sys.stderr)
     for n in notes:
         print(f"note: {n}", file=sys.stderr)

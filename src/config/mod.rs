@@ -127,7 +127,8 @@ pub enum IdleMode {
     #[default]
     Busy,
     /// `"adaptive"`: back off with short sleeps after a run of empty polls
-    /// (shared machines, tests).
+    /// (shared machines, tests). On AF_PACKET the sleep is a `ppoll` on the
+    /// socket, which a frame arriving ends at once.
     Adaptive,
 }
 
