@@ -531,14 +531,18 @@ fn exception_port(backend: &str) {
     let echo_replies = sum(&|w| w["udp_tx"].as_u64().unwrap());
     assert_eq!(echo_replies, echo_requests, "{stats}");
     assert_eq!(received, echo_replies, "{echo}");
-    let missed = stats["port"]["rx_missed"].as_u64().unwrap();
+    // Or, with two workers, in the ring that hands a packet to the worker
+    // owning its flow (the flood arrives at one worker and may belong to the
+    // other; that ring overflows first): counted as steer_queue_full.
+    let missed = stats["port"]["rx_missed"].as_u64().unwrap()
+        + sum(&|w| w["drops"]["steer_queue_full"].as_u64().unwrap());
     // (DPDK's net_af_packet does not report its socket's ring drops as
     // imissed: this run showed hundreds of thousands of flood datagrams
     // lost before the PMD with rx_missed 0. The AF_PACKET backend reads
     // them from PACKET_STATISTICS.)
     assert!(
         backend == "dpdk" || 128 - received <= missed,
-        "{} echo requests lost, {missed} frames missed by the port: {stats}",
+        "{} echo requests lost, {missed} frames missed by the port or the steering rings: {stats}",
         128 - received
     );
     assert!(
