@@ -337,9 +337,8 @@ impl TcpTable {
                         return;
                     }
                     counters.tcp_syn_cookies_accepted.inc();
-                    let mut conn =
+                    let conn =
                         Connection::accept_cookie(*tuple, header, options, &self.config.tcp, now);
-                    conn.set_timestamp_offset(self.secrets.timestamp_offset(tuple));
                     let key = self.insert(conn, service, peer_mac, false, counters);
                     // The ACK may carry data already.
                     let slot = &mut self.slots[key as usize];
@@ -401,8 +400,7 @@ impl TcpTable {
             return;
         }
         let iss = self.secrets.initial_sequence(tuple, now);
-        let mut conn = Connection::accept(*tuple, header, iss, &self.config.tcp, now);
-        conn.set_timestamp_offset(self.secrets.timestamp_offset(tuple));
+        let conn = Connection::accept(*tuple, header, iss, &self.config.tcp, now);
         let key = self.insert(conn, service, peer_mac, false, counters);
         self.slots[key as usize].half_open = true;
         self.half_open += 1;
@@ -430,8 +428,7 @@ impl TcpTable {
             return Err(DropReason::ConnectionLimit);
         }
         let iss = self.secrets.initial_sequence(&tuple, now);
-        let mut conn = Connection::connect(tuple, iss, &self.config.tcp, now);
-        conn.set_timestamp_offset(self.secrets.timestamp_offset(&tuple));
+        let conn = Connection::connect(tuple, iss, &self.config.tcp, now);
         let key = self.insert(conn, service, peer_mac, true, counters);
         self.drive(key, services, counters, now, out);
         Ok(())
@@ -507,13 +504,16 @@ impl TcpTable {
 
     fn insert(
         &mut self,
-        conn: Connection,
+        mut conn: Connection,
         service: ServiceKind,
         peer_mac: EthernetAddress,
         active: bool,
         counters: &WorkerCounters,
     ) -> u32 {
         let tuple = *conn.tuple();
+        // Every connection, however made, runs its address pair's timestamp
+        // clock (the one a cookie's SYN-ACK used too); it has sent nothing yet.
+        conn.set_timestamp_offset(self.secrets.timestamp_offset(&tuple));
         let key = self.slots.insert(Slot {
             conn,
             service,
