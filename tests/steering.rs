@@ -276,10 +276,27 @@ fn thousands_of_flows_both_ways(backend: &str) {
             0,
             "{name} client\n{client}"
         );
-        assert_eq!(
-            sum(client, |w| w["default_hits"].as_u64().unwrap()),
-            0,
-            "{name} client\n{client}"
+        // A segment for none of the client's connections goes to its rules
+        // (a default hit). Without loss none arrives: the server's ACK of the
+        // client's FIN is the last segment of a connection. A retransmission
+        // can add one late segment each (the server's retransmitted FIN
+        // crossing the client's FIN, or the server's second ACK of a FIN the
+        // client sent again), arriving after the client closed: a slow,
+        // oversubscribed machine has those. A misrouted segment would show
+        // as a flow processed by two workers (checked below, from the flow
+        // records), not only here.
+        // (The server's count covers both runs; only the cps run has TCP.)
+        let server_retransmits = match name {
+            "cps" => sum(&server, |w| w["tcp"]["retransmits"].as_u64().unwrap()),
+            _ => 0,
+        };
+        let retransmits =
+            sum(client, |w| w["tcp"]["retransmits"].as_u64().unwrap()) + server_retransmits;
+        let stray = sum(client, |w| w["default_hits"].as_u64().unwrap());
+        assert!(
+            stray <= retransmits,
+            "{name} client: {stray} segments for no connection, \
+             {retransmits} retransmitted segments\n{client}\n{context}"
         );
         assert_eq!(
             sum(client, |w| w["drops"]["steer_queue_full"].as_u64().unwrap()),
