@@ -10,10 +10,15 @@
 //! Modes:
 //! - `udp`: request/response datagrams over N flows; closed loop (one
 //!   request in flight per flow) or open loop at a fixed rate (`--rate`).
-//! - `rps`: C keep-alive TCP connections, one request in flight each.
+//! - `rps`: C keep-alive TCP connections, one request in flight each; as
+//!   fast as responses come, or at a fixed rate (`--rate`): requests are
+//!   due on a schedule and go out on the next idle connection, and their
+//!   latency counts from when they were due, not when a connection was free
+//!   (as wrk2 corrects for coordinated omission).
 //! - `cps`: connect, one request, response, close; C in flight at most, at
 //!   a fixed rate or as fast as they complete.
-//! - `bulk`: C TCP connections sending as fast as the peer takes.
+//! - `bulk`: C TCP connections sending as fast as the peer takes, or at a
+//!   fixed bit rate (`--rate`).
 //!
 //! Requests are HTTP/1.1 GETs (`--proto http`, responses parsed with
 //! `httparse`) or `--size` bytes echoed back (`--proto echo`). Latencies go
@@ -82,8 +87,9 @@ struct Args {
     /// UDP flows (each its own source port).
     #[arg(long, default_value_t = 64)]
     flows: usize,
-    /// Fixed rate, per second over all workers (udp: datagrams, cps:
-    /// connections); 0 = as fast as responses allow (closed loop).
+    /// Fixed rate, per second over all workers (udp: datagrams, rps:
+    /// requests, cps: connections, bulk: bits of payload); 0 = as fast as
+    /// responses allow (closed loop).
     #[arg(long, default_value_t = 0)]
     rate: u64,
     /// Seconds of load.
@@ -115,6 +121,23 @@ const UDP_TIMEOUT_NS: u64 = 1_000_000_000;
 const HIST_MAX_NS: u64 = 60_000_000_000;
 /// At most this many new connections or datagrams per worker per poll round.
 const PER_ROUND: u64 = 64;
+/// Bulk at a fixed rate: payload bytes a worker may send ahead of its
+/// schedule (one burst of a 64 KiB window).
+const BULK_BURST: u64 = 64 * 1024;
+
+/// Where a connection stands with a paced sender (`--rate` in rps and bulk).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pace {
+    /// Nothing to do with it now (a request in flight, or not ours).
+    Busy,
+    /// rps: no request in flight; queued for the next one due.
+    Idle,
+    /// Woken for the next request due (rps) or for the bytes the rate now
+    /// allows (bulk): its next `on_writable` sends.
+    Woken,
+    /// bulk: it wanted to send more than the rate allowed; queued for a wake.
+    Throttled,
+}
 
 /// Settings every worker's app reads.
 #[derive(Debug)]
@@ -201,6 +224,15 @@ struct LoadApp {
     /// The worker is stopping: its own resets of what is in flight are not
     /// the peer's doing.
     stopping: bool,
+    /// Paced senders (rps and bulk with `--rate`): each connection's state
+    /// by source port, those waiting for their turn, and when the schedule
+    /// started (0: not yet).
+    pace: Vec<Pace>,
+    waiting: VecDeque<u16>,
+    schedule_start: u64,
+    /// rps at a fixed rate: the index of the next request (the schedule
+    /// has request k due at `schedule_start + k / rate`).
+    next_request: u64,
 }
 
 impl LoadApp {
@@ -220,6 +252,10 @@ impl LoadApp {
             scratch: Vec::new(),
             last_sweep_ns: 0,
             stopping: false,
+            pace: vec![Pace::Busy; 65536],
+            waiting: VecDeque::new(),
+            schedule_start: 0,
+            next_request: 0,
         }
     }
 
@@ -351,6 +387,63 @@ impl LoadApp {
                 }
             }
         }
+        if self.paced() && self.schedule_start != 0 {
+            self.wake_paced(now, io);
+        }
+    }
+
+    /// rps or bulk at a fixed rate.
+    fn paced(&self) -> bool {
+        self.config.rate_per_worker > 0.0 && matches!(self.config.mode, Mode::Rps | Mode::Bulk)
+    }
+
+    /// What the schedule allows by `now`: requests due (rps), or payload
+    /// bytes (bulk), since it started.
+    fn due(&self, now: u64) -> u64 {
+        let elapsed = now.saturating_sub(self.schedule_start) as f64 / 1e9;
+        match self.config.mode {
+            Mode::Bulk => (self.config.rate_per_worker / 8.0 * elapsed) as u64 + BULK_BURST,
+            _ => (self.config.rate_per_worker * elapsed) as u64 + 1,
+        }
+    }
+
+    /// Wake the waiting connections the schedule has work for: they send
+    /// from their `on_writable` at the end of this round. (A connection
+    /// closed while waiting is woken for nothing; what it would have sent
+    /// is left for the next round.)
+    fn wake_paced(&mut self, now: u64, io: &mut dyn AppIo) {
+        let due = self.due(now);
+        let mut wakes = match self.config.mode {
+            Mode::Bulk if due > self.stats().bytes_tx.get() => self.waiting.len() as u64,
+            Mode::Bulk => 0,
+            _ => due.saturating_sub(self.next_request).min(PER_ROUND),
+        };
+        let (want, from) = match self.config.mode {
+            Mode::Bulk => (Pace::Throttled, Pace::Woken),
+            _ => (Pace::Idle, Pace::Woken),
+        };
+        while wakes > 0 {
+            let Some(port) = self.waiting.pop_front() else {
+                break;
+            };
+            // A port queued twice (closed while waiting, then reused) is
+            // woken once.
+            if self.pace[usize::from(port)] != want {
+                continue;
+            }
+            self.pace[usize::from(port)] = from;
+            io.wake(port, self.config.target);
+            wakes -= 1;
+        }
+    }
+
+    /// The connection of `io` waits for its turn.
+    fn queue_paced(&mut self, io: &dyn TcpIo, state: Pace) {
+        let port = io.local_port();
+        if self.pace[usize::from(port)] != state {
+            self.pace[usize::from(port)] = state;
+            self.waiting.push_back(port);
+        }
     }
 
     /// Send the request of `io`'s connection and note when.
@@ -408,6 +501,20 @@ impl LoadApp {
 impl TcpService for LoadApp {
     fn on_accepted(&mut self, io: &mut dyn TcpIo) {
         self.stats().established.inc();
+        if self.paced() {
+            // The schedule starts with the first connection up.
+            if self.schedule_start == 0 {
+                self.schedule_start = self.config.now_ns().max(1);
+                self.mark_start(self.schedule_start);
+            }
+            // (A port used before may have a state left from a connection
+            // that closed while it waited.)
+            self.pace[usize::from(io.local_port())] = Pace::Busy;
+            if self.config.mode == Mode::Rps {
+                self.queue_paced(io, Pace::Idle);
+                return;
+            }
+        }
         match self.config.mode {
             Mode::Bulk => self.on_writable(io),
             _ => self.send_request(io),
@@ -433,6 +540,7 @@ impl TcpService for LoadApp {
             self.stats().completed.inc();
             self.stats().last_ns.set(now);
             match self.config.mode {
+                Mode::Rps if self.paced() => self.queue_paced(io, Pace::Idle),
                 Mode::Rps => self.send_request(io),
                 // HTTP: the server closes ("Connection: close") and we
                 // follow; echo: we close first.
@@ -447,17 +555,47 @@ impl TcpService for LoadApp {
     }
 
     fn on_writable(&mut self, io: &mut dyn TcpIo) {
-        if self.config.mode != Mode::Bulk {
+        let port = usize::from(io.local_port());
+        match self.config.mode {
+            Mode::Rps if self.paced() && self.pace[port] == Pace::Woken => {
+                // Its turn: the next request due, timed from when it was due.
+                self.pace[port] = Pace::Busy;
+                let due_at = self.schedule_start
+                    + (self.next_request as f64 * 1e9 / self.config.rate_per_worker) as u64;
+                self.next_request += 1;
+                self.send_request(io);
+                *io.app_state() = due_at;
+                return;
+            }
+            Mode::Bulk => {}
+            _ => return,
+        }
+        let paced = self.paced();
+        if paced && self.pace[port] == Pace::Throttled {
+            // Waiting for its wake: the schedule decides, not the peer's ACK.
             return;
         }
         loop {
-            let room = io.send_space().min(self.zeros.len());
+            let mut room = io.send_space().min(self.zeros.len());
+            let mut throttled = false;
+            if paced {
+                let allowed = self
+                    .due(self.config.now_ns())
+                    .saturating_sub(self.stats().bytes_tx.get());
+                if (allowed as usize) < room {
+                    room = allowed as usize;
+                    throttled = true;
+                }
+            }
+            if throttled {
+                self.queue_paced(io, Pace::Throttled);
+            }
             if room == 0 {
                 break;
             }
             let n = io.send(&self.zeros[..room]);
             self.shared.stats.bytes_tx.add(n as u64);
-            if n < room {
+            if n < room || throttled {
                 break;
             }
         }

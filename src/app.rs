@@ -50,6 +50,14 @@ pub trait AppIo {
     /// established. Returns the source port.
     fn connect(&mut self, remote: SocketAddrV4) -> Result<u16, ConnectError>;
 
+    /// Offer our connection from `local_port` to `remote` to the app as
+    /// writable ([`TcpService::on_writable`]) at the end of this poll round,
+    /// whether or not send space was freed: how an app that paces itself
+    /// (a fixed request or bit rate) sends when its time comes rather than
+    /// when the peer's last segment arrived. Nothing happens if there is no
+    /// such connection by then, or our side of it is closed.
+    fn wake(&mut self, local_port: u16, remote: SocketAddrV4);
+
     /// Bind a UDP source port for datagrams to `remote`, whose replies come
     /// to this worker; datagrams to it go to [`App::on_datagram`].
     fn bind_udp(&mut self, remote: SocketAddrV4) -> Result<u16, ConnectError>;

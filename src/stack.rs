@@ -205,6 +205,9 @@ struct Client {
     udp_bound: Box<[u64; 1024]>,
     /// Active opens asked for in this round, started after the app's poll.
     pending: Vec<(FourTuple, EthernetAddress)>,
+    /// Connections the app woke in this round, offered to it as writable
+    /// after its poll.
+    wakes: Vec<FourTuple>,
     /// When an ARP request was last sent for an address (one per 100 ms).
     arp_sent: HashMap<Ipv4Addr, u64>,
 }
@@ -280,6 +283,7 @@ impl Stack {
             gateway,
             udp_bound: Box::new([0; 1024]),
             pending: Vec::new(),
+            wakes: Vec::new(),
             arp_sent: HashMap::new(),
         }));
     }
@@ -307,6 +311,19 @@ impl Stack {
         };
         app.poll(now_ns, &mut io);
         self.tcp_services.app = Some(app);
+        let Some(client) = self.client.as_mut() else {
+            return;
+        };
+        if !client.wakes.is_empty() {
+            let mut wakes = std::mem::take(&mut client.wakes);
+            for tuple in wakes.drain(..) {
+                let (tcp, services, counters, mut out) = self.tcp_parts(egress);
+                tcp.wake(&tuple, services, counters, now_ns, &mut out);
+            }
+            if let Some(client) = self.client.as_mut() {
+                client.wakes = wakes;
+            }
+        }
         let Some(client) = self.client.as_mut() else {
             return;
         };
@@ -960,6 +977,15 @@ impl<E: Egress> AppIo for ClientIo<'_, E> {
         };
         self.client.pending.push((tuple, mac));
         Ok(port)
+    }
+
+    fn wake(&mut self, local_port: u16, remote: SocketAddrV4) {
+        self.client.wakes.push(FourTuple {
+            local_ip: self.iface.ip,
+            local_port,
+            remote_ip: *remote.ip(),
+            remote_port: remote.port(),
+        });
     }
 
     fn bind_udp(&mut self, remote: SocketAddrV4) -> Result<u16, ConnectError> {
@@ -1827,6 +1853,131 @@ mod tests {
                 .iter()
                 .map(|f| parse_tcp_frame(f.data()).unwrap());
             (during, after.collect())
+        }
+
+        /// An app that opens one connection to `PEER_IP:80`, sends nothing
+        /// on its own, and sends `ping` each time it is offered the
+        /// connection as writable after the test asked for a wake.
+        struct Pacer {
+            target: SocketAddrV4,
+            port: Arc<std::sync::Mutex<Option<u16>>>,
+            /// Wakes the test asks for, done in the app's next poll round.
+            wake: Arc<std::sync::atomic::AtomicUsize>,
+            /// Pings owed: one per wake done.
+            owed: usize,
+            writable_calls: Arc<std::sync::atomic::AtomicUsize>,
+        }
+
+        impl crate::service::TcpService for Pacer {
+            fn on_readable(&mut self, io: &mut dyn crate::service::TcpIo) {
+                let (a, b) = io.recv_data();
+                let n = a.len() + b.len();
+                io.consume(n);
+            }
+            fn on_writable(&mut self, io: &mut dyn crate::service::TcpIo) {
+                use std::sync::atomic::Ordering::Relaxed;
+                self.writable_calls.fetch_add(1, Relaxed);
+                while self.owed > 0 && io.send_space() >= 4 {
+                    io.send(b"ping");
+                    self.owed -= 1;
+                }
+            }
+        }
+
+        impl App for Pacer {
+            fn poll(&mut self, _now_ns: u64, io: &mut dyn AppIo) {
+                use std::sync::atomic::Ordering::Relaxed;
+                let mut port = self.port.lock().unwrap();
+                match *port {
+                    None => *port = Some(io.connect(self.target).expect("connect")),
+                    Some(p) => {
+                        for _ in 0..self.wake.swap(0, Relaxed) {
+                            self.owed += 1;
+                            io.wake(p, self.target);
+                        }
+                        // A port with no connection: nothing happens.
+                        io.wake(p.wrapping_add(1), self.target);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn an_app_woken_in_its_poll_round_sends_then() {
+            use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+            let iface = Interface {
+                mac: OUR_MAC,
+                ip: OUR_IP,
+                prefix_len: 24,
+            };
+            let (mut stack, _) = lone_stack(iface, &[], DefaultAction::Drop, false);
+            let port = Arc::new(std::sync::Mutex::new(None));
+            let wake = Arc::new(AtomicUsize::new(0));
+            let writable_calls = Arc::new(AtomicUsize::new(0));
+            let ports = Arc::new(crate::rss::HomePorts::new(
+                crate::rss::RssModel::software(1),
+                50000,
+                50099,
+            ));
+            stack.set_app(
+                Box::new(Pacer {
+                    target: SocketAddrV4::new(PEER_IP, 80),
+                    port: port.clone(),
+                    wake: wake.clone(),
+                    owed: 0,
+                    writable_calls: writable_calls.clone(),
+                }),
+                ports.picker(0),
+                None,
+            );
+            stack.neighbours().learn(PEER_IP, PEER_MAC, 0);
+            let poll = |stack: &mut Stack| {
+                let mut egress = CollectEgress::default();
+                stack.poll_app(0, &mut egress);
+                egress
+                    .frames
+                    .iter()
+                    .map(|f| parse_tcp_frame(f.data()).expect("a TCP frame"))
+                    .collect::<Vec<_>>()
+            };
+            let sent = poll(&mut stack);
+            assert_eq!(sent.len(), 1);
+            let syn = &sent[0].0;
+            assert_eq!(syn.flags, TcpFlags::SYN);
+            let ours = port.lock().unwrap().expect("connected");
+            assert_eq!(syn.src_port, ours);
+
+            // The peer's SYN-ACK establishes it; the app sends nothing.
+            let mut syn_ack = segment(ours, TcpFlags::SYN | TcpFlags::ACK, 7000, syn.seq + 1);
+            syn_ack.src_port = 80;
+            let replies = send(&mut stack, syn_ack, b"");
+            assert!(replies.iter().all(|(_, p)| p.is_empty()), "{replies:?}");
+            assert!(poll(&mut stack).is_empty(), "no wake, nothing sent");
+
+            // A wake: the app is offered the connection and its ping leaves
+            // at the end of the round, with nothing from the peer.
+            let calls = writable_calls.load(Relaxed);
+            wake.store(1, Relaxed);
+            let sent = poll(&mut stack);
+            assert_eq!(writable_calls.load(Relaxed), calls + 1);
+            assert_eq!(sent.len(), 1, "{sent:?}");
+            assert_eq!(sent[0].1, b"ping");
+            assert_eq!(sent[0].0.seq, syn.seq + 1);
+
+            // Two wakes in one round: two pings.
+            wake.store(2, Relaxed);
+            let sent = poll(&mut stack);
+            let payload: Vec<u8> = sent.iter().flat_map(|(_, p)| p.clone()).collect();
+            assert_eq!(payload, b"pingping");
+
+            // Once our side is closed, a wake offers nothing.
+            let mut rst = segment(ours, TcpFlags::RST, 7001, 0);
+            rst.src_port = 80;
+            send(&mut stack, rst, b"");
+            let calls = writable_calls.load(Relaxed);
+            wake.store(1, Relaxed);
+            assert!(poll(&mut stack).is_empty());
+            assert_eq!(writable_calls.load(Relaxed), calls);
         }
 
         /// Ten full-sized segments in order from port 40000 to `port`.

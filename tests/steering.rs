@@ -11,7 +11,9 @@
 //!   server (passive opens, UDP echo) and on the client (active opens, UDP
 //!   flows whose source ports were picked to come home);
 //! - no connection was reset by a misrouted segment: no RST sent by the
-//!   server, none received by the client, no segment without a connection;
+//!   server, none received by the client, no segment without a connection
+//!   on the server, and on the client none beyond what retransmissions
+//!   explain (late duplicates of connections already closed);
 //! - both workers of each side carried load, and steering really happened;
 //! - the load generator's counts agree with the server's counters.
 //!

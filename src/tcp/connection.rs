@@ -859,6 +859,17 @@ impl Connection {
         self.assembler.clear();
     }
 
+    /// The application has something to send now (a paced sender whose
+    /// time came): raise a WRITABLE event, if our side can still send.
+    /// Returns whether it did.
+    pub fn wake(&mut self) -> bool {
+        let open = matches!(self.state, State::Established | State::CloseWait);
+        if open {
+            self.events.insert(Events::WRITABLE);
+        }
+        open
+    }
+
     fn enter_closed(&mut self, event: Events) {
         self.state = State::Closed;
         self.events.insert(event);

@@ -459,6 +459,29 @@ impl TcpTable {
         true
     }
 
+    /// Offer `tuple`'s connection to its service as writable
+    /// ([`crate::service::TcpService::on_writable`]) and send what that
+    /// queues: how an application that paces itself (a fixed request rate)
+    /// sends outside of any input. Returns false if there is no such
+    /// connection or our side of it can no longer send.
+    pub fn wake<F: FnMut(Outgoing<'_>)>(
+        &mut self,
+        tuple: &FourTuple,
+        services: &mut TcpServices,
+        counters: &WorkerCounters,
+        now: u64,
+        out: &mut F,
+    ) -> bool {
+        let Some(&key) = self.by_tuple.get(tuple) else {
+            return false;
+        };
+        if !self.slots[key as usize].conn.wake() {
+            return false;
+        }
+        self.drive(key, services, counters, now, out);
+        true
+    }
+
     /// Run the timers due at `now`.
     pub fn poll<F: FnMut(Outgoing<'_>)>(
         &mut self,
