@@ -4,8 +4,9 @@
 //!
 //! Each worker has at most one [`App`] instance (per core, no sharing). The
 //! worker calls [`App::poll`] once per poll round with an [`AppIo`] handle,
-//! through which the app opens TCP connections ([`AppIo::connect`]) and
-//! sends UDP datagrams ([`AppIo::send_udp`]). Connections it opens are
+//! through which the app opens TCP connections ([`AppIo::connect`]), sends
+//! UDP datagrams ([`AppIo::send_udp`]) and asks for a connection to send on
+//! when its own schedule says so ([`AppIo::wake`]). Connections it opens are
 //! driven by its [`TcpService`] callbacks, as the built-in services' are;
 //! datagrams to the UDP ports it bound come to [`App::on_datagram`].
 //!
