@@ -3,7 +3,7 @@
 //! written in the Prometheus text format by its `TextEncoder`.
 //!
 //! Workers never touch this: each writes its own cache-line aligned
-//! [`WorkerCounters`](crate::counters::WorkerCounters) with relaxed stores,
+//! [`WorkerCounters`] with relaxed stores,
 //! and a scrape reads them (relaxed loads) on the control thread. Every
 //! family is declared once in [`FAMILIES`], with its HELP, TYPE and labels;
 //! `README.md` lists them and `deploy/` uses exactly these names.
