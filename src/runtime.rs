@@ -154,7 +154,7 @@ impl Shared {
             self.config().debug.flow_record.is_some(),
             self.tcp.clone(),
         );
-        stack.set_pin_kernel_flows(self.config().kernel.enabled);
+        stack.set_kernel_port(self.config().kernel.enabled);
         let setup = WorkerSetup {
             id,
             idle: self.config().dataplane.idle,

@@ -189,7 +189,7 @@ pub struct Stack {
     /// reloads.
     kernel_flows: KernelFlows,
     /// Whether kernel TCP flows are pinned: only with an exception port.
-    pin_kernel_flows: bool,
+    kernel_port: bool,
     flow_record: Option<FlowRecord>,
     /// The client side, when an application runs in this worker.
     client: Option<Box<Client>>,
@@ -259,7 +259,7 @@ impl Stack {
             counters,
             services: UdpServices::default(),
             kernel_flows: KernelFlows::new(tcp.hasher.clone()),
-            pin_kernel_flows: true,
+            kernel_port: true,
             tcp: TcpTable::new(
                 tcp.table,
                 Secrets::from_key(tcp.secret_key)
@@ -365,12 +365,14 @@ impl Stack {
         }
     }
 
-    /// Pin the kernel's TCP flows across reloads (the default). Without an
-    /// exception port the kernel's share is dropped, and a pin would only
-    /// keep a retransmitted SYN away from a service a reload just gave its
-    /// port to.
-    pub fn set_pin_kernel_flows(&mut self, pin: bool) {
-        self.pin_kernel_flows = pin;
+    /// Whether there is a kernel exception port (the default: yes). With
+    /// one, the kernel's TCP flows are pinned across reloads, and ARP
+    /// replies to our address go to the kernel too (it may have asked).
+    /// Without one, the kernel's share is dropped: a pin would only keep a
+    /// retransmitted SYN away from a service a reload just gave its port
+    /// to, and an ARP reply that answered our own request is ours alone.
+    pub fn set_kernel_port(&mut self, present: bool) {
+        self.kernel_port = present;
     }
 
     /// This worker's TCP table.
@@ -548,14 +550,14 @@ impl Stack {
         };
         let for_us = repr.target_protocol_addr == iface.ip;
         // RFC 826: learn the sender if it asks us, or refresh it if we know it.
-        if repr.source_hardware_addr.is_unicast()
+        let learn = repr.source_hardware_addr.is_unicast()
             && iface.in_subnet(repr.source_protocol_addr)
             && (for_us
                 || self
                     .neighbours
                     .lookup(repr.source_protocol_addr, now_ns)
-                    .is_some())
-        {
+                    .is_some());
+        if learn {
             self.neighbours
                 .learn(repr.source_protocol_addr, repr.source_hardware_addr, now_ns);
             self.counters.arp_learnt.inc();
@@ -575,9 +577,14 @@ impl Stack {
                 self.counters.arp_replies_sent.inc();
                 Disposition::Transmit(pkt)
             }
-            // Replies and requests for us that we did not answer are the kernel's
-            // business too (it shares our address); others' requests are not ours.
-            ArpOperation::Reply if for_us => Disposition::Kernel(pkt),
+            // Replies for us are the kernel's business too (it shares our
+            // address and may have asked); without a kernel, one that
+            // answered our own request was all ours. Others' requests are
+            // not ours.
+            ArpOperation::Reply if for_us && (self.kernel_port || !learn) => {
+                Disposition::Kernel(pkt)
+            }
+            ArpOperation::Reply if for_us => Disposition::Consumed,
             _ => self.dropped(DropReason::NotForUs),
         }
     }
@@ -814,7 +821,7 @@ impl Stack {
                 // the peer's SYN-ACK for the kernel's own connections. Later
                 // segments of flows not pinned (older than the process, or
                 // refused by a full table) still go to the kernel by the rules.
-                if self.pin_kernel_flows && opens_a_flow(header.flags) {
+                if self.kernel_port && opens_a_flow(header.flags) {
                     self.kernel_flows.pin(&tuple, now_ns);
                     self.publish_kernel_flows();
                 }
@@ -1344,6 +1351,23 @@ mod tests {
     }
 
     #[test]
+    fn arp_reply_for_us_goes_to_the_kernel_too_unless_there_is_none() {
+        let (mut stack, counters) = stack();
+        let reply = || HeapBuf::from_slice(&arp(ArpOperation::Reply, OUR_IP));
+        // The kernel shares our address and may have asked.
+        let d = stack.process(reply(), 5, &mut CollectEgress::default());
+        assert!(matches!(d, Disposition::Kernel(_)), "{d:?}");
+        assert_eq!(stack.neighbours().lookup(PEER_IP, 10), Some(PEER_MAC));
+        // Without a kernel port it answered our own request: ours alone,
+        // learnt, and no drop to count.
+        stack.set_kernel_port(false);
+        let d = stack.process(reply(), 6, &mut CollectEgress::default());
+        assert!(matches!(d, Disposition::Consumed), "{d:?}");
+        assert_eq!(counters.arp_learnt.get(), 2);
+        assert_eq!(counters.drops_of(DropReason::NotForUs), 0);
+    }
+
+    #[test]
     fn malformed_packets_are_counted_by_reason() {
         let (mut stack, counters) = stack();
         let good = udp(40000, 7, b"0123456789");
@@ -1686,7 +1710,7 @@ mod tests {
         #[test]
         fn without_an_exception_port_nothing_is_pinned() {
             let (mut stack, _counters) = port_8080(Action::Kernel);
-            stack.set_pin_kernel_flows(false);
+            stack.set_kernel_port(false);
             to_kernel(&mut stack, from(40000, TcpFlags::SYN, 1000, 0), b"", 0);
             assert!(stack.kernel_flows().is_empty());
             // After a reload the retransmitted SYN reaches the new service.
