@@ -14,8 +14,11 @@
 #   3. and 4. the same two with shardnet-load as the client (shardnet's own
 #      stack over AF_PACKET on the client's veth, as 198.18.0.3): one client
 #      core drives about twice what wrk drives, so the server's limit shows;
-#   5. one TCP connection's throughput into a discard server (bench/tcp_probe.py);
-#   6. round-trip time of 64-byte messages on one connection to an echo server.
+#   5. HTTP latency under a fixed load: shardnet-load at LAT_RATE requests/s
+#      over the same keep-alive connections, each request timed from when it
+#      was due (as wrk2), p50 and p99;
+#   6. one TCP connection's throughput into a discard server (bench/tcp_probe.py);
+#   7. round-trip time of 64-byte messages on one connection to an echo server.
 # Each round measures both contenders, the kernel first in odd rounds and
 # shardnet first in even ones; the table shows medians over the rounds.
 #
@@ -54,6 +57,7 @@ DUT=snb-dut CLI=snb-cli DIF=snb-d CIF=snb-c
 SRV=198.18.0.2 CLIENT=198.18.0.1 LOAD_IP=198.18.0.3
 BODY='shardnet\n'          # both servers' body: "shardnet" and a newline, 9 bytes
 CONNS=256 WARMUP=2 RTT_COUNT=20000
+LAT_RATE=10000             # requests/s for the latency-under-load test: well under both servers' limits
 
 for ns in "$DUT" "$CLI"; do
     ! ip netns list | awk '{print $1}' | grep -qx "$ns" || die "network namespace $ns exists already (another run, or a \
@@ -151,9 +155,10 @@ wrk_run() { # SECONDS [wrk args...]
 # AF_PACKET on the client's veth, as LOAD_IP (an address the client
 # namespace's kernel does not hold, so it ignores the replies); one line of
 # JSON on stdout.
-load_run() { # SECONDS rps|cps
-    in_cli timeout $(($1 + 30)) "$loadbin" --config "$work/load.toml" --mode "$2" --target "$SRV:80" \
-        --connections "$CONNS" --duration "$1" --quiet --json "$work/load-last.json" \
+load_run() { # SECONDS rps|cps [shardnet-load args...]
+    local d="$1" mode="$2"; shift 2
+    in_cli timeout $((d + 30)) "$loadbin" --config "$work/load.toml" --mode "$mode" --target "$SRV:80" \
+        --connections "$CONNS" --duration "$d" --quiet --json "$work/load-last.json" "$@" \
         >> "$work/shardnet-load.log" 2>&1 || { tail -20 "$work/shardnet-load.log" >&2; return 1; }
     /usr/bin/python3 -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$work/load-last.json"
 }
@@ -183,6 +188,8 @@ run_tests() {
     echo "== round $round, $contender: HTTP keep-alive, shardnet-load -c$CONNS, ${WARMUP}s warm-up + ${secs}s" >&2
     load_run "$WARMUP" rps > /dev/null
     measure rps-sl load_run "$secs" rps
+    echo "== round $round, $contender: HTTP keep-alive at $LAT_RATE requests/s, shardnet-load -c$CONNS, ${secs}s" >&2
+    measure lat-sl load_run "$secs" rps --rate "$LAT_RATE"
     echo "== round $round, $contender: HTTP connect-request-close, shardnet-load -c$CONNS, ${WARMUP}s warm-up + ${secs}s" >&2
     load_run "$WARMUP" cps > /dev/null
     measure cps-sl load_run "$secs" cps
@@ -393,4 +400,5 @@ done
 read -r load_after _ < /proc/loadavg
 /usr/bin/python3 bench/http_vs_kernel_report.py "$work" "$out/http-vs-kernel.json" \
     --seconds "$secs" --rounds "$rounds" --backend "$backend" --connections "$CONNS" --rtt-count "$RTT_COUNT" \
+    --lat-rate "$LAT_RATE" \
     --load-before "$load_before" --load-after "$load_after" --busy-before "$busy_before" --steer "${SNB_STEER:-1}"

@@ -6,7 +6,7 @@ and writes the JSON file. Exits 1 if a check failed.
   http_vs_kernel_report.py WORK OUT_JSON --seconds S --rounds R --backend B ...
 
 Files in WORK, for CONTENDER in kernel, shardnet, round N and TEST in rps,
-cps, rps-sl, cps-sl, bulk, rtt: CONTENDER-rN-TEST.out (the client's output),
+cps, rps-sl, cps-sl, lat-sl, bulk, rtt: CONTENDER-rN-TEST.out (the client's output),
 CONTENDER-rN-TEST.{pre,post}.stat (/proc/stat's cpu lines after a timestamp)
 and .client-nstat.json (the client namespace's counters), and the server's
 counters: for the kernel .stub (nginx stub_status), .nstat.json and .proc
@@ -27,8 +27,9 @@ import sys
 
 # rps and cps with wrk (the kernel's TCP), rps-sl and cps-sl the same with
 # shardnet-load (shardnet's own client over AF_PACKET: more load from the same
-# one client core).
-TESTS = ("rps", "cps", "rps-sl", "cps-sl", "bulk", "rtt")
+# one client core), lat-sl keep-alive requests at a fixed rate (latency under
+# load).
+TESTS = ("rps", "cps", "rps-sl", "cps-sl", "lat-sl", "bulk", "rtt")
 CONTENDERS = ("kernel", "shardnet")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Ethernet + IPv4 + TCP with the timestamp option: the headers of every data
@@ -145,7 +146,12 @@ def one_round(w, c, r, t, conns, rtt_count, idle_rate):
         u["drops"] = mdelta(f"{w}/{tag}", "shardnet_drops_total")
 
     v = {}
-    kind = t.split("-")[0]
+    # lat-sl: keep-alive requests at a fixed rate; checked as rps.
+    kind = {"lat": "rps"}.get(t.split("-")[0], t.split("-")[0])
+    if t == "lat-sl":
+        out["p50_us"], out["p99_us"] = out["latency_us"]["p50"], out["latency_us"]["p99"]
+        check(abs(out["per_second"] - out["rate"]) <= 0.05 * out["rate"],
+              f"{tag}: {out['per_second']:.0f} requests/s at a rate of {out['rate']}")
     if kind in ("rps", "cps"):
         if t.endswith("-sl"):
             # shardnet-load's JSON: completed responses (cps: connections
@@ -227,6 +233,7 @@ def main():
     ap.add_argument("--backend", required=True)
     ap.add_argument("--connections", type=int, required=True)
     ap.add_argument("--rtt-count", type=int, required=True)
+    ap.add_argument("--lat-rate", type=int, required=True)
     ap.add_argument("--load-before", type=float, default=0)
     ap.add_argument("--load-after", type=float, default=0)
     ap.add_argument("--busy-before", type=float, default=0)
@@ -277,6 +284,10 @@ def main():
          True),
         ("HTTP connections/s, wrk (Connection: close)", "cps", "per_second", "%.0f", ">= 3", True),
         ("HTTP connections/s, shardnet-load", "cps-sl", "per_second", "%.0f", ">= 3", True),
+        ("HTTP latency p50 at %d requests/s, shardnet-load, us" % a.lat_rate, "lat-sl", "p50_us", "%.1f",
+         "<= 1", False),
+        ("HTTP latency p99 at %d requests/s, shardnet-load, us" % a.lat_rate, "lat-sl", "p99_us", "%.1f",
+         "<= 1", False),
         ("1-connection throughput, Gbit/s", "bulk", "gbit_s", "%.2f", ">= 1", True),
         ("64-byte echo round trip p50, us", "rtt", "p50_us", "%.1f", "<= 1", False),
         ("64-byte echo round trip p99, us", "rtt", "p99_us", "%.1f", "<= 1", False),
@@ -319,7 +330,8 @@ def main():
                 u = util[c][r][t]
                 c0, c1 = u["client_core0"], u["server_core1"]
                 if c == "kernel":
-                    srv = {"rps": "nginx worker", "cps": "nginx worker", "bulk": "C sink",
+                    srv = {"rps": "nginx worker", "cps": "nginx worker", "lat": "nginx worker",
+                           "bulk": "C sink",
                            "rtt": "C echo"}[t.split("-")[0]]
                     extra = f"{srv} {u['server_process_cpu_pct']:.0f}% of a core"
                 else:
@@ -367,7 +379,7 @@ def main():
     except OSError:
         commit = ""
     doc = {"seconds_per_run": a.seconds, "rounds": a.rounds, "backend": a.backend, "connections": conns,
-           "rtt_round_trips": a.rtt_count, "receive_steering": a.steer == "1",
+           "rtt_round_trips": a.rtt_count, "latency_test_rate": a.lat_rate, "receive_steering": a.steer == "1",
            "kernel": platform.release(), "cpus": os.cpu_count(), "commit": commit,
            "load_average_before": a.load_before, "load_average_after": a.load_after,
            "cpu_busy_pct_before": a.busy_before, "table": table, "results": res,

@@ -124,6 +124,9 @@ const PER_ROUND: u64 = 64;
 /// Bulk at a fixed rate: payload bytes a worker may send ahead of its
 /// schedule (one burst of a 64 KiB window).
 const BULK_BURST: u64 = 64 * 1024;
+/// Bulk at a fixed rate: the least a connection sends at a time (a few
+/// full segments).
+const BULK_CHUNK: u64 = 16 * 1024;
 
 /// Where a connection stands with a paced sender (`--rate` in rps and bulk).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,13 +284,19 @@ impl LoadApp {
         }
     }
 
-    /// The datagrams or connections the fixed rate allows now.
-    fn budget(&self, now: u64) -> u64 {
+    /// The datagrams or connections the fixed rate allows now. (On the
+    /// app's own clock, `LoadConfig::now_ns`, as every time it keeps: not
+    /// the worker's, which started later.)
+    fn budget(&self) -> u64 {
         if self.config.rate_per_worker <= 0.0 {
             return PER_ROUND;
         }
         let first = self.stats().first_ns.get();
-        let elapsed = if first == 0 { 0 } else { now - first };
+        let elapsed = if first == 0 {
+            0
+        } else {
+            self.config.now_ns().saturating_sub(first)
+        };
         let due = (self.config.rate_per_worker * elapsed as f64 / 1e9) as u64 + 1;
         due.saturating_sub(self.stats().sent.get()).min(PER_ROUND)
     }
@@ -315,7 +324,7 @@ impl LoadApp {
             return;
         }
         let open_loop = self.config.rate_per_worker > 0.0;
-        let mut budget = self.budget(now);
+        let mut budget = self.budget();
         let mut payload = [0u8; 2048];
         let size = self.config.size.clamp(UDP_HEADER, payload.len());
         while budget > 0 {
@@ -363,10 +372,10 @@ impl LoadApp {
         }
     }
 
-    fn poll_tcp(&mut self, now: u64, io: &mut dyn AppIo) {
+    fn poll_tcp(&mut self, io: &mut dyn AppIo) {
         let want = self.config.connections[self.id];
         let mut budget = match self.config.mode {
-            Mode::Cps => self.budget(now),
+            Mode::Cps => self.budget(),
             _ => PER_ROUND,
         };
         while self.live < want && budget > 0 {
@@ -388,7 +397,7 @@ impl LoadApp {
             }
         }
         if self.paced() && self.schedule_start != 0 {
-            self.wake_paced(now, io);
+            self.wake_paced(io);
         }
     }
 
@@ -397,8 +406,8 @@ impl LoadApp {
         self.config.rate_per_worker > 0.0 && matches!(self.config.mode, Mode::Rps | Mode::Bulk)
     }
 
-    /// What the schedule allows by `now`: requests due (rps), or payload
-    /// bytes (bulk), since it started.
+    /// What the schedule allows by `now` (on the app's clock): requests due
+    /// (rps), or payload bytes (bulk), since it started.
     fn due(&self, now: u64) -> u64 {
         let elapsed = now.saturating_sub(self.schedule_start) as f64 / 1e9;
         match self.config.mode {
@@ -410,11 +419,14 @@ impl LoadApp {
     /// Wake the waiting connections the schedule has work for: they send
     /// from their `on_writable` at the end of this round. (A connection
     /// closed while waiting is woken for nothing; what it would have sent
-    /// is left for the next round.)
-    fn wake_paced(&mut self, now: u64, io: &mut dyn AppIo) {
-        let due = self.due(now);
+    /// is left for the next round.) Bulk waits until a chunk is due, so
+    /// that a low rate sends full segments, not a few bytes per round.
+    fn wake_paced(&mut self, io: &mut dyn AppIo) {
+        let due = self.due(self.config.now_ns());
         let mut wakes = match self.config.mode {
-            Mode::Bulk if due > self.stats().bytes_tx.get() => self.waiting.len() as u64,
+            Mode::Bulk if due >= self.stats().bytes_tx.get() + BULK_CHUNK => {
+                self.waiting.len() as u64
+            }
             Mode::Bulk => 0,
             _ => due.saturating_sub(self.next_request).min(PER_ROUND),
         };
@@ -502,10 +514,11 @@ impl TcpService for LoadApp {
     fn on_accepted(&mut self, io: &mut dyn TcpIo) {
         self.stats().established.inc();
         if self.paced() {
-            // The schedule starts with the first connection up.
+            // The schedule starts with the first connection up (the
+            // reported rate counts from the first connect, a handshake
+            // earlier).
             if self.schedule_start == 0 {
                 self.schedule_start = self.config.now_ns().max(1);
-                self.mark_start(self.schedule_start);
             }
             // (A port used before may have a state left from a connection
             // that closed while it waited.)
@@ -583,7 +596,12 @@ impl TcpService for LoadApp {
                     .due(self.config.now_ns())
                     .saturating_sub(self.stats().bytes_tx.get());
                 if (allowed as usize) < room {
-                    room = allowed as usize;
+                    // Less than a chunk waits for the next wake.
+                    room = if allowed >= BULK_CHUNK {
+                        allowed as usize
+                    } else {
+                        0
+                    };
                     throttled = true;
                 }
             }
@@ -618,7 +636,7 @@ impl App for LoadApp {
     fn poll(&mut self, now_ns: u64, io: &mut dyn AppIo) {
         match self.config.mode {
             Mode::Udp => self.poll_udp(now_ns, io),
-            _ => self.poll_tcp(now_ns, io),
+            _ => self.poll_tcp(io),
         }
     }
 

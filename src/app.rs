@@ -56,7 +56,9 @@ pub trait AppIo {
     /// whether or not send space was freed: how an app that paces itself
     /// (a fixed request or bit rate) sends when its time comes rather than
     /// when the peer's last segment arrived. Nothing happens if there is no
-    /// such connection by then, or our side of it is closed.
+    /// such established connection by then (one [`AppIo::connect`]ed in
+    /// the same round is not: its SYN leaves after the wakes), or our side
+    /// of it is closed.
     fn wake(&mut self, local_port: u16, remote: SocketAddrV4);
 
     /// Bind a UDP source port for datagrams to `remote`, whose replies come

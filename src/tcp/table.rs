@@ -459,11 +459,12 @@ impl TcpTable {
         true
     }
 
-    /// Offer `tuple`'s connection to its service as writable
+    /// Offer `tuple`'s connection to the app as writable
     /// ([`crate::service::TcpService::on_writable`]) and send what that
     /// queues: how an application that paces itself (a fixed request rate)
     /// sends outside of any input. Returns false if there is no such
-    /// connection or our side of it can no longer send.
+    /// connection of the app's (a built-in service's is not poked), or our
+    /// side of it can no longer send.
     pub fn wake<F: FnMut(Outgoing<'_>)>(
         &mut self,
         tuple: &FourTuple,
@@ -475,7 +476,8 @@ impl TcpTable {
         let Some(&key) = self.by_tuple.get(tuple) else {
             return false;
         };
-        if !self.slots[key as usize].conn.wake() {
+        let slot = &mut self.slots[key as usize];
+        if slot.service != ServiceKind::App || !slot.conn.wake() {
             return false;
         }
         self.drive(key, services, counters, now, out);
