@@ -16,7 +16,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
-use common::{peer_script, Lab, DUT_IP};
+use common::{peer_script, run_load, Lab, DUT_IP};
 use serde_json::Value;
 
 /// The load generator's address (the peer kernel holds 198.18.0.1 and
@@ -80,33 +80,11 @@ impl Drop for Server {
 
 /// Run `shardnet-load` with `args` in the peer namespace; its JSON results.
 fn load(lab: &Lab, name: &str, args: &[&str]) -> Value {
-    let config = lab.path(&format!("{name}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            "{}\n[interface]\naddress = \"{CLIENT_IP}/24\"\n\n[default]\naction = \"drop\"\n",
-            lab.peer_dataplane("af_packet", 8191)
-        ),
-    )
-    .unwrap();
-    let json = lab.path(&format!("{name}.json"));
-    let out = Command::new("ip")
-        .args(["netns", "exec", &lab.peer_ns, "timeout", "60"])
-        .arg(env!("CARGO_BIN_EXE_shardnet-load"))
-        .arg("--config")
-        .arg(&config)
-        .args(args)
-        .args(["--quiet", "--json"])
-        .arg(&json)
-        .output()
-        .expect("cannot run shardnet-load");
-    assert!(
-        out.status.success(),
-        "shardnet-load failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let config = format!(
+        "{}\n[interface]\naddress = \"{CLIENT_IP}/24\"\n\n[default]\naction = \"drop\"\n",
+        lab.peer_dataplane("af_packet", 8191)
     );
-    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+    run_load(lab, name, &config, args)
 }
 
 fn get(v: &Value, key: &str) -> f64 {

@@ -23,9 +23,8 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 
-use common::{read_flow_records, Lab, DUT_IP};
+use common::{read_flow_records, run_load, Lab, DUT_IP};
 use serde_json::Value;
 
 /// The load generator's address: the peer kernel keeps 198.18.0.1 on the
@@ -95,26 +94,7 @@ fn client_config(lab: &Lab, backend: &str) -> String {
 /// Run `shardnet-load` in the peer namespace; returns its JSON results and
 /// the client stack's stats file.
 fn load(lab: &Lab, backend: &str, args: &[&str], name: &str) -> (Value, Value) {
-    let config = lab.path(&format!("{name}.toml"));
-    std::fs::write(&config, client_config(lab, backend)).unwrap();
-    let json = lab.path(&format!("{name}.json"));
-    let out = Command::new("ip")
-        .args(["netns", "exec", &lab.peer_ns, "timeout", "60"])
-        .arg(env!("CARGO_BIN_EXE_shardnet-load"))
-        .arg("--config")
-        .arg(&config)
-        .args(args)
-        .args(["--quiet", "--json"])
-        .arg(&json)
-        .output()
-        .expect("cannot run shardnet-load");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "shardnet-load failed:\n{text}");
-    let results: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let results = run_load(lab, name, &client_config(lab, backend), args);
     let stats = read_json(&lab.path("cli.stats.json"));
     // The client's flow records are this run's: keep them apart.
     for w in 0..2 {

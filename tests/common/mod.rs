@@ -358,3 +358,29 @@ pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 pub fn peer_script(name: &str) -> String {
     format!("{}/tests/peers/{name}", env!("CARGO_MANIFEST_DIR"))
 }
+
+/// Run `shardnet-load --config CONFIG ARGS --quiet --json` in the peer
+/// namespace (at most 60 s), with `config_text` written as `NAME.toml`;
+/// its JSON results. Panics with its output if it fails.
+pub fn run_load(lab: &Lab, name: &str, config_text: &str, args: &[&str]) -> serde_json::Value {
+    let config = lab.path(&format!("{name}.toml"));
+    std::fs::write(&config, config_text).unwrap();
+    let json = lab.path(&format!("{name}.json"));
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.peer_ns, "timeout", "60"])
+        .arg(env!("CARGO_BIN_EXE_shardnet-load"))
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .args(["--quiet", "--json"])
+        .arg(&json)
+        .output()
+        .expect("cannot run shardnet-load");
+    assert!(
+        out.status.success(),
+        "shardnet-load failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+}
