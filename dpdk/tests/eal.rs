@@ -341,6 +341,9 @@ unsafe fn check_null_rx(pool: *mut rte_mempool) {
 /// The RSS configuration calls and their structs, on net_null1 (two queues):
 /// the redirection table written in groups of 64 and read back, the hash
 /// types and key read back.
+///
+/// # Safety
+/// The EAL is initialised and `pool` is a live mbuf pool made by it.
 unsafe fn check_rss_calls(pool: *mut rte_mempool) {
     let port = port_by_name("net_null1");
     let mut info = rte_eth_dev_info::default();
