@@ -276,6 +276,8 @@ fn pin_current_thread(core: usize, what: &str) {
 }
 
 fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
+    use crate::config::KernelIngress;
+    use crate::port::af_packet::ingress::KernelIngressDrop;
     use crate::port::af_packet::{AfPacketOptions, AfPacketPort};
     let config = shared.config();
     let Some(af) = &config.af_packet else {
@@ -288,6 +290,13 @@ fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     };
     let mut port = AfPacketPort::open(&af.interface, n, options)
         .with_context(|| format!("cannot open AF_PACKET port on {}", af.interface))?;
+    // Once the sockets are open (they are the taps the chain runs after), and
+    // until the end of this function, after the workers and the exception
+    // port have stopped.
+    let _ingress_drop = match af.kernel_ingress {
+        KernelIngress::Drop => Some(KernelIngressDrop::install(&af.interface)?),
+        KernelIngress::Keep => None,
+    };
     let mac = choose_mac(&config.interface.mac, port.mac());
     tracing::info!(
         interface = %af.interface, %mac, workers = n,

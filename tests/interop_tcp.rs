@@ -18,7 +18,11 @@
 //!    from port 7 at random; an echo transfer still arrives intact.
 //! 6. A client that resets (SO_LINGER {1, 0}) with data in flight both ways;
 //!    the stack goes on serving.
-//! 7. After the stop: per-worker TCP counters (both workers carried
+//! 7. The kernel's side: with `[af_packet] kernel_ingress = "drop"` (the
+//!    AF_PACKET run) the kernel's IPv4 stack sees none of the traffic, the
+//!    nftables chain counted it, and the table is gone after the stop; with
+//!    the default (the DPDK run, `net_af_packet`) the kernel sees it all.
+//! 8. After the stop: per-worker TCP counters (both workers carried
 //!    connections, retransmits under loss, the reset counted, nothing open,
 //!    no TX drop).
 //!
@@ -451,8 +455,50 @@ fn wait_for_quiet(lab: &Lab) {
 }
 
 /// The whole scenario on one running stack.
-fn exercise(lab: &Lab, config: &str, backend: &str) {
+/// The DUT kernel's `IpInAddrErrors`: IPv4 packets its own stack received
+/// for an address it does not have (here: every one of shardnet's).
+fn kernel_in_addr_errors(lab: &Lab) -> u64 {
+    let snmp = text(&lab.dut(&["cat", "/proc/net/snmp"]).stdout);
+    let mut ip = snmp.lines().filter(|l| l.starts_with("Ip: "));
+    let (names, values) = (ip.next().unwrap(), ip.next().unwrap());
+    let at = names
+        .split_whitespace()
+        .position(|n| n == "InAddrErrors")
+        .unwrap_or_else(|| panic!("no InAddrErrors in /proc/net/snmp:\n{snmp}"));
+    values.split_whitespace().nth(at).unwrap().parse().unwrap()
+}
+
+/// `nft list table netdev TABLE` in the DUT namespace: the packets its
+/// counter rule dropped, or `None` when there is no such table.
+fn nft_dropped(lab: &Lab, table: &str) -> Option<u64> {
+    let out = lab.dut(&["nft", "list", "table", "netdev", table]);
+    if !out.status.success() {
+        return None;
+    }
+    let listing = text(&out.stdout);
+    let count = listing
+        .split("counter packets ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok());
+    Some(count.unwrap_or_else(|| panic!("no counter in table {table}:\n{listing}")))
+}
+
+/// Runs every scenario against `config`. `ingress_table`: the nftables table
+/// of `[af_packet] kernel_ingress = "drop"` if the config has it; then the
+/// kernel's IP stack must see none of the traffic, and the table must be gone
+/// after the stop. Without it the kernel's IP stack sees (and drops) the
+/// frames as usual, which the same counter shows.
+fn exercise(lab: &Lab, config: &str, backend: &str, ingress_table: Option<&str>) {
     let started = Instant::now();
+    if let Some(table) = ingress_table {
+        assert_eq!(
+            nft_dropped(lab, table),
+            None,
+            "{table} exists before the start"
+        );
+    }
+    let addr_errors_before = kernel_in_addr_errors(lab);
     let mut shardnet = lab.start_shardnet(config);
     lab.wait_until_answering(&mut shardnet, Duration::from_secs(20));
 
@@ -464,7 +510,32 @@ fn exercise(lab: &Lab, config: &str, backend: &str) {
     client_reset(lab);
     wait_for_quiet(lab);
 
+    let kernel_saw = kernel_in_addr_errors(lab) - addr_errors_before;
+    let nft_dropped_frames = ingress_table.map(|table| {
+        nft_dropped(lab, table)
+            .unwrap_or_else(|| panic!("no nftables table {table} while shardnet runs"))
+    });
     let log = shardnet.stop();
+    match (ingress_table, nft_dropped_frames) {
+        (Some(table), Some(dropped)) => {
+            assert_eq!(
+                kernel_saw, 0,
+                "kernel_ingress = \"drop\", yet the kernel's IPv4 stack saw {kernel_saw} packets"
+            );
+            // The transfers alone are tens of thousands of frames.
+            assert!(dropped > 10_000, "the drop chain counted {dropped} frames");
+            assert_eq!(
+                nft_dropped(lab, table),
+                None,
+                "the nftables table {table} outlived shardnet:\n{log}"
+            );
+        }
+        _ => assert!(
+            kernel_saw > 10_000,
+            "the kernel's IPv4 stack saw {kernel_saw} of shardnet's packets, \
+             expected all of them"
+        ),
+    }
     let stats: serde_json::Value =
         serde_json::from_slice(&std::fs::read(lab.path("rec.stats.json")).unwrap()).unwrap();
     let workers = stats["workers"].as_array().unwrap();
@@ -518,7 +589,9 @@ fn exercise(lab: &Lab, config: &str, backend: &str) {
     println!(
         "{backend}: wrk {:.0} requests/s ({} requests); echo {echo_mib_s} MiB/s (each way), \
          discard {discard_mib_s} MiB/s, echo under 3% loss {lossy_mib_s} MiB/s; \
-         retransmits {}, resets_rx {}, resets_tx {}, opened_passive {:?}; {:.1} s",
+         retransmits {}, resets_rx {}, resets_tx {}, opened_passive {:?}; \
+         the kernel's IPv4 stack saw {kernel_saw} packets, nftables dropped {nft_dropped_frames:?}; \
+         {:.1} s",
         wrk.per_second,
         wrk.requests,
         sum("retransmits"),
@@ -545,11 +618,13 @@ idle = "adaptive"
 
 [af_packet]
 interface = "{}"
+kernel_ingress = "drop"
 {}"#,
         lab.dut_if,
         config_rest(&lab)
     );
-    exercise(&lab, &config, "af_packet");
+    let table = format!("shardnet_{}", lab.dut_if);
+    exercise(&lab, &config, "af_packet", Some(&table));
 }
 
 #[cfg(feature = "dpdk")]
@@ -572,5 +647,5 @@ mbufs_per_worker = 4095
         lab.dut_if,
         config_rest(&lab)
     );
-    exercise(&lab, &config, "dpdk");
+    exercise(&lab, &config, "dpdk", None);
 }

@@ -160,6 +160,24 @@ impl Default for DpdkConfig {
 pub struct AfPacketConfig {
     /// The Linux interface to bind to (a valid interface name).
     pub interface: String,
+    /// What the kernel's own receive path does with the frames it has copied
+    /// to shardnet's sockets (default keep).
+    pub kernel_ingress: KernelIngress,
+}
+
+/// `[af_packet] kernel_ingress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum KernelIngress {
+    /// `"keep"`: the kernel also runs its receive path (IPv4, IPv6, ARP) on
+    /// every frame of the interface, as it does without shardnet.
+    #[default]
+    Keep,
+    /// `"drop"`: shardnet installs an nftables `netdev` ingress chain with
+    /// policy drop on the interface while it runs, so the kernel drops each
+    /// frame right after AF_PACKET has its copy. The kernel then gets nothing
+    /// on this interface (its traffic comes through `[kernel]`'s exception
+    /// interface, if any).
+    Drop,
 }
 
 /// `[interface]`.
@@ -531,6 +549,7 @@ macro_rules! names {
 }
 
 names!(Backend { Backend::Dpdk => "dpdk", Backend::AfPacket => "af_packet" });
+names!(KernelIngress { KernelIngress::Keep => "keep", KernelIngress::Drop => "drop" });
 names!(IdleMode { IdleMode::Busy => "busy", IdleMode::Adaptive => "adaptive" });
 names!(KernelKind { KernelKind::VirtioUser => "virtio-user", KernelKind::Tap => "tap" });
 names!(CongestionKind { CongestionKind::Cubic => "cubic", CongestionKind::NewReno => "newreno" });

@@ -53,6 +53,7 @@ pub(super) struct RawDpdk {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAfPacket {
     pub interface: Opt<String>,
+    pub kernel_ingress: Opt<String>,
 }
 
 /// `[interface]`
@@ -162,7 +163,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
     ),
     ("dataplane", &["backend", "workers", "control_core", "idle"]),
     ("dpdk", &["eal_args", "port", "mbufs_per_worker"]),
-    ("af_packet", &["interface"]),
+    ("af_packet", &["interface", "kernel_ingress"]),
     ("interface", &["address", "gateway", "mac"]),
     ("kernel", &["enabled", "kind", "name", "queue_size"]),
     ("metrics", &["listen"]),

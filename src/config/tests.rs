@@ -69,6 +69,7 @@ mbufs_per_worker = 4095
 
 [af_packet]
 interface = "eth9"
+kernel_ingress = "drop"
 
 [interface]
 address = "198.18.0.2/24"
@@ -165,6 +166,7 @@ body = """
         },
         af_packet: Some(AfPacketConfig {
             interface: "eth9".into(),
+            kernel_ingress: KernelIngress::Drop,
         }),
         interface: InterfaceConfig {
             address: Ipv4Addr::new(198, 18, 0, 2),
@@ -270,10 +272,10 @@ body = """
                 column: 11,
             }),
             kernel_enabled: Some(Position {
-                line: 22,
+                line: 23,
                 column: 11,
             }),
-            rule_services: [34, 40, 46, 52, 58]
+            rule_services: [35, 41, 47, 53, 59]
                 .map(|line| Position { line, column: 11 })
                 .to_vec(),
         },
@@ -478,6 +480,22 @@ fn missing_sections_and_keys() {
             (3, 1, "[[rule]] needs ports"),
             (3, 1, "[[rule]] needs service"),
         ],
+    );
+    assert_errors(
+        &MINIMAL.replace(
+            "interface = \"veth-dut\"",
+            "interface = \"veth-dut\"\nkernel_ingress = \"off\"",
+        ),
+        &[(
+            7,
+            18,
+            "unknown kernel_ingress \"off\"; expected \"keep\" or \"drop\"",
+        )],
+    );
+    assert_eq!(
+        ok(MINIMAL).af_packet.unwrap().kernel_ingress,
+        KernelIngress::Keep,
+        "the default"
     );
     // [af_packet] twice is a TOML error, reported first and alone.
     assert_errors(

@@ -11,9 +11,9 @@ use super::raw::{self, PortItem, RawFile, RawPorts};
 use super::{
     format_bytes, prefix_mask, Action, AfPacketConfig, Backend, Config, ConfigError, ConfigErrors,
     CongestionKind, CoreSet, Dataplane, DebugConfig, DefaultAction, DpdkConfig, HttpSettings,
-    IdleMode, InterfaceConfig, KeepaliveSettings, KernelConfig, KernelKind, MacSetting,
-    MetricsConfig, Position, Positions, Protocol, Rule, ServiceKind, TcpSettings, MAX_HTTP_BODY,
-    MAX_RULES, MIN_MBUFS_PER_WORKER,
+    IdleMode, InterfaceConfig, KeepaliveSettings, KernelConfig, KernelIngress, KernelKind,
+    MacSetting, MetricsConfig, Position, Positions, Protocol, Rule, ServiceKind, TcpSettings,
+    MAX_HTTP_BODY, MAX_RULES, MIN_MBUFS_PER_WORKER,
 };
 
 /// Above this many bytes of TCP buffers per worker, a warning.
@@ -415,7 +415,19 @@ impl Validator<'_> {
 
     fn af_packet(&mut self, raw: Option<&Spanned<raw::RawAfPacket>>) -> Option<AfPacketConfig> {
         let sec = raw?;
-        match &sec.get_ref().interface {
+        let a = sec.get_ref();
+        let mut kernel_ingress = KernelIngress::default();
+        if let Some(k) = &a.kernel_ingress {
+            match k.get_ref().as_str() {
+                "keep" => kernel_ingress = KernelIngress::Keep,
+                "drop" => kernel_ingress = KernelIngress::Drop,
+                other => self.error(
+                    at(k),
+                    format!("unknown kernel_ingress {other:?}; expected \"keep\" or \"drop\""),
+                ),
+            }
+        }
+        match &a.interface {
             None => {
                 self.error(
                     at(sec),
@@ -423,9 +435,10 @@ impl Validator<'_> {
                 );
                 None
             }
-            Some(name) => self
-                .ifname(name)
-                .map(|interface| AfPacketConfig { interface }),
+            Some(name) => self.ifname(name).map(|interface| AfPacketConfig {
+                interface,
+                kernel_ingress,
+            }),
         }
     }
 

@@ -39,6 +39,7 @@
 //! Sockets belong to the network namespace of the thread that opens the port;
 //! the queues can then be used from any thread.
 
+pub mod ingress;
 mod ring;
 pub(crate) mod sys;
 
