@@ -288,7 +288,9 @@ control_core = 0
 idle = \"busy\"
 
 [af_packet]
-interface = \"$DIF\""
+interface = \"$DIF\"
+# The kernel drops its copy of each frame after AF_PACKET's (README: AF_PACKET).
+kernel_ingress = \"drop\""
 fi
 cat > "$work/shardnet.toml" <<TOML
 $dataplane
