@@ -286,6 +286,7 @@ fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     let n = config.dataplane.workers.len();
     let options = AfPacketOptions {
         promiscuous: matches!(config.interface.mac, MacSetting::Fixed(_)),
+        rx_ring_frames: af.rx_ring_frames,
         ..AfPacketOptions::default()
     };
     let mut port = AfPacketPort::open(&af.interface, n, options)

@@ -54,6 +54,7 @@ pub(super) struct RawDpdk {
 pub(super) struct RawAfPacket {
     pub interface: Opt<String>,
     pub kernel_ingress: Opt<String>,
+    pub rx_ring_frames: Opt<i64>,
 }
 
 /// `[interface]`
@@ -163,7 +164,10 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
     ),
     ("dataplane", &["backend", "workers", "control_core", "idle"]),
     ("dpdk", &["eal_args", "port", "mbufs_per_worker"]),
-    ("af_packet", &["interface", "kernel_ingress"]),
+    (
+        "af_packet",
+        &["interface", "kernel_ingress", "rx_ring_frames"],
+    ),
     ("interface", &["address", "gateway", "mac"]),
     ("kernel", &["enabled", "kind", "name", "queue_size"]),
     ("metrics", &["listen"]),

@@ -70,6 +70,7 @@ mbufs_per_worker = 4095
 [af_packet]
 interface = "eth9"
 kernel_ingress = "drop"
+rx_ring_frames = 1024
 
 [interface]
 address = "198.18.0.2/24"
@@ -167,6 +168,7 @@ body = """
         af_packet: Some(AfPacketConfig {
             interface: "eth9".into(),
             kernel_ingress: KernelIngress::Drop,
+            rx_ring_frames: 1024,
         }),
         interface: InterfaceConfig {
             address: Ipv4Addr::new(198, 18, 0, 2),
@@ -272,10 +274,10 @@ body = """
                 column: 11,
             }),
             kernel_enabled: Some(Position {
-                line: 23,
+                line: 24,
                 column: 11,
             }),
-            rule_services: [35, 41, 47, 53, 59]
+            rule_services: [36, 42, 48, 54, 60]
                 .map(|line| Position { line, column: 11 })
                 .to_vec(),
         },
@@ -492,11 +494,20 @@ fn missing_sections_and_keys() {
             "unknown kernel_ingress \"off\"; expected \"keep\" or \"drop\"",
         )],
     );
-    assert_eq!(
-        ok(MINIMAL).af_packet.unwrap().kernel_ingress,
-        KernelIngress::Keep,
-        "the default"
+    assert_errors(
+        &MINIMAL.replace(
+            "interface = \"veth-dut\"",
+            "interface = \"veth-dut\"\nrx_ring_frames = 32",
+        ),
+        &[(
+            7,
+            18,
+            "rx_ring_frames 32 is out of range 64-65536 frames per queue",
+        )],
     );
+    let defaults = ok(MINIMAL).af_packet.unwrap();
+    assert_eq!(defaults.kernel_ingress, KernelIngress::Keep);
+    assert_eq!(defaults.rx_ring_frames, DEFAULT_AF_PACKET_RX_FRAMES);
     // [af_packet] twice is a TOML error, reported first and alone.
     assert_errors(
         &format!("{MINIMAL}[default]\n[af_packet]\n"),

@@ -427,6 +427,14 @@ impl Validator<'_> {
                 ),
             }
         }
+        let mut rx_ring_frames = super::DEFAULT_AF_PACKET_RX_FRAMES;
+        self.int(
+            &mut rx_ring_frames,
+            "rx_ring_frames",
+            a.rx_ring_frames.as_ref(),
+            64..=65536,
+            " frames per queue",
+        );
         match &a.interface {
             None => {
                 self.error(
@@ -438,6 +446,7 @@ impl Validator<'_> {
             Some(name) => self.ifname(name).map(|interface| AfPacketConfig {
                 interface,
                 kernel_ingress,
+                rx_ring_frames,
             }),
         }
     }

@@ -166,21 +166,13 @@ pub struct AfPacketOptions {
 }
 
 impl Default for AfPacketOptions {
-    /// 1024 RX and 1024 TX frames per queue (4 MiB of rings per queue at a
-    /// 1500-byte MTU), not promiscuous, offloads turned off.
-    ///
-    /// 1024 RX frames is also DPDK l3fwd's RX descriptor count. The RX ring
-    /// was 4096 frames (8 MiB, 2048 pages) before: the worker reads every
-    /// frame through 4 KiB pages of the ring's mapping, and with a ring that
-    /// large the copy out of each frame took 6.5% of the worker's core at
-    /// 470k frames/s, about 140 ns for 1.5 KB the kernel had just written on
-    /// the same core: TLB misses, most likely. One connection into
-    /// `discard` on a veth went about 1.2x as fast with 1024 frames, in eight
-    /// alternating runs of each. The smaller ring still holds 1.2 ms of
-    /// full-size frames at 10 Gbit/s.
+    /// 4096 RX and 1024 TX frames per queue (10 MiB of rings per queue at a
+    /// 1500-byte MTU), not promiscuous, offloads turned off. The RX ring's
+    /// size is a trade-off (`[af_packet] rx_ring_frames`): see
+    /// `config::DEFAULT_AF_PACKET_RX_FRAMES`.
     fn default() -> Self {
         AfPacketOptions {
-            rx_ring_frames: 1024,
+            rx_ring_frames: 4096,
             tx_ring_frames: 1024,
             promiscuous: false,
             disable_offloads: true,
