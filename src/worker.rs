@@ -188,7 +188,7 @@ fn dispose<Q: Queue>(
     match disposition {
         Disposition::Transmit(reply) => egress.send(reply),
         Disposition::Kernel(pkt) => match kernel {
-            Some(link) => match link.push(pkt) {
+            Some(link) => match link.push(pkt.detach()) {
                 Ok(()) => counters.to_kernel.inc(),
                 Err(_dropped) => counters.count_drop(DropReason::KernelQueueFull),
             },
@@ -315,7 +315,7 @@ pub fn run<Q: Queue>(
             // A packet of another worker's flow goes to its owner untouched.
             if let Some(steer) = &steer {
                 if let Some(owner) = steer.foreign_owner(pkt.data()) {
-                    match steer.hand_off(owner, pkt) {
+                    match steer.hand_off(owner, pkt.detach()) {
                         Ok(()) => counters.steered_out.inc(),
                         Err(_dropped) => counters.count_drop(DropReason::SteerQueueFull),
                     }

@@ -164,7 +164,8 @@ pub struct AfPacketConfig {
     /// to shardnet's sockets (default keep).
     pub kernel_ingress: KernelIngress,
     /// Frames of each queue's RX ring (default
-    /// [`DEFAULT_AF_PACKET_RX_FRAMES`], 64-65536).
+    /// [`DEFAULT_AF_PACKET_RX_FRAMES`], 256-65536: a worker holds up to two
+    /// bursts of lent frames).
     pub rx_ring_frames: usize,
 }
 

@@ -502,7 +502,7 @@ fn missing_sections_and_keys() {
         &[(
             7,
             18,
-            "rx_ring_frames 32 is out of range 64-65536 frames per queue",
+            "rx_ring_frames 32 is out of range 256-65536 frames per queue",
         )],
     );
     let defaults = ok(MINIMAL).af_packet.unwrap();

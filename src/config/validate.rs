@@ -432,7 +432,7 @@ impl Validator<'_> {
             &mut rx_ring_frames,
             "rx_ring_frames",
             a.rx_ring_frames.as_ref(),
-            64..=65536,
+            256..=65536,
             " frames per queue",
         );
         match &a.interface {

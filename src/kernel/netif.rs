@@ -904,6 +904,7 @@ mod tests {
                 tx_ring_frames: 64,
                 promiscuous: false,
                 disable_offloads: false,
+                lend_rx_frames: false,
             };
             let mut port = AfPacketPort::open(PEER, 1, options).unwrap();
             let queue = port.queues().pop().unwrap();

@@ -1,5 +1,10 @@
-//! A heap-backed packet buffer for the backends that copy frames (AF_PACKET, the
-//! in-memory link). DPDK has its own, [`crate::dpdk::Mbuf`].
+//! A heap-backed packet buffer for the backends without DPDK (AF_PACKET, the
+//! in-memory link, the exception port). DPDK has its own, [`crate::dpdk::Mbuf`].
+//!
+//! An AF_PACKET RX queue lends its ring frames instead of copying them: such a
+//! buffer holds a `RingFrame` (the frame in place, handed back to the kernel
+//! when the buffer is dropped) rather than heap bytes. It behaves the same,
+//! with the room the ring frame has; cloning one copies it to the heap.
 //!
 //! Buffers of the standard size are recycled through a small per-thread cache
 //! instead of going back to the allocator: a worker frees and takes one per
@@ -11,6 +16,7 @@
 
 use std::cell::RefCell;
 
+use super::af_packet::RingFrame;
 use super::{PacketBuf, RxChecksum};
 
 /// Room of every heap buffer: a standard 1500-byte-MTU frame plus slack, or a
@@ -24,15 +30,60 @@ thread_local! {
     static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// An owned frame on the heap. Two buffers are equal when their frames and
-/// checksum verdicts are (the bytes past the frame do not count).
-#[derive(Clone, Debug)]
+/// An owned frame on the heap, or a ring frame lent by an AF_PACKET queue.
+/// Two buffers are equal when their frames and checksum verdicts are (the
+/// bytes past the frame do not count).
+#[derive(Debug)]
 pub struct HeapBuf {
-    bytes: Vec<u8>,
+    bytes: Storage,
     len: usize,
     /// The receiver's verdict on the L4 checksum (AF_PACKET reports partial
     /// checksums from local senders).
     pub l4_checksum: RxChecksum,
+}
+
+/// Where a [`HeapBuf`]'s bytes are.
+#[derive(Debug)]
+enum Storage {
+    Heap(Vec<u8>),
+    Ring(RingFrame),
+}
+
+impl Storage {
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Storage::Heap(v) => v,
+            Storage::Ring(f) => f.bytes(),
+        }
+    }
+
+    #[inline]
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Storage::Heap(v) => v,
+            Storage::Ring(f) => f.bytes_mut(),
+        }
+    }
+}
+
+impl Clone for HeapBuf {
+    /// A copy on the heap (a lent ring frame is not duplicated).
+    fn clone(&self) -> Self {
+        match &self.bytes {
+            Storage::Heap(v) => HeapBuf {
+                bytes: Storage::Heap(v.clone()),
+                len: self.len,
+                l4_checksum: self.l4_checksum,
+            },
+            Storage::Ring(_) => {
+                // A standard-size buffer (from the spares), with the frame only.
+                let mut copy = HeapBuf::from_slice(self.data());
+                copy.l4_checksum = self.l4_checksum;
+                copy
+            }
+        }
+    }
 }
 
 impl HeapBuf {
@@ -46,16 +97,31 @@ impl HeapBuf {
             vec![0; room]
         };
         HeapBuf {
-            bytes,
+            bytes: Storage::Heap(bytes),
             len: 0,
             l4_checksum: RxChecksum::Unknown,
         }
     }
 
+    /// A buffer over a lent ring frame holding a frame of `len` bytes.
+    pub(crate) fn lent(frame: RingFrame, len: usize, l4_checksum: RxChecksum) -> Self {
+        debug_assert!(len <= frame.bytes().len());
+        HeapBuf {
+            bytes: Storage::Ring(frame),
+            len,
+            l4_checksum,
+        }
+    }
+
+    /// Whether the bytes are a lent ring frame (not on the heap).
+    pub fn is_lent(&self) -> bool {
+        matches!(self.bytes, Storage::Ring(_))
+    }
+
     /// A buffer holding a copy of `frame`, with at least [`HEAP_BUF_ROOM`] of room.
     pub fn from_slice(frame: &[u8]) -> Self {
         let mut buf = HeapBuf::with_room(frame.len().max(HEAP_BUF_ROOM));
-        buf.bytes[..frame.len()].copy_from_slice(frame);
+        buf.bytes.bytes_mut()[..frame.len()].copy_from_slice(frame);
         buf.len = frame.len();
         buf
     }
@@ -70,12 +136,17 @@ impl PartialEq for HeapBuf {
 impl Eq for HeapBuf {}
 
 impl Drop for HeapBuf {
+    /// A standard-size heap buffer goes to this thread's spares; a lent ring
+    /// frame goes back to the kernel (`RingFrame`'s own drop).
     fn drop(&mut self) {
-        if self.bytes.len() != HEAP_BUF_ROOM {
+        let Storage::Heap(bytes) = &mut self.bytes else {
+            return;
+        };
+        if bytes.len() != HEAP_BUF_ROOM {
             return;
         }
-        let bytes = std::mem::take(&mut self.bytes);
-        // At thread exit the cache may be gone already: the buffer is freed.
+        let bytes = std::mem::take(bytes);
+        // During thread teardown the cache may be gone: then just free.
         let _ = SPARE.try_with(|spare| {
             let mut spare = spare.borrow_mut();
             if spare.len() < SPARE_BUFFERS {
@@ -86,32 +157,43 @@ impl Drop for HeapBuf {
 }
 
 impl PacketBuf for HeapBuf {
+    #[inline]
     fn data(&self) -> &[u8] {
-        &self.bytes[..self.len]
+        &self.bytes.bytes()[..self.len]
     }
 
+    #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.bytes[..self.len]
+        &mut self.bytes.bytes_mut()[..self.len]
     }
 
     fn set_len(&mut self, len: usize) -> bool {
-        if len > self.bytes.len() {
+        let bytes = self.bytes.bytes_mut();
+        if len > bytes.len() {
             return false;
         }
         if len > self.len {
-            // Never show what an earlier packet left in a recycled buffer.
-            self.bytes[self.len..len].fill(0);
+            // Never show what an earlier frame left in a recycled buffer.
+            bytes[self.len..len].fill(0);
         }
         self.len = len;
         true
     }
 
     fn capacity(&self) -> usize {
-        self.bytes.len()
+        self.bytes.bytes().len()
     }
 
     fn rx_l4_checksum(&self) -> RxChecksum {
         self.l4_checksum
+    }
+
+    fn detach(self) -> Self {
+        if self.is_lent() {
+            self.clone()
+        } else {
+            self
+        }
     }
 }
 

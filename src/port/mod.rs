@@ -111,6 +111,17 @@ pub trait PacketBuf {
     /// for offloads that the queue's [`Queue::tx_offloads`] reports; a backend
     /// without offloads ignores it.
     fn request_tx_offload(&mut self, _request: TxOffloadRequest) {}
+    /// This packet in a buffer that may be kept beyond the burst (handed to
+    /// another worker, queued for the kernel's relay) without holding up the
+    /// queue that received it: the same buffer for most backends; a copy for
+    /// a frame an AF_PACKET RX ring lent, whose ring would otherwise stall at
+    /// it.
+    fn detach(self) -> Self
+    where
+        Self: Sized,
+    {
+        self
+    }
 }
 
 /// One RX/TX queue pair, owned by one worker.

@@ -10,11 +10,24 @@
 //! makes the kernel send every requested frame from where it stopped last; it
 //! sets them back to available once the device is done with them.
 //!
+//! An RX ring that lends (the data-plane queues') does not copy frames out:
+//! it hands the stack a [`RingFrame`], the frame in place, and marks it
+//! [`TP_STATUS_LENT`] so that neither side takes it meanwhile. Dropping the
+//! `RingFrame` gives it back (`TP_STATUS_KERNEL`, release). The kernel fills
+//! frames strictly in ring order and never skips one it does not own, so a
+//! frame held long stalls the ring only once the kernel has come all the way
+//! round to it (it then drops what arrives, counted in `tp_drops`, until the
+//! frame is back). The stack holds frames for the length of a burst, replies
+//! built in place until their TX burst is sent (at most a burst more); what
+//! it keeps longer (steering, the exception port) it copies first
+//! ([`PacketBuf::detach`](crate::port::PacketBuf::detach)).
+//!
 //! Nothing here makes a system call, so the handover logic is tested against a
 //! ring in ordinary memory playing the kernel's part.
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use crate::port::heap::HeapBuf;
 use crate::port::RxChecksum;
@@ -122,21 +135,100 @@ impl Geometry {
 /// What one received ring frame held.
 #[derive(Debug)]
 pub(super) enum Received {
-    /// A whole frame, copied out.
+    /// A whole frame: lent in place, or copied out.
     Frame(HeapBuf),
     /// A frame longer than the ring frame (a GRO/LRO merge): the kernel kept only
     /// its start, so it was dropped.
     Truncated,
 }
 
+/// The status of an RX frame lent to the stack: not `TP_STATUS_KERNEL`, so
+/// the kernel does not fill it (it compares with exactly that), and without
+/// `TP_STATUS_USER`, so [`Ring::receive`] does not take it a second time when
+/// it comes round to it. The kernel sets `TP_STATUS_COPY` only together with
+/// `TP_STATUS_USER`, so this value is never one of its own.
+pub(super) const TP_STATUS_LENT: u32 = libc::TP_STATUS_COPY;
+
+/// Keeps a ring's memory mapped while frames of it are lent.
+pub(super) type RingOwner = Arc<dyn Send + Sync>;
+
+/// A received frame lent to the stack in place, from its first byte (the
+/// Ethernet header) to the end of its ring frame. Dropping it hands the ring
+/// frame back to the kernel.
+pub struct RingFrame {
+    data: NonNull<u8>,
+    room: usize,
+    status: NonNull<AtomicU32>,
+    /// Keeps the mapping alive as long as the frame is.
+    _owner: RingOwner,
+}
+
+// SAFETY: a RingFrame is the only handle to its ring frame: the kernel does not
+// touch the frame until the release store in `drop`, and the ring does not hand
+// it out again (TP_STATUS_LENT). The memory stays mapped while `_owner` lives.
+// So moving it to another thread (software steering) moves sole ownership of
+// plain bytes, and the release store is an atomic; shared references only read.
+unsafe impl Send for RingFrame {}
+// SAFETY: as above: `&RingFrame` gives only reads of bytes nobody else writes.
+unsafe impl Sync for RingFrame {}
+
+impl RingFrame {
+    /// The frame's bytes and the rest of its ring frame (the room).
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `data..data + room` lies inside one ring frame of the live
+        // mapping (checked in `Ring::receive`), owned by this RingFrame alone.
+        unsafe { std::slice::from_raw_parts(self.data.as_ptr(), self.room) }
+    }
+
+    /// As [`bytes`](Self::bytes), writable.
+    #[inline]
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `bytes`, and `&mut self` makes this the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.data.as_ptr(), self.room) }
+    }
+}
+
+impl Drop for RingFrame {
+    fn drop(&mut self) {
+        // SAFETY: the status word of this frame's header, in the live mapping.
+        let status = unsafe { self.status.as_ref() };
+        // Release: our reads and writes of the frame happen before the kernel
+        // may fill it again.
+        status.store(libc::TP_STATUS_KERNEL, Ordering::Release);
+    }
+}
+
+impl std::fmt::Debug for RingFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingFrame")
+            .field("data", &self.data)
+            .field("room", &self.room)
+            .finish()
+    }
+}
+
 /// One ring of frames inside the mapping, and our position in it.
-#[derive(Debug)]
 pub(super) struct Ring {
     base: NonNull<u8>,
     frame_size: usize,
     frame_count: usize,
     /// The frame we look at next; the kernel walks the ring in the same order.
     next: usize,
+    /// RX: lend frames, keeping the memory alive with this; `None`: copy them.
+    lend: Option<RingOwner>,
+}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring")
+            .field("base", &self.base)
+            .field("frame_size", &self.frame_size)
+            .field("frame_count", &self.frame_count)
+            .field("next", &self.next)
+            .field("lends", &self.lend.is_some())
+            .finish()
+    }
 }
 
 impl Ring {
@@ -159,7 +251,18 @@ impl Ring {
             frame_size,
             frame_count,
             next: 0,
+            lend: None,
         }
+    }
+
+    /// Make [`receive`](Self::receive) lend frames instead of copying them.
+    ///
+    /// # Safety
+    ///
+    /// The ring's memory must stay valid (as in [`Ring::new`]) for as long as
+    /// `owner` is alive, not only as long as the ring: lent frames outlive it.
+    pub unsafe fn lend_frames(&mut self, owner: RingOwner) {
+        self.lend = Some(owner);
     }
 
     /// The header of frame `index`.
@@ -187,8 +290,11 @@ impl Ring {
         };
     }
 
-    /// The next frame the kernel handed over, copied out; the ring frame goes back
-    /// to the kernel. `None` if the kernel has not filled it yet.
+    /// The next frame the kernel handed over: lent (a lending ring; it goes
+    /// back to the kernel when the buffer is dropped), or copied out, when the
+    /// ring copies or the frame must change (a VLAN tag to put back), and the
+    /// ring frame handed back at once. `None` if the kernel has not filled it
+    /// yet.
     pub fn receive(&mut self) -> Option<Received> {
         let index = self.next;
         let status = self.status(index).load(Ordering::Acquire);
@@ -200,8 +306,34 @@ impl Ring {
         let header = unsafe { std::ptr::read(self.header(index)) };
         let start = usize::from(header.tp_mac);
         let snap = header.tp_snaplen as usize;
-        let received = if snap < header.tp_len as usize || start + snap > self.frame_size {
+        // A frame that does not lie after its header and inside its ring frame
+        // (never, from a sane kernel) is dropped as truncated too.
+        let received = if snap < header.tp_len as usize
+            || start < std::mem::size_of::<libc::tpacket2_hdr>()
+            || start + snap > self.frame_size
+        {
             Received::Truncated
+        } else if let (Some(owner), 0) = (&self.lend, status & libc::TP_STATUS_VLAN_VALID) {
+            // SAFETY: header_size <= start and start + snap <= frame_size were
+            // just checked, so data..data + room (room = frame_size - start) is
+            // the rest of this frame after its header (perhaps empty), inside
+            // the ring; the pointer is not null.
+            let data =
+                unsafe { NonNull::new_unchecked(self.header(index).cast::<u8>().add(start)) };
+            let frame = RingFrame {
+                data,
+                room: self.frame_size - start,
+                status: NonNull::from(self.status(index)),
+                _owner: Arc::clone(owner),
+            };
+            // Ours until the RingFrame is dropped; neither side takes it meanwhile.
+            self.status(index).store(TP_STATUS_LENT, Ordering::Relaxed);
+            self.advance();
+            return Some(Received::Frame(HeapBuf::lent(
+                frame,
+                snap,
+                l4_checksum(status),
+            )));
         } else {
             // SAFETY: start + snap <= frame_size was just checked, so the bytes lie
             // inside this frame, which we own until it is handed back below.
@@ -282,14 +414,19 @@ fn copy_out(bytes: &[u8], header: &libc::tpacket2_hdr) -> HeapBuf {
     } else {
         HeapBuf::from_slice(bytes)
     };
-    buf.l4_checksum = if status & libc::TP_STATUS_CSUMNOTREADY != 0 {
+    buf.l4_checksum = l4_checksum(status);
+    buf
+}
+
+/// The kernel's checksum verdict in a frame's `tp_status`.
+fn l4_checksum(status: u32) -> RxChecksum {
+    if status & libc::TP_STATUS_CSUMNOTREADY != 0 {
         RxChecksum::Partial
     } else if status & libc::TP_STATUS_CSUM_VALID != 0 {
         RxChecksum::Good
     } else {
         RxChecksum::Unknown
-    };
-    buf
+    }
 }
 
 #[cfg(test)]
@@ -414,6 +551,121 @@ mod tests {
             ring.receive().is_none(),
             "the ring wrapped around to a kernel frame"
         );
+    }
+
+    /// A ring over `fake` that lends its frames.
+    fn lending(fake: &mut FakeRing) -> Ring {
+        let mut ring = fake.ring();
+        // SAFETY: every test drops its frames before `fake`, declared first.
+        unsafe { ring.lend_frames(Arc::new(())) };
+        ring
+    }
+
+    #[test]
+    fn lent_frames_stay_out_of_both_sides_hands_until_dropped() {
+        let mut fake = FakeRing::new();
+        let mut ring = lending(&mut fake);
+        for i in 0..FRAMES {
+            fake.deliver(
+                i,
+                &frame(i as u8, 100 + i),
+                100 + i,
+                libc::TP_STATUS_CSUM_VALID,
+            );
+        }
+        let mut held = Vec::new();
+        for i in 0..FRAMES {
+            let Some(Received::Frame(buf)) = ring.receive() else {
+                panic!("frame {i}")
+            };
+            assert!(buf.is_lent());
+            assert_eq!(buf.data(), frame(i as u8, 100 + i).as_slice());
+            assert_eq!(buf.l4_checksum, RxChecksum::Good);
+            // The room is the rest of the ring frame.
+            assert_eq!(buf.capacity(), FRAME - 66);
+            assert_eq!(fake.header(i).tp_status, TP_STATUS_LENT);
+            held.push(buf);
+        }
+        // Round again: frame 0 is still lent, so it is not taken twice.
+        assert!(ring.receive().is_none());
+        // Writes go to the ring frame; growing zero-fills; the room is the limit.
+        let mut first = held.remove(0);
+        first.data_mut()[0] = 0xee;
+        assert!(first.set_len(200));
+        assert!(first.data()[100..].iter().all(|&b| b == 0));
+        assert!(!first.set_len(FRAME - 65));
+        assert_eq!(fake.bytes(0)[66], 0xee);
+        // A clone is a heap copy; the frame stays lent until the original goes.
+        let copy = first.clone();
+        assert!(!copy.is_lent());
+        assert_eq!(copy, first);
+        assert_eq!(fake.header(0).tp_status, TP_STATUS_LENT);
+        drop(first);
+        assert_eq!(fake.header(0).tp_status, libc::TP_STATUS_KERNEL);
+        assert_eq!(copy.data()[0], 0xee);
+        // The kernel refills frame 0; the ring takes it, then stops at frame 1,
+        // which is still lent.
+        fake.deliver(0, &frame(9, 60), 60, 0);
+        let Some(Received::Frame(again)) = ring.receive() else {
+            panic!("frame 0, second lap")
+        };
+        assert_eq!(again.data(), frame(9, 60).as_slice());
+        assert!(ring.receive().is_none());
+        drop(held);
+        for i in 1..FRAMES {
+            assert_eq!(
+                fake.header(i).tp_status,
+                libc::TP_STATUS_KERNEL,
+                "frame {i}"
+            );
+        }
+        // Detached (to be kept beyond the burst): a heap copy, the frame back.
+        let kept = again.detach();
+        assert!(!kept.is_lent());
+        assert_eq!(kept.data(), frame(9, 60).as_slice());
+        assert_eq!(fake.header(0).tp_status, libc::TP_STATUS_KERNEL);
+    }
+
+    #[test]
+    fn a_lending_ring_still_copies_what_it_must_change_and_drops_truncated_frames() {
+        let mut fake = FakeRing::new();
+        let mut ring = lending(&mut fake);
+        fake.deliver(0, &frame(1, 64), 64, libc::TP_STATUS_VLAN_VALID);
+        fake.header(0).tp_vlan_tci = 5;
+        fake.deliver(1, &frame(2, 1900), 9000, 0);
+        let Some(Received::Frame(tagged)) = ring.receive() else {
+            panic!()
+        };
+        assert!(!tagged.is_lent(), "a VLAN tag to put back means a copy");
+        assert_eq!(tagged.len(), 68);
+        assert_eq!(fake.header(0).tp_status, libc::TP_STATUS_KERNEL);
+        assert!(matches!(ring.receive(), Some(Received::Truncated)));
+        assert_eq!(fake.header(1).tp_status, libc::TP_STATUS_KERNEL);
+    }
+
+    #[test]
+    fn a_frame_that_overlaps_its_header_is_neither_lent_nor_read() {
+        let mut fake = FakeRing::new();
+        let mut ring = lending(&mut fake);
+        fake.deliver(0, &frame(5, 60), 60, 0);
+        fake.header(0).tp_mac = 8;
+        assert!(matches!(ring.receive(), Some(Received::Truncated)));
+        assert_eq!(fake.header(0).tp_status, libc::TP_STATUS_KERNEL);
+    }
+
+    #[test]
+    fn lent_frames_go_back_from_another_thread() {
+        let mut fake = FakeRing::new();
+        let mut ring = lending(&mut fake);
+        fake.deliver(0, &frame(3, 80), 80, 0);
+        let Some(Received::Frame(buf)) = ring.receive() else {
+            panic!()
+        };
+        let sum = std::thread::spawn(move || buf.data().iter().map(|&b| u32::from(b)).sum::<u32>())
+            .join()
+            .unwrap();
+        assert_eq!(sum, frame(3, 80).iter().map(|&b| u32::from(b)).sum::<u32>());
+        assert_eq!(fake.header(0).tp_status, libc::TP_STATUS_KERNEL);
     }
 
     #[test]
