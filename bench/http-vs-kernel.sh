@@ -108,6 +108,28 @@ for pair in "$CLI $CIF" "$DUT $DIF"; do
     ip -n "$ns" link set "$dev" up
     ip netns exec "$ns" ethtool -K "$dev" tx off tso off gso off gro off >/dev/null
 done
+# Offloads model a wire between two hosts with NICs. No segmentation or
+# receive offload on either side: a wire carries MTU-sized frames, and neither
+# server gets GRO (shardnet has none). The client's TCP checksum is left to
+# "hardware" as on a NIC (veth hands the packet over with the checksum
+# pending, CHECKSUM_PARTIAL), which both servers then accept without summing
+# the payload, as they accept a NIC's RX checksum verdict: the kernel because
+# such a packet never left the host, shardnet because the AF_PACKET frame says
+# TP_STATUS_CSUMNOTREADY (with DPDK, net_af_packet passes no such verdict and
+# shardnet sums). Real 10G NICs verify TCP checksums on receive.
+# SNB_CLIENT_CSUM=0 makes the client sum in software and both servers verify
+# every segment themselves (the setting of runs before 2026-11-23).
+client_csum="${SNB_CLIENT_CSUM:-1}"
+case "$client_csum" in 0|1) ;; *) die "SNB_CLIENT_CSUM must be 0 or 1";; esac
+if [ "$client_csum" = 1 ]; then
+    ip netns exec "$CLI" ethtool -K "$CIF" tx on >/dev/null
+    ip netns exec "$CLI" ethtool -k "$CIF" | grep -q '^tx-checksumming: on' ||
+        die "cannot turn on $CIF's TX checksum offload"
+fi
+# The client's TCP congestion control shapes the one-connection test (BBR paces
+# its sends; CUBIC fills the receiver's queue until it loses a packet); the
+# system default applies to both servers alike and goes into the report.
+client_cc=$(ip netns exec "$CLI" sysctl -n net.ipv4.tcp_congestion_control)
 ip -n "$CLI" addr add "$CLIENT/24" dev "$CIF"
 # The client cycles through many connections in the connections/s test.
 ip netns exec "$CLI" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
@@ -405,4 +427,5 @@ read -r load_after _ < /proc/loadavg
 /usr/bin/python3 bench/http_vs_kernel_report.py "$work" "$out/http-vs-kernel.json" \
     --seconds "$secs" --rounds "$rounds" --backend "$backend" --connections "$CONNS" --rtt-count "$RTT_COUNT" \
     --lat-rate "$LAT_RATE" \
-    --load-before "$load_before" --load-after "$load_after" --busy-before "$busy_before" --steer "${SNB_STEER:-1}"
+    --load-before "$load_before" --load-after "$load_after" --busy-before "$busy_before" --steer "${SNB_STEER:-1}" \
+    --client-csum "$client_csum" --client-cc "$client_cc"

@@ -242,6 +242,8 @@ def main():
     ap.add_argument("--load-after", type=float, default=0)
     ap.add_argument("--busy-before", type=float, default=0)
     ap.add_argument("--steer", default="1")
+    ap.add_argument("--client-csum", default="1")
+    ap.add_argument("--client-cc", default="")
     a = ap.parse_args()
     w, conns, rounds = a.work, a.connections, range(1, a.rounds + 1)
 
@@ -374,6 +376,11 @@ def main():
         notes.append(f"up to {steal:.0f}% steal time on a core in a run: the hypervisor took CPU from this VM")
     if a.busy_before > 10:
         notes.append(f"the CPUs were {a.busy_before:.0f}% busy before the run: other work shared the cores")
+    if a.client_csum != "1":
+        notes.append("client checksum offload off (SNB_CLIENT_CSUM=0): the client summed every segment in "
+                     "software and both servers verified every one")
+    if a.client_cc:
+        notes.append(f"the client's TCP congestion control: {a.client_cc}")
     if a.steer != "1":
         notes.append("receive steering off (SNB_STEER=0): part of each side's receive work ran on the "
                      "other's core, and the per-server-core rows are meaningless")
@@ -406,6 +413,7 @@ def main():
         commit = ""
     doc = {"seconds_per_run": a.seconds, "rounds": a.rounds, "backend": a.backend, "connections": conns,
            "rtt_round_trips": a.rtt_count, "latency_test_rate": a.lat_rate, "receive_steering": a.steer == "1",
+           "client_checksum_offload": a.client_csum == "1", "client_congestion_control": a.client_cc,
            "kernel": platform.release(), "cpus": os.cpu_count(), "commit": commit,
            "load_average_before": a.load_before, "load_average_after": a.load_after,
            "cpu_busy_pct_before": a.busy_before, "table": table, "results": res,

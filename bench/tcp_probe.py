@@ -2,11 +2,14 @@
 """The client of bench/http-vs-kernel.sh for one TCP connection, the same
 against the kernel and against shardnet. Prints one JSON object.
 
-  tcp_probe.py bulk --dst A --port P --seconds S
+  tcp_probe.py bulk --dst A --port P --seconds S [--congestion ALGO]
       Sends zeros in 256 KiB writes for S seconds, then stops writing and
       waits (at most 10 s) until the peer has acknowledged every byte
       (TIOCOUTQ == 0). Rate = bytes / (time of the last ACK - time of the
       connect): bytes the server took, not bytes the client buffered.
+      --congestion sets TCP_CONGESTION on the socket (a network namespace
+      other than the first may only make tcp_allowed_congestion_control's
+      algorithms its default; a socket of root's may use any loaded one).
 
   tcp_probe.py rtt --dst A --port P --count N --size B [--warmup W]
       TCP_NODELAY; N round trips of B bytes each (sent whole, read back whole,
@@ -25,9 +28,14 @@ import termios
 import time
 
 
-def connect(dst, port):
-    s = socket.create_connection((dst, port), timeout=5)
+def connect(dst, port, congestion=None):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if congestion:
+        # Per socket: a network namespace other than the first may not make
+        # an algorithm outside tcp_allowed_congestion_control its default.
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, congestion.encode())
     s.settimeout(5)
+    s.connect((dst, port))
     return s
 
 
@@ -39,7 +47,7 @@ def outq(s):
 def bulk(a):
     chunk = bytes(256 * 1024)
     t0 = time.perf_counter()
-    s = connect(a.dst, a.port)
+    s = connect(a.dst, a.port, a.congestion)
     deadline = t0 + a.seconds
     sent = 0
     while time.perf_counter() < deadline:
@@ -105,6 +113,7 @@ def main():
     b.add_argument("--dst", required=True)
     b.add_argument("--port", type=int, required=True)
     b.add_argument("--seconds", type=float, required=True)
+    b.add_argument("--congestion", help="TCP_CONGESTION for the socket (default: the system's)")
     r = sub.add_parser("rtt")
     r.add_argument("--dst", required=True)
     r.add_argument("--port", type=int, required=True)
