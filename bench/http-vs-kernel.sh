@@ -128,8 +128,8 @@ case "$client_csum" in 0|1) ;; *) die "SNB_CLIENT_CSUM must be 0 or 1";; esac
     die "SNB_CLIENT_CSUM=1 with the dpdk backend: net_af_packet does not pass the pending checksum on"
 if [ "$client_csum" = 1 ]; then
     ip netns exec "$CLI" ethtool -K "$CIF" tx on >/dev/null
-    ip netns exec "$CLI" ethtool -k "$CIF" | grep -q '^tx-checksumming: on' ||
-        die "cannot turn on $CIF's TX checksum offload"
+    features=$(ip netns exec "$CLI" ethtool -k "$CIF")
+    grep -q '^tx-checksumming: on' <<< "$features" || die "cannot turn on $CIF's TX checksum offload"
 fi
 # The client's TCP congestion control shapes the one-connection test (BBR paces
 # its sends; CUBIC fills the receiver's queue until it loses a packet); the
