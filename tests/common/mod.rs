@@ -289,6 +289,11 @@ impl Shardnet {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The process id (`ip netns exec` execs shardnet in place).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
     /// Send a signal to the process.
     pub fn signal(&self, signal: &str) {
         let pid = self.child.as_ref().unwrap().id().to_string();
@@ -383,4 +388,33 @@ pub fn run_load(lab: &Lab, name: &str, config_text: &str, args: &[&str]) -> serd
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+}
+
+/// `/metrics` of the shardnet in the DUT namespace listening on `addr`.
+pub fn scrape(lab: &Lab, addr: &str) -> String {
+    let out = lab.dut(&["curl", "-sf", "--max-time", "10", &format!("http://{addr}/metrics")]);
+    assert!(
+        out.status.success(),
+        "cannot scrape http://{addr}/metrics: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The sum of the samples of metric `name` whose label set contains every
+/// one of `labels` (`worker="0"`, say); 0 when there is none.
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, label_set) = match series.split_once('{') {
+                Some((metric, rest)) => (metric, rest),
+                None => (series, ""),
+            };
+            (metric == name && labels.iter().all(|want| label_set.contains(want)))
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
 }
