@@ -43,7 +43,11 @@ const SLOW_CONNECTIONS: &str = "8";
 fn config(lab: &Lab, generation: u32) -> String {
     // Each reload changes something real: a rule for a port the load does
     // not use flips between `drop` and `discard`.
-    let extra = if generation % 2 == 0 { "drop" } else { "discard" };
+    let extra = if generation % 2 == 0 {
+        "drop"
+    } else {
+        "discard"
+    };
     format!(
         r#"{}
 [interface]
@@ -98,14 +102,19 @@ fn rss_and_threads(pid: u32) -> (u64, u64) {
 
 /// A counter of an interface in a namespace, from sysfs.
 fn if_stat(lab: &Lab, peer_side: bool, name: &str) -> u64 {
-    let (ns_run, ifname): (&dyn Fn(&[&str]) -> std::process::Output, &str) = if peer_side {
-        (&|a| lab.peer(a), &lab.peer_if)
+    let ifname = if peer_side { &lab.peer_if } else { &lab.dut_if };
+    let path = format!("/sys/class/net/{ifname}/statistics/{name}");
+    let out = if peer_side {
+        lab.peer(&["cat", &path])
     } else {
-        (&|a| lab.dut(a), &lab.dut_if)
+        lab.dut(&["cat", &path])
     };
-    let out = ns_run(&["cat", &format!("/sys/class/net/{ifname}/statistics/{name}")]);
     assert!(out.status.success(), "no {name} on {ifname}");
-    String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// The peer namespace's UDP receive errors (datagrams its kernel dropped).
@@ -190,15 +199,22 @@ fn soak_mixed_load_with_reloads() {
         String::from_utf8_lossy(&out.stderr)
     );
     let result: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("load output ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        panic!(
+            "load output ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
     });
 
     // Quiet now: the last reload applied.
     let expected_generation = f64::from(reloads + 1);
-    wait_for("every worker on the last rules", Duration::from_secs(10), || {
-        let text = scrape(&lab, METRICS);
-        metric_sum(&text, "shardnet_rules_generation", &[]) == expected_generation
-    });
+    wait_for(
+        "every worker on the last rules",
+        Duration::from_secs(10),
+        || {
+            let text = scrape(&lab, METRICS);
+            metric_sum(&text, "shardnet_rules_generation", &[]) == expected_generation
+        },
+    );
     let after = scrape(&lab, METRICS);
     let (rss_end, threads_end) = rss_and_threads(pid);
     rss_max_after = rss_max_after.max(rss_end);

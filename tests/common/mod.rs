@@ -392,7 +392,13 @@ pub fn run_load(lab: &Lab, name: &str, config_text: &str, args: &[&str]) -> serd
 
 /// `/metrics` of the shardnet in the DUT namespace listening on `addr`.
 pub fn scrape(lab: &Lab, addr: &str) -> String {
-    let out = lab.dut(&["curl", "-sf", "--max-time", "10", &format!("http://{addr}/metrics")]);
+    let out = lab.dut(&[
+        "curl",
+        "-sf",
+        "--max-time",
+        "10",
+        &format!("http://{addr}/metrics"),
+    ]);
     assert!(
         out.status.success(),
         "cannot scrape http://{addr}/metrics: {}",
