@@ -179,6 +179,11 @@ impl Lab {
 
     /// Start shardnet in the DUT namespace with `config_text`.
     pub fn start_shardnet(&self, config_text: &str) -> Shardnet {
+        self.start_shardnet_env(config_text, &[])
+    }
+
+    /// [`Lab::start_shardnet`] with more environment variables.
+    pub fn start_shardnet_env(&self, config_text: &str, envs: &[(&str, &Path)]) -> Shardnet {
         let config = self.path("shardnet.toml");
         std::fs::write(&config, config_text).unwrap();
         let log = self.path("shardnet.log");
@@ -193,6 +198,7 @@ impl Lab {
             ])
             .arg(&config)
             .env("SHARDNET_LOG", "info")
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -320,6 +326,16 @@ impl Shardnet {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+impl Shardnet {
+    /// SIGKILL (no stop runs: a crash), then wait; the log.
+    pub fn kill(mut self) -> String {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        self.log_text()
     }
 }
 
