@@ -714,8 +714,8 @@ fn crash_then_restore(backend: &str) {
     // values from before the first start.
     let sn = start();
     let log = sn.stop();
-    assert!(log.contains("crash recovery"), "{log}");
     assert_eq!(nic_settings(&lab), before, "{log}");
+    assert!(log.contains("crash recovery"), "{log}");
     assert_eq!(state_files(&state), Vec::<String>::new());
 
     // (b) Another crash; `shardnet restore` refuses while an instance runs,
