@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::netif::{self, SysctlChange, SysctlRestore};
-use crate::port::af_packet::ingress;
+use crate::port::af_packet::{ingress, sys};
 
 /// The environment variable that overrides [`DEFAULT_STATE_DIR`].
 pub const STATE_DIR_ENV: &str = "SHARDNET_STATE_DIR";
@@ -187,7 +187,7 @@ impl NicJournal {
         netns: u64,
     ) -> Result<(Arc<NicJournal>, Option<NicRecord>), JournalError> {
         // The name becomes part of a file name.
-        if !crate::port::af_packet::sys::valid_name(nic) || nic.starts_with('.') {
+        if !sys::valid_name(nic) || nic.starts_with('.') {
             return Err(JournalError::Io {
                 step: format!("keep a journal for {nic:?}"),
                 source: io::Error::new(io::ErrorKind::InvalidInput, "not an interface name"),
@@ -317,9 +317,9 @@ fn take_lock(path: &Path, nic: &str) -> Result<File, JournalError> {
             .mode(0o600)
             .open(path)
             .map_err(io_error(format!("open {}", path.display())))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
+        match sys::try_lock_exclusive(&file) {
+            Ok(true) => {}
+            Ok(false) => {
                 let mut text = String::new();
                 let _ = file.read_to_string(&mut text);
                 return Err(JournalError::Busy {
@@ -328,9 +328,7 @@ fn take_lock(path: &Path, nic: &str) -> Result<File, JournalError> {
                     holder: text.trim().parse().ok(),
                 });
             }
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(io_error(format!("lock {}", path.display()))(e))
-            }
+            Err(e) => return Err(io_error(format!("lock {}", path.display()))(e)),
         }
         // The previous holder removes the file before it lets go: the lock
         // counts only if the path still names the file locked.
@@ -528,7 +526,7 @@ mod tests {
         journal.forget_sysctl(&rp).unwrap();
         journal.forget_table().unwrap();
         let on_disk = parse(&fs::read(&path).unwrap(), "sntest9", 42).unwrap();
-        assert_eq!(on_disk.sysctls, [arp.clone()]);
+        assert_eq!(on_disk.sysctls, std::slice::from_ref(&arp));
         assert_eq!(on_disk.nftables_table, None);
         journal.forget_sysctl(&arp).unwrap();
         assert!(!path.exists(), "an empty journal is removed");
