@@ -667,15 +667,15 @@ fn crash_then_restore(backend: &str) {
         );
         assert!(text_config.contains("kernel_ingress"), "{text_config}");
     }
+    // Where the lab tells shardnet to keep its journals.
     let state = lab.path("state");
-    let envs: [(&str, &std::path::Path); 1] = [("SHARDNET_STATE_DIR", &state)];
     let before = nic_settings(&lab);
     let start = || {
         // A killed run's kernel interface goes with its last descriptor.
         wait_for("sn0 to go", Duration::from_secs(10), || {
             !lab.dut(&["ip", "link", "show", "sn0"]).status.success()
         });
-        let mut sn = lab.start_shardnet_env(&text_config, &envs);
+        let mut sn = lab.start_shardnet(&text_config);
         lab.wait_until_answering(&mut sn, Duration::from_secs(30));
         sn
     };

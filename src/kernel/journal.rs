@@ -34,7 +34,10 @@
 //! Restoring ([`restore`]) puts a sysctl back only while it still holds the
 //! value shardnet set: one that someone changed since is left alone (and
 //! reported), and one that was recorded but never written (a crash between
-//! the two) is already right.
+//! the two) is already right. That also keeps harmless a journal left for a
+//! namespace that is gone, whose inode a new namespace may get again (seen
+//! in tests): the new namespace's values are its own defaults, not the ones
+//! shardnet set.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};

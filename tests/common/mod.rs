@@ -179,11 +179,6 @@ impl Lab {
 
     /// Start shardnet in the DUT namespace with `config_text`.
     pub fn start_shardnet(&self, config_text: &str) -> Shardnet {
-        self.start_shardnet_env(config_text, &[])
-    }
-
-    /// [`Lab::start_shardnet`] with more environment variables.
-    pub fn start_shardnet_env(&self, config_text: &str, envs: &[(&str, &Path)]) -> Shardnet {
         let config = self.path("shardnet.toml");
         std::fs::write(&config, config_text).unwrap();
         let log = self.path("shardnet.log");
@@ -198,7 +193,10 @@ impl Lab {
             ])
             .arg(&config)
             .env("SHARDNET_LOG", "info")
-            .envs(envs.iter().copied())
+            // Journals of what it changes on the NIC in the lab, not in
+            // /run/shardnet: a test that fails leaves one (for a namespace
+            // that is gone).
+            .env("SHARDNET_STATE_DIR", self.path("state"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -222,6 +220,7 @@ impl Lab {
                 "--config",
             ])
             .arg(config)
+            .env("SHARDNET_STATE_DIR", self.path("state"))
             .output()
             .expect("cannot run shardnet")
     }
@@ -306,6 +305,14 @@ impl Shardnet {
         run_ok(&["kill", &format!("-{signal}"), &pid]);
     }
 
+    /// SIGKILL (no stop runs: a crash), then wait; the log.
+    pub fn kill(mut self) -> String {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        self.log_text()
+    }
+
     /// SIGTERM, then wait (bounded) for a clean exit; panics otherwise.
     pub fn stop(mut self) -> String {
         self.signal("TERM");
@@ -326,16 +333,6 @@ impl Shardnet {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Shardnet {
-    /// SIGKILL (no stop runs: a crash), then wait; the log.
-    pub fn kill(mut self) -> String {
-        let mut child = self.child.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-        self.log_text()
     }
 }
 
