@@ -29,6 +29,23 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Undo what a shardnet that did not stop cleanly left changed on the config's NIC.
+    ///
+    /// While it runs, shardnet changes the NIC's sysctls (arp_ignore, rp_filter,
+    /// disable_ipv6, the namespace's udp_early_demux) and, with
+    /// `kernel_ingress = "drop"`, adds an nftables table; it records each change
+    /// beforehand in $SHARDNET_STATE_DIR (default /run/shardnet). After a crash
+    /// (SIGKILL, abort), this puts back what the record lists, in the current
+    /// network namespace, and prints what it did. The next `shardnet run` does the
+    /// same by itself; this is for the time in between, e.g. systemd's
+    /// `ExecStopPost=shardnet restore --config FILE`. Exits 0 when all was restored
+    /// or nothing was left, 1 if a running shardnet still holds the NIC or
+    /// something could not be restored.
+    Restore {
+        /// The TOML configuration file of the run to clean up after.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 /// Load and validate, printing `FILE:LINE:COL: reason` lines on failure.
@@ -64,6 +81,23 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Restore { config } => {
+            let config = match Config::load(&config) {
+                Ok(config) => config,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return ExitCode::from(1);
+                }
+            };
+            let mut say = |line: String| println!("{line}");
+            match runtime::restore_after_crash(&config, &mut say) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("shardnet: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Run { config } => {
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)

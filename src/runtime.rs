@@ -24,6 +24,7 @@ use crate::config::{KernelConfig, KernelKind};
 use crate::control::http::HttpServer;
 use crate::control::{ControlPlane, HealthWatch};
 use crate::counters::{DropReason, WorkerCounters};
+use crate::kernel::journal::{self, NicJournal};
 use crate::kernel::netif::{self, DefaultRoute, InterfaceSetup, SysctlGuard};
 use crate::kernel::tap::TapDevice;
 use crate::kernel::{self, KernelLink, Relay, RelayCounters, RelayThread};
@@ -277,7 +278,6 @@ fn pin_current_thread(core: usize, what: &str) {
 
 fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     use crate::config::KernelIngress;
-    use crate::port::af_packet::ingress::KernelIngressDrop;
     use crate::port::af_packet::{AfPacketOptions, AfPacketPort};
     let config = shared.config();
     let Some(af) = &config.af_packet else {
@@ -291,12 +291,22 @@ fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     };
     let mut port = AfPacketPort::open(&af.interface, n, options)
         .with_context(|| format!("cannot open AF_PACKET port on {}", af.interface))?;
+    // What shardnet changes on the NIC is written down before it is changed,
+    // and a previous run's leftovers are undone first.
+    let nic_journal = if config.kernel.enabled || af.kernel_ingress == KernelIngress::Drop {
+        Some(claim_nic(&af.interface)?)
+    } else {
+        None
+    };
     // Once the sockets are open (they are the taps the chain runs after), and
     // until the end of this function, after the workers and the exception
     // port have stopped.
-    let _ingress_drop = match af.kernel_ingress {
-        KernelIngress::Drop => Some(KernelIngressDrop::install(&af.interface)?),
-        KernelIngress::Keep => None,
+    let _ingress_drop = match (af.kernel_ingress, &nic_journal) {
+        (KernelIngress::Drop, Some(journal)) => Some(RecordedIngressDrop::install(
+            &af.interface,
+            journal.clone(),
+        )?),
+        _ => None,
     };
     let mac = choose_mac(&config.interface.mac, port.mac());
     tracing::info!(
@@ -309,7 +319,10 @@ fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     shared.plane.set_port_stats(Box::new(move || reader.read()));
     // The exception port before the workers: they get its rings.
     let (kernel, links) = if config.kernel.enabled {
-        let (kernel, links) = start_tap_kernel(shared, &af.interface, mac, port.mtu())?;
+        let journal = nic_journal
+            .clone()
+            .context("the NIC's journal is claimed")?;
+        let (kernel, links) = start_tap_kernel(shared, &af.interface, mac, port.mtu(), journal)?;
         (Some(kernel), links)
     } else {
         (None, Vec::new())
@@ -468,9 +481,10 @@ fn start_tap_kernel(
     nic: &str,
     mac: EthernetAddress,
     mtu: u32,
+    journal: Arc<NicJournal>,
 ) -> anyhow::Result<(RunningKernel<TapDevice>, Vec<KernelLink<HeapBuf>>)> {
     let config = shared.config();
-    let isolation = isolate_nic(config, nic)?;
+    let isolation = isolate_nic(config, nic, journal)?;
     let tap = TapDevice::create(&config.kernel.name)?;
     start_kernel(shared, tap, mac, Some(mtu), Some(isolation))
 }
@@ -479,8 +493,12 @@ fn start_tap_kernel(
 /// the stack's address through the exception port. The NIC must carry no
 /// IPv4 address there: the kernel's addresses move to the exception
 /// interface, and an address (or a route) left on the NIC would let the
-/// kernel answer on it too.
-fn isolate_nic(config: &Config, nic: &str) -> anyhow::Result<SysctlGuard> {
+/// kernel answer on it too. Each change is recorded in `journal` first.
+fn isolate_nic(
+    config: &Config,
+    nic: &str,
+    journal: Arc<NicJournal>,
+) -> anyhow::Result<SysctlGuard> {
     let addresses = netif::interface_addresses(nic)
         .with_context(|| format!("cannot read the addresses of {nic}"))?;
     if !addresses.is_empty() {
@@ -494,13 +512,148 @@ fn isolate_nic(config: &Config, nic: &str) -> anyhow::Result<SysctlGuard> {
             config.interface.prefix_len
         );
     }
-    let guard = netif::isolate_from_kernel(nic)?;
+    let guard = netif::isolate_from_kernel(nic, Some(journal))?;
     tracing::info!(
         interface = nic,
         "the kernel's own IP stack is kept off {nic} while shardnet runs: {}",
         guard.summary()
     );
     Ok(guard)
+}
+
+/// Claim the journal of `nic` (in this thread's network namespace) before
+/// anything on it changes: refused while another shardnet holds it. If a
+/// previous run died without its stop, what it left changed is undone first,
+/// so that the settings found, and restored at this run's stop, are the
+/// originals.
+fn claim_nic(nic: &str) -> anyhow::Result<Arc<NicJournal>> {
+    let (journal, left) = NicJournal::claim(&journal::state_dir(), nic)?;
+    let Some(left) = left else {
+        return Ok(journal);
+    };
+    tracing::warn!(
+        interface = nic,
+        file = %journal.path().display(),
+        "crash recovery: a previous shardnet (pid {}) did not stop cleanly and left {nic} \
+         changed ({}); restoring the originals before starting",
+        left.pid,
+        left.summary()
+    );
+    let report = journal::restore(&journal);
+    for line in &report.done {
+        tracing::info!(interface = nic, "crash recovery: {line}");
+    }
+    if !report.failed.is_empty() {
+        bail!(
+            "cannot undo what a previous shardnet left changed on {nic} ({}): {}",
+            journal.path().display(),
+            report.failed.join("; ")
+        );
+    }
+    Ok(journal)
+}
+
+/// The `[af_packet] kernel_ingress = "drop"` chain, recorded in the NIC's
+/// journal before it is installed and forgotten once it is removed.
+struct RecordedIngressDrop {
+    chain: Option<crate::port::af_packet::ingress::KernelIngressDrop>,
+    journal: Arc<NicJournal>,
+}
+
+impl RecordedIngressDrop {
+    fn install(interface: &str, journal: Arc<NicJournal>) -> anyhow::Result<Self> {
+        use crate::port::af_packet::ingress::{table_name, KernelIngressDrop};
+        // A name that makes no table is refused by install, before nft runs.
+        if let Some(table) = table_name(interface) {
+            journal.record_table(&table).with_context(|| {
+                format!(
+                    "cannot record the nftables table {table} in {}",
+                    journal.path().display()
+                )
+            })?;
+        }
+        match KernelIngressDrop::install(interface) {
+            Ok(chain) => Ok(RecordedIngressDrop {
+                chain: Some(chain),
+                journal,
+            }),
+            Err(e) => {
+                // One nft transaction: nothing was installed.
+                let _ = journal.forget_table();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for RecordedIngressDrop {
+    fn drop(&mut self) {
+        // A table that stays (logged) stays in the journal too.
+        if let Some(Ok(())) = self.chain.take().map(|chain| chain.remove()) {
+            if let Err(e) = self.journal.forget_table() {
+                tracing::warn!(
+                    file = %self.journal.path().display(),
+                    "cannot update the journal: {e}"
+                );
+            }
+        }
+    }
+}
+
+/// The interfaces whose settings a run of `config` may change (and record):
+/// the AF_PACKET interface; with DPDK, those of `net_af_packet` vdevs in
+/// `eal_args`, which the kernel still sees.
+pub fn recorded_nics(config: &Config) -> Vec<String> {
+    match config.dataplane.backend {
+        Backend::AfPacket => config
+            .af_packet
+            .iter()
+            .map(|af| af.interface.clone())
+            .collect(),
+        Backend::Dpdk => eal_vdevs(&config.dpdk.eal_args)
+            .into_iter()
+            .filter(|(device, _)| {
+                device.starts_with("net_af_packet") || device.starts_with("eth_af_packet")
+            })
+            .filter_map(|(_, iface)| iface)
+            .collect(),
+    }
+}
+
+/// `shardnet restore`: undo what a run of `config` that did not stop
+/// cleanly left changed on its NICs (in this thread's network namespace),
+/// as its journals record. `say` gets one line per action. Fails if a
+/// running shardnet holds one of the NICs, or if something could not be
+/// undone (it stays recorded).
+pub fn restore_after_crash(config: &Config, say: &mut dyn FnMut(String)) -> anyhow::Result<()> {
+    let nics = recorded_nics(config);
+    if nics.is_empty() {
+        say("nothing to restore: this configuration changes no interface's settings".to_owned());
+        return Ok(());
+    }
+    let dir = journal::state_dir();
+    let mut failed = Vec::new();
+    for nic in nics {
+        let (journal, left) = NicJournal::claim(&dir, &nic)?;
+        let Some(left) = left else {
+            say(format!("{nic}: nothing to restore"));
+            continue;
+        };
+        say(format!(
+            "{nic}: shardnet (pid {}) did not stop cleanly; restoring what it changed ({})",
+            left.pid,
+            journal.path().display()
+        ));
+        let report = journal::restore(&journal);
+        for line in report.done {
+            say(format!("{nic}: {line}"));
+        }
+        failed.extend(report.failed.into_iter().map(|f| format!("{nic}: {f}")));
+    }
+    if !failed.is_empty() {
+        bail!("{} (kept in the journal)", failed.join("; "));
+    }
+    Ok(())
 }
 
 /// Warn about rules that claim ports the kernel picks for its own outgoing
@@ -729,7 +882,7 @@ fn start_dpdk_kernel(
                      interface and must be kept off it while it shares the address"
                 );
             };
-            Some(isolate_nic(config, &iface)?)
+            Some(isolate_nic(config, &iface, claim_nic(&iface)?)?)
         }
         _ => None,
     };
@@ -746,6 +899,15 @@ fn start_dpdk_kernel(
 /// `eal_args`, written `--vdev=DEV,...` or as `--vdev` then `DEV,...`.
 #[cfg(feature = "dpdk")]
 fn af_packet_vdev_interface(eal_args: &[String], device: &str) -> Option<String> {
+    eal_vdevs(eal_args)
+        .into_iter()
+        .find(|(name, _)| name == device)
+        .and_then(|(_, iface)| iface)
+}
+
+/// Every `--vdev` of `eal_args` (`--vdev=DEV,...` or `--vdev DEV,...`): its
+/// device name and its `iface=`, if any.
+fn eal_vdevs(eal_args: &[String]) -> Vec<(String, Option<String>)> {
     let mut values = Vec::new();
     let mut args = eal_args.iter();
     while let Some(arg) = args.next() {
@@ -755,13 +917,15 @@ fn af_packet_vdev_interface(eal_args: &[String], device: &str) -> Option<String>
             values.extend(args.next().map(String::as_str));
         }
     }
-    values.into_iter().find_map(|value| {
-        let mut parts = value.split(',');
-        if parts.next()? != device {
-            return None;
-        }
-        parts.find_map(|kv| kv.strip_prefix("iface=").map(str::to_owned))
-    })
+    values
+        .into_iter()
+        .map(|value| {
+            let mut parts = value.split(',');
+            let device = parts.next().unwrap_or_default().to_owned();
+            let iface = parts.find_map(|kv| kv.strip_prefix("iface=").map(str::to_owned));
+            (device, iface)
+        })
+        .collect()
 }
 
 /// The vdev names of the exception port.

@@ -180,3 +180,59 @@ fn missing_file_and_version() {
     assert_eq!(code, 0);
     assert!(stdout.starts_with("shardnet "), "{stdout}");
 }
+
+/// `shardnet restore` with nothing left behind: exit 0 and say so; its help
+/// names the state directory and the systemd use.
+#[test]
+fn restore_with_nothing_left_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let restore = |path: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_shardnet"))
+            .args(["restore", "--config", path])
+            .env("SHARDNET_STATE_DIR", &state)
+            .output()
+            .expect("run shardnet");
+        (
+            out.status.code().expect("exit code"),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The AF_PACKET interface's journal is looked for, and is not there.
+    let path = write(&dir, &format!("{GOOD}\n[kernel]\nenabled = true\n"));
+    let (code, stdout, stderr) = restore(&path);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "sn-no-such-if: nothing to restore");
+    assert_eq!(
+        std::fs::read_dir(&state).unwrap().count(),
+        0,
+        "no file left"
+    );
+    // DPDK on a NIC the kernel does not see: nothing shardnet changes.
+    let dpdk = GOOD
+        .replace("backend = \"af_packet\"", "backend = \"dpdk\"")
+        .replace(
+            "[af_packet]\ninterface = \"sn-no-such-if\"\n",
+            "[dpdk]\neal_args = [\"--no-pci\", \"--vdev=net_tap0\"]\n",
+        );
+    let (code, stdout, stderr) = restore(&write(&dir, &dpdk));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout,
+        "nothing to restore: this configuration changes no interface's settings"
+    );
+
+    let (code, stdout, _) = shardnet(&["restore", "--help"]);
+    assert_eq!(code, 0);
+    for words in [
+        "SHARDNET_STATE_DIR",
+        "/run/shardnet",
+        "ExecStopPost",
+        "udp_early_demux",
+    ] {
+        assert!(stdout.contains(words), "{words}: {stdout}");
+    }
+    let (_, stdout, _) = shardnet(&["--help"]);
+    assert!(stdout.contains("restore"), "{stdout}");
+}

@@ -593,3 +593,191 @@ fn dpdk_virtio_user_needs_vhost_net() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Everything shardnet changes on the DUT side while the NIC is shared: the
+/// NIC's sysctls, the namespace's udp_early_demux, and (AF_PACKET with
+/// `kernel_ingress = "drop"`) whether its nftables table exists.
+fn nic_settings(lab: &Lab) -> Vec<(String, String)> {
+    let nic = &lab.dut_if;
+    let mut settings: Vec<(String, String)> = [
+        format!("ipv4/conf/{nic}/arp_ignore"),
+        format!("ipv4/conf/{nic}/rp_filter"),
+        format!("ipv6/conf/{nic}/disable_ipv6"),
+        "ipv4/udp_early_demux".to_owned(),
+        "ipv4/conf/all/rp_filter".to_owned(),
+    ]
+    .into_iter()
+    .map(|key| {
+        let value = text(&lab.dut(&["cat", &format!("/proc/sys/net/{key}")]));
+        (key, value)
+    })
+    .collect();
+    let table = format!("shardnet_{nic}");
+    let listed = lab.dut(&["nft", "list", "table", "netdev", &table]);
+    settings.push((format!("nft {table}"), listed.status.success().to_string()));
+    settings
+}
+
+/// `shardnet restore --config` in the DUT namespace: exit code, stdout,
+/// stderr.
+fn restore(lab: &Lab, state: &std::path::Path) -> (i32, String, String) {
+    let out = lab.dut(&[
+        "env",
+        &format!("SHARDNET_STATE_DIR={}", state.display()),
+        env!("CARGO_BIN_EXE_shardnet"),
+        "restore",
+        "--config",
+        lab.path("shardnet.toml").to_str().unwrap(),
+    ]);
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
+}
+
+/// The files in the state directory (journals and locks).
+fn state_files(state: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(state)
+        .map(|dir| {
+            dir.map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A crash (SIGKILL) leaves the NIC changed; the next start undoes it
+/// before changing anything, so its clean stop restores the values from
+/// before the first start; after another crash, `shardnet restore` does
+/// the same, and refuses while an instance runs.
+fn crash_then_restore(backend: &str) {
+    let lab = Lab::new();
+    // IPv6 on, as on a server (the lab turns it off), so that disable_ipv6
+    // is among the changes.
+    let nic = lab.dut_if.clone();
+    let ipv6 = format!("net.ipv6.conf.{nic}.disable_ipv6=0");
+    assert!(lab.dut(&["sysctl", "-qw", &ipv6]).status.success());
+    let mut text_config = config(&lab, backend, "kernel");
+    if backend == "af_packet" {
+        text_config = text_config.replace(
+            &format!("interface = \"{nic}\"\n"),
+            &format!("interface = \"{nic}\"\nkernel_ingress = \"drop\"\n"),
+        );
+        assert!(text_config.contains("kernel_ingress"), "{text_config}");
+    }
+    // Where the lab tells shardnet to keep its journals.
+    let state = lab.path("state");
+    let before = nic_settings(&lab);
+    let start = || {
+        // A killed run's kernel interface goes with its last descriptor.
+        wait_for("sn0 to go", Duration::from_secs(10), || {
+            !lab.dut(&["ip", "link", "show", "sn0"]).status.success()
+        });
+        let mut sn = lab.start_shardnet(&text_config);
+        lab.wait_until_answering(&mut sn, Duration::from_secs(30));
+        sn
+    };
+
+    // A crash: the settings stay changed, and recorded.
+    let sn = start();
+    let during = nic_settings(&lab);
+    let log = sn.kill();
+    let crashed = nic_settings(&lab);
+    assert_eq!(crashed, during, "{log}");
+    let value = |settings: &[(String, String)], key: &str| {
+        settings
+            .iter()
+            .find(|(k, _)| k.ends_with(key))
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert_eq!(value(&crashed, "arp_ignore"), "8");
+    assert_eq!(value(&crashed, "/rp_filter"), "1");
+    assert_eq!(value(&crashed, "udp_early_demux"), "0");
+    assert_eq!(value(&crashed, "disable_ipv6"), "1");
+    assert_eq!(
+        value(&crashed, &format!("shardnet_{nic}")),
+        (backend == "af_packet").to_string()
+    );
+    let files = state_files(&state);
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with(&format!("{nic}.netns-")) && f.ends_with(".json")),
+        "no journal after the crash: {files:?}"
+    );
+
+    // (a) The next start undoes it first; its clean stop restores the
+    // values from before the first start.
+    let sn = start();
+    let log = sn.stop();
+    assert_eq!(nic_settings(&lab), before, "{log}");
+    assert!(log.contains("crash recovery"), "{log}");
+    assert_eq!(state_files(&state), Vec::<String>::new());
+
+    // (b) Another crash; `shardnet restore` refuses while an instance runs,
+    // and restores once it is gone.
+    let sn = start();
+    let (code, out, err) = restore(&lab, &state);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.starts_with("shardnet: a running shardnet (pid ") && err.contains("stop it first"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    if backend == "af_packet" {
+        // So is a second instance on the NIC (with DPDK, the exception
+        // interface's name is taken already, and that refuses it first).
+        let out = lab.dut(&[
+            "env",
+            &format!("SHARDNET_STATE_DIR={}", state.display()),
+            "timeout",
+            "20",
+            env!("CARGO_BIN_EXE_shardnet"),
+            "run",
+            "--config",
+            lab.path("shardnet.toml").to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let last = err.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("shardnet: a running shardnet (pid "),
+            "{err}"
+        );
+    }
+    let log = sn.kill();
+    assert_ne!(nic_settings(&lab), before, "{log}");
+    let (code, out, err) = restore(&lab, &state);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("did not stop cleanly"), "{out}");
+    assert!(
+        out.contains(&format!("net/ipv4/conf/{nic}/arp_ignore 8 -> 0 (restored)")),
+        "{out}"
+    );
+    if backend == "af_packet" {
+        assert!(
+            out.contains(&format!("nftables table netdev shardnet_{nic} deleted")),
+            "{out}"
+        );
+    }
+    assert_eq!(nic_settings(&lab), before, "{out}");
+    assert_eq!(state_files(&state), Vec::<String>::new());
+    // Nothing left: says so, exit 0.
+    let (code, out, err) = restore(&lab, &state);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, format!("{nic}: nothing to restore"));
+}
+
+#[test]
+fn af_packet_crash_leaves_nothing_changed() {
+    crash_then_restore("af_packet");
+}
+
+#[test]
+fn dpdk_crash_leaves_nothing_changed() {
+    crash_then_restore("dpdk");
+}

@@ -28,6 +28,8 @@
 
 pub mod flows;
 #[cfg(target_os = "linux")]
+pub mod journal;
+#[cfg(target_os = "linux")]
 pub mod netif;
 #[cfg(target_os = "linux")]
 pub mod tap;

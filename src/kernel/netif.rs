@@ -22,10 +22,12 @@ use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::Arc;
 
 use thiserror::Error;
 use tracing::{debug, warn};
 
+use super::journal::NicJournal;
 use crate::port::af_packet::sys;
 
 /// What went wrong configuring an interface or its sysctls. Each message names
@@ -467,7 +469,7 @@ fn parse_port_range(text: &str) -> Option<RangeInclusive<u16>> {
 }
 
 /// One sysctl that [`isolate_from_kernel`] changed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SysctlChange {
     /// The file, e.g. `/proc/sys/net/ipv4/conf/eth0/rp_filter`.
     pub path: String,
@@ -477,20 +479,73 @@ pub struct SysctlChange {
     pub new: String,
 }
 
+impl SysctlChange {
+    /// The sysctl's name as a path under `/proc/sys`, e.g.
+    /// `net/ipv4/conf/eth0/rp_filter`.
+    pub fn key(&self) -> &str {
+        self.path.strip_prefix("/proc/sys/").unwrap_or(&self.path)
+    }
+
+    /// The undoing, for a log line: `KEY NEW -> OLD`.
+    pub fn reversed(&self) -> String {
+        format!("{} {} -> {}", self.key(), self.new, self.old)
+    }
+}
+
 impl fmt::Display for SysctlChange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let key = self.path.strip_prefix("/proc/sys/").unwrap_or(&self.path);
-        write!(f, "{key} {} -> {}", self.old, self.new)
+        write!(f, "{} {} -> {}", self.key(), self.old, self.new)
+    }
+}
+
+/// What [`restore_sysctl`] found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SysctlRestore {
+    /// It held the value set, and holds the original again.
+    Restored,
+    /// It holds the original already (the change was recorded but never
+    /// made, or undone already).
+    AlreadyOriginal,
+    /// It no longer exists (its interface is gone, and its settings with it).
+    Gone,
+    /// Someone set it to this value since: left alone.
+    ChangedSince(String),
+}
+
+/// Put `change.path` back to `change.old`, but only while it holds
+/// `change.new`, the value shardnet set: a value someone else wrote since is
+/// theirs to keep.
+pub fn restore_sysctl(change: &SysctlChange) -> io::Result<SysctlRestore> {
+    let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
+    let now = match read_sysctl(&change.path) {
+        Ok(now) => now,
+        Err(e) if gone(&e) => return Ok(SysctlRestore::Gone),
+        Err(e) => return Err(e),
+    };
+    if now == change.old {
+        return Ok(SysctlRestore::AlreadyOriginal);
+    }
+    if now != change.new {
+        return Ok(SysctlRestore::ChangedSince(now));
+    }
+    match write_sysctl(&change.path, &change.old) {
+        Ok(()) => Ok(SysctlRestore::Restored),
+        Err(e) if gone(&e) => Ok(SysctlRestore::Gone),
+        Err(e) => Err(e),
     }
 }
 
 /// The sysctls [`isolate_from_kernel`] changed; dropping it puts the old values
-/// back, the last change first.
+/// back, the last change first (each while it still holds the value set: see
+/// [`restore_sysctl`]).
 #[derive(Debug)]
 #[must_use = "dropping the guard gives the NIC back to the kernel"]
 pub struct SysctlGuard {
     nic: String,
     changes: Vec<SysctlChange>,
+    /// Where each change is recorded before it is made, and forgotten once
+    /// undone.
+    journal: Option<Arc<NicJournal>>,
 }
 
 impl SysctlGuard {
@@ -527,12 +582,31 @@ impl SysctlGuard {
         if old == value {
             return Ok(());
         }
-        write_sysctl(&path, value).map_err(|e| fail("write", e))?;
-        self.changes.push(SysctlChange {
-            path,
+        let change = SysctlChange {
+            path: path.clone(),
             old,
             new: value.to_owned(),
-        });
+        };
+        if let Some(journal) = &self.journal {
+            journal.record_sysctl(&change).map_err(|e| {
+                step_error(
+                    &self.nic,
+                    format!(
+                        "record the original value of {path} in {} (before changing it)",
+                        journal.path().display()
+                    ),
+                    e,
+                )
+            })?;
+        }
+        if let Err(e) = write_sysctl(&path, value) {
+            if let Some(journal) = &self.journal {
+                // Not changed: nothing to restore.
+                let _ = journal.forget_sysctl(&change);
+            }
+            return Err(fail("write", e));
+        }
+        self.changes.push(change);
         Ok(())
     }
 }
@@ -540,18 +614,33 @@ impl SysctlGuard {
 impl Drop for SysctlGuard {
     fn drop(&mut self) {
         for change in self.changes.iter().rev() {
-            match write_sysctl(&change.path, &change.old) {
-                Ok(()) => {}
+            match restore_sysctl(change) {
+                Ok(SysctlRestore::Restored | SysctlRestore::AlreadyOriginal) => {}
                 // The interface is gone, and its settings with it.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Ok(SysctlRestore::Gone) => {
                     debug!(path = %change.path, "sysctl gone, nothing to restore");
                 }
-                Err(e) => warn!(
+                Ok(SysctlRestore::ChangedSince(now)) => warn!(
                     path = %change.path,
-                    value = %change.old,
-                    error = %e,
-                    "cannot restore sysctl"
+                    "left at {now}: changed since shardnet set {} (the original was {})",
+                    change.new,
+                    change.old
                 ),
+                Err(e) => {
+                    warn!(
+                        path = %change.path,
+                        value = %change.old,
+                        error = %e,
+                        "cannot restore sysctl"
+                    );
+                    // Stays in the journal, for `shardnet restore`.
+                    continue;
+                }
+            }
+            if let Some(journal) = &self.journal {
+                if let Err(e) = journal.forget_sysctl(change) {
+                    warn!(file = %journal.path().display(), error = %e, "cannot update the journal");
+                }
             }
         }
     }
@@ -597,9 +686,16 @@ fn write_sysctl(path: &str, value: &str) -> io::Result<()> {
 /// the old values; [`SysctlGuard::summary`] lists the changes for a log line.
 /// If a step fails, what was changed before it is restored. Needs root.
 ///
+/// With a `journal`, each change is recorded there (on disk) before it is
+/// made, and forgotten once undone, so that a crash loses no original value
+/// (see [`super::journal`]).
+///
 /// Not covered: IPv4 from source 0.0.0.0 to the limited broadcast (DHCP
 /// clients) skips the reverse-path check.
-pub fn isolate_from_kernel(nic: &str) -> Result<SysctlGuard, NetifError> {
+pub fn isolate_from_kernel(
+    nic: &str,
+    journal: Option<Arc<NicJournal>>,
+) -> Result<SysctlGuard, NetifError> {
     check_name(nic)?;
     if !interface_exists(nic) {
         return Err(NetifError::NotFound {
@@ -609,6 +705,7 @@ pub fn isolate_from_kernel(nic: &str) -> Result<SysctlGuard, NetifError> {
     let mut guard = SysctlGuard {
         nic: nic.to_owned(),
         changes: Vec::new(),
+        journal,
     };
     let ipv4 = "/proc/sys/net/ipv4";
     guard.set(format!("{ipv4}/conf/{nic}/arp_ignore"), "8")?;
@@ -1270,7 +1367,7 @@ mod tests {
             assert_eq!(before, ["0", "0", "1", "0"]);
             let all_before = sysctl("/proc/sys/net/ipv4/conf/all/rp_filter");
 
-            let guard = isolate_from_kernel(NIC).unwrap_or_else(|e| panic!("{e}"));
+            let guard = isolate_from_kernel(NIC, None).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(guard.nic(), NIC);
             let changed: Vec<(&str, &str, &str)> = guard
                 .changes()
@@ -1316,7 +1413,7 @@ mod tests {
 
             // A second guard finds nothing to change; dropping it restores
             // nothing.
-            let second = isolate_from_kernel(NIC).unwrap_or_else(|e| panic!("{e}"));
+            let second = isolate_from_kernel(NIC, None).unwrap_or_else(|e| panic!("{e}"));
             assert!(second.changes().is_empty(), "{}", second.summary());
             drop(second);
 
@@ -1360,7 +1457,7 @@ mod tests {
             let before = values(&others);
             assert_eq!(before, ["0", "0", "0", "0"]);
 
-            let guard = isolate_from_kernel(NIC).unwrap_or_else(|e| panic!("{e}"));
+            let guard = isolate_from_kernel(NIC, None).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(sysctl(&format!("{conf}/all/rp_filter")), "1");
             // Every other interface stays loose: max(1, 2).
             assert_eq!(values(&others), ["2", "2", "2", "2"]);
@@ -1384,23 +1481,103 @@ mod tests {
         })
     }
 
+    /// With a journal, each change is on disk before it is made; a journal
+    /// left as a crash leaves it (the file, the sysctls still changed, nobody
+    /// holding the lock) restores the originals, but leaves alone a value
+    /// someone changed since.
+    #[test]
+    fn the_journal_outlives_a_crash() {
+        use crate::kernel::journal::{self, netns_inode, NicJournal, NicRecord};
+        in_fresh_netns(|| {
+            ip(&["link", "add", NIC, "type", "veth", "peer", "name", PEER]);
+            let paths = [
+                format!("/proc/sys/net/ipv4/conf/{NIC}/arp_ignore"),
+                format!("/proc/sys/net/ipv4/conf/{NIC}/rp_filter"),
+                "/proc/sys/net/ipv4/udp_early_demux".to_owned(),
+                format!("/proc/sys/net/ipv6/conf/{NIC}/disable_ipv6"),
+            ];
+            let values = || -> Vec<String> { paths.iter().map(|p| sysctl(p)).collect() };
+            let before = values();
+            assert_eq!(before, ["0", "0", "1", "0"]);
+
+            let dir = tempfile::tempdir().unwrap();
+            let (journal, left) = NicJournal::claim(dir.path(), NIC).unwrap();
+            assert_eq!(left, None);
+            let guard =
+                isolate_from_kernel(NIC, Some(journal.clone())).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(guard.changes().len(), 4, "{}", guard.summary());
+            let file = journal.path().to_owned();
+            let on_disk: NicRecord = serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
+            assert_eq!(on_disk.sysctls, guard.changes());
+            assert_eq!(on_disk.nic, NIC);
+            assert_eq!(on_disk.netns, netns_inode().unwrap());
+            assert_eq!(values(), ["8", "1", "0", "1"]);
+
+            // The crash: the same file where nobody holds the lock.
+            let crashed = tempfile::tempdir().unwrap();
+            fs::copy(&file, crashed.path().join(file.file_name().unwrap())).unwrap();
+            let (recovery, left) = NicJournal::claim(crashed.path(), NIC).unwrap();
+            assert_eq!(left.unwrap().sysctls, guard.changes());
+            // Someone else changed arp_ignore meanwhile.
+            set_sysctl(&paths[0], "2");
+            let report = journal::restore(&recovery);
+            assert!(report.failed.is_empty(), "{report:?}");
+            assert_eq!(
+                report.done,
+                [
+                    "net/ipv6/conf/snnic0/disable_ipv6 1 -> 0 (restored)",
+                    "net/ipv4/udp_early_demux 0 -> 1 (restored)",
+                    "net/ipv4/conf/snnic0/rp_filter 1 -> 0 (restored)",
+                    "net/ipv4/conf/snnic0/arp_ignore left at 2: changed since shardnet set 8 \
+                     (the original was 0)",
+                ]
+            );
+            assert_eq!(values(), ["2", "0", "1", "0"]);
+            assert!(
+                !recovery.path().exists(),
+                "the journal is removed once done"
+            );
+
+            // The guard's own stop finds nothing of its own left to undo,
+            // and removes its journal too.
+            drop(guard);
+            assert_eq!(values(), ["2", "0", "1", "0"]);
+            assert!(!file.exists());
+            // A journal whose change was recorded but never made (a crash
+            // between the two): already right.
+            set_sysctl(&paths[0], "0");
+            let unmade = SysctlChange {
+                path: paths[0].clone(),
+                old: "0".to_owned(),
+                new: "8".to_owned(),
+            };
+            journal.record_sysctl(&unmade).unwrap();
+            let report = journal::restore(&journal);
+            assert_eq!(
+                report.done,
+                ["net/ipv4/conf/snnic0/arp_ignore is 0 already"]
+            );
+            assert!(!file.exists());
+        })
+    }
+
     #[test]
     fn guard_errors() {
         in_fresh_netns(|| {
-            let e = isolate_from_kernel("snmissing0").unwrap_err();
+            let e = isolate_from_kernel("snmissing0", None).unwrap_err();
             assert!(matches!(e, NetifError::NotFound { .. }), "{e:?}");
             assert!(e.to_string().contains("snmissing0"), "{e}");
             assert!(matches!(
-                isolate_from_kernel(".."),
+                isolate_from_kernel("..", None),
                 Err(NetifError::InvalidName { .. })
             ));
             assert!(matches!(
-                isolate_from_kernel("all/../x"),
+                isolate_from_kernel("all/../x", None),
                 Err(NetifError::InvalidName { .. })
             ));
             // The interface vanishing under the guard: dropping it is quiet.
             ip(&["link", "add", NIC, "type", "veth", "peer", "name", PEER]);
-            let guard = isolate_from_kernel(NIC).unwrap_or_else(|e| panic!("{e}"));
+            let guard = isolate_from_kernel(NIC, None).unwrap_or_else(|e| panic!("{e}"));
             ip(&["link", "del", NIC]);
             drop(guard);
             assert_eq!(sysctl("/proc/sys/net/ipv4/udp_early_demux"), "1");

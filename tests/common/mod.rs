@@ -193,6 +193,10 @@ impl Lab {
             ])
             .arg(&config)
             .env("SHARDNET_LOG", "info")
+            // Journals of what it changes on the NIC in the lab, not in
+            // /run/shardnet: a test that fails leaves one (for a namespace
+            // that is gone).
+            .env("SHARDNET_STATE_DIR", self.path("state"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -216,6 +220,7 @@ impl Lab {
                 "--config",
             ])
             .arg(config)
+            .env("SHARDNET_STATE_DIR", self.path("state"))
             .output()
             .expect("cannot run shardnet")
     }
@@ -298,6 +303,14 @@ impl Shardnet {
     pub fn signal(&self, signal: &str) {
         let pid = self.child.as_ref().unwrap().id().to_string();
         run_ok(&["kill", &format!("-{signal}"), &pid]);
+    }
+
+    /// SIGKILL (no stop runs: a crash), then wait; the log.
+    pub fn kill(mut self) -> String {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        self.log_text()
     }
 
     /// SIGTERM, then wait (bounded) for a clean exit; panics otherwise.

@@ -18,8 +18,9 @@
 //! by speaking nftables' netlink protocol here: it is a one-off control-plane
 //! step at start and stop, `nft` is on every distribution that has nftables,
 //! and the Rust bindings to it (`nftnl`, `rustables`) wrap the same C library
-//! or are young. If shardnet is killed without its stop, the table stays, and
-//! the next start on the interface replaces it; `nft delete table netdev
+//! or are young. If shardnet is killed without its stop, the table stays:
+//! shardnet records it beforehand (`kernel::journal`), and the next start on
+//! the interface, or `shardnet restore`, deletes it; `nft delete table netdev
 //! shardnet_<interface>` removes it by hand.
 
 use std::io::Write;
@@ -53,10 +54,20 @@ pub fn install_script(table: &str, interface: &str) -> String {
     )
 }
 
-/// The drop chain, installed; dropping it removes the table.
+/// Delete the `netdev` table `table` if it exists (`table` then `delete
+/// table` in one transaction, so a missing table is no error).
+pub fn delete_table(table: &str) -> anyhow::Result<()> {
+    nft(&format!(
+        "table netdev {table}\ndelete table netdev {table}\n"
+    ))
+}
+
+/// The drop chain, installed; dropping it (or [`KernelIngressDrop::remove`])
+/// removes the table.
 #[derive(Debug)]
 pub struct KernelIngressDrop {
-    table: String,
+    /// `None` once removed.
+    table: Option<String>,
 }
 
 impl KernelIngressDrop {
@@ -82,26 +93,39 @@ impl KernelIngressDrop {
             table = %table,
             "the kernel drops this interface's frames after AF_PACKET's copy (nftables netdev ingress)"
         );
-        Ok(KernelIngressDrop { table })
+        Ok(KernelIngressDrop { table: Some(table) })
     }
 
-    /// The table's name (`netdev` family).
-    pub fn table(&self) -> &str {
-        &self.table
+    /// Remove the table; an error says it stays (and is logged).
+    pub fn remove(mut self) -> anyhow::Result<()> {
+        match self.table.take() {
+            Some(table) => remove_logged(&table),
+            None => Ok(()),
+        }
     }
 }
 
 impl Drop for KernelIngressDrop {
     fn drop(&mut self) {
-        match nft(&format!("delete table netdev {}\n", self.table)) {
-            Ok(()) => {
-                tracing::info!(table = %self.table, "the kernel receives on the interface again")
-            }
-            Err(e) => tracing::error!(
-                table = %self.table,
+        if let Some(table) = self.table.take() {
+            let _ = remove_logged(&table);
+        }
+    }
+}
+
+fn remove_logged(table: &str) -> anyhow::Result<()> {
+    match nft(&format!("delete table netdev {table}\n")) {
+        Ok(()) => {
+            tracing::info!(table, "the kernel receives on the interface again");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(
+                table,
                 "cannot remove the nftables table; the kernel still drops the interface's \
                  frames: {e:#}"
-            ),
+            );
+            Err(e)
         }
     }
 }

@@ -3,7 +3,8 @@
 //! Every function returns `io::Result` with the errno; the caller turns it into
 //! an [`AfPacketError`](super::AfPacketError) that names what failed and where.
 //! The interface helpers are shared with the kernel exception port
-//! ([`crate::kernel::netif`], [`crate::kernel::tap`]).
+//! ([`crate::kernel::netif`], [`crate::kernel::tap`]), and the `flock` with
+//! its journal ([`crate::kernel::journal`]).
 
 use std::ffi::c_void;
 use std::io;
@@ -16,6 +17,20 @@ pub(crate) fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
         Err(io::Error::last_os_error())
     } else {
         Ok(ret)
+    }
+}
+
+/// Take an exclusive `flock` on `file` without waiting: `Ok(false)` when
+/// another open file description holds one. (std's `File::try_lock` does the
+/// same from Rust 1.89, above this crate's MSRV.) Used by
+/// [`crate::kernel::journal`].
+pub(crate) fn try_lock_exclusive(file: &impl AsRawFd) -> io::Result<bool> {
+    // SAFETY: flock(2) takes no pointers; the descriptor is borrowed, so it
+    // stays open across the call.
+    match check(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
