@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 
 use super::buffer::BufferPool;
 use super::connection::{Connection, Events, State, TcpConfig};
+use super::ratelimit::AckLimiter;
 use super::{FourTuple, Seq};
 use crate::wire::{TcpHeader, TcpPacket};
 
@@ -61,6 +62,7 @@ impl Rng {
 struct Endpoint {
     conn: Connection,
     pool: BufferPool,
+    limits: AckLimiter,
     /// The stream this side sends.
     outgoing: Vec<u8>,
     /// How much of it was handed to the connection.
@@ -160,6 +162,7 @@ pub(crate) fn run(
     let mut a = Endpoint {
         conn: Connection::connect(a_tuple, Seq(rng.next() as u32), &config, 0),
         pool: BufferPool::new(config.buffer_size as usize, 8),
+        limits: AckLimiter::default(),
         outgoing: stream(a_bytes, 0xa),
         queued: 0,
         received: Vec::new(),
@@ -326,6 +329,7 @@ pub(crate) fn run(
                                 now,
                             ),
                             pool: BufferPool::new(config.buffer_size as usize, 8),
+                            limits: AckLimiter::default(),
                             outgoing: b_outgoing.clone(),
                             queued: 0,
                             received: Vec::new(),
@@ -339,15 +343,21 @@ pub(crate) fn run(
                 }
                 let end = b.as_mut().unwrap();
                 let closed = end.conn.state() == State::Closed;
-                end.conn
-                    .handle_segment(&header, payload, &config, &mut end.pool, now);
+                end.conn.handle_segment(
+                    &header,
+                    payload,
+                    &config,
+                    &mut end.pool,
+                    &mut end.limits,
+                    now,
+                );
                 if closed {
                     answer_closed(&mut link, &mut order, now, &header, payload, false, &faults);
                 }
             } else {
                 let closed = a.conn.state() == State::Closed;
                 a.conn
-                    .handle_segment(&header, payload, &config, &mut a.pool, now);
+                    .handle_segment(&header, payload, &config, &mut a.pool, &mut a.limits, now);
                 if closed {
                     answer_closed(&mut link, &mut order, now, &header, payload, true, &faults);
                 }

@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 
 use super::buffer::BufferPool;
 use super::connection::{Connection, Events, Segment, State, TcpConfig};
+use super::ratelimit::AckLimiter;
 use super::{FourTuple, Seq};
 use crate::wire::{TcpFlags, TcpHeader, TcpOptions};
 
@@ -30,6 +31,7 @@ const RST: TcpFlags = TcpFlags::RST;
 struct Fixture {
     conn: Connection,
     pool: BufferPool,
+    limits: AckLimiter,
     config: TcpConfig,
     now: u64,
 }
@@ -74,6 +76,7 @@ impl Fixture {
         Fixture {
             conn,
             pool: BufferPool::new(config.buffer_size as usize, 64),
+            limits: AckLimiter::default(),
             config,
             now: 0,
         }
@@ -105,8 +108,14 @@ impl Fixture {
     }
 
     fn input(&mut self, header: TcpHeader, payload: &[u8]) {
-        self.conn
-            .handle_segment(&header, payload, &self.config, &mut self.pool, self.now);
+        self.conn.handle_segment(
+            &header,
+            payload,
+            &self.config,
+            &mut self.pool,
+            &mut self.limits,
+            self.now,
+        );
     }
 
     fn transmit(&mut self) -> Vec<(Segment, Vec<u8>)> {
@@ -371,6 +380,7 @@ fn sending_respects_mss_and_the_initial_window_and_grows_on_acks() {
 fn unacknowledged_data_is_retransmitted_with_backoff_then_reset() {
     let mut cfg = config();
     cfg.max_retransmits = 3;
+    cfg.tail_loss_probe = false;
     let mut f = Fixture::accepted_with(peer_syn(), cfg);
     f.transmit_one();
     f.input(f.ack_from_peer(0, 0), b"");
@@ -538,7 +548,14 @@ fn active_open_and_simultaneous_open() {
     // Simultaneous open: the peer's SYN crosses ours.
     let mut their_syn = peer_syn();
     their_syn.ack = 0;
-    conn.handle_segment(&their_syn, b"", &config, &mut pool, 1);
+    conn.handle_segment(
+        &their_syn,
+        b"",
+        &config,
+        &mut pool,
+        &mut AckLimiter::default(),
+        1,
+    );
     assert_eq!(conn.state(), State::SynReceived);
     let syn_ack = conn.poll_transmit(&config, 1).unwrap();
     assert_eq!(syn_ack.header.flags, SYN | ACK);
@@ -547,7 +564,7 @@ fn active_open_and_simultaneous_open() {
     ack.options = their_syn.options;
     ack.flags = ACK;
     ack.seq = IRS + 1;
-    conn.handle_segment(&ack, b"", &config, &mut pool, 2);
+    conn.handle_segment(&ack, b"", &config, &mut pool, &mut AckLimiter::default(), 2);
     assert_eq!(conn.state(), State::Established);
 
     // A plain active open: SYN, SYN-ACK, ACK.
@@ -556,7 +573,14 @@ fn active_open_and_simultaneous_open() {
     let mut syn_ack = peer_syn();
     syn_ack.flags = SYN | ACK;
     syn_ack.ack = ISS.wrapping_add(1);
-    conn.handle_segment(&syn_ack, b"", &config, &mut pool, 3 * MS);
+    conn.handle_segment(
+        &syn_ack,
+        b"",
+        &config,
+        &mut pool,
+        &mut AckLimiter::default(),
+        3 * MS,
+    );
     assert_eq!(conn.state(), State::Established);
     assert!(conn.take_events().contains(Events::ESTABLISHED));
     let ack = conn.poll_transmit(&config, 3 * MS).unwrap();
@@ -572,7 +596,7 @@ fn refused_active_open_reports_reset() {
     let mut conn = Connection::connect(TUPLE, Seq(ISS), &config, 0);
     conn.poll_transmit(&config, 0).unwrap();
     let rst = peer(RST | ACK, 0, ISS.wrapping_add(1));
-    conn.handle_segment(&rst, b"", &config, &mut pool, 1);
+    conn.handle_segment(&rst, b"", &config, &mut pool, &mut AckLimiter::default(), 1);
     assert_eq!(conn.state(), State::Closed);
     assert!(conn.take_events().contains(Events::RESET));
 }
@@ -756,9 +780,16 @@ fn syn_sent_ignores_a_reset_whose_ack_is_not_for_our_syn() {
     let mut conn = Connection::connect(TUPLE, Seq(ISS), &config, 0);
     conn.poll_transmit(&config, 0).unwrap();
     let blind = peer(RST | ACK, 0, ISS.wrapping_add(5000));
-    conn.handle_segment(&blind, b"", &config, &mut pool, 1);
+    conn.handle_segment(
+        &blind,
+        b"",
+        &config,
+        &mut pool,
+        &mut AckLimiter::default(),
+        1,
+    );
     assert_eq!(conn.state(), State::SynSent, "a blind RST must not close");
-    assert!(conn.is_bad_ack_in_syn_sent(&peer(ACK, 0, ISS.wrapping_add(5000))));
+    assert!(conn.is_bad_ack_in_handshake(&peer(ACK, 0, ISS.wrapping_add(5000))));
 }
 
 #[test]
