@@ -1472,8 +1472,10 @@ impl Connection {
             // RACK's verdict (RFC 8985 6.2) on the probe: once it arrived
             // (SACKed), whatever was sent before it and is not SACKed has
             // been overtaken by a segment sent at least 2*SRTT later: lost.
-            // Normal SACK recovery repairs it.
-            if self.scoreboard.is_sacked(end - 1) {
+            // Normal SACK recovery repairs it. (The probe's last byte may
+            // be our FIN, which no SACK block covers: its last data byte
+            // tells then.)
+            if self.scoreboard.is_sacked(end - 1) || self.scoreboard.is_sacked(end - 2) {
                 self.flags.clear(Flags::TLP_OUTSTANDING);
                 self.scoreboard.mark_lost_below(end);
                 if !self.flags.has(Flags::IN_RECOVERY) && self.snd_una >= self.recover {

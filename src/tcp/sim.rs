@@ -33,6 +33,9 @@ pub(crate) struct Faults {
     /// One-way delay, and up to this much extra (reordering).
     pub delay_ns: u64,
     pub jitter_ns: u64,
+    /// A's segments carrying any of the last `tail_drop` bytes of its
+    /// stream are lost the first time they are sent: a lost tail.
+    pub tail_drop: usize,
 }
 
 /// xorshift64*: small, seedable, good enough for fault injection.
@@ -126,6 +129,10 @@ pub(crate) struct Outcome {
     pub sim_time_ns: u64,
     pub segments: u64,
     pub dropped: u64,
+    /// Retransmission timeouts of both ends.
+    pub timeouts: u64,
+    /// Tail loss probes of both ends.
+    pub probes: u64,
 }
 
 fn encode(header: &TcpHeader, payload: (&[u8], &[u8]), src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
@@ -149,6 +156,7 @@ pub(crate) fn run(
     b_bytes: usize,
 ) -> Outcome {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let a_iss = Seq(rng.next() as u32);
     let stream = |len: usize, salt: u64| -> Vec<u8> {
         let mut r = Rng(seed ^ salt | 1);
         (0..len).map(|_| r.next() as u8).collect()
@@ -160,7 +168,7 @@ pub(crate) fn run(
         remote_port: 7,
     };
     let mut a = Endpoint {
-        conn: Connection::connect(a_tuple, Seq(rng.next() as u32), &config, 0),
+        conn: Connection::connect(a_tuple, a_iss, &config, 0),
         pool: BufferPool::new(config.buffer_size as usize, 8),
         limits: AckLimiter::default(),
         outgoing: stream(a_bytes, 0xa),
@@ -180,6 +188,8 @@ pub(crate) fn run(
         sim_time_ns: 0,
         segments: 0,
         dropped: 0,
+        timeouts: 0,
+        probes: 0,
     };
     let limit_ns = 3_600_000 * MS; // one simulated hour
     let fail = |why: String| -> ! {
@@ -210,6 +220,12 @@ pub(crate) fn run(
             end.received.extend_from_slice(y);
             end.conn.consume(n, &config);
             let events = end.conn.take_events();
+            if events.contains(Events::RETRANSMISSION_TIMEOUT) {
+                outcome.timeouts += 1;
+            }
+            if events.contains(Events::TAIL_LOSS_PROBE) {
+                outcome.probes += 1;
+            }
             if events.contains(Events::RESET) {
                 // Legitimate only at the very end: a peer that forgot the
                 // connection (TIME-WAIT over) answers a late FIN with a RST.
@@ -247,7 +263,15 @@ pub(crate) fn run(
                         h.options.sack()
                     );
                 }
-                if rng.chance(faults.loss) {
+                let tail_start = a_bytes.saturating_sub(faults.tail_drop) as u32;
+                let offset = segment.header.seq.wrapping_sub((a_iss + 1).0);
+                let in_tail = to_b
+                    && faults.tail_drop > 0
+                    && segment.payload_len > 0
+                    && !segment.retransmission
+                    && offset.wrapping_add(segment.payload_len) > tail_start
+                    && offset < a_bytes as u32;
+                if in_tail || rng.chance(faults.loss) {
                     outcome.dropped += 1;
                     continue;
                 }
@@ -423,6 +447,7 @@ mod tests {
             corrupt: 0.0,
             delay_ns: MS,
             jitter_ns: 0,
+            tail_drop: 0,
         };
         let out = run(1, faults, TcpConfig::default(), 4 << 20, 2 << 20);
         assert!(out.sim_time_ns < 30_000 * MS, "{out:?}");
@@ -437,6 +462,7 @@ mod tests {
                 corrupt: 0.01,
                 delay_ns: 2 * MS,
                 jitter_ns: 3 * MS,
+                tail_drop: 0,
             };
             let mut config = small_buffers();
             if seed % 2 == 1 {
@@ -453,6 +479,71 @@ mod tests {
         }
     }
 
+    /// RFC 8985 section 7: a lost tail is repaired by a probe and SACK
+    /// recovery within a few round trips, not by a retransmission timeout.
+    #[test]
+    fn a_lost_tail_is_repaired_by_a_probe_not_a_timeout() {
+        let faults = Faults {
+            loss: 0.0,
+            duplicate: 0.0,
+            corrupt: 0.0,
+            delay_ns: 10 * MS,
+            jitter_ns: 0,
+            tail_drop: 3 * 1448,
+        };
+        let run_with = |tlp: bool| {
+            let config = TcpConfig {
+                tail_loss_probe: tlp,
+                ..TcpConfig::default()
+            };
+            run(7, faults, config, 200_000, 1_000)
+        };
+        let with = run_with(true);
+        let without = run_with(false);
+        assert!(
+            without.timeouts >= 1,
+            "the lost tail costs an RTO: {without:?}"
+        );
+        assert_eq!(without.probes, 0);
+        assert_eq!(with.timeouts, 0, "no RTO with a probe: {with:?}");
+        assert!(with.probes >= 1, "{with:?}");
+        assert!(
+            with.sim_time_ns + 100 * MS < without.sim_time_ns,
+            "sooner: {with:?} against {without:?}"
+        );
+    }
+
+    /// The same over a lossy link, where tails and single segments are lost
+    /// at random: across seeds, fewer timeouts and less time with probes.
+    #[test]
+    fn probes_save_timeouts_on_a_lossy_link() {
+        let (mut with, mut without) = ((0, 0, 0), (0, 0, 0));
+        for seed in seeds(200..216) {
+            let faults = Faults {
+                loss: 0.03,
+                duplicate: 0.0,
+                corrupt: 0.0,
+                delay_ns: 5 * MS,
+                jitter_ns: MS,
+                tail_drop: if seed % 2 == 0 { 2 * 1448 } else { 0 },
+            };
+            for (tlp, total) in [(true, &mut with), (false, &mut without)] {
+                let config = TcpConfig {
+                    tail_loss_probe: tlp,
+                    ..small_buffers()
+                };
+                let out = run(seed, faults, config, 100_000, 20_000);
+                total.0 += out.timeouts;
+                total.1 += out.probes;
+                total.2 += out.sim_time_ns;
+            }
+        }
+        eprintln!("with probes (timeouts, probes, ns): {with:?}; without: {without:?}");
+        assert!(with.1 > 0 && without.1 == 0);
+        assert!(with.0 < without.0, "timeouts: {with:?} against {without:?}");
+        assert!(with.2 < without.2, "time: {with:?} against {without:?}");
+    }
+
     #[test]
     fn heavy_loss_still_ends_closed_in_bounded_time() {
         for seed in seeds(100..106) {
@@ -462,6 +553,7 @@ mod tests {
                 corrupt: 0.02,
                 delay_ns: 5 * MS,
                 jitter_ns: 10 * MS,
+                tail_drop: 0,
             };
             // The client half-closes and keeps reading, which Linux never
             // times out in FIN-WAIT-2 (its limit is for orphaned sockets);
