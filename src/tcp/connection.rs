@@ -1434,13 +1434,11 @@ impl Connection {
     }
 
     fn take_rtt_sample(&mut self, ack: Seq, now: u64, config: &TcpConfig) {
-        if self.flags.has(Flags::RTT_TIMED) {
-            if ack >= self.rtt_seq {
-                let rtt_us = micros(now).wrapping_sub(self.rtt_sent_us);
-                self.rtt.on_sample(u64::from(rtt_us) * 1_000, &config.rto);
-                self.flags.clear(Flags::RTT_TIMED);
-                self.events.insert(Events::RTT_SAMPLED);
-            }
+        if self.flags.has(Flags::RTT_TIMED) && ack >= self.rtt_seq {
+            let rtt_us = micros(now).wrapping_sub(self.rtt_sent_us);
+            self.rtt.on_sample(u64::from(rtt_us) * 1_000, &config.rto);
+            self.flags.clear(Flags::RTT_TIMED);
+            self.events.insert(Events::RTT_SAMPLED);
         }
     }
 
