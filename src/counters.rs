@@ -181,6 +181,19 @@ pub struct WorkerCounters {
     pub tcp_timeouts: Counter,
     /// TCP retransmission timer expirations (each backs the RTO off).
     pub tcp_rto_expired: Counter,
+    /// TCP tail loss probes sent (RFC 8985 section 7).
+    pub tcp_tail_loss_probes: Counter,
+    /// TCP challenge ACKs (RFC 5961) sent.
+    pub tcp_challenge_acks_sent: Counter,
+    /// TCP challenge ACKs not sent: the connection's or the worker's limit.
+    pub tcp_challenge_acks_limited: Counter,
+    /// TCP ACKs sent in answer to out-of-window (or PAWS-failing) segments.
+    pub tcp_out_of_window_acks_sent: Counter,
+    /// Such ACKs not sent: the connection's limit.
+    pub tcp_out_of_window_acks_limited: Counter,
+    /// Half-open TCP connections (SYN-RECEIVED) dropped, silently, after
+    /// their SYN-ACK retransmissions ran out.
+    pub tcp_half_open_expired: Counter,
     /// TCP round-trip samples by bucket: `tcp_rtt[i]` counts samples of at
     /// most [`RTT_BUCKETS_US`]`[i]` (and above the previous bound); the last
     /// counts the rest.
@@ -249,6 +262,12 @@ impl Default for WorkerCounters {
             tcp_resets_tx: Counter::default(),
             tcp_timeouts: Counter::default(),
             tcp_rto_expired: Counter::default(),
+            tcp_tail_loss_probes: Counter::default(),
+            tcp_challenge_acks_sent: Counter::default(),
+            tcp_challenge_acks_limited: Counter::default(),
+            tcp_out_of_window_acks_sent: Counter::default(),
+            tcp_out_of_window_acks_limited: Counter::default(),
+            tcp_half_open_expired: Counter::default(),
             tcp_rtt: std::array::from_fn(|_| Counter::default()),
             tcp_rtt_sum_us: Counter::default(),
             tcp_syn_cookies_sent: Counter::default(),

@@ -1011,6 +1011,12 @@ pub fn counters_json(
                     "resets_tx": c.tcp_resets_tx.get(),
                     "timeouts": c.tcp_timeouts.get(),
                     "rto_expired": c.tcp_rto_expired.get(),
+                    "tail_loss_probes": c.tcp_tail_loss_probes.get(),
+                    "challenge_acks_sent": c.tcp_challenge_acks_sent.get(),
+                    "challenge_acks_limited": c.tcp_challenge_acks_limited.get(),
+                    "out_of_window_acks_sent": c.tcp_out_of_window_acks_sent.get(),
+                    "out_of_window_acks_limited": c.tcp_out_of_window_acks_limited.get(),
+                    "half_open_expired": c.tcp_half_open_expired.get(),
                     "syn_cookies_sent": c.tcp_syn_cookies_sent.get(),
                     "syn_cookies_accepted": c.tcp_syn_cookies_accepted.get(),
                     "rx_segments": c.tcp_rx_segments.get(),
@@ -1129,6 +1135,9 @@ fn tcp_setup(config: &Config) -> TcpSetup {
         timestamps: t.timestamps,
         sack: t.sack,
         window_scaling: t.window_scaling,
+        // Not configurable: tail loss probes on, Linux's 500 ms limit on
+        // ACKs to refused segments.
+        ..TcpConfig::default()
     };
     TcpSetup {
         table: TableConfig {
@@ -1136,6 +1145,7 @@ fn tcp_setup(config: &Config) -> TcpSetup {
             max_connections: t.max_connections,
             syn_backlog: t.syn_backlog,
             max_buffers: t.max_buffers,
+            challenge_ack_limit: crate::tcp::ratelimit::DEFAULT_CHALLENGE_ACK_LIMIT,
         },
         secret_key: Secrets::random_key(),
         timestamp_clock: crate::stack::boot_timestamp_clock(),

@@ -2144,6 +2144,72 @@ mod tests {
             assert_eq!(after.wrapping_sub(before), 2_000);
         }
 
+        /// Issue 16: junk aimed at a half-open connection is answered with
+        /// a RST (a bad ACK) or at most one SYN-ACK per 500 ms, every such
+        /// segment is counted, and the half-open expires silently, counted.
+        #[test]
+        fn junk_to_a_half_open_is_limited_and_its_expiry_counted() {
+            const MS: u64 = 1_000_000;
+            let (mut stack, counters) = tcp_stack();
+            let (_, out) = deliver(&mut stack, segment(7, TcpFlags::SYN, 1000, 0), b"", 0);
+            assert_eq!(out[0].0.flags, TcpFlags::SYN | TcpFlags::ACK);
+            let iss = out[0].0.seq;
+            // An ACK of something never sent: RST <SEQ=SEG.ACK>.
+            let bad = segment(7, TcpFlags::ACK, 1001, iss.wrapping_add(5000));
+            let (_, out) = deliver(&mut stack, bad, b"", MS);
+            assert_eq!(out.len(), 1);
+            assert_eq!(
+                (out[0].0.flags, out[0].0.seq),
+                (TcpFlags::RST, iss.wrapping_add(5000))
+            );
+            // 100 segments far outside the window in 400 ms: one SYN-ACK.
+            let mut syn_acks = 0;
+            for i in 0..100 {
+                let junk = segment(7, TcpFlags::ACK, 1001 + 1_000_000, iss.wrapping_add(1));
+                let (_, out) = deliver(&mut stack, junk, b"", 2 * MS + i * 4 * MS);
+                syn_acks += out.len();
+            }
+            assert_eq!(syn_acks, 1);
+            assert_eq!(counters.tcp_out_of_window_acks_sent.get(), 1);
+            assert_eq!(counters.tcp_out_of_window_acks_limited.get(), 99);
+            assert_eq!(stack.tcp.half_open(), 1, "junk closes nothing");
+            // The SYN-ACK retransmissions run out: dropped without a RST.
+            let resets_before = counters.tcp_resets_tx.get();
+            let mut egress = CollectEgress::default();
+            let mut now = 0;
+            while stack.tcp.half_open() > 0 && now < 600 * SECOND {
+                now += 100 * MS;
+                stack.poll(now, &mut egress);
+            }
+            assert_eq!(stack.tcp.half_open(), 0);
+            for frame in &egress.frames {
+                let (header, _) = parse_tcp_frame(frame.data()).unwrap();
+                assert_eq!(header.flags, TcpFlags::SYN | TcpFlags::ACK);
+            }
+            assert_eq!(counters.tcp_resets_tx.get(), resets_before);
+            assert_eq!(counters.tcp_half_open_expired.get(), 1);
+            assert_eq!(counters.tcp_timeouts.get(), 0);
+        }
+
+        /// RFC 5961 challenge ACKs are counted, sent and limited.
+        #[test]
+        fn challenge_acks_are_counted() {
+            let (mut stack, counters) = tcp_stack();
+            let (_, out) = deliver(&mut stack, segment(7, TcpFlags::SYN, 1000, 0), b"", 0);
+            let iss = out[0].0.seq;
+            let ack = segment(7, TcpFlags::ACK, 1001, iss.wrapping_add(1));
+            deliver(&mut stack, ack, b"", 0);
+            for i in 0..10 {
+                // In the window but not at RCV.NXT: a challenge ACK at most
+                // once per 500 ms on this connection.
+                let rst = segment(7, TcpFlags::RST, 1101, 0);
+                deliver(&mut stack, rst, b"", 1_000_000 + i * 1_000_000);
+            }
+            assert_eq!(counters.tcp_challenge_acks_sent.get(), 1);
+            assert_eq!(counters.tcp_challenge_acks_limited.get(), 9);
+            assert_eq!(stack.tcp.len(), 1, "still open");
+        }
+
         #[test]
         fn segments_without_a_connection_get_a_reset_and_rules_still_apply() {
             let (mut stack, counters) = tcp_stack();

@@ -91,6 +91,14 @@ families! {
         "TCP retransmission timer expirations.";
     TCP_TIMEOUTS: "shardnet_tcp_timeouts_total", Counter, ["worker"],
         "TCP connections given up after too many retransmissions or probes.";
+    TCP_TLP: "shardnet_tcp_tail_loss_probes_total", Counter, ["worker"],
+        "TCP tail loss probes sent (RFC 8985).";
+    TCP_CHALLENGE_ACKS: "shardnet_tcp_challenge_acks_total", Counter, ["worker", "result"],
+        "TCP challenge ACKs (RFC 5961) sent, or not sent because of the per-connection or the per-worker limit (limited).";
+    TCP_OOW_ACKS: "shardnet_tcp_out_of_window_acks_total", Counter, ["worker", "result"],
+        "TCP ACKs answering out-of-window segments sent, or not sent because of the per-connection limit (limited).";
+    TCP_HALF_OPEN_EXPIRED: "shardnet_tcp_half_open_expired_total", Counter, ["worker"],
+        "Half-open TCP connections dropped silently after their SYN-ACK retransmissions ran out.";
     TCP_RESETS: "shardnet_tcp_resets_total", Counter, ["worker", "direction"],
         "TCP resets received that closed a connection (rx) and sent (tx).";
     TCP_COOKIES_SENT: "shardnet_tcp_syn_cookies_sent_total", Counter, ["worker"],
@@ -345,6 +353,10 @@ fn collect(plane: &ControlPlane) -> Vec<MetricFamily> {
     s.per_worker(&TCP_RETRANSMITS, &workers, |c| &c.tcp_retransmits);
     s.per_worker(&TCP_RTO, &workers, |c| &c.tcp_rto_expired);
     s.per_worker(&TCP_TIMEOUTS, &workers, |c| &c.tcp_timeouts);
+    s.per_worker(&TCP_TLP, &workers, |c| &c.tcp_tail_loss_probes);
+    s.per_worker(&TCP_HALF_OPEN_EXPIRED, &workers, |c| {
+        &c.tcp_half_open_expired
+    });
     s.per_worker(&TCP_COOKIES_SENT, &workers, |c| &c.tcp_syn_cookies_sent);
     s.per_worker(&TCP_COOKIES_VALID, &workers, |c| {
         &c.tcp_syn_cookies_accepted
@@ -369,6 +381,15 @@ fn collect(plane: &ControlPlane) -> Vec<MetricFamily> {
         let resets = s.of(&TCP_RESETS);
         resets.add(&[id, "rx"], c.tcp_resets_rx.get() as f64);
         resets.add(&[id, "tx"], c.tcp_resets_tx.get() as f64);
+        let challenge = s.of(&TCP_CHALLENGE_ACKS);
+        challenge.add(&[id, "sent"], c.tcp_challenge_acks_sent.get() as f64);
+        challenge.add(&[id, "limited"], c.tcp_challenge_acks_limited.get() as f64);
+        let oow = s.of(&TCP_OOW_ACKS);
+        oow.add(&[id, "sent"], c.tcp_out_of_window_acks_sent.get() as f64);
+        oow.add(
+            &[id, "limited"],
+            c.tcp_out_of_window_acks_limited.get() as f64,
+        );
         let polls = s.of(&POLLS);
         polls.add(&[id, "busy"], c.busy_polls.get() as f64);
         polls.add(&[id, "idle"], c.idle_polls.get() as f64);

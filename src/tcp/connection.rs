@@ -30,6 +30,11 @@
 //! - RFC 5681 / RFC 6582: fast retransmit and NewReno fast recovery when the
 //!   peer does not do SACK; NewReno or CUBIC (RFC 9438) congestion avoidance.
 //! - RFC 1122 4.2.3.2: delayed ACKs, at least every second full-sized segment.
+//! - RFC 8985 section 7: tail loss probes (TLP), for connections with SACK,
+//!   as Linux sends them; of RACK (section 6) only the verdict a probe's
+//!   SACK gives: what was sent before it and is not SACKed is lost.
+//! - RFC 5961 section 7 and Linux's `tcp_invalid_ratelimit`: the ACKs that
+//!   refused segments call for are rate-limited ([`super::ratelimit`]).
 //!
 //! Sequence space of our side: `iss` is our SYN; data byte `i` of the send
 //! buffer is at `snd_una + i` once the SYN is acknowledged (data is only sent
@@ -41,6 +46,7 @@ use crate::wire::{TcpFlags, TcpHeader, TcpOptions};
 use super::assembler::Assembler;
 use super::buffer::{BufferPool, RingBuffer};
 use super::congestion::{Algorithm, Congestion};
+use super::ratelimit::{AckLimiter, Refusal};
 use super::rtt::{RtoConfig, RttEstimator};
 use super::scoreboard::Scoreboard;
 use super::{FourTuple, Seq};
@@ -160,6 +166,12 @@ pub struct TcpConfig {
     pub sack: bool,
     /// Offer and accept window scaling.
     pub window_scaling: bool,
+    /// Send tail loss probes (RFC 8985 section 7) on connections with SACK.
+    pub tail_loss_probe: bool,
+    /// At most one ACK per this interval answers refused segments (out of
+    /// window, failing PAWS, challenge ACKs) without data (Linux's
+    /// `tcp_invalid_ratelimit`, 500 ms).
+    pub invalid_ack_interval_ns: u64,
 }
 
 impl Default for TcpConfig {
@@ -179,6 +191,8 @@ impl Default for TcpConfig {
             timestamps: true,
             sack: true,
             window_scaling: true,
+            tail_loss_probe: true,
+            invalid_ack_interval_ns: 500_000_000,
         }
     }
 }
@@ -221,6 +235,9 @@ impl Events {
     /// The retransmission timer expired and the RTO backed off: for metrics
     /// only.
     pub const RETRANSMISSION_TIMEOUT: Events = Events(0x100);
+    /// The probe timeout fired and a tail loss probe goes out (RFC 8985
+    /// section 7.3): for metrics only.
+    pub const TAIL_LOSS_PROBE: Events = Events(0x200);
 
     /// No event.
     pub const fn empty() -> Events {
@@ -285,53 +302,73 @@ const DEFAULT_PEER_MSS: u16 = 536;
 /// PAWS: timestamps older than this are not trusted (RFC 7323 5.5: 24 days).
 const PAWS_IDLE_NS: u64 = 24 * 24 * 3600 * 1_000_000_000;
 
+/// The longest a peer delays its ACK of a lone segment, which the probe
+/// timeout waits out when one segment is in flight (RFC 8985 7.2,
+/// `WCDelAckT`; Linux adds its minimum RTO, also 200 ms).
+const MAX_ACK_DELAY_NS: u64 = 200_000_000;
+
+/// What the probe timeout adds to 2*SRTT otherwise (Linux's
+/// `TCP_TIMEOUT_MIN`, two ticks).
+const PROBE_SLACK_NS: u64 = 2_000_000;
+
 /// Boolean facts about a connection, packed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Flags(u16);
+struct Flags(u32);
 
 impl Flags {
     /// An ACK must go out now.
-    const ACK_NOW: u16 = 1 << 0;
+    const ACK_NOW: u32 = 1 << 0;
     /// Our SYN (or SYN-ACK) must be (re)sent.
-    const SEND_SYN: u16 = 1 << 1;
+    const SEND_SYN: u32 = 1 << 1;
     /// The application closed: a FIN follows the queued data.
-    const FIN_QUEUED: u16 = 1 << 2;
+    const FIN_QUEUED: u32 = 1 << 2;
     /// Our FIN was acknowledged.
-    const FIN_ACKED: u16 = 1 << 3;
+    const FIN_ACKED: u32 = 1 << 3;
     /// A RST must be sent (abort), then the connection is closed.
-    const SEND_RST: u16 = 1 << 4;
+    const SEND_RST: u32 = 1 << 4;
     /// In loss recovery (fast recovery, SACK-based or NewReno).
-    const IN_RECOVERY: u16 = 1 << 5;
+    const IN_RECOVERY: u32 = 1 << 5;
     /// Retransmit the first unacknowledged segment next.
-    const RETRANSMIT_UNA: u16 = 1 << 6;
+    const RETRANSMIT_UNA: u32 = 1 << 6;
     /// Timestamps were negotiated.
-    const TIMESTAMPS: u16 = 1 << 7;
+    const TIMESTAMPS: u32 = 1 << 7;
     /// SACK was negotiated.
-    const SACK: u16 = 1 << 8;
+    const SACK: u32 = 1 << 8;
     /// The peer's FIN arrived out of order and waits at `remote_fin`.
-    const REMOTE_FIN_PENDING: u16 = 1 << 9;
+    const REMOTE_FIN_PENDING: u32 = 1 << 9;
     /// The persist timer fired: send one byte beyond the zero window.
-    const PROBE_WINDOW: u16 = 1 << 10;
+    const PROBE_WINDOW: u32 = 1 << 10;
     /// Send a keepalive probe.
-    const PROBE_KEEPALIVE: u16 = 1 << 11;
+    const PROBE_KEEPALIVE: u32 = 1 << 11;
     /// An acceptable ACK arrived since the last retransmission timeout.
-    const ACKED_SINCE_RTO: u16 = 1 << 12;
+    const ACKED_SINCE_RTO: u32 = 1 << 12;
     /// Window scaling was negotiated.
-    const WINDOW_SCALING: u16 = 1 << 13;
+    const WINDOW_SCALING: u32 = 1 << 13;
+    /// `rto_at` is the probe timeout (RFC 8985 7.2), not the RTO.
+    const PTO_ARMED: u32 = 1 << 14;
+    /// A tail loss probe is unacknowledged, up to `tlp_end` (RFC 8985:
+    /// `TLP.end_seq` is not None).
+    const TLP_OUTSTANDING: u32 = 1 << 15;
+    /// That probe resent data (RFC 8985 `TLP.is_retrans`).
+    const TLP_RETRANS: u32 = 1 << 16;
+    /// The probe timeout fired: send the probe.
+    const SEND_PROBE: u32 = 1 << 17;
+    /// A segment is timed for an RTT sample: `rtt_seq`, `rtt_sent_us`.
+    const RTT_TIMED: u32 = 1 << 18;
 
-    fn has(self, bit: u16) -> bool {
+    fn has(self, bit: u32) -> bool {
         self.0 & bit != 0
     }
 
-    fn set(&mut self, bit: u16) {
+    fn set(&mut self, bit: u32) {
         self.0 |= bit;
     }
 
-    fn clear(&mut self, bit: u16) {
+    fn clear(&mut self, bit: u32) {
         self.0 &= !bit;
     }
 
-    fn put(&mut self, bit: u16, on: bool) {
+    fn put(&mut self, bit: u32, on: bool) {
         if on {
             self.set(bit)
         } else {
@@ -395,6 +432,12 @@ pub struct Connection {
     /// NewReno fast-recovery inflation (RFC 5681 3.2 step 4): bytes added to
     /// the congestion window for each duplicate ACK in recovery.
     inflation: u32,
+    /// `SND.MAX` once the tail loss probe was sent (RFC 8985 `TLP.end_seq`),
+    /// valid with `TLP_OUTSTANDING`.
+    tlp_end: Seq,
+    /// Milliseconds (wrapping) plus one of the last ACK sent in answer to a
+    /// refused segment, 0 for none (Linux's `last_oow_ack_time`).
+    last_refusal_ack_ms: u32,
 
     /// The peer's initial sequence number.
     irs: Seq,
@@ -411,10 +454,12 @@ pub struct Connection {
     /// Offset added to our timestamp clock (per connection, from the ISS).
     ts_offset: u32,
 
-    /// The timed segment: when the ACK passes this, `now - rtt_sent_ns` is an
-    /// RTT sample (Karn: cleared by any retransmission).
-    rtt_seq: Option<Seq>,
-    rtt_sent_ns: u64,
+    /// The timed segment, with `RTT_TIMED`: when the ACK passes this, the
+    /// time since `rtt_sent_us` is an RTT sample (Karn: any retransmission
+    /// clears `RTT_TIMED`).
+    rtt_seq: Seq,
+    /// Microseconds (wrapping) of `now` when the timed segment was sent.
+    rtt_sent_us: u32,
     rtt: RttEstimator,
     congestion: Congestion,
     scoreboard: Scoreboard,
@@ -462,6 +507,8 @@ impl Connection {
             recover: iss,
             high_rxt: iss,
             inflation: 0,
+            tlp_end: iss,
+            last_refusal_ack_ms: 0,
             irs: Seq(0),
             rcv_nxt: Seq(0),
             rcv_adv: Seq(0),
@@ -469,8 +516,8 @@ impl Connection {
             remote_fin: Seq(0),
             ts_recent: 0,
             ts_offset: iss.0,
-            rtt_seq: None,
-            rtt_sent_ns: 0,
+            rtt_seq: iss,
+            rtt_sent_us: 0,
             rtt: RttEstimator::new(),
             congestion: Congestion::new(config.congestion, u32::from(DEFAULT_PEER_MSS)),
             scoreboard: Scoreboard::new(),
@@ -702,11 +749,15 @@ impl Connection {
         )
     }
 
-    /// In SYN-SENT, whether `segment` carries an ACK that is not for our SYN
-    /// (RFC 9293 3.10.7.3: answer it with a RST <SEQ=SEG.ACK>).
-    pub fn is_bad_ack_in_syn_sent(&self, segment: &TcpHeader) -> bool {
+    /// In SYN-SENT or SYN-RECEIVED, whether `segment` carries an ACK that is
+    /// not for our SYN: the caller answers it with a RST <SEQ=SEG.ACK>
+    /// (RFC 9293 3.10.7.3 and 3.10.7.4 "fifth"; Linux's `tcp_check_req`
+    /// hands such a segment back to the listener, which resets it), and the
+    /// connection ignores it: junk neither closes a half-open connection nor
+    /// draws a SYN-ACK from it.
+    pub fn is_bad_ack_in_handshake(&self, segment: &TcpHeader) -> bool {
         let ack = Seq(segment.ack);
-        self.state == State::SynSent
+        matches!(self.state, State::SynSent | State::SynReceived)
             && segment.flags.contains(TcpFlags::ACK)
             && !segment.flags.contains(TcpFlags::RST)
             && (ack <= self.iss || ack > self.snd_max)
@@ -750,7 +801,7 @@ impl Connection {
         self.congestion.set_mss(self.congestion_mss());
         // Resend what is in flight at the new size; not a congestion signal.
         self.snd_nxt = self.snd_una;
-        self.rtt_seq = None;
+        self.flags.clear(Flags::RTT_TIMED);
         true
     }
 
@@ -939,12 +990,15 @@ impl Connection {
     }
 
     /// Handle a segment of this connection (its checksum already checked).
+    /// `limits` is the worker's: the ACKs that refused segments call for are
+    /// rate-limited and counted there.
     pub fn handle_segment(
         &mut self,
         seg: &TcpHeader,
         payload: &[u8],
         config: &TcpConfig,
         pool: &mut BufferPool,
+        limits: &mut AckLimiter,
         now: u64,
     ) {
         match self.state {
@@ -963,13 +1017,27 @@ impl Connection {
             self.aux_at = now.saturating_add(config.fin_wait2_ns);
         }
 
-        // A retransmitted SYN in SYN-RECEIVED: our SYN-ACK was lost.
+        // A retransmitted SYN in SYN-RECEIVED: our SYN-ACK may have been
+        // lost. It is sent again (an ACK in SYN-RECEIVED is the SYN-ACK, see
+        // `poll_syn`), at most once per `invalid_ack_interval_ns`, as Linux's
+        // `tcp_check_req` does; the handshake's own timer is left alone.
         if self.state == State::SynReceived
             && flags.contains(TcpFlags::SYN)
             && !flags.contains(TcpFlags::ACK)
             && seq == self.irs
         {
-            self.flags.set(Flags::SEND_SYN);
+            self.ack_refused(
+                Refusal::OutOfWindow,
+                seg,
+                payload.len(),
+                limits,
+                config,
+                now,
+            );
+            return;
+        }
+        if self.is_bad_ack_in_handshake(seg) {
+            // The table answers with a RST; the connection is left as it was.
             return;
         }
 
@@ -978,7 +1046,14 @@ impl Connection {
             if let Some((tsval, _)) = seg.options.timestamps {
                 let stale = (tsval.wrapping_sub(self.ts_recent) as i32) < 0;
                 if stale && idle_before < PAWS_IDLE_NS {
-                    self.flags.set(Flags::ACK_NOW);
+                    self.ack_refused(
+                        Refusal::OutOfWindow,
+                        seg,
+                        payload.len(),
+                        limits,
+                        config,
+                        now,
+                    );
                     return;
                 }
             }
@@ -1006,7 +1081,14 @@ impl Connection {
         // A zero-window probe or old duplicate: acknowledge, drop.
         if !acceptable {
             if !flags.contains(TcpFlags::RST) {
-                self.flags.set(Flags::ACK_NOW);
+                self.ack_refused(
+                    Refusal::OutOfWindow,
+                    seg,
+                    payload.len(),
+                    limits,
+                    config,
+                    now,
+                );
             }
             if self.state == State::TimeWait && flags.contains(TcpFlags::FIN) {
                 // The peer did not get our last ACK and resent its FIN:
@@ -1021,7 +1103,7 @@ impl Connection {
             if seq == self.rcv_nxt {
                 self.enter_closed(Events::RESET);
             } else {
-                self.flags.set(Flags::ACK_NOW); // challenge ACK
+                self.ack_refused(Refusal::Challenge, seg, payload.len(), limits, config, now);
             }
             return;
         }
@@ -1037,7 +1119,7 @@ impl Connection {
 
         // Fourth: SYN in a synchronized state (RFC 5961 4.2): challenge ACK.
         if flags.contains(TcpFlags::SYN) {
-            self.flags.set(Flags::ACK_NOW);
+            self.ack_refused(Refusal::Challenge, seg, payload.len(), limits, config, now);
             return;
         }
 
@@ -1053,12 +1135,12 @@ impl Connection {
                 self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
                 self.establish(ack, config, now);
             } else {
-                // An ACK of something we never sent: RST <SEQ=SEG.ACK>.
-                self.flags.set(Flags::ACK_NOW);
+                // An ACK of something we never sent: the table answered it
+                // with a RST <SEQ=SEG.ACK> (`is_bad_ack_in_handshake`).
                 return;
             }
         }
-        if !self.process_ack(seg, payload.len(), config, now) {
+        if !self.process_ack(seg, payload.len(), config, limits, now) {
             return;
         }
         if self.state == State::Closed {
@@ -1189,20 +1271,18 @@ impl Connection {
         seg: &TcpHeader,
         payload_len: usize,
         config: &TcpConfig,
+        limits: &mut AckLimiter,
         now: u64,
     ) -> bool {
         let ack = Seq(seg.ack);
         let seq = Seq(seg.seq);
-        if ack > self.snd_max {
-            // Acknowledges something not yet sent: ACK and drop.
-            self.flags.set(Flags::ACK_NOW);
+        if ack > self.snd_max || ack < self.snd_una - self.max_snd_wnd.max(1) {
+            // RFC 5961 5.2: acknowledges something not yet sent, or too old
+            // to be believed: a challenge ACK, and drop.
+            self.ack_refused(Refusal::Challenge, seg, payload_len, limits, config, now);
             return false;
         }
-        if ack < self.snd_una - self.max_snd_wnd.max(1) {
-            // RFC 5961 5.2: too old to be believed.
-            self.flags.set(Flags::ACK_NOW);
-            return false;
-        }
+        let advanced = ack > self.snd_una;
         let window = u32::from(seg.window) << self.snd_wscale;
         self.flags.set(Flags::ACKED_SINCE_RTO);
 
@@ -1249,6 +1329,17 @@ impl Connection {
             && self.scoreboard.is_lost(self.snd_una, self.congestion_mss())
         {
             self.enter_recovery(now);
+        }
+        if self.flags.has(Flags::TLP_OUTSTANDING) {
+            self.on_probe_ack(seg, advanced, now);
+        }
+        if advanced {
+            // The retransmission timer (RFC 6298 5.2, 5.3), or the probe
+            // timeout (RFC 8985 7.2).
+            self.arm_retransmit_timer(true, config, now);
+        } else if self.flags.has(Flags::PTO_ARMED) && self.probe_timeout(config).is_none() {
+            // Recovery began: the RTO takes over from the probe timeout.
+            self.arm_retransmit_timer(false, config, now);
         }
 
         // Window update (RFC 9293 3.10.7.4: SND.WL1/SND.WL2).
@@ -1303,13 +1394,6 @@ impl Connection {
             self.congestion.on_ack(acked, now, srtt);
         }
 
-        // The retransmission timer (RFC 6298 5.2, 5.3).
-        if self.snd_una == self.snd_max {
-            self.rto_at = NEVER;
-        } else {
-            self.rto_at = now.saturating_add(self.rtt.rto_ns(&config.rto));
-        }
-
         if fin_covered {
             self.flags.set(Flags::FIN_ACKED);
             match self.state {
@@ -1342,14 +1426,19 @@ impl Connection {
         self.arm_idle_timer(config, now);
     }
 
+    /// Time the segment ending at `end`, sent at `now`, for an RTT sample.
+    fn time_segment(&mut self, end: Seq, now: u64) {
+        self.rtt_seq = end;
+        self.rtt_sent_us = micros(now);
+        self.flags.set(Flags::RTT_TIMED);
+    }
+
     fn take_rtt_sample(&mut self, ack: Seq, now: u64, config: &TcpConfig) {
-        if let Some(timed) = self.rtt_seq {
-            if ack >= timed {
-                self.rtt
-                    .on_sample(now.saturating_sub(self.rtt_sent_ns), &config.rto);
-                self.rtt_seq = None;
-                self.events.insert(Events::RTT_SAMPLED);
-            }
+        if self.flags.has(Flags::RTT_TIMED) && ack >= self.rtt_seq {
+            let rtt_us = micros(now).wrapping_sub(self.rtt_sent_us);
+            self.rtt.on_sample(u64::from(rtt_us) * 1_000, &config.rto);
+            self.flags.clear(Flags::RTT_TIMED);
+            self.events.insert(Events::RTT_SAMPLED);
         }
     }
 
@@ -1371,6 +1460,165 @@ impl Connection {
         }
     }
 
+    /// RFC 8985 7.4: what an ACK says of the outstanding tail loss probe,
+    /// which ended at `tlp_end`. `advanced`: the ACK moved SND.UNA (already
+    /// moved; the SACK scoreboard is up to date).
+    fn on_probe_ack(&mut self, seg: &TcpHeader, advanced: bool, now: u64) {
+        let end = self.tlp_end;
+        let ack = Seq(seg.ack);
+        if ack < end {
+            // RACK's verdict (RFC 8985 6.2) on the probe: once it arrived
+            // (SACKed), whatever was sent before it and is not SACKed has
+            // been overtaken by a segment sent at least 2*SRTT later: lost.
+            // Normal SACK recovery repairs it. (The probe's last byte may
+            // be our FIN, which no SACK block covers: its last data byte
+            // tells then.)
+            if self.scoreboard.is_sacked(end - 1) || self.scoreboard.is_sacked(end - 2) {
+                self.flags.clear(Flags::TLP_OUTSTANDING);
+                self.scoreboard.mark_lost_below(end);
+                if !self.flags.has(Flags::IN_RECOVERY) && self.snd_una >= self.recover {
+                    self.enter_recovery(now);
+                }
+            }
+            return;
+        }
+        let dsack = seg.options.sack().first().is_some_and(|&(_, right)| {
+            let right = Seq(right);
+            right <= ack && right == end
+        });
+        let repaired = if !self.flags.has(Flags::TLP_RETRANS) || dsack {
+            // New data delivered, or the original and the probe both
+            // arrived (the D-SACK of RFC 2883 says so): no loss.
+            Some(false)
+        } else if ack > end {
+            // The probe's ACK came with more: it repaired a loss.
+            Some(true)
+        } else if !advanced && seg.options.sack_count == 0 {
+            // A duplicate ACK without SACK: both copies arrived.
+            Some(false)
+        } else {
+            // Ambiguous (a D-SACK may follow): wait for the next ACK.
+            None
+        };
+        if let Some(repaired) = repaired {
+            self.flags.clear(Flags::TLP_OUTSTANDING);
+            if repaired {
+                // RFC 8985 7.4.2: the congestion response of a fast
+                // recovery, which the probe has already done.
+                let cwnd = self.congestion.cwnd();
+                self.congestion.on_congestion_event(cwnd, now);
+                self.congestion.on_recovery_exit();
+            }
+        }
+    }
+
+    /// The probe timeout of RFC 8985 7.2, if a tail loss probe may be
+    /// scheduled now: SACK in use, data in flight, an RTT measured, no loss
+    /// recovery (fast or after a timeout) under way and no probe
+    /// outstanding. 2*SRTT, plus the peer's longest ACK delay when a single
+    /// segment is in flight.
+    fn probe_timeout(&self, config: &TcpConfig) -> Option<u64> {
+        let open = matches!(
+            self.state,
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
+        );
+        if !config.tail_loss_probe
+            || !open
+            || !self.flags.has(Flags::SACK)
+            || self.flags.has(Flags::IN_RECOVERY)
+            || self.flags.has(Flags::TLP_OUTSTANDING)
+            || self.snd_una < self.recover
+            || self.snd_una == self.snd_max
+            || self.retransmits > 0
+        {
+            return None;
+        }
+        let srtt = self.rtt.srtt_ns()?;
+        let flight = self.snd_max - self.snd_una;
+        let extra = if flight <= self.congestion_mss() {
+            MAX_ACK_DELAY_NS
+        } else {
+            PROBE_SLACK_NS
+        };
+        Some(srtt.saturating_mul(2).saturating_add(extra))
+    }
+
+    /// Arm the retransmission timer: as the probe timeout when a tail loss
+    /// probe may be scheduled (RFC 8985 7.2: restarted on every ACK of new
+    /// data and every new segment, but never later than the RTO), otherwise
+    /// as the RTO (RFC 6298 5.1: started if not running, or restarted if
+    /// `restart`). Off when nothing is in flight.
+    fn arm_retransmit_timer(&mut self, restart: bool, config: &TcpConfig, now: u64) {
+        if self.snd_una == self.snd_max {
+            self.rto_at = NEVER;
+            self.flags.clear(Flags::PTO_ARMED);
+            return;
+        }
+        let rto = self.rtt.rto_ns(&config.rto);
+        if let Some(pto) = self.probe_timeout(config) {
+            self.rto_at = now.saturating_add(pto.min(rto));
+            self.flags.set(Flags::PTO_ARMED);
+        } else if restart || self.rto_at == NEVER || self.flags.has(Flags::PTO_ARMED) {
+            self.rto_at = now.saturating_add(rto);
+            self.flags.clear(Flags::PTO_ARMED);
+        }
+    }
+
+    /// The probe timeout fired (RFC 8985 7.3): a probe goes out, and the
+    /// RTO, not another probe timeout, guards what is then in flight.
+    fn on_probe_timeout(&mut self, config: &TcpConfig, now: u64) {
+        self.flags.clear(Flags::PTO_ARMED);
+        if self.snd_una == self.snd_max {
+            return;
+        }
+        self.rto_at = now.saturating_add(self.rtt.rto_ns(&config.rto));
+        self.flags.set(Flags::SEND_PROBE);
+        self.events.insert(Events::TAIL_LOSS_PROBE);
+    }
+
+    /// The tail loss probe (RFC 8985 7.3): a new segment if the peer's
+    /// window takes one (whatever cwnd says), else the last segment sent,
+    /// again. One per tail: no probe timeout until it is acknowledged.
+    fn probe_segment(&mut self, config: &TcpConfig, now: u64) -> Option<Segment> {
+        if self.snd_una == self.snd_max {
+            return None;
+        }
+        let cmss = self.congestion_mss();
+        let data_end = self.snd_una + self.send_buffer.len() as u32;
+        let fin_queued = self.flags.has(Flags::FIN_QUEUED) && !self.flags.has(Flags::FIN_ACKED);
+        let fin_sent = fin_queued && self.snd_max > data_end;
+        let window_end = self.snd_una + self.snd_wnd;
+        let (seq, len, fin) =
+            if self.snd_nxt == self.snd_max && self.snd_nxt < data_end && window_end > self.snd_nxt
+            {
+                let len = (data_end - self.snd_nxt)
+                    .min(cmss)
+                    .min(window_end - self.snd_nxt);
+                (self.snd_nxt, len, fin_queued)
+            } else if self.snd_nxt == self.snd_max && fin_queued && !fin_sent {
+                (data_end, 0, true)
+            } else {
+                let end = if fin_sent { data_end } else { self.snd_max };
+                let start = if end - self.snd_una > cmss {
+                    end - cmss
+                } else {
+                    self.snd_una
+                };
+                (start, end - start, fin_sent)
+            };
+        // Outstanding before it is built: the timers are left as
+        // `on_probe_timeout` set them.
+        self.flags.set(Flags::TLP_OUTSTANDING);
+        let segment = self.data_segment(seq, len, fin, now, config);
+        self.tlp_end = self.snd_max;
+        self.flags.put(Flags::TLP_RETRANS, segment.retransmission);
+        Some(segment)
+    }
+
     fn enter_recovery(&mut self, now: u64) {
         let flight = self.snd_max - self.snd_una;
         self.congestion.on_congestion_event(flight, now);
@@ -1383,7 +1631,52 @@ impl Connection {
             // RFC 5681 3.2 step 3: inflate by the three segments that left.
             u32::from(DUP_THRESH) * self.congestion_mss()
         };
-        self.rtt_seq = None;
+        self.flags.clear(Flags::RTT_TIMED);
+    }
+
+    /// A refused segment calls for an ACK (`why`): send it unless a limit
+    /// says no (module [`super::ratelimit`]), and count either way. Data or
+    /// a FIN without a SYN is always answered out of window: it cannot be
+    /// half of an ACK loop (Linux's `tcp_oow_rate_limited`).
+    fn ack_refused(
+        &mut self,
+        why: Refusal,
+        seg: &TcpHeader,
+        payload_len: usize,
+        limits: &mut AckLimiter,
+        config: &TcpConfig,
+        now: u64,
+    ) {
+        let occupies = payload_len > 0 || seg.flags.contains(TcpFlags::FIN);
+        let sent = if why == Refusal::OutOfWindow && occupies && !seg.flags.contains(TcpFlags::SYN)
+        {
+            true
+        } else if self.refusal_ack_limited(config, now) {
+            false
+        } else {
+            why == Refusal::OutOfWindow || limits.take_challenge(now)
+        };
+        limits.count(why, sent);
+        if sent {
+            self.flags.set(Flags::ACK_NOW);
+        }
+    }
+
+    /// The per-connection limit: whether an ACK to a refused segment went
+    /// out less than `invalid_ack_interval_ns` ago; if not, `now` becomes
+    /// the time of the last one (Linux's `__tcp_oow_rate_limited`).
+    fn refusal_ack_limited(&mut self, config: &TcpConfig, now: u64) -> bool {
+        // Kept plus one, so that 0 means "none yet" even at time 0.
+        let stamp = millis(now).wrapping_add(1);
+        let interval_ms = config.invalid_ack_interval_ns / 1_000_000;
+        if self.last_refusal_ack_ms != 0 {
+            let elapsed = stamp.wrapping_sub(self.last_refusal_ack_ms) as i32;
+            if elapsed >= 0 && (elapsed as u64) < interval_ms {
+                return true;
+            }
+        }
+        self.last_refusal_ack_ms = stamp;
+        false
     }
 
     /// SYN-SENT (RFC 9293 3.10.7.3).
@@ -1391,7 +1684,7 @@ impl Connection {
         let flags = seg.flags;
         let ack = Seq(seg.ack);
         let has_ack = flags.contains(TcpFlags::ACK);
-        // Not `is_bad_ack_in_syn_sent`: a RST with a bad ACK is dropped too.
+        // Not `is_bad_ack_in_handshake`: a RST with a bad ACK is dropped too.
         if has_ack && (ack <= self.iss || ack > self.snd_max) {
             // Not for our SYN. The table answers with a RST <SEQ=SEG.ACK>
             // (unless it is one); the connection ignores it.
@@ -1438,7 +1731,11 @@ impl Connection {
         }
         if self.rto_at <= now {
             self.rto_at = NEVER;
-            self.on_retransmission_timeout(config, now);
+            if self.flags.has(Flags::PTO_ARMED) {
+                self.on_probe_timeout(config, now);
+            } else {
+                self.on_retransmission_timeout(config, now);
+            }
         }
         if self.aux_at <= now {
             self.aux_at = NEVER;
@@ -1543,15 +1840,22 @@ impl Connection {
             config.max_retransmits
         };
         if self.retransmits > limit {
-            if self.state != State::SynSent {
+            // A synchronized peer hears of it. A handshake that never
+            // completed ends silently, as Linux drops an expired request
+            // (`inet_csk_reqsk_queue_drop`): a RST to the source of a
+            // spoofed SYN would only reflect the flood.
+            if self.state.is_synchronized() {
                 self.flags.set(Flags::SEND_RST);
             }
             self.enter_closed(Events::RESET | Events::TIMED_OUT);
             return;
         }
+        // A timeout ends any tail loss probe episode (RFC 8985 7.3).
+        self.flags
+            .clear(Flags::TLP_OUTSTANDING | Flags::SEND_PROBE | Flags::TLP_RETRANS);
         self.rtt.on_timeout();
         self.events.insert(Events::RETRANSMISSION_TIMEOUT);
-        self.rtt_seq = None;
+        self.flags.clear(Flags::RTT_TIMED);
         if handshake {
             self.flags.set(Flags::SEND_SYN);
             return;
@@ -1652,10 +1956,14 @@ impl Connection {
         self.snd_nxt = self.iss + 1;
         self.snd_max = self.iss + 1;
         if !retransmission {
-            self.rtt_seq = Some(self.iss + 1);
-            self.rtt_sent_ns = now;
+            self.time_segment(self.iss + 1, now);
         }
-        self.rto_at = now.saturating_add(self.rtt.rto_ns(&config.rto));
+        if self.rto_at == NEVER {
+            // The first SYN, or one the timer calls for (it backed off). A
+            // SYN-ACK answering a refused segment leaves the timer alone: junk
+            // does not keep a half-open connection alive.
+            self.rto_at = now.saturating_add(self.rtt.rto_ns(&config.rto));
+        }
         let header = TcpHeader {
             src_port: self.tuple.local_port,
             dst_port: self.tuple.remote_port,
@@ -1695,6 +2003,13 @@ impl Connection {
                 let fin = fin_queued && self.snd_una + len == data_end;
                 self.high_rxt = self.high_rxt.max(self.snd_una + len);
                 return Some(self.data_segment(self.snd_una, len, fin, now, config));
+            }
+        }
+
+        if self.flags.has(Flags::SEND_PROBE) {
+            self.flags.clear(Flags::SEND_PROBE);
+            if let Some(segment) = self.probe_segment(config, now) {
+                return Some(segment);
             }
         }
 
@@ -1808,15 +2123,15 @@ impl Connection {
         let retransmission = seq < self.snd_max;
         if retransmission {
             // Karn: no sample from a round trip that includes a resend.
-            self.rtt_seq = None;
-        } else if self.rtt_seq.is_none() {
-            self.rtt_seq = Some(end);
-            self.rtt_sent_ns = now;
+            self.flags.clear(Flags::RTT_TIMED);
+        } else if !self.flags.has(Flags::RTT_TIMED) {
+            self.time_segment(end, now);
         }
         if seq == self.snd_nxt {
             self.snd_nxt = end;
         }
-        if end > self.snd_max {
+        let new_data = end > self.snd_max;
+        if new_data {
             if self.snd_max == self.snd_una {
                 // RFC 5681 4.1: restart from the initial window after an idle
                 // period longer than the RTO.
@@ -1826,8 +2141,8 @@ impl Connection {
             }
             self.snd_max = end;
         }
-        if self.rto_at == NEVER {
-            self.rto_at = now.saturating_add(self.rtt.rto_ns(&config.rto));
+        if new_data || self.rto_at == NEVER {
+            self.arm_retransmit_timer(false, config, now);
         }
         self.last_tx_ms = millis(now);
         let offset = seq - self.snd_una;
@@ -1903,6 +2218,12 @@ impl Connection {
         }
         field as u16
     }
+}
+
+/// Microseconds of `now`, wrapping every 71 minutes (round trips are
+/// measured with it).
+fn micros(now: u64) -> u32 {
+    (now / 1_000) as u32
 }
 
 /// Milliseconds of `now`, wrapping every 49 days.

@@ -6,7 +6,8 @@
 //! - RFC 7323 (window scaling, timestamps), RFC 2018 (SACK), RFC 6675 (SACK
 //!   loss recovery), RFC 6298 (retransmission timer), RFC 5681 and RFC 6582
 //!   (congestion control, NewReno), RFC 9438 (CUBIC), RFC 4987 (SYN cookies),
-//!   RFC 6528 (initial sequence numbers), RFC 1122 (delayed ACK, keepalive).
+//!   RFC 6528 (initial sequence numbers), RFC 1122 (delayed ACK, keepalive),
+//!   RFC 8985 section 7 (tail loss probes).
 //!
 //! Layers, lowest first:
 //! - [`seq`]: sequence-number arithmetic.
@@ -19,6 +20,8 @@
 //!   and yields segments to send and its next deadline; it reads no clock and
 //!   touches no socket or device.
 //! - [`cookie`]: SYN cookies and initial sequence numbers.
+//! - [`ratelimit`]: the limits on ACKs to refused segments (RFC 5961
+//!   section 7 challenge ACKs, per worker and randomised).
 //! - [`timer_wheel`]: a hierarchical timer wheel with O(1) insert and cancel.
 #![forbid(unsafe_code)]
 
@@ -27,6 +30,7 @@ pub mod buffer;
 pub mod congestion;
 pub mod connection;
 pub mod cookie;
+pub mod ratelimit;
 pub mod rtt;
 pub mod scoreboard;
 pub mod seq;

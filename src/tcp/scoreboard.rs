@@ -23,6 +23,10 @@
 //!   each of them. `SetPipe` is therefore computed octet for octet, exactly
 //!   as the RFC words it, one hole at a time.
 //!
+//! One addition from RFC 8985 (RACK): the connection may mark every unSACKed
+//! byte below a point lost ([`Scoreboard::mark_lost_below`]), when the SACK
+//! of its tail loss probe shows that a segment sent later arrived.
+//!
 //! When a new SACK block would need a ninth range, the highest range is
 //! dropped (or the new block, if it is the highest): the lowest holes are the
 //! ones recovery retransmits first, and the SACK information below them is
@@ -51,15 +55,20 @@ pub const MAX_SACKED: usize = 8;
 /// `DupThresh` of RFC 6675 section 2 (and RFC 5681's three duplicate ACKs).
 pub const DUP_THRESH: u32 = 3;
 
-/// The SACKed sequence space above `snd_una` of one connection. 68 bytes.
+/// The SACKed sequence space above `snd_una` of one connection. 72 bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct Scoreboard {
     /// `[start, end)` ranges; the first `len` are in use: each non-empty,
     /// sorted, with a gap of at least one byte between neighbours, and all
     /// within `[snd_una, snd_nxt]` as of the last [`Scoreboard::on_ack`].
     ranges: [(Seq, Seq); MAX_SACKED],
+    /// With `lost_mark`: every unSACKed byte below this is lost
+    /// ([`Scoreboard::mark_lost_below`]); above `snd_una` while set.
+    lost_below: Seq,
     /// The number of ranges in use, at most [`MAX_SACKED`].
     len: u8,
+    /// Whether `lost_below` holds.
+    lost_mark: bool,
 }
 
 impl Default for Scoreboard {
@@ -73,7 +82,9 @@ impl Scoreboard {
     pub const fn new() -> Self {
         Scoreboard {
             ranges: [(Seq(0), Seq(0)); MAX_SACKED],
+            lost_below: Seq(0),
             len: 0,
+            lost_mark: false,
         }
     }
 
@@ -81,6 +92,20 @@ impl Scoreboard {
     /// section 5.1, or when SACK is not in use).
     pub fn clear(&mut self) {
         self.len = 0;
+        self.lost_mark = false;
+    }
+
+    /// Deem every unSACKed byte below `end` lost, whatever `IsLost` would
+    /// say: RACK's verdict (RFC 8985 6.2) once a segment sent after them
+    /// ending at `end`, the connection's tail loss probe, is SACKed. Holds
+    /// until the cumulative ACK passes `end` or [`Scoreboard::clear`].
+    pub fn mark_lost_below(&mut self, end: Seq) {
+        if self.lost_mark {
+            self.lost_below = self.lost_below.max(end);
+        } else {
+            self.lost_below = end;
+            self.lost_mark = true;
+        }
     }
 
     /// Whether nothing above `snd_una` is SACKed.
@@ -120,6 +145,9 @@ impl Scoreboard {
     /// Drops what lies outside `[snd_una, snd_nxt)` and shortens ranges that
     /// straddle either bound.
     fn trim(&mut self, snd_una: Seq, snd_nxt: Seq) {
+        if self.lost_mark && self.lost_below <= snd_una {
+            self.lost_mark = false;
+        }
         let mut kept = 0;
         for i in 0..usize::from(self.len) {
             let (start, end) = self.ranges[i];
@@ -186,11 +214,15 @@ impl Scoreboard {
     /// RFC 6675 `IsLost(SeqNum)`: whether the unSACKed byte `seq` is deemed
     /// lost, that is whether [`DUP_THRESH`] segments, or more than
     /// `(DUP_THRESH - 1) * mss` bytes, above it are SACKed. Segments are
-    /// counted as the module documentation says. A SACKed byte is not lost.
-    /// An `mss` of 0 is taken as 1.
+    /// counted as the module documentation says. A SACKed byte is not lost;
+    /// an unSACKed one below a [`Scoreboard::mark_lost_below`] mark is. An
+    /// `mss` of 0 is taken as 1.
     pub fn is_lost(&self, seq: Seq, mss: u32) -> bool {
         if self.is_sacked(seq) {
             return false;
+        }
+        if self.lost_mark && seq < self.lost_below {
+            return true;
         }
         let mss = mss.max(1);
         let (mut segments, mut bytes) = (0u32, 0u32);

@@ -31,6 +31,7 @@ use crate::wire::{EthernetAddress, TcpFlags, TcpHeader};
 use super::buffer::BufferPool;
 use super::connection::{Connection, Events, Segment, State, TcpConfig};
 use super::cookie::{CookieOptions, Secrets};
+use super::ratelimit::{AckCounts, AckLimiter, DEFAULT_CHALLENGE_ACK_LIMIT};
 use super::timer_wheel::{TimerId, TimerWheel};
 use super::{FourTuple, Seq};
 
@@ -51,6 +52,10 @@ pub struct TableConfig {
     pub syn_backlog: usize,
     /// Most send and receive buffers allocated at once.
     pub max_buffers: usize,
+    /// Challenge ACKs (RFC 5961 section 7) the worker sends per second, on
+    /// average: each second's budget is drawn at random around it
+    /// ([`super::ratelimit`]). `u32::MAX`: no limit.
+    pub challenge_ack_limit: u32,
 }
 
 impl Default for TableConfig {
@@ -60,6 +65,7 @@ impl Default for TableConfig {
             max_connections: 262_144,
             syn_backlog: 1024,
             max_buffers: 4096,
+            challenge_ack_limit: DEFAULT_CHALLENGE_ACK_LIMIT,
         }
     }
 }
@@ -117,6 +123,10 @@ pub struct TcpTable {
     batching: bool,
     /// Connections whose output waits for [`TcpTable::end_batch`].
     deferred: Vec<u32>,
+    /// The worker's limits on ACKs to refused segments, and their counts.
+    ack_limits: AckLimiter,
+    /// `ack_limits`' counts as last copied to the worker's counters.
+    ack_counts: AckCounts,
 }
 
 impl std::fmt::Debug for TcpTable {
@@ -180,15 +190,23 @@ impl TcpIo for Io<'_> {
 impl TcpTable {
     /// An empty table. `secrets` keys SYN cookies and initial sequence
     /// numbers (the same for every worker of a process); `hasher` seeds the
-    /// 4-tuple index.
+    /// 4-tuple index and, with a count of the tables made, the key of the
+    /// challenge-ACK budgets (different for each worker).
     pub fn new(
         config: TableConfig,
         secrets: Secrets,
         hasher: ahash::RandomState,
         now: u64,
     ) -> Self {
+        static TABLES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nonce = TABLES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&hasher.hash_one((nonce, 0u8)).to_le_bytes());
+        key[8..].copy_from_slice(&hasher.hash_one((nonce, 1u8)).to_le_bytes());
         let pool = BufferPool::new(config.tcp.buffer_size as usize, config.max_buffers);
         TcpTable {
+            ack_limits: AckLimiter::new(config.challenge_ack_limit, key),
+            ack_counts: AckCounts::default(),
             by_tuple: HashMap::with_hasher(hasher),
             slots: Slab::new(),
             wheel: TimerWheel::new(now, TIMER_TICK_NS),
@@ -265,10 +283,18 @@ impl TcpTable {
             self.remove(key, counters);
             return Input::NoConnection;
         }
-        let bad_ack = slot.conn.is_bad_ack_in_syn_sent(header);
+        let bad_ack = slot.conn.is_bad_ack_in_handshake(header);
         let open_before = slot.conn.state() != State::Closed;
-        slot.conn
-            .handle_segment(header, payload, &self.config.tcp, &mut self.pool, now);
+        slot.conn.handle_segment(
+            header,
+            payload,
+            &self.config.tcp,
+            &mut self.pool,
+            &mut self.ack_limits,
+            now,
+        );
+        self.publish_ack_counts(counters);
+        let slot = &mut self.slots[key as usize];
         if open_before && header.flags.contains(TcpFlags::RST) && slot.conn.state() == State::Closed
         {
             counters.tcp_resets_rx.inc();
@@ -348,8 +374,10 @@ impl TcpTable {
                             payload,
                             &self.config.tcp,
                             &mut self.pool,
+                            &mut self.ack_limits,
                             now,
                         );
+                        self.publish_ack_counts(counters);
                     }
                     self.drive(key, services, counters, now, out);
                     return;
@@ -522,6 +550,24 @@ impl TcpTable {
         }
     }
 
+    /// Copy the ACK limiter's counts to the worker's counters, if they moved.
+    fn publish_ack_counts(&mut self, counters: &WorkerCounters) {
+        let counts = self.ack_limits.counts();
+        if counts != self.ack_counts {
+            self.ack_counts = counts;
+            counters.tcp_challenge_acks_sent.set(counts.challenge_sent);
+            counters
+                .tcp_challenge_acks_limited
+                .set(counts.challenge_limited);
+            counters
+                .tcp_out_of_window_acks_sent
+                .set(counts.out_of_window_sent);
+            counters
+                .tcp_out_of_window_acks_limited
+                .set(counts.out_of_window_limited);
+        }
+    }
+
     fn cookies_recent(&self, now: u64) -> bool {
         self.last_cookie_ns
             .is_some_and(|at| now.saturating_sub(at) <= COOKIE_WINDOW_NS)
@@ -591,6 +637,9 @@ impl TcpTable {
         if events.contains(Events::RETRANSMISSION_TIMEOUT) {
             counters.tcp_rto_expired.inc();
         }
+        if events.contains(Events::TAIL_LOSS_PROBE) {
+            counters.tcp_tail_loss_probes.inc();
+        }
         if events.contains(Events::ESTABLISHED) {
             if slot.half_open {
                 slot.half_open = false;
@@ -626,7 +675,12 @@ impl TcpTable {
             if events.contains(Events::RESET) {
                 closed = Some(true);
                 if events.contains(Events::TIMED_OUT) {
-                    counters.tcp_timeouts.inc();
+                    if slot.half_open {
+                        // SYN-ACK retransmissions exhausted: dropped silently.
+                        counters.tcp_half_open_expired.inc();
+                    } else {
+                        counters.tcp_timeouts.inc();
+                    }
                 }
             } else if events.contains(Events::CLOSED) {
                 closed = Some(false);

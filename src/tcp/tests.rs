@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 
 use super::buffer::BufferPool;
 use super::connection::{Connection, Events, Segment, State, TcpConfig};
+use super::ratelimit::AckLimiter;
 use super::{FourTuple, Seq};
 use crate::wire::{TcpFlags, TcpHeader, TcpOptions};
 
@@ -30,6 +31,7 @@ const RST: TcpFlags = TcpFlags::RST;
 struct Fixture {
     conn: Connection,
     pool: BufferPool,
+    limits: AckLimiter,
     config: TcpConfig,
     now: u64,
 }
@@ -74,6 +76,7 @@ impl Fixture {
         Fixture {
             conn,
             pool: BufferPool::new(config.buffer_size as usize, 64),
+            limits: AckLimiter::default(),
             config,
             now: 0,
         }
@@ -105,8 +108,14 @@ impl Fixture {
     }
 
     fn input(&mut self, header: TcpHeader, payload: &[u8]) {
-        self.conn
-            .handle_segment(&header, payload, &self.config, &mut self.pool, self.now);
+        self.conn.handle_segment(
+            &header,
+            payload,
+            &self.config,
+            &mut self.pool,
+            &mut self.limits,
+            self.now,
+        );
     }
 
     fn transmit(&mut self) -> Vec<(Segment, Vec<u8>)> {
@@ -371,6 +380,7 @@ fn sending_respects_mss_and_the_initial_window_and_grows_on_acks() {
 fn unacknowledged_data_is_retransmitted_with_backoff_then_reset() {
     let mut cfg = config();
     cfg.max_retransmits = 3;
+    cfg.tail_loss_probe = false;
     let mut f = Fixture::accepted_with(peer_syn(), cfg);
     f.transmit_one();
     f.input(f.ack_from_peer(0, 0), b"");
@@ -538,7 +548,14 @@ fn active_open_and_simultaneous_open() {
     // Simultaneous open: the peer's SYN crosses ours.
     let mut their_syn = peer_syn();
     their_syn.ack = 0;
-    conn.handle_segment(&their_syn, b"", &config, &mut pool, 1);
+    conn.handle_segment(
+        &their_syn,
+        b"",
+        &config,
+        &mut pool,
+        &mut AckLimiter::default(),
+        1,
+    );
     assert_eq!(conn.state(), State::SynReceived);
     let syn_ack = conn.poll_transmit(&config, 1).unwrap();
     assert_eq!(syn_ack.header.flags, SYN | ACK);
@@ -547,7 +564,7 @@ fn active_open_and_simultaneous_open() {
     ack.options = their_syn.options;
     ack.flags = ACK;
     ack.seq = IRS + 1;
-    conn.handle_segment(&ack, b"", &config, &mut pool, 2);
+    conn.handle_segment(&ack, b"", &config, &mut pool, &mut AckLimiter::default(), 2);
     assert_eq!(conn.state(), State::Established);
 
     // A plain active open: SYN, SYN-ACK, ACK.
@@ -556,7 +573,14 @@ fn active_open_and_simultaneous_open() {
     let mut syn_ack = peer_syn();
     syn_ack.flags = SYN | ACK;
     syn_ack.ack = ISS.wrapping_add(1);
-    conn.handle_segment(&syn_ack, b"", &config, &mut pool, 3 * MS);
+    conn.handle_segment(
+        &syn_ack,
+        b"",
+        &config,
+        &mut pool,
+        &mut AckLimiter::default(),
+        3 * MS,
+    );
     assert_eq!(conn.state(), State::Established);
     assert!(conn.take_events().contains(Events::ESTABLISHED));
     let ack = conn.poll_transmit(&config, 3 * MS).unwrap();
@@ -572,7 +596,7 @@ fn refused_active_open_reports_reset() {
     let mut conn = Connection::connect(TUPLE, Seq(ISS), &config, 0);
     conn.poll_transmit(&config, 0).unwrap();
     let rst = peer(RST | ACK, 0, ISS.wrapping_add(1));
-    conn.handle_segment(&rst, b"", &config, &mut pool, 1);
+    conn.handle_segment(&rst, b"", &config, &mut pool, &mut AckLimiter::default(), 1);
     assert_eq!(conn.state(), State::Closed);
     assert!(conn.take_events().contains(Events::RESET));
 }
@@ -756,9 +780,16 @@ fn syn_sent_ignores_a_reset_whose_ack_is_not_for_our_syn() {
     let mut conn = Connection::connect(TUPLE, Seq(ISS), &config, 0);
     conn.poll_transmit(&config, 0).unwrap();
     let blind = peer(RST | ACK, 0, ISS.wrapping_add(5000));
-    conn.handle_segment(&blind, b"", &config, &mut pool, 1);
+    conn.handle_segment(
+        &blind,
+        b"",
+        &config,
+        &mut pool,
+        &mut AckLimiter::default(),
+        1,
+    );
     assert_eq!(conn.state(), State::SynSent, "a blind RST must not close");
-    assert!(conn.is_bad_ack_in_syn_sent(&peer(ACK, 0, ISS.wrapping_add(5000))));
+    assert!(conn.is_bad_ack_in_handshake(&peer(ACK, 0, ISS.wrapping_add(5000))));
 }
 
 #[test]
@@ -778,4 +809,228 @@ fn fin_wait_2_limit_counts_silence_not_duplicates() {
     let silent_until = f.conn.poll_timeout().unwrap();
     f.advance_to(silent_until);
     assert_eq!(f.conn.state(), State::Closed, "silence ends it");
+}
+
+/// An established connection whose handshake took `rtt`, so that SRTT is
+/// `rtt` (the probe timeout depends on it).
+fn established_after(rtt: u64) -> Fixture {
+    let mut f = Fixture::accepted_with(peer_syn(), config());
+    f.transmit_one();
+    f.now = rtt;
+    f.input(f.ack_from_peer(0, 0), b"");
+    assert_eq!(f.conn.state(), State::Established);
+    assert_eq!(f.conn.srtt_ns(), Some(rtt));
+    f.conn.take_events();
+    f
+}
+
+#[test]
+fn out_of_window_segments_get_one_ack_per_half_second_but_data_is_always_answered() {
+    let mut f = Fixture::established();
+    let mut acks = 0;
+    // 2,000 pure ACKs far below the window within one second: an ACK loop
+    // or a blind attacker. Linux answers one per tcp_invalid_ratelimit.
+    for i in 0..2000u64 {
+        f.now = i * MS / 2;
+        let mut stale = f.ack_from_peer(0, 0);
+        stale.seq = IRS.wrapping_sub(100_000);
+        f.input(stale, b"");
+        acks += f.transmit().len();
+    }
+    assert_eq!(acks, 2, "one at 0 ms, one at 500 ms");
+    let counts = f.limits.counts();
+    assert_eq!(counts.out_of_window_sent, 2);
+    assert_eq!(counts.out_of_window_limited, 1998);
+    // An old duplicate carrying data (a retransmission whose ACK was lost)
+    // still gets its ACK: data cannot be half of an ACK loop.
+    let mut old_data = f.ack_from_peer(0, 0);
+    old_data.seq = IRS.wrapping_sub(100);
+    f.input(old_data, b"old");
+    assert_eq!(rel_ack(&f.transmit_one()), 0);
+    // So does an in-window segment: the limit is for refused ones only.
+    f.input(f.ack_from_peer(0, 0), b"new");
+    f.advance_to(f.now + 40 * MS);
+    assert_eq!(rel_ack(&f.transmit_one()), 3);
+}
+
+#[test]
+fn challenge_acks_are_limited_per_connection_and_by_a_random_worker_budget() {
+    // RFC 5961 section 7: 3,000 connections of one worker each get two
+    // in-window RSTs within one second.
+    let mut worker = AckLimiter::new(1000, [7; 16]);
+    let mut sent = 0u64;
+    for _ in 0..3000 {
+        let mut f = Fixture::established();
+        std::mem::swap(&mut f.limits, &mut worker);
+        f.now = 100 * MS;
+        f.input(peer(RST, IRS + 100, 0), b"");
+        f.input(peer(RST, IRS + 200, 0), b"");
+        let out = f.transmit();
+        assert!(out.len() <= 1);
+        sent += out.len() as u64;
+        assert_eq!(f.conn.state(), State::Established);
+        std::mem::swap(&mut f.limits, &mut worker);
+    }
+    // Each second's budget is drawn in [500, 1500): never all 3,000, never
+    // a fixed count an attacker could subtract from.
+    assert!((500..1500).contains(&sent), "{sent} challenge ACKs");
+    let counts = worker.counts();
+    assert_eq!(counts.challenge_sent, sent);
+    assert_eq!(counts.challenge_sent + counts.challenge_limited, 6000);
+    // The next second brings a new budget.
+    let mut f = Fixture::established();
+    std::mem::swap(&mut f.limits, &mut worker);
+    f.now = 1_100 * MS;
+    f.input(peer(RST, IRS + 100, 0), b"");
+    assert_eq!(f.transmit_one().header.flags, ACK);
+}
+
+#[test]
+fn junk_in_syn_received_draws_few_syn_acks_and_does_not_prolong_the_half_open() {
+    let mut cfg = config();
+    cfg.max_syn_retransmits = 2;
+    let mut f = Fixture::accepted_with(peer_syn(), cfg);
+    f.transmit_one();
+    let (mut syn_acks, mut resets, mut junk, mut bad_acks) = (0, 0, 0, 0);
+    let mut t = 0;
+    // Junk every 10 ms: segments out of the window, ACKs of nothing we
+    // sent, repeated SYNs, RSTs off the mark.
+    while f.conn.state() == State::SynReceived && t < 20_000 * MS {
+        t += 10 * MS;
+        f.advance_to(t);
+        if f.conn.state() == State::Closed {
+            break;
+        }
+        let segment = match junk % 4 {
+            0 => peer(ACK, IRS.wrapping_add(1_000_000), ISS.wrapping_add(1)),
+            1 => peer(ACK, IRS + 1, ISS.wrapping_add(5000)),
+            2 => peer_syn(),
+            _ => peer(RST, IRS + 100, 0),
+        };
+        assert_eq!(
+            f.conn.is_bad_ack_in_handshake(&segment),
+            junk % 4 == 1,
+            "the table answers only the bad ACK, with a RST"
+        );
+        if f.conn.is_bad_ack_in_handshake(&segment) {
+            bad_acks += 1;
+        }
+        f.input(segment, b"");
+        junk += 1;
+        for (segment, _) in f.transmit() {
+            if segment.header.flags.contains(RST) {
+                resets += 1;
+            } else {
+                assert_eq!(segment.header.flags, SYN | ACK);
+                syn_acks += 1;
+            }
+        }
+    }
+    // The SYN-ACK timer alone decides: resent at 1 s and 3 s, given up at
+    // 7 s, whatever the junk.
+    assert_eq!(f.conn.state(), State::Closed, "still half-open at {t}");
+    assert!(t <= 7_000 * MS + 10 * MS, "lived until {} ms", t / MS);
+    assert!(f.conn.take_events().contains(Events::TIMED_OUT));
+    assert_eq!(resets, 0, "an expired half-open sends no RST");
+    // Two retransmissions plus at most one answer per 500 ms.
+    assert!(
+        syn_acks <= 2 + 15,
+        "{syn_acks} SYN-ACKs for {junk} junk segments"
+    );
+    let counts = f.limits.counts();
+    assert_eq!(
+        counts.out_of_window_sent
+            + counts.out_of_window_limited
+            + counts.challenge_sent
+            + counts.challenge_limited,
+        junk - bad_acks,
+        "every junk segment but the bad ACKs (the table's RSTs) is counted: {counts:?}"
+    );
+}
+
+#[test]
+fn an_expired_half_open_connection_ends_silently() {
+    let mut f = Fixture::accepted_with(peer_syn(), config());
+    f.transmit_one();
+    let mut sent = Vec::new();
+    while f.conn.state() != State::Closed {
+        f.fire_next_timer();
+        sent.extend(f.transmit().into_iter().map(|(s, _)| s.header.flags));
+    }
+    assert_eq!(sent, vec![SYN | ACK; 6], "six retransmissions, no RST");
+    let events = f.conn.take_events();
+    assert!(events.contains(Events::RESET | Events::TIMED_OUT));
+}
+
+#[test]
+fn a_lost_tail_gets_one_probe_after_two_rtts_and_its_sack_starts_recovery() {
+    let mut f = established_after(20 * MS);
+    let mss = u32::from(f.conn.mss()) - 12;
+    let data = vec![9u8; 3 * mss as usize];
+    f.conn.send(&data, &mut f.pool).unwrap();
+    let sent_at = f.now;
+    assert_eq!(f.transmit().len(), 3);
+    // The whole flight is lost. PTO = 2*SRTT + 2 ms, long before the RTO.
+    assert_eq!(f.conn.poll_timeout(), Some(sent_at + 42 * MS));
+    f.fire_next_timer();
+    assert!(f.conn.take_events().contains(Events::TAIL_LOSS_PROBE));
+    let probe = f.transmit_one();
+    assert!(probe.retransmission, "no new data: the last segment again");
+    assert_eq!(rel_seq(&probe), 2 * mss);
+    assert_eq!(probe.payload_len, mss);
+    // The probe arrives and is SACKed: what was sent before it is lost,
+    // and recovery resends it at once.
+    f.now += 20 * MS;
+    let base = ISS.wrapping_add(1);
+    let mut sack = f.ack_from_peer(0, 0);
+    sack.options.sack_blocks[0] = (base.wrapping_add(2 * mss), base.wrapping_add(3 * mss));
+    sack.options.sack_count = 1;
+    f.input(sack, b"");
+    let resent: Vec<u32> = f.transmit().iter().map(|(s, _)| rel_seq(s)).collect();
+    assert_eq!(resent, vec![0, mss], "both holes, before any RTO");
+    assert!(!f
+        .conn
+        .take_events()
+        .contains(Events::RETRANSMISSION_TIMEOUT));
+}
+
+#[test]
+fn one_probe_per_tail_then_the_rto() {
+    let mut f = established_after(20 * MS);
+    f.conn.send(b"lonely", &mut f.pool).unwrap();
+    let sent_at = f.now;
+    f.transmit_one();
+    // One segment in flight: the peer may delay its ACK, PTO waits for it
+    // (2*SRTT + 200 ms), but never longer than the RTO (200 ms here).
+    assert_eq!(f.conn.poll_timeout(), Some(sent_at + 200 * MS));
+    f.fire_next_timer();
+    assert!(f.conn.take_events().contains(Events::TAIL_LOSS_PROBE));
+    assert_eq!(f.transmit_one().payload_len, 6);
+    // The probe is lost too: the next timer is the RTO, not a second probe.
+    f.fire_next_timer();
+    let events = f.conn.take_events();
+    assert!(events.contains(Events::RETRANSMISSION_TIMEOUT));
+    assert!(!events.contains(Events::TAIL_LOSS_PROBE));
+    assert_eq!(f.transmit_one().payload_len, 6);
+}
+
+#[test]
+fn no_probe_without_sack_or_when_turned_off() {
+    for (sack, tlp) in [(false, true), (true, false)] {
+        let mut cfg = config();
+        cfg.sack = sack;
+        cfg.tail_loss_probe = tlp;
+        let mut f = Fixture::accepted_with(peer_syn(), cfg);
+        f.transmit_one();
+        f.now = 20 * MS;
+        f.input(f.ack_from_peer(0, 0), b"");
+        f.conn.send(b"data", &mut f.pool).unwrap();
+        f.transmit_one();
+        f.fire_next_timer();
+        let events = f.conn.take_events();
+        assert!(
+            events.contains(Events::RETRANSMISSION_TIMEOUT),
+            "sack {sack} tlp {tlp}"
+        );
+    }
 }
