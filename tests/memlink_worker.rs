@@ -400,17 +400,24 @@ fn a_stalled_owner_backs_up_into_the_port_not_the_steering_ring() {
     };
     offer(&mut peer0, &to_w0);
     offer(&mut peer1, &to_w1);
-    // Worker 0 fills the ring towards the idle worker 1, then waits.
+    // Worker 0 fills the ring towards the idle worker 1, then waits (where
+    // it used to go on pulling, dropping worker 1's packets).
     let start = Instant::now();
-    while c0.steer_backpressure_rounds.get() == 0 {
+    while c0.steer_backpressure_rounds.get() == 0 && c0.drops_of(DropReason::SteerQueueFull) == 0 {
         assert!(
             start.elapsed() < Duration::from_secs(20),
-            "worker 0 never waited for worker 1"
+            "worker 0 neither waited for worker 1 nor dropped"
         );
         std::thread::sleep(Duration::from_millis(1));
     }
+    // Let it run on a while: it must stay waiting.
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(
+        c0.drops_of(DropReason::SteerQueueFull),
+        0,
+        "worker 0 dropped packets for worker 1 instead of leaving them in its port"
+    );
     assert!(c0.steered_out.get() <= MIN_STEER_QUEUE_SIZE as u64);
-    assert_eq!(c0.drops_of(DropReason::SteerQueueFull), 0);
 
     let (c1, stop1, worker1) = echo_worker_with(1, w1_end, DefaultAction::Drop, None, ring1);
     let (sent0, sent1) = (peer0.counters(), peer1.counters());
