@@ -182,6 +182,9 @@ struct Stats {
     errors: Counter,
     /// UDP requests that got no reply in time.
     timeouts: Counter,
+    /// UDP replies that came after their request had timed out (counted in
+    /// `completed` too): `timeouts - late` requests or replies were lost.
+    late: Counter,
     /// Payload bytes handed to TCP or UDP, and received.
     bytes_tx: Counter,
     bytes_rx: Counter,
@@ -658,6 +661,8 @@ impl App for LoadApp {
                 if f.since == sent_at {
                     f.since = 0;
                     self.ready.push_back(index);
+                } else {
+                    self.shared.stats.late.inc();
                 }
             }
         }
@@ -888,6 +893,7 @@ fn report(args: &Args, load: &LoadConfig, shared: &[Arc<WorkerShared>]) -> anyho
         "aborted_at_stop": sum(|s| &s.aborted_at_stop),
         "errors": sum(|s| &s.errors),
         "timeouts": sum(|s| &s.timeouts),
+        "late": sum(|s| &s.late),
         "bytes_tx": bytes_tx,
         "bytes_rx": sum(|s| &s.bytes_rx),
         "gbit_per_second": gbps,
