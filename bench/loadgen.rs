@@ -95,6 +95,11 @@ struct Args {
     /// Seconds of load.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
+    /// Go on past `--duration` until this many responses completed (udp,
+    /// rps: replies; cps: connections), at most 20 times as long: for
+    /// tests that need so much load on a machine of any speed.
+    #[arg(long, default_value_t = 0)]
+    min_completed: u64,
     /// Request size in bytes (udp, and tcp with --proto echo).
     #[arg(long, default_value_t = 64)]
     size: usize,
@@ -792,6 +797,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             load.clone(),
         );
         let duration = Duration::from_secs_f64(args.duration);
+        let (min_completed, longest) = (args.min_completed, duration * 20);
         std::thread::spawn(move || {
             let start = Instant::now();
             let mut last = (Instant::now(), 0u64);
@@ -824,7 +830,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                     );
                     last = (Instant::now(), completed);
                 }
-                if running >= duration {
+                if running >= duration && (completed >= min_completed || running >= longest) {
                     signals.stop.store(true, Relaxed);
                 }
             }
