@@ -122,6 +122,9 @@ struct Args {
 const UDP_HEADER: usize = 16;
 /// A UDP request without a reply for this long is counted lost and resent.
 const UDP_TIMEOUT_NS: u64 = 1_000_000_000;
+/// How long the load may take to start (the data plane up, the target
+/// resolved) before it gives up.
+const NOTHING_SENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Histogram range: 1 ns to 60 s, 3 significant digits.
 const HIST_MAX_NS: u64 = 60_000_000_000;
 /// At most this many new connections or datagrams per worker per poll round.
@@ -805,8 +808,13 @@ fn run(args: Args) -> anyhow::Result<()> {
                 std::thread::sleep(Duration::from_millis(100));
                 // The clock starts at the first request.
                 if shared.iter().all(|s| s.stats.first_ns.get() == 0) {
-                    if start.elapsed() > Duration::from_secs(5) {
-                        eprintln!("shardnet-load: nothing sent after 5 s (see the errors below)");
+                    // Generous: a loaded machine may take seconds to start
+                    // the data plane and resolve the target.
+                    if start.elapsed() > NOTHING_SENT_TIMEOUT {
+                        eprintln!(
+                            "shardnet-load: nothing sent after {} s (see the errors below)",
+                            NOTHING_SENT_TIMEOUT.as_secs()
+                        );
                         signals.stop.store(true, Relaxed);
                     }
                     continue;

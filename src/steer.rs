@@ -78,6 +78,8 @@ impl<B> std::fmt::Debug for SteerLinks<B> {
 
 /// The steering rings of `workers` workers, `queue_size` slots each, and the
 /// model that decides the owners: one [`SteerLinks`] per worker, in order.
+/// A worker pulls RX only while its rings have room for a burst, so the
+/// runtime uses at least [`MIN_STEER_QUEUE_SIZE`] slots.
 ///
 /// # Panics
 /// If the model has a different number of workers, or `queue_size` is 0.
