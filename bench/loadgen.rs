@@ -122,6 +122,10 @@ struct Args {
 const UDP_HEADER: usize = 16;
 /// A UDP request without a reply for this long is counted lost and resent.
 const UDP_TIMEOUT_NS: u64 = 1_000_000_000;
+/// UDP closed loop: how long the load waits, sending nothing new, before
+/// it stops, so that every request lost has timed out (1 s) and every
+/// reply delayed less than this came.
+const UDP_DRAIN: Duration = Duration::from_secs(2);
 /// How long the load may take to start (the data plane up, the target
 /// resolved) before it gives up.
 const NOTHING_SENT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -163,6 +167,9 @@ struct LoadConfig {
     flows: Vec<usize>,
     rate_per_worker: f64,
     epoch: Instant,
+    /// UDP closed loop, past the run's end: no new requests, so that what
+    /// is in flight is answered or times out before the stop.
+    draining: std::sync::atomic::AtomicBool,
     request: Vec<u8>,
 }
 
@@ -335,7 +342,10 @@ impl LoadApp {
             return;
         }
         let open_loop = self.config.rate_per_worker > 0.0;
-        let mut budget = self.budget();
+        let mut budget = match self.config.draining.load(Relaxed) {
+            true => 0,
+            false => self.budget(),
+        };
         let mut payload = [0u8; 2048];
         let size = self.config.size.clamp(UDP_HEADER, payload.len());
         while budget > 0 {
@@ -766,6 +776,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         flows: split(args.flows, workers),
         rate_per_worker: args.rate as f64 / workers as f64,
         epoch: Instant::now(),
+        draining: std::sync::atomic::AtomicBool::new(false),
         request: request_bytes(&args),
     });
     let shared: Vec<Arc<WorkerShared>> = (0..workers)
@@ -804,6 +815,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         std::thread::spawn(move || {
             let start = Instant::now();
             let mut last = (Instant::now(), 0u64);
+            let mut drain_start = None;
             while !done.load(Relaxed) && !signals.stop.load(Relaxed) {
                 std::thread::sleep(Duration::from_millis(100));
                 // The clock starts at the first request.
@@ -839,7 +851,15 @@ fn run(args: Args) -> anyhow::Result<()> {
                     last = (Instant::now(), completed);
                 }
                 if running >= duration && (completed >= min_completed || running >= longest) {
-                    signals.stop.store(true, Relaxed);
+                    let closed_loop_udp = load.mode == Mode::Udp && load.rate_per_worker <= 0.0;
+                    match drain_start {
+                        None if closed_loop_udp => {
+                            load.draining.store(true, Relaxed);
+                            drain_start = Some(Instant::now());
+                        }
+                        Some(at) if at.elapsed() < UDP_DRAIN => {}
+                        _ => signals.stop.store(true, Relaxed),
+                    }
                 }
             }
         })
