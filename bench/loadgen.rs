@@ -95,6 +95,11 @@ struct Args {
     /// Seconds of load.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
+    /// Go on past `--duration` until this many responses completed (udp,
+    /// rps: replies; cps: connections), at most 20 times as long: for
+    /// tests that need so much load on a machine of any speed.
+    #[arg(long, default_value_t = 0)]
+    min_completed: u64,
     /// Request size in bytes (udp, and tcp with --proto echo).
     #[arg(long, default_value_t = 64)]
     size: usize,
@@ -117,6 +122,13 @@ struct Args {
 const UDP_HEADER: usize = 16;
 /// A UDP request without a reply for this long is counted lost and resent.
 const UDP_TIMEOUT_NS: u64 = 1_000_000_000;
+/// UDP closed loop: how long the load waits, sending nothing new, before
+/// it stops, so that every request lost has timed out (1 s) and every
+/// reply delayed less than this came.
+const UDP_DRAIN: Duration = Duration::from_secs(2);
+/// How long the load may take to start (the data plane up, the target
+/// resolved) before it gives up.
+const NOTHING_SENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Histogram range: 1 ns to 60 s, 3 significant digits.
 const HIST_MAX_NS: u64 = 60_000_000_000;
 /// At most this many new connections or datagrams per worker per poll round.
@@ -155,6 +167,9 @@ struct LoadConfig {
     flows: Vec<usize>,
     rate_per_worker: f64,
     epoch: Instant,
+    /// UDP closed loop, past the run's end: no new requests, so that what
+    /// is in flight is answered or times out before the stop.
+    draining: std::sync::atomic::AtomicBool,
     request: Vec<u8>,
 }
 
@@ -182,6 +197,9 @@ struct Stats {
     errors: Counter,
     /// UDP requests that got no reply in time.
     timeouts: Counter,
+    /// UDP replies that came after their request had timed out (counted in
+    /// `completed` too): `timeouts - late` requests or replies were lost.
+    late: Counter,
     /// Payload bytes handed to TCP or UDP, and received.
     bytes_tx: Counter,
     bytes_rx: Counter,
@@ -324,7 +342,10 @@ impl LoadApp {
             return;
         }
         let open_loop = self.config.rate_per_worker > 0.0;
-        let mut budget = self.budget();
+        let mut budget = match self.config.draining.load(Relaxed) {
+            true => 0,
+            false => self.budget(),
+        };
         let mut payload = [0u8; 2048];
         let size = self.config.size.clamp(UDP_HEADER, payload.len());
         while budget > 0 {
@@ -658,6 +679,8 @@ impl App for LoadApp {
                 if f.since == sent_at {
                     f.since = 0;
                     self.ready.push_back(index);
+                } else {
+                    self.shared.stats.late.inc();
                 }
             }
         }
@@ -753,6 +776,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         flows: split(args.flows, workers),
         rate_per_worker: args.rate as f64 / workers as f64,
         epoch: Instant::now(),
+        draining: std::sync::atomic::AtomicBool::new(false),
         request: request_bytes(&args),
     });
     let shared: Vec<Arc<WorkerShared>> = (0..workers)
@@ -787,15 +811,22 @@ fn run(args: Args) -> anyhow::Result<()> {
             load.clone(),
         );
         let duration = Duration::from_secs_f64(args.duration);
+        let (min_completed, longest) = (args.min_completed, duration * 20);
         std::thread::spawn(move || {
             let start = Instant::now();
             let mut last = (Instant::now(), 0u64);
+            let mut drain_start = None;
             while !done.load(Relaxed) && !signals.stop.load(Relaxed) {
                 std::thread::sleep(Duration::from_millis(100));
                 // The clock starts at the first request.
                 if shared.iter().all(|s| s.stats.first_ns.get() == 0) {
-                    if start.elapsed() > Duration::from_secs(5) {
-                        eprintln!("shardnet-load: nothing sent after 5 s (see the errors below)");
+                    // Generous: a loaded machine may take seconds to start
+                    // the data plane and resolve the target.
+                    if start.elapsed() > NOTHING_SENT_TIMEOUT {
+                        eprintln!(
+                            "shardnet-load: nothing sent after {} s (see the errors below)",
+                            NOTHING_SENT_TIMEOUT.as_secs()
+                        );
                         signals.stop.store(true, Relaxed);
                     }
                     continue;
@@ -819,8 +850,16 @@ fn run(args: Args) -> anyhow::Result<()> {
                     );
                     last = (Instant::now(), completed);
                 }
-                if running >= duration {
-                    signals.stop.store(true, Relaxed);
+                if running >= duration && (completed >= min_completed || running >= longest) {
+                    let closed_loop_udp = load.mode == Mode::Udp && load.rate_per_worker <= 0.0;
+                    match drain_start {
+                        None if closed_loop_udp => {
+                            load.draining.store(true, Relaxed);
+                            drain_start = Some(Instant::now());
+                        }
+                        Some(at) if at.elapsed() < UDP_DRAIN => {}
+                        _ => signals.stop.store(true, Relaxed),
+                    }
                 }
             }
         })
@@ -888,6 +927,7 @@ fn report(args: &Args, load: &LoadConfig, shared: &[Arc<WorkerShared>]) -> anyho
         "aborted_at_stop": sum(|s| &s.aborted_at_stop),
         "errors": sum(|s| &s.errors),
         "timeouts": sum(|s| &s.timeouts),
+        "late": sum(|s| &s.late),
         "bytes_tx": bytes_tx,
         "bytes_rx": sum(|s| &s.bytes_rx),
         "gbit_per_second": gbps,

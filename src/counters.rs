@@ -49,7 +49,8 @@ pub enum DropReason {
     ConnectionLimit,
     /// The exception port's queue towards the kernel was full.
     KernelQueueFull,
-    /// The steering ring to the worker that owns the packet's flow was full.
+    /// The steering ring to the worker that owns the packet's flow was full
+    /// (backpressure keeps this at zero: see `steer`).
     SteerQueueFull,
 }
 
@@ -219,6 +220,11 @@ pub struct WorkerCounters {
     pub steered_out: Counter,
     /// Packets another worker received and handed to this one, their owner.
     pub steered_in: Counter,
+    /// Poll rounds in which this worker left its RX queue alone because a
+    /// steering ring to another worker had no room for a burst
+    /// (backpressure: the port's RX ring holds, or drops and counts, what
+    /// comes meanwhile).
+    pub steer_backpressure_rounds: Counter,
     /// TCP flows pinned to the kernel (gauge): they stay the kernel's across
     /// rules reloads (see `kernel::flows`).
     pub kernel_flows: Counter,
@@ -278,6 +284,7 @@ impl Default for WorkerCounters {
             from_kernel: Counter::default(),
             steered_out: Counter::default(),
             steered_in: Counter::default(),
+            steer_backpressure_rounds: Counter::default(),
             kernel_flows: Counter::default(),
             kernel_flows_untracked: Counter::default(),
             rule_hits: std::array::from_fn(|_| Counter::default()),

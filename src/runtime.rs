@@ -33,7 +33,7 @@ use crate::port::heap::HeapBuf;
 use crate::port::{PortStats, Queue};
 use crate::rss::{HomePorts, RssModel};
 use crate::stack::{FlowRecord, Interface, Stack, TcpSetup};
-use crate::steer::{self, DEFAULT_STEER_QUEUE_SIZE};
+use crate::steer;
 use crate::tcp::congestion::Algorithm;
 use crate::tcp::connection::{Keepalive, TcpConfig};
 use crate::tcp::cookie::Secrets;
@@ -330,9 +330,15 @@ fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     let http = start_http(shared)?;
     let mut handles = Vec::new();
     let cores = config.dataplane.workers.clone();
+    // By default as deep as the RX ring: a stalled owner then backs up a
+    // ring pair as deep as the one it would fill if it received directly.
+    let ring_size = config
+        .dataplane
+        .steer_queue_size
+        .unwrap_or(af.rx_ring_frames);
     let steering = software_steering(
         n,
-        DEFAULT_STEER_QUEUE_SIZE,
+        ring_size,
         "AF_PACKET's fanout spreads flows by the kernel's own hash",
     );
     let reports = start_workers(shared, port.queues(), links, steering, mac, |id, body| {
@@ -755,10 +761,15 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     // Started from the main lcore, so pinned to control_core with it; and
     // stopped before the port closes (it reads the port's statistics).
     let http = start_http(shared)?;
-    // The rings hold mbufs of the receiving worker's pool: all of them
-    // together at most a quarter of it, as the kernel's ring.
-    let ring_size = (config.dpdk.mbufs_per_worker as usize / 4 / n.max(2).saturating_sub(1))
-        .clamp(8, DEFAULT_STEER_QUEUE_SIZE);
+    // By default as deep as the RX ring. The rings hold mbufs of the
+    // receiving worker's pool: all of them together at most half of it
+    // (`check` holds a configured size to the same bound).
+    let ring_size = config.dataplane.steer_queue_size.unwrap_or_else(|| {
+        let pool_share = config.dpdk.mbufs_per_worker as usize / 2 / n.max(2).saturating_sub(1);
+        usize::from(port.rx_descriptors())
+            .min(pool_share)
+            .max(steer::MIN_STEER_QUEUE_SIZE)
+    });
     let steering = match port.rss_model() {
         // The port spreads flows by a model read back from it: the rings
         // carry only what no NIC hash can place (ICMP errors by the flow
@@ -1000,6 +1011,7 @@ pub fn counters_json(
                 "from_kernel": c.from_kernel.get(),
                 "steered_out": c.steered_out.get(),
                 "steered_in": c.steered_in.get(),
+                "steer_backpressure_rounds": c.steer_backpressure_rounds.get(),
                 "kernel_flows": c.kernel_flows.get(),
                 "tcp": {
                     "active": c.tcp_active.get(),

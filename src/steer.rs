@@ -10,10 +10,32 @@
 //! and no worker ever waits. The owner processes it as if it had received
 //! it; a handed-over packet is never steered again, so no packet is
 //! processed by two workers (the receiver only reads its headers).
+//! Handed-over packets are counted `steered_out` by the sender and
+//! `steered_in` by the owner.
 //!
-//! A full ring drops the packet, counted as `steer_queue_full` by the
-//! receiving worker; handed-over packets are counted `steered_out` by the
-//! sender and `steered_in` by the owner.
+//! # Backpressure
+//!
+//! A worker pulls an RX burst only while every one of its outgoing rings
+//! has room for a whole burst ([`SteerLinks::has_room_for`]). Only that
+//! worker pushes into its outgoing rings and their owners only take from
+//! them, so the room it saw can only grow until it has handed the burst
+//! over: no hand-off of that burst can fail. When an owner falls behind
+//! (descheduled on a shared core, stalled), the receiving worker leaves its
+//! RX queue alone and the packets wait, or are dropped, in the port's RX
+//! ring, where the port counts them (AF_PACKET `tp_drops`, DPDK `imissed`:
+//! `shardnet_port_rx_missed_total`), instead of being pulled only to be
+//! dropped here. Such rounds are counted (`steer_backpressure_rounds`).
+//! `steer_queue_full` is still counted if a hand-off ever fails, which
+//! backpressure rules out.
+//!
+//! No two workers can wait on each other: a worker under backpressure still
+//! runs the rest of its round, and in particular drains the rings *into*
+//! it (a burst per round) whatever the state of the rings *out of* it.
+//! Draining depends on nothing but the worker being scheduled (processing
+//! a handed-over packet only sends, queues for the kernel or drops, all
+//! without waiting), so a ring towards a running worker always empties,
+//! and a cycle of full rings (0 -> 1 full and 1 -> 0 full) resolves as soon
+//! as either worker runs a round.
 //!
 //! With a port whose RSS matches the model, the rings carry what the NIC
 //! cannot place: ICMP errors go to the worker of the flow they quote, which
@@ -23,10 +45,15 @@ use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 
+use crate::port::BURST;
 use crate::rss::RssModel;
 
-/// Default slots of each ring between two workers.
-pub const DEFAULT_STEER_QUEUE_SIZE: usize = 512;
+/// The fewest slots a ring may have: two bursts, so that a worker under
+/// backpressure can pull again once its peer has taken one burst.
+pub const MIN_STEER_QUEUE_SIZE: usize = 2 * BURST;
+
+/// The most slots a ring may have.
+pub const MAX_STEER_QUEUE_SIZE: usize = 65_536;
 
 /// One worker's ends of the steering rings.
 pub struct SteerLinks<B> {
@@ -51,6 +78,8 @@ impl<B> std::fmt::Debug for SteerLinks<B> {
 
 /// The steering rings of `workers` workers, `queue_size` slots each, and the
 /// model that decides the owners: one [`SteerLinks`] per worker, in order.
+/// A worker pulls RX only while its rings have room for a burst, so the
+/// runtime uses at least [`MIN_STEER_QUEUE_SIZE`] slots.
 ///
 /// # Panics
 /// If the model has a different number of workers, or `queue_size` is 0.
@@ -101,6 +130,18 @@ impl<B> SteerLinks<B> {
         self.model
             .worker_of_frame(frame)
             .filter(|&owner| owner != self.id)
+    }
+
+    /// Whether every ring out of this worker has room for `packets` more:
+    /// then a burst of that many, pulled now, can be handed over whoever
+    /// owns its packets (only this worker pushes into these rings, so their
+    /// room can only grow until it does).
+    #[inline]
+    pub fn has_room_for(&self, packets: usize) -> bool {
+        self.to
+            .iter()
+            .flatten()
+            .all(|ring| ring.capacity() - ring.len() >= packets)
     }
 
     /// Hand `pkt` to worker `owner`; gives it back if that ring is full.
@@ -202,5 +243,20 @@ mod tests {
         assert_eq!(links[1].receive(3, |p| got.push(p)), 1);
         assert_eq!(got, [0, 1, 2, 3], "in order");
         assert_eq!(links[0].receive(8, |_| ()), 0);
+    }
+
+    #[test]
+    fn room_is_checked_on_every_outgoing_ring() {
+        let model = Arc::new(RssModel::software(3));
+        let mut links: Vec<SteerLinks<u32>> = links(3, 4, model);
+        assert!(links[0].has_room_for(4));
+        assert!(!links[0].has_room_for(5));
+        links[0].hand_off(2, 1).unwrap();
+        assert!(links[0].has_room_for(3), "3 left towards worker 2");
+        assert!(!links[0].has_room_for(4), "the ring to worker 2 counts");
+        assert!(links[1].has_room_for(4), "other workers' rings do not");
+        // Only the owner's draining gives room back.
+        assert_eq!(links[2].receive(8, |_| ()), 1);
+        assert!(links[0].has_room_for(4));
     }
 }

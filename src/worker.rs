@@ -9,10 +9,18 @@
 //!     if the TX drain timer expired: flush the TX burst
 //!     up to a burst of the kernel's frames -> TX burst
 //!     up to a burst of frames other workers handed over -> stack.process
+//!     a steering ring to another worker without room for a burst: skip RX
 //!     rx burst (32); for each frame: another worker's flow -> its steering ring,
 //!         else stack.process -> TX burst | kernel ring | consumed
 //! }
 //! ```
+//!
+//! With software steering ([`crate::steer`]), a worker whose ring towards
+//! some owner cannot take a whole burst does not pull RX that round
+//! (backpressure, counted in `steer_backpressure_rounds`): what arrives
+//! meanwhile waits in the port's RX ring, or is dropped and counted there,
+//! rather than pulled only to be dropped. It still drains the rings into
+//! it every round, which is why two workers never wait on each other.
 //!
 //! With an exception port ([`crate::kernel`]), frames for the kernel go into a
 //! bounded ring towards the relay thread (dropped and counted as
@@ -282,6 +290,27 @@ pub fn run<Q: Queue>(
             flush(&mut queue, &mut tx, counters);
         }
 
+        // Backpressure (see `steer`): RX only while every ring to another
+        // worker can take a whole burst, so no hand-off below can fail.
+        // Otherwise the port's RX ring holds what comes (or drops and
+        // counts it) until the owner has drained some. The rings into this
+        // worker were drained above whatever the state of the rings out of
+        // it: a worker waiting here never keeps another waiting.
+        if let Some(steer) = &steer {
+            if !steer.has_room_for(BURST) {
+                counters.steer_backpressure_rounds.inc();
+                // Nothing to batch with: replies to handed-over packets go.
+                flush(&mut queue, &mut tx, counters);
+                empty_polls = 0;
+                if setup.idle == IdleMode::Adaptive {
+                    // The owner may be waiting for this core.
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+                continue;
+            }
+        }
         let received = queue.rx_burst(&mut rx);
         if received == 0 {
             counters.idle_polls.inc();
@@ -317,6 +346,8 @@ pub fn run<Q: Queue>(
                 if let Some(owner) = steer.foreign_owner(pkt.data()) {
                     match steer.hand_off(owner, pkt.detach()) {
                         Ok(()) => counters.steered_out.inc(),
+                        // Ruled out by the backpressure check; counted
+                        // all the same should it ever happen.
                         Err(_dropped) => counters.count_drop(DropReason::SteerQueueFull),
                     }
                     continue;

@@ -17,8 +17,10 @@ use shardnet::kernel::{self, KernelLink, Relay, RelayCounters};
 use shardnet::port::heap::HeapBuf;
 use shardnet::port::memlink::{LinkConfig, MemLink, MemQueue};
 use shardnet::port::{Burst, PacketBuf, Queue};
+use shardnet::rss::RssModel;
 use shardnet::rules::{RuleTable, SharedRules};
 use shardnet::stack::Interface;
+use shardnet::steer::{self, SteerLinks, MIN_STEER_QUEUE_SIZE};
 use shardnet::testing::{lone_stack, udp_frame, udp_rule, Endpoints};
 use shardnet::wire::{EthernetAddress, EthernetFrame, Ipv4Packet, UdpPacket};
 use shardnet::worker::{self, Clock, WorkerReport, WorkerSetup};
@@ -46,6 +48,21 @@ fn echo_worker(
     Arc<AtomicBool>,
     JoinHandle<WorkerReport>,
 ) {
+    echo_worker_with(0, worker_end, default, kernel, None)
+}
+
+/// [`echo_worker`] as worker `id`, with `steer` as its steering rings.
+fn echo_worker_with(
+    id: usize,
+    worker_end: MemQueue,
+    default: DefaultAction,
+    kernel: Option<KernelLink<HeapBuf>>,
+    steer: Option<SteerLinks<HeapBuf>>,
+) -> (
+    Arc<WorkerCounters>,
+    Arc<AtomicBool>,
+    JoinHandle<WorkerReport>,
+) {
     let iface = Interface {
         mac: OUR_MAC,
         ip: OUR_IP,
@@ -61,7 +78,7 @@ fn echo_worker(
     // The sender is dropped: no control message ever comes.
     let (_, control_rx) = crossbeam_channel::bounded(1);
     let setup = WorkerSetup {
-        id: 0,
+        id,
         idle: IdleMode::Adaptive,
         stop: stop.clone(),
         control: control_rx,
@@ -74,10 +91,7 @@ fn echo_worker(
             worker_end,
             stack,
             setup,
-            worker::WorkerLinks {
-                kernel,
-                steer: None,
-            },
+            worker::WorkerLinks { kernel, steer },
         )
     });
     (counters, stop, worker)
@@ -322,4 +336,151 @@ fn kernel_path_is_bounded_and_accounted() {
     assert_eq!(counters.from_kernel.get(), 50);
     assert_eq!(relay_counters.from_kernel.get(), 50);
     assert_eq!(relay_counters.from_kernel_queue_full.get(), 0);
+}
+
+/// Software steering with backpressure, through two real worker loops, each
+/// on its own link (as AF_PACKET fanout gives each worker its share, with
+/// no regard for who owns the flow). Worker 1, the owner of about half the
+/// flows, is not running yet (the longest stall there is) while requests
+/// flood both links. Worker 0 hands worker 1's packets over until the ring
+/// between them cannot take a burst, then leaves its link alone: the link
+/// fills and refuses the rest (the port's RX ring drop, counted by the
+/// link), and nothing is dropped between the workers. Once worker 1 runs,
+/// the rings drain both ways (each worker empties the rings into it every
+/// round, whatever the state of its own), and every request the links took
+/// is answered.
+#[test]
+fn a_stalled_owner_backs_up_into_the_port_not_the_steering_ring() {
+    const LINK_CAPACITY: usize = 512;
+    const PER_LINK: usize = 2000;
+    let link = LinkConfig {
+        capacity: LINK_CAPACITY,
+        ..LinkConfig::default()
+    };
+    let (w0_end, mut peer0) = MemLink::pair(link.clone());
+    let (w1_end, mut peer1) = MemLink::pair(link);
+    let model = Arc::new(RssModel::software(2));
+    let mut rings = steer::links(2, MIN_STEER_QUEUE_SIZE, model.clone()).into_iter();
+    let (ring0, ring1) = (rings.next(), rings.next());
+
+    let ends = Endpoints {
+        src_mac: PEER_MAC,
+        dst_mac: OUR_MAC,
+        src_ip: PEER_IP,
+        dst_ip: OUR_IP,
+    };
+    // Distinct flows (a source port each), both owners on both links.
+    let requests = |first_port: u16| -> Vec<Vec<u8>> {
+        (0..PER_LINK as u16)
+            .map(|i| udp_frame(ends, first_port + i, 7, format!("flow {i}").as_bytes()))
+            .collect()
+    };
+    let (to_w0, to_w1) = (requests(10_000), requests(20_000));
+    let owned_by = |frames: &[Vec<u8>], w: usize| {
+        frames
+            .iter()
+            .filter(|f| model.worker_of_frame(f) == Some(w))
+            .count()
+    };
+    assert!(owned_by(&to_w0, 1) > PER_LINK / 3 && owned_by(&to_w1, 0) > PER_LINK / 3);
+
+    let (c0, stop0, worker0) = echo_worker_with(0, w0_end, DefaultAction::Drop, None, ring0);
+    // Each frame is offered once; what a full link refuses is its drop.
+    let offer = |end: &mut MemQueue, frames: &[Vec<u8>]| {
+        for chunk in frames.chunks(32) {
+            let mut burst = Burst::new();
+            for f in chunk {
+                let mut buf = end.alloc().unwrap();
+                assert!(buf.set_len(f.len()));
+                buf.data_mut().copy_from_slice(f);
+                burst.push(buf);
+            }
+            end.tx_burst(&mut burst);
+        }
+    };
+    offer(&mut peer0, &to_w0);
+    offer(&mut peer1, &to_w1);
+    // Worker 0 fills the ring towards the idle worker 1, then waits (where
+    // it used to go on pulling, dropping worker 1's packets).
+    let start = Instant::now();
+    while c0.steer_backpressure_rounds.get() == 0 && c0.drops_of(DropReason::SteerQueueFull) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "worker 0 neither waited for worker 1 nor dropped"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Let it run on a while: it must stay waiting.
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(
+        c0.drops_of(DropReason::SteerQueueFull),
+        0,
+        "worker 0 dropped packets for worker 1 instead of leaving them in its port"
+    );
+    assert!(c0.steered_out.get() <= MIN_STEER_QUEUE_SIZE as u64);
+
+    let (c1, stop1, worker1) = echo_worker_with(1, w1_end, DefaultAction::Drop, None, ring1);
+    let (sent0, sent1) = (peer0.counters(), peer1.counters());
+    let accepted = (sent0.sent + sent1.sent) as usize;
+    let refused = (sent0.refused + sent1.refused) as usize;
+    assert_eq!(accepted + refused, 2 * PER_LINK, "each frame offered once");
+    assert!(
+        sent0.refused > 0 && sent1.refused > 0,
+        "the links (the ports' RX rings) held the backlog: {sent0:?} {sent1:?}"
+    );
+    // Replies leave through the owner's link: collect from both.
+    let mut echoes = 0;
+    let mut rx = Burst::new();
+    let start = Instant::now();
+    // (A reply the link cannot take, while this thread does not read, is
+    // the worker's counted tx_full drop.)
+    let tx_full = || c0.drops_of(DropReason::TxFull) + c1.drops_of(DropReason::TxFull);
+    while echoes + (tx_full() as usize) < accepted && start.elapsed() < Duration::from_secs(30) {
+        let got = peer0.rx_burst(&mut rx) + peer1.rx_burst(&mut rx);
+        for buf in rx.drain(..) {
+            let eth = EthernetFrame::new_checked(buf.data()).unwrap();
+            let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+            let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+            assert_eq!(udp.src_port(), 7);
+            echoes += 1;
+        }
+        if got == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    // A little longer: nothing more may come.
+    std::thread::sleep(Duration::from_millis(50));
+    echoes += peer0.rx_burst(&mut rx) + peer1.rx_burst(&mut rx);
+    for stop in [&stop0, &stop1] {
+        stop.store(true, Ordering::Relaxed);
+    }
+    worker0.join().expect("worker 0");
+    worker1.join().expect("worker 1");
+
+    let context = format!(
+        "accepted {accepted}, refused {refused}, echoes {echoes}, \
+         worker 0: out {} in {} waits {}, worker 1: out {} in {} waits {}",
+        c0.steered_out.get(),
+        c0.steered_in.get(),
+        c0.steer_backpressure_rounds.get(),
+        c1.steered_out.get(),
+        c1.steered_in.get(),
+        c1.steer_backpressure_rounds.get()
+    );
+    // Nothing lost between the workers: every frame the links took was
+    // answered (or its answer counted as tx_full), the rest counted by the
+    // links.
+    for c in [&c0, &c1] {
+        assert_eq!(c.drops_of(DropReason::SteerQueueFull), 0, "{context}");
+        assert_eq!(c.total_drops(), c.drops_of(DropReason::TxFull), "{context}");
+    }
+    assert_eq!(echoes + tx_full() as usize, accepted, "{context}");
+    assert_eq!(c0.steered_out.get(), c1.steered_in.get(), "{context}");
+    assert_eq!(c1.steered_out.get(), c0.steered_in.get(), "{context}");
+    assert!(c1.steered_out.get() > 0, "steering both ways: {context}");
+    assert_eq!(
+        c0.rx_packets.get() + c1.rx_packets.get(),
+        accepted as u64,
+        "{context}"
+    );
 }

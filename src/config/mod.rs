@@ -109,6 +109,11 @@ pub struct Dataplane {
     pub control_core: usize,
     /// How workers behave when there is no traffic (default busy).
     pub idle: IdleMode,
+    /// Slots of each software-steering ring between two workers
+    /// ([`crate::steer`]), when set; by default the RX ring's size
+    /// (`[af_packet] rx_ring_frames`, or the DPDK port's RX descriptors, at
+    /// most what half a worker's mbuf pool holds over its rings).
+    pub steer_queue_size: Option<usize>,
 }
 
 /// `[dataplane] backend`.

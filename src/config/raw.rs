@@ -37,6 +37,7 @@ pub(super) struct RawDataplane {
     pub workers: Opt<Vec<Spanned<i64>>>,
     pub control_core: Opt<i64>,
     pub idle: Opt<String>,
+    pub steer_queue_size: Opt<i64>,
 }
 
 /// `[dpdk]`
@@ -162,7 +163,16 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "debug",
         ],
     ),
-    ("dataplane", &["backend", "workers", "control_core", "idle"]),
+    (
+        "dataplane",
+        &[
+            "backend",
+            "workers",
+            "control_core",
+            "idle",
+            "steer_queue_size",
+        ],
+    ),
     ("dpdk", &["eal_args", "port", "mbufs_per_worker"]),
     (
         "af_packet",

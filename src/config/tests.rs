@@ -61,6 +61,7 @@ backend = "dpdk"
 workers = [1, 0]
 control_core = 1
 idle = "adaptive"
+steer_queue_size = 1024
 
 [dpdk]
 eal_args = ["--no-pci", "--in-memory"]
@@ -159,6 +160,7 @@ body = """
             workers: vec![1, 0],
             control_core: 1,
             idle: IdleMode::Adaptive,
+            steer_queue_size: Some(1024),
         },
         dpdk: DpdkConfig {
             eal_args: vec!["--no-pci".into(), "--in-memory".into()],
@@ -262,7 +264,7 @@ body = """
             ),
             ConfigError::new(
                 Position {
-                    line: 13,
+                    line: 14,
                     column: 1,
                 },
                 "[af_packet] is ignored with backend \"dpdk\"",
@@ -274,10 +276,10 @@ body = """
                 column: 11,
             }),
             kernel_enabled: Some(Position {
-                line: 24,
+                line: 25,
                 column: 11,
             }),
-            rule_services: [36, 42, 48, 54, 60]
+            rule_services: [37, 43, 49, 55, 61]
                 .map(|line| Position { line, column: 11 })
                 .to_vec(),
         },
@@ -293,6 +295,7 @@ fn defaults() {
     let c = ok(MINIMAL);
     assert_eq!(c.dataplane.control_core, 0);
     assert_eq!(c.dataplane.idle, IdleMode::Busy);
+    assert_eq!(c.dataplane.steer_queue_size, None, "the RX ring's size");
     assert_eq!(c.dpdk, DpdkConfig::default());
     assert_eq!(c.dpdk.mbufs_per_worker, 8191);
     assert_eq!(c.dpdk.port, 0);
@@ -348,7 +351,7 @@ fn unknown_keys_name_their_section() {
             3,
             1,
             "unknown key \"wrokers\" in [dataplane]; expected one of backend, workers, \
-             control_core, idle",
+             control_core, idle, steer_queue_size",
         )],
     );
     assert_errors(
@@ -745,6 +748,44 @@ fn kernel_metrics_debug_dpdk_values() {
             .replace("70000", "1")
             .replace("100", "5000000000"),
         &[(7, 20, "mbufs_per_worker 5000000000 is out of range")],
+    );
+}
+
+#[test]
+fn steer_queue_size_range_and_dpdk_pool() {
+    let with = |line: &str| MINIMAL.replace("workers = [1]", &format!("workers = [1]\n{line}"));
+    assert_eq!(
+        ok(&with("steer_queue_size = 64"))
+            .dataplane
+            .steer_queue_size,
+        Some(64)
+    );
+    for bad in ["32", "65537", "-1"] {
+        assert_errors(
+            &with(&format!("steer_queue_size = {bad}")),
+            &[(
+                4,
+                20,
+                "is out of range 64-65536 (packets per ring between two workers",
+            )],
+        );
+    }
+    // DPDK: the rings hold the receiving worker's mbufs; all of them
+    // together at most half its pool.
+    let dpdk = |size: u32, mbufs: u32| {
+        format!(
+            "[dataplane]\nbackend = \"dpdk\"\nworkers = [0, 1]\nsteer_queue_size = {size}\n\
+             [dpdk]\nmbufs_per_worker = {mbufs}\n[interface]\naddress = \"10.1.1.1/8\"\n"
+        )
+    };
+    assert_eq!(ok(&dpdk(2048, 4096)).dataplane.steer_queue_size, Some(2048));
+    assert_errors(
+        &dpdk(2049, 4096),
+        &[(
+            4,
+            20,
+            "steer_queue_size 2049 x 1 (a ring to each other worker) is more than half of [dpdk] mbufs_per_worker (4096)",
+        )],
     );
 }
 

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
+use crate::steer::{MAX_STEER_QUEUE_SIZE, MIN_STEER_QUEUE_SIZE};
+
 use super::raw::{self, PortItem, RawFile, RawPorts};
 use super::{
     format_bytes, prefix_mask, Action, AfPacketConfig, Backend, Config, ConfigError, ConfigErrors,
@@ -162,6 +164,29 @@ impl Validator<'_> {
                 }
             }
         }
+        if let (Some(size), Backend::Dpdk) = (dataplane.steer_queue_size, dataplane.backend) {
+            // The rings hold buffers of the receiving worker's pool too.
+            let rings = dataplane.workers.len().saturating_sub(1);
+            let most = dpdk.mbufs_per_worker as usize / 2;
+            if rings * size > most {
+                let place = raw
+                    .dataplane
+                    .as_ref()
+                    .and_then(|d| d.get_ref().steer_queue_size.as_ref().map(at));
+                if let Some(place) = place {
+                    self.error(
+                        place,
+                        format!(
+                            "steer_queue_size {size} x {rings} (a ring to each other worker) is \
+                             more than half of [dpdk] mbufs_per_worker ({}): full steering rings would hold the \
+                             buffers the port receives into; lower steer_queue_size or raise \
+                             mbufs_per_worker",
+                            dpdk.mbufs_per_worker
+                        ),
+                    );
+                }
+            }
+        }
         let metrics = self.metrics(raw.metrics.as_ref());
         let tcp = self.tcp(raw.tcp.as_ref());
         let http = self.http(raw.http.as_ref());
@@ -246,6 +271,7 @@ impl Validator<'_> {
             workers: Vec::new(),
             control_core: 0,
             idle: IdleMode::Busy,
+            steer_queue_size: None,
         };
         let Some(sec) = raw else {
             self.error(
@@ -320,6 +346,19 @@ impl Validator<'_> {
                     format!("unknown idle mode {other:?}; expected \"busy\" or \"adaptive\""),
                 ),
             }
+        }
+        let mut steer_queue_size = 0usize;
+        let range = MIN_STEER_QUEUE_SIZE as i64..=MAX_STEER_QUEUE_SIZE as i64;
+        if d.steer_queue_size.is_some()
+            && self.int(
+                &mut steer_queue_size,
+                "steer_queue_size",
+                d.steer_queue_size.as_ref(),
+                range,
+                " (packets per ring between two workers; default: the RX ring's size)",
+            )
+        {
+            out.steer_queue_size = Some(steer_queue_size);
         }
         (out, backend)
     }

@@ -129,6 +129,8 @@ families! {
         "Frames of the exception path dropped: a full ring between a worker and the relay (queue_full), refused by the kernel interface (interface_refused), or unreadable from it (interface_error: longer than a buffer).";
     STEERED: "shardnet_steered_packets_total", Counter, ["worker", "direction"],
         "Packets handed between workers by software steering: received by this worker for another worker's flow (out), or received by another worker for this one's (in).";
+    STEER_BACKPRESSURE: "shardnet_steer_backpressure_rounds_total", Counter, ["worker"],
+        "Poll rounds in which the worker left its RX queue alone because a steering ring to another worker had no room for a burst (the port's RX ring holds, or drops as shardnet_port_rx_missed_total, what comes meanwhile).";
     KERNEL_FLOWS: "shardnet_kernel_flows_pinned", Gauge, ["worker"],
         "TCP flows the kernel accepted, pinned to it across rules reloads.";
     KERNEL_FLOWS_UNTRACKED: "shardnet_kernel_flows_untracked_total", Counter, ["worker"],
@@ -444,6 +446,8 @@ fn collect(plane: &ControlPlane) -> Vec<MetricFamily> {
         let steered = s.of(&STEERED);
         steered.add(&[id, "out"], c.steered_out.get() as f64);
         steered.add(&[id, "in"], c.steered_in.get() as f64);
+        s.of(&STEER_BACKPRESSURE)
+            .add(&[id], c.steer_backpressure_rounds.get() as f64);
         s.of(&KERNEL_FLOWS).add(&[id], c.kernel_flows.get() as f64);
         s.of(&KERNEL_FLOWS_UNTRACKED)
             .add(&[id], c.kernel_flows_untracked.get() as f64);

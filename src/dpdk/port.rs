@@ -70,6 +70,8 @@ pub struct DpdkPort {
     rss: bool,
     rss_model: Option<RssModel>,
     mac: [u8; 6],
+    /// RX descriptors per queue, as the device took them.
+    rx_descriptors: u16,
     closed: bool,
 }
 
@@ -268,6 +270,7 @@ impl DpdkPort {
             rss,
             rss_model: None,
             mac: [0; 6],
+            rx_descriptors: 0,
             closed: false,
         };
         // From here on, a failure closes the port (port_handle's Drop).
@@ -354,6 +357,7 @@ impl DpdkPort {
             return Err(DpdkError::port(port, "reading the MAC address", rc));
         }
         port_handle.mac = addr.addr_bytes;
+        port_handle.rx_descriptors = nb_rx;
         tracing::info!(
             port,
             driver = %port_handle.driver,
@@ -412,6 +416,12 @@ impl DpdkPort {
     /// hashes nothing (and ignores the configured key, so it gets no model).
     pub fn rss_model(&self) -> Option<RssModel> {
         self.rss_model.clone()
+    }
+
+    /// RX descriptors per queue, as the device took them (the RX ring's
+    /// size).
+    pub fn rx_descriptors(&self) -> u16 {
+        self.rx_descriptors
     }
 
     /// The port's MAC address.
