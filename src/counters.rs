@@ -61,7 +61,7 @@ pub enum DropReason {
     /// a reply could go nowhere (RFC 768: port 0 means "no reply").
     SourcePortZero,
     /// A UDP datagram for a service that answers (echo) from a port that
-    /// could answer back (below 1024, NFS's 2049, or a port our rules give
+    /// could answer back (below 1024, or a port our rules give
     /// to an answering service): refused, as inetd does, so that a spoofed
     /// datagram cannot start a loop between two services.
     LoopProtection,
