@@ -1527,13 +1527,15 @@ mod tests {
     #[test]
     fn martian_sources_are_dropped_counted_and_never_answered() {
         let (mut stack, counters) = stack();
+        let ping = icmp_echo_request(1, b"ping");
+        let ping_message = &ping[ETHERNET_HEADER_LEN + IPV4_HEADER_LEN..];
         for src in MARTIANS {
             let ends = from_ip(src);
             // UDP echo, a port the rules give the kernel, and ICMP echo.
             for frame in [
                 udp_frame(ends, 40000, 7, b"loop?"),
                 udp_frame(ends, 40000, 5353, b"kernel's"),
-                ipv4_frame(ends, IpProtocol::Icmp, &icmp_echo_request(1, b"ping")[34..]),
+                ipv4_frame(ends, IpProtocol::Icmp, ping_message),
             ] {
                 dropped_as(&mut stack, &counters, &frame, DropReason::MartianSource);
             }
