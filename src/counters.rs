@@ -26,7 +26,8 @@ pub enum DropReason {
     BadIpChecksum,
     /// ICMP or UDP checksum wrong.
     BadL4Checksum,
-    /// A malformed ARP, ICMP or UDP header.
+    /// A malformed ARP, ICMP, UDP or TCP header (a TCP data offset below
+    /// 5 words among them).
     Malformed,
     /// An IPv4 fragment: shardnet does not reassemble.
     Fragment,
@@ -52,11 +53,27 @@ pub enum DropReason {
     /// The steering ring to the worker that owns the packet's flow was full
     /// (backpressure keeps this at zero: see `steer`).
     SteerQueueFull,
+    /// A datagram for us from a source no host can have (RFC 1812 5.3.7, as
+    /// Linux's `martian_source`): 0.0.0.0/8, 127.0.0.0/8, multicast,
+    /// 255.255.255.255, our subnet's broadcast address or our own address.
+    /// Also an ARP packet whose sender is such an address.
+    MartianSource,
+    /// A UDP datagram for a service that answers (echo) from source port 0:
+    /// a reply could go nowhere (RFC 768: port 0 means "no reply").
+    SourcePortZero,
+    /// A UDP datagram for a service that answers (echo) from a port that
+    /// could answer back (below 1024, or a port our rules give
+    /// to an answering service): refused, as inetd does, so that a spoofed
+    /// datagram cannot start a loop between two services.
+    LoopProtection,
+    /// An ARP packet from another host that claims our own IPv4 address as
+    /// its sender (an address conflict, RFC 5227): not learnt, not answered.
+    AddressConflict,
 }
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 22] = [
         DropReason::Truncated,
         DropReason::BadVersion,
         DropReason::BadHeaderLength,
@@ -75,6 +92,10 @@ impl DropReason {
         DropReason::ConnectionLimit,
         DropReason::KernelQueueFull,
         DropReason::SteerQueueFull,
+        DropReason::MartianSource,
+        DropReason::SourcePortZero,
+        DropReason::LoopProtection,
+        DropReason::AddressConflict,
     ];
 
     /// The metric label of this reason.
@@ -98,6 +119,10 @@ impl DropReason {
             DropReason::ConnectionLimit => "connection_limit",
             DropReason::KernelQueueFull => "kernel_queue_full",
             DropReason::SteerQueueFull => "steer_queue_full",
+            DropReason::MartianSource => "martian_source",
+            DropReason::SourcePortZero => "source_port_zero",
+            DropReason::LoopProtection => "loop_protection",
+            DropReason::AddressConflict => "address_conflict",
         }
     }
 }

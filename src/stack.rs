@@ -154,6 +154,23 @@ impl Interface {
         let host_mask = !prefix_mask(self.prefix_len);
         self.prefix_len < 31 && self.in_subnet(addr) && u32::from(addr) & host_mask == host_mask
     }
+
+    /// Whether `addr` cannot be the source of a datagram that reaches us
+    /// from the link: a "martian" (RFC 1812 5.3.7), as Linux decides for a
+    /// unicast datagram to a local address (`ip_route_input_slow` and
+    /// `fib_validate_source`, with `route_localnet` and `accept_local` off):
+    /// "this network" 0.0.0.0/8, loopback 127.0.0.0/8, multicast
+    /// 224.0.0.0/4, the limited broadcast 255.255.255.255, our subnet's
+    /// broadcast address, and our own address. Like Linux, the rest of
+    /// 240.0.0.0/4 and the subnet's lowest address are not martians.
+    fn is_martian_source(&self, addr: Ipv4Addr) -> bool {
+        addr.octets()[0] == 0
+            || addr.is_loopback()
+            || addr.is_multicast()
+            || addr.is_broadcast()
+            || self.is_subnet_broadcast(addr)
+            || addr == self.ip
+    }
 }
 
 /// A flow as the stack saw it arrive: protocol, source and destination.
@@ -548,10 +565,27 @@ impl Stack {
             Ok(repr) => repr,
             Err(_) => return self.dropped(DropReason::Malformed),
         };
+        let sender = repr.source_protocol_addr;
+        if sender == iface.ip {
+            // Another host claims our address (RFC 5227 calls it a
+            // conflict): believing it would send our own traffic to it. Our
+            // own frames (or the kernel's, same MAC) looped back are simply
+            // not ours to handle.
+            if repr.source_hardware_addr == iface.mac {
+                return self.dropped(DropReason::NotForUs);
+            }
+            return self.dropped(DropReason::AddressConflict);
+        }
+        // 0.0.0.0 is an RFC 5227 probe: answered below, never learnt. Other
+        // martian senders (broadcast, multicast, loopback) are neither.
+        if !sender.is_unspecified() && iface.is_martian_source(sender) {
+            return self.dropped(DropReason::MartianSource);
+        }
         let for_us = repr.target_protocol_addr == iface.ip;
         // RFC 826: learn the sender if it asks us, or refresh it if we know it.
         let learn = repr.source_hardware_addr.is_unicast()
-            && iface.in_subnet(repr.source_protocol_addr)
+            && !sender.is_unspecified()
+            && iface.in_subnet(sender)
             && (for_us
                 || self
                     .neighbours
@@ -615,11 +649,22 @@ impl Stack {
             }
             return Err(DropReason::NotForUs);
         }
+        // No service, ICMP echo or TCP reset ever answers a martian: a
+        // reply would go to a broadcast, to ourselves, or to a victim whose
+        // address was spoofed. Linux drops these too before any socket sees
+        // them, so those the rules would give the kernel are dropped here
+        // (and counted) as well. Broadcast and multicast destinations go to
+        // the kernel above, which applies its own checks (and lets a DHCP
+        // client's 0.0.0.0 through, as it must).
+        let src = ip.src_addr();
+        if self.iface.is_martian_source(src) {
+            return Err(DropReason::MartianSource);
+        }
         Ok(Some(Ipv4Info {
             header_len: usize::from(ip.header_len()),
             total_len: usize::from(ip.total_len()),
             protocol: ip.next_header(),
-            src: ip.src_addr(),
+            src,
             dst,
         }))
     }
@@ -720,6 +765,11 @@ impl Stack {
                     Action::Kernel => return Disposition::Kernel(pkt),
                     Action::Drop => return self.dropped(DropReason::Rule),
                 };
+                if UdpServices::answers(kind) {
+                    if let Some(reason) = self.refuses_to_answer(src_port) {
+                        return self.dropped(reason);
+                    }
+                }
                 self.counters.udp_rx.inc();
                 match self.services.dispatch(kind, udp.payload()) {
                     Some(UdpAction::EchoBack) => {
@@ -757,6 +807,9 @@ impl Stack {
         let data = pkt.data();
         let segment = match TcpPacket::new_checked(&data[l4_start..l4_end]) {
             Ok(segment) => segment,
+            // A data offset below 5 words: a malformed TCP header
+            // (`bad_header_length` is the IPv4 header's length field).
+            Err(WireError::HeaderLength) => return self.dropped(DropReason::Malformed),
             Err(error) => return self.dropped(drop_reason(error)),
         };
         let checksum_ok = match l4_checksum {
@@ -865,6 +918,29 @@ impl Stack {
         let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
         let (table, services, counters, mut out) = self.tcp_parts(egress);
         table.path_mtu(&tuple, seq, mtu, services, counters, now_ns, &mut out)
+    }
+
+    /// Why a service that answers (echo) must not answer a datagram from
+    /// `src_port`, if it must not. Source port 0 means "no reply" (RFC 768).
+    /// The rest is inetd's loop protection, both halves: OpenBSD's
+    /// `dg_badinput` refuses ports below 1024, where the services that
+    /// answer anything live (echo, daytime, chargen, time, DNS, NTP...);
+    /// FreeBSD's `check_loop` refuses the ports of its own datagram
+    /// services, which here are the ports our rules give to a service that
+    /// answers, so that two shardnet nodes with the same rules on any port
+    /// cannot be made to echo to each other forever. (OpenBSD also refuses
+    /// 2049, NFS; not here: client port ranges that start at 1024, as
+    /// `shardnet-load`'s does, would lose their echoes from it.)
+    fn refuses_to_answer(&self, src_port: u16) -> Option<DropReason> {
+        if src_port == 0 {
+            return Some(DropReason::SourcePortZero);
+        }
+        let service_port = src_port < 1024
+            || matches!(
+                self.rules.classify(Protocol::Udp, src_port).action,
+                Action::Service(kind) if UdpServices::answers(kind)
+            );
+        service_port.then_some(DropReason::LoopProtection)
     }
 
     #[inline]
@@ -1420,6 +1496,183 @@ mod tests {
         assert_eq!(counters.udp_rx.get(), 0);
     }
 
+    /// Sources no host can have: Linux's `martian_source` list for a unicast
+    /// datagram to us (with our /24).
+    const MARTIANS: [Ipv4Addr; 9] = [
+        Ipv4Addr::new(0, 0, 0, 0),
+        Ipv4Addr::new(0, 1, 2, 3),
+        Ipv4Addr::new(127, 0, 0, 1),
+        Ipv4Addr::new(127, 255, 0, 9),
+        Ipv4Addr::new(224, 0, 0, 1),
+        Ipv4Addr::new(239, 255, 255, 250),
+        Ipv4Addr::new(255, 255, 255, 255),
+        Ipv4Addr::new(198, 18, 0, 255), // our subnet's broadcast address
+        OUR_IP,
+    ];
+
+    fn from_ip(src_ip: Ipv4Addr) -> Endpoints {
+        Endpoints { src_ip, ..ENDS }
+    }
+
+    /// The frame is dropped, nothing is sent, and `reason` counts one more.
+    fn dropped_as(stack: &mut Stack, counters: &WorkerCounters, frame: &[u8], reason: DropReason) {
+        let before = counters.drops_of(reason);
+        let mut egress = CollectEgress::default();
+        let d = stack.process(HeapBuf::from_slice(frame), 0, &mut egress);
+        assert!(matches!(d, Disposition::Consumed), "{reason:?}: {d:?}");
+        assert!(egress.frames.is_empty(), "{reason:?}: nothing sent");
+        assert_eq!(counters.drops_of(reason), before + 1, "{reason:?}");
+    }
+
+    #[test]
+    fn martian_sources_are_dropped_counted_and_never_answered() {
+        let (mut stack, counters) = stack();
+        let ping = icmp_echo_request(1, b"ping");
+        let ping_message = &ping[ETHERNET_HEADER_LEN + IPV4_HEADER_LEN..];
+        for src in MARTIANS {
+            let ends = from_ip(src);
+            // UDP echo, a port the rules give the kernel, and ICMP echo.
+            for frame in [
+                udp_frame(ends, 40000, 7, b"loop?"),
+                udp_frame(ends, 40000, 5353, b"kernel's"),
+                ipv4_frame(ends, IpProtocol::Icmp, ping_message),
+            ] {
+                dropped_as(&mut stack, &counters, &frame, DropReason::MartianSource);
+            }
+        }
+        assert_eq!(counters.udp_rx.get() + counters.udp_tx.get(), 0);
+        assert_eq!(counters.icmp_echo_replies.get(), 0);
+        assert_eq!(counters.drops_of(DropReason::MartianSource), 27);
+        // Not martians, as in Linux: the rest of 240.0.0.0/4 and the
+        // subnet's lowest address.
+        for src in [Ipv4Addr::new(240, 0, 0, 1), Ipv4Addr::new(198, 18, 0, 0)] {
+            let d = stack.process(
+                HeapBuf::from_slice(&udp_frame(from_ip(src), 40000, 7, b"ok")),
+                0,
+                &mut CollectEgress::default(),
+            );
+            assert!(matches!(d, Disposition::Transmit(_)), "{src}: {d:?}");
+        }
+        assert_eq!(counters.drops_of(DropReason::MartianSource), 27);
+    }
+
+    #[test]
+    fn udp_echo_refuses_source_port_zero_and_ports_that_could_answer_back() {
+        // Echo on 7 and on 7000-7010 (as both nodes of a pair might have it).
+        let mut rules = vec![
+            udp_rule("echo", 7, Action::Service(ServiceKind::Echo)),
+            udp_rule("discard", 9, Action::Service(ServiceKind::Discard)),
+            udp_rule("sink", 5000, Action::Drop),
+        ];
+        rules.push(crate::config::Rule {
+            ports: vec![7000..=7010],
+            ..udp_rule("echo-high", 7000, Action::Service(ServiceKind::Echo))
+        });
+        let iface = Interface {
+            mac: OUR_MAC,
+            ip: OUR_IP,
+            prefix_len: 24,
+        };
+        let (mut stack, counters) = lone_stack(iface, &rules, DefaultAction::Kernel, false);
+        dropped_as(
+            &mut stack,
+            &counters,
+            &udp(0, 7, b"x"),
+            DropReason::SourcePortZero,
+        );
+        dropped_as(
+            &mut stack,
+            &counters,
+            &udp(0, 7005, b"x"),
+            DropReason::SourcePortZero,
+        );
+        // echo, discard, daytime, chargen, time, DNS, NTP, the last
+        // privileged port, and our own echo ports.
+        for src_port in [7, 9, 13, 19, 37, 53, 123, 1023, 7000, 7005, 7010] {
+            for dst_port in [7, 7003] {
+                dropped_as(
+                    &mut stack,
+                    &counters,
+                    &udp(src_port, dst_port, b"x"),
+                    DropReason::LoopProtection,
+                );
+            }
+        }
+        assert_eq!(counters.udp_rx.get() + counters.udp_tx.get(), 0);
+        assert_eq!(stack.services().echo.bytes, 0);
+        // Ports that answer nothing here, and ordinary client ports, get
+        // their echo.
+        for src_port in [1024, 2049, 5000, 6999, 7011, 40000, 65535] {
+            transmitted(stack.process(
+                HeapBuf::from_slice(&udp(src_port, 7, b"x")),
+                0,
+                &mut CollectEgress::default(),
+            ));
+        }
+        assert_eq!(counters.udp_tx.get(), 7);
+        // A service that never answers cannot loop: discard takes all.
+        let d = stack.process(
+            HeapBuf::from_slice(&udp(0, 9, b"x")),
+            0,
+            &mut CollectEgress::default(),
+        );
+        assert!(matches!(d, Disposition::Consumed), "{d:?}");
+        assert_eq!(stack.services().discard.bytes, 1);
+    }
+
+    #[test]
+    fn arp_claiming_our_address_is_not_learnt_nor_answered() {
+        let (mut stack, counters) = stack();
+        let attacker = EthernetAddress([0x02, 0xba, 0xd0, 0, 0, 1]);
+        let claim = |operation, sender_mac, sender_ip, target| {
+            let mut body = [0u8; 28];
+            ArpRepr {
+                operation,
+                source_hardware_addr: sender_mac,
+                source_protocol_addr: sender_ip,
+                target_hardware_addr: EthernetAddress([0; 6]),
+                target_protocol_addr: target,
+            }
+            .emit(&mut ArpPacket::new_unchecked(&mut body[..]));
+            let mut frame = ethernet(EtherType::Arp, &body);
+            EthernetFrame::new_unchecked(&mut frame[..]).set_src_addr(sender_mac);
+            frame
+        };
+        // A reply or a gratuitous request from another MAC claiming our
+        // address: a conflict.
+        for (operation, target) in [
+            (ArpOperation::Reply, OUR_IP),
+            (ArpOperation::Reply, PEER_IP),
+            (ArpOperation::Request, OUR_IP),
+        ] {
+            let frame = claim(operation, attacker, OUR_IP, target);
+            dropped_as(&mut stack, &counters, &frame, DropReason::AddressConflict);
+        }
+        assert_eq!(stack.neighbours().lookup(OUR_IP, 10), None);
+        // Our own (or the kernel's) frame come back: not a conflict.
+        let frame = claim(ArpOperation::Request, OUR_MAC, OUR_IP, PEER_IP);
+        dropped_as(&mut stack, &counters, &frame, DropReason::NotForUs);
+        // A martian sender (the subnet's broadcast address) is not learnt.
+        let broadcast = Ipv4Addr::new(198, 18, 0, 255);
+        let frame = claim(ArpOperation::Request, attacker, broadcast, OUR_IP);
+        dropped_as(&mut stack, &counters, &frame, DropReason::MartianSource);
+        assert_eq!(stack.neighbours().lookup(broadcast, 10), None);
+        // An RFC 5227 probe (sender 0.0.0.0) is still answered, not learnt.
+        let frame = claim(
+            ArpOperation::Request,
+            attacker,
+            Ipv4Addr::UNSPECIFIED,
+            OUR_IP,
+        );
+        transmitted(stack.process(
+            HeapBuf::from_slice(&frame),
+            5,
+            &mut CollectEgress::default(),
+        ));
+        assert_eq!(counters.arp_learnt.get(), 0);
+        assert_eq!(counters.arp_replies_sent.get(), 1);
+    }
+
     proptest! {
         /// Arbitrary bytes after a valid Ethernet header addressed to us, as IPv4
         /// or ARP, never panic, and every frame is either answered, handed to
@@ -1440,10 +1693,10 @@ mod tests {
         }
 
         /// Valid UDP datagrams to the echo port come back intact, whatever
-        /// their ports and payload.
+        /// their payload and (unprivileged) source port.
         #[test]
         fn any_udp_echo_is_intact(
-            src_port in 1u16..,
+            src_port in 1024u16..,
             payload in proptest::collection::vec(any::<u8>(), 0..1472),
         ) {
             let (mut stack, _) = stack();
@@ -2233,6 +2486,37 @@ mod tests {
             ));
             assert!(egress.frames.is_empty());
             assert_eq!(stack.tcp().len(), 0);
+        }
+
+        #[test]
+        fn a_tcp_data_offset_below_five_is_malformed_whatever_the_port() {
+            let (mut stack, counters) = tcp_stack();
+            // A service's port, a port the rules give the kernel, a dropped one.
+            for port in [7, 22, 23] {
+                let mut frame = tcp_frame(ENDS, &segment(port, TcpFlags::SYN, 1, 0), b"");
+                let offset_at = ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + 12;
+                for words in [0u8, 4] {
+                    frame[offset_at] = words << 4;
+                    dropped_as(&mut stack, &counters, &frame, DropReason::Malformed);
+                }
+            }
+            assert_eq!(counters.drops_of(DropReason::BadHeaderLength), 0);
+            assert_eq!(stack.tcp().len(), 0);
+        }
+
+        #[test]
+        fn syns_from_martians_get_no_syn_ack_and_no_reset() {
+            let (mut stack, counters) = tcp_stack();
+            for src in MARTIANS {
+                // A service's port, the kernel's, and a segment that would
+                // get a RST.
+                for (port, flags) in [(7, TcpFlags::SYN), (22, TcpFlags::SYN), (7, TcpFlags::ACK)] {
+                    let frame = tcp_frame(from_ip(src), &segment(port, flags, 1, 1), b"");
+                    dropped_as(&mut stack, &counters, &frame, DropReason::MartianSource);
+                }
+            }
+            assert_eq!(stack.tcp().len(), 0);
+            assert_eq!(counters.tcp_resets_tx.get(), 0);
         }
 
         #[test]

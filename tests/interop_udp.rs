@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{peer_script, read_flow_records, Lab, DUT_IP, PEER_IP};
+use common::{peer_script, read_flow_records, wait_for, Lab, DUT_IP, PEER_IP};
 
 const FLOWS: usize = 256;
 const PACKETS_PER_FLOW: u64 = 6;
@@ -265,4 +265,199 @@ mbufs_per_worker = 4095
     // PACKET_FANOUT_FLAG_DEFRAG: the kernel holds a lone fragment for reassembly
     // and it never reaches the stack, so there is no fragment to count.
     exercise(&lab, &config, &["fragment"]);
+}
+
+/// The second echo node's address, on the peer's interface (the peer kernel
+/// keeps 198.18.0.1 there and, not forwarding, ignores this one).
+const NODE_A_IP: &str = "198.18.0.3";
+const NODE_A_METRICS: u16 = 19482;
+const NODE_B_METRICS: u16 = 19481;
+
+/// A node with UDP and TCP echo on port 7 and a control endpoint.
+fn echo_node(dataplane: &str, address: &str, metrics_port: u16) -> String {
+    format!(
+        r#"{dataplane}
+[interface]
+address = "{address}/24"
+
+[[rule]]
+name = "echo"
+protocol = "udp"
+ports = "7"
+service = "echo"
+
+[[rule]]
+name = "tcp-echo"
+protocol = "tcp"
+ports = "7"
+service = "echo"
+
+[default]
+action = "kernel"
+
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+"#
+    )
+}
+
+/// The sum over workers of `name`'s samples whose labels hold `label`, from
+/// the node whose control endpoint is `port` (node A in the peer namespace,
+/// node B in the DUT's).
+fn node_metric(lab: &Lab, port: u16, name: &str, label: &str) -> u64 {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let args = ["curl", "-sf", "--max-time", "5", url.as_str()];
+    let out = if port == NODE_A_METRICS {
+        lab.peer(&args)
+    } else {
+        lab.dut(&args)
+    };
+    assert!(out.status.success(), "cannot scrape {url}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap() as u64)
+        .sum()
+}
+
+fn drops(lab: &Lab, port: u16, reason: &str) -> u64 {
+    node_metric(
+        lab,
+        port,
+        "shardnet_drops_total",
+        &format!("reason=\"{reason}\""),
+    )
+}
+
+fn udp(lab: &Lab, port: u16, direction: &str) -> u64 {
+    node_metric(
+        lab,
+        port,
+        "shardnet_udp_datagrams_total",
+        &format!("direction=\"{direction}\""),
+    )
+}
+
+/// Issue 16: two shardnet nodes with UDP echo on port 7 (B in the DUT
+/// namespace, A on the peer's interface), and one spoofed datagram from A's
+/// address and port 7 to B's echo port. Before loop protection they bounced
+/// it to each other some 14k times a second until killed; now B refuses it
+/// (`loop_protection`) and neither node sends anything. Then martian sources,
+/// source port 0, a TCP data offset below 5 and an ARP reply claiming B's
+/// address, from the peer namespace: none gets an answer (a sniffer on the
+/// peer's interface sees nothing from B), and each is counted under its
+/// drop reason.
+#[test]
+fn af_packet_no_echo_loop_and_no_answer_to_martians() {
+    let lab = Lab::new();
+    let node_b = echo_node(&lab.dataplane("af_packet", 8191), DUT_IP, NODE_B_METRICS);
+    let mut b = lab.start_shardnet(&node_b);
+    lab.wait_until_answering(&mut b, Duration::from_secs(20));
+    let node_a = echo_node(
+        &lab.peer_dataplane("af_packet", 8191),
+        NODE_A_IP,
+        NODE_A_METRICS,
+    );
+    let a = lab.start_peer_shardnet(&node_a);
+    let health = format!("http://127.0.0.1:{NODE_A_METRICS}/healthz");
+    wait_for("node A polling", Duration::from_secs(20), || {
+        lab.peer(&["curl", "-sf", "--max-time", "2", &health])
+            .status
+            .success()
+    });
+    let b_mac = lab.dut_mac();
+    let a_mac = String::from_utf8(
+        lab.peer(&["cat", &format!("/sys/class/net/{}/address", lab.peer_if)])
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+
+    // One datagram "from" A's echo port to B's.
+    json_of(&lab.peer(&[
+        "/usr/bin/python3",
+        &peer_script("martians.py"),
+        "loop",
+        "--iface",
+        &lab.peer_if,
+        "--src-mac",
+        &a_mac,
+        "--src-ip",
+        NODE_A_IP,
+        "--dst-mac",
+        &b_mac,
+        "--dst-ip",
+        DUT_IP,
+    ]));
+    wait_for(
+        "node B to take the datagram",
+        Duration::from_secs(15),
+        || udp(&lab, NODE_B_METRICS, "rx") + drops(&lab, NODE_B_METRICS, "loop_protection") >= 1,
+    );
+    // A loop runs at thousands of datagrams a second: 2 s shows it.
+    std::thread::sleep(Duration::from_secs(2));
+    let (a_tx, b_tx) = (
+        udp(&lab, NODE_A_METRICS, "tx"),
+        udp(&lab, NODE_B_METRICS, "tx"),
+    );
+    assert_eq!(
+        (a_tx, b_tx),
+        (0, 0),
+        "the spoofed datagram bounced: node A sent {a_tx} datagrams, node B {b_tx}"
+    );
+    assert_eq!(drops(&lab, NODE_B_METRICS, "loop_protection"), 1);
+    assert_eq!(udp(&lab, NODE_A_METRICS, "rx"), 0);
+
+    // Martians and the rest: no answer, each counted.
+    let icmp_before = node_metric(&lab, NODE_B_METRICS, "shardnet_icmp_echo_replies_total", "");
+    let report = json_of(&lab.peer(&[
+        "/usr/bin/python3",
+        &peer_script("martians.py"),
+        "martians",
+        "--iface",
+        &lab.peer_if,
+        "--dst-mac",
+        &b_mac,
+        "--dst-ip",
+        DUT_IP,
+        "--peer-ip",
+        PEER_IP,
+        "--wait",
+        "2",
+    ]));
+    assert_eq!(report["answers"], serde_json::json!([]), "{report}");
+    // Already counted once: the spoofed datagram above.
+    let earlier: HashMap<&str, u64> = HashMap::from([("loop_protection", 1)]);
+    let sent = report["sent"].as_object().unwrap();
+    let expected =
+        |reason: &str| sent[reason].as_u64().unwrap() + earlier.get(reason).unwrap_or(&0);
+    wait_for("every frame counted", Duration::from_secs(10), || {
+        sent.keys()
+            .all(|r| drops(&lab, NODE_B_METRICS, r) >= expected(r))
+    });
+    for reason in sent.keys() {
+        assert_eq!(
+            drops(&lab, NODE_B_METRICS, reason),
+            expected(reason),
+            "drops of {reason}: {report}"
+        );
+    }
+    assert_eq!(udp(&lab, NODE_B_METRICS, "tx"), 0);
+    assert_eq!(
+        node_metric(&lab, NODE_B_METRICS, "shardnet_icmp_echo_replies_total", ""),
+        icmp_before
+    );
+    assert_eq!(
+        node_metric(
+            &lab,
+            NODE_B_METRICS,
+            "shardnet_tcp_resets_total",
+            "direction=\"tx\""
+        ),
+        0
+    );
+    a.stop();
+    b.stop();
 }

@@ -108,7 +108,7 @@ service = "discard"
 [[rule]]
 name = "k"
 protocol = "tcp"
-ports = "0-65535"
+ports = "1-65535"
 service = "kernel"
 
 [[rule]]
@@ -238,7 +238,7 @@ body = """
             Rule {
                 name: "k".into(),
                 protocol: Protocol::Tcp,
-                ports: vec![0..=65535],
+                ports: vec![1..=65535],
                 action: Action::Kernel,
             },
             Rule {
@@ -814,6 +814,25 @@ fn rule_values() {
             (13, 38, "port number is out of range 0-65535"),
         ],
     );
+    // Port 0 is reserved: alone, as a range's start, or in a list.
+    for (ports, column) in [
+        ("0", 9),
+        ("\"0\"", 9),
+        ("\"0-10\"", 9),
+        ("[80, 0]", 14),
+        ("[\"0-1\", 7]", 10),
+    ] {
+        assert_errors(
+            &rule(&format!(
+                "name = \"a\"\nprotocol = \"udp\"\nports = {ports}\nservice = \"echo\"\n"
+            )),
+            &[(
+                13,
+                column,
+                "port 0 is reserved and cannot be claimed by a rule; use ports 1-65535",
+            )],
+        );
+    }
     assert_errors(
         &rule("name = \"a\"\nprotocol = \"udp\"\nports = []\nservice = \"echo\"\n"),
         &[(13, 9, "ports must not be empty")],
@@ -859,7 +878,8 @@ fn too_many_rules() {
     let mut text = MINIMAL.to_owned();
     for i in 0..=MAX_RULES {
         text.push_str(&format!(
-            "[[rule]]\nname = \"r{i}\"\nprotocol = \"udp\"\nports = {i}\nservice = \"drop\"\n"
+            "[[rule]]\nname = \"r{i}\"\nprotocol = \"udp\"\nports = {}\nservice = \"drop\"\n",
+            i + 1
         ));
     }
     // The 256th rule starts on line 10 + 255 * 5.

@@ -1063,7 +1063,22 @@ impl Validator<'_> {
         }
     }
 
+    /// One item of a rule's `ports`: a port or a range of them, 1-65535.
     fn port_item(&mut self, item: &PortItem, at: At) -> Option<RangeInclusive<u16>> {
+        let range = self.port_range(item, at)?;
+        if *range.start() == 0 {
+            // Reserved (RFC 6335): no peer sends to it, and a UDP source
+            // port 0 means "no reply", so a rule on it is a mistake.
+            self.error(
+                at,
+                "port 0 is reserved and cannot be claimed by a rule; use ports 1-65535",
+            );
+            return None;
+        }
+        Some(range)
+    }
+
+    fn port_range(&mut self, item: &PortItem, at: At) -> Option<RangeInclusive<u16>> {
         let s = match item {
             PortItem::Int(n) => return self.u16(*n, at).map(|p| p..=p),
             PortItem::Str(s) => s,

@@ -479,6 +479,28 @@ action = "drop"
     }
 
     #[test]
+    fn a_reload_with_a_rule_on_port_0_is_refused_with_its_place() {
+        let (file, plane) = plane_for(BASE, 0);
+        // BASE's echo rule: `ports = "7"` on line 16, the value at column 9.
+        std::fs::write(
+            file.path(),
+            BASE.replace("ports = \"7\"", "ports = \"0-7\""),
+        )
+        .unwrap();
+        let error = plane.reload("test").unwrap_err();
+        let path = file.path().display().to_string();
+        assert!(
+            error.contains(&format!("{path}:16:9: port 0 is reserved")),
+            "{error}"
+        );
+        assert_eq!(plane.shared_rules().generation(), 1);
+        assert_eq!(
+            plane.rules_json()["rules"][0]["ports"],
+            serde_json::json!(["7"])
+        );
+    }
+
+    #[test]
     fn hits_follow_rule_names_across_reloads() {
         let (file, plane) = plane_for(BASE, 2);
         let table = plane.shared_rules().table();

@@ -72,6 +72,13 @@ pub struct UdpServices {
 }
 
 impl UdpServices {
+    /// Whether the service of `kind` sends datagrams back (echo does,
+    /// discard does not): the stack applies loop protection to those.
+    #[inline]
+    pub fn answers(kind: ServiceKind) -> bool {
+        matches!(kind, ServiceKind::Echo)
+    }
+
     /// Hand a datagram to the service of `kind`; `None` if `kind` has no UDP side.
     #[inline]
     pub fn dispatch(&mut self, kind: ServiceKind, payload: &[u8]) -> Option<UdpAction> {

@@ -179,14 +179,24 @@ impl Lab {
 
     /// Start shardnet in the DUT namespace with `config_text`.
     pub fn start_shardnet(&self, config_text: &str) -> Shardnet {
-        let config = self.path("shardnet.toml");
+        self.start_shardnet_in(&self.dut_ns, "shardnet", config_text)
+    }
+
+    /// Start a second shardnet, in the peer namespace (on the peer's
+    /// interface), with `config_text`; its files are `peer-shardnet.*`.
+    pub fn start_peer_shardnet(&self, config_text: &str) -> Shardnet {
+        self.start_shardnet_in(&self.peer_ns, "peer-shardnet", config_text)
+    }
+
+    fn start_shardnet_in(&self, ns: &str, name: &str, config_text: &str) -> Shardnet {
+        let config = self.path(&format!("{name}.toml"));
         std::fs::write(&config, config_text).unwrap();
-        let log = self.path("shardnet.log");
+        let log = self.path(&format!("{name}.log"));
         let child = Command::new("ip")
             .args([
                 "netns",
                 "exec",
-                &self.dut_ns,
+                ns,
                 env!("CARGO_BIN_EXE_shardnet"),
                 "run",
                 "--config",
