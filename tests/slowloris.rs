@@ -130,7 +130,11 @@ fn slowloris_with_a_small_pool_neither_stalls_curl_nor_holds_for_ever() {
 
     let mut slow = Slowloris::start(&lab, 40);
     let ready = slow.line();
-    assert_eq!(ready.trim(), format!("ready {SLOW}"), "slowloris.py: {ready}");
+    assert_eq!(
+        ready.trim(),
+        format!("ready {SLOW}"),
+        "slowloris.py: {ready}"
+    );
     let held_at = Instant::now();
 
     // The stack holds every slow head: a small buffer each.
@@ -183,18 +187,12 @@ fn slowloris_with_a_small_pool_neither_stalls_curl_nor_holds_for_ever() {
     assert!(last <= timeout_s + 10.0, "reset late: {result}");
 
     wait_for("the timeouts counted", Duration::from_secs(5), || {
-        metric_sum(
-            &lab,
-            "shardnet_http_timeouts_total",
-            "kind=\"header\"",
-        ) == SLOW as f64
+        metric_sum(&lab, "shardnet_http_timeouts_total", "kind=\"header\"") == SLOW as f64
     });
     wait_for("the buffers back", Duration::from_secs(5), || {
         metric_sum(&lab, "shardnet_tcp_buffer_bytes", "") == 0.0
     });
-    assert!(
-        metric_sum(&lab, "shardnet_tcp_resets_total", "direction=\"tx\"") >= SLOW as f64
-    );
+    assert!(metric_sum(&lab, "shardnet_tcp_resets_total", "direction=\"tx\"") >= SLOW as f64);
     assert_eq!(
         metric_sum(&lab, "shardnet_drops_total", "reason=\"tcp_no_buffer\""),
         0.0

@@ -1532,12 +1532,19 @@ fn http_timeouts() {
     assert_eq!(c.http.header_timeout_ms, DEFAULT_HTTP_HEADER_TIMEOUT_MS);
     assert_eq!(c.http.idle_timeout_ms, DEFAULT_HTTP_IDLE_TIMEOUT_MS);
     let c = ok(&http("header_timeout_ms = 0\nidle_timeout_ms = 86400000"));
-    assert_eq!((c.http.header_timeout_ms, c.http.idle_timeout_ms), (0, 86_400_000));
+    assert_eq!(
+        (c.http.header_timeout_ms, c.http.idle_timeout_ms),
+        (0, 86_400_000)
+    );
     assert_errors(
         &http("header_timeout_ms = -1\nidle_timeout_ms = 86400001"),
         &[
             (11, 21, "header_timeout_ms -1 is out of range 0-86400000 ms"),
-            (12, 19, "idle_timeout_ms 86400001 is out of range 0-86400000 ms"),
+            (
+                12,
+                19,
+                "idle_timeout_ms 86400001 is out of range 0-86400000 ms",
+            ),
         ],
     );
 }

@@ -1076,8 +1076,10 @@ mod tests {
     #[test]
     fn header_timeout_runs_from_the_accept_and_more_bytes_do_not_restart_it() {
         let mut http = timed();
-        let mut io = MockIo::default();
-        io.now = 5 * SEC;
+        let mut io = MockIo {
+            now: 5 * SEC,
+            ..MockIo::default()
+        };
         http.on_accepted(&mut io);
         assert_eq!(io.timer, Some(7 * SEC));
         // A slowloris: a byte now and then.

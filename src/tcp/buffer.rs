@@ -480,7 +480,11 @@ mod tests {
         let a = pool.take(16).unwrap();
         let b = pool.take(1).unwrap();
         assert_eq!(a.len(), 16);
-        assert_eq!(b.len(), 16, "a buffer size below MIN_BUFFER is the only size");
+        assert_eq!(
+            b.len(),
+            16,
+            "a buffer size below MIN_BUFFER is the only size"
+        );
         assert!(pool.take(1).is_none());
         assert_eq!(pool.refused(), 1);
         assert_eq!((pool.in_use_bytes(), pool.allocated_bytes()), (32, 32));

@@ -56,6 +56,7 @@ impl Harness {
     }
 
     /// A segment from the peer; returns what the table sent in answer.
+    #[allow(clippy::too_many_arguments)]
     fn segment(
         &mut self,
         tuple: &FourTuple,
@@ -322,7 +323,9 @@ fn slowloris_holds_small_buffers_and_is_reset_at_the_header_timeout() {
             ServiceKind::Http,
             MS,
         );
-        assert!(out.iter().all(|(hd, p)| p.is_empty() && !hd.flags.contains(TcpFlags::RST)));
+        assert!(out
+            .iter()
+            .all(|(hd, p)| p.is_empty() && !hd.flags.contains(TcpFlags::RST)));
     }
     assert_eq!(h.counters.drops_of(DropReason::TcpNoBuffer), 0);
     assert_eq!(
@@ -348,7 +351,8 @@ fn slowloris_holds_small_buffers_and_is_reset_at_the_header_timeout() {
     // reset, counted, and its buffer is back.
     let sent = h.poll(1_999 * MS);
     assert!(
-        sent.iter().all(|(_, hd, _)| !hd.flags.contains(TcpFlags::RST)),
+        sent.iter()
+            .all(|(_, hd, _)| !hd.flags.contains(TcpFlags::RST)),
         "reset early: {sent:?}"
     );
     assert_eq!(h.services.http.header_timeouts, 0);
