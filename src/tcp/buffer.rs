@@ -739,6 +739,60 @@ mod tests {
             prop_assert_eq!(pool.in_use_bytes(), 0);
         }
 
+        /// A ring that grows (reserve before each write, as the connection
+        /// does) behaves as an unbounded VecDeque up to the buffer size, its
+        /// out-of-order bytes kept across each move; the pool gets every
+        /// byte back.
+        #[test]
+        fn growing_ring_matches_vecdeque(
+            ops in proptest::collection::vec(
+                (0u8..3, 0usize..6000, 0usize..3000, any::<u8>()), 0..40),
+        ) {
+            let size = 32 * 1024;
+            let mut pool = BufferPool::new(size, 1);
+            let mut ring = RingBuffer::new();
+            let mut model: VecDeque<u8> = VecDeque::new();
+            for (kind, len, offset, byte) in ops {
+                match kind {
+                    0 => {
+                        let data = vec![byte; len];
+                        ring.reserve(ring.len() + len, &mut pool);
+                        let n = ring.enqueue_slice(&data);
+                        prop_assert_eq!(n, len.min(size - model.len()));
+                        model.extend(&data[..n]);
+                    }
+                    1 => {
+                        let n = ring.dequeue_allocated(len);
+                        model.drain(..n);
+                    }
+                    _ => {
+                        // Out of order at `offset`, then the gap, then commit.
+                        let data = vec![byte; len.min(500)];
+                        ring.reserve(ring.len() + offset + data.len(), &mut pool);
+                        let n = ring.write_unallocated(offset, &data);
+                        if n == data.len() && n > 0 {
+                            // Grow again with the bytes past the length held.
+                            ring.reserve(2 * ring.capacity(), &mut pool);
+                            let gap = vec![byte.wrapping_add(1); offset];
+                            prop_assert_eq!(ring.write_unallocated(0, &gap), offset);
+                            ring.enqueue_unallocated(offset + n);
+                            model.extend(&gap);
+                            model.extend(&data);
+                        }
+                    }
+                }
+                prop_assert!(ring.capacity() <= size);
+                prop_assert!(ring.capacity() >= model.len());
+                let (a, b) = ring.get_allocated(0, usize::MAX);
+                let all: Vec<u8> = a.iter().chain(b).copied().collect();
+                prop_assert_eq!(all, model.iter().copied().collect::<Vec<u8>>());
+                prop_assert_eq!(pool.in_use_bytes(), ring.capacity());
+            }
+            ring.release(&mut pool);
+            prop_assert_eq!(pool.in_use_bytes(), 0);
+            prop_assert!(pool.allocated_bytes() <= size + size / 2);
+        }
+
         /// Pool accounting: never more than max out, allocated never exceeds
         /// the peak in use.
         #[test]
