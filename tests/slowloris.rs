@@ -19,7 +19,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{peer_script, wait_for, Lab, DUT_IP};
+use common::{metric_sum, peer_script, scrape, wait_for, Lab, DUT_IP};
 
 const METRICS: &str = "127.0.0.1:9464";
 /// Slow connections: with 2 workers and 16 buffers of 256 KiB each, enough
@@ -62,28 +62,10 @@ header_timeout_ms = {HEADER_TIMEOUT_MS}
     )
 }
 
-/// The sum over workers of a per-worker sample: every line of `/metrics`
-/// that starts with `name{` and contains `labels`.
-fn metric_sum(lab: &Lab, name: &str, labels: &str) -> f64 {
-    let out = lab.dut(&[
-        "curl",
-        "-s",
-        "--max-time",
-        "5",
-        &format!("http://{METRICS}/metrics"),
-    ]);
-    let body = String::from_utf8_lossy(&out.stdout).to_string();
-    let mut found = false;
-    let sum = body
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
-        .map(|l| {
-            found = true;
-            l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap()
-        })
-        .sum();
-    assert!(found, "no sample {name}{{..{labels}..}} in:\n{body}");
-    sum
+/// The sum over workers of metric `name`'s samples whose labels include
+/// every one of `labels`.
+fn metric(lab: &Lab, name: &str, labels: &[&str]) -> f64 {
+    metric_sum(&scrape(lab, METRICS), name, labels)
 }
 
 /// The slowloris peer, killed on drop.
@@ -125,7 +107,7 @@ fn slowloris_with_a_small_pool_neither_stalls_curl_nor_holds_for_ever() {
     let lab = Lab::new();
     let mut shardnet = lab.start_shardnet(&config(&lab));
     lab.wait_until_answering(&mut shardnet, Duration::from_secs(30));
-    let limit = metric_sum(&lab, "shardnet_tcp_buffer_limit_bytes", "");
+    let limit = metric(&lab, "shardnet_tcp_buffer_limit_bytes", &[]);
     assert_eq!(limit, 2.0 * (MAX_BUFFERS * BUFFER_SIZE) as f64);
 
     let mut slow = Slowloris::start(&lab, 40);
@@ -139,9 +121,9 @@ fn slowloris_with_a_small_pool_neither_stalls_curl_nor_holds_for_ever() {
 
     // The stack holds every slow head: a small buffer each.
     wait_for("the slow heads buffered", Duration::from_secs(3), || {
-        metric_sum(&lab, "shardnet_tcp_buffer_bytes", "") >= (SLOW * 4096) as f64
+        metric(&lab, "shardnet_tcp_buffer_bytes", &[]) >= (SLOW * 4096) as f64
     });
-    let in_use = metric_sum(&lab, "shardnet_tcp_buffer_bytes", "");
+    let in_use = metric(&lab, "shardnet_tcp_buffer_bytes", &[]);
     assert!(
         in_use <= (SLOW * 4096 + 4 * 4096) as f64,
         "{in_use} bytes for {SLOW} one-line heads"
@@ -187,14 +169,14 @@ fn slowloris_with_a_small_pool_neither_stalls_curl_nor_holds_for_ever() {
     assert!(last <= timeout_s + 10.0, "reset late: {result}");
 
     wait_for("the timeouts counted", Duration::from_secs(5), || {
-        metric_sum(&lab, "shardnet_http_timeouts_total", "kind=\"header\"") == SLOW as f64
+        metric(&lab, "shardnet_http_timeouts_total", &["kind=\"header\""]) == SLOW as f64
     });
     wait_for("the buffers back", Duration::from_secs(5), || {
-        metric_sum(&lab, "shardnet_tcp_buffer_bytes", "") == 0.0
+        metric(&lab, "shardnet_tcp_buffer_bytes", &[]) == 0.0
     });
-    assert!(metric_sum(&lab, "shardnet_tcp_resets_total", "direction=\"tx\"") >= SLOW as f64);
+    assert!(metric(&lab, "shardnet_tcp_resets_total", &["direction=\"tx\""]) >= SLOW as f64);
     assert_eq!(
-        metric_sum(&lab, "shardnet_drops_total", "reason=\"tcp_no_buffer\""),
+        metric(&lab, "shardnet_drops_total", &["reason=\"tcp_no_buffer\""]),
         0.0
     );
     shardnet.stop();
