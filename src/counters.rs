@@ -69,11 +69,15 @@ pub enum DropReason {
     /// An ARP packet from another host that claims our own IPv4 address as
     /// its sender (an address conflict, RFC 5227): not learnt, not answered.
     AddressConflict,
+    /// TCP data the worker's buffer pool had no room for (its byte limit,
+    /// `max_buffers_per_worker`, was reached): dropped unacknowledged, the
+    /// peer retransmits.
+    TcpNoBuffer,
 }
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Truncated,
         DropReason::BadVersion,
         DropReason::BadHeaderLength,
@@ -96,6 +100,7 @@ impl DropReason {
         DropReason::SourcePortZero,
         DropReason::LoopProtection,
         DropReason::AddressConflict,
+        DropReason::TcpNoBuffer,
     ];
 
     /// The metric label of this reason.
@@ -123,6 +128,7 @@ impl DropReason {
             DropReason::SourcePortZero => "source_port_zero",
             DropReason::LoopProtection => "loop_protection",
             DropReason::AddressConflict => "address_conflict",
+            DropReason::TcpNoBuffer => "tcp_no_buffer",
         }
     }
 }
@@ -265,6 +271,18 @@ pub struct WorkerCounters {
     pub idle_polls: Counter,
     /// Buffers of this worker's pool in use (gauge), where the backend knows.
     pub pool_in_use: Counter,
+    /// Bytes of TCP send and receive buffers lent to connections (gauge).
+    pub tcp_buffer_bytes: Counter,
+    /// The most bytes of TCP buffers the worker lends (gauge: its pool's
+    /// limit, `max_buffers_per_worker * buffer_size`).
+    pub tcp_buffer_bytes_limit: Counter,
+    /// `http` connections reset: a request not complete within the header
+    /// timeout.
+    pub http_header_timeouts: Counter,
+    /// `http` kept-alive connections closed after the idle timeout.
+    pub http_idle_timeouts: Counter,
+    /// `http` connections reset: a response not read within the timeout.
+    pub http_send_timeouts: Counter,
     /// Monotonic nanoseconds of the worker's last loop iteration (heartbeat).
     pub heartbeat_ns: Counter,
     /// The generation of the rules the worker applies (gauge).
@@ -317,6 +335,11 @@ impl Default for WorkerCounters {
             busy_polls: Counter::default(),
             idle_polls: Counter::default(),
             pool_in_use: Counter::default(),
+            tcp_buffer_bytes: Counter::default(),
+            tcp_buffer_bytes_limit: Counter::default(),
+            http_header_timeouts: Counter::default(),
+            http_idle_timeouts: Counter::default(),
+            http_send_timeouts: Counter::default(),
             heartbeat_ns: Counter::default(),
             rules_generation: Counter::default(),
         }

@@ -1163,6 +1163,10 @@ fn tcp_setup(config: &Config) -> TcpSetup {
         timestamp_clock: crate::stack::boot_timestamp_clock(),
         hasher: ahash::RandomState::new(),
         http_body: Arc::from(config.http.body.as_bytes()),
+        http_timeouts_ns: (
+            ms(config.http.header_timeout_ms),
+            ms(config.http.idle_timeout_ms),
+        ),
     }
 }
 

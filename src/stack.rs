@@ -67,6 +67,9 @@ pub struct TcpSetup {
     pub hasher: ahash::RandomState,
     /// The body the `http` service answers with.
     pub http_body: Arc<[u8]>,
+    /// The `http` service's header timeout and idle timeout, in
+    /// nanoseconds (0: none).
+    pub http_timeouts_ns: (u64, u64),
 }
 
 impl Default for TcpSetup {
@@ -77,6 +80,10 @@ impl Default for TcpSetup {
             timestamp_clock: boot_timestamp_clock(),
             hasher: ahash::RandomState::new(),
             http_body: Arc::from(&b"shardnet\n"[..]),
+            http_timeouts_ns: (
+                crate::service::http::DEFAULT_HEADER_TIMEOUT_MS * 1_000_000,
+                crate::service::http::DEFAULT_IDLE_TIMEOUT_MS * 1_000_000,
+            ),
         }
     }
 }
@@ -284,7 +291,12 @@ impl Stack {
                 tcp.hasher,
                 0,
             ),
-            tcp_services: TcpServices::new(tcp.http_body),
+            tcp_services: {
+                let mut services = TcpServices::new(tcp.http_body);
+                let (header, idle) = tcp.http_timeouts_ns;
+                services.http.set_timeouts(header, idle);
+                services
+            },
             flow_record: record_flows.then(FlowRecord::new),
             client: None,
         }
@@ -431,6 +443,10 @@ impl Stack {
     pub fn poll<E: Egress>(&mut self, now_ns: u64, egress: &mut E) {
         let (tcp, services, counters, mut out) = self.tcp_parts(egress);
         tcp.poll(services, counters, now_ns, &mut out);
+        let http = &services.http;
+        counters.http_header_timeouts.set(http.header_timeouts);
+        counters.http_idle_timeouts.set(http.idle_timeouts);
+        counters.http_send_timeouts.set(http.send_timeouts);
     }
 
     /// Start an RX burst: until [`Stack::end_burst`], the TCP connections'

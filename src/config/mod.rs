@@ -421,18 +421,38 @@ pub const DEFAULT_HTTP_BODY: &str = "shardnet\n";
 /// The longest `[http] body` accepted, in bytes (1 MiB).
 pub const MAX_HTTP_BODY: usize = 1 << 20;
 
+/// The default `[http] header_timeout_ms` (nginx's `client_header_timeout`
+/// is 60 s, Apache's `RequestReadTimeout` 20-40 s; a request head takes a
+/// real client milliseconds).
+pub const DEFAULT_HTTP_HEADER_TIMEOUT_MS: u64 = 15_000;
+
+/// The default `[http] idle_timeout_ms` (nginx's `keepalive_timeout`).
+pub const DEFAULT_HTTP_IDLE_TIMEOUT_MS: u64 = 75_000;
+
 /// `[http]`: the built-in `http` service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpSettings {
     /// `body`: the body of every `200 OK` response, sent as is (default
     /// [`DEFAULT_HTTP_BODY`]). At most [`MAX_HTTP_BODY`] bytes; may be empty.
     pub body: String,
+    /// `header_timeout_ms`: from the accept, or from the first byte of a
+    /// later request, the time allowed for the request to arrive whole;
+    /// then the connection is reset (slowloris). Default 15000, range
+    /// 0-86400000; 0: no limit.
+    pub header_timeout_ms: u64,
+    /// `idle_timeout_ms`: a kept-alive connection with no request in
+    /// progress is closed after this long; also the most time a response
+    /// may wait for the peer to read it. Default 75000, range 0-86400000;
+    /// 0: no limit.
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             body: DEFAULT_HTTP_BODY.to_owned(),
+            header_timeout_ms: DEFAULT_HTTP_HEADER_TIMEOUT_MS,
+            idle_timeout_ms: DEFAULT_HTTP_IDLE_TIMEOUT_MS,
         }
     }
 }

@@ -116,6 +116,8 @@ pub(super) struct RawTcp {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHttp {
     pub body: Opt<String>,
+    pub header_timeout_ms: Opt<i64>,
+    pub idle_timeout_ms: Opt<i64>,
 }
 
 /// One `[[rule]]`.
@@ -207,7 +209,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "max_syn_retransmits",
         ],
     ),
-    ("http", &["body"]),
+    ("http", &["body", "header_timeout_ms", "idle_timeout_ms"]),
     ("[rule]", &["name", "protocol", "ports", "service"]),
     ("default", &["action"]),
     ("debug", &["flow_record", "stall_endpoint"]),

@@ -151,6 +151,8 @@ max_syn_retransmits = 1
 body = """
 <h1>hello</h1>
 """
+header_timeout_ms = 2500
+idle_timeout_ms = 0
 "#;
     let c = ok(text);
     let expected = Config {
@@ -215,6 +217,8 @@ body = """
         http: HttpSettings {
             // A multi-line basic string drops the newline right after `"""`.
             body: "<h1>hello</h1>\n".into(),
+            header_timeout_ms: 2500,
+            idle_timeout_ms: 0,
         },
         rules: vec![
             Rule {
@@ -1574,6 +1578,35 @@ fn http_body() {
     assert_errors(
         &http(&format!("\"{wide}\"")),
         &[(11, 8, "body is 1048578 bytes")],
+    );
+}
+
+#[test]
+fn http_timeouts() {
+    let http = |keys: &str| {
+        format!(
+            "{MINIMAL}[http]\n{keys}\n[[rule]]\nname = \"web\"\nprotocol = \"tcp\"\n\
+             ports = 80\nservice = \"http\"\n"
+        )
+    };
+    let c = ok(&http(""));
+    assert_eq!(c.http.header_timeout_ms, DEFAULT_HTTP_HEADER_TIMEOUT_MS);
+    assert_eq!(c.http.idle_timeout_ms, DEFAULT_HTTP_IDLE_TIMEOUT_MS);
+    let c = ok(&http("header_timeout_ms = 0\nidle_timeout_ms = 86400000"));
+    assert_eq!(
+        (c.http.header_timeout_ms, c.http.idle_timeout_ms),
+        (0, 86_400_000)
+    );
+    assert_errors(
+        &http("header_timeout_ms = -1\nidle_timeout_ms = 86400001"),
+        &[
+            (11, 21, "header_timeout_ms -1 is out of range 0-86400000 ms"),
+            (
+                12,
+                19,
+                "idle_timeout_ms 86400001 is out of range 0-86400000 ms",
+            ),
+        ],
     );
 }
 

@@ -893,6 +893,22 @@ impl Validator<'_> {
 
     fn http(&mut self, raw: Option<&Spanned<raw::RawHttp>>) -> HttpSettings {
         let mut out = HttpSettings::default();
+        if let Some(h) = raw.map(|s| s.get_ref()) {
+            self.int(
+                &mut out.header_timeout_ms,
+                "header_timeout_ms",
+                h.header_timeout_ms.as_ref(),
+                0..=86_400_000,
+                " ms (0: no limit)",
+            );
+            self.int(
+                &mut out.idle_timeout_ms,
+                "idle_timeout_ms",
+                h.idle_timeout_ms.as_ref(),
+                0..=86_400_000,
+                " ms (0: no limit)",
+            );
+        }
         if let Some(b) = raw.and_then(|s| s.get_ref().body.as_ref()) {
             let len = b.get_ref().len();
             if len > MAX_HTTP_BODY {

@@ -107,6 +107,12 @@ families! {
         "TCP connections completed from a valid SYN cookie.";
     TCP_RTT: "shardnet_tcp_rtt_seconds", Histogram, ["worker"],
         "TCP round-trip time samples (RFC 6298 measurements and timestamp echoes).";
+    TCP_BUFFER_BYTES: "shardnet_tcp_buffer_bytes", Gauge, ["worker"],
+        "Bytes of TCP send and receive buffers lent to connections (they grow from 4 KiB with what is in flight).";
+    TCP_BUFFER_LIMIT: "shardnet_tcp_buffer_limit_bytes", Gauge, ["worker"],
+        "The most bytes of TCP buffers the worker lends (max_buffers_per_worker x buffer_size); past it, data is dropped as tcp_no_buffer.";
+    HTTP_TIMEOUTS: "shardnet_http_timeouts_total", Counter, ["worker", "kind"],
+        "http connections ended by a timeout: a request not complete in time (header, reset), kept alive with no request (idle, closed), a response not read (send, reset).";
     MEMPOOL_IN_USE: "shardnet_mempool_in_use", Gauge, ["worker"],
         "Buffers of the worker's pool in use (in rings, in flight or held by the stack).";
     MEMPOOL_CAPACITY: "shardnet_mempool_capacity", Gauge, ["worker"],
@@ -360,6 +366,8 @@ fn collect(plane: &ControlPlane) -> Vec<MetricFamily> {
         &c.tcp_half_open_expired
     });
     s.per_worker(&TCP_COOKIES_SENT, &workers, |c| &c.tcp_syn_cookies_sent);
+    s.per_worker(&TCP_BUFFER_BYTES, &workers, |c| &c.tcp_buffer_bytes);
+    s.per_worker(&TCP_BUFFER_LIMIT, &workers, |c| &c.tcp_buffer_bytes_limit);
     s.per_worker(&TCP_COOKIES_VALID, &workers, |c| {
         &c.tcp_syn_cookies_accepted
     });
@@ -380,6 +388,10 @@ fn collect(plane: &ControlPlane) -> Vec<MetricFamily> {
         let segments = s.of(&TCP_SEGMENTS);
         segments.add(&[id, "rx"], c.tcp_rx_segments.get() as f64);
         segments.add(&[id, "tx"], c.tcp_tx_segments.get() as f64);
+        let timeouts = s.of(&HTTP_TIMEOUTS);
+        timeouts.add(&[id, "header"], c.http_header_timeouts.get() as f64);
+        timeouts.add(&[id, "idle"], c.http_idle_timeouts.get() as f64);
+        timeouts.add(&[id, "send"], c.http_send_timeouts.get() as f64);
         let resets = s.of(&TCP_RESETS);
         resets.add(&[id, "rx"], c.tcp_resets_rx.get() as f64);
         resets.add(&[id, "tx"], c.tcp_resets_tx.get() as f64);

@@ -15,8 +15,26 @@
 //! buffer might never hold at once: it is written in pieces as space frees.
 //!
 //! The per-connection state is one `u64` ([`TcpIo::app_state`]): request-body
-//! bytes still to skip, the response being written and how far, and the
-//! closing flags.
+//! bytes still to skip, the response being written and how far, which timer
+//! runs, and the closing flags.
+//!
+//! Timeouts (the connection's service timer, [`TcpIo::set_timer`]), so that
+//! a peer cannot hold a connection and its buffers by sending slowly or not
+//! at all (slowloris):
+//! - header: from the accept, or from the first byte of a later request,
+//!   the request (head, and any body, which is skipped) must have arrived
+//!   within `header_timeout` (nginx `client_header_timeout`, Apache
+//!   `RequestReadTimeout header=`); it is not restarted by more bytes;
+//! - idle: a kept-alive connection with no request in progress is closed
+//!   after `idle_timeout` (nginx `keepalive_timeout`);
+//! - send: a response the peer does not read (no progress for
+//!   `idle_timeout`; nginx `send_timeout`).
+//!
+//! As nginx, no `408` is sent: a header or send timeout resets the
+//! connection (nginx with `reset_timedout_connection on`, which frees its
+//! state at once rather than leaving it in FIN-WAIT), an idle timeout
+//! closes it in order. Each is counted ([`Http::header_timeouts`] and the
+//! others).
 
 use std::fmt;
 use std::mem::MaybeUninit;
@@ -41,26 +59,60 @@ pub const ATOMIC_MAX: usize = 4096;
 /// response must fit in the connection's state word).
 pub const MAX_BODY: usize = (1 << OFFSET_BITS) - 1024;
 
+/// The default header timeout, in milliseconds (see the module's doc).
+pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = crate::config::DEFAULT_HTTP_HEADER_TIMEOUT_MS;
+
+/// The default idle (and send) timeout, in milliseconds.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = crate::config::DEFAULT_HTTP_IDLE_TIMEOUT_MS;
+
 // ---------------------------------------------------------------------------
 // Per-connection state, packed into the u64 app-state word.
 //
 // bits 0..32   request-body bytes still to skip
-// bits 32..58  bytes of the pending response already written
+// bits 32..56  bytes of the pending response already written
+// bits 56..58  the timer armed: a `Phase`
 // bits 58..62  pending response: 0 = none, else its index + 1
 // bit  62      closing: ignore input; close once the pending response is out
 // bit  63      shut: `close()` was called
 
 const SKIP_BITS: u32 = 32;
 const OFFSET_SHIFT: u32 = 32;
-const OFFSET_BITS: u32 = 26;
+const OFFSET_BITS: u32 = 24;
+const PHASE_SHIFT: u32 = 56;
 const PENDING_SHIFT: u32 = 58;
 const CLOSING: u64 = 1 << 62;
 const SHUT: u64 = 1 << 63;
+
+/// Which service timer runs, and so what its expiry means.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Phase {
+    /// None (closing: TCP's own timers end the connection).
+    #[default]
+    Off = 0,
+    /// A request is awaited or in progress: header timeout.
+    Request = 1,
+    /// Kept alive with nothing in progress: idle timeout.
+    Idle = 2,
+    /// Waiting for the peer to read a response: send timeout.
+    Send = 3,
+}
+
+impl Phase {
+    fn from_bits(bits: u64) -> Phase {
+        match bits & 3 {
+            1 => Phase::Request,
+            2 => Phase::Idle,
+            3 => Phase::Send,
+            _ => Phase::Off,
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct ConnState {
     skip: u32,
     offset: u32,
+    phase: Phase,
     pending: u8,
     closing: bool,
     shut: bool,
@@ -71,6 +123,7 @@ impl ConnState {
         ConnState {
             skip: (word & ((1 << SKIP_BITS) - 1)) as u32,
             offset: ((word >> OFFSET_SHIFT) & ((1 << OFFSET_BITS) - 1)) as u32,
+            phase: Phase::from_bits(word >> PHASE_SHIFT),
             pending: ((word >> PENDING_SHIFT) & 0xf) as u8,
             closing: word & CLOSING != 0,
             shut: word & SHUT != 0,
@@ -82,6 +135,7 @@ impl ConnState {
         debug_assert!(self.pending < 16);
         u64::from(self.skip)
             | (u64::from(self.offset) << OFFSET_SHIFT)
+            | ((self.phase as u64) << PHASE_SHIFT)
             | (u64::from(self.pending) << PENDING_SHIFT)
             | if self.closing { CLOSING } else { 0 }
             | if self.shut { SHUT } else { 0 }
@@ -274,6 +328,16 @@ pub struct Http {
     pub bytes_in: u64,
     /// Response bytes written.
     pub bytes_out: u64,
+    /// Connections reset because a request did not arrive in time.
+    pub header_timeouts: u64,
+    /// Kept-alive connections closed after the idle timeout.
+    pub idle_timeouts: u64,
+    /// Connections reset because the peer did not read a response.
+    pub send_timeouts: u64,
+    /// The header timeout in nanoseconds; 0: none.
+    header_timeout_ns: u64,
+    /// The idle and send timeout in nanoseconds; 0: none.
+    idle_timeout_ns: u64,
     body_len: usize,
     responses: [Box<[u8]>; RESPONSES],
     /// Where a request head split across the ring's two slices is gathered.
@@ -289,6 +353,9 @@ impl fmt::Debug for Http {
             .field("responses_405", &self.responses_405)
             .field("bytes_in", &self.bytes_in)
             .field("bytes_out", &self.bytes_out)
+            .field("header_timeouts", &self.header_timeouts)
+            .field("idle_timeouts", &self.idle_timeouts)
+            .field("send_timeouts", &self.send_timeouts)
             .field("body_len", &self.body_len)
             .finish_non_exhaustive()
     }
@@ -301,7 +368,8 @@ impl Default for Http {
 }
 
 impl Http {
-    /// A responder whose `200 OK` carries `body`.
+    /// A responder whose `200 OK` carries `body`, with the default timeouts
+    /// ([`DEFAULT_HEADER_TIMEOUT_MS`], [`DEFAULT_IDLE_TIMEOUT_MS`]).
     ///
     /// # Panics
     /// If `body` is longer than [`MAX_BODY`].
@@ -342,6 +410,11 @@ impl Http {
             responses_405: 0,
             bytes_in: 0,
             bytes_out: 0,
+            header_timeouts: 0,
+            idle_timeouts: 0,
+            send_timeouts: 0,
+            header_timeout_ns: DEFAULT_HEADER_TIMEOUT_MS * 1_000_000,
+            idle_timeout_ns: DEFAULT_IDLE_TIMEOUT_MS * 1_000_000,
             body_len: body.len(),
             responses,
             scratch: Vec::with_capacity(MAX_HEAD),
@@ -351,6 +424,34 @@ impl Http {
     /// The configured `200 OK` body's length.
     pub fn body_len(&self) -> usize {
         self.body_len
+    }
+
+    /// Set the header timeout and the idle (and send) timeout, in
+    /// nanoseconds; 0 turns one off. Applies to timers armed from now on.
+    pub fn set_timeouts(&mut self, header_ns: u64, idle_ns: u64) {
+        self.header_timeout_ns = header_ns;
+        self.idle_timeout_ns = idle_ns;
+    }
+
+    /// Arm the timer of `phase` unless it already runs (or, with `restart`,
+    /// in any case).
+    fn arm(&self, io: &mut dyn TcpIo, st: &mut ConnState, phase: Phase, restart: bool) {
+        if st.phase == phase && !restart {
+            return;
+        }
+        let timeout = match phase {
+            Phase::Off => 0,
+            Phase::Request => self.header_timeout_ns,
+            Phase::Idle | Phase::Send => self.idle_timeout_ns,
+        };
+        if timeout == 0 {
+            if st.phase != Phase::Off {
+                io.set_timer(None);
+            }
+        } else {
+            io.set_timer(Some(io.now().saturating_add(timeout)));
+        }
+        st.phase = phase;
     }
 
     /// Parse the request head at the start of the receive buffer, gathering
@@ -382,6 +483,7 @@ impl Http {
     /// Make all the progress the receive buffer and the send space allow.
     fn pump(&mut self, io: &mut dyn TcpIo) {
         let mut st = ConnState::load(*io.app_state());
+        let mut wrote = false;
         let stop = loop {
             // Finish the response in progress.
             if st.pending != 0 {
@@ -389,6 +491,7 @@ impl Http {
                 let rest = &resp[st.offset as usize..];
                 let n = io.send(rest);
                 self.bytes_out += n as u64;
+                wrote |= n > 0;
                 if n < rest.len() {
                     st.offset += n as u32;
                     break Stop::Blocked;
@@ -461,13 +564,56 @@ impl Http {
             st.skip = 0;
             self.drain(io);
         }
+        // The timer for what the connection waits for now.
+        let phase = if st.shut {
+            Phase::Off
+        } else if stop == Stop::Blocked {
+            Phase::Send
+        } else if st.skip > 0 || !io.recv_data().0.is_empty() {
+            Phase::Request
+        } else {
+            Phase::Idle
+        };
+        self.arm(io, &mut st, phase, phase == Phase::Send && wrote);
         *io.app_state() = st.store();
     }
 }
 
 impl TcpService for Http {
+    fn on_accepted(&mut self, io: &mut dyn TcpIo) {
+        // The first request's head is due within the header timeout.
+        let mut st = ConnState::load(*io.app_state());
+        self.arm(io, &mut st, Phase::Request, true);
+        *io.app_state() = st.store();
+    }
+
     fn on_readable(&mut self, io: &mut dyn TcpIo) {
         self.pump(io);
+    }
+
+    fn on_timer(&mut self, io: &mut dyn TcpIo) {
+        let mut st = ConnState::load(*io.app_state());
+        match st.phase {
+            Phase::Off => return,
+            Phase::Request => {
+                self.header_timeouts += 1;
+                io.abort();
+            }
+            Phase::Send => {
+                self.send_timeouts += 1;
+                io.abort();
+            }
+            Phase::Idle => {
+                self.idle_timeouts += 1;
+                if !st.shut {
+                    io.close();
+                }
+                st.shut = true;
+                st.closing = true;
+            }
+        }
+        st.phase = Phase::Off;
+        *io.app_state() = st.store();
     }
 
     fn on_writable(&mut self, io: &mut dyn TcpIo) {
@@ -918,11 +1064,119 @@ mod tests {
         assert_eq!(http.bytes_out, io.tx.len() as u64);
     }
 
+    const SEC: u64 = 1_000_000_000;
+
+    /// An `Http` with a 2 s header timeout and a 10 s idle timeout.
+    fn timed() -> Http {
+        let mut http = Http::default();
+        http.set_timeouts(2 * SEC, 10 * SEC);
+        http
+    }
+
+    #[test]
+    fn header_timeout_runs_from_the_accept_and_more_bytes_do_not_restart_it() {
+        let mut http = timed();
+        let mut io = MockIo {
+            now: 5 * SEC,
+            ..MockIo::default()
+        };
+        http.on_accepted(&mut io);
+        assert_eq!(io.timer, Some(7 * SEC));
+        // A slowloris: a byte now and then.
+        for (i, b) in b"GET / HTTP/1.1\r\nX-slow: ".iter().enumerate() {
+            io.now = 5 * SEC + i as u64 * 50_000_000;
+            io.deliver(&mut http, &[*b]);
+            assert_eq!(io.timer, Some(7 * SEC), "restarted by byte {i}");
+        }
+        assert!(!io.advance(&mut http, 7 * SEC - 1));
+        assert!(io.advance(&mut http, 7 * SEC));
+        assert!(io.aborted, "reset, as nginx with reset_timedout_connection");
+        assert!(io.tx.is_empty(), "no 408 is sent");
+        assert_eq!(http.header_timeouts, 1);
+        assert_eq!((http.idle_timeouts, http.send_timeouts), (0, 0));
+    }
+
+    #[test]
+    fn idle_timeout_between_requests_then_header_timeout_from_the_next_first_byte() {
+        let mut http = timed();
+        let mut io = MockIo::default();
+        http.on_accepted(&mut io);
+        io.now = SEC;
+        io.deliver(&mut http, GET);
+        assert_eq!(get_all(&io.tx).len(), 1);
+        assert_eq!(io.timer, Some(11 * SEC), "idle: 10 s after the answer");
+        // The next request starts: the header timeout, from its first byte.
+        io.now = 4 * SEC;
+        io.deliver(&mut http, b"GET /2 HT");
+        assert_eq!(io.timer, Some(6 * SEC));
+        io.now = 5 * SEC;
+        io.deliver(&mut http, b"TP/1.1\r\n\r\n");
+        assert_eq!(get_all(&io.tx).len(), 2);
+        assert_eq!(io.timer, Some(15 * SEC));
+        assert!(io.advance(&mut http, 15 * SEC));
+        assert_eq!(io.closes, 1, "closed in order");
+        assert!(!io.aborted);
+        assert_eq!(http.idle_timeouts, 1);
+        // Whatever still arrives is read and dropped; no timer is left.
+        io.deliver(&mut http, GET);
+        assert_eq!(get_all(&io.tx).len(), 2);
+        assert_eq!(io.timer, None);
+        assert_eq!(io.closes, 1);
+    }
+
+    #[test]
+    fn send_timeout_restarts_with_progress() {
+        let mut http = timed();
+        let mut io = MockIo::with_space(10);
+        http.on_accepted(&mut io);
+        io.now = SEC;
+        io.deliver(&mut http, GET);
+        assert_eq!(io.timer, Some(11 * SEC), "blocked: the send timeout");
+        // Room for part of nothing: a whole response needs more, no progress.
+        io.now = 2 * SEC;
+        io.grant(&mut http, 1);
+        assert_eq!(io.timer, Some(11 * SEC));
+        assert!(io.advance(&mut http, 11 * SEC));
+        assert!(io.aborted);
+        assert_eq!(http.send_timeouts, 1);
+        // A large body written in pieces: each piece restarts it.
+        let mut http = Http::new(vec![b'a'; 20_000]);
+        http.set_timeouts(2 * SEC, 10 * SEC);
+        let mut io = MockIo::with_space(3000);
+        io.deliver(&mut http, GET);
+        assert_eq!(io.timer, Some(10 * SEC));
+        io.now = 3 * SEC;
+        io.grant(&mut http, 3000);
+        assert_eq!(io.timer, Some(13 * SEC));
+    }
+
+    #[test]
+    fn zero_timeouts_arm_nothing() {
+        let mut http = Http::default();
+        http.set_timeouts(0, 0);
+        let mut io = MockIo::default();
+        http.on_accepted(&mut io);
+        io.deliver(&mut http, b"GET / HT");
+        assert_eq!(io.timer, None);
+        io.deliver(&mut http, b"TP/1.1\r\n\r\n");
+        assert_eq!(io.timer, None);
+        assert_eq!(get_all(&io.tx).len(), 1);
+    }
+
+    #[test]
+    fn default_timeouts_are_armed() {
+        let mut http = Http::default();
+        let mut io = MockIo::default();
+        http.on_accepted(&mut io);
+        assert_eq!(io.timer, Some(DEFAULT_HEADER_TIMEOUT_MS * 1_000_000));
+    }
+
     #[test]
     fn state_word_round_trips() {
         let st = ConnState {
             skip: u32::MAX,
             offset: (1 << OFFSET_BITS) - 1,
+            phase: Phase::Send,
             pending: 10,
             closing: true,
             shut: false,

@@ -24,6 +24,10 @@ pub struct MockIo {
     pub peer_closed: bool,
     /// The service's state word.
     pub state: u64,
+    /// The clock [`TcpIo::now`] reads.
+    pub now: u64,
+    /// The service timer's deadline ([`TcpIo::set_timer`]).
+    pub timer: Option<u64>,
 }
 
 impl Default for MockIo {
@@ -37,6 +41,8 @@ impl Default for MockIo {
             aborted: false,
             peer_closed: false,
             state: 0,
+            now: 0,
+            timer: None,
         }
     }
 }
@@ -66,6 +72,20 @@ impl MockIo {
     pub fn fin(&mut self, service: &mut dyn TcpService) {
         self.peer_closed = true;
         service.on_peer_closed(self);
+    }
+
+    /// The clock moves to `now`; if the service timer is due, it fires
+    /// (unset first, as the table does). Returns whether it fired.
+    pub fn advance(&mut self, service: &mut dyn TcpService, now: u64) -> bool {
+        self.now = now;
+        match self.timer {
+            Some(at) if at <= now => {
+                self.timer = None;
+                service.on_timer(self);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// `more` bytes of send space free up; the service is told.
@@ -124,5 +144,13 @@ impl TcpIo for MockIo {
 
     fn app_state(&mut self) -> &mut u64 {
         &mut self.state
+    }
+
+    fn now(&self) -> u64 {
+        self.now
+    }
+
+    fn set_timer(&mut self, deadline: Option<u64>) {
+        self.timer = deadline;
     }
 }

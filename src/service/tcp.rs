@@ -13,7 +13,18 @@
 //! - [`TcpService::on_peer_closed`]: the peer's FIN arrived, after its last
 //!   byte was made readable;
 //! - [`TcpService::on_closed`]: the connection is gone (in order or reset);
-//!   nothing may be written any more.
+//!   nothing may be written any more;
+//! - [`TcpService::on_timer`]: the deadline the service set with
+//!   [`TcpIo::set_timer`] passed.
+//!
+//! Timers: each connection has one service timer, a deadline in the
+//! worker's clock ([`TcpIo::now`] is the time of the current callback).
+//! Setting it replaces the previous deadline; `None` cancels it; it fires
+//! once (at the first timer tick at or after the deadline, 1 ms
+//! granularity) and is then unset. It is kept on the worker's timer wheel
+//! with the connection's own TCP timers, so it costs no allocation and no
+//! scan. (A stopgap until the service API is redesigned, issue 8: kept to
+//! this one deadline per connection.)
 //!
 //! Received bytes are read in place from the connection's receive buffer
 //! ([`TcpIo::recv_data`], then [`TcpIo::consume`]); [`TcpIo::send`] copies into
@@ -51,6 +62,13 @@ pub trait TcpIo {
     fn local_port(&self) -> u16 {
         0
     }
+    /// The worker's clock at this callback, in nanoseconds (the clock
+    /// [`TcpIo::set_timer`] deadlines are in).
+    fn now(&self) -> u64;
+    /// Arm the connection's service timer for `deadline` (nanoseconds, see
+    /// [`TcpIo::now`]), replacing any earlier one, or cancel it with `None`.
+    /// [`TcpService::on_timer`] is called once it passes.
+    fn set_timer(&mut self, deadline: Option<u64>);
 }
 
 /// A service that terminates TCP connections inside the stack.
@@ -67,6 +85,9 @@ pub trait TcpService {
     }
     /// The connection is gone; `reset` if it ended abruptly.
     fn on_closed(&mut self, _reset: bool) {}
+    /// The deadline set with [`TcpIo::set_timer`] passed (the timer is now
+    /// unset). By default nothing happens.
+    fn on_timer(&mut self, _io: &mut dyn TcpIo) {}
 }
 
 /// Bytes [`TcpEcho`] copies per step from the receive buffer to the send
@@ -224,7 +245,7 @@ impl fmt::Debug for TcpServices {
 
 impl TcpServices {
     /// The services of one worker, the HTTP responder answering `GET` with
-    /// `http_body`.
+    /// `http_body` (with the default timeouts).
     pub fn new(http_body: impl AsRef<[u8]>) -> Self {
         TcpServices {
             echo: TcpEcho::default(),

@@ -513,7 +513,7 @@ mod tests {
             prop_assert_eq!(&r.out[..], &stream[..]);
             prop_assert!(r.asm.is_empty());
             r.rx.release_if_empty(&mut pool);
-            prop_assert_eq!(pool.in_use(), 0);
+            prop_assert_eq!(pool.in_use_bytes(), 0);
         }
     }
 }

@@ -1,22 +1,33 @@
 //! Byte rings for a connection's send and receive data, with storage lent by a
 //! per-worker [`BufferPool`].
 //!
-//! The idea is smoltcp's `storage::RingBuffer` with the storage made optional:
-//! a [`RingBuffer`] holds a `Box<[u8]>` only while it has data (or is about to
-//! receive some), and gives it back to the worker's pool when it drains, so an
-//! idle connection costs 24 bytes per ring and no buffer memory. Storage is
-//! allocated lazily, the first time the pool runs out of free buffers, and is
-//! reused from then on; the pool never frees it.
+//! The idea is smoltcp's `storage::RingBuffer` with the storage made optional
+//! and sized to what is in flight: a [`RingBuffer`] holds a `Box<[u8]>` only
+//! while it has data (or is about to receive some), starting with the pool's
+//! smallest size ([`MIN_BUFFER`], 4 KiB) and doubling as more bytes are queued
+//! ([`RingBuffer::reserve`]), up to the configured buffer size; it gives the
+//! storage back when it drains, so an idle connection costs 24 bytes per ring
+//! and no buffer memory, and a connection that sent one byte holds 4 KiB, not
+//! the whole buffer size. Storage is allocated lazily, the first time the pool
+//! has no free buffer of a size, and is reused from then on.
+//!
+//! The pool's limit counts bytes: `max_buffers` buffers of the full size, in
+//! any mix of sizes. It keeps at most that many bytes allocated (lent plus
+//! free): when a size has no free buffer and a new one would go over, free
+//! buffers of other sizes are released to the allocator first.
 //!
 //! The receive side also holds out-of-order data: bytes written past the
 //! ring's length with [`RingBuffer::write_unallocated`] and made part of it
 //! later with [`RingBuffer::enqueue_unallocated`]. The protocol that keeps those
-//! bytes consistent is described in [`super::assembler`].
+//! bytes consistent is described in [`super::assembler`]; growing a ring
+//! keeps them (the whole storage is copied, from the head).
 //!
-//! Allocation: [`BufferPool::take`] allocates one buffer when the pool has no
-//! free one and fewer than `max_buffers` exist; [`BufferPool::give`] may grow
-//! the free list's `Vec` (amortised, up to the peak number of buffers). No
-//! other function here allocates.
+//! Allocation: [`BufferPool::take`] (and [`RingBuffer::reserve`] through it)
+//! allocates one buffer when the pool has no free one of the size asked and
+//! the byte limit allows; [`BufferPool::give`] may grow a free list's `Vec`
+//! (amortised, up to the peak number of buffers of that size). No other
+//! function here allocates. In a steady state (the same sizes taken and given
+//! back) nothing is allocated.
 //!
 //! Buffers are not zeroed when reused. A ring only ever exposes bytes inside
 //! its length, and those were all written by this connection, provided the
@@ -29,24 +40,37 @@
 
 use core::fmt;
 
-/// A per-worker free list of equally sized byte buffers.
+/// The smallest buffer a pool lends (or the buffer size, if that is smaller).
+pub const MIN_BUFFER: usize = 4096;
+
+/// A per-worker free list of byte buffers in sizes that double from
+/// [`MIN_BUFFER`] up to the buffer size, under a limit in bytes.
 ///
 /// Nothing is allocated up front: [`take`](Self::take) allocates a new buffer
-/// only when the free list is empty and fewer than `max_buffers` are out.
+/// only when there is no free one of the size and the limit allows it.
 pub struct BufferPool {
-    /// Buffers owned by the pool and not lent. Each has length `buffer_size`.
-    free: Vec<Box<[u8]>>,
-    /// The length of every buffer. In `1..=u32::MAX`.
+    /// Free buffers by size class: class `i` holds buffers of
+    /// `class_size(i)` bytes.
+    free: Vec<Vec<Box<[u8]>>>,
+    /// The largest buffer (the configured buffer size). In `1..=u32::MAX`.
     buffer_size: usize,
-    /// The most buffers lent at once; `in_use <= max_buffers` always.
-    max_buffers: usize,
-    /// Buffers lent by `take` and not yet given back.
+    /// The smallest buffer: `min(MIN_BUFFER, buffer_size)`.
+    min_size: usize,
+    /// The most bytes lent at once; also what is kept allocated (lent plus
+    /// free), give or take the buffer a growing ring is about to give back.
+    max_bytes: usize,
+    /// Bytes lent by `take` and not yet given back; `<= max_bytes` except
+    /// for the moment a ring grows (old and new storage both lent).
     in_use: usize,
+    /// Bytes in the free lists.
+    free_bytes: usize,
+    /// Requests refused for want of room, ever.
+    refused: u64,
 }
 
 impl BufferPool {
-    /// A pool of buffers of `buffer_size` bytes, at most `max_buffers` of them
-    /// lent at once. Allocates nothing.
+    /// A pool of buffers of up to `buffer_size` bytes, lending at most
+    /// `max_buffers * buffer_size` bytes at once. Allocates nothing.
     ///
     /// # Panics
     /// If `buffer_size` is 0 or does not fit in a `u32` (ring offsets are
@@ -57,53 +81,131 @@ impl BufferPool {
             u32::try_from(buffer_size).is_ok(),
             "buffer size {buffer_size} does not fit in u32"
         );
+        let min_size = MIN_BUFFER.min(buffer_size);
+        let mut classes = 1;
+        while (min_size << (classes - 1)) < buffer_size {
+            classes += 1;
+        }
         BufferPool {
-            free: Vec::new(),
+            free: (0..classes).map(|_| Vec::new()).collect(),
             buffer_size,
-            max_buffers,
+            min_size,
+            max_bytes: max_buffers.saturating_mul(buffer_size),
             in_use: 0,
+            free_bytes: 0,
+            refused: 0,
         }
     }
 
-    /// The length of every buffer of this pool.
+    /// The largest buffer of this pool (the configured buffer size).
     pub fn buffer_size(&self) -> usize {
         self.buffer_size
     }
 
-    /// Lends a buffer: a free one if there is one, else a newly allocated
-    /// one. `None` when `max_buffers` are already out.
-    pub fn take(&mut self) -> Option<Box<[u8]>> {
-        if self.in_use >= self.max_buffers {
+    /// The smallest buffer of this pool.
+    pub fn min_size(&self) -> usize {
+        self.min_size
+    }
+
+    /// The size of class `i`.
+    fn class_size(&self, i: usize) -> usize {
+        (self.min_size << i).min(self.buffer_size)
+    }
+
+    /// The smallest class holding `len` bytes (`len` is clipped to the
+    /// buffer size).
+    fn class_for(&self, len: usize) -> usize {
+        let mut i = 0;
+        while self.class_size(i) < len && i + 1 < self.free.len() {
+            i += 1;
+        }
+        i
+    }
+
+    /// The size [`take`](Self::take) lends for a request of `len` bytes:
+    /// the smallest size of the pool that holds them (at most the buffer
+    /// size).
+    pub fn size_for(&self, len: usize) -> usize {
+        self.class_size(self.class_for(len))
+    }
+
+    /// Lends a buffer of at least `len` bytes (at most the buffer size): a
+    /// free one if there is one, else a newly allocated one. `None` (and
+    /// counted as refused) when it would take the bytes lent past the limit.
+    pub fn take(&mut self, len: usize) -> Option<Box<[u8]>> {
+        self.take_replacing(len, 0)
+    }
+
+    /// As [`take`](Self::take), for a ring that gives back `old` bytes once
+    /// it has copied them: the limit is checked as if they were back.
+    fn take_replacing(&mut self, len: usize, old: usize) -> Option<Box<[u8]>> {
+        let class = self.class_for(len);
+        let size = self.class_size(class);
+        if self.in_use - old + size > self.max_bytes {
+            self.refused += 1;
             return None;
         }
-        let storage = match self.free.pop() {
-            Some(storage) => storage,
-            None => vec![0u8; self.buffer_size].into_boxed_slice(),
+        let storage = match self.free[class].pop() {
+            Some(storage) => {
+                self.free_bytes -= size;
+                storage
+            }
+            None => {
+                // Keep what is allocated within the limit: release free
+                // buffers of other sizes, the largest first.
+                let mut i = self.free.len();
+                while self.in_use + self.free_bytes + size > self.max_bytes && i > 0 {
+                    match self.free[i - 1].pop() {
+                        Some(b) => self.free_bytes -= b.len(),
+                        None => i -= 1,
+                    }
+                }
+                vec![0u8; size].into_boxed_slice()
+            }
         };
-        self.in_use += 1;
+        self.in_use += size;
         Some(storage)
     }
 
     /// Takes back a buffer lent by [`take`](Self::take).
     ///
-    /// Debug builds assert that it has this pool's size and that a buffer is
-    /// out.
+    /// Debug builds assert that it has one of this pool's sizes and that
+    /// that many bytes are out.
     pub fn give(&mut self, storage: Box<[u8]>) {
-        debug_assert_eq!(storage.len(), self.buffer_size, "buffer of another pool");
-        debug_assert!(self.in_use > 0, "more buffers given back than taken");
-        self.in_use = self.in_use.saturating_sub(1);
-        self.free.push(storage);
+        let size = storage.len();
+        let class = self.class_for(size);
+        debug_assert_eq!(size, self.class_size(class), "buffer of another pool");
+        debug_assert!(self.in_use >= size, "more given back than taken");
+        self.in_use = self.in_use.saturating_sub(size);
+        self.free_bytes += size;
+        self.free[class].push(storage);
     }
 
-    /// Buffers lent and not yet given back.
-    pub fn in_use(&self) -> usize {
+    /// Bytes lent and not yet given back.
+    pub fn in_use_bytes(&self) -> usize {
         self.in_use
     }
 
-    /// Buffers this pool allocated and still accounts for: free plus lent.
+    /// The most bytes lent at once (`max_buffers * buffer_size`).
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// Bytes this pool allocated and still accounts for: free plus lent.
     /// (A buffer dropped by its borrower instead of given back stays counted.)
-    pub fn allocated(&self) -> usize {
-        self.free.len() + self.in_use
+    pub fn allocated_bytes(&self) -> usize {
+        self.free_bytes + self.in_use
+    }
+
+    /// Whether a request for the smallest buffer would be granted now.
+    pub fn has_room(&self) -> bool {
+        self.in_use + self.min_size <= self.max_bytes
+    }
+
+    /// Requests refused for want of room since the pool was made (a ring
+    /// that could not get or grow its storage).
+    pub fn refused(&self) -> u64 {
+        self.refused
     }
 }
 
@@ -111,9 +213,10 @@ impl fmt::Debug for BufferPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BufferPool")
             .field("buffer_size", &self.buffer_size)
-            .field("max_buffers", &self.max_buffers)
+            .field("max_bytes", &self.max_bytes)
             .field("in_use", &self.in_use)
-            .field("free", &self.free.len())
+            .field("free_bytes", &self.free_bytes)
+            .field("refused", &self.refused)
             .finish()
     }
 }
@@ -172,15 +275,48 @@ impl RingBuffer {
         self.capacity() - self.len()
     }
 
-    /// Takes storage from `pool` if the ring has none. Returns whether the
-    /// ring has storage afterwards (false: the pool is exhausted).
+    /// Takes storage (of the pool's smallest size) from `pool` if the ring
+    /// has none. Returns whether the ring has storage afterwards (false: the
+    /// pool is exhausted).
     pub fn ensure_storage(&mut self, pool: &mut BufferPool) -> bool {
         if self.storage.is_none() {
-            self.storage = pool.take();
+            self.storage = pool.take(pool.min_size());
             self.head = 0;
             self.len = 0;
         }
         self.storage.is_some()
+    }
+
+    /// Makes the capacity at least `want` bytes (clipped to the pool's
+    /// buffer size), taking storage or moving to a larger buffer (the
+    /// smallest of the pool's sizes that holds `want`: at least double).
+    /// Every byte of the old storage is kept, out-of-order bytes past the
+    /// length included. Returns whether the capacity is now enough; when the
+    /// pool refuses, the ring keeps what it had.
+    pub fn reserve(&mut self, want: usize, pool: &mut BufferPool) -> bool {
+        let want = want.min(pool.buffer_size());
+        let capacity = self.capacity();
+        if capacity >= want {
+            return self.storage.is_some() || want == 0;
+        }
+        let Some(old) = self.storage.take() else {
+            self.storage = pool.take(want);
+            self.head = 0;
+            self.len = 0;
+            return self.storage.is_some();
+        };
+        let Some(mut grown) = pool.take_replacing(want.max(2 * capacity), capacity) else {
+            self.storage = Some(old);
+            return false;
+        };
+        // Unwrap the ring into the new storage: head at 0.
+        let head = self.head as usize;
+        grown[..capacity - head].copy_from_slice(&old[head..]);
+        grown[capacity - head..capacity].copy_from_slice(&old[..head]);
+        pool.give(old);
+        self.storage = Some(grown);
+        self.head = 0;
+        true
     }
 
     /// Gives the storage back to `pool` if the ring holds no bytes.
@@ -340,23 +476,116 @@ mod tests {
     #[test]
     fn pool_allocates_lazily_and_reuses() {
         let mut pool = BufferPool::new(16, 2);
-        assert_eq!((pool.in_use(), pool.allocated()), (0, 0));
-        let a = pool.take().unwrap();
-        let b = pool.take().unwrap();
+        assert_eq!((pool.in_use_bytes(), pool.allocated_bytes()), (0, 0));
+        let a = pool.take(16).unwrap();
+        let b = pool.take(1).unwrap();
         assert_eq!(a.len(), 16);
-        assert!(pool.take().is_none());
-        assert_eq!((pool.in_use(), pool.allocated()), (2, 2));
-        pool.give(a);
-        assert_eq!((pool.in_use(), pool.allocated()), (1, 2));
-        let c = pool.take().unwrap();
         assert_eq!(
-            (pool.in_use(), pool.allocated()),
-            (2, 2),
+            b.len(),
+            16,
+            "a buffer size below MIN_BUFFER is the only size"
+        );
+        assert!(pool.take(1).is_none());
+        assert_eq!(pool.refused(), 1);
+        assert_eq!((pool.in_use_bytes(), pool.allocated_bytes()), (32, 32));
+        pool.give(a);
+        assert_eq!((pool.in_use_bytes(), pool.allocated_bytes()), (16, 32));
+        let c = pool.take(16).unwrap();
+        assert_eq!(
+            (pool.in_use_bytes(), pool.allocated_bytes()),
+            (32, 32),
             "reused, not allocated"
         );
         pool.give(b);
         pool.give(c);
-        assert_eq!((pool.in_use(), pool.allocated()), (0, 2));
+        assert_eq!((pool.in_use_bytes(), pool.allocated_bytes()), (0, 32));
+    }
+
+    #[test]
+    fn pool_sizes_double_and_the_limit_counts_bytes() {
+        // 2 buffers of 64 KiB: 32 connections of 4 KiB fit.
+        let mut pool = BufferPool::new(64 * 1024, 2);
+        assert_eq!(pool.min_size(), MIN_BUFFER);
+        assert_eq!(pool.size_for(1), 4096);
+        assert_eq!(pool.size_for(4097), 8192);
+        assert_eq!(pool.size_for(40_000), 65536);
+        assert_eq!(pool.size_for(1 << 30), 65536, "clipped to the buffer size");
+        let small: Vec<_> = (0..32).map(|_| pool.take(1).unwrap()).collect();
+        assert!(small.iter().all(|b| b.len() == 4096));
+        assert_eq!(pool.in_use_bytes(), pool.max_bytes());
+        assert!(!pool.has_room());
+        assert!(pool.take(1).is_none());
+        for b in small {
+            pool.give(b);
+        }
+        // A full-size buffer now: free small ones are released to stay
+        // within the limit.
+        let big = pool.take(65536).unwrap();
+        let big2 = pool.take(65536).unwrap();
+        assert_eq!(pool.allocated_bytes(), 2 * 65536);
+        pool.give(big);
+        pool.give(big2);
+        // A buffer size that is not a power of two: the last size is it.
+        let pool = BufferPool::new(100_000, 1);
+        assert_eq!(pool.size_for(70_000), 100_000);
+        assert_eq!(pool.size_for(60_000), 65536);
+    }
+
+    #[test]
+    fn reserve_grows_by_doubling_and_keeps_every_byte() {
+        let mut pool = BufferPool::new(64 * 1024, 1);
+        let mut ring = RingBuffer::new();
+        assert!(ring.reserve(10, &mut pool));
+        assert_eq!(ring.capacity(), 4096);
+        // Wrap the ring, with out-of-order bytes past its length.
+        let data: Vec<u8> = (0..4000u32).map(|i| i as u8).collect();
+        assert_eq!(ring.enqueue_slice(&data), 4000);
+        assert_eq!(ring.dequeue_allocated(3000), 3000);
+        assert_eq!(ring.enqueue_slice(&data[..2000]), 2000); // wraps
+        assert_eq!(ring.write_unallocated(10, b"ooo"), 3);
+        assert!(ring.reserve(4097, &mut pool));
+        assert_eq!(ring.capacity(), 8192);
+        assert_eq!(pool.in_use_bytes(), 8192, "the old storage went back");
+        let (a, b) = ring.get_allocated(0, usize::MAX);
+        let all: Vec<u8> = a.iter().chain(b).copied().collect();
+        let mut expect = data[3000..].to_vec();
+        expect.extend_from_slice(&data[..2000]);
+        assert_eq!(all, expect);
+        ring.enqueue_unallocated(13);
+        let (a, b) = ring.get_allocated(3010, 3);
+        assert_eq!((a, b), (&b"ooo"[..], &b""[..]));
+        // At most the buffer size; past it, reserve says no but keeps it.
+        assert!(ring.reserve(1 << 20, &mut pool));
+        assert_eq!(ring.capacity(), 65536);
+        let mut other = RingBuffer::new();
+        assert!(!other.reserve(1, &mut pool), "the limit is reached");
+        assert!(!other.has_storage());
+        ring.release(&mut pool);
+        assert!(other.reserve(9000, &mut pool));
+        assert_eq!(other.capacity(), 16384);
+        assert!(!other.reserve(65536, &mut pool) || pool.in_use_bytes() == 65536);
+        other.release(&mut pool);
+        assert_eq!(pool.in_use_bytes(), 0);
+    }
+
+    #[test]
+    fn reserve_refused_keeps_the_old_storage() {
+        let mut pool = BufferPool::new(16 * 1024, 1);
+        let mut a = RingBuffer::new();
+        let mut b = RingBuffer::new();
+        assert!(a.reserve(1, &mut pool));
+        assert!(b.reserve(8192, &mut pool));
+        a.enqueue_slice(b"keep");
+        // 4 KiB + 8 KiB lent of 16 KiB: growing `a` to 8 KiB fits (its
+        // 4 KiB go back), to 16 KiB does not.
+        assert!(!a.reserve(16 * 1024, &mut pool));
+        assert_eq!(a.capacity(), 4096);
+        assert_eq!(a.get_allocated(0, 4), (&b"keep"[..], &b""[..]));
+        assert!(a.reserve(5000, &mut pool));
+        assert_eq!(a.capacity(), 8192);
+        assert_eq!(pool.in_use_bytes(), 16 * 1024);
+        a.release(&mut pool);
+        b.release(&mut pool);
     }
 
     #[test]
@@ -379,7 +608,7 @@ mod tests {
         let mut other = RingBuffer::new();
         assert!(ring.ensure_storage(&mut pool));
         assert!(ring.ensure_storage(&mut pool), "idempotent");
-        assert_eq!(pool.in_use(), 1);
+        assert_eq!(pool.in_use_bytes(), 8);
         assert!(!other.ensure_storage(&mut pool), "pool exhausted");
         assert_eq!(ring.enqueue_slice(b"0123456789"), 8);
         ring.release_if_empty(&mut pool);
@@ -392,13 +621,13 @@ mod tests {
         assert_eq!(&out[..6], b"567abc");
         ring.release_if_empty(&mut pool);
         assert!(!ring.has_storage());
-        assert_eq!((pool.in_use(), pool.allocated()), (0, 1));
+        assert_eq!((pool.in_use_bytes(), pool.allocated_bytes()), (0, 8));
         assert!(other.ensure_storage(&mut pool));
         other.enqueue_slice(b"x");
         other.release(&mut pool);
         assert!(!other.has_storage());
         assert!(other.is_empty());
-        assert_eq!(pool.in_use(), 0);
+        assert_eq!(pool.in_use_bytes(), 0);
     }
 
     #[test]
@@ -507,7 +736,61 @@ mod tests {
                 prop_assert_eq!(all, model.iter().copied().collect::<Vec<u8>>());
             }
             ring.release(&mut pool);
-            prop_assert_eq!(pool.in_use(), 0);
+            prop_assert_eq!(pool.in_use_bytes(), 0);
+        }
+
+        /// A ring that grows (reserve before each write, as the connection
+        /// does) behaves as an unbounded VecDeque up to the buffer size, its
+        /// out-of-order bytes kept across each move; the pool gets every
+        /// byte back.
+        #[test]
+        fn growing_ring_matches_vecdeque(
+            ops in proptest::collection::vec(
+                (0u8..3, 0usize..6000, 0usize..3000, any::<u8>()), 0..40),
+        ) {
+            let size = 32 * 1024;
+            let mut pool = BufferPool::new(size, 1);
+            let mut ring = RingBuffer::new();
+            let mut model: VecDeque<u8> = VecDeque::new();
+            for (kind, len, offset, byte) in ops {
+                match kind {
+                    0 => {
+                        let data = vec![byte; len];
+                        ring.reserve(ring.len() + len, &mut pool);
+                        let n = ring.enqueue_slice(&data);
+                        prop_assert_eq!(n, len.min(size - model.len()));
+                        model.extend(&data[..n]);
+                    }
+                    1 => {
+                        let n = ring.dequeue_allocated(len);
+                        model.drain(..n);
+                    }
+                    _ => {
+                        // Out of order at `offset`, then the gap, then commit.
+                        let data = vec![byte; len.min(500)];
+                        ring.reserve(ring.len() + offset + data.len(), &mut pool);
+                        let n = ring.write_unallocated(offset, &data);
+                        if n == data.len() && n > 0 {
+                            // Grow again with the bytes past the length held.
+                            ring.reserve(2 * ring.capacity(), &mut pool);
+                            let gap = vec![byte.wrapping_add(1); offset];
+                            prop_assert_eq!(ring.write_unallocated(0, &gap), offset);
+                            ring.enqueue_unallocated(offset + n);
+                            model.extend(&gap);
+                            model.extend(&data);
+                        }
+                    }
+                }
+                prop_assert!(ring.capacity() <= size);
+                prop_assert!(ring.capacity() >= model.len());
+                let (a, b) = ring.get_allocated(0, usize::MAX);
+                let all: Vec<u8> = a.iter().chain(b).copied().collect();
+                prop_assert_eq!(all, model.iter().copied().collect::<Vec<u8>>());
+                prop_assert_eq!(pool.in_use_bytes(), ring.capacity());
+            }
+            ring.release(&mut pool);
+            prop_assert_eq!(pool.in_use_bytes(), 0);
+            prop_assert!(pool.allocated_bytes() <= size + size / 2);
         }
 
         /// Pool accounting: never more than max out, allocated never exceeds
@@ -519,7 +802,7 @@ mod tests {
             let mut peak = 0;
             for take in takes {
                 if take {
-                    match pool.take() {
+                    match pool.take(4) {
                         Some(b) => out.push(b),
                         None => prop_assert_eq!(out.len(), max),
                     }
@@ -527,8 +810,8 @@ mod tests {
                     pool.give(b);
                 }
                 peak = peak.max(out.len());
-                prop_assert_eq!(pool.in_use(), out.len());
-                prop_assert_eq!(pool.allocated(), peak);
+                prop_assert_eq!(pool.in_use_bytes(), 4 * out.len());
+                prop_assert_eq!(pool.allocated_bytes(), 4 * peak);
             }
         }
     }

@@ -821,7 +821,10 @@ impl Connection {
         if data.is_empty() {
             return Ok(0);
         }
-        if !self.send_buffer.ensure_storage(pool) {
+        // Storage sized to what is queued: it grows as the queue does (a
+        // refusal leaves the ring as it was: what fits is taken).
+        let want = self.send_buffer.len() + data.len();
+        if !self.send_buffer.reserve(want, pool) && !self.send_buffer.has_storage() {
             return Err(SendError::NoBuffer);
         }
         Ok(self.send_buffer.enqueue_slice(data))
@@ -1201,11 +1204,13 @@ impl Connection {
         config: &TcpConfig,
         now: u64,
     ) -> bool {
-        if !self.recv_buffer.ensure_storage(pool) {
-            // No memory: drop it unacknowledged; the peer will retransmit.
+        let offset = start - self.rcv_nxt;
+        // Storage sized to what is in flight. No memory: drop what does not
+        // fit, unacknowledged (the peer retransmits); the pool counts it.
+        let want = self.recv_buffer.len() + offset as usize + data.len();
+        if !self.recv_buffer.reserve(want, pool) && !self.recv_buffer.has_storage() {
             return false;
         }
-        let offset = start - self.rcv_nxt;
         let written = self.recv_buffer.write_unallocated(offset as usize, data) as u32;
         if offset == 0 {
             let had_holes = !self.assembler.is_empty();

@@ -16,9 +16,21 @@
 //!   `connection_limit` drops; the peer's SYN retries or fails as with a full
 //!   Linux accept queue.
 //!
+//! - Services may arm one timer per connection ([`TcpIo::set_timer`]); it
+//!   shares the connection's wheel entry (the earlier of the two deadlines)
+//!   and is delivered as [`TcpService::on_timer`](crate::service::TcpService::on_timer).
+//! - A connection whose [`TcpIo::send`] fell short for want of buffer
+//!   storage (the pool's byte limit) waits in a list, one entry at most per
+//!   connection; when storage comes back to the pool, waiters are woken in
+//!   order with a WRITABLE event (`on_writable`) while there is room.
+//! - Received data that the pool has no storage for is dropped
+//!   unacknowledged and counted as `tcp_no_buffer`; the peer retransmits.
+//!
 //! Segments to send are handed to an output callback with the peer's MAC (the
 //! one its SYN came from), so that the stack builds the frames; this module
 //! knows nothing of buffers, ports or Ethernet beyond that address.
+
+use std::collections::VecDeque;
 
 use hashbrown::HashMap;
 use slab::Slab;
@@ -50,7 +62,9 @@ pub struct TableConfig {
     pub max_connections: usize,
     /// Half-open connections kept before SYN cookies take over.
     pub syn_backlog: usize,
-    /// Most send and receive buffers allocated at once.
+    /// The buffer pool's limit, in full-size buffers: at most
+    /// `max_buffers * tcp.buffer_size` bytes of send and receive buffers are
+    /// lent at once, in any mix of sizes.
     pub max_buffers: usize,
     /// Challenge ACKs (RFC 5961 section 7) the worker sends per second, on
     /// average: each second's budget is drawn at random around it
@@ -106,6 +120,10 @@ struct Slot {
     active: bool,
     /// Its output waits for the end of the batch (in `TcpTable::deferred`).
     deferred: bool,
+    /// Listed in `TcpTable::buffer_waiters`.
+    buffer_wait: bool,
+    /// The service's timer ([`TcpIo::set_timer`]); `u64::MAX` when unset.
+    app_timer_at: u64,
 }
 
 /// One worker's TCP table.
@@ -127,6 +145,16 @@ pub struct TcpTable {
     ack_limits: AckLimiter,
     /// `ack_limits`' counts as last copied to the worker's counters.
     ack_counts: AckCounts,
+    /// Connections refused send-buffer storage, to wake when some comes
+    /// back; each at most once (`Slot::buffer_wait`), so no longer than the
+    /// table.
+    buffer_waiters: VecDeque<u32>,
+    /// The pool's bytes in use when a waiter was last refused: waiters are
+    /// woken once use falls below it (storage came back), so a pool that
+    /// stays full costs no wake-up round per segment.
+    wait_level: usize,
+    /// Inside [`TcpTable::wake_buffer_waiters`].
+    waking: bool,
 }
 
 impl std::fmt::Debug for TcpTable {
@@ -144,6 +172,10 @@ struct Io<'a> {
     pool: &'a mut BufferPool,
     config: &'a TcpConfig,
     app: &'a mut u64,
+    app_timer_at: &'a mut u64,
+    now: u64,
+    /// A send fell short of the space promised: the pool refused storage.
+    wants_buffer: bool,
 }
 
 impl TcpIo for Io<'_> {
@@ -156,7 +188,12 @@ impl TcpIo for Io<'_> {
     }
 
     fn send(&mut self, data: &[u8]) -> usize {
-        self.conn.send(data, self.pool).unwrap_or(0)
+        let promised = data.len().min(self.conn.send_space(self.config));
+        let sent = self.conn.send(data, self.pool).unwrap_or(0);
+        if sent < promised {
+            self.wants_buffer = true;
+        }
+        sent
     }
 
     fn send_space(&self) -> usize {
@@ -184,6 +221,14 @@ impl TcpIo for Io<'_> {
 
     fn local_port(&self) -> u16 {
         self.conn.tuple().local_port
+    }
+
+    fn now(&self) -> u64 {
+        self.now
+    }
+
+    fn set_timer(&mut self, deadline: Option<u64>) {
+        *self.app_timer_at = deadline.unwrap_or(u64::MAX);
     }
 }
 
@@ -216,6 +261,9 @@ impl TcpTable {
             fired: Vec::new(),
             batching: false,
             deferred: Vec::new(),
+            buffer_waiters: VecDeque::new(),
+            wait_level: 0,
+            waking: false,
             secrets,
             config,
         }
@@ -285,6 +333,7 @@ impl TcpTable {
         }
         let bad_ack = slot.conn.is_bad_ack_in_handshake(header);
         let open_before = slot.conn.state() != State::Closed;
+        let refused = self.pool.refused();
         slot.conn.handle_segment(
             header,
             payload,
@@ -294,6 +343,9 @@ impl TcpTable {
             now,
         );
         self.publish_ack_counts(counters);
+        if self.pool.refused() != refused {
+            counters.count_drop(DropReason::TcpNoBuffer);
+        }
         let slot = &mut self.slots[key as usize];
         if open_before && header.flags.contains(TcpFlags::RST) && slot.conn.state() == State::Closed
         {
@@ -369,6 +421,7 @@ impl TcpTable {
                     // The ACK may carry data already.
                     let slot = &mut self.slots[key as usize];
                     if !payload.is_empty() || flags.contains(TcpFlags::FIN) {
+                        let refused = self.pool.refused();
                         slot.conn.handle_segment(
                             header,
                             payload,
@@ -378,6 +431,9 @@ impl TcpTable {
                             now,
                         );
                         self.publish_ack_counts(counters);
+                        if self.pool.refused() != refused {
+                            counters.count_drop(DropReason::TcpNoBuffer);
+                        }
                     }
                     self.drive(key, services, counters, now, out);
                     return;
@@ -529,9 +585,68 @@ impl TcpTable {
             slot.timer = None;
             slot.timer_at = u64::MAX;
             slot.conn.handle_timeout(&self.config.tcp, now);
+            if slot.app_timer_at <= now {
+                slot.app_timer_at = u64::MAX;
+                if slot.conn.state() != State::Closed {
+                    let mut io = Io {
+                        conn: &mut slot.conn,
+                        pool: &mut self.pool,
+                        config: &self.config.tcp,
+                        app: &mut slot.app,
+                        app_timer_at: &mut slot.app_timer_at,
+                        now,
+                        wants_buffer: false,
+                    };
+                    services.service(slot.service).on_timer(&mut io);
+                    if io.wants_buffer {
+                        self.wait_for_buffer(key);
+                    }
+                }
+            }
             self.drive(key, services, counters, now, out);
         }
         self.fired = fired;
+        counters
+            .tcp_buffer_bytes_limit
+            .set(self.pool.max_bytes() as u64);
+    }
+
+    /// List `key` among the connections to wake when buffer storage comes
+    /// back (once).
+    fn wait_for_buffer(&mut self, key: u32) {
+        self.wait_level = self.pool.in_use_bytes();
+        let slot = &mut self.slots[key as usize];
+        if !slot.buffer_wait {
+            slot.buffer_wait = true;
+            self.buffer_waiters.push_back(key);
+        }
+    }
+
+    /// Storage came back to the pool: wake the connections that were
+    /// refused some, oldest first, while the pool has room (each woken one
+    /// may take it; one that is refused again queues at the back). Each
+    /// waiter is visited at most once per call.
+    fn wake_buffer_waiters<F: FnMut(Outgoing<'_>)>(
+        &mut self,
+        services: &mut TcpServices,
+        counters: &WorkerCounters,
+        now: u64,
+        out: &mut F,
+    ) {
+        self.waking = true;
+        let mut visits = self.buffer_waiters.len();
+        while visits > 0 && self.pool.has_room() {
+            visits -= 1;
+            let Some(key) = self.buffer_waiters.pop_front() else {
+                break;
+            };
+            let slot = &mut self.slots[key as usize];
+            slot.buffer_wait = false;
+            if slot.conn.wake() {
+                self.drive(key, services, counters, now, out);
+            }
+        }
+        self.waking = false;
     }
 
     /// Reset every connection (graceful shutdown of the worker: peers learn
@@ -595,6 +710,8 @@ impl TcpTable {
             half_open: false,
             active,
             deferred: false,
+            buffer_wait: false,
+            app_timer_at: u64::MAX,
         }) as u32;
         self.by_tuple.insert(tuple, key);
         counters.tcp_active.set(self.slots.len() as u64);
@@ -608,6 +725,9 @@ impl TcpTable {
         }
         if slot.half_open {
             self.half_open -= 1;
+        }
+        if slot.buffer_wait {
+            self.buffer_waiters.retain(|&k| k != key);
         }
         slot.conn.release_buffers(&mut self.pool);
         self.by_tuple.remove(slot.conn.tuple());
@@ -652,6 +772,7 @@ impl TcpTable {
             }
         }
         let mut closed = None;
+        let mut wants_buffer = false;
         if !events.is_empty() {
             let service = services.service(slot.service);
             let mut io = Io {
@@ -659,6 +780,9 @@ impl TcpTable {
                 pool: &mut self.pool,
                 config,
                 app: &mut slot.app,
+                app_timer_at: &mut slot.app_timer_at,
+                now,
+                wants_buffer: false,
             };
             if events.contains(Events::ESTABLISHED) {
                 service.on_accepted(&mut io);
@@ -694,6 +818,10 @@ impl TcpTable {
                 closed = Some(false);
                 counters.tcp_closed.inc();
             }
+            wants_buffer = io.wants_buffer;
+        }
+        if wants_buffer {
+            self.wait_for_buffer(key);
         }
         let slot = &mut self.slots[key as usize];
         if self.batching && slot.conn.state() != State::Closed && !slot.conn.has_out_of_order_data()
@@ -762,10 +890,15 @@ impl TcpTable {
                 .service(slot.service)
                 .on_closed(closed.unwrap_or(true));
             self.remove(key, counters);
+            self.buffers_returned(services, counters, now, out);
             return;
         }
         slot.conn.release_idle_buffers(&mut self.pool);
-        let deadline = slot.conn.poll_timeout().unwrap_or(u64::MAX);
+        let deadline = slot
+            .conn
+            .poll_timeout()
+            .unwrap_or(u64::MAX)
+            .min(slot.app_timer_at);
         if deadline != slot.timer_at {
             if let Some(timer) = slot.timer.take() {
                 self.wheel.cancel(timer);
@@ -774,6 +907,29 @@ impl TcpTable {
                 slot.timer = Some(self.wheel.insert(deadline, key));
             }
             slot.timer_at = deadline;
+        }
+        self.buffers_returned(services, counters, now, out);
+    }
+
+    /// After buffers may have gone back to the pool: update the gauge, and
+    /// wake the connections waiting for storage if there is room now.
+    #[inline]
+    fn buffers_returned<F: FnMut(Outgoing<'_>)>(
+        &mut self,
+        services: &mut TcpServices,
+        counters: &WorkerCounters,
+        now: u64,
+        out: &mut F,
+    ) {
+        counters
+            .tcp_buffer_bytes
+            .set(self.pool.in_use_bytes() as u64);
+        if !self.buffer_waiters.is_empty()
+            && !self.waking
+            && self.pool.in_use_bytes() < self.wait_level
+            && self.pool.has_room()
+        {
+            self.wake_buffer_waiters(services, counters, now, out);
         }
     }
 
@@ -818,3 +974,7 @@ pub fn random_hasher() -> ahash::RandomState {
 pub fn tuple_hash(hasher: &ahash::RandomState, tuple: &FourTuple) -> u64 {
     hasher.hash_one(tuple)
 }
+
+#[cfg(test)]
+#[path = "table_tests.rs"]
+mod tests;

@@ -1,0 +1,372 @@
+//! Tests of the table's service-facing parts: the service timer, buffer
+//! exhaustion (counted drops, the gauge, waking the connections that were
+//! refused storage) and a slowloris against the `http` service, with a
+//! scripted peer feeding segments straight to the table.
+
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::app::{App, AppIo};
+use crate::service::TcpService;
+use crate::wire::TcpOptions;
+
+const OUR_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const PEER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const MS: u64 = 1_000_000;
+
+/// A table with its services and counters, and what it sent.
+struct Harness {
+    table: TcpTable,
+    services: TcpServices,
+    counters: WorkerCounters,
+    sent: Vec<(FourTuple, TcpHeader, Vec<u8>)>,
+}
+
+impl Harness {
+    fn new(buffer_size: u32, max_buffers: usize) -> Harness {
+        let config = TableConfig {
+            tcp: TcpConfig {
+                buffer_size,
+                ..TcpConfig::default()
+            },
+            max_buffers,
+            ..TableConfig::default()
+        };
+        Harness {
+            table: TcpTable::new(
+                config,
+                Secrets::from_key([7; 32]),
+                ahash::RandomState::new(),
+                0,
+            ),
+            services: TcpServices::default(),
+            counters: WorkerCounters::default(),
+            sent: Vec::new(),
+        }
+    }
+
+    fn tuple(port: u16, peer_port: u16) -> FourTuple {
+        FourTuple {
+            local_ip: OUR_IP,
+            local_port: port,
+            remote_ip: PEER_IP,
+            remote_port: peer_port,
+        }
+    }
+
+    /// A segment from the peer; returns what the table sent in answer.
+    #[allow(clippy::too_many_arguments)]
+    fn segment(
+        &mut self,
+        tuple: &FourTuple,
+        flags: TcpFlags,
+        seq: u32,
+        ack: u32,
+        payload: &[u8],
+        service: ServiceKind,
+        now: u64,
+    ) -> Vec<(TcpHeader, Vec<u8>)> {
+        let header = TcpHeader {
+            src_port: tuple.remote_port,
+            dst_port: tuple.local_port,
+            seq,
+            ack,
+            flags,
+            window: 65535,
+            urgent: 0,
+            options: TcpOptions {
+                mss: flags.contains(TcpFlags::SYN).then_some(1460),
+                ..TcpOptions::default()
+            },
+        };
+        let before = self.sent.len();
+        let sent = &mut self.sent;
+        let mut out = |o: Outgoing<'_>| {
+            let mut payload = o.payload.0.to_vec();
+            payload.extend_from_slice(o.payload.1);
+            sent.push((*o.tuple, *o.header, payload));
+        };
+        let input = self.table.input(
+            tuple,
+            &header,
+            payload,
+            &mut self.services,
+            &self.counters,
+            now,
+            &mut out,
+        );
+        if input == Input::NoConnection {
+            self.table.listen(
+                tuple,
+                EthernetAddress([2, 0, 0, 0, 0, 1]),
+                &header,
+                payload,
+                service,
+                &mut self.services,
+                &self.counters,
+                now,
+                &mut out,
+            );
+        }
+        self.sent[before..]
+            .iter()
+            .map(|(_, h, p)| (*h, p.clone()))
+            .collect()
+    }
+
+    /// Handshake from `peer_port` to `port`; the peer's next sequence
+    /// number is 1001, ours is returned.
+    fn establish(&mut self, port: u16, peer_port: u16, service: ServiceKind, now: u64) -> u32 {
+        let tuple = Harness::tuple(port, peer_port);
+        let out = self.segment(&tuple, TcpFlags::SYN, 1000, 0, b"", service, now);
+        assert_eq!(out.len(), 1, "a SYN-ACK");
+        let ours = out[0].0.seq.wrapping_add(1);
+        self.segment(&tuple, TcpFlags::ACK, 1001, ours, b"", service, now);
+        assert_eq!(
+            self.table.state_of(&tuple),
+            Some(State::Established),
+            "{port} from {peer_port}"
+        );
+        ours
+    }
+
+    /// Run the timers due at `now`; returns what was sent, with its tuple.
+    fn poll(&mut self, now: u64) -> Vec<(FourTuple, TcpHeader, Vec<u8>)> {
+        let before = self.sent.len();
+        let sent = &mut self.sent;
+        let mut out = |o: Outgoing<'_>| {
+            let mut payload = o.payload.0.to_vec();
+            payload.extend_from_slice(o.payload.1);
+            sent.push((*o.tuple, *o.header, payload));
+        };
+        self.table
+            .poll(&mut self.services, &self.counters, now, &mut out);
+        self.sent[before..].to_vec()
+    }
+}
+
+/// What the test app saw, shared with the test.
+#[derive(Default)]
+struct Seen {
+    /// `on_timer` calls: (local port, now).
+    timers: Vec<(u16, u64)>,
+    /// `on_writable` calls, by local port.
+    writable: Vec<u16>,
+}
+
+/// A test app: on accept, arms its timer `timer_after` ahead (if set) and
+/// sends `message` bytes (as many as the buffers take, the rest when
+/// writable; progress kept in the state word); on its timer, records it
+/// and, the first time, re-arms it `timer_after` ahead. Reads nothing.
+struct TestApp {
+    seen: Arc<Mutex<Seen>>,
+    timer_after: Option<u64>,
+    message: usize,
+}
+
+impl TestApp {
+    fn pump(&mut self, io: &mut dyn TcpIo) {
+        let done = *io.app_state() as usize;
+        if done < self.message {
+            let chunk = vec![b'x'; self.message - done];
+            let n = io.send(&chunk);
+            *io.app_state() += n as u64;
+        }
+    }
+}
+
+impl TcpService for TestApp {
+    fn on_accepted(&mut self, io: &mut dyn TcpIo) {
+        if let Some(after) = self.timer_after {
+            io.set_timer(Some(io.now() + after));
+        }
+        self.pump(io);
+    }
+
+    fn on_readable(&mut self, _io: &mut dyn TcpIo) {}
+
+    fn on_writable(&mut self, io: &mut dyn TcpIo) {
+        self.seen.lock().unwrap().writable.push(io.local_port());
+        self.pump(io);
+    }
+
+    fn on_timer(&mut self, io: &mut dyn TcpIo) {
+        let mut seen = self.seen.lock().unwrap();
+        seen.timers.push((io.local_port(), io.now()));
+        if seen.timers.len() == 1 {
+            if let Some(after) = self.timer_after {
+                io.set_timer(Some(io.now() + after));
+            }
+        }
+    }
+}
+
+impl App for TestApp {
+    fn poll(&mut self, _now_ns: u64, _io: &mut dyn AppIo) {}
+}
+
+fn with_app(h: &mut Harness, timer_after: Option<u64>, message: usize) -> Arc<Mutex<Seen>> {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    h.services.app = Some(Box::new(TestApp {
+        seen: seen.clone(),
+        timer_after,
+        message,
+    }));
+    seen
+}
+
+#[test]
+fn the_service_timer_fires_at_its_deadline_once_and_can_be_rearmed() {
+    let mut h = Harness::new(64 * 1024, 64);
+    let seen = with_app(&mut h, Some(30 * MS), 0);
+    h.establish(8000, 40000, ServiceKind::App, 5 * MS);
+    // Nothing before the deadline (the connection has no TCP timer of its
+    // own running: the wheel entry is the service's).
+    for now in (6..35).map(|ms| ms * MS) {
+        h.poll(now);
+    }
+    assert!(seen.lock().unwrap().timers.is_empty(), "fired early");
+    h.poll(35 * MS);
+    h.poll(36 * MS);
+    assert_eq!(seen.lock().unwrap().timers, vec![(8000, 35 * MS)]);
+    // Re-armed in the callback: once more, 30 ms later, and then no more.
+    for now in (37..200).map(|ms| ms * MS) {
+        h.poll(now);
+    }
+    assert_eq!(
+        seen.lock().unwrap().timers,
+        vec![(8000, 35 * MS), (8000, 65 * MS)]
+    );
+    assert_eq!(h.table.len(), 1, "a timer is not a close");
+}
+
+#[test]
+fn a_sender_refused_a_buffer_is_woken_when_one_comes_back() {
+    // 8 KiB of buffers: two connections of 4 KiB each fill the pool.
+    let mut h = Harness::new(4096, 2);
+    let seen = with_app(&mut h, None, 4096);
+    let ours1 = h.establish(8001, 40001, ServiceKind::App, 0);
+    h.establish(8002, 40002, ServiceKind::App, 0);
+    // Each sent its 4096 bytes and holds them until acknowledged.
+    let data = |port: u16, sent: &[(FourTuple, TcpHeader, Vec<u8>)]| -> usize {
+        sent.iter()
+            .filter(|(t, _, p)| t.local_port == port && !p.is_empty())
+            .map(|(_, _, p)| p.len())
+            .sum()
+    };
+    assert_eq!(data(8001, &h.sent), 4096);
+    assert_eq!(data(8002, &h.sent), 4096);
+    assert_eq!(h.table.pool().in_use_bytes(), 8192);
+    // The third is refused any storage: it sends nothing, and waits.
+    h.establish(8003, 40003, ServiceKind::App, 0);
+    assert_eq!(data(8003, &h.sent), 0);
+    // The first one's data is acknowledged: its buffer goes back, and the
+    // third is woken at once (no segment of its own arrived).
+    let before = h.sent.len();
+    let tuple1 = Harness::tuple(8001, 40001);
+    h.segment(
+        &tuple1,
+        TcpFlags::ACK,
+        1001,
+        ours1.wrapping_add(4096),
+        b"",
+        ServiceKind::App,
+        MS,
+    );
+    assert_eq!(data(8003, &h.sent[before..]), 4096, "woken and sent");
+    assert!(seen.lock().unwrap().writable.contains(&8003));
+    assert_eq!(h.table.pool().in_use_bytes(), 8192);
+}
+
+#[test]
+fn data_without_buffer_room_is_dropped_and_counted_and_the_gauge_shows_the_use() {
+    let mut h = Harness::new(4096, 2);
+    with_app(&mut h, None, 0);
+    for (port, peer) in [(8001, 40001), (8002, 40002), (8003, 40003)] {
+        let ours = h.establish(port, peer, ServiceKind::App, 0);
+        // The app reads nothing: each byte received stays buffered.
+        let out = h.segment(
+            &Harness::tuple(port, peer),
+            TcpFlags::ACK | TcpFlags::PSH,
+            1001,
+            ours,
+            b"one byte is enough to hold a buffer",
+            ServiceKind::App,
+            MS,
+        );
+        if port == 8003 {
+            // Dropped unacknowledged: no ACK covers it.
+            assert!(out.iter().all(|(hd, _)| hd.ack == 1001), "{out:?}");
+        }
+    }
+    assert_eq!(h.counters.drops_of(DropReason::TcpNoBuffer), 1);
+    assert_eq!(h.counters.tcp_buffer_bytes.get(), 8192);
+    h.poll(2 * MS);
+    assert_eq!(h.counters.tcp_buffer_bytes_limit.get(), 8192);
+}
+
+#[test]
+fn slowloris_holds_small_buffers_and_is_reset_at_the_header_timeout() {
+    // The case: 16 buffers of 256 KiB, 40 slow requests.
+    let mut h = Harness::new(256 * 1024, 16);
+    h.services.http.set_timeouts(2_000 * MS, 75_000 * MS);
+    let slow = b"GET / HTTP/1.1\r\nX-slow: ";
+    for i in 0..40 {
+        let ours = h.establish(80, 41000 + i, ServiceKind::Http, 0);
+        let out = h.segment(
+            &Harness::tuple(80, 41000 + i),
+            TcpFlags::ACK | TcpFlags::PSH,
+            1001,
+            ours,
+            slow,
+            ServiceKind::Http,
+            MS,
+        );
+        assert!(out
+            .iter()
+            .all(|(hd, p)| p.is_empty() && !hd.flags.contains(TcpFlags::RST)));
+    }
+    assert_eq!(h.counters.drops_of(DropReason::TcpNoBuffer), 0);
+    assert_eq!(
+        h.counters.tcp_buffer_bytes.get(),
+        40 * 4096,
+        "a small buffer each"
+    );
+    // A real client still gets its answer at once.
+    let ours = h.establish(80, 50000, ServiceKind::Http, MS);
+    let out = h.segment(
+        &Harness::tuple(80, 50000),
+        TcpFlags::ACK | TcpFlags::PSH,
+        1001,
+        ours,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        ServiceKind::Http,
+        2 * MS,
+    );
+    assert!(out
+        .iter()
+        .any(|(_, p)| p.starts_with(b"HTTP/1.1 200 OK\r\n")));
+    // The header timeout (2 s from the accept at 0): every slow one is
+    // reset, counted, and its buffer is back.
+    let sent = h.poll(1_999 * MS);
+    assert!(
+        sent.iter()
+            .all(|(_, hd, _)| !hd.flags.contains(TcpFlags::RST)),
+        "reset early: {sent:?}"
+    );
+    assert_eq!(h.services.http.header_timeouts, 0);
+    let sent = h.poll(2_001 * MS);
+    let resets = sent
+        .iter()
+        .filter(|(_, hd, _)| hd.flags.contains(TcpFlags::RST))
+        .count();
+    assert_eq!(resets, 40);
+    assert_eq!(h.services.http.header_timeouts, 40);
+    assert_eq!(h.table.len(), 1, "the kept-alive client stays");
+    assert_eq!(
+        h.counters.tcp_buffer_bytes.get(),
+        4096,
+        "only the client's response, not yet acknowledged"
+    );
+}
