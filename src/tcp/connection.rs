@@ -43,6 +43,7 @@ use super::buffer::{BufferPool, RingBuffer};
 use super::congestion::{Algorithm, Congestion};
 use super::rtt::{RtoConfig, RttEstimator};
 use super::scoreboard::Scoreboard;
+use super::time_wait::TimeWait;
 use super::{FourTuple, Seq};
 
 /// The connection states of RFC 9293 section 3.3.2.
@@ -730,6 +731,31 @@ impl Connection {
             (true, Some((tsval, _))) => (tsval.wrapping_sub(self.ts_recent) as i32) > 0,
             _ => Seq(segment.seq) > self.rcv_nxt,
         }
+    }
+
+    /// In TIME-WAIT, the compact record that answers for this connection
+    /// from now on ([`TimeWait`]): the table keeps it and gives back the
+    /// connection and its buffers. `None` in any other state. Call after
+    /// [`Connection::poll_transmit`] returned `None` (our last ACK is out).
+    pub fn time_wait(&mut self, config: &TcpConfig) -> Option<TimeWait> {
+        if self.state != State::TimeWait {
+            return None;
+        }
+        debug_assert_eq!(self.last_ack_sent, self.rcv_nxt, "an ACK is pending");
+        // The window field stays as the last ACK carried it.
+        let window = self.advertise_window();
+        let advertised = self.rcv_adv.distance(self.rcv_nxt).max(0) as u32;
+        Some(TimeWait {
+            tuple: self.tuple,
+            snd_nxt: self.snd_max,
+            rcv_nxt: self.rcv_nxt,
+            ack_floor: self.snd_una - self.max_snd_wnd.max(1),
+            rcv_wnd: advertised.max(self.recv_free(config)),
+            ts_recent: self.ts_recent,
+            ts_offset: self.ts_offset,
+            window,
+            timestamps: self.flags.has(Flags::TIMESTAMPS),
+        })
     }
 
     /// An ICMP "fragmentation needed" quoting our segment at `seq` says the
@@ -1911,6 +1937,6 @@ fn millis(now: u64) -> u32 {
 }
 
 /// The timestamp clock (RFC 7323 5.4): one tick per millisecond.
-fn timestamp_clock(now: u64, offset: u32) -> u32 {
+pub(super) fn timestamp_clock(now: u64, offset: u32) -> u32 {
     ((now / 1_000_000) as u32).wrapping_add(offset)
 }

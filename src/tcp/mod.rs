@@ -19,6 +19,7 @@
 //!   and yields segments to send and its next deadline; it reads no clock and
 //!   touches no socket or device.
 //! - [`cookie`]: SYN cookies and initial sequence numbers.
+//! - [`time_wait`]: the compact record a connection leaves in TIME-WAIT.
 //! - [`timer_wheel`]: a hierarchical timer wheel with O(1) insert and cancel.
 #![forbid(unsafe_code)]
 
@@ -31,6 +32,7 @@ pub mod rtt;
 pub mod scoreboard;
 pub mod seq;
 pub mod table;
+pub mod time_wait;
 pub mod timer_wheel;
 
 use std::net::Ipv4Addr;
