@@ -446,6 +446,7 @@ mod tests {
         let mut b = Bench::new(1024);
         let c = b.close_in_time_wait(40000, 100);
         let t = tuple(c.port);
+        assert!(b.table.time_wait_of(&t).is_some(), "a compact record");
         b.now = 30 * SECOND;
         let fin = segment(
             c.port,
@@ -481,6 +482,7 @@ mod tests {
         let mut b = Bench::new(1024);
         let c = b.close_in_time_wait(40000, 100);
         let t = tuple(c.port);
+        assert!(b.table.time_wait_of(&t).is_some(), "a compact record");
         b.poll(TIME_WAIT - MS);
         assert_eq!(b.table.state_of(&t), Some(State::TimeWait));
         b.poll(TIME_WAIT);
@@ -493,6 +495,7 @@ mod tests {
         let mut b = Bench::new(1024);
         let c = b.close_in_time_wait(40000, 100);
         let t = tuple(c.port);
+        assert!(b.table.time_wait_of(&t).is_some(), "a compact record");
         b.now = SECOND;
         // An old duplicate (older timestamp, higher sequence number): PAWS
         // drops it with an ACK.
@@ -524,6 +527,7 @@ mod tests {
         let mut b = Bench::new(1024);
         let c = b.close_in_time_wait(40000, 0);
         let t = tuple(c.port);
+        assert!(b.table.time_wait_of(&t).is_some(), "a compact record");
         let below = segment(c.port, TcpFlags::SYN, c.peer_next.wrapping_sub(5), 0, 0);
         let sent = b.send(below, b"");
         assert_eq!(sent.len(), 1);
@@ -547,6 +551,7 @@ mod tests {
         let mut b = Bench::new(1024);
         let c = b.close_in_time_wait(40000, 100);
         let t = tuple(c.port);
+        assert!(b.table.time_wait_of(&t).is_some(), "a compact record");
         let off = segment(c.port, TcpFlags::RST, c.peer_next.wrapping_add(10), 0, 0);
         let sent = b.send(off, b"");
         assert_eq!(sent.len(), 1, "a challenge ACK");
