@@ -4,6 +4,9 @@
 //!   (frame parsing, checksums, the table, the service's accept), per second;
 //! - memory per idle established connection: heap bytes held by the table
 //!   after N handshakes, divided by N (a counting allocator);
+//! - memory per connection in TIME-WAIT: the same after N connections that
+//!   the server closed first (`Connection: close`) and the peer then closed,
+//!   divided by N;
 //! - lookup cost at 1K and at 1M connections: the 4-tuple index and the slot,
 //!   in random order, reported as a ratio (target: within 2x).
 //!
@@ -93,6 +96,7 @@ fn stack(max: usize) -> Stack {
         TcpSetup {
             table: TableConfig {
                 max_connections: max,
+                max_time_wait: max,
                 syn_backlog: max,
                 ..TableConfig::default()
             },
@@ -134,6 +138,39 @@ fn establish(stack: &mut Stack, n: u32) -> f64 {
         stack.process(HeapBuf::from_slice(ack), 2, &mut egress);
     }
     start.elapsed().as_secs_f64()
+}
+
+/// Take `n` connections to TIME-WAIT on our side: handshake, a request that
+/// asks the server to close, the peer's ACK of the response and FIN, then
+/// its own FIN. Nothing is kept outside the stack between connections.
+fn time_wait(stack: &mut Stack, n: u32) {
+    const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let mut egress = CollectEgress::default();
+    for i in 0..n {
+        let (ip, port) = peer(i);
+        let syn = tcp_frame(ends(ip), &header(port, TcpFlags::SYN, i, 0), b"");
+        stack.process(HeapBuf::from_slice(&syn), 1, &mut egress);
+        let reply = egress.frames.pop().expect("SYN-ACK");
+        let (syn_ack, _) = parse_tcp_frame(reply.data()).expect("valid");
+        let mut ours = syn_ack.seq.wrapping_add(1);
+        let flags = TcpFlags::ACK | TcpFlags::PSH;
+        let request = tcp_frame(
+            ends(ip),
+            &header(port, flags, i.wrapping_add(1), ours),
+            REQUEST,
+        );
+        stack.process(HeapBuf::from_slice(&request), 2, &mut egress);
+        for frame in egress.frames.drain(..) {
+            let (h, payload) = parse_tcp_frame(frame.data()).expect("valid");
+            let end = h.seq.wrapping_add(payload.len() as u32);
+            ours = end.wrapping_add(u32::from(h.flags.contains(TcpFlags::FIN)));
+        }
+        let seq = i.wrapping_add(1).wrapping_add(REQUEST.len() as u32);
+        let fin = header(port, TcpFlags::FIN | TcpFlags::ACK, seq, ours);
+        let fin = tcp_frame(ends(ip), &fin, b"");
+        stack.process(HeapBuf::from_slice(&fin), 3, &mut egress);
+        egress.frames.clear();
+    }
 }
 
 /// Nanoseconds per lookup of a random established 4-tuple.
@@ -205,6 +242,25 @@ fn main() {
     assert_eq!(big_stack.tcp().len(), n as usize);
     let per_conn = held as f64 / f64::from(n);
 
+    let mut tw_stack = stack(n as usize);
+    let before = HEAP.load(Relaxed);
+    time_wait(&mut tw_stack, n);
+    let tw_held = HEAP.load(Relaxed) - before;
+    assert_eq!(tw_stack.tcp().len(), n as usize);
+    let (ip, port) = peer(n - 1);
+    let last = FourTuple {
+        local_ip: OUR_IP,
+        local_port: 80,
+        remote_ip: ip,
+        remote_port: port,
+    };
+    assert_eq!(
+        tw_stack.tcp().state_of(&last),
+        Some(shardnet::tcp::connection::State::TimeWait)
+    );
+    let per_time_wait = tw_held as f64 / f64::from(n);
+    drop(tw_stack);
+
     let mut small_stack = stack(small as usize);
     establish(&mut small_stack, small);
 
@@ -239,6 +295,7 @@ fn main() {
         setup_s * 1e9 / f64::from(n)
     );
     println!("| heap per idle established connection | {per_conn:.0} bytes (Connection struct {conn_struct}) |");
+    println!("| heap per connection in TIME-WAIT | {per_time_wait:.0} bytes |");
     println!("| lookup at {small} connections | {small_ns:.1} ns |");
     println!("| lookup at {n} connections | {big_ns:.1} ns |");
     println!("| lookup ratio | {:.2} |", big_ns / small_ns);
@@ -255,6 +312,7 @@ fn main() {
             "setup_per_s": f64::from(n) / setup_s,
             "bytes_per_idle_connection": per_conn,
             "connection_struct_bytes": conn_struct,
+            "bytes_per_time_wait": per_time_wait,
             "lookup_ns_small": small_ns,
             "lookup_ns_large": big_ns,
             "lookup_ratio": big_ns / small_ns,

@@ -197,6 +197,12 @@ pub struct WorkerCounters {
     pub udp_tx: Counter,
     /// TCP connections open (gauge): every state but CLOSED, TIME-WAIT included.
     pub tcp_active: Counter,
+    /// TCP connections in TIME-WAIT (gauge), kept as compact records; part of
+    /// `tcp_active`.
+    pub tcp_time_wait: Counter,
+    /// TCP connections that ended without TIME-WAIT because the worker
+    /// already kept `max_time_wait` records (Linux's TCPTimeWaitOverflow).
+    pub tcp_time_wait_overflow: Counter,
     /// TCP connections accepted (passive opens reaching ESTABLISHED).
     pub tcp_opened_passive: Counter,
     /// TCP connections opened by us (active opens reaching ESTABLISHED).
@@ -303,6 +309,8 @@ impl Default for WorkerCounters {
             udp_rx: Counter::default(),
             udp_tx: Counter::default(),
             tcp_active: Counter::default(),
+            tcp_time_wait: Counter::default(),
+            tcp_time_wait_overflow: Counter::default(),
             tcp_opened_passive: Counter::default(),
             tcp_opened_active: Counter::default(),
             tcp_closed: Counter::default(),

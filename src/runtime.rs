@@ -1015,6 +1015,8 @@ pub fn counters_json(
                 "kernel_flows": c.kernel_flows.get(),
                 "tcp": {
                     "active": c.tcp_active.get(),
+                    "time_wait": c.tcp_time_wait.get(),
+                    "time_wait_overflow": c.tcp_time_wait_overflow.get(),
                     "opened_passive": c.tcp_opened_passive.get(),
                     "opened_active": c.tcp_opened_active.get(),
                     "closed": c.tcp_closed.get(),
@@ -1155,6 +1157,8 @@ fn tcp_setup(config: &Config) -> TcpSetup {
         table: TableConfig {
             tcp,
             max_connections: t.max_connections,
+            // The same bound, counted apart: a TIME-WAIT record is small.
+            max_time_wait: t.max_connections,
             syn_backlog: t.syn_backlog,
             max_buffers: t.max_buffers,
             challenge_ack_limit: crate::tcp::ratelimit::DEFAULT_CHALLENGE_ACK_LIMIT,

@@ -1065,7 +1065,7 @@ impl<E: Egress> AppIo for ClientIo<'_, E> {
                     remote_ip: *remote.ip(),
                     remote_port: remote.port(),
                 };
-                tcp.connection(&tuple).is_some() || pending.iter().any(|(t, _)| *t == tuple)
+                tcp.state_of(&tuple).is_some() || pending.iter().any(|(t, _)| *t == tuple)
             },
         )?;
         let tuple = FourTuple {

@@ -298,9 +298,12 @@ pub struct MetricsConfig {
 /// number of workers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpSettings {
-    /// `max_connections_per_worker`: the most connections (in any state,
-    /// TIME-WAIT included) a worker tracks at once. Default 262144, range
-    /// 1-16777216.
+    /// `max_connections_per_worker`: the most connections (in any state but
+    /// TIME-WAIT) a worker tracks at once. Default 262144, range
+    /// 1-16777216. Connections in TIME-WAIT are compact entries (about a
+    /// fifth of a connection's memory) bounded apart by the same number,
+    /// as Linux's `tcp_max_tw_buckets`: beyond it a connection ends without
+    /// TIME-WAIT, counted in `tcp_time_wait_overflow`.
     pub max_connections: usize,
     /// `syn_backlog`: half-open (SYN-RECEIVED) connections a worker keeps
     /// before it answers SYNs with SYN cookies instead. Default 1024, range

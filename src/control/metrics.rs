@@ -79,6 +79,10 @@ families! {
         "UDP datagrams delivered to (rx) or sent by (tx) a service.";
     TCP_ACTIVE: "shardnet_tcp_connections_active", Gauge, ["worker"],
         "TCP connections in any state but CLOSED (TIME-WAIT included).";
+    TCP_TIME_WAIT: "shardnet_tcp_connections_time_wait", Gauge, ["worker"],
+        "TCP connections in TIME-WAIT (compact records; part of the active ones).";
+    TCP_TIME_WAIT_OVERFLOW: "shardnet_tcp_time_wait_overflow_total", Counter, ["worker"],
+        "TCP connections that ended without TIME-WAIT: the worker's TIME-WAIT records were at their limit.";
     TCP_OPENED: "shardnet_tcp_connections_opened_total", Counter, ["worker", "side"],
         "TCP connections that reached ESTABLISHED, accepted (passive) or opened (active).";
     TCP_CLOSED: "shardnet_tcp_connections_closed_total", Counter, ["worker"],
@@ -357,6 +361,10 @@ fn collect(plane: &ControlPlane) -> Vec<MetricFamily> {
     s.per_worker(&ARP_LEARNT, &workers, |c| &c.arp_learnt);
     s.per_worker(&ICMP_ECHO, &workers, |c| &c.icmp_echo_replies);
     s.per_worker(&TCP_ACTIVE, &workers, |c| &c.tcp_active);
+    s.per_worker(&TCP_TIME_WAIT, &workers, |c| &c.tcp_time_wait);
+    s.per_worker(&TCP_TIME_WAIT_OVERFLOW, &workers, |c| {
+        &c.tcp_time_wait_overflow
+    });
     s.per_worker(&TCP_CLOSED, &workers, |c| &c.tcp_closed);
     s.per_worker(&TCP_RETRANSMITS, &workers, |c| &c.tcp_retransmits);
     s.per_worker(&TCP_RTO, &workers, |c| &c.tcp_rto_expired);

@@ -46,9 +46,10 @@ use crate::wire::{TcpFlags, TcpHeader, TcpOptions};
 use super::assembler::Assembler;
 use super::buffer::{BufferPool, RingBuffer};
 use super::congestion::{Algorithm, Congestion};
-use super::ratelimit::{AckLimiter, Refusal};
+use super::ratelimit::{answer_refused, AckLimiter, Refusal};
 use super::rtt::{RtoConfig, RttEstimator};
 use super::scoreboard::Scoreboard;
+use super::time_wait::TimeWait;
 use super::{FourTuple, Seq};
 
 /// The connection states of RFC 9293 section 3.3.2.
@@ -781,6 +782,32 @@ impl Connection {
             (true, Some((tsval, _))) => (tsval.wrapping_sub(self.ts_recent) as i32) > 0,
             _ => Seq(segment.seq) > self.rcv_nxt,
         }
+    }
+
+    /// In TIME-WAIT, the compact record that answers for this connection
+    /// from now on ([`TimeWait`]): the table keeps it and gives back the
+    /// connection and its buffers. `None` in any other state. Call after
+    /// [`Connection::poll_transmit`] returned `None` (our last ACK is out).
+    pub fn time_wait(&mut self, config: &TcpConfig) -> Option<TimeWait> {
+        if self.state != State::TimeWait {
+            return None;
+        }
+        debug_assert_eq!(self.last_ack_sent, self.rcv_nxt, "an ACK is pending");
+        // The window field stays as the last ACK carried it.
+        let window = self.advertise_window();
+        let advertised = self.rcv_adv.distance(self.rcv_nxt).max(0) as u32;
+        Some(TimeWait {
+            tuple: self.tuple,
+            snd_nxt: self.snd_max,
+            rcv_nxt: self.rcv_nxt,
+            ack_floor: self.snd_una - self.max_snd_wnd.max(1),
+            rcv_wnd: advertised.max(self.recv_free(config)),
+            ts_recent: self.ts_recent,
+            ts_offset: self.ts_offset,
+            last_refusal_ack_ms: self.last_refusal_ack_ms,
+            window,
+            timestamps: self.flags.has(Flags::TIMESTAMPS),
+        })
     }
 
     /// An ICMP "fragmentation needed" quoting our segment at `seq` says the
@@ -1640,9 +1667,7 @@ impl Connection {
     }
 
     /// A refused segment calls for an ACK (`why`): send it unless a limit
-    /// says no (module [`super::ratelimit`]), and count either way. Data or
-    /// a FIN without a SYN is always answered out of window: it cannot be
-    /// half of an ACK loop (Linux's `tcp_oow_rate_limited`).
+    /// says no ([`super::ratelimit::answer_refused`]), and count either way.
     fn ack_refused(
         &mut self,
         why: Refusal,
@@ -1652,36 +1677,17 @@ impl Connection {
         config: &TcpConfig,
         now: u64,
     ) {
-        let occupies = payload_len > 0 || seg.flags.contains(TcpFlags::FIN);
-        let sent = if why == Refusal::OutOfWindow && occupies && !seg.flags.contains(TcpFlags::SYN)
-        {
-            true
-        } else if self.refusal_ack_limited(config, now) {
-            false
-        } else {
-            why == Refusal::OutOfWindow || limits.take_challenge(now)
-        };
-        limits.count(why, sent);
-        if sent {
+        if answer_refused(
+            &mut self.last_refusal_ack_ms,
+            why,
+            seg,
+            payload_len,
+            limits,
+            config.invalid_ack_interval_ns,
+            now,
+        ) {
             self.flags.set(Flags::ACK_NOW);
         }
-    }
-
-    /// The per-connection limit: whether an ACK to a refused segment went
-    /// out less than `invalid_ack_interval_ns` ago; if not, `now` becomes
-    /// the time of the last one (Linux's `__tcp_oow_rate_limited`).
-    fn refusal_ack_limited(&mut self, config: &TcpConfig, now: u64) -> bool {
-        // Kept plus one, so that 0 means "none yet" even at time 0.
-        let stamp = millis(now).wrapping_add(1);
-        let interval_ms = config.invalid_ack_interval_ns / 1_000_000;
-        if self.last_refusal_ack_ms != 0 {
-            let elapsed = stamp.wrapping_sub(self.last_refusal_ack_ms) as i32;
-            if elapsed >= 0 && (elapsed as u64) < interval_ms {
-                return true;
-            }
-        }
-        self.last_refusal_ack_ms = stamp;
-        false
     }
 
     /// SYN-SENT (RFC 9293 3.10.7.3).
@@ -2237,6 +2243,6 @@ fn millis(now: u64) -> u32 {
 }
 
 /// The timestamp clock (RFC 7323 5.4): one tick per millisecond.
-fn timestamp_clock(now: u64, offset: u32) -> u32 {
+pub(super) fn timestamp_clock(now: u64, offset: u32) -> u32 {
     ((now / 1_000_000) as u32).wrapping_add(offset)
 }

@@ -22,6 +22,7 @@
 //! - [`cookie`]: SYN cookies and initial sequence numbers.
 //! - [`ratelimit`]: the limits on ACKs to refused segments (RFC 5961
 //!   section 7 challenge ACKs, per worker and randomised).
+//! - [`time_wait`]: the compact record a connection leaves in TIME-WAIT.
 //! - [`timer_wheel`]: a hierarchical timer wheel with O(1) insert and cancel.
 #![forbid(unsafe_code)]
 
@@ -35,6 +36,7 @@ pub mod rtt;
 pub mod scoreboard;
 pub mod seq;
 pub mod table;
+pub mod time_wait;
 pub mod timer_wheel;
 
 use std::net::Ipv4Addr;

@@ -25,6 +25,8 @@
 
 use siphasher::sip::SipHasher24;
 
+use crate::wire::{TcpFlags, TcpHeader};
+
 /// Linux's default `tcp_challenge_ack_limit`: challenge ACKs per second.
 pub const DEFAULT_CHALLENGE_ACK_LIMIT: u32 = 1000;
 
@@ -131,6 +133,53 @@ impl AckLimiter {
         };
         *counter += 1;
     }
+}
+
+/// Whether to send the ACK a refused segment calls for (`why`), on a
+/// connection (or TIME-WAIT record) whose last such ACK went out at
+/// `last_ms` (milliseconds, wrapping, plus one; 0 for none): counted in
+/// `limits` either way, and `last_ms` moved when an ACK goes out under the
+/// connection's limit. Data or a FIN without a SYN is always answered out of
+/// window: it cannot be half of an ACK loop (Linux's `tcp_oow_rate_limited`);
+/// anything else gets at most one ACK per `interval_ns` per connection
+/// (Linux's `__tcp_oow_rate_limited`), and a challenge ACK also needs the
+/// worker's budget.
+pub(crate) fn answer_refused(
+    last_ms: &mut u32,
+    why: Refusal,
+    seg: &TcpHeader,
+    payload_len: usize,
+    limits: &mut AckLimiter,
+    interval_ns: u64,
+    now: u64,
+) -> bool {
+    let occupies = payload_len > 0 || seg.flags.contains(TcpFlags::FIN);
+    let sent = if why == Refusal::OutOfWindow && occupies && !seg.flags.contains(TcpFlags::SYN) {
+        true
+    } else if connection_limited(last_ms, interval_ns, now) {
+        false
+    } else {
+        why == Refusal::OutOfWindow || limits.take_challenge(now)
+    };
+    limits.count(why, sent);
+    sent
+}
+
+/// The per-connection limit: whether an ACK to a refused segment went out
+/// less than `interval_ns` before `now`; if not, `now` becomes the time of
+/// the last one.
+fn connection_limited(last_ms: &mut u32, interval_ns: u64, now: u64) -> bool {
+    // Kept plus one, so that 0 means "none yet" even at time 0.
+    let stamp = ((now / 1_000_000) as u32).wrapping_add(1);
+    let interval_ms = interval_ns / 1_000_000;
+    if *last_ms != 0 {
+        let elapsed = stamp.wrapping_sub(*last_ms) as i32;
+        if elapsed >= 0 && (elapsed as u64) < interval_ms {
+            return true;
+        }
+    }
+    *last_ms = stamp;
+    false
 }
 
 impl Default for AckLimiter {

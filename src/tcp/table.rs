@@ -15,6 +15,17 @@
 //! - A full table (`max_connections`) refuses new SYNs, counted as
 //!   `connection_limit` drops; the peer's SYN retries or fails as with a full
 //!   Linux accept queue.
+//! - A connection that enters TIME-WAIT gives its slot and buffers back and
+//!   leaves a compact [`TimeWait`] record in a slab of its own (indexed by a
+//!   `hashbrown` table of slab keys under the same seed, expiring on a wheel
+//!   of its own), as Linux leaves an `inet_timewait_sock`. At most
+//!   `max_time_wait` are kept (Linux's `tcp_max_tw_buckets`); beyond that a
+//!   connection ends without TIME-WAIT, counted in `tcp_time_wait_overflow`.
+//!   The service hears [`crate::service::TcpService::on_closed`] when the
+//!   record ends (expiry, RST, or a new SYN reusing the 4-tuple), as it did
+//!   when the whole connection waited; records count in `len` and in the
+//!   `tcp_active` gauge (every state but CLOSED, TIME-WAIT included), not
+//!   against `max_connections`.
 //!
 //! - Services may arm one timer per connection ([`TcpIo::set_timer`]); it
 //!   shares the connection's wheel entry (the earlier of the two deadlines)
@@ -32,7 +43,7 @@
 
 use std::collections::VecDeque;
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashTable};
 use slab::Slab;
 
 use crate::config::ServiceKind;
@@ -44,6 +55,7 @@ use super::buffer::BufferPool;
 use super::connection::{Connection, Events, Segment, State, TcpConfig};
 use super::cookie::{CookieOptions, Secrets};
 use super::ratelimit::{AckCounts, AckLimiter, DEFAULT_CHALLENGE_ACK_LIMIT};
+use super::time_wait::TimeWait;
 use super::timer_wheel::{TimerId, TimerWheel};
 use super::{FourTuple, Seq};
 
@@ -58,8 +70,11 @@ const COOKIE_WINDOW_NS: u64 = 128_000_000_000;
 pub struct TableConfig {
     /// Per-connection parameters.
     pub tcp: TcpConfig,
-    /// Most connections (any state but CLOSED) at once.
+    /// Most connections (any state but CLOSED and TIME-WAIT) at once.
     pub max_connections: usize,
+    /// Most TIME-WAIT records at once (Linux's `tcp_max_tw_buckets`); a
+    /// connection that would exceed it ends without TIME-WAIT.
+    pub max_time_wait: usize,
     /// Half-open connections kept before SYN cookies take over.
     pub syn_backlog: usize,
     /// The buffer pool's limit, in full-size buffers: at most
@@ -77,6 +92,7 @@ impl Default for TableConfig {
         TableConfig {
             tcp: TcpConfig::default(),
             max_connections: 262_144,
+            max_time_wait: 262_144,
             syn_backlog: 1024,
             max_buffers: 4096,
             challenge_ack_limit: DEFAULT_CHALLENGE_ACK_LIMIT,
@@ -126,6 +142,16 @@ struct Slot {
     app_timer_at: u64,
 }
 
+/// A connection in TIME-WAIT: what the table needs besides the record.
+struct TimeWaitSlot {
+    record: TimeWait,
+    peer_mac: EthernetAddress,
+    /// Told [`crate::service::TcpService::on_closed`] when the record ends.
+    service: ServiceKind,
+    /// Its expiry in `TcpTable::time_wait_wheel`.
+    timer: TimerId,
+}
+
 /// One worker's TCP table.
 pub struct TcpTable {
     config: TableConfig,
@@ -155,6 +181,13 @@ pub struct TcpTable {
     wait_level: usize,
     /// Inside [`TcpTable::wake_buffer_waiters`].
     waking: bool,
+    /// Connections in TIME-WAIT, as compact records.
+    time_wait: Slab<TimeWaitSlot>,
+    /// Their 4-tuple index: keys of `time_wait`, hashed with `by_tuple`'s
+    /// seed (the tuple is stored once, in the record).
+    time_wait_index: HashTable<u32>,
+    /// Their expiries (one timer each, moved when a FIN restarts the wait).
+    time_wait_wheel: TimerWheel<u32>,
 }
 
 impl std::fmt::Debug for TcpTable {
@@ -162,6 +195,7 @@ impl std::fmt::Debug for TcpTable {
         f.debug_struct("TcpTable")
             .field("connections", &self.slots.len())
             .field("half_open", &self.half_open)
+            .field("time_wait", &self.time_wait.len())
             .finish()
     }
 }
@@ -264,33 +298,57 @@ impl TcpTable {
             buffer_waiters: VecDeque::new(),
             wait_level: 0,
             waking: false,
+            time_wait: Slab::new(),
+            time_wait_index: HashTable::new(),
+            time_wait_wheel: TimerWheel::new(now, TIMER_TICK_NS),
             secrets,
             config,
         }
     }
 
-    /// Connections in the table (any state but CLOSED).
+    /// Connections in the table (any state but CLOSED, TIME-WAIT records
+    /// included).
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.slots.len() + self.time_wait.len()
     }
 
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.len() == 0
     }
+
+    /// Connections in TIME-WAIT (compact records).
+    pub fn time_wait_len(&self) -> usize {
+        self.time_wait.len()
+    }
+
+    /// The TIME-WAIT record of `tuple`, if any (tests and diagnostics).
+    pub fn time_wait_of(&self, tuple: &FourTuple) -> Option<&TimeWait> {
+        let key = self.find_time_wait(tuple)?;
+        Some(&self.time_wait[key as usize].record)
+    }
+
+    /// Heap bytes one TIME-WAIT record takes in its slab (the index and
+    /// the wheel add theirs).
+    pub const TIME_WAIT_SLOT_BYTES: usize = std::mem::size_of::<TimeWaitSlot>();
 
     /// Half-open connections (SYN-RECEIVED).
     pub fn half_open(&self) -> usize {
         self.half_open
     }
 
-    /// The state of the connection with `tuple`, if any.
+    /// The state of the connection with `tuple`, if any (TIME-WAIT for a
+    /// record).
     pub fn state_of(&self, tuple: &FourTuple) -> Option<State> {
-        let key = *self.by_tuple.get(tuple)?;
-        Some(self.slots[key as usize].conn.state())
+        match self.by_tuple.get(tuple) {
+            Some(&key) => Some(self.slots[key as usize].conn.state()),
+            None => self.find_time_wait(tuple).map(|_| State::TimeWait),
+        }
     }
 
-    /// The connection with `tuple`, if any (tests and diagnostics).
+    /// The connection with `tuple`, if any (tests and diagnostics); one in
+    /// TIME-WAIT is a record ([`TcpTable::time_wait_of`]) once its last
+    /// output has gone.
     pub fn connection(&self, tuple: &FourTuple) -> Option<&Connection> {
         let key = *self.by_tuple.get(tuple)?;
         Some(&self.slots[key as usize].conn)
@@ -319,7 +377,12 @@ impl TcpTable {
         out: &mut F,
     ) -> Input {
         let Some(&key) = self.by_tuple.get(tuple) else {
-            return Input::NoConnection;
+            return match self.find_time_wait(tuple) {
+                Some(key) => {
+                    self.time_wait_input(key, header, payload, services, counters, now, out)
+                }
+                None => Input::NoConnection,
+            };
         };
         counters.tcp_rx_segments.inc();
         let slot = &mut self.slots[key as usize];
@@ -505,7 +568,7 @@ impl TcpTable {
         now: u64,
         out: &mut F,
     ) -> Result<(), DropReason> {
-        if self.by_tuple.contains_key(&tuple) {
+        if self.state_of(&tuple).is_some() {
             return Err(DropReason::ConnectionLimit);
         }
         if self.slots.len() >= self.config.max_connections {
@@ -577,6 +640,14 @@ impl TcpTable {
         out: &mut F,
     ) {
         let mut fired = std::mem::take(&mut self.fired);
+        self.time_wait_wheel.advance(now, &mut fired);
+        for key in fired.drain(..) {
+            // 2*MSL passed: the connection ended in order.
+            let service = self.time_wait[key as usize].service;
+            services.service(service).on_closed(false);
+            counters.tcp_closed.inc();
+            self.remove_time_wait(key, counters);
+        }
         self.wheel.advance(now, &mut fired);
         for key in fired.drain(..) {
             let Some(slot) = self.slots.get_mut(key as usize) else {
@@ -714,8 +785,123 @@ impl TcpTable {
             app_timer_at: u64::MAX,
         }) as u32;
         self.by_tuple.insert(tuple, key);
-        counters.tcp_active.set(self.slots.len() as u64);
+        self.set_gauges(counters);
         key
+    }
+
+    fn set_gauges(&self, counters: &WorkerCounters) {
+        counters.tcp_active.set(self.len() as u64);
+        counters.tcp_time_wait.set(self.time_wait.len() as u64);
+    }
+
+    fn find_time_wait(&self, tuple: &FourTuple) -> Option<u32> {
+        let hash = self.by_tuple.hasher().hash_one(tuple);
+        self.time_wait_index
+            .find(hash, |&key| {
+                self.time_wait[key as usize].record.tuple() == tuple
+            })
+            .copied()
+    }
+
+    /// The connection `key` is in TIME-WAIT and its last output went: keep
+    /// a record instead, or none if `max_time_wait` are kept already.
+    fn enter_time_wait(
+        &mut self,
+        key: u32,
+        services: &mut TcpServices,
+        counters: &WorkerCounters,
+        now: u64,
+    ) {
+        let slot = &mut self.slots[key as usize];
+        let (service, peer_mac) = (slot.service, slot.peer_mac);
+        let record = slot.conn.time_wait(&self.config.tcp);
+        self.remove(key, counters);
+        let Some(record) = record else { return };
+        if self.time_wait.len() >= self.config.max_time_wait {
+            // Linux's "time wait bucket table overflow": no TIME-WAIT.
+            counters.tcp_time_wait_overflow.inc();
+            services.service(service).on_closed(false);
+            counters.tcp_closed.inc();
+            return;
+        }
+        let expiry = now.saturating_add(self.config.tcp.time_wait_ns);
+        let entry = self.time_wait.vacant_entry();
+        let key = entry.key() as u32;
+        let timer = self.time_wait_wheel.insert(expiry, key);
+        let hash = self.by_tuple.hasher().hash_one(record.tuple());
+        entry.insert(TimeWaitSlot {
+            record,
+            peer_mac,
+            service,
+            timer,
+        });
+        let (slab, hasher) = (&self.time_wait, self.by_tuple.hasher());
+        self.time_wait_index.insert_unique(hash, key, |&k| {
+            hasher.hash_one(slab[k as usize].record.tuple())
+        });
+        self.set_gauges(counters);
+    }
+
+    fn remove_time_wait(&mut self, key: u32, counters: &WorkerCounters) {
+        let slot = self.time_wait.remove(key as usize);
+        self.time_wait_wheel.cancel(slot.timer);
+        let hash = self.by_tuple.hasher().hash_one(slot.record.tuple());
+        if let Ok(entry) = self.time_wait_index.find_entry(hash, |&k| k == key) {
+            entry.remove();
+        }
+        self.set_gauges(counters);
+    }
+
+    /// A segment for a TIME-WAIT record: a new incarnation's SYN goes to the
+    /// listener (RFC 6191); anything else is answered as the connection
+    /// in TIME-WAIT would have.
+    #[allow(clippy::too_many_arguments)]
+    fn time_wait_input<F: FnMut(Outgoing<'_>)>(
+        &mut self,
+        key: u32,
+        header: &TcpHeader,
+        payload: &[u8],
+        services: &mut TcpServices,
+        counters: &WorkerCounters,
+        now: u64,
+        out: &mut F,
+    ) -> Input {
+        counters.tcp_rx_segments.inc();
+        let slot = &mut self.time_wait[key as usize];
+        if slot.record.accepts_syn(header) {
+            services.service(slot.service).on_closed(false);
+            counters.tcp_closed.inc();
+            self.remove_time_wait(key, counters);
+            return Input::NoConnection;
+        }
+        let answer = slot.record.handle_segment(
+            header,
+            payload.len(),
+            &mut self.ack_limits,
+            &self.config.tcp,
+            now,
+        );
+        if answer.ack {
+            let ack = slot.record.ack(now);
+            counters.tcp_tx_segments.inc();
+            out(Outgoing {
+                tuple: slot.record.tuple(),
+                peer_mac: slot.peer_mac,
+                header: &ack,
+                payload: (&[], &[]),
+            });
+        }
+        if answer.reset {
+            counters.tcp_resets_rx.inc();
+            services.service(slot.service).on_closed(true);
+            self.remove_time_wait(key, counters);
+        } else if answer.restart {
+            self.time_wait_wheel.cancel(slot.timer);
+            let expiry = now.saturating_add(self.config.tcp.time_wait_ns);
+            slot.timer = self.time_wait_wheel.insert(expiry, key);
+        }
+        self.publish_ack_counts(counters);
+        Input::Handled
     }
 
     fn remove(&mut self, key: u32, counters: &WorkerCounters) {
@@ -731,7 +917,7 @@ impl TcpTable {
         }
         slot.conn.release_buffers(&mut self.pool);
         self.by_tuple.remove(slot.conn.tuple());
-        counters.tcp_active.set(self.slots.len() as u64);
+        self.set_gauges(counters);
     }
 
     /// After any input: tell the service, send what is due, re-arm the timer,
@@ -891,6 +1077,10 @@ impl TcpTable {
                 .on_closed(closed.unwrap_or(true));
             self.remove(key, counters);
             self.buffers_returned(services, counters, now, out);
+            return;
+        }
+        if slot.conn.state() == State::TimeWait {
+            self.enter_time_wait(key, services, counters, now);
             return;
         }
         slot.conn.release_idle_buffers(&mut self.pool);

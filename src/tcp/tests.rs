@@ -824,6 +824,34 @@ fn established_after(rtt: u64) -> Fixture {
     f
 }
 
+/// A connection closed by us first, in TIME-WAIT, its last ACK sent: through
+/// FIN-WAIT-2 (`closing` false) or CLOSING, with or without timestamps.
+fn in_time_wait(closing: bool, timestamps: bool) -> Fixture {
+    let mut syn = peer_syn();
+    if !timestamps {
+        syn.options.timestamps = None;
+    }
+    let mut f = Fixture::accepted_with(syn, config());
+    f.transmit_one();
+    f.input(f.ack_from_peer(0, 0), b"");
+    assert_eq!(f.conn.state(), State::Established);
+    f.now = 10 * MS;
+    f.conn.close();
+    f.transmit();
+    let mut fin = f.ack_from_peer(0, if closing { 0 } else { 1 });
+    fin.flags = FIN | ACK;
+    f.input(fin, b"");
+    f.transmit();
+    if closing {
+        assert_eq!(f.conn.state(), State::Closing);
+        f.input(f.ack_from_peer(1, 1), b"");
+        f.transmit();
+    }
+    assert_eq!(f.conn.state(), State::TimeWait);
+    f.conn.take_events();
+    f
+}
+
 #[test]
 fn out_of_window_segments_get_one_ack_per_half_second_but_data_is_always_answered() {
     let mut f = Fixture::established();
@@ -1033,4 +1061,108 @@ fn no_probe_without_sack_or_when_turned_off() {
             "sack {sack} tlp {tlp}"
         );
     }
+}
+
+/// The compact TIME-WAIT record answers every segment as the connection in
+/// TIME-WAIT does: the same ACK byte for byte, the same restarts of the
+/// wait, the same end on a RST, the same verdict on a new SYN (RFC 6191).
+/// Random segments around both sequence spaces and the timestamp.
+#[test]
+fn the_time_wait_record_answers_every_segment_as_the_connection_did() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let mut compared = 0;
+    for round in 0..400 {
+        let mut f = in_time_wait(round % 2 == 1, round % 3 != 2);
+        let mut record = f.conn.time_wait(&f.config).expect("in TIME-WAIT");
+        // The worker's limiter as the connection's, from here on fed the
+        // same refusals: both must answer alike.
+        let mut record_limits = f.limits.clone();
+        let mut expiry = f.conn.poll_timeout().expect("the 2*MSL timer");
+        for _ in 0..100 {
+            f.now += next(40) * MS;
+            let mut flags = TcpFlags::empty();
+            for (bit, odds) in [
+                (ACK, 85),
+                (FIN, 30),
+                (SYN, 8),
+                (RST, 12),
+                (TcpFlags::PSH, 20),
+            ] {
+                if next(100) < odds {
+                    flags |= bit;
+                }
+            }
+            let near = |d: u64, base: u32| -> u32 {
+                match d {
+                    0 => base,
+                    1 => base.wrapping_sub(1),
+                    2 => base.wrapping_add(1),
+                    3 => base.wrapping_sub(2),
+                    _ => 0,
+                }
+            };
+            let rcv_nxt = record.rcv_nxt.0;
+            let seq = match next(8) {
+                d @ 0..=3 => near(d, rcv_nxt),
+                4 => rcv_nxt.wrapping_add(next(70_000) as u32),
+                5 => rcv_nxt.wrapping_sub(next(70_000) as u32),
+                _ => next(1 << 32) as u32,
+            };
+            let snd_nxt = record.snd_nxt.0;
+            let ack = match next(7) {
+                d @ 0..=3 => near(d, snd_nxt),
+                4 => snd_nxt.wrapping_sub(next(200_000) as u32),
+                _ => next(1 << 32) as u32,
+            };
+            let mut seg = peer(flags, seq, ack);
+            // No wider than the peer's window so far: the record keeps the
+            // RFC 5961 ACK floor of its entry, where the connection would
+            // lower it for a window the peer widens in TIME-WAIT.
+            seg.window = next(513) as u16;
+            let recent = record.ts_recent;
+            seg.options.timestamps = match next(6) {
+                0 => None,
+                1 => Some((recent.wrapping_sub(1), 0)),
+                2 => Some((recent, 0)),
+                3 => Some((recent.wrapping_sub(next(1 << 31) as u32), 0)),
+                _ => Some((recent.wrapping_add(next(1000) as u32), 0)),
+            };
+            let payload = vec![7u8; next(3) as usize];
+
+            let syn_ok = f.conn.accepts_syn_in_time_wait(&seg);
+            assert_eq!(record.accepts_syn(&seg), syn_ok, "{seg:?}");
+            if syn_ok {
+                // The table hands such a SYN to the listener.
+                continue;
+            }
+            f.input(seg, &payload);
+            let sent = f.transmit();
+            let answer =
+                record.handle_segment(&seg, payload.len(), &mut record_limits, &f.config, f.now);
+            compared += 1;
+            if answer.ack {
+                assert_eq!(sent.len(), 1, "{seg:?}: {sent:?}");
+                assert_eq!(sent[0].0.header, record.ack(f.now), "{seg:?}");
+            } else {
+                assert!(sent.is_empty(), "{seg:?}: {sent:?} but {answer:?}");
+            }
+            if answer.reset {
+                assert_eq!(f.conn.state(), State::Closed, "{seg:?}");
+                break;
+            }
+            assert_eq!(f.conn.state(), State::TimeWait, "{seg:?}");
+            if answer.restart {
+                expiry = f.now + f.config.time_wait_ns;
+            }
+            assert_eq!(f.conn.poll_timeout(), Some(expiry), "{seg:?}");
+            assert_eq!(record.rcv_nxt, f.conn.time_wait(&f.config).unwrap().rcv_nxt);
+        }
+    }
+    assert!(compared > 20_000, "{compared}");
 }
