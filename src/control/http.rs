@@ -450,6 +450,9 @@ async fn serve(
                     if let Some(stream) = accepted_or_pause(accepted, Listener::Tcp).await {
                         spawn_connection(stream, &table, &context, Listener::Tcp);
                     }
+                    // Let the new connection read its request before the
+                    // next accept may shed it.
+                    tokio::task::yield_now().await;
                 }
             }
             None => std::future::pending().await,
@@ -464,6 +467,7 @@ async fn serve(
                     if let Some(stream) = accepted_or_pause(accepted, Listener::Admin).await {
                         spawn_connection(stream, &table, &context, Listener::Admin);
                     }
+                    tokio::task::yield_now().await;
                 }
             }
             None => std::future::pending().await,
