@@ -285,7 +285,7 @@ idle_timeout_ms = 0
                 line: 25,
                 column: 11,
             }),
-            rule_services: [37, 43, 49, 55, 61]
+            rule_services: [38, 44, 50, 56, 62]
                 .map(|line| Position { line, column: 11 })
                 .to_vec(),
         },
