@@ -21,7 +21,8 @@ use crate::app::App;
 use crate::config::{Action, Backend, Config, CongestionKind, MacSetting};
 #[cfg(feature = "dpdk")]
 use crate::config::{KernelConfig, KernelKind};
-use crate::control::http::HttpServer;
+use crate::control::http::{EndpointSettings, HttpServer};
+use crate::control::reload::{ReloadQueue, ReloadThread};
 use crate::control::{ControlPlane, HealthWatch};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::kernel::journal::{self, NicJournal};
@@ -327,7 +328,7 @@ fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     } else {
         (None, Vec::new())
     };
-    let http = start_http(shared)?;
+    let control = ControlServices::start(shared)?;
     let mut handles = Vec::new();
     let cores = config.dataplane.workers.clone();
     // By default as deep as the RX ring: a stalled owner then backs up a
@@ -353,10 +354,8 @@ fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
         handles.push(handle);
         Ok(())
     })?;
-    control_loop(shared, signals);
-    if let Some(http) = http {
-        http.stop();
-    }
+    control_loop(shared, signals, &control.reloads.queue());
+    control.stop();
     shared.stop_workers.store(true, Relaxed);
     for handle in handles {
         if handle.join().is_err() {
@@ -760,7 +759,7 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     };
     // Started from the main lcore, so pinned to control_core with it; and
     // stopped before the port closes (it reads the port's statistics).
-    let http = start_http(shared)?;
+    let control = ControlServices::start(shared)?;
     // By default as deep as the RX ring. The rings hold mbufs of the
     // receiving worker's pool: all of them together at most half of it
     // (`check` holds a configured size to the same bound).
@@ -789,10 +788,8 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
         dpdk::launch_on_lcore(id as u32 + 1, body)?;
         Ok(())
     })?;
-    control_loop(shared, signals);
-    if let Some(http) = http {
-        http.stop();
-    }
+    control_loop(shared, signals, &control.reloads.queue());
+    control.stop();
     shared.stop_workers.store(true, Relaxed);
     dpdk::wait_all_lcores();
     std::thread::sleep(STOP_LINGER);
@@ -952,25 +949,53 @@ fn run_dpdk(_shared: &Shared, _signals: &Signals) -> anyhow::Result<()> {
     bail!("this shardnet was built without the DPDK backend (cargo feature \"dpdk\")")
 }
 
-/// Start the control HTTP endpoint if `[metrics] listen` is set.
-fn start_http(shared: &Shared) -> anyhow::Result<Option<HttpServer>> {
-    let config = shared.config();
-    config
-        .metrics
-        .listen
-        .map(|addr| HttpServer::start(addr, shared.plane.clone(), config.debug.stall_endpoint))
-        .transpose()
+/// The control thread's helpers: the reload thread, and the control HTTP
+/// endpoint when `[metrics]` has a listener or an admin socket.
+struct ControlServices {
+    reloads: ReloadThread,
+    http: Option<HttpServer>,
 }
 
-/// Wait for a stop signal; reload the rules on SIGHUP; log workers that stop
-/// or resume polling.
-fn control_loop(shared: &Shared, signals: &Signals) {
+impl ControlServices {
+    fn start(shared: &Shared) -> anyhow::Result<ControlServices> {
+        let config = shared.config();
+        let reloads = ReloadThread::start(shared.plane.clone())?;
+        let settings = EndpointSettings {
+            listen: config.metrics.listen,
+            admin_socket: config.metrics.admin_socket.clone(),
+            stall_endpoint: config.debug.stall_endpoint,
+        };
+        let http = if settings.listen.is_some() || settings.admin_socket.is_some() {
+            Some(HttpServer::start(
+                &settings,
+                shared.plane.clone(),
+                reloads.queue(),
+            )?)
+        } else {
+            None
+        };
+        Ok(ControlServices { reloads, http })
+    }
+
+    /// Stop the endpoint first (it holds reload handles), then the reloads.
+    fn stop(self) {
+        if let Some(http) = self.http {
+            http.stop();
+        }
+        self.reloads.stop();
+    }
+}
+
+/// Wait for a stop signal; queue a reload on SIGHUP; log workers that stop
+/// or resume polling. Nothing here waits for a reload.
+fn control_loop(shared: &Shared, signals: &Signals, reloads: &ReloadQueue) {
     let mut health = HealthWatch::default();
     while !signals.stop.load(Relaxed) {
         std::thread::sleep(CONTROL_TICK);
-        if signals.reload.swap(false, Relaxed) {
-            // Logged by reload itself.
-            let _ = shared.plane.reload("SIGHUP");
+        if signals.reload.swap(false, Relaxed) && reloads.request("SIGHUP").is_err() {
+            // One is already waiting to run: it reads the file after this
+            // signal, so this one is folded into it.
+            tracing::info!("SIGHUP: a reload is already waiting to run");
         }
         health.check(&shared.plane);
     }

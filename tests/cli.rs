@@ -236,3 +236,67 @@ fn restore_with_nothing_left_behind() {
     let (_, stdout, _) = shardnet(&["--help"]);
     assert!(stdout.contains("restore"), "{stdout}");
 }
+
+/// `shardnet` with `args`, killed if it runs past `limit`: (exit code, stderr,
+/// how long it ran). A file that never ends, or never opens, must not hang.
+fn shardnet_bounded(args: &[&str], limit: std::time::Duration) -> (Option<i32>, String, f64) {
+    let start = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardnet"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run shardnet");
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+            return (status.code(), stderr, start.elapsed().as_secs_f64());
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (None, String::new(), start.elapsed().as_secs_f64());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn check_refuses_what_is_not_a_small_regular_file_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.toml");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let fifo = fifo.to_str().unwrap().to_owned();
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, format!("{GOOD}\n{}", "#".repeat(2 << 20))).unwrap();
+    let big = big.to_str().unwrap().to_owned();
+    let dir_path = dir.path().to_str().unwrap().to_owned();
+    for (path, kind) in [
+        ("/dev/zero", "is a character device, not a regular file"),
+        (fifo.as_str(), "is a FIFO, not a regular file"),
+        (dir_path.as_str(), "is a directory, not a regular file"),
+        (big.as_str(), "is larger than 1 MiB, the most accepted"),
+    ] {
+        for command in ["check", "run"] {
+            let (code, stderr, seconds) = shardnet_bounded(
+                &[command, "--config", path],
+                std::time::Duration::from_secs(10),
+            );
+            assert_eq!(code, Some(1), "{command} {path}: {seconds:.1} s, {stderr}");
+            assert!(seconds < 5.0, "{command} {path} took {seconds:.1} s");
+            assert_eq!(
+                stderr.trim_end(),
+                format!(
+                    "{path}: the config file {kind}{}",
+                    match kind {
+                        k if k.contains("MiB") => "",
+                        _ => "; give the path of a TOML file",
+                    }
+                ),
+                "{command} {path}"
+            );
+        }
+    }
+}

@@ -23,6 +23,7 @@ const PROMETHEUS: &str = "127.0.0.1:9090";
 
 fn config(lab: &Lab, backend: &str, echo_service: &str) -> String {
     let dataplane = lab.dataplane(backend, 4095);
+    let admin = lab.path("admin.sock").display().to_string();
     format!(
         r#"{dataplane}
 [interface]
@@ -31,6 +32,7 @@ mac = "auto"
 
 [metrics]
 listen = "{METRICS}"
+admin_socket = "{admin}"
 
 [[rule]]
 name = "echo"
@@ -55,17 +57,15 @@ stall_endpoint = true
 
 /// An HTTP request from the DUT namespace: (status, body).
 fn http(lab: &Lab, method: &str, url: &str) -> (u16, String) {
-    let out = lab.dut(&[
-        "curl",
-        "-s",
-        "--max-time",
-        "5",
-        "-X",
-        method,
-        "-w",
-        "\n%{http_code}",
-        url,
-    ]);
+    http_with(lab, &[], method, url)
+}
+
+/// The same with more curl options (`--unix-socket PATH`).
+fn http_with(lab: &Lab, options: &[&str], method: &str, url: &str) -> (u16, String) {
+    let mut args = vec!["curl", "-s", "--max-time", "5"];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&["-X", method, "-w", "\n%{http_code}", url]);
+    let out = lab.dut(&args);
     assert!(
         out.status.success(),
         "curl {method} {url} failed: {}",
@@ -84,6 +84,20 @@ fn control_json(lab: &Lab, method: &str, path: &str) -> (u16, Value) {
     let (status, body) = control(lab, method, path);
     let json = serde_json::from_str(&body)
         .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {body}"));
+    (status, json)
+}
+
+/// A request on the admin socket (state changes are only taken there).
+fn admin_json(lab: &Lab, method: &str, path: &str) -> (u16, Value) {
+    let socket = lab.path("admin.sock").display().to_string();
+    let (status, body) = http_with(
+        lab,
+        &["--unix-socket", &socket],
+        method,
+        &format!("http://localhost{path}"),
+    );
+    let json = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("admin {method} {path}: not JSON ({e}): {body}"));
     (status, json)
 }
 
@@ -367,7 +381,9 @@ fn prometheus_sees_per_worker_series_that_match_the_traffic() {
 
     // A stuck worker: /healthz says so within a second and names it; the
     // metric and the alert follow.
-    let (status, _) = control(&lab, "POST", "/debug/stall?worker=1&ms=5000");
+    let (status, refused) = control_json(&lab, "POST", "/debug/stall?worker=1&ms=5000");
+    assert_eq!(status, 403, "not on the TCP listener: {refused}");
+    let (status, _) = admin_json(&lab, "POST", "/debug/stall?worker=1&ms=5000");
     assert_eq!(status, 200);
     let stalled = Instant::now();
     let mut body = Value::Null;
@@ -412,7 +428,14 @@ fn prometheus_sees_per_worker_series_that_match_the_traffic() {
     // Reload over HTTP: port 7 moves from echo to discard.
     let config_path = lab.path("shardnet.toml");
     std::fs::write(&config_path, config(&lab, "af_packet", "discard")).unwrap();
-    let (status, done) = control_json(&lab, "POST", "/reload");
+    let (status, refused) = control_json(&lab, "POST", "/reload");
+    assert_eq!(status, 403, "{refused}");
+    let socket = lab.path("admin.sock").display().to_string();
+    assert!(
+        refused["error"].as_str().unwrap().contains(&socket),
+        "the answer names the admin socket: {refused}"
+    );
+    let (status, done) = admin_json(&lab, "POST", "/reload");
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["generation"], 2, "{done}");
     assert_eq!(done["pending_workers"], serde_json::json!([]), "{done}");
@@ -425,7 +448,7 @@ fn prometheus_sees_per_worker_series_that_match_the_traffic() {
         config(&lab, "af_packet", "echo").replace("ports = [80]", "ports = [80"),
     )
     .unwrap();
-    let (status, refused) = control_json(&lab, "POST", "/reload");
+    let (status, refused) = admin_json(&lab, "POST", "/reload");
     assert_eq!(status, 400, "{refused}");
     let error = refused["error"].as_str().unwrap();
     assert!(error.contains("shardnet.toml:"), "{error}");
@@ -464,6 +487,10 @@ fn prometheus_sees_per_worker_series_that_match_the_traffic() {
     let log = shardnet.stop();
     assert!(log.contains("worker 1 has not polled"), "{log}");
     assert!(log.contains("rules reloaded on SIGHUP"), "{log}");
+    assert!(
+        !lab.path("admin.sock").exists(),
+        "the admin socket is removed at stop"
+    );
 }
 
 #[test]

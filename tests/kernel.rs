@@ -28,6 +28,7 @@ const METRICS: &str = "127.0.0.1:9464";
 fn config(lab: &Lab, backend: &str, alt_service: &str) -> String {
     let dataplane = lab.dataplane(backend, 8191);
     let stats = lab.path("run");
+    let admin = lab.path("admin.sock").display().to_string();
     format!(
         r#"{dataplane}
 [interface]
@@ -42,6 +43,7 @@ name = "sn0"
 
 [metrics]
 listen = "{METRICS}"
+admin_socket = "{admin}"
 
 [[rule]]
 name = "echo"
@@ -159,17 +161,25 @@ fn curl(lab: &Lab, from_peer: bool, url: &str) -> String {
 }
 
 fn control(lab: &Lab, method: &str, path: &str) -> (u16, String) {
-    let out = lab.dut(&[
-        "curl",
-        "-s",
-        "--max-time",
-        "5",
-        "-X",
+    control_on(lab, &[], method, &format!("http://{METRICS}{path}"))
+}
+
+/// A request on the admin socket, where state changes are taken.
+fn admin(lab: &Lab, method: &str, path: &str) -> (u16, String) {
+    let socket = lab.path("admin.sock").display().to_string();
+    control_on(
+        lab,
+        &["--unix-socket", &socket],
         method,
-        "-w",
-        "\n%{http_code}",
-        &format!("http://{METRICS}{path}"),
-    ]);
+        &format!("http://localhost{path}"),
+    )
+}
+
+fn control_on(lab: &Lab, options: &[&str], method: &str, url: &str) -> (u16, String) {
+    let mut args = vec!["curl", "-s", "--max-time", "5"];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&["-X", method, "-w", "\n%{http_code}", url]);
+    let out = lab.dut(&args);
     let body = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, code) = body.rsplit_once('\n').unwrap_or(("", "0"));
     (code.trim().parse().unwrap_or(0), body.to_string())
@@ -201,7 +211,7 @@ fn json_of(out: &std::process::Output) -> Value {
 /// Reload with `config_text` over HTTP: the status and body.
 fn reload(lab: &Lab, config_text: &str) -> (u16, String) {
     std::fs::write(lab.path("shardnet.toml"), config_text).unwrap();
-    control(lab, "POST", "/reload")
+    admin(lab, "POST", "/reload")
 }
 
 /// The DUT namespace's settings that shardnet changes while it runs: the

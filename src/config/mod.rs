@@ -36,6 +36,10 @@ pub const DEFAULT_MBUFS_PER_WORKER: u32 = 8191;
 /// even fill its RX ring and its mempool cache.
 pub const MIN_MBUFS_PER_WORKER: u32 = 256;
 
+/// The largest config file accepted (1 MiB): real files are a few KiB, and
+/// `shardnet check --config /dev/zero` must not read without end.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// The default `[kernel] name`.
 pub const DEFAULT_KERNEL_NAME: &str = "sn0";
 
@@ -289,8 +293,14 @@ pub enum KernelKind {
 /// `[metrics]`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MetricsConfig {
-    /// Where the control HTTP server listens; `None` = no server.
+    /// `listen`: where the control HTTP server answers the read-only calls
+    /// (`/metrics`, `/healthz`, `/rules`); `None` = no TCP listener.
     pub listen: Option<SocketAddr>,
+    /// `admin_socket`: the Unix socket (mode 0600, owned by the process'
+    /// user) serving the same HTTP API plus the state-changing calls
+    /// (`POST /reload`, `POST /debug/stall`); `None` = none (SIGHUP still
+    /// reloads).
+    pub admin_socket: Option<PathBuf>,
 }
 
 /// `[tcp]`: the TCP engine of every worker. Every key has a default; limits
@@ -670,6 +680,70 @@ impl fmt::Display for Located<'_> {
     }
 }
 
+/// The text of the config file at `path`, or why not, as one sentence.
+///
+/// Only a regular file of at most [`MAX_CONFIG_BYTES`] is read. It is opened
+/// with `O_NONBLOCK`, so that a FIFO cannot block the open (nor a reload, nor
+/// `shardnet check`), and its kind is checked on the open descriptor before
+/// any read: a FIFO, a device such as `/dev/zero` or a directory is refused.
+fn read_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot read the config file: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read the config file: {e}"))?;
+    let kind = meta.file_type();
+    let not_regular = if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_char_device() {
+        Some("a character device")
+    } else if kind.is_block_device() {
+        Some("a block device")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else if !kind.is_file() {
+        Some("not a file")
+    } else {
+        None
+    };
+    if let Some(what) = not_regular {
+        return Err(format!(
+            "the config file is {what}, not a regular file; give the path of a TOML file"
+        ));
+    }
+    let too_big = || {
+        format!(
+            "the config file is larger than {} MiB, the most accepted",
+            MAX_CONFIG_BYTES >> 20
+        )
+    };
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(too_big());
+    }
+    // Bounded even if the file grows while it is read.
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the config file: {e}"))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "the config file is not UTF-8 text (byte {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
 /// `LINE:COL: message`.
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -714,12 +788,9 @@ impl Config {
 
     /// Reads and validates `path` against the given set of online cores.
     pub fn load_with(path: &Path, online: &CoreSet) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        let text = read_file(path).map_err(|message| ConfigErrors {
             path: path.to_owned(),
-            errors: vec![ConfigError::new(
-                Position::default(),
-                format!("cannot read the config file: {e}"),
-            )],
+            errors: vec![ConfigError::new(Position::default(), message)],
         })?;
         Config::parse_with(&text, path, online)
     }
@@ -828,6 +899,10 @@ impl Config {
         lines.push(match self.metrics.listen {
             Some(addr) => format!("metrics:   http://{addr}/metrics"),
             None => "metrics:   disabled".to_owned(),
+        });
+        lines.push(match &self.metrics.admin_socket {
+            Some(path) => format!("admin:     {} (POST /reload)", path.display()),
+            None => "admin:     no socket (SIGHUP reloads)".to_owned(),
         });
         if self.uses_tcp_services() {
             let t = &self.tcp;

@@ -82,6 +82,7 @@ pub(super) struct RawKernel {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMetrics {
     pub listen: Opt<String>,
+    pub admin_socket: Opt<String>,
 }
 
 /// `[tcp]`
@@ -182,7 +183,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
     ),
     ("interface", &["address", "gateway", "mac"]),
     ("kernel", &["enabled", "kind", "name", "queue_size"]),
-    ("metrics", &["listen"]),
+    ("metrics", &["listen", "admin_socket"]),
     (
         "tcp",
         &[

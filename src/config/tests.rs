@@ -86,6 +86,7 @@ queue_size = 256
 
 [metrics]
 listen = "[::1]:9464"
+admin_socket = "/run/shardnet/admin.sock"
 
 [[rule]]
 name = "echo"
@@ -188,6 +189,7 @@ idle_timeout_ms = 0
         },
         metrics: MetricsConfig {
             listen: Some("[::1]:9464".parse().unwrap()),
+            admin_socket: Some("/run/shardnet/admin.sock".into()),
         },
         tcp: TcpSettings {
             max_connections: 1000,
@@ -283,7 +285,7 @@ idle_timeout_ms = 0
                 line: 25,
                 column: 11,
             }),
-            rule_services: [37, 43, 49, 55, 61]
+            rule_services: [38, 44, 50, 56, 62]
                 .map(|line| Position { line, column: 11 })
                 .to_vec(),
         },
@@ -1793,4 +1795,82 @@ fn kernel_section_is_checked_against_the_backend() {
         ok(MINIMAL).kernel.queue_size,
         crate::kernel::DEFAULT_QUEUE_SIZE
     );
+}
+
+#[test]
+fn only_a_regular_file_of_at_most_a_mebibyte_is_read() {
+    let message = |path: &Path| {
+        let start = std::time::Instant::now();
+        let e = Config::load_with(path, &two_cores()).unwrap_err();
+        // Refused before reading: no FIFO wait, no endless /dev/zero.
+        assert!(start.elapsed() < std::time::Duration::from_secs(2), "{e}");
+        assert_eq!(e.errors.len(), 1, "{e}");
+        e.errors[0].message.clone()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(
+        message(Path::new("/dev/zero")),
+        "the config file is a character device, not a regular file; give the path of a TOML file"
+    );
+    assert_eq!(
+        message(dir.path()),
+        "the config file is a directory, not a regular file; give the path of a TOML file"
+    );
+    // A FIFO with no writer: a blocking open would wait for one forever.
+    let fifo = dir.path().join("fifo.toml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    assert_eq!(
+        message(&fifo),
+        "the config file is a FIFO, not a regular file; give the path of a TOML file"
+    );
+    // One byte over the cap; exactly the cap is read (and is then only a
+    // TOML problem: comments are valid TOML, but no [dataplane]).
+    let big = dir.path().join("big.toml");
+    let mut text = "#".repeat(MAX_CONFIG_BYTES as usize - 1);
+    text.push('\n');
+    std::fs::write(&big, &text).unwrap();
+    let e = Config::load_with(&big, &two_cores()).unwrap_err();
+    assert!(e.errors[0].message.contains("missing [dataplane]"), "{e}");
+    text.push('\n');
+    std::fs::write(&big, &text).unwrap();
+    assert_eq!(
+        message(&big),
+        "the config file is larger than 1 MiB, the most accepted"
+    );
+}
+
+#[test]
+fn the_admin_socket_and_a_public_listener() {
+    let base = MINIMAL.to_owned();
+    let c = ok(&format!(
+        "{base}\n[metrics]\nlisten = \"127.0.0.1:9464\"\nadmin_socket = \"/run/sn/a.sock\"\n"
+    ));
+    assert_eq!(
+        c.metrics.admin_socket,
+        Some(PathBuf::from("/run/sn/a.sock"))
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(c.summary().contains("admin:     /run/sn/a.sock"));
+    // Reading metrics from anywhere is allowed, with a warning.
+    let c = ok(&format!("{base}\n[metrics]\nlisten = \"0.0.0.0:9464\"\n"));
+    assert_eq!(c.warnings.len(), 1);
+    assert!(
+        c.warnings[0]
+            .message
+            .starts_with("listen 0.0.0.0:9464 is not a loopback address"),
+        "{:?}",
+        c.warnings
+    );
+    let e = errors(&format!(
+        "{base}\n[metrics]\nadmin_socket = \"admin.sock\"\n"
+    ));
+    assert_eq!(e.len(), 1);
+    assert!(e[0].2.contains("not an absolute path"), "{e:?}");
+    let long = format!("/{}", "a".repeat(120));
+    let e = errors(&format!("{base}\n[metrics]\nadmin_socket = \"{long}\"\n"));
+    assert!(e[0].2.contains("at most 107"), "{e:?}");
 }

@@ -18,6 +18,9 @@ use super::{
     MAX_HTTP_BODY, MAX_RULES, MIN_MBUFS_PER_WORKER,
 };
 
+/// The longest Unix socket path (`sun_path` holds 108 bytes with the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
 /// Above this many bytes of TCP buffers per worker, a warning.
 const TCP_BUFFERS_WARN_BYTES: u64 = 8 << 30;
 
@@ -624,9 +627,24 @@ impl Validator<'_> {
 
     fn metrics(&mut self, raw: Option<&Spanned<raw::RawMetrics>>) -> MetricsConfig {
         let mut out = MetricsConfig::default();
-        if let Some(l) = raw.and_then(|s| s.get_ref().listen.as_ref()) {
+        let Some(raw) = raw.map(Spanned::get_ref) else {
+            return out;
+        };
+        if let Some(l) = &raw.listen {
             match l.get_ref().parse::<SocketAddr>() {
-                Ok(addr) => out.listen = Some(addr),
+                Ok(addr) => {
+                    out.listen = Some(addr);
+                    if !addr.ip().is_loopback() {
+                        self.warn(
+                            at(l),
+                            format!(
+                                "listen {addr} is not a loopback address: anyone who can reach \
+                                 it reads the metrics (it refuses state changes, which only the \
+                                 admin socket takes); firewall it or listen on 127.0.0.1"
+                            ),
+                        );
+                    }
+                }
                 Err(_) => self.error(
                     at(l),
                     format!(
@@ -634,6 +652,30 @@ impl Validator<'_> {
                         l.get_ref()
                     ),
                 ),
+            }
+        }
+        if let Some(s) = &raw.admin_socket {
+            let path = PathBuf::from(s.get_ref());
+            if !path.is_absolute() {
+                self.error(
+                    at(s),
+                    format!(
+                        "admin_socket {:?} is not an absolute path (like \"/run/shardnet/admin.sock\")",
+                        s.get_ref()
+                    ),
+                );
+            } else if s.get_ref().len() > MAX_SOCKET_PATH {
+                self.error(
+                    at(s),
+                    format!(
+                        "admin_socket is {} bytes long; a Unix socket path holds at most {MAX_SOCKET_PATH}",
+                        s.get_ref().len()
+                    ),
+                );
+            } else if path.file_name().is_none() {
+                self.error(at(s), "admin_socket names a directory, not a socket file");
+            } else {
+                out.admin_socket = Some(path);
             }
         }
         out

@@ -3,14 +3,15 @@
 //! [`ControlPlane`] holds the rules in force and their reload, the workers'
 //! counters and health, and the port's statistics reader. The control thread
 //! ([`crate::runtime`]) watches signals and worker health with it; the HTTP
-//! server of [`http`] (`[metrics] listen`) serves it:
+//! server of [`http`] (`[metrics] listen`, and the admin Unix socket
+//! `[metrics] admin_socket`) serves it, and [`reload`] runs its reloads:
 //!
 //! | path | answer |
 //! |---|---|
 //! | `GET /metrics` | Prometheus text format ([`metrics`]) |
 //! | `GET /healthz` | `200` while every worker polls, `503` naming the stuck ones |
 //! | `GET /rules` | the rules in force, with their hits, as JSON |
-//! | `POST /reload` | re-read the rules from the config file: `200`, or `400` with the reason (the old rules stay) |
+//! | `POST /reload` | admin socket only (`403` on TCP): re-read the rules from the config file: `200`, or `400` with the reason (the old rules stay) |
 //!
 //! Nothing here runs on a worker core or blocks a worker: workers publish
 //! counters with relaxed stores and pick new rules up through
@@ -19,9 +20,10 @@
 
 pub mod http;
 pub mod metrics;
+pub mod reload;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::kernel::RelayCounters;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -79,7 +81,8 @@ pub struct ControlPlane {
     config: Config,
     counters: Vec<Arc<WorkerCounters>>,
     rules: Arc<SharedRules>,
-    /// Also serializes reloads (SIGHUP and `POST /reload`).
+    /// Also serializes publishing reloads (SIGHUP and `POST /reload`, which
+    /// [`reload::ReloadThread`] runs one at a time anyway).
     slots: Mutex<RuleSlots>,
     control_tx: Vec<Sender<ControlMessage>>,
     clock: Clock,
@@ -231,7 +234,7 @@ impl ControlPlane {
     /// default action's, read together: reloads publish under the same lock,
     /// so the hits always belong to that table's rules.
     fn hits_in_force(&self) -> (Arc<RuleTable>, Vec<u64>, u64) {
-        let slots = self.slots.lock().expect("rule slots lock");
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         let table = self.rules.table();
         let hits = table
             .slots()
@@ -307,7 +310,8 @@ impl ControlPlane {
     }
 
     fn reload_inner(&self) -> Result<Reloaded, String> {
-        let mut slots = self.slots.lock().expect("rule slots lock");
+        // Read before taking the lock: `/rules` and `/metrics` take it too,
+        // and must not wait for a slow file.
         let config = match Config::load(&self.config.path) {
             Ok(config) => config,
             Err(e) => {
@@ -315,6 +319,8 @@ impl ControlPlane {
                 return Err(e.to_string());
             }
         };
+        // Poisoned only by a panic, which aborts a release build.
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         let assigned = slots.assign(&config.rules, |slot| self.slot_count(slot));
         let table = RuleTable::compile_with_slots(&config.rules, config.default_action, &assigned);
         let generation = self.rules.publish(Arc::new(table));

@@ -179,20 +179,41 @@ impl Lab {
 
     /// Start shardnet in the DUT namespace with `config_text`.
     pub fn start_shardnet(&self, config_text: &str) -> Shardnet {
-        self.start_shardnet_in(&self.dut_ns, "shardnet", config_text)
+        self.start_shardnet_in(&self.dut_ns, "shardnet", config_text, &[])
+    }
+
+    /// The same, started through `wrapper` (a command that ends by running
+    /// its arguments with `exec`, so shardnet keeps its process id).
+    pub fn start_shardnet_wrapped(&self, config_text: &str, wrapper: &[&str]) -> Shardnet {
+        self.start_shardnet_in(&self.dut_ns, "shardnet", config_text, wrapper)
     }
 
     /// Start a second shardnet, in the peer namespace (on the peer's
     /// interface), with `config_text`; its files are `peer-shardnet.*`.
     pub fn start_peer_shardnet(&self, config_text: &str) -> Shardnet {
-        self.start_shardnet_in(&self.peer_ns, "peer-shardnet", config_text)
+        self.start_shardnet_in(&self.peer_ns, "peer-shardnet", config_text, &[])
     }
 
-    fn start_shardnet_in(&self, ns: &str, name: &str, config_text: &str) -> Shardnet {
+    fn start_shardnet_in(
+        &self,
+        ns: &str,
+        name: &str,
+        config_text: &str,
+        wrapper: &[&str],
+    ) -> Shardnet {
         let config = self.path(&format!("{name}.toml"));
         std::fs::write(&config, config_text).unwrap();
         let log = self.path(&format!("{name}.log"));
-        let child = Command::new("ip")
+        let (program, wrapper_args) = match wrapper.split_first() {
+            Some((program, args)) => (*program, args),
+            None => ("ip", &[][..]),
+        };
+        let mut command = Command::new(program);
+        command.args(wrapper_args);
+        if !wrapper.is_empty() {
+            command.arg("ip");
+        }
+        let child = command
             .args([
                 "netns",
                 "exec",
@@ -307,6 +328,11 @@ impl Shardnet {
     /// The process id (`ip netns exec` execs shardnet in place).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
+    }
+
+    /// Whether it has exited (reaping it if so).
+    pub fn has_exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().unwrap().try_wait().unwrap()
     }
 
     /// Send a signal to the process.
