@@ -396,19 +396,7 @@ impl TcpTable {
         }
         let bad_ack = slot.conn.is_bad_ack_in_handshake(header);
         let open_before = slot.conn.state() != State::Closed;
-        let refused = self.pool.refused();
-        slot.conn.handle_segment(
-            header,
-            payload,
-            &self.config.tcp,
-            &mut self.pool,
-            &mut self.ack_limits,
-            now,
-        );
-        self.publish_ack_counts(counters);
-        if self.pool.refused() != refused {
-            counters.count_drop(DropReason::TcpNoBuffer);
-        }
+        self.feed(key, header, payload, counters, now);
         let slot = &mut self.slots[key as usize];
         if open_before && header.flags.contains(TcpFlags::RST) && slot.conn.state() == State::Closed
         {
@@ -482,21 +470,8 @@ impl TcpTable {
                         Connection::accept_cookie(*tuple, header, options, &self.config.tcp, now);
                     let key = self.insert(conn, service, peer_mac, false, counters);
                     // The ACK may carry data already.
-                    let slot = &mut self.slots[key as usize];
                     if !payload.is_empty() || flags.contains(TcpFlags::FIN) {
-                        let refused = self.pool.refused();
-                        slot.conn.handle_segment(
-                            header,
-                            payload,
-                            &self.config.tcp,
-                            &mut self.pool,
-                            &mut self.ack_limits,
-                            now,
-                        );
-                        self.publish_ack_counts(counters);
-                        if self.pool.refused() != refused {
-                            counters.count_drop(DropReason::TcpNoBuffer);
-                        }
+                        self.feed(key, header, payload, counters, now);
                     }
                     self.drive(key, services, counters, now, out);
                     return;
@@ -733,6 +708,32 @@ impl TcpTable {
         for key in keys {
             self.slots[key as usize].conn.abort();
             self.drive(key, services, counters, now, out);
+        }
+    }
+
+    /// Hand a segment to connection `key`: the worker's ACK limits apply and
+    /// their counts are published; data its buffer pool had no room for is
+    /// counted as `tcp_no_buffer`.
+    fn feed(
+        &mut self,
+        key: u32,
+        header: &TcpHeader,
+        payload: &[u8],
+        counters: &WorkerCounters,
+        now: u64,
+    ) {
+        let refused = self.pool.refused();
+        self.slots[key as usize].conn.handle_segment(
+            header,
+            payload,
+            &self.config.tcp,
+            &mut self.pool,
+            &mut self.ack_limits,
+            now,
+        );
+        self.publish_ack_counts(counters);
+        if self.pool.refused() != refused {
+            counters.count_drop(DropReason::TcpNoBuffer);
         }
     }
 
