@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{peer_script, read_flow_records, wait_for, Lab, DUT_IP, PEER_IP};
+use common::{metric_sum, peer_script, read_flow_records, wait_for, Lab, DUT_IP, PEER_IP};
 
 const FLOWS: usize = 256;
 const PACKETS_PER_FLOW: u64 = 6;
@@ -313,12 +313,7 @@ fn node_metric(lab: &Lab, port: u16, name: &str, label: &str) -> u64 {
         lab.dut(&args)
     };
     assert!(out.status.success(), "cannot scrape {url}");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
-        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap() as u64)
-        .sum()
+    metric_sum(&String::from_utf8(out.stdout).unwrap(), name, &[label]) as u64
 }
 
 fn drops(lab: &Lab, port: u16, reason: &str) -> u64 {

@@ -29,7 +29,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::Path;
 
-use common::{read_flow_records, run_load, Lab, DUT_IP};
+use common::{metric_sum, read_flow_records, run_load, scrape, Lab, DUT_IP};
 use serde_json::Value;
 
 /// The load generator's address: the peer kernel keeps 198.18.0.1 on the
@@ -43,22 +43,11 @@ const UDP_MIN_COMPLETED: u64 = 5 * UDP_FLOWS as u64;
 const CPS_MIN_COMPLETED: u64 = 1000;
 const METRICS_PORT: u16 = 19470;
 
-/// The sum of a metric's samples on the server, from its control endpoint.
+/// The sum of a metric's samples on the server whose labels hold `label`,
+/// from its control endpoint.
 fn server_metric(lab: &Lab, name: &str, label: &str) -> u64 {
-    let out = lab.dut(&[
-        "curl",
-        "-sf",
-        &format!("http://127.0.0.1:{METRICS_PORT}/metrics"),
-    ]);
-    assert!(out.status.success(), "cannot scrape the server");
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.lines()
-        .filter(|l| {
-            (l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-                && l.contains(label)
-        })
-        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap() as u64)
-        .sum()
+    let text = scrape(lab, &format!("127.0.0.1:{METRICS_PORT}"));
+    metric_sum(&text, name, &[label]) as u64
 }
 
 /// The server's steering rings: the least allowed, so that backpressure
