@@ -11,7 +11,7 @@
 
 use std::net::Ipv4Addr;
 
-use shardnet::config::{Action, DefaultAction, ServiceKind};
+use shardnet::config::{Action, DefaultAction, ServiceId};
 use shardnet::port::heap::HeapBuf;
 use shardnet::port::PacketBuf;
 use shardnet::stack::{Disposition, Interface};
@@ -44,7 +44,7 @@ fn main() {
         ip: OUR_IP,
         prefix_len: 16,
     };
-    let echo = udp_rule("echo", 7, Action::Service(ServiceKind::Echo));
+    let echo = udp_rule("echo", 7, Action::Service(ServiceId::ECHO));
     let (mut stack, counters) = lone_stack(iface, &[echo], DefaultAction::Drop, false);
     let mut buf = HeapBuf::with_room(2048);
     let mut fold = 0u64;

@@ -18,7 +18,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use std::time::Instant;
 
-use shardnet::config::{Action, DefaultAction, ServiceKind};
+use shardnet::config::{Action, DefaultAction, ServiceId};
 use shardnet::port::heap::HeapBuf;
 use shardnet::port::PacketBuf;
 use shardnet::stack::{Interface, Stack, TcpSetup};
@@ -83,7 +83,7 @@ fn stack(max: usize) -> Stack {
         ip: OUR_IP,
         prefix_len: 16,
     };
-    let rules = [tcp_rule("web", 80, Action::Service(ServiceKind::Http))];
+    let rules = [tcp_rule("web", 80, Action::Service(ServiceId::HTTP))];
     Stack::new(
         iface,
         std::sync::Arc::new(shardnet::rules::RuleTable::compile(

@@ -12,7 +12,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::config::{Action, DefaultAction, ServiceKind};
+use crate::config::{Action, DefaultAction, ServiceId};
 use crate::port::heap::HeapBuf;
 use crate::port::PacketBuf;
 use crate::stack::{Disposition, Interface, Stack};
@@ -36,8 +36,8 @@ fn stack() -> Stack {
         prefix_len: 24,
     };
     let rules = [
-        tcp_rule("echo", 7, Action::Service(ServiceKind::Echo)),
-        tcp_rule("web", 80, Action::Service(ServiceKind::Http)),
+        tcp_rule("echo", 7, Action::Service(ServiceId::ECHO)),
+        tcp_rule("web", 80, Action::Service(ServiceId::HTTP)),
     ];
     lone_stack(iface, &rules, DefaultAction::Drop, false).0
 }

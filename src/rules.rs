@@ -292,7 +292,7 @@ impl std::fmt::Debug for RuleTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ServiceKind;
+    use crate::config::ServiceId;
     use proptest::prelude::*;
     use std::ops::RangeInclusive;
 
@@ -305,9 +305,9 @@ mod tests {
         }
     }
 
-    const ECHO: Action = Action::Service(ServiceKind::Echo);
-    const DISCARD: Action = Action::Service(ServiceKind::Discard);
-    const HTTP: Action = Action::Service(ServiceKind::Http);
+    const ECHO: Action = Action::Service(ServiceId::ECHO);
+    const DISCARD: Action = Action::Service(ServiceId::DISCARD);
+    const HTTP: Action = Action::Service(ServiceId::HTTP);
 
     /// The obvious implementation: scan the rules in order.
     fn naive(rules: &[Rule], default: DefaultAction, p: Protocol, port: u16) -> Verdict {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 use crate::app::{App, AppIo, ConnectError};
-use crate::config::{prefix_mask, Action, Protocol, ServiceKind};
+use crate::config::{prefix_mask, Action, Protocol, ServiceId};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::kernel::flows::{opens_a_flow, KernelFlows};
 use crate::neighbour::NeighbourCache;
@@ -366,7 +366,7 @@ impl Stack {
                 .connect(
                     tuple,
                     mac,
-                    ServiceKind::App,
+                    ServiceId::APP,
                     services,
                     counters,
                     now_ns,
@@ -1199,7 +1199,7 @@ fn emit_tcp<E: Egress>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DefaultAction, ServiceKind};
+    use crate::config::{DefaultAction, ServiceId};
     use crate::port::heap::HeapBuf;
     use crate::testing::{ipv4_frame, lone_stack, udp_frame, udp_rule, CollectEgress, Endpoints};
     use crate::wire::IPV4_HEADER_LEN;
@@ -1212,8 +1212,8 @@ mod tests {
 
     fn stack() -> (Stack, Arc<WorkerCounters>) {
         let rules = [
-            udp_rule("echo", 7, Action::Service(ServiceKind::Echo)),
-            udp_rule("discard", 9, Action::Service(ServiceKind::Discard)),
+            udp_rule("echo", 7, Action::Service(ServiceId::ECHO)),
+            udp_rule("discard", 9, Action::Service(ServiceId::DISCARD)),
             udp_rule("sink", 5000, Action::Drop),
         ];
         let iface = Interface {
@@ -1576,13 +1576,13 @@ mod tests {
     fn udp_echo_refuses_source_port_zero_and_ports_that_could_answer_back() {
         // Echo on 7 and on 7000-7010 (as both nodes of a pair might have it).
         let mut rules = vec![
-            udp_rule("echo", 7, Action::Service(ServiceKind::Echo)),
-            udp_rule("discard", 9, Action::Service(ServiceKind::Discard)),
+            udp_rule("echo", 7, Action::Service(ServiceId::ECHO)),
+            udp_rule("discard", 9, Action::Service(ServiceId::DISCARD)),
             udp_rule("sink", 5000, Action::Drop),
         ];
         rules.push(crate::config::Rule {
             ports: vec![7000..=7010],
-            ..udp_rule("echo-high", 7000, Action::Service(ServiceKind::Echo))
+            ..udp_rule("echo-high", 7000, Action::Service(ServiceId::ECHO))
         });
         let iface = Interface {
             mac: OUR_MAC,
@@ -1733,8 +1733,8 @@ mod tests {
 
         fn tcp_stack() -> (Stack, Arc<WorkerCounters>) {
             let rules = [
-                tcp_rule("web", 80, Action::Service(ServiceKind::Http)),
-                tcp_rule("echo", 7, Action::Service(ServiceKind::Echo)),
+                tcp_rule("web", 80, Action::Service(ServiceId::HTTP)),
+                tcp_rule("echo", 7, Action::Service(ServiceId::ECHO)),
                 tcp_rule("blocked", 23, Action::Drop),
             ];
             let iface = Interface {
@@ -1874,7 +1874,7 @@ mod tests {
             );
 
             // The port goes to http.
-            reload_8080(&mut stack, Action::Service(ServiceKind::Http));
+            reload_8080(&mut stack, Action::Service(ServiceId::HTTP));
             let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
             let flags = TcpFlags::ACK | TcpFlags::PSH;
             to_kernel(
@@ -1965,7 +1965,7 @@ mod tests {
                 b"",
                 SECOND,
             );
-            reload_8080(&mut stack, Action::Service(ServiceKind::Http));
+            reload_8080(&mut stack, Action::Service(ServiceId::HTTP));
             let data = TcpFlags::ACK | TcpFlags::PSH;
             to_kernel(
                 &mut stack,
@@ -1983,7 +1983,7 @@ mod tests {
             to_kernel(&mut stack, from(40000, TcpFlags::SYN, 1000, 0), b"", 0);
             assert!(stack.kernel_flows().is_empty());
             // After a reload the retransmitted SYN reaches the new service.
-            reload_8080(&mut stack, Action::Service(ServiceKind::Http));
+            reload_8080(&mut stack, Action::Service(ServiceId::HTTP));
             let (d, sent) = deliver(&mut stack, from(40000, TcpFlags::SYN, 1000, 0), b"", SECOND);
             assert!(matches!(d, Disposition::Consumed), "{d:?}");
             assert_eq!(sent[0].0.flags, TcpFlags::SYN | TcpFlags::ACK);
@@ -1996,7 +1996,7 @@ mod tests {
             to_kernel(&mut stack, from(40000, TcpFlags::ACK, 1001, 1), b"", 0);
             let fin = TcpFlags::FIN | TcpFlags::ACK;
             to_kernel(&mut stack, from(40000, fin, 1001, 1), b"", SECOND);
-            reload_8080(&mut stack, Action::Service(ServiceKind::Echo));
+            reload_8080(&mut stack, Action::Service(ServiceId::ECHO));
             // The last ACK of the closing connection is still the kernel's...
             to_kernel(&mut stack, from(40000, TcpFlags::ACK, 1002, 2), b"", SECOND);
             // ...but a new incarnation of the 4-tuple is a new flow, the echo
@@ -2015,7 +2015,7 @@ mod tests {
 
         #[test]
         fn a_service_connection_survives_a_reload_that_gives_its_port_to_the_kernel() {
-            let (mut stack, counters) = port_8080(Action::Service(ServiceKind::Http));
+            let (mut stack, counters) = port_8080(Action::Service(ServiceId::HTTP));
             let (_, sent) = deliver(&mut stack, from(40000, TcpFlags::SYN, 1000, 0), b"", 0);
             let our = sent[0].0.seq.wrapping_add(1);
             let (_, sent) = deliver(&mut stack, from(40000, TcpFlags::ACK, 1001, our), b"", 0);
@@ -2106,8 +2106,8 @@ mod tests {
         /// A stack with discard on port 9 and echo on port 7.
         fn discard_and_echo() -> (Stack, Arc<WorkerCounters>) {
             let rules = [
-                tcp_rule("discard", 9, Action::Service(ServiceKind::Discard)),
-                tcp_rule("echo", 7, Action::Service(ServiceKind::Echo)),
+                tcp_rule("discard", 9, Action::Service(ServiceId::DISCARD)),
+                tcp_rule("echo", 7, Action::Service(ServiceId::ECHO)),
             ];
             let iface = Interface {
                 mac: OUR_MAC,
@@ -2382,7 +2382,7 @@ mod tests {
             // at `base_ms`, `at_ms` after the stack's own clock started.
             let syn_ack_tsval = |base_ms: u32, at_ms: u64, secret: u8| {
                 let counters = Arc::new(WorkerCounters::default());
-                let rules = [tcp_rule("web", 80, Action::Service(ServiceKind::Http))];
+                let rules = [tcp_rule("web", 80, Action::Service(ServiceId::HTTP))];
                 let iface = Interface {
                     mac: OUR_MAC,
                     ip: OUR_IP,
@@ -2573,7 +2573,7 @@ mod tests {
         #[test]
         fn syn_flood_falls_back_to_cookies_and_established_connections_go_on() {
             let counters = Arc::new(WorkerCounters::default());
-            let rules = [tcp_rule("echo", 7, Action::Service(ServiceKind::Echo))];
+            let rules = [tcp_rule("echo", 7, Action::Service(ServiceId::ECHO))];
             let mut stack = Stack::new(
                 Interface {
                     mac: OUR_MAC,

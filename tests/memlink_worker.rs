@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use shardnet::config::{Action, DefaultAction, IdleMode, ServiceKind};
+use shardnet::config::{Action, DefaultAction, IdleMode, ServiceId};
 use shardnet::counters::{DropReason, WorkerCounters};
 use shardnet::kernel::{self, KernelLink, Relay, RelayCounters};
 use shardnet::port::heap::HeapBuf;
@@ -68,7 +68,7 @@ fn echo_worker_with(
         ip: OUR_IP,
         prefix_len: 24,
     };
-    let echo = udp_rule("echo", 7, Action::Service(ServiceKind::Echo));
+    let echo = udp_rule("echo", 7, Action::Service(ServiceId::ECHO));
     let rules = Arc::new(SharedRules::new(Arc::new(RuleTable::compile(
         std::slice::from_ref(&echo),
         default,

@@ -535,35 +535,199 @@ pub enum Protocol {
 /// What a rule does with the flows it matches (`[[rule]] service`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
-    /// A built-in service terminates the flow inside the stack.
-    Service(ServiceKind),
+    /// A service (built-in or registered) terminates the flow inside the stack.
+    Service(ServiceId),
     /// `"kernel"`: hand the packets to the kernel unchanged.
     Kernel,
     /// `"drop"`: drop the packets.
     Drop,
 }
 
-/// The built-in services.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ServiceKind {
-    /// `"echo"`: returns every byte (UDP and TCP).
-    Echo,
-    /// `"discard"`: reads and drops everything (UDP and TCP).
-    Discard,
-    /// `"http"`: a fixed HTTP/1.1 responder (TCP only).
-    Http,
-    /// The embedding application's own connections ([`crate::app::App`]):
-    /// active opens only, never named by a rule.
-    App,
+/// A service a rule can name: one of the process's [`ServiceCatalog`].
+///
+/// Built-in and registered services are named alike; a rule's
+/// `service = "name"` resolves to one at validation. An id is a small
+/// `Copy` value (its index in the catalog, its name and the protocols it
+/// runs over): the catalog is fixed for the life of the process, so ids stay
+/// valid across reloads. Two ids are equal when their indices are.
+#[derive(Clone, Copy)]
+pub struct ServiceId {
+    index: u16,
+    protocols: u8,
+    name: &'static str,
 }
 
-impl ServiceKind {
-    /// Every service, in the order help texts list them.
-    pub const ALL: [ServiceKind; 3] = [ServiceKind::Echo, ServiceKind::Discard, ServiceKind::Http];
+const TCP_BIT: u8 = 1;
+const UDP_BIT: u8 = 2;
+
+impl ServiceId {
+    /// `"echo"`: returns every byte (UDP and TCP).
+    pub const ECHO: ServiceId = ServiceId::builtin(0, "echo", TCP_BIT | UDP_BIT);
+    /// `"discard"`: reads and drops everything (UDP and TCP).
+    pub const DISCARD: ServiceId = ServiceId::builtin(1, "discard", TCP_BIT | UDP_BIT);
+    /// `"http"`: a fixed HTTP/1.1 responder (TCP only).
+    pub const HTTP: ServiceId = ServiceId::builtin(2, "http", TCP_BIT);
+    /// The embedding application's own active opens ([`crate::app::App`]):
+    /// never named by a rule, not in the catalog.
+    pub const APP: ServiceId = ServiceId::builtin(u16::MAX, "app", TCP_BIT | UDP_BIT);
+    /// The built-in services, in catalog order.
+    pub const BUILTIN: [ServiceId; 3] = [ServiceId::ECHO, ServiceId::DISCARD, ServiceId::HTTP];
+
+    const fn builtin(index: u16, name: &'static str, protocols: u8) -> ServiceId {
+        ServiceId {
+            index,
+            protocols,
+            name,
+        }
+    }
+
+    /// Its index in the catalog (`u16::MAX` for [`ServiceId::APP`]).
+    #[inline]
+    pub fn index(self) -> usize {
+        usize::from(self.index)
+    }
+
+    /// The name rules use.
+    pub fn as_str(&self) -> &'static str {
+        self.name
+    }
 
     /// Whether the service runs over `protocol`.
+    #[inline]
     pub fn supports(self, protocol: Protocol) -> bool {
-        !(self == ServiceKind::Http && protocol == Protocol::Udp)
+        let bit = match protocol {
+            Protocol::Tcp => TCP_BIT,
+            Protocol::Udp => UDP_BIT,
+        };
+        self.protocols & bit != 0
+    }
+}
+
+impl PartialEq for ServiceId {
+    fn eq(&self, other: &Self) -> bool {
+        self.index == other.index
+    }
+}
+
+impl Eq for ServiceId {}
+
+impl std::hash::Hash for ServiceId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.index.hash(state);
+    }
+}
+
+impl fmt::Debug for ServiceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ServiceId({:?})", self.name)
+    }
+}
+
+impl fmt::Display for ServiceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// Why a service could not be added to a [`ServiceCatalog`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CatalogError {
+    /// Another service has this name.
+    #[error("a service named {0:?} is already registered")]
+    Duplicate(String),
+    /// The name is empty, too long, reserved or has characters other than
+    /// ASCII letters, digits, `-`, `_` and `.`.
+    #[error(
+        "{0:?} is not a valid service name (1 to 64 ASCII letters, digits, '-', '_' or '.'; \
+         not \"kernel\", \"drop\" or \"app\")"
+    )]
+    BadName(String),
+    /// A service must run over TCP, UDP or both.
+    #[error("service {0:?} runs over no protocol")]
+    NoProtocol(String),
+    /// More services than ids.
+    #[error("too many services")]
+    Full,
+}
+
+/// The services rules may name, fixed for the life of the process: the
+/// built-ins first ([`ServiceId::BUILTIN`]), then those the program
+/// registered (see [`crate::runtime::Runtime`]). Validation resolves rule
+/// names against it, so a rule naming a service the program did not
+/// register is a positioned error, as any other config error.
+#[derive(Clone, Debug)]
+pub struct ServiceCatalog {
+    ids: Vec<ServiceId>,
+}
+
+impl Default for ServiceCatalog {
+    fn default() -> Self {
+        ServiceCatalog::builtin()
+    }
+}
+
+impl ServiceCatalog {
+    /// The built-in services only (what `shardnet run` and `check` know).
+    pub fn builtin() -> ServiceCatalog {
+        ServiceCatalog {
+            ids: ServiceId::BUILTIN.to_vec(),
+        }
+    }
+
+    /// Add a service named `name` that runs over TCP and/or UDP. The name
+    /// is kept for the life of the process (ids carry it as `&'static str`;
+    /// a program registers its few services once).
+    ///
+    /// # Errors
+    /// A duplicate, reserved or malformed name, or no protocol.
+    pub fn add(&mut self, name: &str, tcp: bool, udp: bool) -> Result<ServiceId, CatalogError> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && !matches!(name, "kernel" | "drop" | "app");
+        if !valid {
+            return Err(CatalogError::BadName(name.to_owned()));
+        }
+        if self.get(name).is_some() {
+            return Err(CatalogError::Duplicate(name.to_owned()));
+        }
+        if !tcp && !udp {
+            return Err(CatalogError::NoProtocol(name.to_owned()));
+        }
+        let index = u16::try_from(self.ids.len())
+            .ok()
+            .filter(|&i| i < u16::MAX)
+            .ok_or(CatalogError::Full)?;
+        let protocols = if tcp { TCP_BIT } else { 0 } | if udp { UDP_BIT } else { 0 };
+        let id = ServiceId {
+            index,
+            protocols,
+            name: Box::leak(name.to_owned().into_boxed_str()),
+        };
+        self.ids.push(id);
+        Ok(id)
+    }
+
+    /// The service named `name`.
+    pub fn get(&self, name: &str) -> Option<ServiceId> {
+        self.ids.iter().copied().find(|id| id.name == name)
+    }
+
+    /// Every service, in index order.
+    pub fn ids(&self) -> &[ServiceId] {
+        &self.ids
+    }
+
+    /// How many services there are.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Never true: the built-ins are always there.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
     }
 }
 
@@ -609,12 +773,6 @@ names!(IdleMode { IdleMode::Busy => "busy", IdleMode::Adaptive => "adaptive" });
 names!(KernelKind { KernelKind::VirtioUser => "virtio-user", KernelKind::Tap => "tap" });
 names!(CongestionKind { CongestionKind::Cubic => "cubic", CongestionKind::NewReno => "newreno" });
 names!(Protocol { Protocol::Udp => "udp", Protocol::Tcp => "tcp" });
-names!(ServiceKind {
-    ServiceKind::Echo => "echo",
-    ServiceKind::Discard => "discard",
-    ServiceKind::Http => "http",
-    ServiceKind::App => "app",
-});
 names!(Action {
     Action::Service(s) => s.as_str(),
     Action::Kernel => "kernel",
@@ -788,11 +946,21 @@ impl Config {
 
     /// Reads and validates `path` against the given set of online cores.
     pub fn load_with(path: &Path, online: &CoreSet) -> Result<Config, ConfigErrors> {
+        Config::load_for(path, online, &ServiceCatalog::builtin())
+    }
+
+    /// Reads and validates `path` against the given online cores, with
+    /// rules naming the services of `services`.
+    pub fn load_for(
+        path: &Path,
+        online: &CoreSet,
+        services: &ServiceCatalog,
+    ) -> Result<Config, ConfigErrors> {
         let text = read_file(path).map_err(|message| ConfigErrors {
             path: path.to_owned(),
             errors: vec![ConfigError::new(Position::default(), message)],
         })?;
-        Config::parse_with(&text, path, online)
+        Config::parse_for(&text, path, online, services)
     }
 
     /// Validates `text` (the contents of `path`, which is only used in
@@ -807,7 +975,18 @@ impl Config {
 
     /// Validates `text` against the given set of online cores.
     pub fn parse_with(text: &str, path: &Path, online: &CoreSet) -> Result<Config, ConfigErrors> {
-        validate::parse(text, path, online)
+        validate::parse(text, path, online, &ServiceCatalog::builtin())
+    }
+
+    /// Validates `text` against the given online cores, with rules naming
+    /// the services of `services` (built-in and registered).
+    pub fn parse_for(
+        text: &str,
+        path: &Path,
+        online: &CoreSet,
+        services: &ServiceCatalog,
+    ) -> Result<Config, ConfigErrors> {
+        validate::parse(text, path, online, services)
     }
 
     /// Problems with features the file may describe but this build's
@@ -837,7 +1016,7 @@ impl Config {
     }
 
     /// Whether some rule uses the built-in service `kind`.
-    pub fn uses_service(&self, kind: ServiceKind) -> bool {
+    pub fn uses_service(&self, kind: ServiceId) -> bool {
         self.rules.iter().any(|r| r.action == Action::Service(kind))
     }
 
@@ -914,7 +1093,7 @@ impl Config {
                 format_ms(t.time_wait_ms)
             ));
         }
-        if self.uses_service(ServiceKind::Http) {
+        if self.uses_service(ServiceId::HTTP) {
             lines.push(format!(
                 "http:      body of {}",
                 format_bytes(self.http.body.len() as u64)

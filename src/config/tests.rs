@@ -227,19 +227,19 @@ idle_timeout_ms = 0
                 name: "echo".into(),
                 protocol: Protocol::Udp,
                 ports: vec![7..=7],
-                action: Action::Service(ServiceKind::Echo),
+                action: Action::Service(ServiceId::ECHO),
             },
             Rule {
                 name: "mixed".into(),
                 protocol: Protocol::Tcp,
                 ports: vec![80..=80, 443..=443, 8000..=8100, 9000..=9001],
-                action: Action::Service(ServiceKind::Http),
+                action: Action::Service(ServiceId::HTTP),
             },
             Rule {
                 name: "int".into(),
                 protocol: Protocol::Udp,
                 ports: vec![9..=9],
-                action: Action::Service(ServiceKind::Discard),
+                action: Action::Service(ServiceId::DISCARD),
             },
             Rule {
                 name: "k".into(),
@@ -1052,7 +1052,7 @@ fn tcp_service_rules_are_supported() {
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     assert_eq!(c.check_supported(), []);
     assert!(c.uses_tcp_services());
-    assert!(c.uses_service(ServiceKind::Http));
+    assert!(c.uses_service(ServiceId::HTTP));
     assert!(!ok(MINIMAL).uses_tcp_services());
 }
 

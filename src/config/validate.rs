@@ -14,7 +14,7 @@ use super::{
     format_bytes, prefix_mask, Action, AfPacketConfig, Backend, Config, ConfigError, ConfigErrors,
     CongestionKind, CoreSet, Dataplane, DebugConfig, DefaultAction, DpdkConfig, HttpSettings,
     IdleMode, InterfaceConfig, KeepaliveSettings, KernelConfig, KernelIngress, KernelKind,
-    MacSetting, MetricsConfig, Position, Positions, Protocol, Rule, ServiceKind, TcpSettings,
+    MacSetting, MetricsConfig, Position, Positions, Protocol, Rule, ServiceCatalog, ServiceId, TcpSettings,
     MAX_HTTP_BODY, MAX_RULES, MIN_MBUFS_PER_WORKER,
 };
 
@@ -57,6 +57,8 @@ impl<'a> LineIndex<'a> {
 struct Validator<'a> {
     index: LineIndex<'a>,
     online: &'a CoreSet,
+    /// The services rules may name.
+    services: &'a ServiceCatalog,
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigError>,
 }
@@ -71,7 +73,12 @@ fn at<T>(s: &Spanned<T>) -> At {
     s.span().start
 }
 
-pub(super) fn parse(text: &str, path: &Path, online: &CoreSet) -> Result<Config, ConfigErrors> {
+pub(super) fn parse(
+    text: &str,
+    path: &Path,
+    online: &CoreSet,
+    services: &ServiceCatalog,
+) -> Result<Config, ConfigErrors> {
     let index = LineIndex::new(text);
     let raw: RawFile = toml::from_str(text).map_err(|e| ConfigErrors {
         path: path.to_owned(),
@@ -80,6 +87,7 @@ pub(super) fn parse(text: &str, path: &Path, online: &CoreSet) -> Result<Config,
     let mut v = Validator {
         index,
         online,
+        services,
         errors: Vec::new(),
         warnings: Vec::new(),
     };
@@ -205,7 +213,7 @@ impl Validator<'_> {
         if let Some(h) = &raw.http {
             if !rules
                 .iter()
-                .any(|r| r.action == Action::Service(ServiceKind::Http))
+                .any(|r| r.action == Action::Service(ServiceId::HTTP))
             {
                 self.warn(
                     at(h),
@@ -1032,30 +1040,34 @@ impl Validator<'_> {
                 ),
                 Some(s) => {
                     let a = match s.get_ref().as_str() {
-                        "echo" => Some(Action::Service(ServiceKind::Echo)),
-                        "discard" => Some(Action::Service(ServiceKind::Discard)),
-                        "http" => Some(Action::Service(ServiceKind::Http)),
                         "kernel" => Some(Action::Kernel),
                         "drop" => Some(Action::Drop),
-                        other => {
-                            self.error(
-                                at(s),
-                                format!(
-                                    "unknown service {other:?}; expected one of echo, discard, \
-                                     http, kernel, drop"
-                                ),
-                            );
-                            None
-                        }
+                        other => match self.services.get(other) {
+                            Some(id) => Some(Action::Service(id)),
+                            None => {
+                                let names: Vec<&str> =
+                                    self.services.ids().iter().map(|id| id.as_str()).collect();
+                                self.error(
+                                    at(s),
+                                    format!(
+                                        "unknown service {other:?}; expected one of {}, kernel, \
+                                         drop",
+                                        names.join(", ")
+                                    ),
+                                );
+                                None
+                            }
+                        },
                     };
                     if let (Some(Action::Service(kind)), Some(proto)) = (a, protocol) {
                         if !kind.supports(proto) {
                             self.error(
                                 at(s),
                                 format!(
-                                    "service {:?} runs over tcp only, but this rule has \
+                                    "service {:?} runs over {} only, but this rule has \
                                      protocol = \"{proto}\"",
-                                    kind.as_str()
+                                    kind.as_str(),
+                                    if kind.supports(Protocol::Tcp) { "tcp" } else { "udp" }
                                 ),
                             );
                         }

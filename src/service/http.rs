@@ -39,7 +39,7 @@
 use std::fmt;
 use std::mem::MaybeUninit;
 
-use super::tcp::{TcpIo, TcpService};
+use crate::tcp::service::{TcpIo, TcpService};
 
 /// The body `GET` gets when none is configured.
 pub const DEFAULT_BODY: &[u8] = b"shardnet\n";
@@ -368,6 +368,16 @@ impl Default for Http {
 }
 
 impl Http {
+    /// The responder `[http]` describes: its body and timeouts.
+    pub fn from_settings(settings: &crate::config::HttpSettings) -> Self {
+        let mut http = Http::new(settings.body.as_bytes());
+        http.set_timeouts(
+            settings.header_timeout_ms.saturating_mul(1_000_000),
+            settings.idle_timeout_ms.saturating_mul(1_000_000),
+        );
+        http
+    }
+
     /// A responder whose `200 OK` carries `body`, with the default timeouts
     /// ([`DEFAULT_HEADER_TIMEOUT_MS`], [`DEFAULT_IDLE_TIMEOUT_MS`]).
     ///

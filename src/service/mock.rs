@@ -146,6 +146,18 @@ impl TcpIo for MockIo {
         &mut self.state
     }
 
+    fn id(&self) -> super::tcp::ConnId {
+        super::tcp::ConnId { key: 0, serial: 0 }
+    }
+
+    fn local_addr(&self) -> std::net::SocketAddrV4 {
+        std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(198, 18, 0, 1), 80)
+    }
+
+    fn peer_addr(&self) -> std::net::SocketAddrV4 {
+        std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(198, 18, 0, 2), 40000)
+    }
+
     fn now(&self) -> u64 {
         self.now
     }

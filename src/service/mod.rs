@@ -1,11 +1,30 @@
-//! Services that run inside the stack.
+//! Services that run inside the stack, and how a program registers its own.
 //!
-//! Each worker holds its own instances (no sharing, no locks). TCP services
-//! are driven through the callbacks of [`tcp`]. UDP services see
-//! one datagram at a time and answer in place: the reply reuses the request's
-//! buffer, so a UDP echo allocates nothing and copies nothing.
+//! A service is named in the rules (`service = "name"`) and has one instance
+//! per worker, built on the worker's own thread by a factory the program
+//! registered ([`Registry`]): nothing is shared between workers and an
+//! instance need not be `Send`. The built-in services (`echo`, `discard`,
+//! `http`) are registered the same way, first, by [`Registry::new`].
+//!
+//! - TCP services implement [`TcpService`]: the engine calls them on a
+//!   connection's events through a [`TcpIo`] handle ([`crate::tcp::service`]
+//!   has the whole contract).
+//! - UDP services implement [`UdpService`]: one datagram at a time, with its
+//!   addresses. The answer to the sender can be built in place
+//!   ([`UdpAction::EchoBack`]: the reply reuses the request's buffer, so a UDP
+//!   echo allocates nothing and copies nothing), and any datagram can be sent
+//!   through [`UdpIo::send_to`].
+//!
+//! A worker's instances are kept in [`Services`], indexed by [`ServiceId`]
+//! (one bounds-checked load per event, and one virtual call).
 
-use crate::config::ServiceKind;
+use std::fmt;
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+
+use crate::app::ConnectError;
+pub use crate::config::{CatalogError, ServiceCatalog, ServiceId};
+use crate::config::Config;
 
 pub mod http;
 #[cfg(test)]
@@ -13,22 +32,51 @@ mod mock;
 pub mod tcp;
 
 pub use http::Http;
-pub use tcp::{TcpDiscard, TcpEcho, TcpIo, TcpService, TcpServices};
+pub use tcp::{Closed, ConnId, NullService, ServiceSet, TcpDiscard, TcpEcho, TcpIo, TcpService};
 
 /// What a UDP service does with a datagram it was given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UdpAction {
     /// Send the payload back, unchanged, to where it came from. The stack swaps
-    /// the addresses and ports in place; the checksums stay valid.
+    /// the addresses and ports in place; the checksums stay valid. Loop
+    /// protection applies: no answer goes to source port 0, to ports below
+    /// 1024, or to a port whose rule names an answering service (counted as
+    /// `loop_protection` drops).
     EchoBack,
-    /// Keep nothing, answer nothing.
+    /// Keep nothing, answer nothing (the service may have sent datagrams of
+    /// its own with [`UdpIo::send_to`]).
     Consume,
+}
+
+/// A datagram as a UDP service receives it.
+#[derive(Clone, Copy, Debug)]
+pub struct Datagram<'a> {
+    /// The sender's address and port.
+    pub from: SocketAddrV4,
+    /// Our address and the port it was sent to.
+    pub to: SocketAddrV4,
+    /// The payload.
+    pub payload: &'a [u8],
+}
+
+/// What a UDP service can do while it handles a datagram.
+pub trait UdpIo {
+    /// Send `payload` from our port `local_port` to `to`. The frame leaves
+    /// with the worker's next TX burst.
+    ///
+    /// # Errors
+    /// No route or MAC for `to` yet (an ARP request is sent), no buffer,
+    /// or a payload over one frame.
+    fn send_to(&mut self, local_port: u16, to: SocketAddrV4, payload: &[u8])
+        -> Result<(), ConnectError>;
+    /// The worker's clock, in nanoseconds.
+    fn now(&self) -> u64;
 }
 
 /// A per-worker UDP service.
 pub trait UdpService {
-    /// Handle one datagram's payload.
-    fn on_datagram(&mut self, payload: &[u8]) -> UdpAction;
+    /// Handle one datagram.
+    fn on_datagram(&mut self, datagram: &Datagram<'_>, io: &mut dyn UdpIo) -> UdpAction;
 }
 
 /// RFC 862 echo: every datagram comes back byte for byte.
@@ -40,8 +88,8 @@ pub struct Echo {
 
 impl UdpService for Echo {
     #[inline]
-    fn on_datagram(&mut self, payload: &[u8]) -> UdpAction {
-        self.bytes += payload.len() as u64;
+    fn on_datagram(&mut self, datagram: &Datagram<'_>, _io: &mut dyn UdpIo) -> UdpAction {
+        self.bytes += datagram.payload.len() as u64;
         UdpAction::EchoBack
     }
 }
@@ -55,37 +103,228 @@ pub struct Discard {
 
 impl UdpService for Discard {
     #[inline]
-    fn on_datagram(&mut self, payload: &[u8]) -> UdpAction {
-        self.bytes += payload.len() as u64;
+    fn on_datagram(&mut self, datagram: &Datagram<'_>, _io: &mut dyn UdpIo) -> UdpAction {
+        self.bytes += datagram.payload.len() as u64;
         UdpAction::Consume
     }
 }
 
-/// The UDP service instances of one worker, dispatched by kind without a
-/// virtual call.
-#[derive(Debug, Default)]
-pub struct UdpServices {
-    /// The echo instance.
-    pub echo: Echo,
-    /// The discard instance.
-    pub discard: Discard,
+/// What a service factory is told about the worker it builds an instance
+/// for.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerInfo<'a> {
+    /// The worker's number (its queue pair), from 0.
+    pub id: usize,
+    /// How many workers there are.
+    pub workers: usize,
+    /// The configuration the process started with.
+    pub config: &'a Config,
 }
 
-impl UdpServices {
-    /// Whether the service of `kind` sends datagrams back (echo does,
-    /// discard does not): the stack applies loop protection to those.
-    #[inline]
-    pub fn answers(kind: ServiceKind) -> bool {
-        matches!(kind, ServiceKind::Echo)
+/// Builds a worker's instance of a TCP service.
+pub type TcpFactory = Arc<dyn Fn(&WorkerInfo<'_>) -> Box<dyn TcpService> + Send + Sync>;
+
+/// Builds a worker's instance of a UDP service.
+pub type UdpFactory = Arc<dyn Fn(&WorkerInfo<'_>) -> Box<dyn UdpService> + Send + Sync>;
+
+struct Entry {
+    name: String,
+    tcp: Option<TcpFactory>,
+    udp: Option<UdpFactory>,
+}
+
+/// The services of a process, by name: the built-ins, then the program's,
+/// with the factories that build each worker's instances.
+pub struct Registry {
+    entries: Vec<Entry>,
+    catalog: ServiceCatalog,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("services", &self.catalog)
+            .finish()
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new()
+    }
+}
+
+impl Registry {
+    /// The built-in services: `echo` and `discard` (TCP and UDP) and `http`
+    /// (TCP, answering with the config's `[http]` body and timeouts).
+    pub fn new() -> Registry {
+        let tcp_echo: TcpFactory = Arc::new(|_: &WorkerInfo<'_>| Box::new(TcpEcho::default()));
+        let udp_echo: UdpFactory = Arc::new(|_: &WorkerInfo<'_>| Box::new(Echo::default()));
+        let tcp_discard: TcpFactory =
+            Arc::new(|_: &WorkerInfo<'_>| Box::new(TcpDiscard::default()));
+        let udp_discard: UdpFactory = Arc::new(|_: &WorkerInfo<'_>| Box::new(Discard::default()));
+        let http: TcpFactory = Arc::new(|worker: &WorkerInfo<'_>| Box::new(Http::from_settings(&worker.config.http)));
+        Registry {
+            entries: vec![
+                Entry {
+                    name: "echo".into(),
+                    tcp: Some(tcp_echo),
+                    udp: Some(udp_echo),
+                },
+                Entry {
+                    name: "discard".into(),
+                    tcp: Some(tcp_discard),
+                    udp: Some(udp_discard),
+                },
+                Entry {
+                    name: "http".into(),
+                    tcp: Some(http),
+                    udp: None,
+                },
+            ],
+            catalog: ServiceCatalog::builtin(),
+        }
     }
 
-    /// Hand a datagram to the service of `kind`; `None` if `kind` has no UDP side.
+    /// Register `name` with a TCP factory, a UDP factory, or both.
+    ///
+    /// # Errors
+    /// The name is taken, reserved or malformed, or neither factory is given.
+    pub fn add(
+        &mut self,
+        name: &str,
+        tcp: Option<TcpFactory>,
+        udp: Option<UdpFactory>,
+    ) -> Result<ServiceId, CatalogError> {
+        let id = self.catalog.add(name, tcp.is_some(), udp.is_some())?;
+        debug_assert_eq!(id.index(), self.entries.len());
+        self.entries.push(Entry {
+            name: name.to_owned(),
+            tcp,
+            udp,
+        });
+        Ok(id)
+    }
+
+    /// The names rules may use, with their protocols.
+    pub fn catalog(&self) -> &ServiceCatalog {
+        &self.catalog
+    }
+
+    /// The registered names, in id order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.name.as_str())
+    }
+
+    /// Build one worker's instances, on that worker's thread.
+    pub fn build(&self, worker: &WorkerInfo<'_>) -> Services {
+        Services {
+            tcp: self
+                .entries
+                .iter()
+                .map(|e| e.tcp.as_ref().map(|f| f(worker)))
+                .collect(),
+            udp: self
+                .entries
+                .iter()
+                .map(|e| e.udp.as_ref().map(|f| f(worker)))
+                .collect(),
+            app: None,
+            null: NullService,
+        }
+    }
+}
+
+/// One worker's service instances, by [`ServiceId`], and the embedding
+/// application's ([`crate::app::App`]) if it runs one.
+pub struct Services {
+    tcp: Vec<Option<Box<dyn TcpService>>>,
+    udp: Vec<Option<Box<dyn UdpService>>>,
+    app: Option<Box<dyn crate::app::App>>,
+    null: NullService,
+}
+
+impl fmt::Debug for Services {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Services")
+            .field("tcp", &self.tcp.iter().filter(|s| s.is_some()).count())
+            .field("udp", &self.udp.iter().filter(|s| s.is_some()).count())
+            .field("app", &self.app.is_some())
+            .finish()
+    }
+}
+
+impl Services {
+    /// The built-in services with their defaults, `http` answering with
+    /// `http_body` (tests, benchmarks).
+    pub fn builtin(http_body: impl AsRef<[u8]>) -> Services {
+        Services {
+            tcp: vec![
+                Some(Box::new(TcpEcho::default())),
+                Some(Box::new(TcpDiscard::default())),
+                Some(Box::new(Http::new(http_body))),
+            ],
+            udp: vec![
+                Some(Box::new(Echo::default())),
+                Some(Box::new(Discard::default())),
+                None,
+            ],
+            app: None,
+            null: NullService,
+        }
+    }
+
+    /// Replace the instance of `id` for TCP (tests).
+    pub fn set_tcp(&mut self, id: ServiceId, service: Box<dyn TcpService>) {
+        let i = id.index();
+        if self.tcp.len() <= i {
+            self.tcp.resize_with(i + 1, || None);
+        }
+        self.tcp[i] = Some(service);
+    }
+
+    /// The application's instance, if any.
+    pub fn app(&self) -> Option<&dyn crate::app::App> {
+        self.app.as_deref()
+    }
+
+    /// The application's instance, if any, mutably.
+    pub fn app_mut(&mut self) -> Option<&mut (dyn crate::app::App + 'static)> {
+        self.app.as_deref_mut()
+    }
+
+    /// Run `app` on this worker ([`ServiceId::APP`] connections go to it).
+    pub fn set_app(&mut self, app: Box<dyn crate::app::App>) {
+        self.app = Some(app);
+    }
+
+    /// Take the application out (the worker is stopping).
+    pub fn take_app(&mut self) -> Option<Box<dyn crate::app::App>> {
+        self.app.take()
+    }
+
+    /// The UDP instance of `id`, if it runs over UDP.
     #[inline]
-    pub fn dispatch(&mut self, kind: ServiceKind, payload: &[u8]) -> Option<UdpAction> {
-        match kind {
-            ServiceKind::Echo => Some(self.echo.on_datagram(payload)),
-            ServiceKind::Discard => Some(self.discard.on_datagram(payload)),
-            ServiceKind::Http | ServiceKind::App => None,
+    pub fn udp(&mut self, id: ServiceId) -> Option<&mut dyn UdpService> {
+        match self.udp.get_mut(id.index()) {
+            Some(Some(service)) => Some(&mut **service),
+            _ => None,
+        }
+    }
+}
+
+impl ServiceSet for Services {
+    #[inline]
+    fn tcp(&mut self, id: ServiceId) -> &mut dyn TcpService {
+        if id == ServiceId::APP {
+            return match &mut self.app {
+                Some(app) => &mut **app,
+                None => &mut self.null,
+            };
+        }
+        match self.tcp.get_mut(id.index()) {
+            Some(Some(service)) => &mut **service,
+            _ => &mut self.null,
         }
     }
 }
@@ -94,19 +333,79 @@ impl UdpServices {
 mod tests {
     use super::*;
 
+    struct NoIo;
+    impl UdpIo for NoIo {
+        fn send_to(&mut self, _: u16, _: SocketAddrV4, _: &[u8]) -> Result<(), ConnectError> {
+            Err(ConnectError::NoBuffer)
+        }
+        fn now(&self) -> u64 {
+            0
+        }
+    }
+
+    fn datagram(payload: &[u8]) -> Datagram<'_> {
+        let a = SocketAddrV4::new(std::net::Ipv4Addr::new(198, 18, 0, 2), 5000);
+        let b = SocketAddrV4::new(std::net::Ipv4Addr::new(198, 18, 0, 1), 7);
+        Datagram {
+            from: a,
+            to: b,
+            payload,
+        }
+    }
+
     #[test]
-    fn echo_and_discard() {
-        let mut services = UdpServices::default();
+    fn builtins_are_registered_like_any_service() {
+        let mut services = Services::builtin(b"hi\n");
+        let echo = services.udp(ServiceId::ECHO).unwrap();
         assert_eq!(
-            services.dispatch(ServiceKind::Echo, b"hello"),
-            Some(UdpAction::EchoBack)
+            echo.on_datagram(&datagram(b"hello"), &mut NoIo),
+            UdpAction::EchoBack
         );
+        let discard = services.udp(ServiceId::DISCARD).unwrap();
         assert_eq!(
-            services.dispatch(ServiceKind::Discard, b"abc"),
-            Some(UdpAction::Consume)
+            discard.on_datagram(&datagram(b"abc"), &mut NoIo),
+            UdpAction::Consume
         );
-        assert_eq!(services.dispatch(ServiceKind::Http, b"GET /"), None);
-        assert_eq!(services.echo.bytes, 5);
-        assert_eq!(services.discard.bytes, 3);
+        assert!(services.udp(ServiceId::HTTP).is_none());
+        let registry = Registry::new();
+        let names: Vec<&str> = registry.names().collect();
+        assert_eq!(names, ["echo", "discard", "http"]);
+    }
+
+    #[test]
+    fn registered_services_get_ids_after_the_builtins() {
+        struct Mine;
+        impl TcpService for Mine {
+            fn on_readable(&mut self, io: &mut dyn TcpIo) {
+                io.send(b"mine");
+            }
+        }
+        let mut registry = Registry::new();
+        let id = registry
+            .add("mine", Some(Arc::new(|_: &WorkerInfo<'_>| Box::new(Mine))), None)
+            .unwrap();
+        assert_eq!(id.index(), 3);
+        assert!(id.supports(crate::config::Protocol::Tcp));
+        assert!(!id.supports(crate::config::Protocol::Udp));
+        assert_eq!(registry.catalog().get("mine"), Some(id));
+        assert!(matches!(
+            registry.add("mine", Some(Arc::new(|_: &WorkerInfo<'_>| Box::new(Mine))), None),
+            Err(CatalogError::Duplicate(_))
+        ));
+        assert!(matches!(
+            registry.add("kernel", None, Some(Arc::new(|_: &WorkerInfo<'_>| Box::new(Echo::default())))),
+            Err(CatalogError::BadName(_))
+        ));
+        assert!(matches!(registry.add("none", None, None), Err(CatalogError::NoProtocol(_))));
+        let config = crate::testing::lone_config();
+        let mut services = registry.build(&WorkerInfo {
+            id: 0,
+            workers: 1,
+            config: &config,
+        });
+        let mut io = mock::MockIo::default();
+        io.rx.extend_from_slice(b"x");
+        services.tcp(id).on_readable(&mut io);
+        assert_eq!(io.tx, b"mine");
     }
 }

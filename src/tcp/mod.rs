@@ -35,6 +35,7 @@ pub mod ratelimit;
 pub mod rtt;
 pub mod scoreboard;
 pub mod seq;
+pub mod service;
 pub mod table;
 pub mod time_wait;
 pub mod timer_wheel;

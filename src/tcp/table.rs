@@ -46,9 +46,8 @@ use std::collections::VecDeque;
 use hashbrown::{HashMap, HashTable};
 use slab::Slab;
 
-use crate::config::ServiceKind;
+use crate::config::ServiceId;
 use crate::counters::{DropReason, WorkerCounters};
-use crate::service::tcp::{TcpIo, TcpServices};
 use crate::wire::{EthernetAddress, TcpFlags, TcpHeader};
 
 use super::buffer::BufferPool;
@@ -56,6 +55,7 @@ use super::connection::{Connection, Events, Segment, State, TcpConfig};
 use super::cookie::{CookieOptions, Secrets};
 use super::ratelimit::{AckCounts, AckLimiter, DEFAULT_CHALLENGE_ACK_LIMIT};
 use super::time_wait::TimeWait;
+use super::service::{Closed, ConnId, ServiceSet, TcpIo};
 use super::timer_wheel::{TimerId, TimerWheel};
 use super::{FourTuple, Seq};
 
@@ -125,7 +125,7 @@ pub enum Input {
 
 struct Slot {
     conn: Connection,
-    service: ServiceKind,
+    service: ServiceId,
     peer_mac: EthernetAddress,
     app: u64,
     timer: Option<TimerId>,
@@ -140,6 +140,25 @@ struct Slot {
     buffer_wait: bool,
     /// The service's timer ([`TcpIo::set_timer`]); `u64::MAX` when unset.
     app_timer_at: u64,
+    /// Which occupant of its slab slot it is ([`ConnId`]).
+    serial: u32,
+}
+
+impl Slot {
+    /// What its service hears when it ends.
+    fn closed(&self, key: u32, reset: bool) -> Closed {
+        let t = self.conn.tuple();
+        Closed {
+            id: ConnId {
+                key,
+                serial: self.serial,
+            },
+            app_state: self.app,
+            local: std::net::SocketAddrV4::new(t.local_ip, t.local_port),
+            peer: std::net::SocketAddrV4::new(t.remote_ip, t.remote_port),
+            reset,
+        }
+    }
 }
 
 /// A connection in TIME-WAIT: what the table needs besides the record.
@@ -147,7 +166,7 @@ struct TimeWaitSlot {
     record: TimeWait,
     peer_mac: EthernetAddress,
     /// Told [`crate::service::TcpService::on_closed`] when the record ends.
-    service: ServiceKind,
+    service: ServiceId,
     /// Its expiry in `TcpTable::time_wait_wheel`.
     timer: TimerId,
 }
@@ -183,6 +202,8 @@ pub struct TcpTable {
     waking: bool,
     /// Connections in TIME-WAIT, as compact records.
     time_wait: Slab<TimeWaitSlot>,
+    /// The serial of the next connection ([`ConnId`]).
+    next_serial: u32,
     /// Their 4-tuple index: keys of `time_wait`, hashed with `by_tuple`'s
     /// seed (the tuple is stored once, in the record).
     time_wait_index: HashTable<u32>,
@@ -202,6 +223,7 @@ impl std::fmt::Debug for TcpTable {
 
 /// The handle a service gets on one connection during a callback.
 struct Io<'a> {
+    id: ConnId,
     conn: &'a mut Connection,
     pool: &'a mut BufferPool,
     config: &'a TcpConfig,
@@ -253,8 +275,18 @@ impl TcpIo for Io<'_> {
         self.app
     }
 
-    fn local_port(&self) -> u16 {
-        self.conn.tuple().local_port
+    fn id(&self) -> ConnId {
+        self.id
+    }
+
+    fn local_addr(&self) -> std::net::SocketAddrV4 {
+        let t = self.conn.tuple();
+        std::net::SocketAddrV4::new(t.local_ip, t.local_port)
+    }
+
+    fn peer_addr(&self) -> std::net::SocketAddrV4 {
+        let t = self.conn.tuple();
+        std::net::SocketAddrV4::new(t.remote_ip, t.remote_port)
     }
 
     fn now(&self) -> u64 {
@@ -299,6 +331,7 @@ impl TcpTable {
             wait_level: 0,
             waking: false,
             time_wait: Slab::new(),
+            next_serial: 0,
             time_wait_index: HashTable::new(),
             time_wait_wheel: TimerWheel::new(now, TIMER_TICK_NS),
             secrets,
@@ -366,12 +399,12 @@ impl TcpTable {
 
     /// A segment arrived for `tuple` (checksum checked, header parsed).
     #[allow(clippy::too_many_arguments)]
-    pub fn input<F: FnMut(Outgoing<'_>)>(
+    pub fn input<S: ServiceSet + ?Sized, F: FnMut(Outgoing<'_>)>(
         &mut self,
         tuple: &FourTuple,
         header: &TcpHeader,
         payload: &[u8],
-        services: &mut TcpServices,
+        services: &mut S,
         counters: &WorkerCounters,
         now: u64,
         out: &mut F,
@@ -379,7 +412,7 @@ impl TcpTable {
         let Some(&key) = self.by_tuple.get(tuple) else {
             return match self.find_time_wait(tuple) {
                 Some(key) => {
-                    self.time_wait_input(key, header, payload, services, counters, now, out)
+                    self.time_wait_input(key, header, payload, counters, now, out)
                 }
                 None => Input::NoConnection,
             };
@@ -389,7 +422,9 @@ impl TcpTable {
         if slot.conn.state() == State::TimeWait && slot.conn.accepts_syn_in_time_wait(header) {
             // RFC 6191: a new incarnation may reuse the 4-tuple; the old one
             // is forgotten (it ended in order) and the SYN goes to the listener.
-            services.service(slot.service).on_closed(false);
+            services
+                .tcp(slot.service)
+                .on_closed(&slot.closed(key, false));
             counters.tcp_closed.inc();
             self.remove(key, counters);
             return Input::NoConnection;
@@ -423,14 +458,14 @@ impl TcpTable {
     /// `service`: the listener's part of RFC 9293 3.10.7.2 (LISTEN), with SYN
     /// cookies when the half-open backlog is full.
     #[allow(clippy::too_many_arguments)]
-    pub fn listen<F: FnMut(Outgoing<'_>)>(
+    pub fn listen<S: ServiceSet + ?Sized, F: FnMut(Outgoing<'_>)>(
         &mut self,
         tuple: &FourTuple,
         peer_mac: EthernetAddress,
         header: &TcpHeader,
         payload: &[u8],
-        service: ServiceKind,
-        services: &mut TcpServices,
+        service: ServiceId,
+        services: &mut S,
         counters: &WorkerCounters,
         now: u64,
         out: &mut F,
@@ -533,16 +568,16 @@ impl TcpTable {
     /// given service driving it. The caller picked `tuple.local_port` so that
     /// the replies come to this worker.
     #[allow(clippy::too_many_arguments)]
-    pub fn connect<F: FnMut(Outgoing<'_>)>(
+    pub fn connect<S: ServiceSet + ?Sized, F: FnMut(Outgoing<'_>)>(
         &mut self,
         tuple: FourTuple,
         peer_mac: EthernetAddress,
-        service: ServiceKind,
-        services: &mut TcpServices,
+        service: ServiceId,
+        services: &mut S,
         counters: &WorkerCounters,
         now: u64,
         out: &mut F,
-    ) -> Result<(), DropReason> {
+    ) -> Result<ConnId, DropReason> {
         if self.state_of(&tuple).is_some() {
             return Err(DropReason::ConnectionLimit);
         }
@@ -552,20 +587,77 @@ impl TcpTable {
         let iss = self.secrets.initial_sequence(&tuple, now);
         let conn = Connection::connect(tuple, iss, &self.config.tcp, now);
         let key = self.insert(conn, service, peer_mac, true, counters);
+        let id = ConnId {
+            key,
+            serial: self.slots[key as usize].serial,
+        };
         self.drive(key, services, counters, now, out);
-        Ok(())
+        Ok(id)
+    }
+
+    /// Run `f` on connection `id` outside of any callback, with the handle
+    /// callbacks get: how an async task reads and writes between poll
+    /// rounds. `None` if the connection is gone (or closed).
+    ///
+    /// Nothing is sent from here: the connection is listed as in a batch,
+    /// and what `f` caused (data, a FIN, a window update, a reset) leaves
+    /// at the next [`TcpTable::end_batch`], which the worker calls once its
+    /// tasks have run. A send that fell short for want of pool storage
+    /// wakes the connection's service with `on_writable` when it comes back,
+    /// as from a callback.
+    pub fn with_connection<R>(
+        &mut self,
+        id: ConnId,
+        now: u64,
+        f: impl FnOnce(&mut dyn TcpIo) -> R,
+    ) -> Option<R> {
+        let slot = self
+            .slots
+            .get_mut(id.key as usize)
+            .filter(|slot| slot.serial == id.serial && slot.conn.state() != State::Closed)?;
+        let mut io = Io {
+            id,
+            conn: &mut slot.conn,
+            pool: &mut self.pool,
+            config: &self.config.tcp,
+            app: &mut slot.app,
+            app_timer_at: &mut slot.app_timer_at,
+            now,
+            wants_buffer: false,
+        };
+        let result = f(&mut io);
+        let wants_buffer = io.wants_buffer;
+        // What `f` did is settled at the end of the batch; its own events
+        // (a reset it asked for) are not news to it.
+        let _ = slot.conn.take_events();
+        if !slot.deferred {
+            slot.deferred = true;
+            self.deferred.push(id.key);
+        }
+        if wants_buffer {
+            self.wait_for_buffer(id.key);
+        }
+        Some(result)
+    }
+
+    /// Whether `id` is still a connection of this table (any state but
+    /// CLOSED; a TIME-WAIT record is not).
+    pub fn is_open(&self, id: ConnId) -> bool {
+        self.slots
+            .get(id.key as usize)
+            .is_some_and(|slot| slot.serial == id.serial && slot.conn.state() != State::Closed)
     }
 
     /// An ICMP "fragmentation needed" (RFC 1191) for `tuple`, quoting our
     /// segment's sequence number `seq`, with next-hop MTU `mtu`. Returns
     /// whether a connection took it.
     #[allow(clippy::too_many_arguments)]
-    pub fn path_mtu<F: FnMut(Outgoing<'_>)>(
+    pub fn path_mtu<S: ServiceSet + ?Sized, F: FnMut(Outgoing<'_>)>(
         &mut self,
         tuple: &FourTuple,
         seq: u32,
         mtu: u16,
-        services: &mut TcpServices,
+        services: &mut S,
         counters: &WorkerCounters,
         now: u64,
         out: &mut F,
@@ -587,10 +679,10 @@ impl TcpTable {
     /// sends outside of any input. Returns false if there is no such
     /// connection of the app's (a built-in service's is not poked), or our
     /// side of it can no longer send.
-    pub fn wake<F: FnMut(Outgoing<'_>)>(
+    pub fn wake<S: ServiceSet + ?Sized, F: FnMut(Outgoing<'_>)>(
         &mut self,
         tuple: &FourTuple,
-        services: &mut TcpServices,
+        services: &mut S,
         counters: &WorkerCounters,
         now: u64,
         out: &mut F,
@@ -599,7 +691,7 @@ impl TcpTable {
             return false;
         };
         let slot = &mut self.slots[key as usize];
-        if slot.service != ServiceKind::App || !slot.conn.wake() {
+        if slot.service != ServiceId::APP || !slot.conn.wake() {
             return false;
         }
         self.drive(key, services, counters, now, out);
@@ -607,9 +699,9 @@ impl TcpTable {
     }
 
     /// Run the timers due at `now`.
-    pub fn poll<F: FnMut(Outgoing<'_>)>(
+    pub fn poll<S: ServiceSet + ?Sized, F: FnMut(Outgoing<'_>)>(
         &mut self,
-        services: &mut TcpServices,
+        services: &mut S,
         counters: &WorkerCounters,
         now: u64,
         out: &mut F,
@@ -617,10 +709,7 @@ impl TcpTable {
         let mut fired = std::mem::take(&mut self.fired);
         self.time_wait_wheel.advance(now, &mut fired);
         for key in fired.drain(..) {
-            // 2*MSL passed: the connection ended in order.
-            let service = self.time_wait[key as usize].service;
-            services.service(service).on_closed(false);
-            counters.tcp_closed.inc();
+            // 2*MSL passed (its service heard `on_closed` when it began).
             self.remove_time_wait(key, counters);
         }
         self.wheel.advance(now, &mut fired);
@@ -635,6 +724,10 @@ impl TcpTable {
                 slot.app_timer_at = u64::MAX;
                 if slot.conn.state() != State::Closed {
                     let mut io = Io {
+                        id: ConnId {
+                            key,
+                            serial: slot.serial,
+                        },
                         conn: &mut slot.conn,
                         pool: &mut self.pool,
                         config: &self.config.tcp,
@@ -643,7 +736,7 @@ impl TcpTable {
                         now,
                         wants_buffer: false,
                     };
-                    services.service(slot.service).on_timer(&mut io);
+                    services.tcp(slot.service).on_timer(&mut io);
                     if io.wants_buffer {
                         self.wait_for_buffer(key);
                     }
@@ -672,9 +765,9 @@ impl TcpTable {
     /// refused some, oldest first, while the pool has room (each woken one
     /// may take it; one that is refused again queues at the back). Each
     /// waiter is visited at most once per call.
-    fn wake_buffer_waiters<F: FnMut(Outgoing<'_>)>(
+    fn wake_buffer_waiters<S: ServiceSet + ?Sized, F: FnMut(Outgoing<'_>)>(
         &mut self,
-        services: &mut TcpServices,
+        services: &mut S,
         counters: &WorkerCounters,
         now: u64,
         out: &mut F,
@@ -697,9 +790,9 @@ impl TcpTable {
 
     /// Reset every connection (graceful shutdown of the worker: peers learn
     /// at once instead of timing out).
-    pub fn abort_all<F: FnMut(Outgoing<'_>)>(
+    pub fn abort_all<S: ServiceSet + ?Sized, F: FnMut(Outgoing<'_>)>(
         &mut self,
-        services: &mut TcpServices,
+        services: &mut S,
         counters: &WorkerCounters,
         now: u64,
         out: &mut F,
@@ -763,7 +856,7 @@ impl TcpTable {
     fn insert(
         &mut self,
         mut conn: Connection,
-        service: ServiceKind,
+        service: ServiceId,
         peer_mac: EthernetAddress,
         active: bool,
         counters: &WorkerCounters,
@@ -784,7 +877,9 @@ impl TcpTable {
             deferred: false,
             buffer_wait: false,
             app_timer_at: u64::MAX,
+            serial: self.next_serial,
         }) as u32;
+        self.next_serial = self.next_serial.wrapping_add(1);
         self.by_tuple.insert(tuple, key);
         self.set_gauges(counters);
         key
@@ -806,23 +901,25 @@ impl TcpTable {
 
     /// The connection `key` is in TIME-WAIT and its last output went: keep
     /// a record instead, or none if `max_time_wait` are kept already.
-    fn enter_time_wait(
+    fn enter_time_wait<S: ServiceSet + ?Sized>(
         &mut self,
         key: u32,
-        services: &mut TcpServices,
+        services: &mut S,
         counters: &WorkerCounters,
         now: u64,
     ) {
         let slot = &mut self.slots[key as usize];
         let (service, peer_mac) = (slot.service, slot.peer_mac);
+        // Closed for its service now, as a Linux socket is: what is left is
+        // the engine's record.
+        services.tcp(service).on_closed(&slot.closed(key, false));
+        counters.tcp_closed.inc();
         let record = slot.conn.time_wait(&self.config.tcp);
         self.remove(key, counters);
         let Some(record) = record else { return };
         if self.time_wait.len() >= self.config.max_time_wait {
             // Linux's "time wait bucket table overflow": no TIME-WAIT.
             counters.tcp_time_wait_overflow.inc();
-            services.service(service).on_closed(false);
-            counters.tcp_closed.inc();
             return;
         }
         let expiry = now.saturating_add(self.config.tcp.time_wait_ns);
@@ -862,7 +959,6 @@ impl TcpTable {
         key: u32,
         header: &TcpHeader,
         payload: &[u8],
-        services: &mut TcpServices,
         counters: &WorkerCounters,
         now: u64,
         out: &mut F,
@@ -870,8 +966,6 @@ impl TcpTable {
         counters.tcp_rx_segments.inc();
         let slot = &mut self.time_wait[key as usize];
         if slot.record.accepts_syn(header) {
-            services.service(slot.service).on_closed(false);
-            counters.tcp_closed.inc();
             self.remove_time_wait(key, counters);
             return Input::NoConnection;
         }
@@ -894,7 +988,6 @@ impl TcpTable {
         }
         if answer.reset {
             counters.tcp_resets_rx.inc();
-            services.service(slot.service).on_closed(true);
             self.remove_time_wait(key, counters);
         } else if answer.restart {
             self.time_wait_wheel.cancel(slot.timer);
@@ -923,10 +1016,10 @@ impl TcpTable {
 
     /// After any input: tell the service, send what is due, re-arm the timer,
     /// forget the connection if it closed.
-    fn drive<F: FnMut(Outgoing<'_>)>(
+    fn drive<S: ServiceSet + ?Sized, F: FnMut(Outgoing<'_>)>(
         &mut self,
         key: u32,
-        services: &mut TcpServices,
+        services: &mut S,
         counters: &WorkerCounters,
         now: u64,
         out: &mut F,
@@ -961,8 +1054,12 @@ impl TcpTable {
         let mut closed = None;
         let mut wants_buffer = false;
         if !events.is_empty() {
-            let service = services.service(slot.service);
+            let service = services.tcp(slot.service);
             let mut io = Io {
+                id: ConnId {
+                    key,
+                    serial: slot.serial,
+                },
                 conn: &mut slot.conn,
                 pool: &mut self.pool,
                 config,
@@ -1037,9 +1134,9 @@ impl TcpTable {
 
     /// End the batch: send what each connection that had input owes, and
     /// re-arm its timers.
-    pub fn end_batch<F: FnMut(Outgoing<'_>)>(
+    pub fn end_batch<S: ServiceSet + ?Sized, F: FnMut(Outgoing<'_>)>(
         &mut self,
-        services: &mut TcpServices,
+        services: &mut S,
         counters: &WorkerCounters,
         now: u64,
         out: &mut F,
@@ -1060,10 +1157,10 @@ impl TcpTable {
 
     /// Send what is due, then forget the connection if it closed, or give
     /// back its idle buffers and re-arm its timer.
-    fn settle<F: FnMut(Outgoing<'_>)>(
+    fn settle<S: ServiceSet + ?Sized, F: FnMut(Outgoing<'_>)>(
         &mut self,
         key: u32,
-        services: &mut TcpServices,
+        services: &mut S,
         closed: Option<bool>,
         counters: &WorkerCounters,
         now: u64,
@@ -1073,9 +1170,8 @@ impl TcpTable {
         let slot = &mut self.slots[key as usize];
         if slot.conn.state() == State::Closed {
             // Closed without a close event: only an abort does that.
-            services
-                .service(slot.service)
-                .on_closed(closed.unwrap_or(true));
+            let closed = slot.closed(key, closed.unwrap_or(true));
+            services.tcp(slot.service).on_closed(&closed);
             self.remove(key, counters);
             self.buffers_returned(services, counters, now, out);
             return;
@@ -1105,9 +1201,9 @@ impl TcpTable {
     /// After buffers may have gone back to the pool: update the gauge, and
     /// wake the connections waiting for storage if there is room now.
     #[inline]
-    fn buffers_returned<F: FnMut(Outgoing<'_>)>(
+    fn buffers_returned<S: ServiceSet + ?Sized, F: FnMut(Outgoing<'_>)>(
         &mut self,
-        services: &mut TcpServices,
+        services: &mut S,
         counters: &WorkerCounters,
         now: u64,
         out: &mut F,

@@ -64,7 +64,7 @@ impl Harness {
         seq: u32,
         ack: u32,
         payload: &[u8],
-        service: ServiceKind,
+        service: ServiceId,
         now: u64,
     ) -> Vec<(TcpHeader, Vec<u8>)> {
         let header = TcpHeader {
@@ -117,7 +117,7 @@ impl Harness {
 
     /// Handshake from `peer_port` to `port`; the peer's next sequence
     /// number is 1001, ours is returned.
-    fn establish(&mut self, port: u16, peer_port: u16, service: ServiceKind, now: u64) -> u32 {
+    fn establish(&mut self, port: u16, peer_port: u16, service: ServiceId, now: u64) -> u32 {
         let tuple = Harness::tuple(port, peer_port);
         let out = self.segment(&tuple, TcpFlags::SYN, 1000, 0, b"", service, now);
         assert_eq!(out.len(), 1, "a SYN-ACK");
@@ -220,7 +220,7 @@ fn with_app(h: &mut Harness, timer_after: Option<u64>, message: usize) -> Arc<Mu
 fn the_service_timer_fires_at_its_deadline_once_and_can_be_rearmed() {
     let mut h = Harness::new(64 * 1024, 64);
     let seen = with_app(&mut h, Some(30 * MS), 0);
-    h.establish(8000, 40000, ServiceKind::App, 5 * MS);
+    h.establish(8000, 40000, ServiceId::APP, 5 * MS);
     // Nothing before the deadline (the connection has no TCP timer of its
     // own running: the wheel entry is the service's).
     for now in (6..35).map(|ms| ms * MS) {
@@ -246,8 +246,8 @@ fn a_sender_refused_a_buffer_is_woken_when_one_comes_back() {
     // 8 KiB of buffers: two connections of 4 KiB each fill the pool.
     let mut h = Harness::new(4096, 2);
     let seen = with_app(&mut h, None, 4096);
-    let ours1 = h.establish(8001, 40001, ServiceKind::App, 0);
-    h.establish(8002, 40002, ServiceKind::App, 0);
+    let ours1 = h.establish(8001, 40001, ServiceId::APP, 0);
+    h.establish(8002, 40002, ServiceId::APP, 0);
     // Each sent its 4096 bytes and holds them until acknowledged.
     let data = |port: u16, sent: &[(FourTuple, TcpHeader, Vec<u8>)]| -> usize {
         sent.iter()
@@ -259,7 +259,7 @@ fn a_sender_refused_a_buffer_is_woken_when_one_comes_back() {
     assert_eq!(data(8002, &h.sent), 4096);
     assert_eq!(h.table.pool().in_use_bytes(), 8192);
     // The third is refused any storage: it sends nothing, and waits.
-    h.establish(8003, 40003, ServiceKind::App, 0);
+    h.establish(8003, 40003, ServiceId::APP, 0);
     assert_eq!(data(8003, &h.sent), 0);
     // The first one's data is acknowledged: its buffer goes back, and the
     // third is woken at once (no segment of its own arrived).
@@ -271,7 +271,7 @@ fn a_sender_refused_a_buffer_is_woken_when_one_comes_back() {
         1001,
         ours1.wrapping_add(4096),
         b"",
-        ServiceKind::App,
+        ServiceId::APP,
         MS,
     );
     assert_eq!(data(8003, &h.sent[before..]), 4096, "woken and sent");
@@ -284,7 +284,7 @@ fn data_without_buffer_room_is_dropped_and_counted_and_the_gauge_shows_the_use()
     let mut h = Harness::new(4096, 2);
     with_app(&mut h, None, 0);
     for (port, peer) in [(8001, 40001), (8002, 40002), (8003, 40003)] {
-        let ours = h.establish(port, peer, ServiceKind::App, 0);
+        let ours = h.establish(port, peer, ServiceId::APP, 0);
         // The app reads nothing: each byte received stays buffered.
         let out = h.segment(
             &Harness::tuple(port, peer),
@@ -292,7 +292,7 @@ fn data_without_buffer_room_is_dropped_and_counted_and_the_gauge_shows_the_use()
             1001,
             ours,
             b"one byte is enough to hold a buffer",
-            ServiceKind::App,
+            ServiceId::APP,
             MS,
         );
         if port == 8003 {
@@ -313,14 +313,14 @@ fn slowloris_holds_small_buffers_and_is_reset_at_the_header_timeout() {
     h.services.http.set_timeouts(2_000 * MS, 75_000 * MS);
     let slow = b"GET / HTTP/1.1\r\nX-slow: ";
     for i in 0..40 {
-        let ours = h.establish(80, 41000 + i, ServiceKind::Http, 0);
+        let ours = h.establish(80, 41000 + i, ServiceId::HTTP, 0);
         let out = h.segment(
             &Harness::tuple(80, 41000 + i),
             TcpFlags::ACK | TcpFlags::PSH,
             1001,
             ours,
             slow,
-            ServiceKind::Http,
+            ServiceId::HTTP,
             MS,
         );
         assert!(out
@@ -334,14 +334,14 @@ fn slowloris_holds_small_buffers_and_is_reset_at_the_header_timeout() {
         "a small buffer each"
     );
     // A real client still gets its answer at once.
-    let ours = h.establish(80, 50000, ServiceKind::Http, MS);
+    let ours = h.establish(80, 50000, ServiceId::HTTP, MS);
     let out = h.segment(
         &Harness::tuple(80, 50000),
         TcpFlags::ACK | TcpFlags::PSH,
         1001,
         ours,
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-        ServiceKind::Http,
+        ServiceId::HTTP,
         2 * MS,
     );
     assert!(out

@@ -269,7 +269,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::config::ServiceKind;
+    use crate::config::ServiceId;
     use crate::counters::WorkerCounters;
     use crate::service::tcp::TcpServices;
     use crate::tcp::connection::{Connection, State, TcpConfig};
@@ -374,7 +374,7 @@ mod tests {
                     PEER_MAC,
                     &header,
                     payload,
-                    ServiceKind::Http,
+                    ServiceId::HTTP,
                     services,
                     counters,
                     self.now,
