@@ -263,7 +263,7 @@ pub struct WorkerCounters {
     /// comes meanwhile).
     pub steer_backpressure_rounds: Counter,
     /// TCP flows pinned to the kernel (gauge): they stay the kernel's across
-    /// rules reloads (see `kernel::flows`).
+    /// rules reloads (see `stack::kernel_pins`).
     pub kernel_flows: Counter,
     /// New kernel TCP flows not pinned because the flow table was full.
     pub kernel_flows_untracked: Counter,

@@ -77,6 +77,9 @@ pub struct Config {
     /// Where some values were written, for later checks such as
     /// [`Config::check_supported`].
     pub positions: Positions,
+    /// The services the rules were resolved against (a reload resolves the
+    /// new file's against the same).
+    pub services: ServiceCatalog,
 }
 
 /// Positions of values that later checks report on. `None` where the value
@@ -655,7 +658,7 @@ pub enum CatalogError {
 /// registered (see [`crate::runtime::Runtime`]). Validation resolves rule
 /// names against it, so a rule naming a service the program did not
 /// register is a positioned error, as any other config error.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceCatalog {
     ids: Vec<ServiceId>,
 }

@@ -238,6 +238,7 @@ impl Validator<'_> {
             default_action,
             debug,
             warnings: Vec::new(),
+            services: self.services.clone(),
             positions: Positions {
                 backend: backend_at.map(|(_, a)| self.index.position(a)),
                 kernel_enabled: kernel_enabled.map(|a| self.index.position(a)),

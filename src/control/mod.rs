@@ -312,7 +312,11 @@ impl ControlPlane {
     fn reload_inner(&self) -> Result<Reloaded, String> {
         // Read before taking the lock: `/rules` and `/metrics` take it too,
         // and must not wait for a slow file.
-        let config = match Config::load(&self.config.path) {
+        let config = match Config::load_for(
+            &self.config.path,
+            &crate::config::CoreSet::online(),
+            &self.config.services,
+        ) {
             Ok(config) => config,
             Err(e) => {
                 self.reloads_failed.fetch_add(1, Relaxed);

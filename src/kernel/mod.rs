@@ -26,7 +26,6 @@
 //! (addresses, protocol and ports), so one flow always leaves through one TX
 //! queue, in order.
 
-pub mod flows;
 #[cfg(target_os = "linux")]
 pub mod journal;
 #[cfg(target_os = "linux")]

@@ -1,4 +1,5 @@
-//! TCP flows pinned to the kernel.
+//! TCP flows pinned to the kernel: a per-worker stack concern (it was
+//! `kernel::flows`), kept by [`Stack`] and consulted before the rules.
 //!
 //! The rules decide where a *new* TCP flow goes; a flow the kernel took must
 //! stay the kernel's until it ends, whatever the rules say after a reload.
@@ -51,6 +52,7 @@
 
 use hashbrown::HashMap;
 
+use super::Stack;
 use crate::tcp::FourTuple;
 use crate::wire::TcpFlags;
 
@@ -312,6 +314,47 @@ impl KernelFlows {
         });
         self.earliest_expiry_ns = earliest;
         before - self.flows.len()
+    }
+}
+
+impl Stack {
+    /// Whether there is a kernel exception port (the default: yes). With
+    /// one, the kernel's TCP flows are pinned across reloads, and ARP
+    /// replies to our address go to the kernel too (it may have asked).
+    /// Without one, the kernel's share is dropped: a pin would only keep a
+    /// retransmitted SYN away from a service a reload just gave its port
+    /// to, and an ARP reply that answered our own request is ours alone.
+    pub fn set_kernel_port(&mut self, present: bool) {
+        self.kernel_port = present;
+    }
+
+    /// The TCP flows pinned to the kernel.
+    pub fn kernel_flows(&self) -> &KernelFlows {
+        &self.kernel_flows
+    }
+
+    /// Forget the kernel flows expired at `now_ns`, and publish the table's
+    /// size and untracked count. For the worker's housekeeping, about once a
+    /// second: it costs one pass over the table when something may have
+    /// expired, nothing otherwise. Returns how many flows were forgotten.
+    pub fn expire_kernel_flows(&mut self, now_ns: u64) -> usize {
+        let expired = self.kernel_flows.expire(now_ns);
+        self.publish_kernel_flows();
+        expired
+    }
+
+    /// Set the `kernel_flows` gauge and the `kernel_flows_untracked` counter
+    /// from the table. Called whenever the table changes size (a flow pinned
+    /// or refused, a stale entry dropped on lookup, a sweep): two stores, so
+    /// the gauge is current without waiting for the next sweep.
+    #[inline]
+    pub(super) fn publish_kernel_flows(&self) {
+        self.counters
+            .kernel_flows
+            .set(self.kernel_flows.len() as u64);
+        self.counters
+            .kernel_flows_untracked
+            .set(self.kernel_flows.untracked());
     }
 }
 

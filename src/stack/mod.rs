@@ -1,0 +1,334 @@
+//! One worker's protocol processing: Ethernet, ARP, IPv4, ICMP, UDP and TCP.
+//!
+//! Sans-IO: [`Stack::process`] takes a received frame and the time, and says
+//! what becomes of the frame — transmitted (a reply built in place, in the same
+//! buffer), handed to the kernel, or consumed. Frames the stack originates (TCP
+//! segments) go to an [`Egress`], which lends empty buffers from the worker's
+//! pool and queues frames for transmission; [`Stack::poll`] runs the TCP
+//! timers. The stack never reads a clock, a socket or a device. Every frame
+//! that is not answered or delivered is counted under a [`DropReason`].
+//!
+//! Replies are built in place: an ICMP echo or a UDP echo swaps addresses and
+//! ports in the request's buffer (see `ipv4.rs` for why that needs only an
+//! incremental checksum update).
+//!
+//! One file per concern, each an `impl Stack` block over the fields declared
+//! here:
+//!
+//! | file             | concern                                                   |
+//! |------------------|-----------------------------------------------------------|
+//! | `mod.rs`         | the [`Stack`], its setup, the L2 dispatch, accessors      |
+//! | `arp.rs`         | ARP: answers, learning, conflicts                         |
+//! | `ipv4.rs`        | IPv4 checks and dispatch, ICMP echo, in-place turn-around |
+//! | `udp.rs`         | UDP: the app's sockets, the services, loop protection     |
+//! | `tcp.rs`         | TCP glue: segments in and out, timers, bursts, path MTU   |
+//! | `kernel_pins.rs` | TCP flows pinned to the kernel across reloads             |
+//! | `client.rs`      | the embedded application's client side ([`crate::app`])   |
+//! | `boot_clock.rs`  | the TCP timestamp clock of this boot (`/proc`)            |
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+
+use crate::config::prefix_mask;
+use crate::counters::{DropReason, WorkerCounters};
+use crate::neighbour::NeighbourCache;
+use crate::port::PacketBuf;
+use crate::rules::RuleTable;
+use crate::service::tcp::TcpServices;
+use crate::service::UdpServices;
+use crate::tcp::cookie::Secrets;
+use crate::tcp::table::{TableConfig, TcpTable};
+use crate::wire::{EtherType, EthernetAddress, EthernetFrame, ETHERNET_HEADER_LEN};
+
+mod arp;
+mod boot_clock;
+mod client;
+mod ipv4;
+pub mod kernel_pins;
+mod tcp;
+#[cfg(test)]
+mod tests;
+mod udp;
+
+pub use boot_clock::boot_timestamp_clock;
+use client::Client;
+use kernel_pins::KernelFlows;
+
+/// The TTL of packets the stack sends (the Linux default).
+pub const DEFAULT_TTL: u8 = 64;
+
+/// Where the stack sends the frames it originates (TCP segments), as opposed
+/// to replies it builds in place in a received buffer.
+pub trait Egress {
+    /// The buffer type of the port.
+    type Buf: PacketBuf;
+    /// An empty buffer from the worker's pool, or `None` if it is exhausted.
+    fn alloc(&mut self) -> Option<Self::Buf>;
+    /// Queue a finished frame for transmission.
+    fn send(&mut self, frame: Self::Buf);
+}
+
+/// What a worker's TCP needs besides the stack's own parts.
+#[derive(Clone, Debug)]
+pub struct TcpSetup {
+    /// Table limits and per-connection parameters.
+    pub table: TableConfig,
+    /// The process's key for SYN cookies and initial sequence numbers.
+    pub secret_key: [u8; 32],
+    /// The key and start (ms) of the TCP timestamp clock
+    /// ([`Secrets::with_timestamp_clock`]): per boot, so that the clock goes
+    /// on across restarts ([`boot_timestamp_clock`]).
+    pub timestamp_clock: ([u8; 16], u32),
+    /// The process's seed for the 4-tuple index.
+    pub hasher: ahash::RandomState,
+    /// The body the `http` service answers with.
+    pub http_body: Arc<[u8]>,
+    /// The `http` service's header timeout and idle timeout, in
+    /// nanoseconds (0: none).
+    pub http_timeouts_ns: (u64, u64),
+}
+
+impl Default for TcpSetup {
+    fn default() -> Self {
+        TcpSetup {
+            table: TableConfig::default(),
+            secret_key: Secrets::random_key(),
+            timestamp_clock: boot_timestamp_clock(),
+            hasher: ahash::RandomState::new(),
+            http_body: Arc::from(&b"shardnet\n"[..]),
+            http_timeouts_ns: (
+                crate::service::http::DEFAULT_HEADER_TIMEOUT_MS * 1_000_000,
+                crate::service::http::DEFAULT_IDLE_TIMEOUT_MS * 1_000_000,
+            ),
+        }
+    }
+}
+
+/// What became of a received frame.
+#[derive(Debug)]
+pub enum Disposition<B> {
+    /// A reply, built in the same buffer: transmit it.
+    Transmit(B),
+    /// Not the stack's: hand it to the kernel's exception port, unchanged.
+    Kernel(B),
+    /// Delivered to a service or dropped (and counted); the buffer is freed.
+    Consumed,
+}
+
+/// The stack's identity on the link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interface {
+    /// Our hardware address.
+    pub mac: EthernetAddress,
+    /// Our IPv4 address (shared with the kernel).
+    pub ip: Ipv4Addr,
+    /// The prefix length of our subnet.
+    pub prefix_len: u8,
+}
+
+impl Interface {
+    fn in_subnet(&self, addr: Ipv4Addr) -> bool {
+        let mask = prefix_mask(self.prefix_len);
+        u32::from(addr) & mask == u32::from(self.ip) & mask
+    }
+
+    fn is_subnet_broadcast(&self, addr: Ipv4Addr) -> bool {
+        let host_mask = !prefix_mask(self.prefix_len);
+        self.prefix_len < 31 && self.in_subnet(addr) && u32::from(addr) & host_mask == host_mask
+    }
+
+    /// Whether `addr` cannot be the source of a datagram that reaches us
+    /// from the link: a "martian" (RFC 1812 5.3.7), as Linux decides for a
+    /// unicast datagram to a local address (`ip_route_input_slow` and
+    /// `fib_validate_source`, with `route_localnet` and `accept_local` off):
+    /// "this network" 0.0.0.0/8, loopback 127.0.0.0/8, multicast
+    /// 224.0.0.0/4, the limited broadcast 255.255.255.255, our subnet's
+    /// broadcast address, and our own address. Like Linux, the rest of
+    /// 240.0.0.0/4 and the subnet's lowest address are not martians.
+    fn is_martian_source(&self, addr: Ipv4Addr) -> bool {
+        addr.octets()[0] == 0
+            || addr.is_loopback()
+            || addr.is_multicast()
+            || addr.is_broadcast()
+            || self.is_subnet_broadcast(addr)
+            || addr == self.ip
+    }
+}
+
+/// A flow as the stack saw it arrive: protocol, source and destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    /// IP protocol number.
+    pub protocol: u8,
+    /// Source address.
+    pub src: Ipv4Addr,
+    /// Source port (ICMP: the echo identifier).
+    pub src_port: u16,
+    /// Destination address.
+    pub dst: Ipv4Addr,
+    /// Destination port (ICMP: 0).
+    pub dst_port: u16,
+}
+
+/// Packets per flow seen by one worker: a test and debugging aid (`[debug]
+/// flow_record`), off by default. It allocates per new flow, so it is not for
+/// production traffic.
+pub type FlowRecord = HashMap<FlowKey, u64>;
+
+/// One worker's stack.
+pub struct Stack {
+    iface: Interface,
+    rules: Arc<RuleTable>,
+    neighbours: NeighbourCache,
+    counters: Arc<WorkerCounters>,
+    services: UdpServices,
+    tcp: TcpTable,
+    tcp_services: TcpServices,
+    /// TCP flows the rules gave the kernel: they stay the kernel's across
+    /// reloads.
+    kernel_flows: KernelFlows,
+    /// Whether kernel TCP flows are pinned: only with an exception port.
+    kernel_port: bool,
+    flow_record: Option<FlowRecord>,
+    /// The client side, when an application runs in this worker.
+    client: Option<Box<Client>>,
+}
+
+impl Stack {
+    /// A stack for one worker.
+    pub fn new(
+        iface: Interface,
+        rules: Arc<RuleTable>,
+        neighbours: NeighbourCache,
+        counters: Arc<WorkerCounters>,
+        record_flows: bool,
+        tcp: TcpSetup,
+    ) -> Self {
+        Stack {
+            iface,
+            rules,
+            neighbours,
+            counters,
+            services: UdpServices::default(),
+            kernel_flows: KernelFlows::new(tcp.hasher.clone()),
+            kernel_port: true,
+            tcp: TcpTable::new(
+                tcp.table,
+                Secrets::from_key(tcp.secret_key)
+                    .with_timestamp_clock(tcp.timestamp_clock.0, tcp.timestamp_clock.1),
+                tcp.hasher,
+                0,
+            ),
+            tcp_services: {
+                let mut services = TcpServices::new(tcp.http_body);
+                let (header, idle) = tcp.http_timeouts_ns;
+                services.http.set_timeouts(header, idle);
+                services
+            },
+            flow_record: record_flows.then(FlowRecord::new),
+            client: None,
+        }
+    }
+
+    /// This worker's TCP table.
+    pub fn tcp(&self) -> &TcpTable {
+        &self.tcp
+    }
+
+    /// This worker's TCP services.
+    pub fn tcp_services(&self) -> &TcpServices {
+        &self.tcp_services
+    }
+
+    /// Switch to a new rule table; flows from now on follow it. Flows
+    /// already under way keep going where they went: the stack's own TCP
+    /// connections stay in its table, and the TCP flows the kernel took stay
+    /// pinned to it (see [`kernel_pins`]).
+    pub fn set_rules(&mut self, rules: Arc<RuleTable>) {
+        self.rules = rules;
+    }
+
+    /// The rule table in force.
+    pub fn rules(&self) -> &Arc<RuleTable> {
+        &self.rules
+    }
+
+    /// The neighbour cache of this worker.
+    pub fn neighbours(&mut self) -> &mut NeighbourCache {
+        &mut self.neighbours
+    }
+
+    /// The flows this worker processed, when recording is on.
+    pub fn flow_record(&self) -> Option<&FlowRecord> {
+        self.flow_record.as_ref()
+    }
+
+    /// The services of this worker.
+    pub fn services(&self) -> &UdpServices {
+        &self.services
+    }
+
+    #[inline]
+    fn dropped<B>(&self, reason: DropReason) -> Disposition<B> {
+        self.counters.count_drop(reason);
+        Disposition::Consumed
+    }
+
+    /// Process one received frame at monotonic time `now_ns`.
+    pub fn process<B: PacketBuf, E: Egress<Buf = B>>(
+        &mut self,
+        mut pkt: B,
+        now_ns: u64,
+        egress: &mut E,
+    ) -> Disposition<B> {
+        self.counters.rx_packets.inc();
+        self.counters.rx_bytes.add(pkt.len() as u64);
+        let (ethertype, dst_mac) = match EthernetFrame::new_checked(pkt.data()) {
+            Ok(frame) => (frame.ethertype(), frame.dst_addr()),
+            Err(_) => return self.dropped(DropReason::Truncated),
+        };
+        if dst_mac != self.iface.mac && !dst_mac.is_broadcast() {
+            if dst_mac.is_multicast() {
+                return Disposition::Kernel(pkt);
+            }
+            return self.dropped(DropReason::NotForUs);
+        }
+        match ethertype {
+            EtherType::Arp => self.process_arp(pkt, now_ns),
+            EtherType::Ipv4 => {
+                let (ip_checksum, l4_checksum) = (pkt.rx_ip_checksum(), pkt.rx_l4_checksum());
+                let info = match self.check_ipv4(pkt.data(), ip_checksum) {
+                    Ok(Some(info)) => info,
+                    Ok(None) => return Disposition::Kernel(pkt),
+                    Err(reason) => return self.dropped(reason),
+                };
+                // Drop Ethernet padding: replies are exactly as long as the datagram.
+                let frame_len = ETHERNET_HEADER_LEN + info.total_len;
+                if pkt.len() > frame_len {
+                    pkt.set_len(frame_len);
+                }
+                self.process_ipv4(pkt, info, l4_checksum, now_ns, egress)
+            }
+            _ => Disposition::Kernel(pkt),
+        }
+    }
+
+    /// Count a packet of `key` in the flow record, when recording is on. Inlined
+    /// so that, off, it costs one branch.
+    #[inline(always)]
+    fn record(&mut self, key: FlowKey) {
+        if let Some(record) = &mut self.flow_record {
+            *record.entry(key).or_insert(0) += 1;
+        }
+    }
+
+    #[inline]
+    fn count_rule_hit(&self, rule: Option<u8>) {
+        match rule {
+            Some(index) => self.counters.rule_hits[usize::from(index)].inc(),
+            None => self.counters.default_hits.inc(),
+        }
+    }
+}

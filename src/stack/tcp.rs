@@ -1,0 +1,255 @@
+//! The stack's glue to the TCP table ([`crate::tcp`]): segments in (checked,
+//! then to their connection, to a pinned kernel flow, or to the rules for a
+//! new flow), segments out (framed into Ethernet and IPv4 by [`emit_tcp`]),
+//! the timers, RX bursts, and ICMP "fragmentation needed" for path MTU
+//! discovery.
+
+use super::ipv4::{drop_reason, Ipv4Info};
+use super::kernel_pins::opens_a_flow;
+use super::{Disposition, Egress, FlowKey, Interface, Stack, DEFAULT_TTL};
+use crate::config::{Action, Protocol};
+use crate::counters::{DropReason, WorkerCounters};
+use crate::port::{PacketBuf, RxChecksum};
+use crate::service::tcp::TcpServices;
+use crate::tcp::table::{Input, Outgoing, TcpTable};
+use crate::tcp::FourTuple;
+use crate::wire::{
+    ChecksumMode, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr, TcpHeader, TcpPacket,
+    WireError, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
+};
+
+impl Stack {
+    /// The TCP table, its services, the counters, and the output that
+    /// frames the table's segments into `egress`: what every call into the
+    /// table needs, borrowed apart.
+    pub(super) fn tcp_parts<'a, E: Egress>(
+        &'a mut self,
+        egress: &'a mut E,
+    ) -> (
+        &'a mut TcpTable,
+        &'a mut TcpServices,
+        &'a WorkerCounters,
+        impl FnMut(Outgoing<'_>) + 'a,
+    ) {
+        let Stack {
+            iface,
+            counters,
+            tcp,
+            tcp_services,
+            ..
+        } = self;
+        let iface = &*iface;
+        let counters = &**counters;
+        let out = move |o: Outgoing<'_>| emit_tcp(iface, counters, egress, o);
+        (tcp, tcp_services, counters, out)
+    }
+
+    /// Run the TCP timers due at `now_ns`; segments they cause go to `egress`.
+    pub fn poll<E: Egress>(&mut self, now_ns: u64, egress: &mut E) {
+        let (tcp, services, counters, mut out) = self.tcp_parts(egress);
+        tcp.poll(services, counters, now_ns, &mut out);
+        let http = &services.http;
+        counters.http_header_timeouts.set(http.header_timeouts);
+        counters.http_idle_timeouts.set(http.idle_timeouts);
+        counters.http_send_timeouts.set(http.send_timeouts);
+    }
+
+    /// Start an RX burst: until [`Stack::end_burst`], the TCP connections'
+    /// answers to the burst's segments wait, and each connection then sends
+    /// once (one ACK for all its segments, as for a GRO-merged segment).
+    /// Without it, [`Stack::process`] answers every segment at once.
+    pub fn begin_burst(&mut self) {
+        self.tcp.begin_batch();
+    }
+
+    /// End the RX burst begun by [`Stack::begin_burst`]: send what the
+    /// connections owe.
+    pub fn end_burst<E: Egress>(&mut self, now_ns: u64, egress: &mut E) {
+        let (tcp, services, counters, mut out) = self.tcp_parts(egress);
+        tcp.end_batch(services, counters, now_ns, &mut out);
+    }
+
+    /// Reset every TCP connection (the worker is stopping).
+    pub fn abort_connections<E: Egress>(&mut self, now_ns: u64, egress: &mut E) {
+        let (tcp, services, counters, mut out) = self.tcp_parts(egress);
+        tcp.abort_all(services, counters, now_ns, &mut out);
+    }
+
+    pub(super) fn process_tcp<B: PacketBuf, E: Egress<Buf = B>>(
+        &mut self,
+        pkt: B,
+        info: Ipv4Info,
+        l4_checksum: RxChecksum,
+        now_ns: u64,
+        egress: &mut E,
+    ) -> Disposition<B> {
+        let l4_start = ETHERNET_HEADER_LEN + info.header_len;
+        let l4_end = ETHERNET_HEADER_LEN + info.total_len;
+        let data = pkt.data();
+        let segment = match TcpPacket::new_checked(&data[l4_start..l4_end]) {
+            Ok(segment) => segment,
+            // A data offset below 5 words: a malformed TCP header
+            // (`bad_header_length` is the IPv4 header's length field).
+            Err(WireError::HeaderLength) => return self.dropped(DropReason::Malformed),
+            Err(error) => return self.dropped(drop_reason(error)),
+        };
+        let checksum_ok = match l4_checksum {
+            RxChecksum::Good | RxChecksum::Partial => true,
+            RxChecksum::Bad => false,
+            RxChecksum::Unknown => segment.verify_checksum(info.src, info.dst),
+        };
+        if !checksum_ok {
+            return self.dropped(DropReason::BadL4Checksum);
+        }
+        let Ok(header) = TcpHeader::parse(&segment) else {
+            return self.dropped(DropReason::Malformed);
+        };
+        let tuple = FourTuple {
+            local_ip: info.dst,
+            local_port: header.dst_port,
+            remote_ip: info.src,
+            remote_port: header.src_port,
+        };
+        self.record(FlowKey {
+            protocol: 6,
+            src: info.src,
+            src_port: header.src_port,
+            dst: info.dst,
+            dst_port: header.dst_port,
+        });
+        let peer_mac = EthernetFrame::new_unchecked(data).src_addr();
+        let payload = segment.payload();
+        let handled = {
+            let (tcp, services, counters, mut out) = self.tcp_parts(egress);
+            tcp.input(
+                &tuple, &header, payload, services, counters, now_ns, &mut out,
+            )
+        };
+        if handled == Input::Handled {
+            return Disposition::Consumed;
+        }
+        // A flow the kernel took stays the kernel's, whatever the rules say
+        // now (its rule hit was counted when it was new).
+        if !self.kernel_flows.is_empty() {
+            let before = self.kernel_flows.len();
+            if self.kernel_flows.track(&tuple, header.flags, now_ns) {
+                return Disposition::Kernel(pkt);
+            }
+            if self.kernel_flows.len() != before {
+                self.publish_kernel_flows();
+            }
+        }
+        // A new flow: the rules decide.
+        let verdict = self.rules.classify(Protocol::Tcp, header.dst_port);
+        self.count_rule_hit(verdict.rule);
+        match verdict.action {
+            Action::Service(kind) if kind.supports(Protocol::Tcp) => {
+                let (tcp, services, counters, mut out) = self.tcp_parts(egress);
+                tcp.listen(
+                    &tuple, peer_mac, &header, payload, kind, services, counters, now_ns, &mut out,
+                );
+                Disposition::Consumed
+            }
+            Action::Kernel => {
+                // Its SYN pins it: the peer's SYN for the kernel's servers,
+                // the peer's SYN-ACK for the kernel's own connections. Later
+                // segments of flows not pinned (older than the process, or
+                // refused by a full table) still go to the kernel by the rules.
+                if self.kernel_port && opens_a_flow(header.flags) {
+                    self.kernel_flows.pin(&tuple, now_ns);
+                    self.publish_kernel_flows();
+                }
+                Disposition::Kernel(pkt)
+            }
+            Action::Service(_) | Action::Drop => self.dropped(DropReason::Rule),
+        }
+    }
+
+    /// An ICMP "fragmentation needed" quoting one of our TCP segments: the
+    /// connection lowers its MSS. `message` is the ICMP message, already
+    /// checked (at least its 8-byte header). Returns whether a connection
+    /// took it (if not, the message is the kernel's).
+    pub(super) fn path_mtu<E: Egress>(
+        &mut self,
+        message: &[u8],
+        now_ns: u64,
+        egress: &mut E,
+    ) -> bool {
+        // RFC 1191: the next-hop MTU is the low half of the second word.
+        let mtu = u16::from_be_bytes([message[6], message[7]]);
+        // The quote: an IPv4 header (IHL from its first byte) and at least
+        // the first 8 bytes of the TCP header: ports and sequence number.
+        let quote = &message[8..];
+        let Some(&first) = quote.first() else {
+            return false;
+        };
+        let ihl = usize::from(first & 0x0f) * 4;
+        if first >> 4 != 4 || ihl < IPV4_HEADER_LEN || quote.len() < ihl + 8 || quote[9] != 6 {
+            return false;
+        }
+        let src = std::net::Ipv4Addr::new(quote[12], quote[13], quote[14], quote[15]);
+        let dst = std::net::Ipv4Addr::new(quote[16], quote[17], quote[18], quote[19]);
+        // Only a quote of one of our own segments is believed; the sender of
+        // the ICMP message is a router on the path, not necessarily the peer.
+        if src != self.iface.ip {
+            return false;
+        }
+        let tcp = &quote[ihl..];
+        let tuple = FourTuple {
+            local_ip: src,
+            local_port: u16::from_be_bytes([tcp[0], tcp[1]]),
+            remote_ip: dst,
+            remote_port: u16::from_be_bytes([tcp[2], tcp[3]]),
+        };
+        let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+        let (table, services, counters, mut out) = self.tcp_parts(egress);
+        table.path_mtu(&tuple, seq, mtu, services, counters, now_ns, &mut out)
+    }
+}
+
+/// Frame a TCP segment and hand it to `egress`: Ethernet to the peer's MAC,
+/// IPv4 with DF set (path MTU discovery), the TCP header and payload, and
+/// the checksums in software.
+fn emit_tcp<E: Egress>(
+    iface: &Interface,
+    counters: &WorkerCounters,
+    egress: &mut E,
+    segment: Outgoing<'_>,
+) {
+    let Some(mut buf) = egress.alloc() else {
+        counters.count_drop(DropReason::NoBuffer);
+        return;
+    };
+    let header_len = segment.header.header_len();
+    let (first, second) = segment.payload;
+    let tcp_len = header_len + first.len() + second.len();
+    let frame_len = ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + tcp_len;
+    if !buf.set_len(frame_len) {
+        counters.count_drop(DropReason::NoBuffer);
+        return;
+    }
+    let frame = buf.data_mut();
+    let mut eth = EthernetFrame::new_unchecked(&mut *frame);
+    eth.set_dst_addr(segment.peer_mac);
+    eth.set_src_addr(iface.mac);
+    eth.set_ethertype(EtherType::Ipv4);
+    let ip_repr = Ipv4Repr {
+        src_addr: segment.tuple.local_ip,
+        dst_addr: segment.tuple.remote_ip,
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp_len,
+        ttl: DEFAULT_TTL,
+    };
+    let ip_bytes = &mut frame[ETHERNET_HEADER_LEN..];
+    ip_repr.emit(
+        &mut Ipv4Packet::new_unchecked(&mut *ip_bytes),
+        ChecksumMode::Software,
+    );
+    let tcp_bytes = &mut ip_bytes[IPV4_HEADER_LEN..];
+    segment.header.emit(tcp_bytes);
+    tcp_bytes[header_len..header_len + first.len()].copy_from_slice(first);
+    tcp_bytes[header_len + first.len()..].copy_from_slice(second);
+    TcpPacket::new_unchecked(&mut *tcp_bytes)
+        .fill_checksum(segment.tuple.local_ip, segment.tuple.remote_ip);
+    egress.send(buf);
+}

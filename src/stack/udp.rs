@@ -1,0 +1,115 @@
+//! UDP: datagrams to the embedded app's bound ports, then to the rules'
+//! services; an echo is answered in place (ports swapped), with inetd's loop
+//! protection.
+
+use std::net::SocketAddrV4;
+
+use super::ipv4::Ipv4Info;
+use super::{Disposition, FlowKey, Stack};
+use crate::config::{Action, Protocol};
+use crate::counters::DropReason;
+use crate::port::{PacketBuf, RxChecksum};
+use crate::service::{UdpAction, UdpServices};
+use crate::wire::{UdpPacket, ETHERNET_HEADER_LEN};
+
+impl Stack {
+    /// A UDP datagram for us: the app's bound ports first, then the rules
+    /// and the UDP services; an echo is answered in place.
+    pub(super) fn process_udp<B: PacketBuf>(
+        &mut self,
+        mut pkt: B,
+        info: Ipv4Info,
+        l4_checksum: RxChecksum,
+    ) -> Disposition<B> {
+        let l4_start = ETHERNET_HEADER_LEN + info.header_len;
+        let l4_end = ETHERNET_HEADER_LEN + info.total_len;
+        let data = pkt.data_mut();
+        // The IPv4 layer checked the lengths: a UDP header that does not
+        // fit its datagram is malformed.
+        let Ok(udp) = UdpPacket::new_checked(&data[l4_start..l4_end]) else {
+            return self.dropped(DropReason::Malformed);
+        };
+        let checksum_ok = match l4_checksum {
+            RxChecksum::Good | RxChecksum::Partial => true,
+            RxChecksum::Bad => false,
+            RxChecksum::Unknown => udp.verify_checksum(info.src, info.dst),
+        };
+        if !checksum_ok {
+            return self.dropped(DropReason::BadL4Checksum);
+        }
+        let (src_port, dst_port) = (udp.src_port(), udp.dst_port());
+        self.record(FlowKey {
+            protocol: 17,
+            src: info.src,
+            src_port,
+            dst: info.dst,
+            dst_port,
+        });
+        if let Some(client) = &self.client {
+            if client.udp_is_bound(dst_port) {
+                if let Some(app) = &mut self.tcp_services.app {
+                    self.counters.udp_rx.inc();
+                    app.on_datagram(
+                        SocketAddrV4::new(info.src, src_port),
+                        dst_port,
+                        udp.payload(),
+                    );
+                    return Disposition::Consumed;
+                }
+            }
+        }
+        let verdict = self.rules.classify(Protocol::Udp, dst_port);
+        self.count_rule_hit(verdict.rule);
+        let kind = match verdict.action {
+            Action::Service(kind) => kind,
+            Action::Kernel => return Disposition::Kernel(pkt),
+            Action::Drop => return self.dropped(DropReason::Rule),
+        };
+        if UdpServices::answers(kind) {
+            if let Some(reason) = self.refuses_to_answer(src_port) {
+                return self.dropped(reason);
+            }
+        }
+        self.counters.udp_rx.inc();
+        match self.services.dispatch(kind, udp.payload()) {
+            Some(UdpAction::EchoBack) => {
+                let mut udp = UdpPacket::new_unchecked(&mut data[l4_start..l4_end]);
+                udp.set_src_port(dst_port);
+                udp.set_dst_port(src_port);
+                if l4_checksum == RxChecksum::Partial {
+                    // A local sender left the checksum to offload: the
+                    // peer gets a complete one.
+                    udp.fill_checksum(info.dst, info.src);
+                }
+                self.turn_around_ipv4(data, info);
+                self.counters.udp_tx.inc();
+                Disposition::Transmit(pkt)
+            }
+            Some(UdpAction::Consume) => Disposition::Consumed,
+            None => self.dropped(DropReason::Rule),
+        }
+    }
+
+    /// Why a service that answers (echo) must not answer a datagram from
+    /// `src_port`, if it must not. Source port 0 means "no reply" (RFC 768).
+    /// The rest is inetd's loop protection, both halves: OpenBSD's
+    /// `dg_badinput` refuses ports below 1024, where the services that
+    /// answer anything live (echo, daytime, chargen, time, DNS, NTP...);
+    /// FreeBSD's `check_loop` refuses the ports of its own datagram
+    /// services, which here are the ports our rules give to a service that
+    /// answers, so that two shardnet nodes with the same rules on any port
+    /// cannot be made to echo to each other forever. (OpenBSD also refuses
+    /// 2049, NFS; not here: client port ranges that start at 1024, as
+    /// `shardnet-load`'s does, would lose their echoes from it.)
+    fn refuses_to_answer(&self, src_port: u16) -> Option<DropReason> {
+        if src_port == 0 {
+            return Some(DropReason::SourcePortZero);
+        }
+        let service_port = src_port < 1024
+            || matches!(
+                self.rules.classify(Protocol::Udp, src_port).action,
+                Action::Service(kind) if UdpServices::answers(kind)
+            );
+        service_port.then_some(DropReason::LoopProtection)
+    }
+}
