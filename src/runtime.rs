@@ -33,6 +33,7 @@ use crate::neighbour::NeighbourMailboxes;
 use crate::port::heap::HeapBuf;
 use crate::port::{PortStats, Queue};
 use crate::rss::{HomePorts, RssModel};
+use crate::service::{Registry, WorkerInfo};
 use crate::stack::{FlowRecord, Interface, Stack, TcpSetup};
 use crate::steer;
 use crate::tcp::congestion::Algorithm;
@@ -90,6 +91,51 @@ struct Shared {
     tcp: TcpSetup,
     /// The application each worker runs, if any.
     app: Option<AppSetup>,
+    /// The services rules may name, with the factories of their instances.
+    registry: Arc<Registry>,
+    /// The configuration the process started with, for the factories.
+    config: Arc<Config>,
+}
+
+/// What a worker's stack is made of, gathered on the control thread; the
+/// stack itself (and its service instances, which need not be `Send`) is
+/// built on the worker's own thread by [`StackParts::build`].
+struct StackParts {
+    id: usize,
+    iface: Interface,
+    rules: Arc<crate::rules::RuleTable>,
+    neighbours: crate::neighbour::NeighbourCache,
+    counters: Arc<WorkerCounters>,
+    record_flows: bool,
+    tcp: TcpSetup,
+    kernel_port: bool,
+    gateway: Option<Ipv4Addr>,
+    registry: Arc<Registry>,
+    config: Arc<Config>,
+}
+
+impl StackParts {
+    /// The worker's stack, with its instance of every service.
+    fn build(self) -> Stack {
+        let services = self.registry.build(&WorkerInfo {
+            id: self.id,
+            workers: self.config.dataplane.workers.len(),
+            config: &self.config,
+            counters: &self.counters,
+        });
+        let mut stack = Stack::with_services(
+            self.iface,
+            self.rules,
+            self.neighbours,
+            self.counters,
+            self.record_flows,
+            self.tcp,
+            services,
+        );
+        stack.set_kernel_port(self.kernel_port);
+        stack.set_gateway(self.gateway);
+        stack
+    }
 }
 
 /// An application for every worker ([`crate::app`]), as the load generator
@@ -110,13 +156,14 @@ impl std::fmt::Debug for AppSetup {
 }
 
 impl Shared {
-    fn new(config: Config, app: Option<AppSetup>) -> Shared {
+    fn new(config: Config, app: Option<AppSetup>, registry: Arc<Registry>) -> Shared {
         let n = config.dataplane.workers.len();
         let (control_tx, control_rx) = (0..n).map(|_| crossbeam_channel::bounded(4)).unzip();
         let counters = (0..n)
             .map(|_| Arc::new(WorkerCounters::default()))
             .collect();
         let tcp = tcp_setup(&config);
+        let config_copy = Arc::new(config.clone());
         Shared {
             plane: Arc::new(ControlPlane::new(
                 config,
@@ -129,6 +176,8 @@ impl Shared {
             control_rx,
             tcp,
             app,
+            registry,
+            config: config_copy,
         }
     }
 
@@ -140,23 +189,27 @@ impl Shared {
         self.plane.counters()
     }
 
-    /// The stack and setup of worker `id`.
-    fn worker_parts(&self, id: usize, mac: EthernetAddress) -> (Stack, WorkerSetup) {
+    /// The stack's parts and the setup of worker `id`.
+    fn worker_parts(&self, id: usize, mac: EthernetAddress) -> (StackParts, WorkerSetup) {
         let iface = Interface {
             mac,
             ip: self.config().interface.address,
             prefix_len: self.config().interface.prefix_len,
         };
         let rules = self.plane.shared_rules();
-        let mut stack = Stack::new(
+        let stack = StackParts {
+            id,
             iface,
-            rules.table(),
-            self.mailboxes.cache_for(id),
-            self.counters()[id].clone(),
-            self.config().debug.flow_record.is_some(),
-            self.tcp.clone(),
-        );
-        stack.set_kernel_port(self.config().kernel.enabled);
+            rules: rules.table(),
+            neighbours: self.mailboxes.cache_for(id),
+            counters: self.counters()[id].clone(),
+            record_flows: self.config().debug.flow_record.is_some(),
+            tcp: self.tcp.clone(),
+            kernel_port: self.config().kernel.enabled,
+            gateway: self.config().interface.gateway,
+            registry: self.registry.clone(),
+            config: self.config.clone(),
+        };
         let setup = WorkerSetup {
             id,
             idle: self.config().dataplane.idle,
@@ -209,14 +262,12 @@ fn start_workers<Q: Queue>(
         _ => Vec::new().into_iter(),
     };
     for (id, queue) in queues.into_iter().enumerate() {
-        let (mut stack, setup) = shared.worker_parts(id, mac);
-        if let (Some(app), Some(ports)) = (&shared.app, &home_ports) {
-            stack.set_app(
-                (app.factory)(id),
-                ports.picker(id),
-                shared.config().interface.gateway,
-            );
-        }
+        let (parts, setup) = shared.worker_parts(id, mac);
+        let app = match (&shared.app, &home_ports) {
+            (Some(app), Some(ports)) => Some(((app.factory)(id), ports.picker(id))),
+            _ => None,
+        };
+        let gateway = shared.config().interface.gateway;
         let report_tx = report_tx.clone();
         let links = worker::WorkerLinks {
             kernel: links.next(),
@@ -225,6 +276,10 @@ fn start_workers<Q: Queue>(
         launch(
             id,
             Box::new(move || {
+                let mut stack = parts.build();
+                if let Some((app, ports)) = app {
+                    stack.set_app(app, ports, gateway);
+                }
                 let report = worker::run(queue, stack, setup, links);
                 let _ = report_tx.send(report);
             }),
@@ -258,13 +313,32 @@ pub fn run(config: Config, signals: &Signals) -> anyhow::Result<()> {
     run_with_app(config, signals, None)
 }
 
+/// [`run`], with the services of `registry` (which `config`'s rules were
+/// validated against: [`Config::load_for`] with its catalog).
+pub fn run_with_services(
+    config: Config,
+    signals: &Signals,
+    registry: Registry,
+) -> anyhow::Result<()> {
+    run_inner(config, signals, None, Arc::new(registry))
+}
+
 /// [`run`], with `app` running in every worker (the load generator).
 pub fn run_with_app(
     config: Config,
     signals: &Signals,
     app: Option<AppSetup>,
 ) -> anyhow::Result<()> {
-    let shared = Shared::new(config, app);
+    run_inner(config, signals, app, Arc::new(Registry::new()))
+}
+
+fn run_inner(
+    config: Config,
+    signals: &Signals,
+    app: Option<AppSetup>,
+    registry: Arc<Registry>,
+) -> anyhow::Result<()> {
+    let shared = Shared::new(config, app, registry);
     match shared.config().dataplane.backend {
         Backend::AfPacket => run_af_packet(&shared, signals),
         Backend::Dpdk => run_dpdk(&shared, signals),
@@ -1191,11 +1265,6 @@ fn tcp_setup(config: &Config) -> TcpSetup {
         secret_key: Secrets::random_key(),
         timestamp_clock: crate::stack::boot_timestamp_clock(),
         hasher: ahash::RandomState::new(),
-        http_body: Arc::from(config.http.body.as_bytes()),
-        http_timeouts_ns: (
-            ms(config.http.header_timeout_ms),
-            ms(config.http.idle_timeout_ms),
-        ),
     }
 }
 

@@ -14,8 +14,8 @@ use super::{
     format_bytes, prefix_mask, Action, AfPacketConfig, Backend, Config, ConfigError, ConfigErrors,
     CongestionKind, CoreSet, Dataplane, DebugConfig, DefaultAction, DpdkConfig, HttpSettings,
     IdleMode, InterfaceConfig, KeepaliveSettings, KernelConfig, KernelIngress, KernelKind,
-    MacSetting, MetricsConfig, Position, Positions, Protocol, Rule, ServiceCatalog, ServiceId, TcpSettings,
-    MAX_HTTP_BODY, MAX_RULES, MIN_MBUFS_PER_WORKER,
+    MacSetting, MetricsConfig, Position, Positions, Protocol, Rule, ServiceCatalog, ServiceId,
+    TcpSettings, MAX_HTTP_BODY, MAX_RULES, MIN_MBUFS_PER_WORKER,
 };
 
 /// The longest Unix socket path (`sun_path` holds 108 bytes with the NUL).
@@ -1068,7 +1068,11 @@ impl Validator<'_> {
                                     "service {:?} runs over {} only, but this rule has \
                                      protocol = \"{proto}\"",
                                     kind.as_str(),
-                                    if kind.supports(Protocol::Tcp) { "tcp" } else { "udp" }
+                                    if kind.supports(Protocol::Tcp) {
+                                        "tcp"
+                                    } else {
+                                        "udp"
+                                    }
                                 ),
                             );
                         }

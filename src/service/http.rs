@@ -342,6 +342,8 @@ pub struct Http {
     responses: [Box<[u8]>; RESPONSES],
     /// Where a request head split across the ring's two slices is gathered.
     scratch: Vec<u8>,
+    /// The worker's counters, where the timeouts are published.
+    counters: Option<std::sync::Arc<crate::counters::WorkerCounters>>,
 }
 
 impl fmt::Debug for Http {
@@ -376,6 +378,12 @@ impl Http {
             settings.idle_timeout_ms.saturating_mul(1_000_000),
         );
         http
+    }
+
+    /// Publish the timeout counts in `counters` (the worker's) as they
+    /// change.
+    pub fn set_counters(&mut self, counters: std::sync::Arc<crate::counters::WorkerCounters>) {
+        self.counters = Some(counters);
     }
 
     /// A responder whose `200 OK` carries `body`, with the default timeouts
@@ -428,6 +436,7 @@ impl Http {
             body_len: body.len(),
             responses,
             scratch: Vec::with_capacity(MAX_HEAD),
+            counters: None,
         }
     }
 
@@ -607,14 +616,23 @@ impl TcpService for Http {
             Phase::Off => return,
             Phase::Request => {
                 self.header_timeouts += 1;
+                if let Some(c) = &self.counters {
+                    c.http_header_timeouts.set(self.header_timeouts);
+                }
                 io.abort();
             }
             Phase::Send => {
                 self.send_timeouts += 1;
+                if let Some(c) = &self.counters {
+                    c.http_send_timeouts.set(self.send_timeouts);
+                }
                 io.abort();
             }
             Phase::Idle => {
                 self.idle_timeouts += 1;
+                if let Some(c) = &self.counters {
+                    c.http_idle_timeouts.set(self.idle_timeouts);
+                }
                 if !st.shut {
                     io.close();
                 }

@@ -23,8 +23,8 @@ use std::net::SocketAddrV4;
 use std::sync::Arc;
 
 use crate::app::ConnectError;
-pub use crate::config::{CatalogError, ServiceCatalog, ServiceId};
 use crate::config::Config;
+pub use crate::config::{CatalogError, ServiceCatalog, ServiceId};
 
 pub mod http;
 #[cfg(test)]
@@ -67,14 +67,18 @@ pub trait UdpIo {
     /// # Errors
     /// No route or MAC for `to` yet (an ARP request is sent), no buffer,
     /// or a payload over one frame.
-    fn send_to(&mut self, local_port: u16, to: SocketAddrV4, payload: &[u8])
-        -> Result<(), ConnectError>;
+    fn send_to(
+        &mut self,
+        local_port: u16,
+        to: SocketAddrV4,
+        payload: &[u8],
+    ) -> Result<(), ConnectError>;
     /// The worker's clock, in nanoseconds.
     fn now(&self) -> u64;
 }
 
 /// A per-worker UDP service.
-pub trait UdpService {
+pub trait UdpService: std::any::Any {
     /// Handle one datagram.
     fn on_datagram(&mut self, datagram: &Datagram<'_>, io: &mut dyn UdpIo) -> UdpAction;
 }
@@ -119,6 +123,9 @@ pub struct WorkerInfo<'a> {
     pub workers: usize,
     /// The configuration the process started with.
     pub config: &'a Config,
+    /// The worker's counters (a service may publish its own counts in the
+    /// ones made for it, as `http` does its timeouts).
+    pub counters: &'a Arc<crate::counters::WorkerCounters>,
 }
 
 /// Builds a worker's instance of a TCP service.
@@ -163,7 +170,11 @@ impl Registry {
         let tcp_discard: TcpFactory =
             Arc::new(|_: &WorkerInfo<'_>| Box::new(TcpDiscard::default()));
         let udp_discard: UdpFactory = Arc::new(|_: &WorkerInfo<'_>| Box::new(Discard::default()));
-        let http: TcpFactory = Arc::new(|worker: &WorkerInfo<'_>| Box::new(Http::from_settings(&worker.config.http)));
+        let http: TcpFactory = Arc::new(|worker: &WorkerInfo<'_>| {
+            let mut http = Http::from_settings(&worker.config.http);
+            http.set_counters(worker.counters.clone());
+            Box::new(http)
+        });
         Registry {
             entries: vec![
                 Entry {
@@ -303,6 +314,19 @@ impl Services {
         self.app.take()
     }
 
+    /// The TCP instance of `id` as its concrete type, if it is one (tests,
+    /// benchmarks).
+    pub fn tcp_as<T: TcpService>(&self, id: ServiceId) -> Option<&T> {
+        let service: &dyn std::any::Any = &**self.tcp.get(id.index())?.as_ref()?;
+        service.downcast_ref()
+    }
+
+    /// The UDP instance of `id` as its concrete type, if it is one.
+    pub fn udp_as<T: UdpService>(&self, id: ServiceId) -> Option<&T> {
+        let service: &dyn std::any::Any = &**self.udp.get(id.index())?.as_ref()?;
+        service.downcast_ref()
+    }
+
     /// The UDP instance of `id`, if it runs over UDP.
     #[inline]
     pub fn udp(&mut self, id: ServiceId) -> Option<&mut dyn UdpService> {
@@ -382,26 +406,43 @@ mod tests {
         }
         let mut registry = Registry::new();
         let id = registry
-            .add("mine", Some(Arc::new(|_: &WorkerInfo<'_>| Box::new(Mine))), None)
+            .add(
+                "mine",
+                Some(Arc::new(|_: &WorkerInfo<'_>| Box::new(Mine))),
+                None,
+            )
             .unwrap();
         assert_eq!(id.index(), 3);
         assert!(id.supports(crate::config::Protocol::Tcp));
         assert!(!id.supports(crate::config::Protocol::Udp));
         assert_eq!(registry.catalog().get("mine"), Some(id));
         assert!(matches!(
-            registry.add("mine", Some(Arc::new(|_: &WorkerInfo<'_>| Box::new(Mine))), None),
+            registry.add(
+                "mine",
+                Some(Arc::new(|_: &WorkerInfo<'_>| Box::new(Mine))),
+                None
+            ),
             Err(CatalogError::Duplicate(_))
         ));
         assert!(matches!(
-            registry.add("kernel", None, Some(Arc::new(|_: &WorkerInfo<'_>| Box::new(Echo::default())))),
+            registry.add(
+                "kernel",
+                None,
+                Some(Arc::new(|_: &WorkerInfo<'_>| Box::new(Echo::default())))
+            ),
             Err(CatalogError::BadName(_))
         ));
-        assert!(matches!(registry.add("none", None, None), Err(CatalogError::NoProtocol(_))));
+        assert!(matches!(
+            registry.add("none", None, None),
+            Err(CatalogError::NoProtocol(_))
+        ));
         let config = crate::testing::lone_config();
+        let counters = Arc::new(crate::counters::WorkerCounters::default());
         let mut services = registry.build(&WorkerInfo {
             id: 0,
             workers: 1,
             config: &config,
+            counters: &counters,
         });
         let mut io = mock::MockIo::default();
         io.rx.extend_from_slice(b"x");

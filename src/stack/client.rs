@@ -51,7 +51,7 @@ impl Stack {
     /// from source ports `ports` picks (so that replies come here), to
     /// destinations on our subnet or through `gateway`.
     pub fn set_app(&mut self, app: Box<dyn App>, ports: PortPicker, gateway: Option<Ipv4Addr>) {
-        self.tcp_services.app = Some(app);
+        self.services.set_app(app);
         self.client = Some(Box::new(Client {
             ports,
             gateway,
@@ -64,14 +64,13 @@ impl Stack {
 
     /// The application running in this worker, if any.
     pub fn app(&self) -> Option<&dyn App> {
-        self.tcp_services.app.as_deref()
+        self.services.app()
     }
 
     /// Give the application its poll round at `now_ns`; the connections it
     /// opens send their SYNs to `egress`.
     pub fn poll_app<E: Egress>(&mut self, now_ns: u64, egress: &mut E) {
-        let (Some(client), Some(mut app)) = (self.client.as_mut(), self.tcp_services.app.take())
-        else {
+        let (Some(client), Some(mut app)) = (self.client.as_mut(), self.services.take_app()) else {
             return;
         };
         let mut io = ClientIo {
@@ -84,7 +83,7 @@ impl Stack {
             now_ns,
         };
         app.poll(now_ns, &mut io);
-        self.tcp_services.app = Some(app);
+        self.services.set_app(app);
         let Some(client) = self.client.as_mut() else {
             return;
         };
@@ -119,7 +118,7 @@ impl Stack {
                 )
                 .is_err()
             {
-                if let Some(app) = &mut services.app {
+                if let Some(app) = services.app_mut() {
                     app.on_connect_error(
                         SocketAddrV4::new(tuple.remote_ip, tuple.remote_port),
                         ConnectError::TableFull,
@@ -134,7 +133,7 @@ impl Stack {
 
     /// Tell the application the worker stops (before connections are reset).
     pub fn stop_app(&mut self) {
-        if let Some(app) = &mut self.tcp_services.app {
+        if let Some(app) = self.services.app_mut() {
             app.on_stop();
         }
     }
@@ -172,30 +171,7 @@ impl<E: Egress> ClientIo<'_, E> {
     }
 
     fn send_arp_request(&mut self, target: Ipv4Addr) {
-        let Some(mut buf) = self.egress.alloc() else {
-            self.counters.count_drop(DropReason::NoBuffer);
-            return;
-        };
-        // 14 + 28 bytes, padded to the 60-byte minimum.
-        if !buf.set_len(60) {
-            self.counters.count_drop(DropReason::NoBuffer);
-            return;
-        }
-        let frame = buf.data_mut();
-        frame.fill(0);
-        let mut eth = EthernetFrame::new_unchecked(&mut *frame);
-        eth.set_dst_addr(EthernetAddress::BROADCAST);
-        eth.set_src_addr(self.iface.mac);
-        eth.set_ethertype(EtherType::Arp);
-        ArpRepr {
-            operation: ArpOperation::Request,
-            source_hardware_addr: self.iface.mac,
-            source_protocol_addr: self.iface.ip,
-            target_hardware_addr: EthernetAddress([0; 6]),
-            target_protocol_addr: target,
-        }
-        .emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
-        self.egress.send(buf);
+        send_arp_request(self.iface, self.counters, &mut *self.egress, target);
     }
 }
 
@@ -302,4 +278,37 @@ impl<E: Egress> AppIo for ClientIo<'_, E> {
         self.egress.send(buf);
         Ok(())
     }
+}
+
+/// Send an ARP request for `target` from `iface`.
+pub(super) fn send_arp_request<E: Egress>(
+    iface: &Interface,
+    counters: &WorkerCounters,
+    egress: &mut E,
+    target: Ipv4Addr,
+) {
+    let Some(mut buf) = egress.alloc() else {
+        counters.count_drop(DropReason::NoBuffer);
+        return;
+    };
+    // 14 + 28 bytes, padded to the 60-byte minimum.
+    if !buf.set_len(60) {
+        counters.count_drop(DropReason::NoBuffer);
+        return;
+    }
+    let frame = buf.data_mut();
+    frame.fill(0);
+    let mut eth = EthernetFrame::new_unchecked(&mut *frame);
+    eth.set_dst_addr(EthernetAddress::BROADCAST);
+    eth.set_src_addr(iface.mac);
+    eth.set_ethertype(EtherType::Arp);
+    ArpRepr {
+        operation: ArpOperation::Request,
+        source_hardware_addr: iface.mac,
+        source_protocol_addr: iface.ip,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: target,
+    }
+    .emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
+    egress.send(buf);
 }

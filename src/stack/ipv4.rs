@@ -129,7 +129,7 @@ impl Stack {
                 });
                 Disposition::Transmit(pkt)
             }
-            IpProtocol::Udp => self.process_udp(pkt, info, l4_checksum),
+            IpProtocol::Udp => self.process_udp(pkt, info, l4_checksum, now_ns),
             IpProtocol::Tcp => self.process_tcp(pkt, info, l4_checksum, now_ns, egress),
             _ => Disposition::Kernel(pkt),
         }

@@ -36,8 +36,7 @@ use crate::counters::{DropReason, WorkerCounters};
 use crate::neighbour::NeighbourCache;
 use crate::port::PacketBuf;
 use crate::rules::RuleTable;
-use crate::service::tcp::TcpServices;
-use crate::service::UdpServices;
+use crate::service::Services;
 use crate::tcp::cookie::Secrets;
 use crate::tcp::table::{TableConfig, TcpTable};
 use crate::wire::{EtherType, EthernetAddress, EthernetFrame, ETHERNET_HEADER_LEN};
@@ -47,6 +46,7 @@ mod boot_clock;
 mod client;
 mod ipv4;
 pub mod kernel_pins;
+mod outbox;
 mod tcp;
 #[cfg(test)]
 mod tests;
@@ -83,11 +83,6 @@ pub struct TcpSetup {
     pub timestamp_clock: ([u8; 16], u32),
     /// The process's seed for the 4-tuple index.
     pub hasher: ahash::RandomState,
-    /// The body the `http` service answers with.
-    pub http_body: Arc<[u8]>,
-    /// The `http` service's header timeout and idle timeout, in
-    /// nanoseconds (0: none).
-    pub http_timeouts_ns: (u64, u64),
 }
 
 impl Default for TcpSetup {
@@ -97,11 +92,6 @@ impl Default for TcpSetup {
             secret_key: Secrets::random_key(),
             timestamp_clock: boot_timestamp_clock(),
             hasher: ahash::RandomState::new(),
-            http_body: Arc::from(&b"shardnet\n"[..]),
-            http_timeouts_ns: (
-                crate::service::http::DEFAULT_HEADER_TIMEOUT_MS * 1_000_000,
-                crate::service::http::DEFAULT_IDLE_TIMEOUT_MS * 1_000_000,
-            ),
         }
     }
 }
@@ -183,9 +173,13 @@ pub struct Stack {
     rules: Arc<RuleTable>,
     neighbours: NeighbourCache,
     counters: Arc<WorkerCounters>,
-    services: UdpServices,
     tcp: TcpTable,
-    tcp_services: TcpServices,
+    /// The worker's service instances (and the app's).
+    services: Services,
+    /// Datagrams UDP services sent, framed at the end of the round.
+    outbox: outbox::Outbox,
+    /// The default route, for what services send off our subnet.
+    gateway: Option<std::net::Ipv4Addr>,
     /// TCP flows the rules gave the kernel: they stay the kernel's across
     /// reloads.
     kernel_flows: KernelFlows,
@@ -197,7 +191,8 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// A stack for one worker.
+    /// A stack for one worker, with the built-in services and their
+    /// defaults (tests, benchmarks).
     pub fn new(
         iface: Interface,
         rules: Arc<RuleTable>,
@@ -206,12 +201,37 @@ impl Stack {
         record_flows: bool,
         tcp: TcpSetup,
     ) -> Self {
+        let services = Services::builtin(crate::service::http::DEFAULT_BODY);
+        Stack::with_services(
+            iface,
+            rules,
+            neighbours,
+            counters,
+            record_flows,
+            tcp,
+            services,
+        )
+    }
+
+    /// A stack for one worker, serving with `services` (built by the
+    /// process's [`crate::service::Registry`] on the worker's thread).
+    pub fn with_services(
+        iface: Interface,
+        rules: Arc<RuleTable>,
+        neighbours: NeighbourCache,
+        counters: Arc<WorkerCounters>,
+        record_flows: bool,
+        tcp: TcpSetup,
+        services: Services,
+    ) -> Self {
         Stack {
             iface,
             rules,
             neighbours,
             counters,
-            services: UdpServices::default(),
+            services,
+            outbox: outbox::Outbox::default(),
+            gateway: None,
             kernel_flows: KernelFlows::new(tcp.hasher.clone()),
             kernel_port: true,
             tcp: TcpTable::new(
@@ -221,12 +241,6 @@ impl Stack {
                 tcp.hasher,
                 0,
             ),
-            tcp_services: {
-                let mut services = TcpServices::new(tcp.http_body);
-                let (header, idle) = tcp.http_timeouts_ns;
-                services.http.set_timeouts(header, idle);
-                services
-            },
             flow_record: record_flows.then(FlowRecord::new),
             client: None,
         }
@@ -237,17 +251,29 @@ impl Stack {
         &self.tcp
     }
 
-    /// This worker's TCP services.
-    pub fn tcp_services(&self) -> &TcpServices {
-        &self.tcp_services
-    }
-
     /// Switch to a new rule table; flows from now on follow it. Flows
     /// already under way keep going where they went: the stack's own TCP
     /// connections stay in its table, and the TCP flows the kernel took stay
     /// pinned to it (see [`kernel_pins`]).
     pub fn set_rules(&mut self, rules: Arc<RuleTable>) {
         self.rules = rules;
+    }
+
+    /// The default route for what services send off our subnet.
+    pub fn set_gateway(&mut self, gateway: Option<std::net::Ipv4Addr>) {
+        self.gateway = gateway;
+    }
+
+    /// Frame what UDP services sent, and the ARP requests their sends
+    /// needed.
+    pub(super) fn flush_outbox<E: Egress>(&mut self, egress: &mut E) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        self.outbox.flush(&self.iface, &self.counters, egress);
+        for target in std::mem::take(&mut self.outbox.resolve) {
+            client::send_arp_request(&self.iface, &self.counters, egress, target);
+        }
     }
 
     /// The rule table in force.
@@ -265,8 +291,8 @@ impl Stack {
         self.flow_record.as_ref()
     }
 
-    /// The services of this worker.
-    pub fn services(&self) -> &UdpServices {
+    /// The service instances of this worker.
+    pub fn services(&self) -> &Services {
         &self.services
     }
 

@@ -10,7 +10,7 @@ use super::{Disposition, Egress, FlowKey, Interface, Stack, DEFAULT_TTL};
 use crate::config::{Action, Protocol};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::port::{PacketBuf, RxChecksum};
-use crate::service::tcp::TcpServices;
+use crate::service::Services;
 use crate::tcp::table::{Input, Outgoing, TcpTable};
 use crate::tcp::FourTuple;
 use crate::wire::{
@@ -27,7 +27,7 @@ impl Stack {
         egress: &'a mut E,
     ) -> (
         &'a mut TcpTable,
-        &'a mut TcpServices,
+        &'a mut Services,
         &'a WorkerCounters,
         impl FnMut(Outgoing<'_>) + 'a,
     ) {
@@ -35,23 +35,22 @@ impl Stack {
             iface,
             counters,
             tcp,
-            tcp_services,
+            services,
             ..
         } = self;
         let iface = &*iface;
         let counters = &**counters;
         let out = move |o: Outgoing<'_>| emit_tcp(iface, counters, egress, o);
-        (tcp, tcp_services, counters, out)
+        (tcp, services, counters, out)
     }
 
     /// Run the TCP timers due at `now_ns`; segments they cause go to `egress`.
     pub fn poll<E: Egress>(&mut self, now_ns: u64, egress: &mut E) {
-        let (tcp, services, counters, mut out) = self.tcp_parts(egress);
-        tcp.poll(services, counters, now_ns, &mut out);
-        let http = &services.http;
-        counters.http_header_timeouts.set(http.header_timeouts);
-        counters.http_idle_timeouts.set(http.idle_timeouts);
-        counters.http_send_timeouts.set(http.send_timeouts);
+        {
+            let (tcp, services, counters, mut out) = self.tcp_parts(egress);
+            tcp.poll(services, counters, now_ns, &mut out);
+        }
+        self.flush_outbox(egress);
     }
 
     /// Start an RX burst: until [`Stack::end_burst`], the TCP connections'
@@ -65,8 +64,11 @@ impl Stack {
     /// End the RX burst begun by [`Stack::begin_burst`]: send what the
     /// connections owe.
     pub fn end_burst<E: Egress>(&mut self, now_ns: u64, egress: &mut E) {
-        let (tcp, services, counters, mut out) = self.tcp_parts(egress);
-        tcp.end_batch(services, counters, now_ns, &mut out);
+        {
+            let (tcp, services, counters, mut out) = self.tcp_parts(egress);
+            tcp.end_batch(services, counters, now_ns, &mut out);
+        }
+        self.flush_outbox(egress);
     }
 
     /// Reset every TCP connection (the worker is stopping).

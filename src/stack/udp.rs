@@ -5,11 +5,13 @@
 use std::net::SocketAddrV4;
 
 use super::ipv4::Ipv4Info;
+use super::outbox::OutboxIo;
 use super::{Disposition, FlowKey, Stack};
+use crate::config::ServiceId;
 use crate::config::{Action, Protocol};
 use crate::counters::DropReason;
 use crate::port::{PacketBuf, RxChecksum};
-use crate::service::{UdpAction, UdpServices};
+use crate::service::{Datagram, UdpAction};
 use crate::wire::{UdpPacket, ETHERNET_HEADER_LEN};
 
 impl Stack {
@@ -20,6 +22,7 @@ impl Stack {
         mut pkt: B,
         info: Ipv4Info,
         l4_checksum: RxChecksum,
+        now_ns: u64,
     ) -> Disposition<B> {
         let l4_start = ETHERNET_HEADER_LEN + info.header_len;
         let l4_end = ETHERNET_HEADER_LEN + info.total_len;
@@ -47,7 +50,7 @@ impl Stack {
         });
         if let Some(client) = &self.client {
             if client.udp_is_bound(dst_port) {
-                if let Some(app) = &mut self.tcp_services.app {
+                if let Some(app) = self.services.app_mut() {
                     self.counters.udp_rx.inc();
                     app.on_datagram(
                         SocketAddrV4::new(info.src, src_port),
@@ -65,14 +68,35 @@ impl Stack {
             Action::Kernel => return Disposition::Kernel(pkt),
             Action::Drop => return self.dropped(DropReason::Rule),
         };
-        if UdpServices::answers(kind) {
-            if let Some(reason) = self.refuses_to_answer(src_port) {
-                return self.dropped(reason);
-            }
-        }
+        let Stack {
+            services,
+            outbox,
+            iface,
+            gateway,
+            neighbours,
+            ..
+        } = self;
+        let Some(service) = services.udp(kind) else {
+            return self.dropped(DropReason::Rule);
+        };
         self.counters.udp_rx.inc();
-        match self.services.dispatch(kind, udp.payload()) {
-            Some(UdpAction::EchoBack) => {
+        let datagram = Datagram {
+            from: SocketAddrV4::new(info.src, src_port),
+            to: SocketAddrV4::new(info.dst, dst_port),
+            payload: udp.payload(),
+        };
+        let mut io = OutboxIo {
+            outbox,
+            iface,
+            gateway: *gateway,
+            neighbours,
+            now_ns,
+        };
+        match service.on_datagram(&datagram, &mut io) {
+            UdpAction::EchoBack => {
+                if let Some(reason) = self.refuses_to_answer(src_port) {
+                    return self.dropped(reason);
+                }
                 let mut udp = UdpPacket::new_unchecked(&mut data[l4_start..l4_end]);
                 udp.set_src_port(dst_port);
                 udp.set_dst_port(src_port);
@@ -85,8 +109,7 @@ impl Stack {
                 self.counters.udp_tx.inc();
                 Disposition::Transmit(pkt)
             }
-            Some(UdpAction::Consume) => Disposition::Consumed,
-            None => self.dropped(DropReason::Rule),
+            UdpAction::Consume => Disposition::Consumed,
         }
     }
 
@@ -108,8 +131,15 @@ impl Stack {
         let service_port = src_port < 1024
             || matches!(
                 self.rules.classify(Protocol::Udp, src_port).action,
-                Action::Service(kind) if UdpServices::answers(kind)
+                Action::Service(kind) if answers(kind)
             );
         service_port.then_some(DropReason::LoopProtection)
     }
+}
+
+/// Whether datagrams to a port ruled to `service` may be answered: every
+/// UDP service but discard is assumed to (echo does; a program's own may),
+/// which is what loop protection needs to know.
+fn answers(service: ServiceId) -> bool {
+    service.supports(Protocol::Udp) && service != ServiceId::DISCARD
 }

@@ -117,7 +117,7 @@ pub trait TcpIo {
 
 /// A service that terminates TCP connections inside the stack: one instance
 /// per worker, called on the worker's thread only.
-pub trait TcpService {
+pub trait TcpService: std::any::Any {
     /// The handshake completed.
     fn on_accepted(&mut self, _io: &mut dyn TcpIo) {}
     /// Bytes are waiting in the receive buffer.

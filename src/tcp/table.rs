@@ -54,8 +54,8 @@ use super::buffer::BufferPool;
 use super::connection::{Connection, Events, Segment, State, TcpConfig};
 use super::cookie::{CookieOptions, Secrets};
 use super::ratelimit::{AckCounts, AckLimiter, DEFAULT_CHALLENGE_ACK_LIMIT};
-use super::time_wait::TimeWait;
 use super::service::{Closed, ConnId, ServiceSet, TcpIo};
+use super::time_wait::TimeWait;
 use super::timer_wheel::{TimerId, TimerWheel};
 use super::{FourTuple, Seq};
 
@@ -165,8 +165,6 @@ impl Slot {
 struct TimeWaitSlot {
     record: TimeWait,
     peer_mac: EthernetAddress,
-    /// Told [`crate::service::TcpService::on_closed`] when the record ends.
-    service: ServiceId,
     /// Its expiry in `TcpTable::time_wait_wheel`.
     timer: TimerId,
 }
@@ -411,9 +409,7 @@ impl TcpTable {
     ) -> Input {
         let Some(&key) = self.by_tuple.get(tuple) else {
             return match self.find_time_wait(tuple) {
-                Some(key) => {
-                    self.time_wait_input(key, header, payload, counters, now, out)
-                }
+                Some(key) => self.time_wait_input(key, header, payload, counters, now, out),
                 None => Input::NoConnection,
             };
         };
@@ -930,7 +926,6 @@ impl TcpTable {
         entry.insert(TimeWaitSlot {
             record,
             peer_mac,
-            service,
             timer,
         });
         let (slab, hasher) = (&self.time_wait, self.by_tuple.hasher());

@@ -1,0 +1,153 @@
+//! Datagrams UDP services send ([`crate::service::UdpIo::send_to`]) while
+//! they handle one: the next hop is resolved at once (so the service hears
+//! `Resolving` or `NoRoute` at the call), the datagram waits here, and the
+//! stack frames it into the egress at the end of the RX burst or timer
+//! round. Bounded: a service that sends more in one round than
+//! [`MAX_DATAGRAMS`] or [`MAX_BYTES`] is told `NoBuffer`.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use super::{Egress, Interface, DEFAULT_TTL};
+use crate::app::ConnectError;
+use crate::counters::{DropReason, WorkerCounters};
+use crate::neighbour::NeighbourCache;
+use crate::port::PacketBuf;
+use crate::service::UdpIo;
+use crate::wire::{
+    ChecksumMode, EtherType, EthernetAddress, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr,
+    UdpPacket, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
+};
+
+/// Most datagrams waiting at once.
+pub const MAX_DATAGRAMS: usize = 256;
+
+/// Most payload bytes waiting at once.
+pub const MAX_BYTES: usize = 256 * 1024;
+
+/// The longest UDP payload one frame carries (1500-byte MTU).
+pub const MAX_PAYLOAD: usize = 1500 - IPV4_HEADER_LEN - 8;
+
+struct Pending {
+    mac: EthernetAddress,
+    local_port: u16,
+    to: SocketAddrV4,
+    start: usize,
+    len: usize,
+}
+
+/// The waiting datagrams, their payloads in one reused arena.
+#[derive(Default)]
+pub(super) struct Outbox {
+    pending: Vec<Pending>,
+    bytes: Vec<u8>,
+    /// Next hops to send an ARP request for.
+    pub(super) resolve: Vec<Ipv4Addr>,
+}
+
+impl Outbox {
+    pub(super) fn is_empty(&self) -> bool {
+        self.pending.is_empty() && self.resolve.is_empty()
+    }
+
+    /// Frame every waiting datagram into `egress` (from `iface`).
+    pub(super) fn flush<E: Egress>(
+        &mut self,
+        iface: &Interface,
+        counters: &WorkerCounters,
+        egress: &mut E,
+    ) {
+        for p in self.pending.drain(..) {
+            let payload = &self.bytes[p.start..p.start + p.len];
+            let udp_len = 8 + payload.len();
+            let frame_len = ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + udp_len;
+            let Some(mut buf) = egress.alloc() else {
+                counters.count_drop(DropReason::NoBuffer);
+                continue;
+            };
+            if !buf.set_len(frame_len.max(60)) {
+                counters.count_drop(DropReason::NoBuffer);
+                continue;
+            }
+            let frame = buf.data_mut();
+            let mut eth = EthernetFrame::new_unchecked(&mut *frame);
+            eth.set_dst_addr(p.mac);
+            eth.set_src_addr(iface.mac);
+            eth.set_ethertype(EtherType::Ipv4);
+            let ip_bytes = &mut frame[ETHERNET_HEADER_LEN..];
+            Ipv4Repr {
+                src_addr: iface.ip,
+                dst_addr: *p.to.ip(),
+                next_header: IpProtocol::Udp,
+                payload_len: udp_len,
+                ttl: DEFAULT_TTL,
+            }
+            .emit(
+                &mut Ipv4Packet::new_unchecked(&mut *ip_bytes),
+                ChecksumMode::Software,
+            );
+            let udp_bytes = &mut ip_bytes[IPV4_HEADER_LEN..IPV4_HEADER_LEN + udp_len];
+            let mut udp = UdpPacket::new_unchecked(&mut *udp_bytes);
+            udp.set_src_port(p.local_port);
+            udp.set_dst_port(p.to.port());
+            udp.set_len(udp_len as u16);
+            udp.payload_mut()[..payload.len()].copy_from_slice(payload);
+            udp.fill_checksum(iface.ip, *p.to.ip());
+            // Frames shorter than the Ethernet minimum carry zero padding.
+            frame[frame_len..].fill(0);
+            counters.udp_tx.inc();
+            egress.send(buf);
+        }
+        self.bytes.clear();
+    }
+}
+
+/// A UDP service's handle during a datagram: resolves next hops in the
+/// worker's neighbour cache and queues into the outbox.
+pub(super) struct OutboxIo<'a> {
+    pub(super) outbox: &'a mut Outbox,
+    pub(super) iface: &'a Interface,
+    pub(super) gateway: Option<Ipv4Addr>,
+    pub(super) neighbours: &'a mut NeighbourCache,
+    pub(super) now_ns: u64,
+}
+
+impl UdpIo for OutboxIo<'_> {
+    fn send_to(
+        &mut self,
+        local_port: u16,
+        to: SocketAddrV4,
+        payload: &[u8],
+    ) -> Result<(), ConnectError> {
+        if payload.len() > MAX_PAYLOAD {
+            return Err(ConnectError::TooLong(payload.len()));
+        }
+        let hop = if self.iface.in_subnet(*to.ip()) {
+            *to.ip()
+        } else {
+            self.gateway.ok_or(ConnectError::NoRoute(*to.ip()))?
+        };
+        let Some(mac) = self.neighbours.lookup(hop, self.now_ns) else {
+            if !self.outbox.resolve.contains(&hop) && self.outbox.resolve.len() < MAX_DATAGRAMS {
+                self.outbox.resolve.push(hop);
+            }
+            return Err(ConnectError::Resolving(hop));
+        };
+        let outbox = &mut *self.outbox;
+        if outbox.pending.len() >= MAX_DATAGRAMS || outbox.bytes.len() + payload.len() > MAX_BYTES {
+            return Err(ConnectError::NoBuffer);
+        }
+        outbox.pending.push(Pending {
+            mac,
+            local_port,
+            to,
+            start: outbox.bytes.len(),
+            len: payload.len(),
+        });
+        outbox.bytes.extend_from_slice(payload);
+        Ok(())
+    }
+
+    fn now(&self) -> u64 {
+        self.now_ns
+    }
+}
