@@ -53,7 +53,7 @@ mod tcp;
 mod tests;
 mod udp;
 
-pub use boot_clock::boot_timestamp_clock;
+pub use boot_clock::{boot_timestamp_clock, random_timestamp_clock};
 use client::Client;
 use kernel_pins::KernelFlows;
 
@@ -87,8 +87,10 @@ pub struct TcpSetup {
     /// The process's key for SYN cookies and initial sequence numbers.
     pub secret_key: [u8; 32],
     /// The key and start (ms) of the TCP timestamp clock
-    /// ([`Secrets::with_timestamp_clock`]): per boot, so that the clock goes
-    /// on across restarts ([`boot_timestamp_clock`]).
+    /// ([`Secrets::with_timestamp_clock`]). The runtime injects the boot's
+    /// ([`boot_timestamp_clock`], read from `/proc` once), so that the clock
+    /// goes on across restarts; the default is [`random_timestamp_clock`],
+    /// for this run only, and reads nothing.
     pub timestamp_clock: ([u8; 16], u32),
     /// The process's seed for the 4-tuple index.
     pub hasher: ahash::RandomState,
@@ -99,12 +101,15 @@ pub struct TcpSetup {
     pub http_timeouts_ns: (u64, u64),
 }
 
+/// The defaults of the configuration, with fresh random keys and a
+/// timestamp clock of this run only ([`random_timestamp_clock`]): no file is
+/// read. The runtime builds its own from the configuration.
 impl Default for TcpSetup {
     fn default() -> Self {
         TcpSetup {
             table: TableConfig::default(),
             secret_key: Secrets::random_key(),
-            timestamp_clock: boot_timestamp_clock(),
+            timestamp_clock: random_timestamp_clock(),
             hasher: ahash::RandomState::new(),
             http_body: Arc::from(&b"shardnet\n"[..]),
             http_timeouts_ns: (
