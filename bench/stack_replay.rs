@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 use shardnet::config::{Action, DefaultAction, ServiceId};
 use shardnet::port::heap::HeapBuf;
 use shardnet::port::PacketBuf;
-use shardnet::stack::{Disposition, Interface};
+use shardnet::stack::Interface;
 use shardnet::testing::{lone_stack, udp_frame, udp_rule, CollectEgress, Endpoints};
 use shardnet::wire::{EthernetAddress, ETHERNET_HEADER_LEN};
 
@@ -48,16 +48,18 @@ fn main() {
     let (mut stack, counters) = lone_stack(iface, &[echo], DefaultAction::Drop, false);
     let mut buf = HeapBuf::with_room(2048);
     let mut fold = 0u64;
-    // UDP echo replies in place: nothing goes to the egress.
+    // UDP echo replies in place: the reply is the request's buffer, sent
+    // through the egress.
     let mut egress = CollectEgress::default();
     let start = std::time::Instant::now();
     for n in 0..packets {
         let frame = &requests[(n % u64::from(FLOWS)) as usize];
         buf.set_len(frame.len());
         buf.data_mut().copy_from_slice(frame);
-        buf = match stack.process(buf, n, &mut egress) {
-            Disposition::Transmit(reply) => reply,
-            _ => panic!("request {n} was not answered"),
+        stack.process(buf, n, &mut egress);
+        buf = match egress.frames.pop() {
+            Some(reply) if egress.frames.is_empty() => reply,
+            _ => panic!("request {n} was not answered with one frame"),
         };
         fold = fold.wrapping_add(u64::from(buf.data()[ETHERNET_HEADER_LEN + 10]));
     }

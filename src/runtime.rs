@@ -1263,6 +1263,7 @@ fn tcp_setup(config: &Config) -> TcpSetup {
             challenge_ack_limit: crate::tcp::ratelimit::DEFAULT_CHALLENGE_ACK_LIMIT,
         },
         secret_key: Secrets::random_key(),
+        // Injected here, read from /proc once: the stack reads no file.
         timestamp_clock: crate::stack::boot_timestamp_clock(),
         hasher: ahash::RandomState::new(),
     }

@@ -155,12 +155,14 @@ pub fn tcp_rule(name: &str, port: u16, action: Action) -> Rule {
     }
 }
 
-/// An [`Egress`] that keeps every frame the stack originates, in heap
-/// buffers: for tests and benchmarks without a port.
+/// An [`Egress`] that keeps every frame the stack outputs, in heap buffers:
+/// for tests and benchmarks without a port.
 #[derive(Debug, Default)]
 pub struct CollectEgress {
-    /// The frames sent, oldest first.
+    /// The frames sent (originated or replies built in place), oldest first.
     pub frames: Vec<HeapBuf>,
+    /// The frames handed to the kernel, oldest first.
+    pub kernel: Vec<HeapBuf>,
 }
 
 impl Egress for CollectEgress {
@@ -172,6 +174,10 @@ impl Egress for CollectEgress {
 
     fn send(&mut self, frame: HeapBuf) {
         self.frames.push(frame);
+    }
+
+    fn to_kernel(&mut self, frame: HeapBuf) {
+        self.kernel.push(frame);
     }
 }
 

@@ -11,7 +11,7 @@
 //!     up to a burst of frames other workers handed over -> stack.process
 //!     a steering ring to another worker without room for a burst: skip RX
 //!     rx burst (32); for each frame: another worker's flow -> its steering ring,
-//!         else stack.process -> TX burst | kernel ring | consumed
+//!         else stack.process -> (its egress) TX burst | kernel ring | consumed
 //! }
 //! ```
 //!
@@ -46,7 +46,7 @@ use crate::counters::{DropReason, WorkerCounters};
 use crate::kernel::KernelLink;
 use crate::port::{Burst, PacketBuf, Queue, BURST};
 use crate::rules::SharedRules;
-use crate::stack::{Disposition, Egress, FlowRecord, Stack};
+use crate::stack::{Egress, FlowRecord, Stack};
 use crate::steer::SteerLinks;
 
 /// How long a partial TX burst may wait before it is sent (l3fwd's
@@ -135,12 +135,16 @@ fn flush<Q: Queue>(queue: &mut Q, tx: &mut Burst<Q::Buf>, counters: &WorkerCount
     }
 }
 
-/// The worker's transmit path as the stack sees it: buffers from the queue's
-/// pool, frames into the TX burst (sent when full).
+/// The worker's output as the stack sees it: buffers from the queue's pool,
+/// frames into the TX burst (sent when full), frames for the kernel into the
+/// ring towards the relay thread.
 struct TxPath<'a, Q: Queue> {
     queue: &'a mut Q,
     tx: &'a mut Burst<Q::Buf>,
     tx_since: &'a mut u64,
+    /// The exception path; without one, frames for the kernel are dropped
+    /// and counted as `no_kernel_port`.
+    kernel: Option<&'a KernelLink<Q::Buf>>,
     counters: &'a WorkerCounters,
     now: u64,
 }
@@ -163,6 +167,17 @@ impl<Q: Queue> Egress for TxPath<'_, Q> {
         }
         self.tx.push(frame);
     }
+
+    #[inline]
+    fn to_kernel(&mut self, frame: Q::Buf) {
+        match self.kernel {
+            Some(link) => match link.push(frame.detach()) {
+                Ok(()) => self.counters.to_kernel.inc(),
+                Err(_dropped) => self.counters.count_drop(DropReason::KernelQueueFull),
+            },
+            None => self.counters.count_drop(DropReason::NoKernelPort),
+        }
+    }
 }
 
 /// A worker's links to the other threads of the data plane.
@@ -182,27 +197,6 @@ impl<B> Default for WorkerLinks<B> {
             kernel: None,
             steer: None,
         }
-    }
-}
-
-/// What becomes of a frame the stack has processed.
-#[inline]
-fn dispose<Q: Queue>(
-    disposition: Disposition<Q::Buf>,
-    egress: &mut TxPath<'_, Q>,
-    kernel: Option<&KernelLink<Q::Buf>>,
-    counters: &WorkerCounters,
-) {
-    match disposition {
-        Disposition::Transmit(reply) => egress.send(reply),
-        Disposition::Kernel(pkt) => match kernel {
-            Some(link) => match link.push(pkt.detach()) {
-                Ok(()) => counters.to_kernel.inc(),
-                Err(_dropped) => counters.count_drop(DropReason::KernelQueueFull),
-            },
-            None => counters.count_drop(DropReason::NoKernelPort),
-        },
-        Disposition::Consumed => {}
     }
 }
 
@@ -259,6 +253,7 @@ pub fn run<Q: Queue>(
             queue: &mut queue,
             tx: &mut tx,
             tx_since: &mut tx_since,
+            kernel: kernel.as_ref(),
             counters,
             now,
         };
@@ -280,8 +275,7 @@ pub fn run<Q: Queue>(
         if let Some(steer) = &mut steer {
             stack.begin_burst();
             steered_in = steer.receive(BURST, |pkt| {
-                let disposition = stack.process(pkt, now, &mut egress);
-                dispose(disposition, &mut egress, kernel.as_ref(), counters);
+                stack.process(pkt, now, &mut egress);
             });
             stack.end_burst(now, &mut egress);
             counters.steered_in.add(steered_in as u64);
@@ -336,6 +330,7 @@ pub fn run<Q: Queue>(
             queue: &mut queue,
             tx: &mut tx,
             tx_since: &mut tx_since,
+            kernel: kernel.as_ref(),
             counters,
             now,
         };
@@ -353,8 +348,7 @@ pub fn run<Q: Queue>(
                     continue;
                 }
             }
-            let disposition = stack.process(pkt, now, &mut egress);
-            dispose(disposition, &mut egress, kernel.as_ref(), counters);
+            stack.process(pkt, now, &mut egress);
         }
         stack.end_burst(now, &mut egress);
         // A short burst means the RX queue is drained: send now. Under load
@@ -373,13 +367,13 @@ pub fn run<Q: Queue>(
             queue: &mut queue,
             tx: &mut tx,
             tx_since: &mut tx_since,
+            kernel: kernel.as_ref(),
             counters,
             now,
         };
         loop {
             let n = steer.receive(BURST, |pkt| {
-                let disposition = stack.process(pkt, now, &mut egress);
-                dispose(disposition, &mut egress, kernel.as_ref(), counters);
+                stack.process(pkt, now, &mut egress);
             });
             counters.steered_in.add(n as u64);
             if n == 0 {
@@ -394,6 +388,7 @@ pub fn run<Q: Queue>(
             queue: &mut queue,
             tx: &mut tx,
             tx_since: &mut tx_since,
+            kernel: kernel.as_ref(),
             counters,
             now,
         },

@@ -37,10 +37,17 @@ pub fn boot_timestamp_clock() -> ([u8; 16], u32) {
                 "cannot read /proc/sys/kernel/random/boot_id or /proc/uptime: TCP timestamps \
                  start over with this run"
             );
-            let random = Secrets::random_key();
-            let mut key = [0u8; 16];
-            key.copy_from_slice(&random[..16]);
-            (key, 0)
+            random_timestamp_clock()
         }
     }
+}
+
+/// A TCP timestamp clock of this run only: a random key, starting at 0. What
+/// [`super::TcpSetup::default`] holds (it reads no file), and what
+/// [`boot_timestamp_clock`] falls back to.
+pub fn random_timestamp_clock() -> ([u8; 16], u32) {
+    let random = Secrets::random_key();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&random[..16]);
+    (key, 0)
 }

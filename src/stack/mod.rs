@@ -1,10 +1,11 @@
 //! One worker's protocol processing: Ethernet, ARP, IPv4, ICMP, UDP and TCP.
 //!
-//! Sans-IO: [`Stack::process`] takes a received frame and the time, and says
-//! what becomes of the frame — transmitted (a reply built in place, in the same
-//! buffer), handed to the kernel, or consumed. Frames the stack originates (TCP
-//! segments) go to an [`Egress`], which lends empty buffers from the worker's
-//! pool and queues frames for transmission; [`Stack::poll`] runs the TCP
+//! Sans-IO: [`Stack::process`] takes a received frame and the time. Every
+//! frame leaves through one channel, an [`Egress`]: a reply built in place
+//! (in the same buffer) and the frames the stack originates (TCP segments,
+//! in empty buffers the egress lends from the worker's pool) are queued for
+//! transmission, a frame that is not the stack's is handed to the kernel
+//! unchanged, and the rest is consumed. [`Stack::poll`] runs the TCP
 //! timers. The stack never reads a clock, a socket or a device. Every frame
 //! that is not answered or delivered is counted under a [`DropReason`].
 //!
@@ -52,22 +53,30 @@ mod tcp;
 mod tests;
 mod udp;
 
-pub use boot_clock::boot_timestamp_clock;
+pub use boot_clock::{boot_timestamp_clock, random_timestamp_clock};
 use client::Client;
 use kernel_pins::KernelFlows;
 
 /// The TTL of packets the stack sends (the Linux default).
 pub const DEFAULT_TTL: u8 = 64;
 
-/// Where the stack sends the frames it originates (TCP segments), as opposed
-/// to replies it builds in place in a received buffer.
+/// The stack's one output channel: every frame leaves through it. Frames the
+/// stack originates (TCP segments, ARP requests, the app's datagrams) are
+/// built in buffers it lends; replies built in place (ARP, ICMP and UDP
+/// echo) and frames for the kernel are the received buffers themselves, so
+/// the hot path copies nothing.
 pub trait Egress {
     /// The buffer type of the port.
     type Buf: PacketBuf;
     /// An empty buffer from the worker's pool, or `None` if it is exhausted.
     fn alloc(&mut self) -> Option<Self::Buf>;
-    /// Queue a finished frame for transmission.
+    /// Queue a finished frame for transmission: one built in a buffer from
+    /// [`Egress::alloc`], or a reply built in place in a received buffer.
     fn send(&mut self, frame: Self::Buf);
+    /// Hand a received frame that is not the stack's, unchanged, to the
+    /// kernel's exception port (or drop and count it where there is none, or
+    /// no room).
+    fn to_kernel(&mut self, frame: Self::Buf);
 }
 
 /// What a worker's TCP needs besides the stack's own parts.
@@ -78,27 +87,33 @@ pub struct TcpSetup {
     /// The process's key for SYN cookies and initial sequence numbers.
     pub secret_key: [u8; 32],
     /// The key and start (ms) of the TCP timestamp clock
-    /// ([`Secrets::with_timestamp_clock`]): per boot, so that the clock goes
-    /// on across restarts ([`boot_timestamp_clock`]).
+    /// ([`Secrets::with_timestamp_clock`]). The runtime injects the boot's
+    /// ([`boot_timestamp_clock`], read from `/proc` once), so that the clock
+    /// goes on across restarts; the default is [`random_timestamp_clock`],
+    /// for this run only, and reads nothing.
     pub timestamp_clock: ([u8; 16], u32),
     /// The process's seed for the 4-tuple index.
     pub hasher: ahash::RandomState,
 }
 
+/// The defaults of the configuration, with fresh random keys and a
+/// timestamp clock of this run only ([`random_timestamp_clock`]): no file is
+/// read. The runtime builds its own from the configuration.
 impl Default for TcpSetup {
     fn default() -> Self {
         TcpSetup {
             table: TableConfig::default(),
             secret_key: Secrets::random_key(),
-            timestamp_clock: boot_timestamp_clock(),
+            timestamp_clock: random_timestamp_clock(),
             hasher: ahash::RandomState::new(),
         }
     }
 }
 
-/// What became of a received frame.
+/// What became of a received frame, inside the stack: [`Stack::process`]
+/// hands the buffer to the [`Egress`] accordingly.
 #[derive(Debug)]
-pub enum Disposition<B> {
+enum Disposition<B> {
     /// A reply, built in the same buffer: transmit it.
     Transmit(B),
     /// Not the stack's: hand it to the kernel's exception port, unchanged.
@@ -302,8 +317,22 @@ impl Stack {
         Disposition::Consumed
     }
 
-    /// Process one received frame at monotonic time `now_ns`.
-    pub fn process<B: PacketBuf, E: Egress<Buf = B>>(
+    /// Process one received frame at monotonic time `now_ns`. A reply built
+    /// in place goes to [`Egress::send`], a frame that is the kernel's to
+    /// [`Egress::to_kernel`] (both the same buffer), and the segments the
+    /// frame causes to [`Egress::send`] as well; anything else is delivered
+    /// to a service or dropped and counted.
+    pub fn process<E: Egress>(&mut self, pkt: E::Buf, now_ns: u64, egress: &mut E) {
+        match self.dispose_of(pkt, now_ns, egress) {
+            Disposition::Transmit(reply) => egress.send(reply),
+            Disposition::Kernel(pkt) => egress.to_kernel(pkt),
+            Disposition::Consumed => {}
+        }
+    }
+
+    /// What becomes of a received frame: [`Stack::process`] without the
+    /// hand-off to the egress.
+    fn dispose_of<B: PacketBuf, E: Egress<Buf = B>>(
         &mut self,
         mut pkt: B,
         now_ns: u64,

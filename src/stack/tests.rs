@@ -94,7 +94,7 @@ fn check_reply_ip(frame: &[u8], protocol: IpProtocol) -> Vec<u8> {
 fn udp_echo_replies_in_place_byte_for_byte() {
     let (mut stack, counters) = stack();
     for payload in [&b""[..], b"x", b"hello shardnet", &[0xa5; 1472]] {
-        let reply = transmitted(stack.process(
+        let reply = transmitted(stack.dispose_of(
             HeapBuf::from_slice(&udp(40000, 7, payload)),
             0,
             &mut CollectEgress::default(),
@@ -122,7 +122,7 @@ fn udp_echo_of_partial_checksum_sends_a_complete_one() {
     packet.fill_pseudo_header_checksum(PEER_IP, OUR_IP);
     let mut buf = HeapBuf::from_slice(&frame);
     buf.l4_checksum = RxChecksum::Partial;
-    let reply = transmitted(stack.process(buf, 0, &mut CollectEgress::default()));
+    let reply = transmitted(stack.dispose_of(buf, 0, &mut CollectEgress::default()));
     let l4 = check_reply_ip(reply.data(), IpProtocol::Udp);
     assert!(UdpPacket::new_checked(&l4[..])
         .unwrap()
@@ -135,7 +135,7 @@ fn ethernet_padding_is_not_echoed() {
     let mut frame = udp(40000, 7, b"ab");
     let unpadded = frame.len();
     frame.resize(60, 0xee); // minimum Ethernet frame, padded by the sender
-    let reply = transmitted(stack.process(
+    let reply = transmitted(stack.dispose_of(
         HeapBuf::from_slice(&frame),
         0,
         &mut CollectEgress::default(),
@@ -147,7 +147,7 @@ fn ethernet_padding_is_not_echoed() {
 fn discard_drop_and_default_rules() {
     let (mut stack, counters) = stack();
     assert!(matches!(
-        stack.process(
+        stack.dispose_of(
             HeapBuf::from_slice(&udp(1, 9, b"gone")),
             0,
             &mut CollectEgress::default()
@@ -156,7 +156,7 @@ fn discard_drop_and_default_rules() {
     ));
     assert_eq!(stack.services().discard.bytes, 4);
     assert!(matches!(
-        stack.process(
+        stack.dispose_of(
             HeapBuf::from_slice(&udp(1, 5000, b"sunk")),
             0,
             &mut CollectEgress::default()
@@ -165,7 +165,7 @@ fn discard_drop_and_default_rules() {
     ));
     assert_eq!(counters.drops_of(DropReason::Rule), 1);
     let unclaimed = udp(1, 53, b"dns?");
-    match stack.process(
+    match stack.dispose_of(
         HeapBuf::from_slice(&unclaimed),
         0,
         &mut CollectEgress::default(),
@@ -178,11 +178,39 @@ fn discard_drop_and_default_rules() {
     assert_eq!(counters.rule_hits[2].get(), 1);
 }
 
+/// `process` is `dispose_of` with the hand-off: every frame leaves through
+/// the egress, in place replies and the kernel's frames as the received
+/// buffer itself.
+#[test]
+fn process_sends_every_frame_through_the_egress() {
+    let (mut stack, counters) = stack();
+    let mut egress = CollectEgress::default();
+    stack.process(HeapBuf::from_slice(&udp(40000, 7, b"ping")), 0, &mut egress);
+    assert_eq!((egress.frames.len(), egress.kernel.len()), (1, 0));
+    let l4 = check_reply_ip(egress.frames[0].data(), IpProtocol::Udp);
+    let reply = UdpPacket::new_checked(&l4[..]).unwrap();
+    assert_eq!((reply.src_port(), reply.dst_port()), (7, 40000));
+    assert_eq!(reply.payload(), b"ping");
+    let unclaimed = udp(40000, 53, b"dns?");
+    stack.process(HeapBuf::from_slice(&unclaimed), 0, &mut egress);
+    assert_eq!((egress.frames.len(), egress.kernel.len()), (1, 1));
+    assert_eq!(egress.kernel[0].data(), &unclaimed[..], "unchanged");
+    stack.process(HeapBuf::from_slice(&udp(40000, 9, b"gone")), 0, &mut egress);
+    stack.process(
+        HeapBuf::from_slice(&udp(40000, 5000, b"sunk")),
+        0,
+        &mut egress,
+    );
+    assert_eq!((egress.frames.len(), egress.kernel.len()), (1, 1));
+    assert_eq!(stack.services().discard.bytes, 4);
+    assert_eq!(counters.drops_of(DropReason::Rule), 1);
+}
+
 #[test]
 fn icmp_echo_request_is_answered() {
     let (mut stack, counters) = stack();
     let data: Vec<u8> = (0..56).collect();
-    let reply = transmitted(stack.process(
+    let reply = transmitted(stack.dispose_of(
         HeapBuf::from_slice(&icmp_echo_request(77, &data)),
         0,
         &mut CollectEgress::default(),
@@ -216,7 +244,7 @@ fn arp(operation: ArpOperation, target: Ipv4Addr) -> Vec<u8> {
 #[test]
 fn arp_request_for_us_is_answered_and_the_sender_learnt() {
     let (mut stack, counters) = stack();
-    let reply = transmitted(stack.process(
+    let reply = transmitted(stack.dispose_of(
         HeapBuf::from_slice(&arp(ArpOperation::Request, OUR_IP)),
         5,
         &mut CollectEgress::default(),
@@ -240,7 +268,7 @@ fn arp_request_for_us_is_answered_and_the_sender_learnt() {
     // Someone else's request: not ours to answer.
     let other = Ipv4Addr::new(198, 18, 0, 99);
     assert!(matches!(
-        stack.process(
+        stack.dispose_of(
             HeapBuf::from_slice(&arp(ArpOperation::Request, other)),
             5,
             &mut CollectEgress::default()
@@ -255,13 +283,13 @@ fn arp_reply_for_us_goes_to_the_kernel_too_unless_there_is_none() {
     let (mut stack, counters) = stack();
     let reply = || HeapBuf::from_slice(&arp(ArpOperation::Reply, OUR_IP));
     // The kernel shares our address and may have asked.
-    let d = stack.process(reply(), 5, &mut CollectEgress::default());
+    let d = stack.dispose_of(reply(), 5, &mut CollectEgress::default());
     assert!(matches!(d, Disposition::Kernel(_)), "{d:?}");
     assert_eq!(stack.neighbours().lookup(PEER_IP, 10), Some(PEER_MAC));
     // Without a kernel port it answered our own request: ours alone,
     // learnt, and no drop to count.
     stack.set_kernel_port(false);
-    let d = stack.process(reply(), 6, &mut CollectEgress::default());
+    let d = stack.dispose_of(reply(), 6, &mut CollectEgress::default());
     assert!(matches!(d, Disposition::Consumed), "{d:?}");
     assert_eq!(counters.arp_learnt.get(), 2);
     assert_eq!(counters.drops_of(DropReason::NotForUs), 0);
@@ -306,7 +334,7 @@ fn malformed_packets_are_counted_by_reason() {
         let before = counters.drops_of(*reason);
         assert!(
             matches!(
-                stack.process(HeapBuf::from_slice(frame), 0, &mut CollectEgress::default()),
+                stack.dispose_of(HeapBuf::from_slice(frame), 0, &mut CollectEgress::default()),
                 Disposition::Consumed
             ),
             "case {i} ({reason:?})"
@@ -342,7 +370,7 @@ fn from_ip(src_ip: Ipv4Addr) -> Endpoints {
 fn dropped_as(stack: &mut Stack, counters: &WorkerCounters, frame: &[u8], reason: DropReason) {
     let before = counters.drops_of(reason);
     let mut egress = CollectEgress::default();
-    let d = stack.process(HeapBuf::from_slice(frame), 0, &mut egress);
+    let d = stack.dispose_of(HeapBuf::from_slice(frame), 0, &mut egress);
     assert!(matches!(d, Disposition::Consumed), "{reason:?}: {d:?}");
     assert!(egress.frames.is_empty(), "{reason:?}: nothing sent");
     assert_eq!(counters.drops_of(reason), before + 1, "{reason:?}");
@@ -370,7 +398,7 @@ fn martian_sources_are_dropped_counted_and_never_answered() {
     // Not martians, as in Linux: the rest of 240.0.0.0/4 and the
     // subnet's lowest address.
     for src in [Ipv4Addr::new(240, 0, 0, 1), Ipv4Addr::new(198, 18, 0, 0)] {
-        let d = stack.process(
+        let d = stack.dispose_of(
             HeapBuf::from_slice(&udp_frame(from_ip(src), 40000, 7, b"ok")),
             0,
             &mut CollectEgress::default(),
@@ -427,7 +455,7 @@ fn udp_echo_refuses_source_port_zero_and_ports_that_could_answer_back() {
     // Ports that answer nothing here, and ordinary client ports, get
     // their echo.
     for src_port in [1024, 2049, 5000, 6999, 7011, 40000, 65535] {
-        transmitted(stack.process(
+        transmitted(stack.dispose_of(
             HeapBuf::from_slice(&udp(src_port, 7, b"x")),
             0,
             &mut CollectEgress::default(),
@@ -435,7 +463,7 @@ fn udp_echo_refuses_source_port_zero_and_ports_that_could_answer_back() {
     }
     assert_eq!(counters.udp_tx.get(), 7);
     // A service that never answers cannot loop: discard takes all.
-    let d = stack.process(
+    let d = stack.dispose_of(
         HeapBuf::from_slice(&udp(0, 9, b"x")),
         0,
         &mut CollectEgress::default(),
@@ -488,7 +516,7 @@ fn arp_claiming_our_address_is_not_learnt_nor_answered() {
         Ipv4Addr::UNSPECIFIED,
         OUR_IP,
     );
-    transmitted(stack.process(
+    transmitted(stack.dispose_of(
         HeapBuf::from_slice(&frame),
         5,
         &mut CollectEgress::default(),
@@ -509,7 +537,7 @@ proptest! {
         let (mut stack, counters) = stack();
         let ethertype = if arp_frame { EtherType::Arp } else { EtherType::Ipv4 };
         let frame = ethernet(ethertype, &body);
-        let accounted = match stack.process(HeapBuf::from_slice(&frame), 0, &mut CollectEgress::default()) {
+        let accounted = match stack.dispose_of(HeapBuf::from_slice(&frame), 0, &mut CollectEgress::default()) {
             Disposition::Transmit(_) | Disposition::Kernel(_) => true,
             Disposition::Consumed => counters.total_drops() == 1 || counters.udp_rx.get() == 1,
         };
@@ -524,7 +552,7 @@ proptest! {
         payload in proptest::collection::vec(any::<u8>(), 0..1472),
     ) {
         let (mut stack, _) = stack();
-        let reply = transmitted(stack.process(HeapBuf::from_slice(&udp(src_port, 7, &payload)), 0, &mut CollectEgress::default()));
+        let reply = transmitted(stack.dispose_of(HeapBuf::from_slice(&udp(src_port, 7, &payload)), 0, &mut CollectEgress::default()));
         let l4 = check_reply_ip(reply.data(), IpProtocol::Udp);
         let udp = UdpPacket::new_checked(&l4[..]).unwrap();
         prop_assert!(udp.verify_checksum(OUR_IP, PEER_IP));

@@ -33,7 +33,7 @@ fn segment(port: u16, flags: TcpFlags, seq: u32, ack: u32) -> TcpHeader {
 fn send(stack: &mut Stack, header: TcpHeader, payload: &[u8]) -> Vec<(TcpHeader, Vec<u8>)> {
     let mut egress = CollectEgress::default();
     let frame = tcp_frame(ENDS, &header, payload);
-    let d = stack.process(HeapBuf::from_slice(&frame), 0, &mut egress);
+    let d = stack.dispose_of(HeapBuf::from_slice(&frame), 0, &mut egress);
     assert!(matches!(d, Disposition::Consumed), "{d:?}");
     egress
         .frames
@@ -93,7 +93,7 @@ fn deliver(
 ) -> (Disposition<HeapBuf>, Vec<(TcpHeader, Vec<u8>)>) {
     let mut egress = CollectEgress::default();
     let frame = tcp_frame(ENDS, &header, payload);
-    let d = stack.process(HeapBuf::from_slice(&frame), now, &mut egress);
+    let d = stack.dispose_of(HeapBuf::from_slice(&frame), now, &mut egress);
     let sent = egress
         .frames
         .iter()
@@ -107,7 +107,7 @@ fn deliver(
 fn to_kernel(stack: &mut Stack, header: TcpHeader, payload: &[u8], now: u64) {
     let frame = tcp_frame(ENDS, &header, payload);
     let mut egress = CollectEgress::default();
-    match stack.process(HeapBuf::from_slice(&frame), now, &mut egress) {
+    match stack.dispose_of(HeapBuf::from_slice(&frame), now, &mut egress) {
         Disposition::Kernel(buf) => assert_eq!(buf.data(), &frame[..], "unchanged"),
         other => panic!(
             "{} {header:?}: expected the kernel, got {other:?}",
@@ -403,7 +403,7 @@ fn burst(
     }
     for (header, payload) in segments {
         let frame = tcp_frame(ENDS, header, payload);
-        stack.process(HeapBuf::from_slice(&frame), 0, &mut egress);
+        stack.dispose_of(HeapBuf::from_slice(&frame), 0, &mut egress);
     }
     let during = egress
         .frames
@@ -763,13 +763,13 @@ fn segments_without_a_connection_get_a_reset_and_rules_still_apply() {
     let frame = tcp_frame(ENDS, &segment(23, TcpFlags::SYN, 1, 0), b"");
     let mut egress = CollectEgress::default();
     assert!(matches!(
-        stack.process(HeapBuf::from_slice(&frame), 0, &mut egress),
+        stack.dispose_of(HeapBuf::from_slice(&frame), 0, &mut egress),
         Disposition::Consumed
     ));
     assert_eq!(counters.drops_of(DropReason::Rule), 1);
     let frame = tcp_frame(ENDS, &segment(22, TcpFlags::SYN, 1, 0), b"");
     assert!(matches!(
-        stack.process(HeapBuf::from_slice(&frame), 0, &mut egress),
+        stack.dispose_of(HeapBuf::from_slice(&frame), 0, &mut egress),
         Disposition::Kernel(_)
     ));
     assert!(egress.frames.is_empty());
@@ -814,7 +814,7 @@ fn a_bad_tcp_checksum_is_dropped_and_counted() {
     let last = frame.len() - 1;
     frame[last - 4] ^= 0x40; // inside the TCP header (window)
     let mut egress = CollectEgress::default();
-    stack.process(HeapBuf::from_slice(&frame), 0, &mut egress);
+    stack.dispose_of(HeapBuf::from_slice(&frame), 0, &mut egress);
     assert_eq!(counters.drops_of(DropReason::BadL4Checksum), 1);
     assert!(egress.frames.is_empty());
 }
