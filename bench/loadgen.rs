@@ -641,7 +641,8 @@ impl TcpService for LoadApp {
         self.stats().last_ns.set(self.config.now_ns());
     }
 
-    fn on_closed(&mut self, reset: bool) {
+    fn on_closed(&mut self, closed: &shardnet::service::Closed) {
+        let reset = closed.reset;
         self.live = self.live.saturating_sub(1);
         if self.stopping {
             self.stats().aborted_at_stop.inc();

@@ -73,20 +73,25 @@ fn echo_worker_with(
         std::slice::from_ref(&echo),
         default,
     ))));
-    let (stack, counters) = lone_stack(iface, &[echo], default, false);
     let stop = Arc::new(AtomicBool::new(false));
     // The sender is dropped: no control message ever comes.
     let (_, control_rx) = crossbeam_channel::bounded(1);
-    let setup = WorkerSetup {
-        id,
-        idle: IdleMode::Adaptive,
-        stop: stop.clone(),
-        control: control_rx,
-        rules,
-        counters: counters.clone(),
-        clock: Clock::start(),
-    };
+    let (counters_tx, counters_rx) = std::sync::mpsc::channel();
+    let worker_stop = stop.clone();
+    // The stack is built on the worker's thread, as the runtime does: its
+    // service instances need not be `Send`.
     let worker = std::thread::spawn(move || {
+        let (stack, counters) = lone_stack(iface, &[echo], default, false);
+        counters_tx.send(counters.clone()).expect("the test waits");
+        let setup = WorkerSetup {
+            id,
+            idle: IdleMode::Adaptive,
+            stop: worker_stop,
+            control: control_rx,
+            rules,
+            counters,
+            clock: Clock::start(),
+        };
         worker::run(
             worker_end,
             stack,
@@ -94,6 +99,7 @@ fn echo_worker_with(
             worker::WorkerLinks { kernel, steer },
         )
     });
+    let counters = counters_rx.recv().expect("the worker built its stack");
     (counters, stop, worker)
 }
 

@@ -276,6 +276,7 @@ idle_timeout_ms = 0
                 "[af_packet] is ignored with backend \"dpdk\"",
             ),
         ],
+        services: crate::config::ServiceCatalog::builtin(),
         positions: Positions {
             backend: Some(Position {
                 line: 3,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::*;
 use crate::app::{App, AppIo};
-use crate::service::TcpService;
+use crate::service::{Services, TcpService};
 use crate::wire::TcpOptions;
 
 const OUR_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -18,7 +18,7 @@ const MS: u64 = 1_000_000;
 /// A table with its services and counters, and what it sent.
 struct Harness {
     table: TcpTable,
-    services: TcpServices,
+    services: Services,
     counters: WorkerCounters,
     sent: Vec<(FourTuple, TcpHeader, Vec<u8>)>,
 }
@@ -40,7 +40,7 @@ impl Harness {
                 ahash::RandomState::new(),
                 0,
             ),
-            services: TcpServices::default(),
+            services: Services::builtin(crate::service::http::DEFAULT_BODY),
             counters: WorkerCounters::default(),
             sent: Vec::new(),
         }
@@ -208,7 +208,7 @@ impl App for TestApp {
 
 fn with_app(h: &mut Harness, timer_after: Option<u64>, message: usize) -> Arc<Mutex<Seen>> {
     let seen = Arc::new(Mutex::new(Seen::default()));
-    h.services.app = Some(Box::new(TestApp {
+    h.services.set_app(Box::new(TestApp {
         seen: seen.clone(),
         timer_after,
         message,
@@ -310,7 +310,9 @@ fn data_without_buffer_room_is_dropped_and_counted_and_the_gauge_shows_the_use()
 fn slowloris_holds_small_buffers_and_is_reset_at_the_header_timeout() {
     // The case: 16 buffers of 256 KiB, 40 slow requests.
     let mut h = Harness::new(256 * 1024, 16);
-    h.services.http.set_timeouts(2_000 * MS, 75_000 * MS);
+    let mut http = crate::service::Http::new(crate::service::http::DEFAULT_BODY);
+    http.set_timeouts(2_000 * MS, 75_000 * MS);
+    h.services.set_tcp(ServiceId::HTTP, Box::new(http));
     let slow = b"GET / HTTP/1.1\r\nX-slow: ";
     for i in 0..40 {
         let ours = h.establish(80, 41000 + i, ServiceId::HTTP, 0);
@@ -355,14 +357,14 @@ fn slowloris_holds_small_buffers_and_is_reset_at_the_header_timeout() {
             .all(|(_, hd, _)| !hd.flags.contains(TcpFlags::RST)),
         "reset early: {sent:?}"
     );
-    assert_eq!(h.services.http.header_timeouts, 0);
+    assert_eq!(h.services.tcp_as::<crate::service::Http>(ServiceId::HTTP).unwrap().header_timeouts, 0);
     let sent = h.poll(2_001 * MS);
     let resets = sent
         .iter()
         .filter(|(_, hd, _)| hd.flags.contains(TcpFlags::RST))
         .count();
     assert_eq!(resets, 40);
-    assert_eq!(h.services.http.header_timeouts, 40);
+    assert_eq!(h.services.tcp_as::<crate::service::Http>(ServiceId::HTTP).unwrap().header_timeouts, 40);
     assert_eq!(h.table.len(), 1, "the kept-alive client stays");
     assert_eq!(
         h.counters.tcp_buffer_bytes.get(),

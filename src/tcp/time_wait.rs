@@ -271,7 +271,7 @@ mod tests {
     use super::*;
     use crate::config::ServiceId;
     use crate::counters::WorkerCounters;
-    use crate::service::tcp::TcpServices;
+    use crate::service::Services;
     use crate::tcp::connection::{Connection, State, TcpConfig};
     use crate::tcp::cookie::Secrets;
     use crate::tcp::table::{random_hasher, Input, Outgoing, TableConfig, TcpTable};
@@ -313,7 +313,7 @@ mod tests {
 
     struct Bench {
         table: TcpTable,
-        services: TcpServices,
+        services: Services,
         counters: WorkerCounters,
         now: u64,
     }
@@ -340,7 +340,7 @@ mod tests {
             };
             Bench {
                 table: TcpTable::new(config, Secrets::from_key([7; 32]), random_hasher(), 0),
-                services: TcpServices::default(),
+                services: Services::builtin(crate::service::http::DEFAULT_BODY),
                 counters: WorkerCounters::default(),
                 now: 0,
             }
