@@ -9,6 +9,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+echo "== layers (src/lib.rs's list: no module imports a higher layer)"
+./scripts/check-layers.sh
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --no-default-features --all-targets -- -D warnings

@@ -5,6 +5,13 @@
 //! relaxed load and a relaxed store (a plain `mov` on x86: no locked
 //! read-modify-write); any other thread may read at any time and sums the
 //! workers' values itself (the control thread at scrape and at stop).
+//!
+//! Each counter is declared once, in the `worker_counters!` table below: its
+//! field and doc, the Prometheus family (and label value) that shows it, and
+//! its key in the counters logged at stop. `/metrics`
+//! (`control::metrics`) and `runtime::counters_json` iterate
+//! [`WorkerCounters::SCALARS`] rather than naming fields; a family's HELP and
+//! labels are declared once, in `control::metrics::FAMILIES`.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -171,187 +178,241 @@ impl Counter {
     }
 }
 
-/// The counters of one worker.
+/// How one scalar counter of [`WorkerCounters`] is shown outside the
+/// worker: the row of [`WorkerCounters::SCALARS`] that the `worker_counters!`
+/// declaration below writes for it.
 #[derive(Debug)]
-#[repr(align(128))] // two cache lines: adjacent-line prefetch pairs lines on x86
-pub struct WorkerCounters {
+pub struct CounterInfo {
+    /// The field's name.
+    pub field: &'static str,
+    /// The Prometheus family (`shardnet_...`, declared with its HELP and
+    /// labels in `control::metrics::FAMILIES`) that shows it per worker,
+    /// with the value of the family's label after `worker` if it has one;
+    /// `None` where `/metrics` shows it its own way (the declaration says
+    /// how).
+    pub metric: Option<(&'static str, Option<&'static str>)>,
+    /// Its key in a worker's object of the counters logged at stop
+    /// (`runtime::counters_json`); a dot nests it (`tcp.active`).
+    pub json: Option<&'static str>,
+    /// Its counter in a worker's counters.
+    pub read: fn(&WorkerCounters) -> &Counter,
+}
+
+/// `Some($x)`, or `None` without one.
+macro_rules! some {
+    () => {
+        None
+    };
+    ($x:expr) => {
+        Some($x)
+    };
+}
+
+/// Declares [`WorkerCounters`]: its scalar counters, each once with its doc,
+/// its Prometheus family (and label value) and its JSON key, and its arrays.
+/// The struct, its `Default` and [`WorkerCounters::SCALARS`] come from here.
+macro_rules! worker_counters {
+    ($(
+        $(#[doc = $doc:literal])*
+        $field:ident {
+            $(metric: $metric:literal $(/ $label:literal)?,)?
+            $(json: $json:literal,)?
+        }
+    )*) => {
+        /// The counters of one worker.
+        #[derive(Debug)]
+        #[repr(align(128))] // two cache lines: adjacent-line prefetch pairs lines on x86
+        pub struct WorkerCounters {
+            $($(#[doc = $doc])* pub $field: Counter,)*
+            /// Drops by reason, indexed by `DropReason as usize`.
+            pub drops: [Counter; DropReason::ALL.len()],
+            /// TCP round-trip samples by bucket: `tcp_rtt[i]` counts samples of
+            /// at most [`RTT_BUCKETS_US`]`[i]` (and above the previous bound);
+            /// the last counts the rest.
+            pub tcp_rtt: [Counter; RTT_BUCKETS_US.len() + 1],
+            /// Hits per rule, indexed by rule number.
+            pub rule_hits: [Counter; MAX_RULES],
+        }
+
+        impl Default for WorkerCounters {
+            fn default() -> Self {
+                WorkerCounters {
+                    $($field: Counter::default(),)*
+                    drops: std::array::from_fn(|_| Counter::default()),
+                    tcp_rtt: std::array::from_fn(|_| Counter::default()),
+                    rule_hits: std::array::from_fn(|_| Counter::default()),
+                }
+            }
+        }
+
+        impl WorkerCounters {
+            /// Every scalar counter, in declaration order, and how it is shown.
+            pub const SCALARS: &'static [CounterInfo] = &[$(CounterInfo {
+                field: stringify!($field),
+                metric: some!($(($metric, some!($($label)?)))?),
+                json: some!($($json)?),
+                read: |c| &c.$field,
+            }),*];
+        }
+    };
+}
+
+worker_counters! {
     /// Frames received.
-    pub rx_packets: Counter,
+    rx_packets { metric: "shardnet_rx_packets_total", json: "rx_packets", }
     /// Bytes received (frames, Ethernet header included).
-    pub rx_bytes: Counter,
+    rx_bytes { metric: "shardnet_rx_bytes_total", json: "rx_bytes", }
     /// Frames transmitted.
-    pub tx_packets: Counter,
+    tx_packets { metric: "shardnet_tx_packets_total", json: "tx_packets", }
     /// Bytes transmitted.
-    pub tx_bytes: Counter,
-    /// Drops by reason, indexed by `DropReason as usize`.
-    pub drops: [Counter; DropReason::ALL.len()],
+    tx_bytes { metric: "shardnet_tx_bytes_total", json: "tx_bytes", }
     /// ARP requests for our address answered.
-    pub arp_replies_sent: Counter,
+    arp_replies_sent { metric: "shardnet_arp_replies_total", json: "arp_replies_sent", }
     /// Neighbours learnt or refreshed from ARP.
-    pub arp_learnt: Counter,
+    arp_learnt { metric: "shardnet_arp_learnt_total", }
     /// ICMP echo requests answered.
-    pub icmp_echo_replies: Counter,
+    icmp_echo_replies { metric: "shardnet_icmp_echo_replies_total", json: "icmp_echo_replies", }
     /// UDP datagrams delivered to a service.
-    pub udp_rx: Counter,
+    udp_rx { metric: "shardnet_udp_datagrams_total" / "rx", json: "udp_rx", }
     /// UDP datagrams sent by a service.
-    pub udp_tx: Counter,
+    udp_tx { metric: "shardnet_udp_datagrams_total" / "tx", json: "udp_tx", }
     /// TCP connections open (gauge): every state but CLOSED, TIME-WAIT included.
-    pub tcp_active: Counter,
+    tcp_active { metric: "shardnet_tcp_connections_active", json: "tcp.active", }
     /// TCP connections in TIME-WAIT (gauge), kept as compact records; part of
     /// `tcp_active`.
-    pub tcp_time_wait: Counter,
+    tcp_time_wait { metric: "shardnet_tcp_connections_time_wait", json: "tcp.time_wait", }
     /// TCP connections that ended without TIME-WAIT because the worker
     /// already kept `max_time_wait` records (Linux's TCPTimeWaitOverflow).
-    pub tcp_time_wait_overflow: Counter,
+    tcp_time_wait_overflow {
+        metric: "shardnet_tcp_time_wait_overflow_total",
+        json: "tcp.time_wait_overflow",
+    }
     /// TCP connections accepted (passive opens reaching ESTABLISHED).
-    pub tcp_opened_passive: Counter,
+    tcp_opened_passive {
+        metric: "shardnet_tcp_connections_opened_total" / "passive",
+        json: "tcp.opened_passive",
+    }
     /// TCP connections opened by us (active opens reaching ESTABLISHED).
-    pub tcp_opened_active: Counter,
+    tcp_opened_active {
+        metric: "shardnet_tcp_connections_opened_total" / "active",
+        json: "tcp.opened_active",
+    }
     /// TCP connections that ended in order.
-    pub tcp_closed: Counter,
+    tcp_closed { metric: "shardnet_tcp_connections_closed_total", json: "tcp.closed", }
     /// TCP segments resent.
-    pub tcp_retransmits: Counter,
+    tcp_retransmits { metric: "shardnet_tcp_retransmits_total", json: "tcp.retransmits", }
     /// TCP resets received that closed a connection.
-    pub tcp_resets_rx: Counter,
+    tcp_resets_rx { metric: "shardnet_tcp_resets_total" / "rx", json: "tcp.resets_rx", }
     /// TCP resets sent.
-    pub tcp_resets_tx: Counter,
+    tcp_resets_tx { metric: "shardnet_tcp_resets_total" / "tx", json: "tcp.resets_tx", }
     /// TCP connections given up after too many retransmissions or probes.
-    pub tcp_timeouts: Counter,
+    tcp_timeouts { metric: "shardnet_tcp_timeouts_total", json: "tcp.timeouts", }
     /// TCP retransmission timer expirations (each backs the RTO off).
-    pub tcp_rto_expired: Counter,
+    tcp_rto_expired {
+        metric: "shardnet_tcp_retransmission_timeouts_total",
+        json: "tcp.rto_expired",
+    }
     /// TCP tail loss probes sent (RFC 8985 section 7).
-    pub tcp_tail_loss_probes: Counter,
+    tcp_tail_loss_probes {
+        metric: "shardnet_tcp_tail_loss_probes_total",
+        json: "tcp.tail_loss_probes",
+    }
     /// TCP challenge ACKs (RFC 5961) sent.
-    pub tcp_challenge_acks_sent: Counter,
+    tcp_challenge_acks_sent {
+        metric: "shardnet_tcp_challenge_acks_total" / "sent",
+        json: "tcp.challenge_acks_sent",
+    }
     /// TCP challenge ACKs not sent: the connection's or the worker's limit.
-    pub tcp_challenge_acks_limited: Counter,
+    tcp_challenge_acks_limited {
+        metric: "shardnet_tcp_challenge_acks_total" / "limited",
+        json: "tcp.challenge_acks_limited",
+    }
     /// TCP ACKs sent in answer to out-of-window (or PAWS-failing) segments.
-    pub tcp_out_of_window_acks_sent: Counter,
+    tcp_out_of_window_acks_sent {
+        metric: "shardnet_tcp_out_of_window_acks_total" / "sent",
+        json: "tcp.out_of_window_acks_sent",
+    }
     /// Such ACKs not sent: the connection's limit.
-    pub tcp_out_of_window_acks_limited: Counter,
+    tcp_out_of_window_acks_limited {
+        metric: "shardnet_tcp_out_of_window_acks_total" / "limited",
+        json: "tcp.out_of_window_acks_limited",
+    }
     /// Half-open TCP connections (SYN-RECEIVED) dropped, silently, after
     /// their SYN-ACK retransmissions ran out.
-    pub tcp_half_open_expired: Counter,
-    /// TCP round-trip samples by bucket: `tcp_rtt[i]` counts samples of at
-    /// most [`RTT_BUCKETS_US`]`[i]` (and above the previous bound); the last
-    /// counts the rest.
-    pub tcp_rtt: [Counter; RTT_BUCKETS_US.len() + 1],
+    tcp_half_open_expired {
+        metric: "shardnet_tcp_half_open_expired_total",
+        json: "tcp.half_open_expired",
+    }
     /// The sum of the TCP round-trip samples, in microseconds.
-    pub tcp_rtt_sum_us: Counter,
+    // In the histogram shardnet_tcp_rtt_seconds, with tcp_rtt.
+    tcp_rtt_sum_us {}
     /// SYN-ACKs sent with a SYN cookie (the half-open backlog was full).
-    pub tcp_syn_cookies_sent: Counter,
+    tcp_syn_cookies_sent {
+        metric: "shardnet_tcp_syn_cookies_sent_total",
+        json: "tcp.syn_cookies_sent",
+    }
     /// Connections completed from a valid SYN cookie.
-    pub tcp_syn_cookies_accepted: Counter,
+    tcp_syn_cookies_accepted {
+        metric: "shardnet_tcp_syn_cookies_validated_total",
+        json: "tcp.syn_cookies_accepted",
+    }
     /// TCP segments received for a connection or listener.
-    pub tcp_rx_segments: Counter,
+    tcp_rx_segments { metric: "shardnet_tcp_segments_total" / "rx", json: "tcp.rx_segments", }
     /// TCP segments sent.
-    pub tcp_tx_segments: Counter,
+    tcp_tx_segments { metric: "shardnet_tcp_segments_total" / "tx", json: "tcp.tx_segments", }
     /// Packets queued towards the kernel's exception port (drops while its
     /// queue is full are counted under `kernel_queue_full` instead).
-    pub to_kernel: Counter,
+    // /metrics counts the exception port at the relay instead.
+    to_kernel { json: "to_kernel", }
     /// The kernel's packets this worker sent out of the port.
-    pub from_kernel: Counter,
+    // /metrics counts the exception port at the relay instead.
+    from_kernel { json: "from_kernel", }
     /// Packets received here and handed to the worker that owns their flow
     /// (software steering; drops when its ring is full are counted under
     /// `steer_queue_full` instead).
-    pub steered_out: Counter,
+    steered_out { metric: "shardnet_steered_packets_total" / "out", json: "steered_out", }
     /// Packets another worker received and handed to this one, their owner.
-    pub steered_in: Counter,
+    steered_in { metric: "shardnet_steered_packets_total" / "in", json: "steered_in", }
     /// Poll rounds in which this worker left its RX queue alone because a
     /// steering ring to another worker had no room for a burst
     /// (backpressure: the port's RX ring holds, or drops and counts, what
     /// comes meanwhile).
-    pub steer_backpressure_rounds: Counter,
+    steer_backpressure_rounds {
+        metric: "shardnet_steer_backpressure_rounds_total",
+        json: "steer_backpressure_rounds",
+    }
     /// TCP flows pinned to the kernel (gauge): they stay the kernel's across
     /// rules reloads (see `stack::kernel_pins`).
-    pub kernel_flows: Counter,
+    kernel_flows { metric: "shardnet_kernel_flows_pinned", json: "kernel_flows", }
     /// New kernel TCP flows not pinned because the flow table was full.
-    pub kernel_flows_untracked: Counter,
-    /// Hits per rule, indexed by rule number.
-    pub rule_hits: [Counter; MAX_RULES],
+    kernel_flows_untracked { metric: "shardnet_kernel_flows_untracked_total", }
     /// Flows that matched no rule and took the default action.
-    pub default_hits: Counter,
+    // /metrics sums it over the workers (shardnet_default_action_total).
+    default_hits { json: "default_hits", }
     /// Poll iterations that received at least one packet.
-    pub busy_polls: Counter,
+    busy_polls { metric: "shardnet_worker_polls_total" / "busy", json: "busy_polls", }
     /// Poll iterations that received nothing.
-    pub idle_polls: Counter,
+    idle_polls { metric: "shardnet_worker_polls_total" / "idle", json: "idle_polls", }
     /// Buffers of this worker's pool in use (gauge), where the backend knows.
-    pub pool_in_use: Counter,
+    // shardnet_mempool_in_use, only where the pool's capacity is known.
+    pool_in_use { json: "pool_in_use", }
     /// Bytes of TCP send and receive buffers lent to connections (gauge).
-    pub tcp_buffer_bytes: Counter,
+    tcp_buffer_bytes { metric: "shardnet_tcp_buffer_bytes", }
     /// The most bytes of TCP buffers the worker lends (gauge: its pool's
     /// limit, `max_buffers_per_worker * buffer_size`).
-    pub tcp_buffer_bytes_limit: Counter,
+    tcp_buffer_bytes_limit { metric: "shardnet_tcp_buffer_limit_bytes", }
     /// `http` connections reset: a request not complete within the header
     /// timeout.
-    pub http_header_timeouts: Counter,
+    http_header_timeouts { metric: "shardnet_http_timeouts_total" / "header", }
     /// `http` kept-alive connections closed after the idle timeout.
-    pub http_idle_timeouts: Counter,
+    http_idle_timeouts { metric: "shardnet_http_timeouts_total" / "idle", }
     /// `http` connections reset: a response not read within the timeout.
-    pub http_send_timeouts: Counter,
+    http_send_timeouts { metric: "shardnet_http_timeouts_total" / "send", }
     /// Monotonic nanoseconds of the worker's last loop iteration (heartbeat).
-    pub heartbeat_ns: Counter,
+    // /metrics shows its age (shardnet_worker_heartbeat_age_seconds).
+    heartbeat_ns {}
     /// The generation of the rules the worker applies (gauge).
-    pub rules_generation: Counter,
-}
-
-impl Default for WorkerCounters {
-    fn default() -> Self {
-        WorkerCounters {
-            rx_packets: Counter::default(),
-            rx_bytes: Counter::default(),
-            tx_packets: Counter::default(),
-            tx_bytes: Counter::default(),
-            drops: std::array::from_fn(|_| Counter::default()),
-            arp_replies_sent: Counter::default(),
-            arp_learnt: Counter::default(),
-            icmp_echo_replies: Counter::default(),
-            udp_rx: Counter::default(),
-            udp_tx: Counter::default(),
-            tcp_active: Counter::default(),
-            tcp_time_wait: Counter::default(),
-            tcp_time_wait_overflow: Counter::default(),
-            tcp_opened_passive: Counter::default(),
-            tcp_opened_active: Counter::default(),
-            tcp_closed: Counter::default(),
-            tcp_retransmits: Counter::default(),
-            tcp_resets_rx: Counter::default(),
-            tcp_resets_tx: Counter::default(),
-            tcp_timeouts: Counter::default(),
-            tcp_rto_expired: Counter::default(),
-            tcp_tail_loss_probes: Counter::default(),
-            tcp_challenge_acks_sent: Counter::default(),
-            tcp_challenge_acks_limited: Counter::default(),
-            tcp_out_of_window_acks_sent: Counter::default(),
-            tcp_out_of_window_acks_limited: Counter::default(),
-            tcp_half_open_expired: Counter::default(),
-            tcp_rtt: std::array::from_fn(|_| Counter::default()),
-            tcp_rtt_sum_us: Counter::default(),
-            tcp_syn_cookies_sent: Counter::default(),
-            tcp_syn_cookies_accepted: Counter::default(),
-            tcp_rx_segments: Counter::default(),
-            tcp_tx_segments: Counter::default(),
-            to_kernel: Counter::default(),
-            from_kernel: Counter::default(),
-            steered_out: Counter::default(),
-            steered_in: Counter::default(),
-            steer_backpressure_rounds: Counter::default(),
-            kernel_flows: Counter::default(),
-            kernel_flows_untracked: Counter::default(),
-            rule_hits: std::array::from_fn(|_| Counter::default()),
-            default_hits: Counter::default(),
-            busy_polls: Counter::default(),
-            idle_polls: Counter::default(),
-            pool_in_use: Counter::default(),
-            tcp_buffer_bytes: Counter::default(),
-            tcp_buffer_bytes_limit: Counter::default(),
-            http_header_timeouts: Counter::default(),
-            http_idle_timeouts: Counter::default(),
-            http_send_timeouts: Counter::default(),
-            heartbeat_ns: Counter::default(),
-            rules_generation: Counter::default(),
-        }
-    }
+    rules_generation { metric: "shardnet_worker_rules_generation", }
 }
 
 impl WorkerCounters {
@@ -398,6 +459,73 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), DropReason::ALL.len());
+    }
+
+    #[test]
+    fn scalars_read_their_own_field_and_keep_the_json_keys() {
+        let counters = WorkerCounters::default();
+        for (i, counter) in WorkerCounters::SCALARS.iter().enumerate() {
+            (counter.read)(&counters).set(i as u64 + 1);
+        }
+        assert_eq!(counters.rx_packets.get(), 1);
+        for (i, counter) in WorkerCounters::SCALARS.iter().enumerate() {
+            assert_eq!(
+                (counter.read)(&counters).get(),
+                i as u64 + 1,
+                "{}",
+                counter.field
+            );
+        }
+        // The keys of the counters logged at stop, which tests and
+        // bench/http_vs_kernel_report.py read: these stay.
+        let keys: Vec<&str> = WorkerCounters::SCALARS
+            .iter()
+            .filter_map(|c| c.json)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "rx_packets",
+                "rx_bytes",
+                "tx_packets",
+                "tx_bytes",
+                "arp_replies_sent",
+                "icmp_echo_replies",
+                "udp_rx",
+                "udp_tx",
+                "tcp.active",
+                "tcp.time_wait",
+                "tcp.time_wait_overflow",
+                "tcp.opened_passive",
+                "tcp.opened_active",
+                "tcp.closed",
+                "tcp.retransmits",
+                "tcp.resets_rx",
+                "tcp.resets_tx",
+                "tcp.timeouts",
+                "tcp.rto_expired",
+                "tcp.tail_loss_probes",
+                "tcp.challenge_acks_sent",
+                "tcp.challenge_acks_limited",
+                "tcp.out_of_window_acks_sent",
+                "tcp.out_of_window_acks_limited",
+                "tcp.half_open_expired",
+                "tcp.syn_cookies_sent",
+                "tcp.syn_cookies_accepted",
+                "tcp.rx_segments",
+                "tcp.tx_segments",
+                "to_kernel",
+                "from_kernel",
+                "steered_out",
+                "steered_in",
+                "steer_backpressure_rounds",
+                "kernel_flows",
+                "default_hits",
+                "busy_polls",
+                "idle_polls",
+                "pool_in_use",
+            ]
+        );
     }
 
     #[test]

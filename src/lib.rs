@@ -1,15 +1,27 @@
 //! shardnet: a multi-core userspace TCP/UDP network stack on DPDK poll-mode
 //! drivers, with AF_PACKET and in-memory backends.
 //!
-//! Layers, lowest first; a lower layer never imports an upper one:
+//! Layers, lowest first; a module imports only modules of its own layer or
+//! of lower ones, never two of one layer each other (`scripts/check-layers.sh`
+//! reads this list and checks it in CI, test code aside):
 //! - [`wire`]: zero-copy views over packet bytes and checksums.
-//! - [`port`]: packet I/O (DPDK ethdev, AF_PACKET, in-memory link).
-//! - [`rss`]: the Toeplitz hash and queue steering.
-//! - [`config`] and [`rules`]: the TOML file and the compiled port rules.
-//! - [`stack`]: per-worker protocol processing (ARP, IPv4, ICMP, UDP).
+//! - [`port`], [`rss`]: packet I/O (AF_PACKET, in-memory link, the traits a
+//!   backend implements); the Toeplitz hash and queue steering.
+//! - `dpdk`: the DPDK ethdev backend of [`port`] (cargo feature `dpdk`).
+//! - [`config`]: the TOML file, its defaults and limits.
+//! - [`rules`], [`counters`]: the compiled port rules; the per-worker counters.
+//! - [`steer`], [`neighbour`]: the rings between workers for software
+//!   steering; the per-worker ARP cache and its mailboxes.
+//! - [`tcp`]: the TCP engine (connections, the per-worker table).
 //! - [`service`]: the services that run inside the stack.
-//! - [`kernel`]: the exception port towards the Linux kernel.
+//! - [`app`]: the client side of the service API.
+//! - [`kernel`]: the exception port towards the Linux kernel (relay, pinned
+//!   flows, interface setup).
+//! - [`stack`]: per-worker protocol processing (ARP, IPv4, ICMP, UDP, TCP).
 //! - [`worker`]: the per-core poll loop.
+//! - [`control`]: the control plane (metrics, health, reloads).
+//! - [`runtime`]: starting and stopping workers, threads and interfaces.
+//! - [`testing`], `fuzzing`: frame builders for tests and fuzz targets.
 
 pub mod app;
 pub mod config;

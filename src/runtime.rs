@@ -1095,52 +1095,22 @@ pub fn counters_json(
                 .iter()
                 .map(|(name, slot)| (name.clone(), json!(c.rule_hits[usize::from(*slot)].get())))
                 .collect();
-            json!({
+            let mut worker = json!({
                 "worker": id,
-                "rx_packets": c.rx_packets.get(),
-                "rx_bytes": c.rx_bytes.get(),
-                "tx_packets": c.tx_packets.get(),
-                "tx_bytes": c.tx_bytes.get(),
                 "drops": drops,
-                "arp_replies_sent": c.arp_replies_sent.get(),
-                "icmp_echo_replies": c.icmp_echo_replies.get(),
-                "udp_rx": c.udp_rx.get(),
-                "udp_tx": c.udp_tx.get(),
-                "to_kernel": c.to_kernel.get(),
-                "from_kernel": c.from_kernel.get(),
-                "steered_out": c.steered_out.get(),
-                "steered_in": c.steered_in.get(),
-                "steer_backpressure_rounds": c.steer_backpressure_rounds.get(),
-                "kernel_flows": c.kernel_flows.get(),
-                "tcp": {
-                    "active": c.tcp_active.get(),
-                    "time_wait": c.tcp_time_wait.get(),
-                    "time_wait_overflow": c.tcp_time_wait_overflow.get(),
-                    "opened_passive": c.tcp_opened_passive.get(),
-                    "opened_active": c.tcp_opened_active.get(),
-                    "closed": c.tcp_closed.get(),
-                    "retransmits": c.tcp_retransmits.get(),
-                    "resets_rx": c.tcp_resets_rx.get(),
-                    "resets_tx": c.tcp_resets_tx.get(),
-                    "timeouts": c.tcp_timeouts.get(),
-                    "rto_expired": c.tcp_rto_expired.get(),
-                    "tail_loss_probes": c.tcp_tail_loss_probes.get(),
-                    "challenge_acks_sent": c.tcp_challenge_acks_sent.get(),
-                    "challenge_acks_limited": c.tcp_challenge_acks_limited.get(),
-                    "out_of_window_acks_sent": c.tcp_out_of_window_acks_sent.get(),
-                    "out_of_window_acks_limited": c.tcp_out_of_window_acks_limited.get(),
-                    "half_open_expired": c.tcp_half_open_expired.get(),
-                    "syn_cookies_sent": c.tcp_syn_cookies_sent.get(),
-                    "syn_cookies_accepted": c.tcp_syn_cookies_accepted.get(),
-                    "rx_segments": c.tcp_rx_segments.get(),
-                    "tx_segments": c.tcp_tx_segments.get(),
-                },
                 "rule_hits": rule_hits,
-                "default_hits": c.default_hits.get(),
-                "busy_polls": c.busy_polls.get(),
-                "idle_polls": c.idle_polls.get(),
-                "pool_in_use": c.pool_in_use.get(),
-            })
+            });
+            // Every scalar counter with a JSON key, as counters.rs declares it.
+            for counter in WorkerCounters::SCALARS {
+                if let Some(key) = counter.json {
+                    let mut at = &mut worker;
+                    for part in key.split('.') {
+                        at = &mut at[part];
+                    }
+                    *at = json!((counter.read)(c).get());
+                }
+            }
+            worker
         })
         .collect();
     json!({

@@ -45,15 +45,12 @@ use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::port::BURST;
 use crate::rss::RssModel;
 
-/// The fewest slots a ring may have: two bursts, so that a worker under
-/// backpressure can pull again once its peer has taken one burst.
-pub const MIN_STEER_QUEUE_SIZE: usize = 2 * BURST;
-
-/// The most slots a ring may have.
-pub const MAX_STEER_QUEUE_SIZE: usize = 65_536;
+/// The fewest and the most slots a ring may have, declared with the other
+/// limits of the file in [`config`](crate::config) (which sits below this
+/// module).
+pub use crate::config::{MAX_STEER_QUEUE_SIZE, MIN_STEER_QUEUE_SIZE};
 
 /// One worker's ends of the steering rings.
 pub struct SteerLinks<B> {

@@ -43,6 +43,18 @@ pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// The default `[kernel] name`.
 pub const DEFAULT_KERNEL_NAME: &str = "sn0";
 
+/// Frames per exception-port ring (each direction, per worker) unless
+/// `[kernel] queue_size` says otherwise.
+pub const DEFAULT_KERNEL_QUEUE_SIZE: usize = 1024;
+
+/// The fewest slots a steering ring may have (`[dataplane]
+/// steer_queue_size`): two bursts, so that a worker under backpressure can
+/// pull again once its peer has taken one burst.
+pub const MIN_STEER_QUEUE_SIZE: usize = 2 * crate::port::BURST;
+
+/// The most slots a steering ring may have.
+pub const MAX_STEER_QUEUE_SIZE: usize = 65_536;
+
 /// A validated configuration file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -268,7 +280,7 @@ pub struct KernelConfig {
     /// The kernel-side interface name (default [`DEFAULT_KERNEL_NAME`]).
     pub name: String,
     /// Frames per ring between a worker and the relay, each way (default
-    /// [`crate::kernel::DEFAULT_QUEUE_SIZE`]).
+    /// [`DEFAULT_KERNEL_QUEUE_SIZE`]).
     pub queue_size: usize,
 }
 
@@ -278,7 +290,7 @@ impl Default for KernelConfig {
             enabled: false,
             kind: KernelKind::Tap,
             name: DEFAULT_KERNEL_NAME.to_owned(),
-            queue_size: crate::kernel::DEFAULT_QUEUE_SIZE,
+            queue_size: DEFAULT_KERNEL_QUEUE_SIZE,
         }
     }
 }

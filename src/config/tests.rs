@@ -1794,7 +1794,7 @@ fn kernel_section_is_checked_against_the_backend() {
     }
     assert_eq!(
         ok(MINIMAL).kernel.queue_size,
-        crate::kernel::DEFAULT_QUEUE_SIZE
+        super::DEFAULT_KERNEL_QUEUE_SIZE
     );
 }
 

@@ -7,15 +7,14 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use crate::steer::{MAX_STEER_QUEUE_SIZE, MIN_STEER_QUEUE_SIZE};
-
 use super::raw::{self, PortItem, RawFile, RawPorts};
 use super::{
     format_bytes, prefix_mask, Action, AfPacketConfig, Backend, Config, ConfigError, ConfigErrors,
     CongestionKind, CoreSet, Dataplane, DebugConfig, DefaultAction, DpdkConfig, HttpSettings,
     IdleMode, InterfaceConfig, KeepaliveSettings, KernelConfig, KernelIngress, KernelKind,
-    MacSetting, MetricsConfig, Position, Positions, Protocol, Rule, ServiceCatalog, ServiceId,
-    TcpSettings, MAX_HTTP_BODY, MAX_RULES, MIN_MBUFS_PER_WORKER,
+    MacSetting, MetricsConfig, Position, Positions, Protocol, Rule, ServiceCatalog, ServiceId, TcpSettings,
+    DEFAULT_KERNEL_QUEUE_SIZE, MAX_HTTP_BODY, MAX_RULES, MAX_STEER_QUEUE_SIZE,
+    MIN_MBUFS_PER_WORKER, MIN_STEER_QUEUE_SIZE,
 };
 
 /// The longest Unix socket path (`sun_path` holds 108 bytes with the NUL).
@@ -626,7 +625,7 @@ impl Validator<'_> {
                          per worker; the default is {})",
                         range.start(),
                         range.end(),
-                        crate::kernel::DEFAULT_QUEUE_SIZE
+                        DEFAULT_KERNEL_QUEUE_SIZE
                     ),
                 ),
             }

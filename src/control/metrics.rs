@@ -6,7 +6,9 @@
 //! [`WorkerCounters`] with relaxed stores,
 //! and a scrape reads them (relaxed loads) on the control thread. Every
 //! family is declared once in [`FAMILIES`], with its HELP, TYPE and labels;
-//! `README.md` lists them and `deploy/` uses exactly these names.
+//! `README.md` lists them and `deploy/` uses exactly these names. Which
+//! worker counter feeds which family is declared with the counter, in
+//! `counters.rs` ([`WorkerCounters::SCALARS`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -314,23 +316,16 @@ impl Scrape {
     }
 
     fn of(&mut self, family: &'static Family) -> &mut Samples {
-        self.families
-            .iter_mut()
-            .find(|s| s.family.name == family.name)
-            .expect("every family is in FAMILIES")
+        self.named(family.name)
     }
 
-    /// One sample per worker from a counter of [`WorkerCounters`].
-    fn per_worker(
-        &mut self,
-        family: &'static Family,
-        workers: &[(String, &WorkerCounters)],
-        read: impl Fn(&WorkerCounters) -> &Counter,
-    ) {
-        let samples = self.of(family);
-        for (id, c) in workers {
-            samples.add(&[id], read(c).get() as f64);
-        }
+    /// The family named `name` (a test checks that every name
+    /// [`WorkerCounters::SCALARS`] gives is in [`FAMILIES`]).
+    fn named(&mut self, name: &str) -> &mut Samples {
+        self.families
+            .iter_mut()
+            .find(|s| s.family.name == name)
+            .expect("every family is in FAMILIES")
     }
 }
 
@@ -353,68 +348,23 @@ fn collect(plane: &ControlPlane) -> Vec<MetricFamily> {
         .enumerate()
         .map(|(id, c)| (id.to_string(), &**c))
         .collect();
-    s.per_worker(&RX_PACKETS, &workers, |c| &c.rx_packets);
-    s.per_worker(&TX_PACKETS, &workers, |c| &c.tx_packets);
-    s.per_worker(&RX_BYTES, &workers, |c| &c.rx_bytes);
-    s.per_worker(&TX_BYTES, &workers, |c| &c.tx_bytes);
-    s.per_worker(&ARP_REPLIES, &workers, |c| &c.arp_replies_sent);
-    s.per_worker(&ARP_LEARNT, &workers, |c| &c.arp_learnt);
-    s.per_worker(&ICMP_ECHO, &workers, |c| &c.icmp_echo_replies);
-    s.per_worker(&TCP_ACTIVE, &workers, |c| &c.tcp_active);
-    s.per_worker(&TCP_TIME_WAIT, &workers, |c| &c.tcp_time_wait);
-    s.per_worker(&TCP_TIME_WAIT_OVERFLOW, &workers, |c| {
-        &c.tcp_time_wait_overflow
-    });
-    s.per_worker(&TCP_CLOSED, &workers, |c| &c.tcp_closed);
-    s.per_worker(&TCP_RETRANSMITS, &workers, |c| &c.tcp_retransmits);
-    s.per_worker(&TCP_RTO, &workers, |c| &c.tcp_rto_expired);
-    s.per_worker(&TCP_TIMEOUTS, &workers, |c| &c.tcp_timeouts);
-    s.per_worker(&TCP_TLP, &workers, |c| &c.tcp_tail_loss_probes);
-    s.per_worker(&TCP_HALF_OPEN_EXPIRED, &workers, |c| {
-        &c.tcp_half_open_expired
-    });
-    s.per_worker(&TCP_COOKIES_SENT, &workers, |c| &c.tcp_syn_cookies_sent);
-    s.per_worker(&TCP_BUFFER_BYTES, &workers, |c| &c.tcp_buffer_bytes);
-    s.per_worker(&TCP_BUFFER_LIMIT, &workers, |c| &c.tcp_buffer_bytes_limit);
-    s.per_worker(&TCP_COOKIES_VALID, &workers, |c| {
-        &c.tcp_syn_cookies_accepted
-    });
-    s.per_worker(&WORKER_RULES, &workers, |c| &c.rules_generation);
     let rtt_bounds: Vec<f64> = RTT_BUCKETS_US.iter().map(|us| *us as f64 / 1e6).collect();
     for (id, c) in &workers {
         let id = id.as_str();
+        // Every scalar counter with a family, as counters.rs declares it.
+        for counter in WorkerCounters::SCALARS {
+            if let Some((family, label)) = counter.metric {
+                let value = (counter.read)(c).get() as f64;
+                match label {
+                    Some(label) => s.named(family).add(&[id, label], value),
+                    None => s.named(family).add(&[id], value),
+                }
+            }
+        }
         let drops = s.of(&DROPS);
         for reason in DropReason::ALL {
             drops.add(&[id, reason.as_str()], c.drops_of(reason) as f64);
         }
-        let udp = s.of(&UDP_DATAGRAMS);
-        udp.add(&[id, "rx"], c.udp_rx.get() as f64);
-        udp.add(&[id, "tx"], c.udp_tx.get() as f64);
-        let opened = s.of(&TCP_OPENED);
-        opened.add(&[id, "passive"], c.tcp_opened_passive.get() as f64);
-        opened.add(&[id, "active"], c.tcp_opened_active.get() as f64);
-        let segments = s.of(&TCP_SEGMENTS);
-        segments.add(&[id, "rx"], c.tcp_rx_segments.get() as f64);
-        segments.add(&[id, "tx"], c.tcp_tx_segments.get() as f64);
-        let timeouts = s.of(&HTTP_TIMEOUTS);
-        timeouts.add(&[id, "header"], c.http_header_timeouts.get() as f64);
-        timeouts.add(&[id, "idle"], c.http_idle_timeouts.get() as f64);
-        timeouts.add(&[id, "send"], c.http_send_timeouts.get() as f64);
-        let resets = s.of(&TCP_RESETS);
-        resets.add(&[id, "rx"], c.tcp_resets_rx.get() as f64);
-        resets.add(&[id, "tx"], c.tcp_resets_tx.get() as f64);
-        let challenge = s.of(&TCP_CHALLENGE_ACKS);
-        challenge.add(&[id, "sent"], c.tcp_challenge_acks_sent.get() as f64);
-        challenge.add(&[id, "limited"], c.tcp_challenge_acks_limited.get() as f64);
-        let oow = s.of(&TCP_OOW_ACKS);
-        oow.add(&[id, "sent"], c.tcp_out_of_window_acks_sent.get() as f64);
-        oow.add(
-            &[id, "limited"],
-            c.tcp_out_of_window_acks_limited.get() as f64,
-        );
-        let polls = s.of(&POLLS);
-        polls.add(&[id, "busy"], c.busy_polls.get() as f64);
-        polls.add(&[id, "idle"], c.idle_polls.get() as f64);
         let counts: Vec<u64> = c.tcp_rtt.iter().map(Counter::get).collect();
         let sum = c.tcp_rtt_sum_us.get() as f64 / 1e6;
         s.of(&TCP_RTT)
@@ -461,16 +411,6 @@ fn collect(plane: &ControlPlane) -> Vec<MetricFamily> {
         let kernel = s.of(&KERNEL_PACKETS);
         kernel.add(&["to_kernel"], 0.0);
         kernel.add(&["from_kernel"], 0.0);
-    }
-    for (id, c) in &workers {
-        let steered = s.of(&STEERED);
-        steered.add(&[id, "out"], c.steered_out.get() as f64);
-        steered.add(&[id, "in"], c.steered_in.get() as f64);
-        s.of(&STEER_BACKPRESSURE)
-            .add(&[id], c.steer_backpressure_rounds.get() as f64);
-        s.of(&KERNEL_FLOWS).add(&[id], c.kernel_flows.get() as f64);
-        s.of(&KERNEL_FLOWS_UNTRACKED)
-            .add(&[id], c.kernel_flows_untracked.get() as f64);
     }
 
     if let Some(port) = plane.port_stats() {
@@ -551,6 +491,38 @@ mod tests {
             .replace("backend = \"af_packet\"", "backend = \"dpdk\"")
             .replace("[af_packet]\ninterface = \"veth-test\"\n", "");
         plane_for(&text, workers)
+    }
+
+    /// What counters.rs declares for `/metrics` fits [`FAMILIES`]: each
+    /// family it names is there, a counter or a gauge, with the label (after
+    /// `worker`) that the declaration gives a value for, and no two counters
+    /// are the same sample.
+    #[test]
+    fn the_declared_counters_name_families_with_their_labels() {
+        let mut samples = Vec::new();
+        for counter in WorkerCounters::SCALARS {
+            let Some((name, label)) = counter.metric else {
+                continue;
+            };
+            let family = FAMILIES
+                .iter()
+                .find(|f| f.name == name)
+                .unwrap_or_else(|| panic!("{}: no family {name}", counter.field));
+            assert_ne!(family.kind, Kind::Histogram, "{}", counter.field);
+            assert_eq!(family.labels[0], "worker", "{}", counter.field);
+            assert_eq!(
+                family.labels.len(),
+                1 + usize::from(label.is_some()),
+                "{}: the labels of {name}",
+                counter.field
+            );
+            samples.push((name, label));
+        }
+        let count = samples.len();
+        samples.sort();
+        samples.dedup();
+        assert_eq!(samples.len(), count, "two counters are one sample");
+        assert!(count >= 40, "{count} counters shown per worker");
     }
 
     #[test]

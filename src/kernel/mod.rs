@@ -43,8 +43,10 @@ use crate::counters::Counter;
 use crate::port::{Burst, PacketBuf, Queue};
 
 /// Frames per ring (each direction, per worker) unless `[kernel] queue_size`
-/// says otherwise.
-pub const DEFAULT_QUEUE_SIZE: usize = 1024;
+/// says otherwise (declared with the other limits of the file in [`config`]).
+///
+/// [`config`]: crate::config
+pub use crate::config::DEFAULT_KERNEL_QUEUE_SIZE as DEFAULT_QUEUE_SIZE;
 
 /// Empty relay rounds in a row after which the relay sleeps between rounds.
 const RELAY_SPIN_ROUNDS: u32 = 64;
