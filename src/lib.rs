@@ -27,6 +27,7 @@ pub mod app;
 pub mod config;
 pub mod port;
 pub mod rss;
+pub mod rt;
 pub mod rules;
 pub mod steer;
 pub mod wire;
