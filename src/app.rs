@@ -18,7 +18,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::rss::PortPickError;
-use crate::service::TcpService;
+use crate::tcp::service::TcpService;
 
 /// A per-worker client application.
 pub trait App: TcpService + Send {

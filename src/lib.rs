@@ -12,9 +12,12 @@
 //! - [`rules`], [`counters`]: the compiled port rules; the per-worker counters.
 //! - [`steer`], [`neighbour`]: the rings between workers for software
 //!   steering; the per-worker ARP cache and its mailboxes.
-//! - [`tcp`]: the TCP engine (connections, the per-worker table).
-//! - [`service`]: the services that run inside the stack.
+//! - [`tcp`]: the TCP engine (connections, the per-worker table, and the
+//!   callback interface services implement, [`tcp::service`]).
+//! - [`rt`]: the per-worker async executor and its timers.
 //! - [`app`]: the client side of the service API.
+//! - [`service`]: the services that run inside the stack, and the registry
+//!   of a program's own.
 //! - [`kernel`]: the exception port towards the Linux kernel (relay, pinned
 //!   flows, interface setup).
 //! - [`stack`]: per-worker protocol processing (ARP, IPv4, ICMP, UDP, TCP).

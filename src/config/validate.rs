@@ -12,8 +12,8 @@ use super::{
     format_bytes, prefix_mask, Action, AfPacketConfig, Backend, Config, ConfigError, ConfigErrors,
     CongestionKind, CoreSet, Dataplane, DebugConfig, DefaultAction, DpdkConfig, HttpSettings,
     IdleMode, InterfaceConfig, KeepaliveSettings, KernelConfig, KernelIngress, KernelKind,
-    MacSetting, MetricsConfig, Position, Positions, Protocol, Rule, ServiceCatalog, ServiceId, TcpSettings,
-    DEFAULT_KERNEL_QUEUE_SIZE, MAX_HTTP_BODY, MAX_RULES, MAX_STEER_QUEUE_SIZE,
+    MacSetting, MetricsConfig, Position, Positions, Protocol, Rule, ServiceCatalog, ServiceId,
+    TcpSettings, DEFAULT_KERNEL_QUEUE_SIZE, MAX_HTTP_BODY, MAX_RULES, MAX_STEER_QUEUE_SIZE,
     MIN_MBUFS_PER_WORKER, MIN_STEER_QUEUE_SIZE,
 };
 

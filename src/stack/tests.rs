@@ -154,7 +154,14 @@ fn discard_drop_and_default_rules() {
         ),
         Disposition::Consumed
     ));
-    assert_eq!(stack.services().udp_as::<crate::service::Discard>(ServiceId::DISCARD).unwrap().bytes, 4);
+    assert_eq!(
+        stack
+            .services()
+            .udp_as::<crate::service::Discard>(ServiceId::DISCARD)
+            .unwrap()
+            .bytes,
+        4
+    );
     assert!(matches!(
         stack.dispose_of(
             HeapBuf::from_slice(&udp(1, 5000, b"sunk")),
@@ -202,7 +209,14 @@ fn process_sends_every_frame_through_the_egress() {
         &mut egress,
     );
     assert_eq!((egress.frames.len(), egress.kernel.len()), (1, 1));
-    assert_eq!(stack.services().udp_as::<crate::service::Discard>(ServiceId::DISCARD).unwrap().bytes, 4);
+    assert_eq!(
+        stack
+            .services()
+            .udp_as::<crate::service::Discard>(ServiceId::DISCARD)
+            .unwrap()
+            .bytes,
+        4
+    );
     assert_eq!(counters.drops_of(DropReason::Rule), 1);
 }
 
@@ -451,7 +465,14 @@ fn udp_echo_refuses_source_port_zero_and_ports_that_could_answer_back() {
         }
     }
     assert_eq!(counters.udp_rx.get() + counters.udp_tx.get(), 0);
-    assert_eq!(stack.services().udp_as::<crate::service::Echo>(ServiceId::ECHO).unwrap().bytes, 0);
+    assert_eq!(
+        stack
+            .services()
+            .udp_as::<crate::service::Echo>(ServiceId::ECHO)
+            .unwrap()
+            .bytes,
+        0
+    );
     // Ports that answer nothing here, and ordinary client ports, get
     // their echo.
     for src_port in [1024, 2049, 5000, 6999, 7011, 40000, 65535] {
@@ -469,7 +490,14 @@ fn udp_echo_refuses_source_port_zero_and_ports_that_could_answer_back() {
         &mut CollectEgress::default(),
     );
     assert!(matches!(d, Disposition::Consumed), "{d:?}");
-    assert_eq!(stack.services().udp_as::<crate::service::Discard>(ServiceId::DISCARD).unwrap().bytes, 1);
+    assert_eq!(
+        stack
+            .services()
+            .udp_as::<crate::service::Discard>(ServiceId::DISCARD)
+            .unwrap()
+            .bytes,
+        1
+    );
 }
 
 #[test]

@@ -357,14 +357,26 @@ fn slowloris_holds_small_buffers_and_is_reset_at_the_header_timeout() {
             .all(|(_, hd, _)| !hd.flags.contains(TcpFlags::RST)),
         "reset early: {sent:?}"
     );
-    assert_eq!(h.services.tcp_as::<crate::service::Http>(ServiceId::HTTP).unwrap().header_timeouts, 0);
+    assert_eq!(
+        h.services
+            .tcp_as::<crate::service::Http>(ServiceId::HTTP)
+            .unwrap()
+            .header_timeouts,
+        0
+    );
     let sent = h.poll(2_001 * MS);
     let resets = sent
         .iter()
         .filter(|(_, hd, _)| hd.flags.contains(TcpFlags::RST))
         .count();
     assert_eq!(resets, 40);
-    assert_eq!(h.services.tcp_as::<crate::service::Http>(ServiceId::HTTP).unwrap().header_timeouts, 40);
+    assert_eq!(
+        h.services
+            .tcp_as::<crate::service::Http>(ServiceId::HTTP)
+            .unwrap()
+            .header_timeouts,
+        40
+    );
     assert_eq!(h.table.len(), 1, "the kept-alive client stays");
     assert_eq!(
         h.counters.tcp_buffer_bytes.get(),

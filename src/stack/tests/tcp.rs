@@ -567,7 +567,14 @@ fn a_burst_of_segments_is_acknowledged_once_at_its_end() {
     assert_eq!(after.len(), 1, "one ACK for the burst: {after:?}");
     assert_eq!(after[0].0.ack, 1001 + 10 * 1460);
     assert!(after[0].1.is_empty());
-    assert_eq!(stack.services().tcp_as::<crate::service::TcpDiscard>(ServiceId::DISCARD).unwrap().bytes_in, 10 * 1460);
+    assert_eq!(
+        stack
+            .services()
+            .tcp_as::<crate::service::TcpDiscard>(ServiceId::DISCARD)
+            .unwrap()
+            .bytes_in,
+        10 * 1460
+    );
     // Without a burst: the first segment is answered at once (a window
     // update: the SYN-ACK's window is never scaled, so the peer knew
     // only 64 KiB of the buffer), then every second full-sized one;
