@@ -49,3 +49,5 @@ pub mod stack;
 pub mod tcp;
 pub mod testing;
 pub mod worker;
+
+pub use runtime::Runtime;

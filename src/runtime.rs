@@ -33,7 +33,7 @@ use crate::neighbour::NeighbourMailboxes;
 use crate::port::heap::HeapBuf;
 use crate::port::{PortStats, Queue};
 use crate::rss::{HomePorts, RssModel};
-use crate::service::{Registry, WorkerInfo};
+use crate::service::{Registry, TcpFactory, TcpService, UdpFactory, UdpService, WorkerInfo};
 use crate::stack::{FlowRecord, Interface, Stack, TcpSetup};
 use crate::steer;
 use crate::tcp::congestion::Algorithm;
@@ -1259,5 +1259,172 @@ mod tests {
         assert_eq!(find("net_af_packet1").as_deref(), Some("veth1"));
         assert_eq!(find("net_af_packet2"), None);
         assert_eq!(find("net_tap0"), None);
+    }
+}
+
+/// A program's own shardnet: the same TOML file as `shardnet run`, plus
+/// the services the program registers by name. Rules name them
+/// (`service = "app"`) as they name the built-ins, which are registered
+/// first, the same way.
+///
+/// ```no_run
+/// use shardnet::service::{TcpIo, TcpService};
+///
+/// /// Answers every chunk with its length, in decimal.
+/// struct Count;
+///
+/// impl TcpService for Count {
+///     fn on_readable(&mut self, io: &mut dyn TcpIo) {
+///         let (a, b) = io.recv_data();
+///         let n = a.len() + b.len();
+///         io.consume(n);
+///         io.send(format!("{n}\n").as_bytes());
+///     }
+/// }
+///
+/// fn main() -> anyhow::Result<()> {
+///     shardnet::Runtime::from_config("shardnet.toml")?
+///         .tcp_service("count", |_worker| Count)
+///         .run()
+/// }
+/// ```
+///
+/// Each worker builds its own instance with the factory, on its own thread
+/// (instances need not be `Send`; nothing is shared between workers). A
+/// rule naming a service the program did not register is an error at
+/// [`Runtime::run`], with its line and column, as `shardnet check` reports
+/// any other.
+pub struct Runtime {
+    path: PathBuf,
+    services: Vec<(String, Option<TcpFactory>, Option<UdpFactory>)>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.services.iter().map(|s| s.0.as_str()).collect();
+        f.debug_struct("Runtime")
+            .field("path", &self.path)
+            .field("services", &names)
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// A runtime for the config file at `path` (read and validated by
+    /// [`Runtime::run`], once every service is registered).
+    ///
+    /// # Errors
+    /// `path` is not a readable regular file.
+    pub fn from_config(path: impl AsRef<Path>) -> anyhow::Result<Runtime> {
+        let path = path.as_ref();
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("cannot read the config file {}", path.display()))?;
+        if !meta.is_file() {
+            bail!("the config file {} is not a regular file", path.display());
+        }
+        Ok(Runtime {
+            path: path.to_owned(),
+            services: Vec::new(),
+        })
+    }
+
+    fn entry(&mut self, name: &str) -> &mut (String, Option<TcpFactory>, Option<UdpFactory>) {
+        let at = match self.services.iter().position(|s| s.0 == name) {
+            Some(at) => at,
+            None => {
+                self.services.push((name.to_owned(), None, None));
+                self.services.len() - 1
+            }
+        };
+        &mut self.services[at]
+    }
+
+    /// Register the TCP service `name`: `factory` builds each worker's
+    /// instance on that worker's thread. A later registration of the same
+    /// name replaces this one.
+    pub fn tcp_service<S, F>(mut self, name: &str, factory: F) -> Self
+    where
+        S: TcpService,
+        F: Fn(&WorkerInfo<'_>) -> S + Send + Sync + 'static,
+    {
+        let factory: TcpFactory =
+            Arc::new(move |worker: &WorkerInfo<'_>| Box::new(factory(worker)));
+        self.entry(name).1 = Some(factory);
+        self
+    }
+
+    /// Register the UDP service `name` (a name may have a TCP and a UDP
+    /// side, as `echo` has).
+    pub fn udp_service<S, F>(mut self, name: &str, factory: F) -> Self
+    where
+        S: UdpService,
+        F: Fn(&WorkerInfo<'_>) -> S + Send + Sync + 'static,
+    {
+        let factory: UdpFactory =
+            Arc::new(move |worker: &WorkerInfo<'_>| Box::new(factory(worker)));
+        self.entry(name).2 = Some(factory);
+        self
+    }
+
+    /// The registry of the built-ins and the program's services.
+    ///
+    /// # Errors
+    /// A name that is taken (by a built-in), reserved or malformed.
+    pub fn registry(&self) -> anyhow::Result<Registry> {
+        let mut registry = Registry::new();
+        for (name, tcp, udp) in &self.services {
+            registry
+                .add(name, tcp.clone(), udp.clone())
+                .with_context(|| format!("cannot register the service {name:?}"))?;
+        }
+        Ok(registry)
+    }
+
+    /// Validate the config file against the registered services.
+    ///
+    /// # Errors
+    /// A bad registration, or every problem in the file, with positions
+    /// (a rule naming an unregistered service among them).
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let registry = self.registry()?;
+        let config = Config::load_for(
+            &self.path,
+            &crate::config::CoreSet::online(),
+            registry.catalog(),
+        )?;
+        let unsupported = config.check_supported();
+        if !unsupported.is_empty() {
+            let lines: Vec<String> = unsupported
+                .iter()
+                .map(|e| e.display_in(&self.path).to_string())
+                .collect();
+            bail!("{}", lines.join("\n"));
+        }
+        Ok(config)
+    }
+
+    /// Validate the config, start the workers and serve until SIGINT or
+    /// SIGTERM (SIGHUP reloads the rules); then stop gracefully.
+    /// Logging goes to stderr, filtered by `SHARDNET_LOG`, unless the
+    /// program installed a `tracing` subscriber already.
+    ///
+    /// # Errors
+    /// A bad registration or config (with positions), or a failure to bring
+    /// the port, the workers or the exception port up.
+    pub fn run(self) -> anyhow::Result<()> {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("SHARDNET_LOG")
+                    .unwrap_or_else(|_| "info".into()),
+            )
+            .try_init();
+        let config = self.config()?;
+        for warning in &config.warnings {
+            tracing::warn!("{}", warning.display_in(&self.path));
+        }
+        let registry = self.registry()?;
+        let signals = Signals::install()?;
+        run_with_services(config, &signals, registry)
     }
 }

@@ -38,10 +38,12 @@ pub use tcp::{Closed, ConnId, NullService, ServiceSet, TcpDiscard, TcpEcho, TcpI
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UdpAction {
     /// Send the payload back, unchanged, to where it came from. The stack swaps
-    /// the addresses and ports in place; the checksums stay valid. Loop
-    /// protection applies: no answer goes to source port 0, to ports below
-    /// 1024, or to a port whose rule names an answering service (counted as
-    /// `loop_protection` drops).
+    /// the addresses and ports in place; the checksums stay valid.
+    ///
+    /// Loop protection: every UDP service but `discard` is taken to answer,
+    /// so none is handed a datagram from source port 0, from a port below
+    /// 1024, or from a port whose rule names such a service (inetd's
+    /// rules; counted as `source_port_zero` and `loop_protection` drops).
     EchoBack,
     /// Keep nothing, answer nothing (the service may have sent datagrams of
     /// its own with [`UdpIo::send_to`]).

@@ -68,6 +68,11 @@ impl Stack {
             Action::Kernel => return Disposition::Kernel(pkt),
             Action::Drop => return self.dropped(DropReason::Rule),
         };
+        if answers(kind) {
+            if let Some(reason) = self.refuses_to_answer(src_port) {
+                return self.dropped(reason);
+            }
+        }
         let Stack {
             services,
             outbox,
@@ -94,9 +99,6 @@ impl Stack {
         };
         match service.on_datagram(&datagram, &mut io) {
             UdpAction::EchoBack => {
-                if let Some(reason) = self.refuses_to_answer(src_port) {
-                    return self.dropped(reason);
-                }
                 let mut udp = UdpPacket::new_unchecked(&mut data[l4_start..l4_end]);
                 udp.set_src_port(dst_port);
                 udp.set_dst_port(src_port);
