@@ -343,3 +343,20 @@ fn enter_nests_and_restores() {
 fn spawn_local_outside_an_executor_panics() {
     drop(spawn_local(async {}));
 }
+
+#[test]
+fn a_foreign_wake_after_the_executor_is_gone_is_harmless() {
+    let executor = Executor::new(0);
+    let slot: Arc<Mutex<Option<Waker>>> = Arc::default();
+    let task_slot = slot.clone();
+    drop(executor.spawn(std::future::poll_fn(move |cx| {
+        *task_slot.lock().unwrap() = Some(cx.waker().clone());
+        Poll::<()>::Pending
+    })));
+    executor.run(0);
+    drop(executor);
+    let waker = slot.lock().unwrap().take().unwrap();
+    // The task can be neither run nor dropped there: it is leaked.
+    let woken = std::thread::spawn(move || waker.wake()).join();
+    assert!(woken.is_ok(), "a late foreign wake panicked");
+}

@@ -6,7 +6,7 @@
 //! is `Send + Sync` (as hyper's timer requires) and finds its executor
 //! through the thread's registry. The entry (a waker and a fired flag) sits
 //! in a slab; the wheel holds the key. Firing marks the entry and wakes
-//! the waker; the next poll of the `Sleep` frees the entry, as does its
+//! (a clone of) the waker; the next poll of the `Sleep` frees the entry, as does its
 //! drop (cancelling the wheel timer), so an entry lives exactly as long as
 //! its registered `Sleep`. A `Sleep` dropped on another thread than its
 //! executor's cannot reach the entry, which then stays until the executor
@@ -29,7 +29,7 @@ pub const TIMER_TICK_NS: u64 = 1_000_000;
 
 /// One registered timer.
 struct Entry {
-    /// Whom to wake when it fires (`None` once woken).
+    /// Whom to wake when it fires (kept after firing: a reset re-arms it).
     waker: Option<Waker>,
     /// Whether the deadline passed.
     fired: bool,
@@ -81,18 +81,17 @@ impl Timers {
     }
 
     /// Whether timer `key` fired; if so it is freed, otherwise `waker`
-    /// replaces its waker.
-    fn poll(&mut self, key: u32, waker: &Waker) -> bool {
+    /// replaces its waker. The replaced or freed waker is handed back, to
+    /// be dropped by the caller with no borrow held.
+    fn poll(&mut self, key: u32, waker: &Waker) -> (bool, Option<Waker>) {
         let entry = &mut self.entries[key as usize];
         if entry.fired {
-            self.entries.remove(key as usize);
-            return true;
+            return (true, self.entries.remove(key as usize).waker);
         }
         match &mut entry.waker {
-            Some(old) if old.will_wake(waker) => {}
-            slot => *slot = Some(waker.clone()),
+            Some(old) if old.will_wake(waker) => (false, None),
+            slot => (false, slot.replace(waker.clone())),
         }
-        false
     }
 
     /// Moves timer `key` to `deadline_ns`, unfired.
@@ -117,7 +116,7 @@ impl Timers {
         for key in self.fired.drain(..) {
             let entry = &mut self.entries[key as usize];
             entry.fired = true;
-            wakers.extend(entry.waker.take());
+            wakers.extend(entry.waker.clone());
         }
     }
 }
@@ -216,7 +215,9 @@ impl Future for Sleep {
                     "shardnet::rt::Sleep polled on a thread without its executor \
                      (a Sleep must stay on the worker that first polled it)",
                 );
-                if local.timers.borrow_mut().poll(r.key, cx.waker()) {
+                let (fired, old_waker) = local.timers.borrow_mut().poll(r.key, cx.waker());
+                drop(old_waker);
+                if fired {
                     this.registration = None;
                     Poll::Ready(())
                 } else {

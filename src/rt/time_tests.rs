@@ -147,3 +147,32 @@ fn instants_map_to_the_executor_clock() {
 fn sleep_outside_an_executor_panics() {
     drop(sleep(Duration::from_secs(1)));
 }
+
+#[test]
+fn a_sleep_reset_after_firing_wakes_again() {
+    let executor = Executor::new(0);
+    let mut sleep = executor.enter(|| sleep(Duration::from_millis(1)));
+    let polls = Rc::new(Cell::new(0));
+    let counted = polls.clone();
+    let mut handle = executor.spawn(std::future::poll_fn(move |cx| {
+        counted.set(counted.get() + 1);
+        match counted.get() {
+            1 => {
+                assert_eq!(Pin::new(&mut sleep).poll(cx), Poll::Pending);
+                Poll::Pending
+            }
+            // Woken by the timer; re-armed without polling the sleep.
+            2 => {
+                sleep.reset_ns(3 * MS);
+                Poll::Pending
+            }
+            _ => Pin::new(&mut sleep).poll(cx).map(|()| now_ns()),
+        }
+    }));
+    executor.run(0);
+    assert_eq!(executor.run(MS), 1);
+    assert_eq!(executor.run(2 * MS), 0);
+    assert_eq!(executor.run(3 * MS), 1);
+    assert_eq!(polls.get(), 3);
+    assert_eq!(poll_once(&mut handle), Poll::Ready(Ok(3 * MS)));
+}
