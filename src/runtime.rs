@@ -338,11 +338,31 @@ fn run_inner(
     app: Option<AppSetup>,
     registry: Arc<Registry>,
 ) -> anyhow::Result<()> {
+    abort_on_panic_outside_tasks();
     let shared = Shared::new(config, app, registry);
     match shared.config().dataplane.backend {
         Backend::AfPacket => run_af_packet(&shared, signals),
         Backend::Dpdk => run_dpdk(&shared, signals),
     }
+}
+
+/// A panic in a user's async task ends that task only ([`crate::rt`]: the
+/// release profile unwinds for it). Any other panic, in a worker's loop, a
+/// callback service or the control thread, still ends the process, as
+/// `panic = "abort"` did: a worker that died alone would leave its flows
+/// unanswered while the process looked alive.
+fn abort_on_panic_outside_tasks() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            default(info);
+            if crate::rt::current_task().is_none() {
+                eprintln!("shardnet: a panic outside of an async task; aborting");
+                std::process::abort();
+            }
+        }));
+    });
 }
 
 fn pin_current_thread(core: usize, what: &str) {

@@ -194,6 +194,42 @@ impl Lab {
         self.start_shardnet_in(&self.peer_ns, "peer-shardnet", config_text, &[])
     }
 
+    /// Start `program --config FILE` (a program built on the shardnet
+    /// library, such as an example) in the DUT namespace with
+    /// `config_text`; its files are `name.*`.
+    pub fn start_program(&self, program: &Path, name: &str, config_text: &str) -> Shardnet {
+        let config = self.path(&format!("{name}.toml"));
+        std::fs::write(&config, config_text).unwrap();
+        let log = self.path(&format!("{name}.log"));
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.dut_ns])
+            .arg(program)
+            .arg("--config")
+            .arg(&config)
+            .env("SHARDNET_LOG", "info")
+            .env("SHARDNET_STATE_DIR", self.path("state"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("cannot start the program");
+        Shardnet {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Run `program --config FILE` in the DUT namespace to its end.
+    pub fn run_program(&self, program: &Path, config: &Path) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.dut_ns])
+            .arg(program)
+            .arg("--config")
+            .arg(config)
+            .env("SHARDNET_STATE_DIR", self.path("state"))
+            .output()
+            .expect("cannot run the program")
+    }
+
     fn start_shardnet_in(
         &self,
         ns: &str,
@@ -472,4 +508,21 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
                 .flatten()
         })
         .sum()
+}
+
+/// The path of example `name`, built by `cargo test` next to the tests
+/// (`target/<profile>/examples/`).
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/..");
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "example {name} is not built at {}: run the tests with cargo test",
+        path.display()
+    );
+    path
 }

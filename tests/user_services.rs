@@ -1,0 +1,118 @@
+//! A program's own services, registered with `shardnet::Runtime`
+//! (`examples/user_services.rs`), served in a namespace to Linux peers:
+//! a TCP service and a UDP service on the callback layer, over AF_PACKET and
+//! DPDK with two workers, and a rule naming an unregistered service refused
+//! at start with its position. Needs root.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{example, Lab, DUT_IP};
+
+/// The peer's client: 64 TCP connections (distinct source ports, so both
+/// workers serve some), each sending 3 chunks and half-closing, expecting
+/// them upper-cased and a FIN; then 32 UDP sockets x 8 datagrams expecting
+/// them reversed (each retried up to 5 times: a 2-core machine may drop
+/// one). Prints what failed and exits non-zero on any failure.
+const CLIENT: &str = r#"
+import os, socket, sys
+dst = sys.argv[1]
+bad = []
+for i in range(64):
+    s = socket.create_connection((dst, 7070), timeout=10)
+    sent = b""
+    for j in range(3):
+        chunk = os.urandom(200 + 50 * j).hex().encode()
+        s.sendall(chunk)
+        sent += chunk
+    s.shutdown(socket.SHUT_WR)
+    got = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        got += b
+    s.close()
+    if got != sent.upper():
+        bad.append(("tcp", i, len(sent), len(got)))
+for i in range(32):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(1)
+    for j in range(8):
+        msg = ("flow %d datagram %d " % (i, j)).encode() + os.urandom(16).hex().encode()
+        for attempt in range(5):
+            u.sendto(msg, (dst, 7071))
+            try:
+                data, src = u.recvfrom(2048)
+            except socket.timeout:
+                continue
+            if data != msg[::-1] or src != (dst, 7071):
+                bad.append(("udp", i, j, data[:20], src))
+            break
+        else:
+            bad.append(("udp lost", i, j))
+    u.close()
+print("bad:", bad)
+sys.exit(1 if bad else 0)
+"#;
+
+fn config(lab: &Lab, backend: &str, extra_rule: &str) -> String {
+    format!(
+        "{}\n[interface]\naddress = \"{DUT_IP}/24\"\n\n\
+         [[rule]]\nname = \"upper\"\nprotocol = \"tcp\"\nports = [7070]\nservice = \"upper\"\n\n\
+         [[rule]]\nname = \"reverse\"\nprotocol = \"udp\"\nports = [7071]\nservice = \"reverse\"\n\
+         {extra_rule}",
+        lab.dataplane(backend, 4096)
+    )
+}
+
+fn serve(backend: &str) {
+    let lab = Lab::new();
+    let program = example("user_services");
+    let mut app = lab.start_program(&program, "user_services", &config(&lab, backend, ""));
+    lab.wait_until_answering(&mut app, Duration::from_secs(30));
+    let out = lab.peer(&["/usr/bin/python3", "-c", CLIENT, DUT_IP]);
+    let log = app.stop();
+    assert!(
+        out.status.success(),
+        "the peer's client failed:\n{}{}\nlog:\n{log}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn user_tcp_and_udp_services_answer_linux_peers_over_af_packet() {
+    serve("af_packet");
+}
+
+#[test]
+fn user_tcp_and_udp_services_answer_linux_peers_over_dpdk() {
+    serve("dpdk");
+}
+
+#[test]
+fn a_rule_naming_an_unregistered_service_is_refused_at_start_with_its_position() {
+    let lab = Lab::new();
+    let rule =
+        "\n[[rule]]\nname = \"ghost\"\nprotocol = \"tcp\"\nports = [9999]\nservice = \"nope\"\n";
+    let text = config(&lab, "af_packet", rule);
+    let path = lab.path("ghost.toml");
+    std::fs::write(&path, &text).unwrap();
+    let out = lab.run_program(&example("user_services"), &path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started anyway: {stderr}");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("service = \"nope\""))
+        .expect("the rule's line")
+        + 1;
+    assert!(
+        stderr.contains(&format!("ghost.toml:{line}:11"))
+            && stderr.contains(
+                "unknown service \"nope\"; expected one of echo, discard, http, upper, reverse"
+            ),
+        "{stderr}"
+    );
+}
