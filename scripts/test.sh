@@ -14,6 +14,8 @@ echo "== layers (src/lib.rs's list: no module imports a higher layer)"
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --no-default-features --all-targets -- -D warnings
+echo "== cargo doc (no warnings: every public item documented, links resolve)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib
 echo "== deploy/ monitoring kit (promtool check config, check rules, test rules)"
 ./deploy/check.sh
 echo "== cargo test"
