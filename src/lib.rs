@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! shardnet: a multi-core userspace TCP/UDP network stack on DPDK poll-mode
 //! drivers, with AF_PACKET and in-memory backends.
 //!
