@@ -192,7 +192,6 @@ pub fn lone_config() -> crate::config::Config {
         .expect("the lone config is valid")
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
