@@ -181,6 +181,17 @@ impl Egress for CollectEgress {
     }
 }
 
+/// A small valid configuration (AF_PACKET on `veth-dut`, one worker on
+/// core 1, 198.18.0.2/24), validated against cores 0-3 whatever this
+/// machine has.
+pub fn lone_config() -> crate::config::Config {
+    let text = "[dataplane]\nbackend = \"af_packet\"\nworkers = [1]\n\n[af_packet]\n\
+                interface = \"veth-dut\"\n\n[interface]\naddress = \"198.18.0.2/24\"\n";
+    let cores = crate::config::CoreSet::parse_list("0-3").expect("a core list");
+    crate::config::Config::parse_with(text, std::path::Path::new("lone.toml"), &cores)
+        .expect("the lone config is valid")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,15 +217,4 @@ mod tests {
             (1234, 7, &b"abc"[..])
         );
     }
-}
-
-/// A small valid configuration (AF_PACKET on `veth-dut`, one worker on
-/// core 1, 198.18.0.2/24), validated against cores 0-3 whatever this
-/// machine has.
-pub fn lone_config() -> crate::config::Config {
-    let text = "[dataplane]\nbackend = \"af_packet\"\nworkers = [1]\n\n[af_packet]\n\
-                interface = \"veth-dut\"\n\n[interface]\naddress = \"198.18.0.2/24\"\n";
-    let cores = crate::config::CoreSet::parse_list("0-3").expect("a core list");
-    crate::config::Config::parse_with(text, std::path::Path::new("lone.toml"), &cores)
-        .expect("the lone config is valid")
 }

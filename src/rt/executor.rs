@@ -151,8 +151,11 @@ pub(super) struct Local {
     /// The next task id.
     next_task: Cell<u64>,
     /// Where panicked task ids go, if set.
-    on_panic: RefCell<Option<Box<dyn FnMut(TaskId)>>>,
+    on_panic: RefCell<Option<PanicCallback>>,
 }
+
+/// What [`Executor::on_panic`] sets.
+type PanicCallback = Box<dyn FnMut(TaskId)>;
 
 impl Local {
     /// The executor's clock, in nanoseconds.

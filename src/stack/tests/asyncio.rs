@@ -2,7 +2,7 @@
 //! echo, and a panicking handler whose connection is reset while another
 //! keeps working.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::future::poll_fn;
 
 use super::*;
 use crate::neighbour::NeighbourMailboxes;
@@ -24,16 +24,23 @@ fn async_echo_stack() -> Stack {
             let listener = TcpListener::bind(PORT).expect("the port is free");
             assert!(TcpListener::bind(PORT).is_err(), "bound once per worker");
             loop {
-                let (mut stream, _peer) = listener.accept().await.expect("a connection");
+                let (stream, _peer) = listener.accept().await.expect("a connection");
                 drop(spawn_local(async move {
                     let mut buf = [0u8; 256];
                     loop {
-                        let n = stream.read(&mut buf).await.expect("a read");
+                        let n = poll_fn(|cx| stream.poll_read_into(cx, &mut buf))
+                            .await
+                            .expect("a read");
                         if n == 0 {
                             break;
                         }
                         assert!(!buf.starts_with(b"boom"), "the handler's bug");
-                        stream.write_all(&buf[..n]).await.expect("a write");
+                        let mut written = 0;
+                        while written < n {
+                            written += poll_fn(|cx| stream.poll_write_from(cx, &buf[written..n]))
+                                .await
+                                .expect("a write");
+                        }
                     }
                 }));
             }
