@@ -6,6 +6,7 @@
 //! ```text
 //! while !stop {
 //!     every 64 rounds: new rules, control messages, neighbour updates, pool gauge
+//!     TCP and app timers; the async tasks that are ready -> TX burst
 //!     if the TX drain timer expired: flush the TX burst
 //!     up to a burst of the kernel's frames -> TX burst
 //!     up to a burst of frames other workers handed over -> stack.process
@@ -259,6 +260,9 @@ pub fn run<Q: Queue>(
         };
         stack.poll(now, &mut egress);
         stack.poll_app(now, &mut egress);
+        // The async services' tasks woken by the last round's segments
+        // (or by their timers); what they write leaves with this round.
+        stack.run_tasks(now, &mut egress);
         let mut from_kernel = 0;
         if let Some(link) = &kernel {
             // The kernel's frames go out unchanged, a burst per round at most.

@@ -701,7 +701,10 @@ impl ServiceCatalog {
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            && !matches!(name, "kernel" | "drop" | "app");
+            // "app" is free: rules never name the embedded application's
+            // connections (`ServiceId::APP`, active opens only), and the
+            // issue's axum example registers its async service as "app".
+            && !matches!(name, "kernel" | "drop");
         if !valid {
             return Err(CatalogError::BadName(name.to_owned()));
         }

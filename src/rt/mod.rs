@@ -52,6 +52,10 @@
 //!   registers with the wheel on its first pending poll and leaves it when
 //!   dropped.
 //!
+//! [`net`] puts TCP on the executor: [`TcpListener`] and [`TcpStream`] (with
+//! tokio's `AsyncRead`/`AsyncWrite` behind the `tokio-io` feature), served
+//! from the worker's own TCP table.
+//!
 //! With the `hyper` feature, [`ShardnetTimer`] and [`ShardnetExecutor`] let
 //! hyper's connections run on this executor (`Builder::timer`, which
 //! `header_read_timeout` needs, and `Builder::new(executor)` for HTTP/2).
@@ -64,6 +68,7 @@
 mod executor;
 #[cfg(feature = "hyper")]
 mod hyper;
+pub mod net;
 mod time;
 
 pub use executor::{
@@ -72,6 +77,7 @@ pub use executor::{
 };
 #[cfg(feature = "hyper")]
 pub use hyper::{ShardnetExecutor, ShardnetTimer};
+pub use net::{TcpListener, TcpStream};
 pub use time::{
     now, now_ns, sleep, sleep_until, timeout, timeout_at, Elapsed, Sleep, Timeout, TIMER_TICK_NS,
 };

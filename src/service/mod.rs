@@ -18,13 +18,18 @@
 //! A worker's instances are kept in [`Services`], indexed by [`ServiceId`]
 //! (one bounds-checked load per event, and one virtual call).
 
+use std::cell::RefCell;
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddrV4;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::app::ConnectError;
 use crate::config::Config;
 pub use crate::config::{CatalogError, ServiceCatalog, ServiceId};
+use crate::rt::net::{AsyncBridge, Reactor};
 
 pub mod http;
 #[cfg(test)]
@@ -133,6 +138,12 @@ pub struct WorkerInfo<'a> {
 /// Builds a worker's instance of a TCP service.
 pub type TcpFactory = Arc<dyn Fn(&WorkerInfo<'_>) -> Box<dyn TcpService> + Send + Sync>;
 
+/// A worker's async main task, as [`Registry::add_async`] keeps it.
+pub type AsyncMain = Pin<Box<dyn Future<Output = ()>>>;
+
+/// Builds a worker's main task of an async service.
+pub type AsyncFactory = Arc<dyn Fn(&WorkerInfo<'_>) -> AsyncMain + Send + Sync>;
+
 /// Builds a worker's instance of a UDP service.
 pub type UdpFactory = Arc<dyn Fn(&WorkerInfo<'_>) -> Box<dyn UdpService> + Send + Sync>;
 
@@ -140,6 +151,7 @@ struct Entry {
     name: String,
     tcp: Option<TcpFactory>,
     udp: Option<UdpFactory>,
+    main: Option<AsyncFactory>,
 }
 
 /// The services of a process, by name: the built-ins, then the program's,
@@ -183,16 +195,19 @@ impl Registry {
                     name: "echo".into(),
                     tcp: Some(tcp_echo),
                     udp: Some(udp_echo),
+                    main: None,
                 },
                 Entry {
                     name: "discard".into(),
                     tcp: Some(tcp_discard),
                     udp: Some(udp_discard),
+                    main: None,
                 },
                 Entry {
                     name: "http".into(),
                     tcp: Some(http),
                     udp: None,
+                    main: None,
                 },
             ],
             catalog: ServiceCatalog::builtin(),
@@ -215,6 +230,35 @@ impl Registry {
             name: name.to_owned(),
             tcp,
             udp,
+            main: None,
+        });
+        Ok(id)
+    }
+
+    /// Register `name` as an async TCP service: on each worker, at its
+    /// first poll round, `main` is called and the future it returns is
+    /// spawned on the worker's executor, once. It typically binds a
+    /// [`crate::rt::TcpListener`] on the ports the rules give `name` and
+    /// loops on `accept`, spawning a task per connection
+    /// ([`crate::rt::spawn_local`]). The connections the rules route to
+    /// `name` reach the listeners of their port ([`crate::rt::net`]);
+    /// those on a port no task listens on are reset and counted.
+    ///
+    /// # Errors
+    /// The name is taken, reserved or malformed.
+    pub fn add_async<F, Fut>(&mut self, name: &str, main: F) -> Result<ServiceId, CatalogError>
+    where
+        F: Fn(&WorkerInfo<'_>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let id = self.catalog.add(name, true, false)?;
+        debug_assert_eq!(id.index(), self.entries.len());
+        let main: AsyncFactory = Arc::new(move |worker: &WorkerInfo<'_>| Box::pin(main(worker)));
+        self.entries.push(Entry {
+            name: name.to_owned(),
+            tcp: None,
+            udp: None,
+            main: Some(main),
         });
         Ok(id)
     }
@@ -231,11 +275,24 @@ impl Registry {
 
     /// Build one worker's instances, on that worker's thread.
     pub fn build(&self, worker: &WorkerInfo<'_>) -> Services {
+        let has_async = self.entries.iter().any(|e| e.main.is_some());
+        let reactor = has_async.then(|| Rc::new(RefCell::new(Reactor::new())));
+        let mains: Vec<AsyncMain> = self
+            .entries
+            .iter()
+            .filter_map(|e| e.main.as_ref().map(|f| f(worker)))
+            .collect();
         Services {
             tcp: self
                 .entries
                 .iter()
-                .map(|e| e.tcp.as_ref().map(|f| f(worker)))
+                .map(|e| match (&e.tcp, &reactor) {
+                    (Some(f), _) => Some(f(worker)),
+                    (None, Some(reactor)) if e.main.is_some() => {
+                        Some(Box::new(AsyncBridge::new(reactor.clone())) as Box<dyn TcpService>)
+                    }
+                    _ => None,
+                })
                 .collect(),
             udp: self
                 .entries
@@ -244,7 +301,25 @@ impl Registry {
                 .collect(),
             app: None,
             null: NullService,
+            tasks: reactor.map(|reactor| AsyncParts { reactor, mains }),
         }
+    }
+}
+
+/// A worker's async services before its first round: the reactor their
+/// bridges share and their main tasks, not yet spawned.
+pub struct AsyncParts {
+    /// The reactor of the worker's async services.
+    pub reactor: Rc<RefCell<Reactor>>,
+    /// Their main tasks, in registration order.
+    pub mains: Vec<AsyncMain>,
+}
+
+impl fmt::Debug for AsyncParts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncParts")
+            .field("mains", &self.mains.len())
+            .finish()
     }
 }
 
@@ -255,6 +330,7 @@ pub struct Services {
     udp: Vec<Option<Box<dyn UdpService>>>,
     app: Option<Box<dyn crate::app::App>>,
     null: NullService,
+    tasks: Option<AsyncParts>,
 }
 
 impl fmt::Debug for Services {
@@ -284,7 +360,14 @@ impl Services {
             ],
             app: None,
             null: NullService,
+            tasks: None,
         }
+    }
+
+    /// Take the async services' reactor and main tasks, if there are any
+    /// (the stack spawns them on its executor).
+    pub fn take_async(&mut self) -> Option<AsyncParts> {
+        self.tasks.take()
     }
 
     /// Replace the instance of `id` for TCP (tests).

@@ -73,16 +73,18 @@ impl Stack {
         let (Some(client), Some(mut app)) = (self.client.as_mut(), self.services.take_app()) else {
             return;
         };
+        let table = self.tcp.borrow();
         let mut io = ClientIo {
             iface: &self.iface,
             client,
-            tcp: &self.tcp,
+            tcp: &table,
             neighbours: &mut self.neighbours,
             counters: &self.counters,
             egress: &mut *egress,
             now_ns,
         };
         app.poll(now_ns, &mut io);
+        drop(table);
         self.services.set_app(app);
         let Some(client) = self.client.as_mut() else {
             return;
@@ -90,7 +92,7 @@ impl Stack {
         if !client.wakes.is_empty() {
             let mut wakes = std::mem::take(&mut client.wakes);
             for tuple in wakes.drain(..) {
-                let (tcp, services, counters, mut out) = self.tcp_parts(egress);
+                let (mut tcp, services, counters, mut out) = self.tcp_parts(egress);
                 tcp.wake(&tuple, services, counters, now_ns, &mut out);
             }
             if let Some(client) = self.client.as_mut() {
@@ -105,7 +107,7 @@ impl Stack {
         }
         let mut pending = std::mem::take(&mut client.pending);
         for (tuple, mac) in pending.drain(..) {
-            let (tcp, services, counters, mut out) = self.tcp_parts(egress);
+            let (mut tcp, services, counters, mut out) = self.tcp_parts(egress);
             if tcp
                 .connect(
                     tuple,

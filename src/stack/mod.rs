@@ -24,10 +24,13 @@
 //! | `udp.rs`         | UDP: the app's sockets, the services, loop protection     |
 //! | `tcp.rs`         | TCP glue: segments in and out, timers, bursts, path MTU   |
 //! | `kernel_pins.rs` | TCP flows pinned to the kernel across reloads             |
+//! | `tasks.rs`       | the async services' executor, run between RX bursts      |
 //! | `client.rs`      | the embedded application's client side ([`crate::app`])   |
 //! | `boot_clock.rs`  | the TCP timestamp clock of this boot (`/proc`)            |
 
+use std::cell::{Ref, RefCell};
 use std::net::Ipv4Addr;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
@@ -48,6 +51,7 @@ mod client;
 mod ipv4;
 pub mod kernel_pins;
 mod outbox;
+mod tasks;
 mod tcp;
 #[cfg(test)]
 mod tests;
@@ -188,7 +192,11 @@ pub struct Stack {
     rules: Arc<RuleTable>,
     neighbours: NeighbourCache,
     counters: Arc<WorkerCounters>,
-    tcp: TcpTable,
+    /// The TCP table, shared with the async tasks' [`crate::rt::net`]
+    /// context; the stack borrows it per call, never across a task's poll.
+    tcp: Rc<RefCell<TcpTable>>,
+    /// The async services' executor and context, if there are any.
+    tasks: Option<tasks::Tasks>,
     /// The worker's service instances (and the app's).
     services: Services,
     /// Datagrams UDP services sent, framed at the end of the round.
@@ -237,8 +245,18 @@ impl Stack {
         counters: Arc<WorkerCounters>,
         record_flows: bool,
         tcp: TcpSetup,
-        services: Services,
+        mut services: Services,
     ) -> Self {
+        let table = Rc::new(RefCell::new(TcpTable::new(
+            tcp.table,
+            Secrets::from_key(tcp.secret_key)
+                .with_timestamp_clock(tcp.timestamp_clock.0, tcp.timestamp_clock.1),
+            tcp.hasher.clone(),
+            0,
+        )));
+        let tasks = services
+            .take_async()
+            .map(|parts| tasks::Tasks::new(table.clone(), parts));
         Stack {
             iface,
             rules,
@@ -249,21 +267,20 @@ impl Stack {
             gateway: None,
             kernel_flows: KernelFlows::new(tcp.hasher.clone()),
             kernel_port: true,
-            tcp: TcpTable::new(
-                tcp.table,
-                Secrets::from_key(tcp.secret_key)
-                    .with_timestamp_clock(tcp.timestamp_clock.0, tcp.timestamp_clock.1),
-                tcp.hasher,
-                0,
-            ),
+            tcp: table,
+            tasks,
             flow_record: record_flows.then(FlowRecord::new),
             client: None,
         }
     }
 
     /// This worker's TCP table.
-    pub fn tcp(&self) -> &TcpTable {
-        &self.tcp
+    ///
+    /// # Panics
+    /// While an async task of this worker holds it (never between calls
+    /// into the stack).
+    pub fn tcp(&self) -> Ref<'_, TcpTable> {
+        self.tcp.borrow()
     }
 
     /// Switch to a new rule table; flows from now on follow it. Flows

@@ -26,7 +26,7 @@ impl Stack {
         &'a mut self,
         egress: &'a mut E,
     ) -> (
-        &'a mut TcpTable,
+        std::cell::RefMut<'a, TcpTable>,
         &'a mut Services,
         &'a WorkerCounters,
         impl FnMut(Outgoing<'_>) + 'a,
@@ -41,13 +41,13 @@ impl Stack {
         let iface = &*iface;
         let counters = &**counters;
         let out = move |o: Outgoing<'_>| emit_tcp(iface, counters, egress, o);
-        (tcp, services, counters, out)
+        (tcp.borrow_mut(), services, counters, out)
     }
 
     /// Run the TCP timers due at `now_ns`; segments they cause go to `egress`.
     pub fn poll<E: Egress>(&mut self, now_ns: u64, egress: &mut E) {
         {
-            let (tcp, services, counters, mut out) = self.tcp_parts(egress);
+            let (mut tcp, services, counters, mut out) = self.tcp_parts(egress);
             tcp.poll(services, counters, now_ns, &mut out);
         }
         self.flush_outbox(egress);
@@ -58,14 +58,14 @@ impl Stack {
     /// once (one ACK for all its segments, as for a GRO-merged segment).
     /// Without it, [`Stack::process`] answers every segment at once.
     pub fn begin_burst(&mut self) {
-        self.tcp.begin_batch();
+        self.tcp.borrow_mut().begin_batch();
     }
 
     /// End the RX burst begun by [`Stack::begin_burst`]: send what the
     /// connections owe.
     pub fn end_burst<E: Egress>(&mut self, now_ns: u64, egress: &mut E) {
         {
-            let (tcp, services, counters, mut out) = self.tcp_parts(egress);
+            let (mut tcp, services, counters, mut out) = self.tcp_parts(egress);
             tcp.end_batch(services, counters, now_ns, &mut out);
         }
         self.flush_outbox(egress);
@@ -73,7 +73,7 @@ impl Stack {
 
     /// Reset every TCP connection (the worker is stopping).
     pub fn abort_connections<E: Egress>(&mut self, now_ns: u64, egress: &mut E) {
-        let (tcp, services, counters, mut out) = self.tcp_parts(egress);
+        let (mut tcp, services, counters, mut out) = self.tcp_parts(egress);
         tcp.abort_all(services, counters, now_ns, &mut out);
     }
 
@@ -122,7 +122,7 @@ impl Stack {
         let peer_mac = EthernetFrame::new_unchecked(data).src_addr();
         let payload = segment.payload();
         let handled = {
-            let (tcp, services, counters, mut out) = self.tcp_parts(egress);
+            let (mut tcp, services, counters, mut out) = self.tcp_parts(egress);
             tcp.input(
                 &tuple, &header, payload, services, counters, now_ns, &mut out,
             )
@@ -146,7 +146,7 @@ impl Stack {
         self.count_rule_hit(verdict.rule);
         match verdict.action {
             Action::Service(kind) if kind.supports(Protocol::Tcp) => {
-                let (tcp, services, counters, mut out) = self.tcp_parts(egress);
+                let (mut tcp, services, counters, mut out) = self.tcp_parts(egress);
                 tcp.listen(
                     &tuple, peer_mac, &header, payload, kind, services, counters, now_ns, &mut out,
                 );
@@ -204,7 +204,7 @@ impl Stack {
             remote_port: u16::from_be_bytes([tcp[2], tcp[3]]),
         };
         let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
-        let (table, services, counters, mut out) = self.tcp_parts(egress);
+        let (mut table, services, counters, mut out) = self.tcp_parts(egress);
         table.path_mtu(&tuple, seq, mtu, services, counters, now_ns, &mut out)
     }
 }

@@ -589,4 +589,5 @@ proptest! {
     }
 }
 
+mod asyncio;
 mod tcp;

@@ -720,16 +720,16 @@ fn junk_to_a_half_open_is_limited_and_its_expiry_counted() {
     assert_eq!(syn_acks, 1);
     assert_eq!(counters.tcp_out_of_window_acks_sent.get(), 1);
     assert_eq!(counters.tcp_out_of_window_acks_limited.get(), 99);
-    assert_eq!(stack.tcp.half_open(), 1, "junk closes nothing");
+    assert_eq!(stack.tcp().half_open(), 1, "junk closes nothing");
     // The SYN-ACK retransmissions run out: dropped without a RST.
     let resets_before = counters.tcp_resets_tx.get();
     let mut egress = CollectEgress::default();
     let mut now = 0;
-    while stack.tcp.half_open() > 0 && now < 600 * SECOND {
+    while stack.tcp().half_open() > 0 && now < 600 * SECOND {
         now += 100 * MS;
         stack.poll(now, &mut egress);
     }
-    assert_eq!(stack.tcp.half_open(), 0);
+    assert_eq!(stack.tcp().half_open(), 0);
     for frame in &egress.frames {
         let (header, _) = parse_tcp_frame(frame.data()).unwrap();
         assert_eq!(header.flags, TcpFlags::SYN | TcpFlags::ACK);
@@ -755,7 +755,7 @@ fn challenge_acks_are_counted() {
     }
     assert_eq!(counters.tcp_challenge_acks_sent.get(), 1);
     assert_eq!(counters.tcp_challenge_acks_limited.get(), 9);
-    assert_eq!(stack.tcp.len(), 1, "still open");
+    assert_eq!(stack.tcp().len(), 1, "still open");
 }
 
 #[test]

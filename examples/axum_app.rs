@@ -1,0 +1,152 @@
+//! axum on shardnet: every worker serves an axum `Router` on the ports the
+//! configuration's rules give the async TCP service `"app"`.
+//!
+//! ```text
+//! cargo run --release --example axum_app -- --config FILE
+//! ```
+//!
+//! with a rule such as
+//!
+//! ```toml
+//! [[rules]]
+//! name = "web"
+//! protocol = "tcp"
+//! ports = [8080]
+//! service = "app"
+//! ```
+//!
+//! Each worker's main task binds a [`TcpListener`] per port and spawns a
+//! task per connection, which serves HTTP/1.1 with hyper on the worker's
+//! executor: hyper-util's `TokioIo` adapts the stream, and
+//! [`ShardnetTimer`] gives hyper the timer `header_read_timeout` needs.
+//!
+//! - `GET /` answers `hello from shardnet`;
+//! - `GET /users/{id}` answers the JSON `{"id": <id>}`;
+//! - `POST /echo` answers with the request body.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use axum::extract::Path;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use clap::Parser;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use shardnet::config::{Action, Config, CoreSet, Protocol};
+use shardnet::rt::{spawn_local, ShardnetTimer, TcpListener};
+use shardnet::runtime::{self, Signals};
+use shardnet::service::{Registry, WorkerInfo};
+
+/// The service's name in the rules.
+const SERVICE: &str = "app";
+
+#[derive(Parser)]
+struct Cli {
+    /// The shardnet configuration file.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+/// The application.
+fn router() -> Router {
+    Router::new()
+        .route("/", get(|| async { "hello from shardnet" }))
+        .route(
+            "/users/{id}",
+            get(|Path(id): Path<u64>| async move { Json(serde_json::json!({ "id": id })) }),
+        )
+        .route("/echo", post(|body: axum::body::Bytes| async move { body }))
+}
+
+/// The first port of each TCP rule that names the service.
+fn ports(config: &Config) -> Vec<u16> {
+    config
+        .rules
+        .iter()
+        .filter(|rule| rule.protocol == Protocol::Tcp)
+        .filter(|rule| matches!(rule.action, Action::Service(id) if id.as_str() == SERVICE))
+        .filter_map(|rule| rule.ports.first().map(|range| *range.start()))
+        .collect()
+}
+
+/// One worker's main task: a listener per port, a task per connection.
+async fn serve(port: u16) {
+    let listener = match TcpListener::bind(port) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!("axum_app: cannot listen on {port}: {e}");
+            return;
+        }
+    };
+    loop {
+        let (stream, _peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::error!("axum_app: accept on {port}: {e}");
+                return;
+            }
+        };
+        let service = TowerToHyperService::new(router());
+        drop(spawn_local(async move {
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(ShardnetTimer)
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!("axum_app: connection: {e}");
+            }
+        }));
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHARDNET_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let mut registry = Registry::new();
+    let added = registry.add_async(SERVICE, |worker: &WorkerInfo<'_>| {
+        let ports = ports(worker.config);
+        async move {
+            for port in ports {
+                drop(spawn_local(serve(port)));
+            }
+        }
+    });
+    if let Err(e) = added {
+        eprintln!("axum_app: {e}");
+        return ExitCode::from(1);
+    }
+    let config = match Config::load_for(&cli.config, &CoreSet::online(), registry.catalog()) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(1);
+        }
+    };
+    if ports(&config).is_empty() {
+        eprintln!("axum_app: no TCP rule names the service \"{SERVICE}\"");
+        return ExitCode::from(1);
+    }
+    let signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("axum_app: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime::run_with_services(config, &signals, registry) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("axum_app: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

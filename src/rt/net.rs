@@ -1,0 +1,585 @@
+//! Async TCP on the worker's executor: [`TcpListener`] and [`TcpStream`],
+//! backed by the worker's own TCP table.
+//!
+//! Three parts meet here, all on the worker's thread:
+//!
+//! - The **reactor** ([`Reactor`]): a slab of sockets (per connection its
+//!   [`ConnId`], a read waker, a write waker and a few flags) and the
+//!   listeners by local port (an accept queue of sockets and the acceptor's
+//!   waker). It holds no bytes: data stays in the connection's buffers in
+//!   the table.
+//! - The **bridge** ([`AsyncBridge`]): a [`TcpService`] registered like any
+//!   other (see `service::Registry::add_async`). The table calls it on a
+//!   connection's events, and all it does is bookkeeping and waking: a new
+//!   connection becomes a socket in its listener's accept queue (or is reset
+//!   and counted when nothing listens on its port on this worker), readable
+//!   and peer-closed events wake the reader, writable the writer, closed
+//!   both. It never touches the table (the table is calling it).
+//! - The **tasks**: [`TcpStream`] reads and writes through
+//!   [`TcpTable::with_connection`] on the table shared with the stack
+//!   (`Rc<RefCell<TcpTable>>`). Tasks run only in `Stack::run_tasks`,
+//!   between RX bursts, when the stack holds no borrow of the table; what
+//!   they queue leaves at the `end_batch` that follows the executor's
+//!   round. A read copies from the receive buffer into the caller's buffer
+//!   and consumes; a write copies into the send buffer (a full buffer
+//!   parks the writer until `on_writable`).
+//!
+//! The context ([`Net`]: the table, the reactor and the round's clock) is a
+//! thread-local set by [`Net::enter`] while the worker runs its tasks, which
+//! is how [`TcpListener::bind`] finds its worker. Streams and listeners keep
+//! an `Rc` to it, so dropping one outside a round (when the executor is
+//! dropped) still closes its connection.
+//!
+//! Panics: each socket records the task that last polled it (or accepted
+//! it). When a task panics, [`Net::abort_owned_by`] resets the connections
+//! it owned, so the peer sees a reset rather than a clean end of a
+//! response cut short.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddrV4;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use slab::Slab;
+
+use super::executor::{current_task, TaskId};
+use crate::tcp::service::{Closed, ConnId, TcpIo, TcpService};
+use crate::tcp::table::TcpTable;
+
+/// One connection as the async side sees it.
+#[derive(Debug)]
+struct Socket {
+    id: ConnId,
+    local: SocketAddrV4,
+    peer: SocketAddrV4,
+    read: Option<Waker>,
+    write: Option<Waker>,
+    /// The connection is gone for its service (`on_closed`).
+    closed: bool,
+    /// It ended abruptly.
+    reset: bool,
+    /// We closed our sending side.
+    shut: bool,
+    /// An accept queue or a [`TcpStream`] holds the socket.
+    held: bool,
+    /// The task that last used it.
+    owner: Option<TaskId>,
+}
+
+/// A listening port of one worker.
+#[derive(Debug, Default)]
+struct Listener {
+    queue: VecDeque<usize>,
+    waker: Option<Waker>,
+}
+
+/// The async side's per-worker state: sockets and listeners (see the
+/// [module documentation](self)).
+#[derive(Debug, Default)]
+pub struct Reactor {
+    sockets: Slab<Socket>,
+    listeners: HashMap<u16, Listener>,
+    refused: u64,
+}
+
+impl Reactor {
+    /// A reactor with no sockets and no listeners.
+    pub fn new() -> Reactor {
+        Reactor::default()
+    }
+
+    /// Connections reset at accept because nothing listened on their port.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// Sockets alive (held by a stream or an accept queue, or not yet
+    /// closed).
+    pub fn sockets(&self) -> usize {
+        self.sockets.len()
+    }
+
+    fn wake_read(&mut self, index: usize) {
+        if let Some(waker) = self.sockets.get_mut(index).and_then(|s| s.read.take()) {
+            waker.wake();
+        }
+    }
+
+    fn wake_write(&mut self, index: usize) {
+        if let Some(waker) = self.sockets.get_mut(index).and_then(|s| s.write.take()) {
+            waker.wake();
+        }
+    }
+
+    /// Forget the socket once nothing refers to it.
+    fn release(&mut self, index: usize) {
+        if self
+            .sockets
+            .get(index)
+            .is_some_and(|socket| socket.closed && !socket.held)
+        {
+            self.sockets.remove(index);
+        }
+    }
+
+    /// The socket of `io`'s connection, if the bridge gave it one.
+    fn socket_of(&self, io: &mut dyn TcpIo) -> Option<usize> {
+        let index = usize::try_from(*io.app_state()).ok()?.checked_sub(1)?;
+        let id = io.id();
+        self.sockets
+            .get(index)
+            .is_some_and(|s| s.id == id)
+            .then_some(index)
+    }
+}
+
+/// The [`TcpService`] that hands a worker's connections to its async tasks
+/// (see the [module documentation](self)). Every async service of a worker
+/// has one, sharing the worker's [`Reactor`].
+#[derive(Debug)]
+pub struct AsyncBridge {
+    reactor: Rc<RefCell<Reactor>>,
+}
+
+impl AsyncBridge {
+    /// A bridge into `reactor`.
+    pub fn new(reactor: Rc<RefCell<Reactor>>) -> AsyncBridge {
+        AsyncBridge { reactor }
+    }
+}
+
+impl TcpService for AsyncBridge {
+    fn on_accepted(&mut self, io: &mut dyn TcpIo) {
+        let mut reactor = self.reactor.borrow_mut();
+        let reactor = &mut *reactor;
+        let Some(listener) = reactor.listeners.get_mut(&io.local_port()) else {
+            reactor.refused += 1;
+            io.abort();
+            return;
+        };
+        let index = reactor.sockets.insert(Socket {
+            id: io.id(),
+            local: io.local_addr(),
+            peer: io.peer_addr(),
+            read: None,
+            write: None,
+            closed: false,
+            reset: false,
+            shut: false,
+            held: true,
+            owner: None,
+        });
+        *io.app_state() = index as u64 + 1;
+        listener.queue.push_back(index);
+        if let Some(waker) = listener.waker.take() {
+            waker.wake();
+        }
+    }
+
+    fn on_readable(&mut self, io: &mut dyn TcpIo) {
+        let mut reactor = self.reactor.borrow_mut();
+        match reactor.socket_of(io) {
+            Some(index) if reactor.sockets[index].held => reactor.wake_read(index),
+            // Nobody will read: drop what comes (the stream was dropped).
+            _ => {
+                let (a, b) = io.recv_data();
+                let n = a.len() + b.len();
+                io.consume(n);
+            }
+        }
+    }
+
+    fn on_writable(&mut self, io: &mut dyn TcpIo) {
+        let mut reactor = self.reactor.borrow_mut();
+        if let Some(index) = reactor.socket_of(io) {
+            reactor.wake_write(index);
+        }
+    }
+
+    /// The reader hears the end of the stream; our side stays open until
+    /// the task shuts it down or drops the stream.
+    fn on_peer_closed(&mut self, io: &mut dyn TcpIo) {
+        let mut reactor = self.reactor.borrow_mut();
+        match reactor.socket_of(io) {
+            Some(index) if reactor.sockets[index].held => reactor.wake_read(index),
+            _ => io.close(),
+        }
+    }
+
+    fn on_closed(&mut self, closed: &Closed) {
+        let mut reactor = self.reactor.borrow_mut();
+        let Some(index) = usize::try_from(closed.app_state)
+            .ok()
+            .and_then(|i| i.checked_sub(1))
+        else {
+            return;
+        };
+        match reactor.sockets.get_mut(index) {
+            Some(socket) if socket.id == closed.id => {
+                socket.closed = true;
+                socket.reset = closed.reset;
+            }
+            _ => return,
+        }
+        reactor.wake_read(index);
+        reactor.wake_write(index);
+        reactor.release(index);
+    }
+}
+
+/// A worker's async networking context: its TCP table, its reactor and the
+/// clock of the current round (see the [module documentation](self)).
+#[derive(Debug)]
+pub struct Net {
+    table: Rc<RefCell<TcpTable>>,
+    reactor: Rc<RefCell<Reactor>>,
+    now: Cell<u64>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<Net>>> = const { RefCell::new(None) };
+}
+
+impl Net {
+    /// The context of a worker whose stack owns `table` and whose bridges
+    /// share `reactor`.
+    pub fn new(table: Rc<RefCell<TcpTable>>, reactor: Rc<RefCell<Reactor>>) -> Rc<Net> {
+        Rc::new(Net {
+            table,
+            reactor,
+            now: Cell::new(0),
+        })
+    }
+
+    /// Runs `f` (the executor's round) with this context current at clock
+    /// reading `now_ns`; the previous context is current again afterwards.
+    pub fn enter<R>(self: &Rc<Self>, now_ns: u64, f: impl FnOnce() -> R) -> R {
+        struct Restore(Option<Rc<Net>>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let previous = self.0.take();
+                let _ = CURRENT.try_with(|c| c.replace(previous));
+            }
+        }
+        self.now.set(now_ns);
+        let previous = CURRENT.with(|c| c.replace(Some(self.clone())));
+        let _restore = Restore(previous);
+        f()
+    }
+
+    /// The worker's reactor.
+    pub fn reactor(&self) -> &Rc<RefCell<Reactor>> {
+        &self.reactor
+    }
+
+    /// Reset the connections whose sockets `task` owned (it panicked).
+    pub fn abort_owned_by(&self, task: TaskId) {
+        let owned: Vec<ConnId> = self
+            .reactor
+            .borrow()
+            .sockets
+            .iter()
+            .filter(|(_, s)| s.owner == Some(task) && !s.closed)
+            .map(|(_, s)| s.id)
+            .collect();
+        let now = self.now.get();
+        let mut table = self.table.borrow_mut();
+        for id in owned {
+            table.with_connection(id, now, |io| io.abort());
+        }
+    }
+
+    fn current() -> io::Result<Rc<Net>> {
+        CURRENT
+            .try_with(|c| c.borrow().clone())
+            .ok()
+            .flatten()
+            .ok_or_else(|| {
+                io::Error::other("shardnet::rt::net used outside a shardnet worker's task")
+            })
+    }
+
+    /// `f` on connection `id`, if it is still open.
+    fn with_connection<R>(&self, id: ConnId, f: impl FnOnce(&mut dyn TcpIo) -> R) -> Option<R> {
+        let mut table = self.table.try_borrow_mut().ok()?;
+        table.with_connection(id, self.now.get(), f)
+    }
+}
+
+/// A listening TCP port on this worker: it accepts the connections that
+/// the rules give an async service on that port and RSS (or steering)
+/// gives this worker, as each `SO_REUSEPORT` socket does on Linux. Every
+/// worker binds its own.
+#[derive(Debug)]
+pub struct TcpListener {
+    net: Rc<Net>,
+    port: u16,
+}
+
+impl TcpListener {
+    /// Listen on `port` on this worker.
+    ///
+    /// # Errors
+    /// `AddrInUse` when this worker listens there already; `Other` outside
+    /// a worker's task.
+    pub fn bind(port: u16) -> io::Result<TcpListener> {
+        let net = Net::current()?;
+        {
+            let mut reactor = net.reactor.borrow_mut();
+            if reactor.listeners.contains_key(&port) {
+                return Err(io::ErrorKind::AddrInUse.into());
+            }
+            reactor.listeners.insert(port, Listener::default());
+        }
+        Ok(TcpListener { net, port })
+    }
+
+    /// The port.
+    pub fn local_port(&self) -> u16 {
+        self.port
+    }
+
+    /// The next connection and its peer's address.
+    ///
+    /// # Errors
+    /// None today (the signature is `std`'s and tokio's).
+    pub fn accept(&self) -> Accept<'_> {
+        Accept { listener: self }
+    }
+
+    /// [`accept`](Self::accept) as a poll function.
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddrV4)>> {
+        let mut reactor = self.net.reactor.borrow_mut();
+        let reactor = &mut *reactor;
+        let Some(listener) = reactor.listeners.get_mut(&self.port) else {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        };
+        let Some(index) = listener.queue.pop_front() else {
+            listener.waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        };
+        let socket = &mut reactor.sockets[index];
+        socket.owner = current_task();
+        let stream = TcpStream {
+            net: self.net.clone(),
+            index,
+            id: socket.id,
+        };
+        Poll::Ready(Ok((stream, socket.peer)))
+    }
+}
+
+impl Drop for TcpListener {
+    /// Stop listening; connections accepted but not yet taken are reset.
+    fn drop(&mut self) {
+        let Some(listener) = self.net.reactor.borrow_mut().listeners.remove(&self.port) else {
+            return;
+        };
+        for index in listener.queue {
+            let id = {
+                let mut reactor = self.net.reactor.borrow_mut();
+                let Some(socket) = reactor.sockets.get_mut(index) else {
+                    continue;
+                };
+                socket.held = false;
+                let id = socket.id;
+                reactor.release(index);
+                id
+            };
+            self.net.with_connection(id, |io| io.abort());
+        }
+    }
+}
+
+/// The future of [`TcpListener::accept`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct Accept<'a> {
+    listener: &'a TcpListener,
+}
+
+impl Future for Accept<'_> {
+    type Output = io::Result<(TcpStream, SocketAddrV4)>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.listener.poll_accept(cx)
+    }
+}
+
+/// A TCP connection of this worker, for its tasks. Reads and writes go
+/// straight to the connection's buffers in the worker's table; what is
+/// written leaves at the end of the executor's round. Dropping the stream
+/// closes our side (a FIN after the queued bytes) and discards what the
+/// peer still sends.
+#[derive(Debug)]
+pub struct TcpStream {
+    net: Rc<Net>,
+    index: usize,
+    id: ConnId,
+}
+
+impl TcpStream {
+    /// Our address and port.
+    pub fn local_addr(&self) -> SocketAddrV4 {
+        self.net.reactor.borrow().sockets[self.index].local
+    }
+
+    /// The peer's address and port.
+    pub fn peer_addr(&self) -> SocketAddrV4 {
+        self.net.reactor.borrow().sockets[self.index].peer
+    }
+
+    /// Read into `buf`: how many bytes were read, 0 at the end of the
+    /// stream.
+    ///
+    /// # Errors
+    /// `ConnectionReset` when the connection was reset.
+    pub fn poll_read_into(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let (closed, reset) = self.touch();
+        if reset {
+            return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+        }
+        if closed || buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let read = self.net.with_connection(self.id, |io| {
+            let (a, b) = io.recv_data();
+            if a.is_empty() {
+                return io.peer_closed().then_some(0);
+            }
+            let n = a.len().min(buf.len());
+            buf[..n].copy_from_slice(&a[..n]);
+            let m = b.len().min(buf.len() - n);
+            buf[n..n + m].copy_from_slice(&b[..m]);
+            io.consume(n + m);
+            Some(n + m)
+        });
+        match read {
+            Some(Some(n)) => Poll::Ready(Ok(n)),
+            Some(None) => {
+                self.net.reactor.borrow_mut().sockets[self.index].read = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            // Gone (its `on_closed` comes at the end of the round).
+            None => Poll::Ready(Ok(0)),
+        }
+    }
+
+    /// Write from `data`: how many bytes the send buffer took.
+    ///
+    /// # Errors
+    /// `BrokenPipe` after a shutdown or once the connection is closed,
+    /// `ConnectionReset` when it was reset.
+    pub fn poll_write_from(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let (closed, reset) = self.touch();
+        if reset {
+            return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+        }
+        let shut = self.net.reactor.borrow().sockets[self.index].shut;
+        if closed || shut {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        match self.net.with_connection(self.id, |io| io.send(data)) {
+            Some(0) => {
+                self.net.reactor.borrow_mut().sockets[self.index].write = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            Some(n) => Poll::Ready(Ok(n)),
+            None => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+        }
+    }
+
+    /// Close our sending side after the queued bytes (a FIN follows them).
+    pub fn shutdown_write(&self) {
+        let mut reactor = self.net.reactor.borrow_mut();
+        let socket = &mut reactor.sockets[self.index];
+        if socket.shut || socket.closed {
+            return;
+        }
+        socket.shut = true;
+        drop(reactor);
+        self.net.with_connection(self.id, |io| io.close());
+    }
+
+    /// Reset the connection now.
+    pub fn abort(&self) {
+        self.net.with_connection(self.id, |io| io.abort());
+    }
+
+    /// Record the current task as the owner; the (closed, reset) flags.
+    fn touch(&self) -> (bool, bool) {
+        let mut reactor = self.net.reactor.borrow_mut();
+        let socket = &mut reactor.sockets[self.index];
+        if let Some(task) = current_task() {
+            socket.owner = Some(task);
+        }
+        (socket.closed, socket.reset)
+    }
+}
+
+impl Drop for TcpStream {
+    fn drop(&mut self) {
+        self.shutdown_write();
+        let mut reactor = self.net.reactor.borrow_mut();
+        if let Some(socket) = reactor.sockets.get_mut(self.index) {
+            socket.held = false;
+            socket.read = None;
+            socket.write = None;
+        }
+        reactor.release(self.index);
+        drop(reactor);
+        // Bytes that arrived unread are dropped, as no one will read them.
+        self.net.with_connection(self.id, |io| {
+            let (a, b) = io.recv_data();
+            let n = a.len() + b.len();
+            io.consume(n);
+        });
+    }
+}
+
+#[cfg(feature = "tokio-io")]
+impl tokio::io::AsyncRead for TcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let unfilled = buf.initialize_unfilled();
+        match self.poll_read_into(cx, unfilled) {
+            Poll::Ready(Ok(n)) => {
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(feature = "tokio-io")]
+impl tokio::io::AsyncWrite for TcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_from(cx, buf)
+    }
+
+    /// Nothing to do: written bytes leave at the end of the round.
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.shutdown_write();
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,69 @@
+//! The async services' tasks ([`crate::rt`], [`crate::rt::net`]): the
+//! worker's executor, created at the first round with the worker's clock,
+//! which spawns the services' main tasks, and the round itself,
+//! [`Stack::run_tasks`], run between RX bursts: the executor's round inside
+//! the worker's async context, resets for the connections of tasks that
+//! panicked, then the end of the table's batch, which sends what the tasks
+//! wrote.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::{Egress, Stack};
+use crate::rt::net::Net;
+use crate::rt::Executor;
+use crate::service::{AsyncMain, AsyncParts};
+use crate::tcp::table::TcpTable;
+
+/// A worker's executor and async context.
+pub(super) struct Tasks {
+    net: Rc<Net>,
+    /// Created at the first round, with the worker's clock.
+    executor: Option<Executor>,
+    /// The main tasks, until that first round spawns them.
+    mains: Vec<AsyncMain>,
+}
+
+impl Tasks {
+    pub(super) fn new(table: Rc<RefCell<TcpTable>>, parts: AsyncParts) -> Tasks {
+        Tasks {
+            net: Net::new(table, parts.reactor),
+            executor: None,
+            mains: parts.mains,
+        }
+    }
+}
+
+impl Stack {
+    /// Run the async services' tasks that are ready at `now_ns` (woken by
+    /// the segments processed so far, or by a timer), then send what they
+    /// wrote to `egress`. Cheap when no task is ready. The first call
+    /// creates the executor and spawns the services' main tasks.
+    pub fn run_tasks<E: Egress>(&mut self, now_ns: u64, egress: &mut E) {
+        let Some(tasks) = &mut self.tasks else {
+            return;
+        };
+        let executor = tasks.executor.get_or_insert_with(|| Executor::new(now_ns));
+        for main in tasks.mains.drain(..) {
+            drop(executor.spawn(main));
+        }
+        if !executor.has_ready() && executor.next_deadline().is_none_or(|at| at > now_ns) {
+            return;
+        }
+        tasks.net.enter(now_ns, || executor.run(now_ns));
+        for task in executor.take_panicked() {
+            tasks.net.abort_owned_by(task);
+        }
+        self.end_burst(now_ns, egress);
+    }
+
+    /// The async services' executor, once the first round created it.
+    pub fn executor(&self) -> Option<&Executor> {
+        self.tasks.as_ref()?.executor.as_ref()
+    }
+
+    /// The async services' context, if there are any.
+    pub fn net(&self) -> Option<&Rc<Net>> {
+        self.tasks.as_ref().map(|t| &t.net)
+    }
+}
