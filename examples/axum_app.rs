@@ -8,7 +8,7 @@
 //! with a rule such as
 //!
 //! ```toml
-//! [[rules]]
+//! [[rule]]
 //! name = "web"
 //! protocol = "tcp"
 //! ports = [8080]

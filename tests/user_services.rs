@@ -116,3 +116,63 @@ fn a_rule_naming_an_unregistered_service_is_refused_at_start_with_its_position()
         "{stderr}"
     );
 }
+
+/// curl and Python against `examples/axum_app` (async service "app": axum
+/// on hyper on the worker's executor), on connections from many source
+/// ports, so both workers serve some.
+#[test]
+fn axum_on_shardnet_answers_curl_and_python_on_every_route() {
+    let lab = Lab::new();
+    let text = format!(
+        "{}\n[interface]\naddress = \"{DUT_IP}/24\"\n\n\
+         [[rule]]\nname = \"web\"\nprotocol = \"tcp\"\nports = [8080]\nservice = \"app\"\n",
+        lab.dataplane("af_packet", 4096)
+    );
+    let mut app = lab.start_program(&example("axum_app"), "axum_app", &text);
+    lab.wait_until_answering(&mut app, Duration::from_secs(30));
+    let url = format!("http://{DUT_IP}:8080");
+    let curl = |args: &[&str]| {
+        let mut all = vec!["curl", "-sS", "--max-time", "10"];
+        all.extend_from_slice(args);
+        let out = lab.peer(&all);
+        assert!(out.status.success(), "curl {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for _ in 0..8 {
+        assert_eq!(curl(&[&format!("{url}/")]), "hello from shardnet");
+    }
+    assert_eq!(curl(&[&format!("{url}/users/42")]), "{\"id\":42}");
+    assert_eq!(
+        curl(&["-X", "POST", "--data-binary", "ping pong", &format!("{url}/echo")]),
+        "ping pong"
+    );
+    let python = r#"
+import http.client, json, os, sys
+dst = sys.argv[1]
+bad = []
+for i in range(40):
+    c = http.client.HTTPConnection(dst, 8080, timeout=10)
+    for j in range(3):
+        body = os.urandom(1000 * (i % 5) + j).hex()
+        c.request("POST", "/echo", body=body)
+        r = c.getresponse()
+        got = r.read().decode()
+        if r.status != 200 or got != body:
+            bad.append(("echo", i, j, r.status))
+    c.request("GET", "/users/%d" % i)
+    r = c.getresponse()
+    if json.loads(r.read()) != {"id": i}:
+        bad.append(("users", i))
+    c.close()
+print("bad:", bad)
+sys.exit(1 if bad else 0)
+"#;
+    let out = lab.peer(&["/usr/bin/python3", "-c", python, DUT_IP]);
+    let log = app.stop();
+    assert!(
+        out.status.success(),
+        "python: {}{}\nlog:\n{log}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
