@@ -143,7 +143,13 @@ fn axum_on_shardnet_answers_curl_and_python_on_every_route() {
     }
     assert_eq!(curl(&[&format!("{url}/users/42")]), "{\"id\":42}");
     assert_eq!(
-        curl(&["-X", "POST", "--data-binary", "ping pong", &format!("{url}/echo")]),
+        curl(&[
+            "-X",
+            "POST",
+            "--data-binary",
+            "ping pong",
+            &format!("{url}/echo")
+        ]),
         "ping pong"
     );
     let python = r#"
