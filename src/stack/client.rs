@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use hashbrown::HashMap;
 
-use super::{Egress, Interface, Stack, DEFAULT_TTL};
+use super::{Egress, Interface, Stack};
 use crate::app::{App, AppIo, ConnectError};
 use crate::config::ServiceId;
 use crate::counters::{DropReason, WorkerCounters};
@@ -16,8 +16,8 @@ use crate::rss::PortPicker;
 use crate::tcp::table::TcpTable;
 use crate::tcp::FourTuple;
 use crate::wire::{
-    ArpOperation, ArpPacket, ArpRepr, ChecksumMode, EtherType, EthernetAddress, EthernetFrame,
-    IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
+    ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, IpProtocol,
+    ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
 };
 
 /// What the stack keeps for an embedded application ([`crate::app`]).
@@ -250,32 +250,14 @@ impl<E: Egress> AppIo for ClientIo<'_, E> {
         if udp_len > usize::from(u16::MAX) - IPV4_HEADER_LEN || !buf.set_len(frame_len.max(60)) {
             return Err(ConnectError::TooLong(payload.len()));
         }
-        let frame = buf.data_mut();
-        let mut eth = EthernetFrame::new_unchecked(&mut *frame);
-        eth.set_dst_addr(mac);
-        eth.set_src_addr(self.iface.mac);
-        eth.set_ethertype(EtherType::Ipv4);
-        let ip_bytes = &mut frame[ETHERNET_HEADER_LEN..];
-        Ipv4Repr {
-            src_addr: self.iface.ip,
-            dst_addr: *remote.ip(),
-            next_header: IpProtocol::Udp,
-            payload_len: udp_len,
-            ttl: DEFAULT_TTL,
-        }
-        .emit(
-            &mut Ipv4Packet::new_unchecked(&mut *ip_bytes),
-            ChecksumMode::Software,
+        super::outbox::write_udp_frame(
+            buf.data_mut(),
+            self.iface,
+            mac,
+            local_port,
+            remote,
+            payload,
         );
-        let udp_bytes = &mut ip_bytes[IPV4_HEADER_LEN..IPV4_HEADER_LEN + udp_len];
-        let mut udp = UdpPacket::new_unchecked(&mut *udp_bytes);
-        udp.set_src_port(local_port);
-        udp.set_dst_port(remote.port());
-        udp.set_len(udp_len as u16);
-        udp.payload_mut()[..payload.len()].copy_from_slice(payload);
-        udp.fill_checksum(self.iface.ip, *remote.ip());
-        // Frames shorter than the Ethernet minimum carry zero padding.
-        frame[frame_len..].fill(0);
         self.counters.udp_tx.inc();
         self.egress.send(buf);
         Ok(())

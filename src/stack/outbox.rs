@@ -68,37 +68,52 @@ impl Outbox {
                 counters.count_drop(DropReason::NoBuffer);
                 continue;
             }
-            let frame = buf.data_mut();
-            let mut eth = EthernetFrame::new_unchecked(&mut *frame);
-            eth.set_dst_addr(p.mac);
-            eth.set_src_addr(iface.mac);
-            eth.set_ethertype(EtherType::Ipv4);
-            let ip_bytes = &mut frame[ETHERNET_HEADER_LEN..];
-            Ipv4Repr {
-                src_addr: iface.ip,
-                dst_addr: *p.to.ip(),
-                next_header: IpProtocol::Udp,
-                payload_len: udp_len,
-                ttl: DEFAULT_TTL,
-            }
-            .emit(
-                &mut Ipv4Packet::new_unchecked(&mut *ip_bytes),
-                ChecksumMode::Software,
-            );
-            let udp_bytes = &mut ip_bytes[IPV4_HEADER_LEN..IPV4_HEADER_LEN + udp_len];
-            let mut udp = UdpPacket::new_unchecked(&mut *udp_bytes);
-            udp.set_src_port(p.local_port);
-            udp.set_dst_port(p.to.port());
-            udp.set_len(udp_len as u16);
-            udp.payload_mut()[..payload.len()].copy_from_slice(payload);
-            udp.fill_checksum(iface.ip, *p.to.ip());
-            // Frames shorter than the Ethernet minimum carry zero padding.
-            frame[frame_len..].fill(0);
+            write_udp_frame(buf.data_mut(), iface, p.mac, p.local_port, p.to, payload);
             counters.udp_tx.inc();
             egress.send(buf);
         }
         self.bytes.clear();
     }
+}
+
+/// Write a UDP datagram from our `local_port` to `to`, through next hop
+/// `mac`, into `frame` (its length already set to the frame's, at least the
+/// 60-byte Ethernet minimum; the bytes past the datagram are zeroed).
+pub(super) fn write_udp_frame(
+    frame: &mut [u8],
+    iface: &Interface,
+    mac: EthernetAddress,
+    local_port: u16,
+    to: SocketAddrV4,
+    payload: &[u8],
+) {
+    let udp_len = 8 + payload.len();
+    let frame_len = ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + udp_len;
+    let mut eth = EthernetFrame::new_unchecked(&mut *frame);
+    eth.set_dst_addr(mac);
+    eth.set_src_addr(iface.mac);
+    eth.set_ethertype(EtherType::Ipv4);
+    let ip_bytes = &mut frame[ETHERNET_HEADER_LEN..];
+    Ipv4Repr {
+        src_addr: iface.ip,
+        dst_addr: *to.ip(),
+        next_header: IpProtocol::Udp,
+        payload_len: udp_len,
+        ttl: DEFAULT_TTL,
+    }
+    .emit(
+        &mut Ipv4Packet::new_unchecked(&mut *ip_bytes),
+        ChecksumMode::Software,
+    );
+    let udp_bytes = &mut ip_bytes[IPV4_HEADER_LEN..IPV4_HEADER_LEN + udp_len];
+    let mut udp = UdpPacket::new_unchecked(&mut *udp_bytes);
+    udp.set_src_port(local_port);
+    udp.set_dst_port(to.port());
+    udp.set_len(udp_len as u16);
+    udp.payload_mut()[..payload.len()].copy_from_slice(payload);
+    udp.fill_checksum(iface.ip, *to.ip());
+    // Frames shorter than the Ethernet minimum carry zero padding.
+    frame[frame_len..].fill(0);
 }
 
 /// A UDP service's handle during a datagram: resolves next hops in the
