@@ -34,10 +34,10 @@ use axum::{Json, Router};
 use clap::Parser;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use shardnet::config::{Action, Config, CoreSet, Protocol};
+use shardnet::config::Protocol;
 use shardnet::rt::{spawn_local, ShardnetTimer, TcpListener};
-use shardnet::runtime::{self, Signals};
-use shardnet::service::{Registry, WorkerInfo};
+use shardnet::service::WorkerInfo;
+use shardnet::Runtime;
 
 /// The service's name in the rules.
 const SERVICE: &str = "app";
@@ -58,17 +58,6 @@ fn router() -> Router {
             get(|Path(id): Path<u64>| async move { Json(serde_json::json!({ "id": id })) }),
         )
         .route("/echo", post(|body: axum::body::Bytes| async move { body }))
-}
-
-/// The first port of each TCP rule that names the service.
-fn ports(config: &Config) -> Vec<u16> {
-    config
-        .rules
-        .iter()
-        .filter(|rule| rule.protocol == Protocol::Tcp)
-        .filter(|rule| matches!(rule.action, Action::Service(id) if id.as_str() == SERVICE))
-        .filter_map(|rule| rule.ports.first().map(|range| *range.start()))
-        .collect()
 }
 
 /// One worker's main task: a listener per port, a task per connection.
@@ -104,45 +93,33 @@ async fn serve(port: u16) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SHARDNET_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let mut registry = Registry::new();
-    let added = registry.add_async(SERVICE, |worker: &WorkerInfo<'_>| {
-        let ports = ports(worker.config);
-        async move {
-            for port in ports {
-                drop(spawn_local(serve(port)));
+    let runtime = match Runtime::from_config(&cli.config) {
+        Ok(runtime) => runtime.async_service(SERVICE, |worker: &WorkerInfo<'_>| {
+            let ports = worker.ports(Protocol::Tcp, SERVICE);
+            async move {
+                for port in ports {
+                    drop(spawn_local(serve(port)));
+                }
             }
-        }
-    });
-    if let Err(e) = added {
-        eprintln!("axum_app: {e}");
-        return ExitCode::from(1);
-    }
-    let config = match Config::load_for(&cli.config, &CoreSet::online(), registry.catalog()) {
-        Ok(config) => config,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return ExitCode::from(1);
-        }
-    };
-    if ports(&config).is_empty() {
-        eprintln!("axum_app: no TCP rule names the service \"{SERVICE}\"");
-        return ExitCode::from(1);
-    }
-    let signals = match Signals::install() {
-        Ok(signals) => signals,
+        }),
         Err(e) => {
             eprintln!("axum_app: {e:#}");
             return ExitCode::from(1);
         }
     };
-    match runtime::run_with_services(config, &signals, registry) {
+    // Refuse a config that gives the app nothing to serve.
+    match runtime.config() {
+        Ok(config) if config.service_ports(Protocol::Tcp, SERVICE).is_empty() => {
+            eprintln!("axum_app: no TCP rule gives a port to the service \"{SERVICE}\"");
+            return ExitCode::from(1);
+        }
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("axum_app: {e:#}");
+            return ExitCode::from(1);
+        }
+    }
+    match runtime.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("axum_app: {e:#}");

@@ -33,7 +33,9 @@ use crate::neighbour::NeighbourMailboxes;
 use crate::port::heap::HeapBuf;
 use crate::port::{PortStats, Queue};
 use crate::rss::{HomePorts, RssModel};
-use crate::service::{Registry, TcpFactory, TcpService, UdpFactory, UdpService, WorkerInfo};
+use crate::service::{
+    AsyncFactory, Registry, TcpFactory, TcpService, UdpFactory, UdpService, WorkerInfo,
+};
 use crate::stack::{FlowRecord, Interface, Stack, TcpSetup};
 use crate::steer;
 use crate::tcp::congestion::Algorithm;
@@ -1316,12 +1318,20 @@ mod tests {
 /// any other.
 pub struct Runtime {
     path: PathBuf,
-    services: Vec<(String, Option<TcpFactory>, Option<UdpFactory>)>,
+    services: Vec<Registration>,
+}
+
+/// One service the program registered with a [`Runtime`], in order.
+struct Registration {
+    name: String,
+    tcp: Option<TcpFactory>,
+    udp: Option<UdpFactory>,
+    main: Option<AsyncFactory>,
 }
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.services.iter().map(|s| s.0.as_str()).collect();
+        let names: Vec<&str> = self.services.iter().map(|s| s.name.as_str()).collect();
         f.debug_struct("Runtime")
             .field("path", &self.path)
             .field("services", &names)
@@ -1348,11 +1358,16 @@ impl Runtime {
         })
     }
 
-    fn entry(&mut self, name: &str) -> &mut (String, Option<TcpFactory>, Option<UdpFactory>) {
-        let at = match self.services.iter().position(|s| s.0 == name) {
+    fn entry(&mut self, name: &str) -> &mut Registration {
+        let at = match self.services.iter().position(|s| s.name == name) {
             Some(at) => at,
             None => {
-                self.services.push((name.to_owned(), None, None));
+                self.services.push(Registration {
+                    name: name.to_owned(),
+                    tcp: None,
+                    udp: None,
+                    main: None,
+                });
                 self.services.len() - 1
             }
         };
@@ -1369,7 +1384,7 @@ impl Runtime {
     {
         let factory: TcpFactory =
             Arc::new(move |worker: &WorkerInfo<'_>| Box::new(factory(worker)));
-        self.entry(name).1 = Some(factory);
+        self.entry(name).tcp = Some(factory);
         self
     }
 
@@ -1382,7 +1397,28 @@ impl Runtime {
     {
         let factory: UdpFactory =
             Arc::new(move |worker: &WorkerInfo<'_>| Box::new(factory(worker)));
-        self.entry(name).2 = Some(factory);
+        self.entry(name).udp = Some(factory);
+        self
+    }
+
+    /// Register the async service `name`: on each worker, at its first
+    /// poll round, `main` is called with the worker's [`WorkerInfo`] and
+    /// the future it returns is spawned on the worker's executor, once.
+    /// It typically binds a [`crate::rt::TcpListener`] on the ports the
+    /// rules give `name` and loops on `accept`, spawning a task per
+    /// connection ([`crate::rt::spawn_local`]); see
+    /// `examples/axum_app.rs`. The future need not be `Send`: it lives
+    /// and dies on its worker.
+    ///
+    /// A name is either async or callback-driven: registering both under
+    /// one name is an error at [`Runtime::run`].
+    pub fn async_service<F, Fut>(mut self, name: &str, main: F) -> Self
+    where
+        F: Fn(&WorkerInfo<'_>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        let main: AsyncFactory = Arc::new(move |worker: &WorkerInfo<'_>| Box::pin(main(worker)));
+        self.entry(name).main = Some(main);
         self
     }
 
@@ -1392,10 +1428,20 @@ impl Runtime {
     /// A name that is taken (by a built-in), reserved or malformed.
     pub fn registry(&self) -> anyhow::Result<Registry> {
         let mut registry = Registry::new();
-        for (name, tcp, udp) in &self.services {
-            registry
-                .add(name, tcp.clone(), udp.clone())
-                .with_context(|| format!("cannot register the service {name:?}"))?;
+        for service in &self.services {
+            let name = &service.name;
+            let added = match (&service.main, &service.tcp, &service.udp) {
+                (Some(_), Some(_), _) | (Some(_), _, Some(_)) => bail!(
+                    "cannot register the service {name:?}: it is registered both as an async \
+                     service and with callbacks"
+                ),
+                (Some(main), None, None) => {
+                    let main = main.clone();
+                    registry.add_async(name, move |worker: &WorkerInfo<'_>| main(worker))
+                }
+                (None, tcp, udp) => registry.add(name, tcp.clone(), udp.clone()),
+            };
+            added.with_context(|| format!("cannot register the service {name:?}"))?;
         }
         Ok(registry)
     }
@@ -1446,5 +1492,57 @@ impl Runtime {
         let registry = self.registry()?;
         let signals = Signals::install()?;
         run_with_services(config, &signals, registry)
+    }
+}
+
+#[cfg(test)]
+mod runtime_tests {
+    use std::io::Write;
+
+    use super::Runtime;
+    use crate::config::ServiceId;
+    use crate::service::{TcpEcho, WorkerInfo};
+
+    fn config_file(rules: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        write!(
+            file,
+            "[dataplane]\nbackend = \"af_packet\"\nworkers = [1]\n\n\
+             [af_packet]\ninterface = \"veth-dut\"\n\n[interface]\naddress = \"198.18.0.2/24\"\n\n{rules}"
+        )
+        .expect("write config");
+        file
+    }
+
+    #[test]
+    fn an_async_service_is_registered_after_the_builtins_and_rules_may_name_it() {
+        let file = config_file(
+            "[[rule]]\nname = \"web\"\nprotocol = \"tcp\"\nports = [8080, 8081]\nservice = \"app\"\n",
+        );
+        let runtime = Runtime::from_config(file.path())
+            .expect("runtime")
+            .async_service("app", |_: &WorkerInfo<'_>| async {});
+        let registry = runtime.registry().expect("registry");
+        let id = registry.catalog().get("app").expect("app registered");
+        assert_eq!(id.index(), ServiceId::HTTP.index() + 1);
+        let config = runtime.config().expect("config");
+        assert_eq!(
+            config.service_ports(crate::config::Protocol::Tcp, "app"),
+            vec![8080, 8081]
+        );
+    }
+
+    #[test]
+    fn one_name_cannot_be_both_async_and_callbacks() {
+        let file = config_file("");
+        let runtime = Runtime::from_config(file.path())
+            .expect("runtime")
+            .tcp_service("app", |_: &WorkerInfo<'_>| TcpEcho::default())
+            .async_service("app", |_: &WorkerInfo<'_>| async {});
+        let error = runtime.registry().expect_err("must refuse").to_string();
+        assert!(
+            error.contains("both as an async service and with callbacks"),
+            "{error}"
+        );
     }
 }

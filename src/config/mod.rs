@@ -953,6 +953,30 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 impl Config {
+    /// The destination ports of `protocol` whose flows the rules give the
+    /// service `name` (in the rules' order, each once): the ports of the
+    /// rules naming it, less those an earlier rule takes. What an async
+    /// service binds its listeners or sockets on.
+    pub fn service_ports(&self, protocol: Protocol, name: &str) -> Vec<u16> {
+        let mut ports = Vec::new();
+        let mut seen = vec![false; 1 << 16];
+        for (at, rule) in self.rules.iter().enumerate() {
+            let named = matches!(rule.action, Action::Service(id) if id.as_str() == name);
+            if !named || rule.protocol != protocol {
+                continue;
+            }
+            for port in rule.ports.iter().flat_map(|range| range.clone()) {
+                let first = self.rules[..at]
+                    .iter()
+                    .all(|earlier| !earlier.matches(protocol, port));
+                if first && !std::mem::replace(&mut seen[usize::from(port)], true) {
+                    ports.push(port);
+                }
+            }
+        }
+        ports
+    }
+
     /// Reads and validates `path` against the cores online on this machine.
     ///
     /// # Errors

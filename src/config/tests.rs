@@ -1875,3 +1875,43 @@ fn the_admin_socket_and_a_public_listener() {
     let e = errors(&format!("{base}\n[metrics]\nadmin_socket = \"{long}\"\n"));
     assert!(e[0].2.contains("at most 107"), "{e:?}");
 }
+
+#[test]
+fn service_ports_are_those_the_rules_give_the_service() {
+    let text = format!(
+        "{MINIMAL}
+[[rule]]
+name = \"first\"
+protocol = \"tcp\"
+ports = [8081]
+service = \"drop\"
+
+[[rule]]
+name = \"web\"
+protocol = \"tcp\"
+ports = [\"8080-8082\", 9000, 8080]
+service = \"echo\"
+
+[[rule]]
+name = \"web-udp\"
+protocol = \"udp\"
+ports = [7]
+service = \"echo\"
+
+[[rule]]
+name = \"other\"
+protocol = \"tcp\"
+ports = [9001]
+service = \"discard\"
+"
+    );
+    let config = ok(&text);
+    // 8081 goes to an earlier rule; 8080 is listed twice.
+    assert_eq!(
+        config.service_ports(Protocol::Tcp, "echo"),
+        vec![8080, 8082, 9000]
+    );
+    assert_eq!(config.service_ports(Protocol::Udp, "echo"), vec![7]);
+    assert_eq!(config.service_ports(Protocol::Tcp, "discard"), vec![9001]);
+    assert!(config.service_ports(Protocol::Udp, "http").is_empty());
+}

@@ -135,6 +135,17 @@ pub struct WorkerInfo<'a> {
     pub counters: &'a Arc<crate::counters::WorkerCounters>,
 }
 
+impl WorkerInfo<'_> {
+    /// The ports of `protocol` whose flows the rules give the service
+    /// `name` ([`Config::service_ports`]): where an async service binds
+    /// its listeners. Rules reloaded later may route other ports to it;
+    /// their connections are reset (and counted) on a worker where no
+    /// task listens.
+    pub fn ports(&self, protocol: crate::config::Protocol, name: &str) -> Vec<u16> {
+        self.config.service_ports(protocol, name)
+    }
+}
+
 /// Builds a worker's instance of a TCP service.
 pub type TcpFactory = Arc<dyn Fn(&WorkerInfo<'_>) -> Box<dyn TcpService> + Send + Sync>;
 
