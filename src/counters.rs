@@ -408,6 +408,16 @@ worker_counters! {
     http_idle_timeouts { metric: "shardnet_http_timeouts_total" / "idle", }
     /// `http` connections reset: a response not read within the timeout.
     http_send_timeouts { metric: "shardnet_http_timeouts_total" / "send", }
+    /// Async tasks alive on the worker's executor (gauge).
+    async_tasks { metric: "shardnet_async_tasks", json: "async.tasks", }
+    /// Async tasks that panicked: each ended alone, its connections reset.
+    async_task_panics {
+        metric: "shardnet_async_task_panics_total",
+        json: "async.task_panics",
+    }
+    /// Connections for an async service reset as they were accepted: no
+    /// task of this worker listened on their port.
+    async_refused { metric: "shardnet_async_refused_total", json: "async.refused", }
     /// Monotonic nanoseconds of the worker's last loop iteration (heartbeat).
     // /metrics shows its age (shardnet_worker_heartbeat_age_seconds).
     heartbeat_ns {}

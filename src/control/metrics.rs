@@ -119,6 +119,12 @@ families! {
         "The most bytes of TCP buffers the worker lends (max_buffers_per_worker x buffer_size); past it, data is dropped as tcp_no_buffer.";
     HTTP_TIMEOUTS: "shardnet_http_timeouts_total", Counter, ["worker", "kind"],
         "http connections ended by a timeout: a request not complete in time (header, reset), kept alive with no request (idle, closed), a response not read (send, reset).";
+    ASYNC_TASKS: "shardnet_async_tasks", Gauge, ["worker"],
+        "Async tasks alive on the worker's executor.";
+    ASYNC_TASK_PANICS: "shardnet_async_task_panics_total", Counter, ["worker"],
+        "Async tasks that panicked; each ended alone and its connections were reset.";
+    ASYNC_REFUSED: "shardnet_async_refused_total", Counter, ["worker"],
+        "Connections for an async service reset at accept because no task of the worker listened on their port.";
     MEMPOOL_IN_USE: "shardnet_mempool_in_use", Gauge, ["worker"],
         "Buffers of the worker's pool in use (in rings, in flight or held by the stack).";
     MEMPOOL_CAPACITY: "shardnet_mempool_capacity", Gauge, ["worker"],

@@ -42,11 +42,13 @@ use std::io;
 use std::net::SocketAddrV4;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use slab::Slab;
 
 use super::executor::{current_task, TaskId};
+use crate::counters::WorkerCounters;
 use crate::tcp::service::{Closed, ConnId, TcpIo, TcpService};
 use crate::tcp::table::TcpTable;
 
@@ -84,12 +86,23 @@ pub struct Reactor {
     sockets: Slab<Socket>,
     listeners: HashMap<u16, Listener>,
     refused: u64,
+    /// The worker's counters, where refusals are published.
+    counters: Option<Arc<WorkerCounters>>,
 }
 
 impl Reactor {
     /// A reactor with no sockets and no listeners.
     pub fn new() -> Reactor {
         Reactor::default()
+    }
+
+    /// A reactor that also counts its refusals in the worker's `counters`
+    /// (`async_refused`).
+    pub fn with_counters(counters: Arc<WorkerCounters>) -> Reactor {
+        Reactor {
+            counters: Some(counters),
+            ..Reactor::default()
+        }
     }
 
     /// Connections reset at accept because nothing listened on their port.
@@ -158,6 +171,9 @@ impl TcpService for AsyncBridge {
         let reactor = &mut *reactor;
         let Some(listener) = reactor.listeners.get_mut(&io.local_port()) else {
             reactor.refused += 1;
+            if let Some(counters) = &reactor.counters {
+                counters.async_refused.inc();
+            }
             io.abort();
             return;
         };

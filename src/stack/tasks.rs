@@ -54,6 +54,9 @@ impl Stack {
         for task in executor.take_panicked() {
             tasks.net.abort_owned_by(task);
         }
+        let stats = executor.stats();
+        self.counters.async_tasks.set(stats.tasks as u64);
+        self.counters.async_task_panics.set(stats.panics);
         self.end_burst(now_ns, egress);
     }
 

@@ -166,6 +166,10 @@ fn an_async_service_echoes_and_a_panicking_handler_only_resets_its_connection() 
     let executor = stack.executor().unwrap();
     assert_eq!(executor.stats().panics, 1);
     assert_eq!(executor.tasks(), 2);
+    // Published for /metrics: the panic, and the tasks left (the main task
+    // and the other connection's).
+    assert_eq!(stack.counters.async_task_panics.get(), 1);
+    assert_eq!(stack.counters.async_tasks.get(), 2);
 
     let out = step(
         &mut stack,
@@ -217,5 +221,6 @@ fn a_port_nobody_listens_on_is_reset_and_counted() {
         "{out:?}"
     );
     assert_eq!(stack.net().unwrap().reactor().borrow().refused(), 1);
+    assert_eq!(stack.counters.async_refused.get(), 1);
     assert_eq!(stack.tcp().len(), 0);
 }
