@@ -1,14 +1,16 @@
 //! A program's own services, registered with `shardnet::Runtime`
-//! (`examples/user_services.rs`), served in a namespace to Linux peers:
-//! a TCP service and a UDP service on the callback layer, over AF_PACKET and
-//! DPDK with two workers, and a rule naming an unregistered service refused
-//! at start with its position. Needs root.
+//! (`examples/user_services.rs`, `examples/axum_app.rs`), served in a
+//! namespace to Linux peers over AF_PACKET and DPDK with two workers: a TCP
+//! and a UDP service on the callback layer; axum on the async layer; an
+//! async task that panics, resetting its own connection only; and a rule
+//! naming an unregistered service, refused at start with its position.
+//! Needs root.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{example, Lab, DUT_IP};
+use common::{example, metric_sum, scrape, Lab, DUT_IP};
 
 /// The peer's client: 64 TCP connections (distinct source ports, so both
 /// workers serve some), each sending 3 chunks and half-closing, expecting
@@ -119,14 +121,13 @@ fn a_rule_naming_an_unregistered_service_is_refused_at_start_with_its_position()
 
 /// curl and Python against `examples/axum_app` (async service "app": axum
 /// on hyper on the worker's executor), on connections from many source
-/// ports, so both workers serve some.
-#[test]
-fn axum_on_shardnet_answers_curl_and_python_on_every_route() {
+/// ports: both workers must serve some.
+fn axum_on_shardnet_answers_curl_and_python_on_every_route(backend: &str) {
     let lab = Lab::new();
     let text = format!(
-        "{}\n[interface]\naddress = \"{DUT_IP}/24\"\n\n\
+        "{}\n[interface]\naddress = \"{DUT_IP}/24\"\n\n[metrics]\nlisten = \"{METRICS}\"\n\n\
          [[rule]]\nname = \"web\"\nprotocol = \"tcp\"\nports = [8080]\nservice = \"app\"\n",
-        lab.dataplane("af_packet", 4096)
+        lab.dataplane(backend, 4096)
     );
     let mut app = lab.start_program(&example("axum_app"), "axum_app", &text);
     lab.wait_until_answering(&mut app, Duration::from_secs(30));
@@ -174,6 +175,7 @@ print("bad:", bad)
 sys.exit(1 if bad else 0)
 "#;
     let out = lab.peer(&["/usr/bin/python3", "-c", python, DUT_IP]);
+    let metrics = scrape(&lab, METRICS);
     let log = app.stop();
     assert!(
         out.status.success(),
@@ -181,4 +183,124 @@ sys.exit(1 if bad else 0)
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    for worker in ["0", "1"] {
+        let label = format!("worker=\"{worker}\"");
+        let accepted = metric_sum(
+            &metrics,
+            "shardnet_tcp_connections_opened_total",
+            &[&label, "passive"],
+        );
+        assert!(accepted >= 1.0, "worker {worker} served none:\n{metrics}");
+    }
+    assert_eq!(
+        metric_sum(&metrics, "shardnet_async_refused_total", &[]),
+        0.0,
+        "{metrics}"
+    );
+}
+
+#[test]
+fn axum_on_shardnet_answers_curl_and_python_on_every_route_over_af_packet() {
+    axum_on_shardnet_answers_curl_and_python_on_every_route("af_packet");
+}
+
+#[test]
+fn axum_on_shardnet_answers_curl_and_python_on_every_route_over_dpdk() {
+    axum_on_shardnet_answers_curl_and_python_on_every_route("dpdk");
+}
+
+/// The peer's client for the async `lines` service: connections until each
+/// worker serves at least 3 (from the worker number in the replies), then
+/// the line `panic` on one: its task panics, so that connection must be
+/// reset while every other one, on its worker too, keeps answering.
+const LINES_CLIENT: &str = r#"
+import socket, sys
+dst = sys.argv[1]
+def ask(s, text):
+    s.sendall(text.encode() + b"\n")
+    got = b""
+    while not got.endswith(b"\n"):
+        b = s.recv(4096)
+        if not b:
+            raise EOFError("closed after %r" % got)
+        got += b
+    return got.decode()
+conns, per_worker = [], {}
+for i in range(64):
+    s = socket.create_connection((dst, 7072), timeout=10)
+    worker, rest = ask(s, "hello %d" % i).split(" ", 1)
+    if rest != "hello %d\n" % i:
+        sys.exit("bad reply %r" % rest)
+    conns.append((s, worker))
+    per_worker[worker] = per_worker.get(worker, 0) + 1
+    if len(per_worker) == 2 and min(per_worker.values()) >= 3:
+        break
+print("connections per worker:", per_worker)
+if len(per_worker) != 2 or min(per_worker.values()) < 3:
+    sys.exit("64 connections did not give each worker 3")
+victim, victim_worker = conns[0]
+victim.sendall(b"panic\n")
+try:
+    got = victim.recv(4096)
+    sys.exit("the panicking task's connection was not reset: read %r" % got)
+except ConnectionResetError:
+    pass
+bad = []
+for i, (s, worker) in enumerate(conns[1:]):
+    got = ask(s, "again %d" % i)
+    if got != "%s again %d\n" % (worker, i):
+        bad.append((i, worker, got))
+    s.close()
+same = sum(1 for _, w in conns[1:] if w == victim_worker)
+print("victim on", victim_worker, "with", same, "others there; bad:", bad)
+sys.exit(1 if bad or same < 2 else 0)
+"#;
+
+/// Where the tests' shardnet serves its metrics (inside its namespace).
+const METRICS: &str = "127.0.0.1:9464";
+
+/// A panicking async task (the `lines` service of
+/// `examples/user_services.rs`) gets its own connection reset while the
+/// other connections on the same worker keep being served; the panic is
+/// counted in `/metrics`.
+fn a_panicking_task_resets_only_its_connection(backend: &str) {
+    let lab = Lab::new();
+    let extra = format!(
+        "\n[metrics]\nlisten = \"{METRICS}\"\n\n\
+         [[rule]]\nname = \"lines\"\nprotocol = \"tcp\"\nports = [7072]\nservice = \"lines\"\n"
+    );
+    let mut app = lab.start_program(
+        &example("user_services"),
+        "user_services",
+        &config(&lab, backend, &extra),
+    );
+    lab.wait_until_answering(&mut app, Duration::from_secs(30));
+    let out = lab.peer(&["/usr/bin/python3", "-c", LINES_CLIENT, DUT_IP]);
+    let metrics = scrape(&lab, METRICS);
+    let log = app.stop();
+    assert!(
+        out.status.success(),
+        "the peer's client failed:\n{}{}\nlog:\n{log}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        metric_sum(&metrics, "shardnet_async_task_panics_total", &[]),
+        1.0,
+        "{metrics}"
+    );
+    assert!(
+        log.contains("the peer asked this task to panic"),
+        "the panic is logged:\n{log}"
+    );
+}
+
+#[test]
+fn a_panicking_task_resets_only_its_connection_over_af_packet() {
+    a_panicking_task_resets_only_its_connection("af_packet");
+}
+
+#[test]
+fn a_panicking_task_resets_only_its_connection_over_dpdk() {
+    a_panicking_task_resets_only_its_connection("dpdk");
 }

@@ -287,7 +287,11 @@ impl Registry {
     /// Build one worker's instances, on that worker's thread.
     pub fn build(&self, worker: &WorkerInfo<'_>) -> Services {
         let has_async = self.entries.iter().any(|e| e.main.is_some());
-        let reactor = has_async.then(|| Rc::new(RefCell::new(Reactor::with_counters(worker.counters.clone()))));
+        let reactor = has_async.then(|| {
+            Rc::new(RefCell::new(Reactor::with_counters(
+                worker.counters.clone(),
+            )))
+        });
         let mains: Vec<AsyncMain> = self
             .entries
             .iter()
