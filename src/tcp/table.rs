@@ -232,6 +232,32 @@ struct Io<'a> {
     wants_buffer: bool,
 }
 
+impl<'a> Io<'a> {
+    /// The handle on connection `key` (its `slot`) that callbacks and
+    /// [`TcpTable::with_connection`] get.
+    fn new(
+        key: u32,
+        slot: &'a mut Slot,
+        pool: &'a mut BufferPool,
+        config: &'a TcpConfig,
+        now: u64,
+    ) -> Io<'a> {
+        Io {
+            id: ConnId {
+                key,
+                serial: slot.serial,
+            },
+            conn: &mut slot.conn,
+            pool,
+            config,
+            app: &mut slot.app,
+            app_timer_at: &mut slot.app_timer_at,
+            now,
+            wants_buffer: false,
+        }
+    }
+}
+
 impl TcpIo for Io<'_> {
     fn recv_data(&self) -> (&[u8], &[u8]) {
         self.conn.recv_data()
@@ -611,16 +637,7 @@ impl TcpTable {
             .slots
             .get_mut(id.key as usize)
             .filter(|slot| slot.serial == id.serial && slot.conn.state() != State::Closed)?;
-        let mut io = Io {
-            id,
-            conn: &mut slot.conn,
-            pool: &mut self.pool,
-            config: &self.config.tcp,
-            app: &mut slot.app,
-            app_timer_at: &mut slot.app_timer_at,
-            now,
-            wants_buffer: false,
-        };
+        let mut io = Io::new(id.key, slot, &mut self.pool, &self.config.tcp, now);
         let result = f(&mut io);
         let wants_buffer = io.wants_buffer;
         // What `f` did is settled at the end of the batch; its own events
@@ -719,20 +736,9 @@ impl TcpTable {
             if slot.app_timer_at <= now {
                 slot.app_timer_at = u64::MAX;
                 if slot.conn.state() != State::Closed {
-                    let mut io = Io {
-                        id: ConnId {
-                            key,
-                            serial: slot.serial,
-                        },
-                        conn: &mut slot.conn,
-                        pool: &mut self.pool,
-                        config: &self.config.tcp,
-                        app: &mut slot.app,
-                        app_timer_at: &mut slot.app_timer_at,
-                        now,
-                        wants_buffer: false,
-                    };
-                    services.tcp(slot.service).on_timer(&mut io);
+                    let service = services.tcp(slot.service);
+                    let mut io = Io::new(key, slot, &mut self.pool, &self.config.tcp, now);
+                    service.on_timer(&mut io);
                     if io.wants_buffer {
                         self.wait_for_buffer(key);
                     }
@@ -1050,19 +1056,8 @@ impl TcpTable {
         let mut wants_buffer = false;
         if !events.is_empty() {
             let service = services.tcp(slot.service);
-            let mut io = Io {
-                id: ConnId {
-                    key,
-                    serial: slot.serial,
-                },
-                conn: &mut slot.conn,
-                pool: &mut self.pool,
-                config,
-                app: &mut slot.app,
-                app_timer_at: &mut slot.app_timer_at,
-                now,
-                wants_buffer: false,
-            };
+            let half_open = slot.half_open;
+            let mut io = Io::new(key, slot, &mut self.pool, config, now);
             if events.contains(Events::ESTABLISHED) {
                 service.on_accepted(&mut io);
             }
@@ -1078,7 +1073,7 @@ impl TcpTable {
             if events.contains(Events::RESET) {
                 closed = Some(true);
                 if events.contains(Events::TIMED_OUT) {
-                    if slot.half_open {
+                    if half_open {
                         // SYN-ACK retransmissions exhausted: dropped silently.
                         counters.tcp_half_open_expired.inc();
                     } else {
