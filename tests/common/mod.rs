@@ -6,6 +6,7 @@
 //! Everything is removed on drop, even when the test panics.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -198,36 +199,19 @@ impl Lab {
     /// library, such as an example) in the DUT namespace with
     /// `config_text`; its files are `name.*`.
     pub fn start_program(&self, program: &Path, name: &str, config_text: &str) -> Shardnet {
-        let config = self.path(&format!("{name}.toml"));
-        std::fs::write(&config, config_text).unwrap();
-        let log = self.path(&format!("{name}.log"));
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.dut_ns])
-            .arg(program)
-            .arg("--config")
-            .arg(&config)
-            .env("SHARDNET_LOG", "info")
-            .env("SHARDNET_STATE_DIR", self.path("state"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("cannot start the program");
-        Shardnet {
-            child: Some(child),
-            log,
-        }
+        self.spawn_in(
+            &self.dut_ns,
+            name,
+            config_text,
+            &[],
+            program.as_os_str(),
+            &[],
+        )
     }
 
     /// Run `program --config FILE` in the DUT namespace to its end.
     pub fn run_program(&self, program: &Path, config: &Path) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.dut_ns])
-            .arg(program)
-            .arg("--config")
-            .arg(config)
-            .env("SHARDNET_STATE_DIR", self.path("state"))
-            .output()
-            .expect("cannot run the program")
+        self.run_in(program.as_os_str(), &[], config)
     }
 
     fn start_shardnet_in(
@@ -237,27 +221,39 @@ impl Lab {
         config_text: &str,
         wrapper: &[&str],
     ) -> Shardnet {
+        let shardnet = OsStr::new(env!("CARGO_BIN_EXE_shardnet"));
+        self.spawn_in(ns, name, config_text, wrapper, shardnet, &["run"])
+    }
+
+    /// Start `[wrapper..] ip netns exec NS program args.. --config FILE`
+    /// with `config_text` in FILE (`name.toml`) and its stderr in
+    /// `name.log`, logging at `info`.
+    fn spawn_in(
+        &self,
+        ns: &str,
+        name: &str,
+        config_text: &str,
+        wrapper: &[&str],
+        program: &OsStr,
+        args: &[&str],
+    ) -> Shardnet {
         let config = self.path(&format!("{name}.toml"));
         std::fs::write(&config, config_text).unwrap();
         let log = self.path(&format!("{name}.log"));
-        let (program, wrapper_args) = match wrapper.split_first() {
-            Some((program, args)) => (*program, args),
+        let (first, wrapper_args) = match wrapper.split_first() {
+            Some((first, rest)) => (*first, rest),
             None => ("ip", &[][..]),
         };
-        let mut command = Command::new(program);
+        let mut command = Command::new(first);
         command.args(wrapper_args);
         if !wrapper.is_empty() {
             command.arg("ip");
         }
         let child = command
-            .args([
-                "netns",
-                "exec",
-                ns,
-                env!("CARGO_BIN_EXE_shardnet"),
-                "run",
-                "--config",
-            ])
+            .args(["netns", "exec", ns])
+            .arg(program)
+            .args(args)
+            .arg("--config")
             .arg(&config)
             .env("SHARDNET_LOG", "info")
             // Journals of what it changes on the NIC in the lab, not in
@@ -267,7 +263,7 @@ impl Lab {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
-            .expect("cannot start shardnet");
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.to_string_lossy()));
         Shardnet {
             child: Some(child),
             log,
@@ -277,19 +273,20 @@ impl Lab {
     /// Run `shardnet run --config PATH` in the DUT namespace to its end
     /// (for starts that must fail).
     pub fn run_shardnet(&self, config: &Path) -> Output {
+        self.run_in(OsStr::new(env!("CARGO_BIN_EXE_shardnet")), &["run"], config)
+    }
+
+    /// Run `program args.. --config PATH` in the DUT namespace to its end.
+    fn run_in(&self, program: &OsStr, args: &[&str], config: &Path) -> Output {
         Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.dut_ns,
-                env!("CARGO_BIN_EXE_shardnet"),
-                "run",
-                "--config",
-            ])
+            .args(["netns", "exec", &self.dut_ns])
+            .arg(program)
+            .args(args)
+            .arg("--config")
             .arg(config)
             .env("SHARDNET_STATE_DIR", self.path("state"))
             .output()
-            .expect("cannot run shardnet")
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.to_string_lossy()))
     }
 
     /// Ping the stack until it answers, or panic after `limit`.
