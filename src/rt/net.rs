@@ -84,6 +84,7 @@ pub struct Reactor {
     sockets: Slab<Socket>,
     listeners: HashMap<u16, Listener>,
     refused: u64,
+    udp: super::udp::UdpReactor,
 }
 
 impl Reactor {
@@ -95,6 +96,16 @@ impl Reactor {
     /// Connections reset at accept because nothing listened on their port.
     pub fn refused(&self) -> u64 {
         self.refused
+    }
+
+    /// The UDP sockets' side ([`super::udp`]).
+    pub fn udp(&self) -> &super::udp::UdpReactor {
+        &self.udp
+    }
+
+    /// The UDP sockets' side, mutably.
+    pub fn udp_mut(&mut self) -> &mut super::udp::UdpReactor {
+        &mut self.udp
     }
 
     /// Sockets alive (held by a stream or an accept queue, or not yet
@@ -293,7 +304,12 @@ impl Net {
         }
     }
 
-    fn current() -> io::Result<Rc<Net>> {
+    /// The clock reading of the current round.
+    pub(super) fn now_ns(&self) -> u64 {
+        self.now.get()
+    }
+
+    pub(super) fn current() -> io::Result<Rc<Net>> {
         CURRENT
             .try_with(|c| c.borrow().clone())
             .ok()
