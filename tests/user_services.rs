@@ -300,7 +300,10 @@ fn serve_async_udp(backend: &str) {
     // Both workers answered, and loss is the exception, not the rule.
     for worker in ["worker=\"0\"", "worker=\"1\""] {
         assert!(
-            m("shardnet_udp_datagrams_total", &["direction=\"tx\"", worker]) > 0,
+            m(
+                "shardnet_udp_datagrams_total",
+                &["direction=\"tx\"", worker]
+            ) > 0,
             "{worker} answered nothing: {context}"
         );
     }

@@ -160,15 +160,15 @@ impl UdpReactor {
         mut send: impl FnMut(u16, SocketAddrV4, &[u8], u64) -> SendOutcome,
     ) {
         let mut bytes = self.send_bytes;
-        self.sends.retain(|d| {
-            match send(d.local_port, d.to, &d.payload, d.queued_ns) {
+        self.sends.retain(
+            |d| match send(d.local_port, d.to, &d.payload, d.queued_ns) {
                 SendOutcome::Retry => true,
                 SendOutcome::Sent | SendOutcome::Dropped => {
                     bytes -= d.payload.len();
                     false
                 }
-            }
-        });
+            },
+        );
         self.send_bytes = bytes;
         if self.sends.len() < SEND_QUEUE && self.send_bytes < SEND_BYTES {
             for waker in self.senders.drain(..) {
@@ -313,7 +313,12 @@ impl UdpSocket {
 
 impl Drop for UdpSocket {
     fn drop(&mut self) {
-        self.net.reactor().borrow_mut().udp_mut().bound.remove(&self.port);
+        self.net
+            .reactor()
+            .borrow_mut()
+            .udp_mut()
+            .bound
+            .remove(&self.port);
     }
 }
 

@@ -68,7 +68,9 @@ where
 async fn echo(buf_len: usize, start_ns: u64) {
     let socket = UdpSocket::bind(PORT).expect("the port is free");
     assert_eq!(
-        UdpSocket::bind(PORT).expect_err("bound once per worker").kind(),
+        UdpSocket::bind(PORT)
+            .expect_err("bound once per worker")
+            .kind(),
         io::ErrorKind::AddrInUse
     );
     assert_eq!(socket.local_addr(), SocketAddrV4::new(OUR_IP, PORT));
