@@ -529,6 +529,32 @@ mod tests {
     }
 
     #[test]
+    fn an_async_service_is_valid_for_tcp_and_udp_rules_with_one_registration() {
+        let mut registry = Registry::new();
+        let id = registry
+            .add_async("app", |_: &WorkerInfo<'_>| async {})
+            .unwrap();
+        assert!(id.supports(crate::config::Protocol::Tcp));
+        assert!(id.supports(crate::config::Protocol::Udp));
+        let config = crate::testing::lone_config();
+        let counters = Arc::new(crate::counters::WorkerCounters::default());
+        let mut services = registry.build(&WorkerInfo {
+            id: 0,
+            workers: 1,
+            config: &config,
+            counters: &counters,
+        });
+        // No socket is bound: the bridge drops and counts.
+        let bridge = services.udp(id).expect("a UDP bridge");
+        assert_eq!(
+            bridge.on_datagram(&datagram(b"x"), &mut NoIo),
+            UdpAction::Consume
+        );
+        assert_eq!(counters.drops_of(DropReason::UdpNoSocket), 1);
+        assert!(services.take_async().is_some());
+    }
+
+    #[test]
     fn registered_services_get_ids_after_the_builtins() {
         struct Mine;
         impl TcpService for Mine {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::neighbour::NeighbourMailboxes;
-use crate::rt::udp::{RECV_QUEUE, RESOLVE_WAIT_NS, SEND_QUEUE};
+use crate::rt::udp::{MAX_PAYLOAD, RECV_QUEUE, RESOLVE_WAIT_NS, SEND_BYTES, SEND_QUEUE};
 use crate::rt::{sleep, UdpSocket};
 use crate::rules::RuleTable;
 use crate::service::{Registry, WorkerInfo};
@@ -291,6 +291,33 @@ fn a_full_send_queue_parks_the_sender_and_loses_nothing() {
     for (i, (to, port, payload)) in sent.iter().enumerate() {
         assert_eq!((*to, *port), (peer(), PORT));
         assert_eq!(payload[..], (i as u32).to_be_bytes());
+    }
+    assert!(counters.drops.iter().all(|d| d.get() == 0));
+}
+
+#[test]
+fn the_send_queue_byte_cap_parks_the_sender_too() {
+    let total = 400;
+    let (mut stack, counters) = async_udp_stack(move || async move {
+        let socket = UdpSocket::bind(PORT).expect("the port is free");
+        for i in 0..total {
+            let mut payload = [0u8; MAX_PAYLOAD];
+            payload[..4].copy_from_slice(&(i as u32).to_be_bytes());
+            socket.send_to(&payload, peer()).await.expect("queued");
+        }
+    });
+    stack.neighbours().learn(PEER_IP, PEER_MAC, 0);
+    let mut egress = CollectEgress::default();
+    stack.run_tasks(0, &mut egress);
+    assert_eq!(udp_sent(&egress.frames).len(), SEND_BYTES / MAX_PAYLOAD);
+    for round in 1..5 {
+        stack.run_tasks(round * MS, &mut egress);
+    }
+    let sent = udp_sent(&egress.frames);
+    assert_eq!(sent.len(), total);
+    for (i, (_, _, payload)) in sent.iter().enumerate() {
+        assert_eq!(payload.len(), MAX_PAYLOAD);
+        assert_eq!(payload[..4], (i as u32).to_be_bytes());
     }
     assert!(counters.drops.iter().all(|d| d.get() == 0));
 }
