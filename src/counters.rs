@@ -84,7 +84,8 @@ pub enum DropReason {
     /// full (`rt::udp::RECV_QUEUE` datagrams unread).
     UdpSocketOverflow,
     /// A UDP datagram the rules give an async service, on a port where no
-    /// socket of the worker that got it is bound (`rt::UdpSocket::bind`).
+    /// socket of the worker that got it is bound (`rt::UdpSocket::bind`),
+    /// or where the socket is connected to another peer.
     UdpNoSocket,
     /// A datagram an async service's socket sent that could not leave: no
     /// route to it, or no ARP answer for its next hop within

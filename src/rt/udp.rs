@@ -64,6 +64,8 @@ pub const RESOLVE_WAIT_NS: u64 = 3_000_000_000;
 /// One bound port of this worker.
 #[derive(Debug, Default)]
 struct Bound {
+    /// The only sender accepted, once connected.
+    peer: Option<SocketAddrV4>,
     queue: VecDeque<(SocketAddrV4, Vec<u8>)>,
     reader: Option<Waker>,
     /// Buffers of datagrams already read, reused by the next ones.
@@ -87,7 +89,8 @@ pub enum Delivery {
     Queued,
     /// Dropped: the socket's receive queue was full.
     Overflow,
-    /// Dropped: no socket of this worker is bound to its port.
+    /// Dropped: no socket of this worker is bound to its port, or the
+    /// one bound there is connected to another peer.
     NoSocket,
 }
 
@@ -133,6 +136,9 @@ impl UdpReactor {
         let Some(bound) = self.bound.get_mut(&port) else {
             return Delivery::NoSocket;
         };
+        if bound.peer.is_some_and(|peer| peer != from) {
+            return Delivery::NoSocket;
+        }
         if bound.queue.len() >= RECV_QUEUE {
             return Delivery::Overflow;
         }
@@ -181,9 +187,11 @@ impl UdpReactor {
 /// A UDP socket of this worker, for its tasks: it receives the datagrams
 /// that the rules give an async service on its port and RSS (or steering)
 /// gives this worker, as each `SO_REUSEPORT` socket does on Linux; every
-/// worker binds its own. Like tokio's, it has no peer: each send names its
-/// destination. Dropping it unbinds the port; datagrams it had not read
-/// are discarded, those it sent still leave.
+/// worker binds its own. Like tokio's, each send names its destination,
+/// unless [`connect`](UdpSocket::connect) set a peer for
+/// [`send`](UdpSocket::send) and [`recv`](UdpSocket::recv). Dropping it
+/// unbinds the port; datagrams it had not read are discarded, those it
+/// sent still leave.
 #[derive(Debug)]
 pub struct UdpSocket {
     net: Rc<Net>,
@@ -220,6 +228,57 @@ impl UdpSocket {
     pub fn local_addr(&self) -> SocketAddrV4 {
         let ip = self.net.reactor().borrow().udp().local_ip;
         SocketAddrV4::new(ip.unwrap_or(Ipv4Addr::UNSPECIFIED), self.port)
+    }
+
+    /// Talk to `peer` only, as `connect` does on a kernel UDP socket: from
+    /// now on [`send`](Self::send) goes there and datagrams from any other
+    /// sender are dropped (counted as `udp_no_socket`, as the kernel would
+    /// find no socket for them). As on Linux, datagrams already queued stay.
+    /// Connecting again changes the peer.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an address or port 0.
+    pub fn connect(&self, peer: SocketAddrV4) -> io::Result<()> {
+        check_destination(peer)?;
+        let mut reactor = self.net.reactor().borrow_mut();
+        if let Some(bound) = reactor.udp_mut().bound.get_mut(&self.port) {
+            bound.peer = Some(peer);
+        }
+        Ok(())
+    }
+
+    /// The peer set by [`connect`](Self::connect).
+    ///
+    /// # Errors
+    /// `NotConnected` when there is none.
+    pub fn peer_addr(&self) -> io::Result<SocketAddrV4> {
+        self.peer()
+            .ok_or_else(|| io::ErrorKind::NotConnected.into())
+    }
+
+    fn peer(&self) -> Option<SocketAddrV4> {
+        let reactor = self.net.reactor().borrow();
+        reactor.udp().bound.get(&self.port).and_then(|b| b.peer)
+    }
+
+    /// The next datagram from the connected peer: as
+    /// [`recv_from`](Self::recv_from), without the sender.
+    ///
+    /// # Errors
+    /// None today (the signature is `std`'s and tokio's).
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let (n, _) = self.recv_from(buf).await?;
+        Ok(n)
+    }
+
+    /// Send `payload` to the connected peer: as [`send_to`](Self::send_to).
+    ///
+    /// # Errors
+    /// `NotConnected` without [`connect`](Self::connect); as
+    /// [`send_to`](Self::send_to) otherwise.
+    pub async fn send(&self, payload: &[u8]) -> io::Result<usize> {
+        let peer = self.peer_addr()?;
+        self.send_to(payload, peer).await
     }
 
     /// The next datagram: copies what fits of its payload into `buf` (the
@@ -287,11 +346,8 @@ impl UdpSocket {
                 ),
             )));
         }
-        if to.ip().is_unspecified() || to.port() == 0 {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("cannot send to {to}"),
-            )));
+        if let Err(e) = check_destination(to) {
+            return Poll::Ready(Err(e));
         }
         let now = self.net.now_ns();
         let mut reactor = self.net.reactor().borrow_mut();
@@ -309,6 +365,17 @@ impl UdpSocket {
         });
         Poll::Ready(Ok(payload.len()))
     }
+}
+
+/// `InvalidInput` for a destination with address or port 0.
+fn check_destination(to: SocketAddrV4) -> io::Result<()> {
+    if to.ip().is_unspecified() || to.port() == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cannot send to {to}"),
+        ));
+    }
+    Ok(())
 }
 
 impl Drop for UdpSocket {

@@ -323,6 +323,38 @@ fn the_send_queue_byte_cap_parks_the_sender_too() {
 }
 
 #[test]
+fn a_connected_socket_talks_to_its_peer_only() {
+    let other = SocketAddrV4::new(PEER_IP, PEER_PORT + 1);
+    let (mut stack, counters) = async_udp_stack(|| async {
+        let socket = UdpSocket::bind(PORT).expect("the port is free");
+        let error = socket.send(b"nowhere").await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::NotConnected);
+        assert_eq!(
+            socket.peer_addr().unwrap_err().kind(),
+            io::ErrorKind::NotConnected
+        );
+        socket.connect(peer()).expect("a peer");
+        assert_eq!(socket.peer_addr().unwrap(), peer());
+        let mut buf = [0u8; 64];
+        loop {
+            let n = socket.recv(&mut buf).await.expect("a datagram");
+            socket.send(&buf[..n]).await.expect("queued");
+        }
+    });
+    stack.neighbours().learn(PEER_IP, PEER_MAC, 0);
+    let mut egress = CollectEgress::default();
+    stack.run_tasks(0, &mut egress);
+    stack.process(datagram(other.port(), PORT, b"stranger"), MS, &mut egress);
+    stack.process(datagram(PEER_PORT, PORT, b"friend"), MS, &mut egress);
+    stack.run_tasks(MS, &mut egress);
+    assert_eq!(
+        udp_sent(&egress.frames),
+        [(peer(), PORT, b"friend".to_vec())]
+    );
+    assert_eq!(counters.drops_of(DropReason::UdpNoSocket), 1);
+}
+
+#[test]
 fn loop_protection_applies_to_async_sockets() {
     let (mut stack, counters) = async_udp_stack(|| echo(2048, 0));
     stack.neighbours().learn(PEER_IP, PEER_MAC, 0);
