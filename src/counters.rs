@@ -80,11 +80,22 @@ pub enum DropReason {
     /// `max_buffers_per_worker`, was reached): dropped unacknowledged, the
     /// peer retransmits.
     TcpNoBuffer,
+    /// A UDP datagram for an async service's socket whose receive queue was
+    /// full (`rt::udp::RECV_QUEUE` datagrams unread).
+    UdpSocketOverflow,
+    /// A UDP datagram the rules give an async service, on a port where no
+    /// socket of the worker that got it is bound (`rt::UdpSocket::bind`),
+    /// or where the socket is connected to another peer.
+    UdpNoSocket,
+    /// A datagram an async service's socket sent that could not leave: no
+    /// route to it, or no ARP answer for its next hop within
+    /// `rt::udp::RESOLVE_WAIT_NS`.
+    UdpUnresolved,
 }
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [DropReason; 23] = [
+    pub const ALL: [DropReason; 26] = [
         DropReason::Truncated,
         DropReason::BadVersion,
         DropReason::BadHeaderLength,
@@ -108,6 +119,9 @@ impl DropReason {
         DropReason::LoopProtection,
         DropReason::AddressConflict,
         DropReason::TcpNoBuffer,
+        DropReason::UdpSocketOverflow,
+        DropReason::UdpNoSocket,
+        DropReason::UdpUnresolved,
     ];
 
     /// The metric label of this reason.
@@ -136,6 +150,9 @@ impl DropReason {
             DropReason::LoopProtection => "loop_protection",
             DropReason::AddressConflict => "address_conflict",
             DropReason::TcpNoBuffer => "tcp_no_buffer",
+            DropReason::UdpSocketOverflow => "udp_socket_overflow",
+            DropReason::UdpNoSocket => "udp_no_socket",
+            DropReason::UdpUnresolved => "udp_unresolved",
         }
     }
 }

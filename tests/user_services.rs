@@ -1,8 +1,10 @@
 //! A program's own services, registered with `shardnet::Runtime`
-//! (`examples/user_services.rs`, `examples/axum_app.rs`), served in a
-//! namespace to Linux peers over AF_PACKET and DPDK with two workers: a TCP
-//! and a UDP service on the callback layer; axum on the async layer; an
-//! async task that panics, resetting its own connection only; and a rule
+//! (`examples/user_services.rs`, `examples/axum_app.rs`,
+//! `examples/async_udp.rs`), served in a namespace to Linux peers over
+//! AF_PACKET and DPDK with two workers: a TCP and a UDP service on the
+//! callback layer; axum on the async layer; an async task that panics,
+//! resetting its own connection only; an async UDP service (`UdpSocket` on
+//! each worker's executor), every datagram answered or counted; and a rule
 //! naming an unregistered service, refused at start with its position.
 //! Needs root.
 
@@ -303,4 +305,139 @@ fn a_panicking_task_resets_only_its_connection_over_af_packet() {
 #[test]
 fn a_panicking_task_resets_only_its_connection_over_dpdk() {
     a_panicking_task_resets_only_its_connection("dpdk");
+}
+
+/// The peer's client for `examples/async_udp`: 64 sockets (distinct source
+/// ports, so both workers serve some) send 4 rounds of 8 datagrams each,
+/// no retries; a reply must be a datagram it sent, reversed, from the
+/// service's address. Prints `sent answered bad` as JSON.
+const ASYNC_UDP_CLIENT: &str = r#"
+import json, os, socket, sys, time
+dst, port = sys.argv[1], int(sys.argv[2])
+socks = []
+for i in range(64):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    u.bind(("0.0.0.0", 0))
+    socks.append(u)
+outstanding = [set() for _ in socks]
+sent = answered = 0
+bad = []
+def drain(seconds):
+    global answered
+    deadline = time.monotonic() + seconds
+    for i, u in enumerate(socks):
+        while outstanding[i]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            u.settimeout(left)
+            try:
+                data, src = u.recvfrom(4096)
+            except socket.timeout:
+                return
+            if src != (dst, port) or data not in outstanding[i]:
+                bad.append((i, data[:24].hex(), src))
+            else:
+                outstanding[i].discard(data)
+                answered += 1
+for rnd in range(4):
+    for i, u in enumerate(socks):
+        for j in range(8):
+            msg = ("r%d s%d d%d " % (rnd, i, j)).encode() + os.urandom(8 + 40 * j).hex().encode()
+            u.sendto(msg, (dst, port))
+            outstanding[i].add(msg[::-1])
+            sent += 1
+    drain(2)
+drain(3)
+print(json.dumps({"sent": sent, "answered": answered, "bad": bad[:8]}))
+"#;
+
+const ASYNC_UDP_PORT: u16 = 7072;
+const ASYNC_UDP_METRICS: &str = "127.0.0.1:19491";
+
+fn serve_async_udp(backend: &str) {
+    let lab = Lab::with_prefix("snu");
+    let text = format!(
+        "{}\n[interface]\naddress = \"{DUT_IP}/24\"\n\n\
+         [metrics]\nlisten = \"{ASYNC_UDP_METRICS}\"\n\n\
+         [[rule]]\nname = \"reverse\"\nprotocol = \"udp\"\nports = [{ASYNC_UDP_PORT}]\n\
+         service = \"reverse\"\n",
+        lab.dataplane(backend, 4096)
+    );
+    let mut app = lab.start_program(&example("async_udp"), "async_udp", &text);
+    lab.wait_until_answering(&mut app, Duration::from_secs(30));
+    let out = lab.peer(&[
+        "timeout",
+        "60",
+        "/usr/bin/python3",
+        "-c",
+        ASYNC_UDP_CLIENT,
+        DUT_IP,
+        &ASYNC_UDP_PORT.to_string(),
+    ]);
+    let metrics = scrape(&lab, ASYNC_UDP_METRICS);
+    let log = app.stop();
+    assert!(
+        out.status.success(),
+        "the peer's client failed:\n{}{}\nlog:\n{log}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the client's JSON report");
+    let sent = report["sent"].as_u64().unwrap();
+    let answered = report["answered"].as_u64().unwrap();
+    assert_eq!(report["bad"], serde_json::json!([]), "{report}");
+    let m = |name: &str, labels: &[&str]| metric_sum(&metrics, name, labels) as u64;
+    let drop = |reason: &str| m("shardnet_drops_total", &[&format!("reason=\"{reason}\"")]);
+    let udp_rx = m("shardnet_udp_datagrams_total", &["direction=\"rx\""]);
+    let udp_tx = m("shardnet_udp_datagrams_total", &["direction=\"tx\""]);
+    let context = format!("{report}\nmetrics:\n{metrics}\nlog:\n{log}");
+    println!("{backend}: sent {sent}, answered {answered}, udp rx {udp_rx}, tx {udp_tx}");
+    // Inside the stack, exactly: each datagram handed to the service was
+    // answered (framed) or dropped under a counted reason.
+    assert_eq!(
+        udp_rx,
+        udp_tx
+            + drop("udp_socket_overflow")
+            + drop("udp_no_socket")
+            + drop("udp_unresolved")
+            + drop("no_buffer"),
+        "{context}"
+    );
+    // Before the service: what never reached it was missed by the port or
+    // dropped (and counted) by the stack.
+    let before = m("shardnet_port_rx_missed_total", &[])
+        + m("shardnet_port_rx_nombuf_total", &[])
+        + m("shardnet_port_rx_errors_total", &[])
+        + m("shardnet_drops_total", &[]);
+    assert!(sent >= udp_rx && sent - udp_rx <= before, "{context}");
+    // After it: an answer framed but not received was refused by the port.
+    let after = drop("tx_full") + m("shardnet_port_tx_errors_total", &[]);
+    assert!(
+        answered <= udp_tx && udp_tx - answered <= after,
+        "{context}"
+    );
+    // Both workers answered, and loss is the exception, not the rule.
+    for worker in ["worker=\"0\"", "worker=\"1\""] {
+        assert!(
+            m(
+                "shardnet_udp_datagrams_total",
+                &["direction=\"tx\"", worker]
+            ) > 0,
+            "{worker} answered nothing: {context}"
+        );
+    }
+    assert!(answered * 2 >= sent, "{context}");
+}
+
+#[test]
+fn an_async_udp_service_answers_a_linux_peer_on_every_worker_over_af_packet() {
+    serve_async_udp("af_packet");
+}
+
+#[test]
+fn an_async_udp_service_answers_a_linux_peer_on_every_worker_over_dpdk() {
+    serve_async_udp("dpdk");
 }

@@ -54,7 +54,8 @@
 //!
 //! [`net`] puts TCP on the executor: [`TcpListener`] and [`TcpStream`] (with
 //! tokio's `AsyncRead`/`AsyncWrite` behind the `tokio-io` feature), served
-//! from the worker's own TCP table.
+//! from the worker's own TCP table; [`udp`] puts UDP there: [`UdpSocket`],
+//! fed with the datagrams the rules give an async service.
 //!
 //! With the `hyper` feature, [`ShardnetTimer`] and [`ShardnetExecutor`] let
 //! hyper's connections run on this executor (`Builder::timer`, which
@@ -70,6 +71,7 @@ mod executor;
 mod hyper;
 pub mod net;
 mod time;
+pub mod udp;
 
 pub use executor::{
     current_task, spawn_local, yield_now, Executor, ExecutorStats, JoinError, JoinHandle, TaskId,
@@ -81,3 +83,4 @@ pub use net::{TcpListener, TcpStream};
 pub use time::{
     now, now_ns, sleep, sleep_until, timeout, timeout_at, Elapsed, Sleep, Timeout, TIMER_TICK_NS,
 };
+pub use udp::UdpSocket;

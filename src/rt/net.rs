@@ -88,6 +88,7 @@ pub struct Reactor {
     refused: u64,
     /// The worker's counters, where refusals are published.
     counters: Option<Arc<WorkerCounters>>,
+    udp: super::udp::UdpReactor,
 }
 
 impl Reactor {
@@ -108,6 +109,16 @@ impl Reactor {
     /// Connections reset at accept because nothing listened on their port.
     pub fn refused(&self) -> u64 {
         self.refused
+    }
+
+    /// The UDP sockets' side ([`super::udp`]).
+    pub fn udp(&self) -> &super::udp::UdpReactor {
+        &self.udp
+    }
+
+    /// The UDP sockets' side, mutably.
+    pub fn udp_mut(&mut self) -> &mut super::udp::UdpReactor {
+        &mut self.udp
     }
 
     /// Sockets alive (held by a stream or an accept queue, or not yet
@@ -309,7 +320,12 @@ impl Net {
         }
     }
 
-    fn current() -> io::Result<Rc<Net>> {
+    /// The clock reading of the current round.
+    pub(super) fn now_ns(&self) -> u64 {
+        self.now.get()
+    }
+
+    pub(super) fn current() -> io::Result<Rc<Net>> {
         CURRENT
             .try_with(|c| c.borrow().clone())
             .ok()

@@ -29,7 +29,9 @@ use std::sync::Arc;
 use crate::app::ConnectError;
 use crate::config::Config;
 pub use crate::config::{CatalogError, ServiceCatalog, ServiceId};
+use crate::counters::{DropReason, WorkerCounters};
 use crate::rt::net::{AsyncBridge, Reactor};
+use crate::rt::udp::Delivery;
 
 pub mod http;
 #[cfg(test)]
@@ -116,6 +118,40 @@ impl UdpService for Discard {
     #[inline]
     fn on_datagram(&mut self, datagram: &Datagram<'_>, _io: &mut dyn UdpIo) -> UdpAction {
         self.bytes += datagram.payload.len() as u64;
+        UdpAction::Consume
+    }
+}
+
+/// The [`UdpService`] that hands a worker's datagrams for an async service
+/// to its [`crate::rt::UdpSocket`]s ([`crate::rt::udp`]): it copies each
+/// into the receive queue of the socket bound to its port and wakes the
+/// reader; a full queue or an unbound port drops it, counted as
+/// `udp_socket_overflow` or `udp_no_socket`. It answers nothing in place
+/// (what the tasks send goes through the outbox), but loop protection
+/// applies, as to any UDP service that may answer.
+pub struct AsyncUdpBridge {
+    reactor: Rc<RefCell<Reactor>>,
+    counters: Arc<WorkerCounters>,
+}
+
+impl fmt::Debug for AsyncUdpBridge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncUdpBridge").finish_non_exhaustive()
+    }
+}
+
+impl UdpService for AsyncUdpBridge {
+    fn on_datagram(&mut self, datagram: &Datagram<'_>, _io: &mut dyn UdpIo) -> UdpAction {
+        let delivery = self.reactor.borrow_mut().udp_mut().deliver(
+            datagram.to.port(),
+            datagram.from,
+            datagram.payload,
+        );
+        match delivery {
+            Delivery::Queued => {}
+            Delivery::Overflow => self.counters.count_drop(DropReason::UdpSocketOverflow),
+            Delivery::NoSocket => self.counters.count_drop(DropReason::UdpNoSocket),
+        }
         UdpAction::Consume
     }
 }
@@ -246,14 +282,17 @@ impl Registry {
         Ok(id)
     }
 
-    /// Register `name` as an async TCP service: on each worker, at its
-    /// first poll round, `main` is called and the future it returns is
-    /// spawned on the worker's executor, once. It typically binds a
-    /// [`crate::rt::TcpListener`] on the ports the rules give `name` and
-    /// loops on `accept`, spawning a task per connection
-    /// ([`crate::rt::spawn_local`]). The connections the rules route to
-    /// `name` reach the listeners of their port ([`crate::rt::net`]);
-    /// those on a port no task listens on are reset and counted.
+    /// Register `name` as an async service, for TCP and UDP rules: on each
+    /// worker, at its first poll round, `main` is called and the future it
+    /// returns is spawned on the worker's executor, once. It typically binds
+    /// a [`crate::rt::TcpListener`] on the TCP ports the rules give `name`
+    /// and loops on `accept`, spawning a task per connection
+    /// ([`crate::rt::spawn_local`]), and a [`crate::rt::UdpSocket`] on its
+    /// UDP ports. The connections the rules route to `name` reach the
+    /// listeners of their port ([`crate::rt::net`]), those on a port no
+    /// task listens on are reset and counted; the datagrams reach the
+    /// socket bound to their port ([`crate::rt::udp`]), or are dropped and
+    /// counted (`udp_no_socket`).
     ///
     /// # Errors
     /// The name is taken, reserved or malformed.
@@ -262,7 +301,7 @@ impl Registry {
         F: Fn(&WorkerInfo<'_>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + 'static,
     {
-        let id = self.catalog.add(name, true, false)?;
+        let id = self.catalog.add(name, true, true)?;
         debug_assert_eq!(id.index(), self.entries.len());
         let main: AsyncFactory = Arc::new(move |worker: &WorkerInfo<'_>| Box::pin(main(worker)));
         self.entries.push(Entry {
@@ -312,7 +351,15 @@ impl Registry {
             udp: self
                 .entries
                 .iter()
-                .map(|e| e.udp.as_ref().map(|f| f(worker)))
+                .map(|e| match (&e.udp, &reactor) {
+                    (Some(f), _) => Some(f(worker)),
+                    (None, Some(reactor)) if e.main.is_some() => Some(Box::new(AsyncUdpBridge {
+                        reactor: reactor.clone(),
+                        counters: worker.counters.clone(),
+                    })
+                        as Box<dyn UdpService>),
+                    _ => None,
+                })
                 .collect(),
             app: None,
             null: NullService,
@@ -494,6 +541,32 @@ mod tests {
         let registry = Registry::new();
         let names: Vec<&str> = registry.names().collect();
         assert_eq!(names, ["echo", "discard", "http"]);
+    }
+
+    #[test]
+    fn an_async_service_is_valid_for_tcp_and_udp_rules_with_one_registration() {
+        let mut registry = Registry::new();
+        let id = registry
+            .add_async("app", |_: &WorkerInfo<'_>| async {})
+            .unwrap();
+        assert!(id.supports(crate::config::Protocol::Tcp));
+        assert!(id.supports(crate::config::Protocol::Udp));
+        let config = crate::testing::lone_config();
+        let counters = Arc::new(crate::counters::WorkerCounters::default());
+        let mut services = registry.build(&WorkerInfo {
+            id: 0,
+            workers: 1,
+            config: &config,
+            counters: &counters,
+        });
+        // No socket is bound: the bridge drops and counts.
+        let bridge = services.udp(id).expect("a UDP bridge");
+        assert_eq!(
+            bridge.on_datagram(&datagram(b"x"), &mut NoIo),
+            UdpAction::Consume
+        );
+        assert_eq!(counters.drops_of(DropReason::UdpNoSocket), 1);
+        assert!(services.take_async().is_some());
     }
 
     #[test]

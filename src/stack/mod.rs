@@ -254,9 +254,10 @@ impl Stack {
             tcp.hasher.clone(),
             0,
         )));
-        let tasks = services
-            .take_async()
-            .map(|parts| tasks::Tasks::new(table.clone(), parts));
+        let tasks = services.take_async().map(|parts| {
+            parts.reactor.borrow_mut().udp_mut().set_local_ip(iface.ip);
+            tasks::Tasks::new(table.clone(), parts)
+        });
         Stack {
             iface,
             rules,

@@ -27,6 +27,9 @@ pub const MAX_BYTES: usize = 256 * 1024;
 /// The longest UDP payload one frame carries (1500-byte MTU).
 pub const MAX_PAYLOAD: usize = 1500 - IPV4_HEADER_LEN - 8;
 
+// The async sockets check their payloads against their own copy.
+const _: () = assert!(MAX_PAYLOAD == crate::rt::udp::MAX_PAYLOAD);
+
 struct Pending {
     mac: EthernetAddress,
     local_port: u16,
@@ -47,6 +50,29 @@ pub(super) struct Outbox {
 impl Outbox {
     pub(super) fn is_empty(&self) -> bool {
         self.pending.is_empty() && self.resolve.is_empty()
+    }
+
+    /// Queue a datagram from our `local_port` to `to` through next hop
+    /// `mac`; false when the outbox is full.
+    pub(super) fn queue(
+        &mut self,
+        mac: EthernetAddress,
+        local_port: u16,
+        to: SocketAddrV4,
+        payload: &[u8],
+    ) -> bool {
+        if self.pending.len() >= MAX_DATAGRAMS || self.bytes.len() + payload.len() > MAX_BYTES {
+            return false;
+        }
+        self.pending.push(Pending {
+            mac,
+            local_port,
+            to,
+            start: self.bytes.len(),
+            len: payload.len(),
+        });
+        self.bytes.extend_from_slice(payload);
+        true
     }
 
     /// Frame every waiting datagram into `egress` (from `iface`).
@@ -147,18 +173,9 @@ impl UdpIo for OutboxIo<'_> {
             }
             return Err(ConnectError::Resolving(hop));
         };
-        let outbox = &mut *self.outbox;
-        if outbox.pending.len() >= MAX_DATAGRAMS || outbox.bytes.len() + payload.len() > MAX_BYTES {
+        if !self.outbox.queue(mac, local_port, to, payload) {
             return Err(ConnectError::NoBuffer);
         }
-        outbox.pending.push(Pending {
-            mac,
-            local_port,
-            to,
-            start: outbox.bytes.len(),
-            len: payload.len(),
-        });
-        outbox.bytes.extend_from_slice(payload);
         Ok(())
     }
 

@@ -3,11 +3,15 @@
 //! which spawns the services' main tasks, and the round itself,
 //! [`Stack::run_tasks`], run between RX bursts: the executor's round inside
 //! the worker's async context, resets for the connections of tasks that
-//! panicked, then the end of the table's batch, which sends what the tasks
-//! wrote.
+//! panicked, the datagrams the tasks' UDP sockets sent (their next hops
+//! resolved, into the outbox), then the end of the table's batch, which
+//! sends what the tasks wrote.
 
 use std::cell::RefCell;
+use std::net::Ipv4Addr;
 use std::rc::Rc;
+
+use hashbrown::HashMap;
 
 use super::{Egress, Stack};
 use crate::rt::net::Net;
@@ -17,11 +21,14 @@ use crate::tcp::table::TcpTable;
 
 /// A worker's executor and async context.
 pub(super) struct Tasks {
-    net: Rc<Net>,
+    pub(super) net: Rc<Net>,
     /// Created at the first round, with the worker's clock.
     executor: Option<Executor>,
     /// The main tasks, until that first round spawns them.
     mains: Vec<AsyncMain>,
+    /// Next hops the tasks' datagrams wait for, with when an ARP request
+    /// was last sent for each (see `Stack::send_task_datagrams`).
+    pub(super) arp_asked: HashMap<Ipv4Addr, u64>,
 }
 
 impl Tasks {
@@ -30,6 +37,7 @@ impl Tasks {
             net: Net::new(table, parts.reactor),
             executor: None,
             mains: parts.mains,
+            arp_asked: HashMap::new(),
         }
     }
 }
@@ -47,7 +55,9 @@ impl Stack {
         for main in tasks.mains.drain(..) {
             drop(executor.spawn(main));
         }
-        if !executor.has_ready() && executor.next_deadline().is_none_or(|at| at > now_ns) {
+        let sends = tasks.net.reactor().borrow().udp().has_sends();
+        if !sends && !executor.has_ready() && executor.next_deadline().is_none_or(|at| at > now_ns)
+        {
             return;
         }
         tasks.net.enter(now_ns, || executor.run(now_ns));
@@ -57,6 +67,7 @@ impl Stack {
         let stats = executor.stats();
         self.counters.async_tasks.set(stats.tasks as u64);
         self.counters.async_task_panics.set(stats.panics);
+        self.send_task_datagrams(now_ns);
         self.end_burst(now_ns, egress);
     }
 

@@ -589,5 +589,6 @@ proptest! {
     }
 }
 
+mod async_udp;
 mod asyncio;
 mod tcp;

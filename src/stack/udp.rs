@@ -11,6 +11,7 @@ use crate::config::ServiceId;
 use crate::config::{Action, Protocol};
 use crate::counters::DropReason;
 use crate::port::{PacketBuf, RxChecksum};
+use crate::rt::udp::{SendOutcome, RESOLVE_WAIT_NS};
 use crate::service::{Datagram, UdpAction};
 use crate::wire::{UdpPacket, ETHERNET_HEADER_LEN};
 
@@ -115,6 +116,64 @@ impl Stack {
         }
     }
 
+    /// Move the datagrams the async tasks' sockets sent into the outbox
+    /// ([`crate::rt::udp`]): each whose next hop has a MAC; the others wait
+    /// for ARP (a request per next hop every [`ARP_RETRY_NS`]) up to
+    /// [`RESOLVE_WAIT_NS`], then are dropped and counted, as are those with
+    /// no route. A full outbox keeps them for the next round.
+    pub(super) fn send_task_datagrams(&mut self, now_ns: u64) {
+        let Stack {
+            tasks: Some(tasks),
+            outbox,
+            iface,
+            gateway,
+            neighbours,
+            counters,
+            ..
+        } = self
+        else {
+            return;
+        };
+        let mut reactor = tasks.net.reactor().borrow_mut();
+        if !reactor.udp().has_sends() {
+            tasks.arp_asked.clear();
+            return;
+        }
+        let asked = &mut tasks.arp_asked;
+        asked.retain(|_, at| now_ns.saturating_sub(*at) < RESOLVE_WAIT_NS);
+        reactor
+            .udp_mut()
+            .drain_sends(|local_port, to, payload, queued_ns| {
+                let hop = if iface.in_subnet(*to.ip()) {
+                    *to.ip()
+                } else if let Some(gateway) = gateway {
+                    *gateway
+                } else {
+                    counters.count_drop(DropReason::UdpUnresolved);
+                    return SendOutcome::Dropped;
+                };
+                if let Some(mac) = neighbours.lookup(hop, now_ns) {
+                    return if outbox.queue(mac, local_port, to, payload) {
+                        SendOutcome::Sent
+                    } else {
+                        SendOutcome::Retry
+                    };
+                }
+                if now_ns.saturating_sub(queued_ns) >= RESOLVE_WAIT_NS {
+                    counters.count_drop(DropReason::UdpUnresolved);
+                    return SendOutcome::Dropped;
+                }
+                let due = asked
+                    .get(&hop)
+                    .is_none_or(|at| now_ns.saturating_sub(*at) >= ARP_RETRY_NS);
+                if due && !outbox.resolve.contains(&hop) {
+                    outbox.resolve.push(hop);
+                    asked.insert(hop, now_ns);
+                }
+                SendOutcome::Retry
+            });
+    }
+
     /// Why a service that answers (echo) must not answer a datagram from
     /// `src_port`, if it must not. Source port 0 means "no reply" (RFC 768).
     /// The rest is inetd's loop protection, both halves: OpenBSD's
@@ -138,6 +197,10 @@ impl Stack {
         service_port.then_some(DropReason::LoopProtection)
     }
 }
+
+/// How often an async socket's datagram waiting for its next hop asks
+/// again (Linux's `retrans_time`).
+const ARP_RETRY_NS: u64 = 1_000_000_000;
 
 /// Whether datagrams to a port ruled to `service` may be answered: every
 /// UDP service but discard is assumed to (echo does; a program's own may),

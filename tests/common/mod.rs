@@ -49,6 +49,14 @@ pub struct Lab {
 impl Lab {
     /// Build the lab. Panics (loudly) when it cannot.
     pub fn new() -> Lab {
+        Lab::with_prefix("sn")
+    }
+
+    /// Build the lab with namespace and interface names that start with
+    /// `prefix` (at most 4 characters: interface names have 15), so that
+    /// the labs of tests run side by side cannot collide.
+    pub fn with_prefix(prefix: &str) -> Lab {
+        assert!(prefix.len() <= 4, "prefix {prefix:?} too long");
         let euid = effective_uid();
         assert_eq!(
             euid, 0,
@@ -64,10 +72,10 @@ impl Lab {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let lab = Lab {
             _serial: serial,
-            peer_ns: format!("snpeer{tag}"),
-            dut_ns: format!("sndut{tag}"),
-            peer_if: format!("snp{tag}"),
-            dut_if: format!("snd{tag}"),
+            peer_ns: format!("{prefix}peer{tag}"),
+            dut_ns: format!("{prefix}dut{tag}"),
+            peer_if: format!("{prefix}p{tag}"),
+            dut_if: format!("{prefix}d{tag}"),
             dir: tempfile::tempdir().expect("temp dir"),
         };
         run_ok(&["ip", "netns", "add", &lab.peer_ns]);
