@@ -180,6 +180,7 @@ idle_timeout_ms = 0
             prefix_len: 24,
             gateway: Some(Ipv4Addr::new(198, 18, 0, 1)),
             mac: MacSetting::Fixed([2, 0, 0, 0xab, 0xcd, 2]),
+            local_ports: crate::config::DEFAULT_LOCAL_PORTS,
         },
         kernel: KernelConfig {
             enabled: true,

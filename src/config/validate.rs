@@ -507,6 +507,7 @@ impl Validator<'_> {
             prefix_len: 0,
             gateway: None,
             mac: MacSetting::Auto,
+            local_ports: super::DEFAULT_LOCAL_PORTS,
         };
         let Some(sec) = raw else {
             self.error(
@@ -561,6 +562,18 @@ impl Validator<'_> {
             match parse_mac(m.get_ref()) {
                 Ok(mac) => out.mac = mac,
                 Err(msg) => self.error(at(m), msg),
+            }
+        }
+        if let Some(p) = &i.local_ports {
+            let item = PortItem::Str(p.get_ref().clone());
+            match self.port_range(&item, at(p)) {
+                Some(range) if *range.start() == 0 => self.error(
+                    at(p),
+                    "local_ports cannot include port 0; use ports 1-65535 \
+                     (like local_ports = \"61000-65535\")",
+                ),
+                Some(range) => out.local_ports = (*range.start(), *range.end()),
+                None => {}
             }
         }
         out

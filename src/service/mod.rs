@@ -277,6 +277,13 @@ impl Registry {
     pub fn build(&self, worker: &WorkerInfo<'_>) -> Services {
         let has_async = self.entries.iter().any(|e| e.main.is_some());
         let reactor = has_async.then(|| Rc::new(RefCell::new(Reactor::new())));
+        // Active opens of the async services go to the first one's bridge
+        // (they all share the reactor).
+        let dialer = self
+            .entries
+            .iter()
+            .position(|e| e.main.is_some())
+            .map(|i| self.catalog.ids()[i]);
         let mains: Vec<AsyncMain> = self
             .entries
             .iter()
@@ -301,7 +308,13 @@ impl Registry {
                 .collect(),
             app: None,
             null: NullService,
-            tasks: reactor.map(|reactor| AsyncParts { reactor, mains }),
+            tasks: reactor
+                .zip(dialer)
+                .map(|(reactor, dialer)| AsyncParts {
+                    reactor,
+                    mains,
+                    dialer,
+                }),
         }
     }
 }
@@ -313,6 +326,10 @@ pub struct AsyncParts {
     pub reactor: Rc<RefCell<Reactor>>,
     /// Their main tasks, in registration order.
     pub mains: Vec<AsyncMain>,
+    /// The service whose bridge drives the tasks' active opens
+    /// ([`crate::rt::TcpStream::connect`]): any async service's would do,
+    /// as their bridges share the reactor.
+    pub dialer: ServiceId,
 }
 
 impl fmt::Debug for AsyncParts {

@@ -3,8 +3,9 @@
 //! which spawns the services' main tasks, and the round itself,
 //! [`Stack::run_tasks`], run between RX bursts: the executor's round inside
 //! the worker's async context, resets for the connections of tasks that
-//! panicked, then the end of the table's batch, which sends what the tasks
-//! wrote.
+//! panicked, the active opens the tasks asked for (`client.rs`), then the
+//! end of the table's batch, which sends what the tasks wrote and their
+//! SYNs.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -12,6 +13,7 @@ use std::rc::Rc;
 use super::{Egress, Stack};
 use crate::rt::net::Net;
 use crate::rt::Executor;
+use crate::config::ServiceId;
 use crate::service::{AsyncMain, AsyncParts};
 use crate::tcp::table::TcpTable;
 
@@ -22,6 +24,8 @@ pub(super) struct Tasks {
     executor: Option<Executor>,
     /// The main tasks, until that first round spawns them.
     mains: Vec<AsyncMain>,
+    /// The service of the tasks' active opens.
+    dialer: ServiceId,
 }
 
 impl Tasks {
@@ -30,6 +34,7 @@ impl Tasks {
             net: Net::new(table, parts.reactor),
             executor: None,
             mains: parts.mains,
+            dialer: parts.dialer,
         }
     }
 }
@@ -47,12 +52,21 @@ impl Stack {
         for main in tasks.mains.drain(..) {
             drop(executor.spawn(main));
         }
-        if !executor.has_ready() && executor.next_deadline().is_none_or(|at| at > now_ns) {
+        let ready =
+            executor.has_ready() || executor.next_deadline().is_some_and(|at| at <= now_ns);
+        if ready {
+            tasks.net.enter(now_ns, || executor.run(now_ns));
+            for task in executor.take_panicked() {
+                tasks.net.abort_owned_by(task);
+            }
+        }
+        // Active opens asked for in the round, or waiting for ARP.
+        let dials = tasks.net.has_dials().then(|| (tasks.net.clone(), tasks.dialer));
+        if !ready && dials.is_none() {
             return;
         }
-        tasks.net.enter(now_ns, || executor.run(now_ns));
-        for task in executor.take_panicked() {
-            tasks.net.abort_owned_by(task);
+        if let Some((net, service)) = dials {
+            self.start_dials(&net, service, now_ns, egress);
         }
         self.end_burst(now_ns, egress);
     }

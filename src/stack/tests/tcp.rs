@@ -492,9 +492,8 @@ fn an_app_woken_in_its_poll_round_sends_then() {
             owed: 0,
             writable_calls: writable_calls.clone(),
         }),
-        ports.picker(0),
-        None,
     );
+    stack.set_local_ports(ports.picker(0));
     stack.neighbours().learn(PEER_IP, PEER_MAC, 0);
     let poll = |stack: &mut Stack| {
         let mut egress = CollectEgress::default();
