@@ -53,8 +53,10 @@
 //!   dropped.
 //!
 //! [`net`] puts TCP on the executor: [`TcpListener`] and [`TcpStream`] (with
-//! tokio's `AsyncRead`/`AsyncWrite` behind the `tokio-io` feature), served
-//! from the worker's own TCP table.
+//! tokio's `AsyncRead`/`AsyncWrite` behind the `tokio-io` feature, on by
+//! default, and futures' behind `futures-io`, off by default), served from
+//! the worker's own TCP table; [`TcpStream::connect`] opens connections
+//! from source ports whose replies come back to the worker.
 //!
 //! With the `hyper` feature, [`ShardnetTimer`] and [`ShardnetExecutor`] let
 //! hyper's connections run on this executor (`Builder::timer`, which
@@ -77,7 +79,7 @@ pub use executor::{
 };
 #[cfg(feature = "hyper")]
 pub use hyper::{ShardnetExecutor, ShardnetTimer};
-pub use net::{TcpListener, TcpStream};
+pub use net::{Connect, TcpListener, TcpStream};
 pub use time::{
     now, now_ns, sleep, sleep_until, timeout, timeout_at, Elapsed, Sleep, Timeout, TIMER_TICK_NS,
 };

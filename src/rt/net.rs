@@ -852,3 +852,37 @@ impl tokio::io::AsyncWrite for TcpStream {
         Poll::Ready(Ok(()))
     }
 }
+
+#[cfg(feature = "futures-io")]
+impl futures_io::AsyncRead for TcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_read_into(cx, buf)
+    }
+}
+
+#[cfg(feature = "futures-io")]
+impl futures_io::AsyncWrite for TcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_from(cx, buf)
+    }
+
+    /// Nothing to do: written bytes leave at the end of the round.
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Close our sending side (a FIN after the queued bytes), as
+    /// [`TcpStream::shutdown_write`].
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.shutdown_write();
+        Poll::Ready(Ok(()))
+    }
+}

@@ -590,4 +590,5 @@ proptest! {
 }
 
 mod asyncio;
+mod connect;
 mod tcp;
