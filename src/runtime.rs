@@ -789,29 +789,12 @@ fn warn_about_ephemeral_ports(config: &Config) {
     }
 }
 
-/// Warn about rules on the stack's own source ports (`[interface]
-/// local_ports`): the replies to its active opens still reach their
-/// connections (the table is looked up before the rules), but a peer's new
-/// flow to such a port follows the rule, which is rarely what was meant.
+/// Warn when the stack's own source ports (`[interface] local_ports`)
+/// overlap the kernel's ephemeral range: the kernel shares the address and
+/// may pick the same ports for its own connections. (Rules on those ports
+/// are warned about by `check`.)
 fn warn_about_local_ports(config: &Config) {
     let (first, last) = config.interface.local_ports;
-    for rule in &config.rules {
-        if rule
-            .ports
-            .iter()
-            .any(|p| *p.start() <= last && first <= *p.end())
-        {
-            tracing::warn!(
-                rule = %rule.name,
-                "rule {:?} claims {} ports {} inside the stack's own source ports {first}-{last} \
-                 ([interface] local_ports): replies to the stack's active opens still reach \
-                 them, but narrow one range or the other",
-                rule.name,
-                rule.protocol,
-                rule.ports_string(),
-            );
-        }
-    }
     if let Ok(range) = netif::local_port_range() {
         if *range.start() <= last && first <= *range.end() {
             tracing::warn!(

@@ -1876,3 +1876,61 @@ fn the_admin_socket_and_a_public_listener() {
     let e = errors(&format!("{base}\n[metrics]\nadmin_socket = \"{long}\"\n"));
     assert!(e[0].2.contains("at most 107"), "{e:?}");
 }
+
+#[test]
+fn local_ports_default_above_linux_ephemeral_range_and_bad_ranges_are_refused() {
+    let with = |line: &str| {
+        MINIMAL.replace(
+            "address = \"198.18.0.2/24\"\n",
+            &format!("address = \"198.18.0.2/24\"\n{line}"),
+        )
+    };
+    assert_eq!(ok(MINIMAL).interface.local_ports, (61000, 65535));
+    assert_eq!(
+        ok(&with("local_ports = \"40000-40999\"\n"))
+            .interface
+            .local_ports,
+        (40000, 40999)
+    );
+    assert_eq!(
+        ok(&with("local_ports = \"50000\"\n")).interface.local_ports,
+        (50000, 50000)
+    );
+    for (bad, message) in [
+        ("\"\"", "is not a port or a port range"),
+        ("\"62000-61000\"", "is reversed"),
+        ("\"0-100\"", "cannot include port 0"),
+        ("\"61000-70000\"", "out of range"),
+        ("\"many\"", "is not a port or a port range"),
+    ] {
+        let text = with(&format!("local_ports = {bad}\n"));
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("local_ports"))
+            .expect("the line")
+            + 1;
+        assert_errors(&text, &[(line, 15, message)]);
+    }
+}
+
+#[test]
+fn a_rule_on_the_stacks_own_source_ports_is_warned_about() {
+    let text = MINIMAL.replace(
+        "address = \"198.18.0.2/24\"\n",
+        "address = \"198.18.0.2/24\"\nlocal_ports = \"50000-50099\"\n",
+    ) + "\n[[rule]]\nname = \"web\"\nprotocol = \"tcp\"\nports = [\"50050-50060\"]\nservice = \"echo\"\n";
+    let c = ok(&text);
+    assert!(
+        c.warnings.iter().any(|w| w
+            .message
+            .contains("inside [interface] local_ports 50000-50099")),
+        "{:?}",
+        c.warnings
+    );
+    let c = ok(&text.replace("50050-50060", "8080"));
+    assert!(
+        !c.warnings.iter().any(|w| w.message.contains("local_ports")),
+        "{:?}",
+        c.warnings
+    );
+}

@@ -308,13 +308,11 @@ impl Registry {
                 .collect(),
             app: None,
             null: NullService,
-            tasks: reactor
-                .zip(dialer)
-                .map(|(reactor, dialer)| AsyncParts {
-                    reactor,
-                    mains,
-                    dialer,
-                }),
+            tasks: reactor.zip(dialer).map(|(reactor, dialer)| AsyncParts {
+                reactor,
+                mains,
+                dialer,
+            }),
         }
     }
 }

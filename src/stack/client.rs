@@ -17,8 +17,8 @@ use crate::counters::{DropReason, WorkerCounters};
 use crate::neighbour::NeighbourCache;
 use crate::port::PacketBuf;
 use crate::rss::PortPicker;
-use crate::tcp::table::TcpTable;
 use crate::tcp::connection::TcpConfig;
+use crate::tcp::table::TcpTable;
 use crate::tcp::FourTuple;
 use crate::wire::{
     ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, IpProtocol,
@@ -237,8 +237,9 @@ impl Stack {
                 now_ns,
             ) {
                 Ok(mac) => mac,
-                Err(ConnectError::Resolving(_))
-                    if now_ns.saturating_sub(dial.since) < timeout => continue,
+                Err(ConnectError::Resolving(_)) if now_ns.saturating_sub(dial.since) < timeout => {
+                    continue
+                }
                 Err(ConnectError::Resolving(hop)) => {
                     net.dial_failed(
                         dial.key,
@@ -328,7 +329,10 @@ impl<E: Egress> ClientIo<'_, E> {
     /// The MAC of the next hop towards `ip`; without it, an ARP request
     /// (at most one per address per 100 ms) and `Resolving`.
     fn next_hop_mac(&mut self, ip: Ipv4Addr) -> Result<EthernetAddress, ConnectError> {
-        let dialer = self.dialer.as_deref_mut().ok_or(ConnectError::NoPortRange)?;
+        let dialer = self
+            .dialer
+            .as_deref_mut()
+            .ok_or(ConnectError::NoPortRange)?;
         next_hop_mac(
             self.iface,
             self.gateway,
@@ -351,7 +355,10 @@ impl<E: Egress> AppIo for ClientIo<'_, E> {
         let mac = self.next_hop_mac(*remote.ip())?;
         let local_ip = self.iface.ip;
         let (tcp, pending) = (self.tcp, &self.client.pending);
-        let dialer = self.dialer.as_deref_mut().ok_or(ConnectError::NoPortRange)?;
+        let dialer = self
+            .dialer
+            .as_deref_mut()
+            .ok_or(ConnectError::NoPortRange)?;
         let port = dialer.ports.pick(
             u8::from(IpProtocol::Tcp),
             local_ip,
@@ -389,7 +396,10 @@ impl<E: Egress> AppIo for ClientIo<'_, E> {
     fn bind_udp(&mut self, remote: SocketAddrV4) -> Result<u16, ConnectError> {
         let client = &mut *self.client;
         let bound = &client.udp_bound;
-        let dialer = self.dialer.as_deref_mut().ok_or(ConnectError::NoPortRange)?;
+        let dialer = self
+            .dialer
+            .as_deref_mut()
+            .ok_or(ConnectError::NoPortRange)?;
         let port = dialer.ports.pick(
             u8::from(IpProtocol::Udp),
             self.iface.ip,

@@ -11,9 +11,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::{Egress, Stack};
+use crate::config::ServiceId;
 use crate::rt::net::Net;
 use crate::rt::Executor;
-use crate::config::ServiceId;
 use crate::service::{AsyncMain, AsyncParts};
 use crate::tcp::table::TcpTable;
 
@@ -52,8 +52,7 @@ impl Stack {
         for main in tasks.mains.drain(..) {
             drop(executor.spawn(main));
         }
-        let ready =
-            executor.has_ready() || executor.next_deadline().is_some_and(|at| at <= now_ns);
+        let ready = executor.has_ready() || executor.next_deadline().is_some_and(|at| at <= now_ns);
         if ready {
             tasks.net.enter(now_ns, || executor.run(now_ns));
             for task in executor.take_panicked() {
@@ -61,7 +60,10 @@ impl Stack {
             }
         }
         // Active opens asked for in the round, or waiting for ARP.
-        let dials = tasks.net.has_dials().then(|| (tasks.net.clone(), tasks.dialer));
+        let dials = tasks
+            .net
+            .has_dials()
+            .then(|| (tasks.net.clone(), tasks.dialer));
         if !ready && dials.is_none() {
             return;
         }

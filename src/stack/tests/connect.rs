@@ -172,7 +172,13 @@ fn expect_syn(stack: &mut Stack, ports: &HomePorts, now: u64) -> TcpHeader {
     // The peer's replies hash to this worker (0 of 2) in the RSS model.
     let reply = tcp_frame(
         ENDS,
-        &tcp_header(SERVER_PORT, syn.src_port, TcpFlags::SYN | TcpFlags::ACK, 1, 1),
+        &tcp_header(
+            SERVER_PORT,
+            syn.src_port,
+            TcpFlags::SYN | TcpFlags::ACK,
+            1,
+            1,
+        ),
         b"",
     );
     assert_eq!(ports.model().worker_of_frame(&reply), Some(0));
@@ -313,7 +319,10 @@ fn an_unanswered_arp_is_host_unreachable_after_the_connect_timeout() {
     }
     let error = outcome_of(&outcome).unwrap().expect_err("unreachable");
     assert_eq!(error.kind(), io::ErrorKind::HostUnreachable);
-    assert!(now >= 127_000 * MS, "it kept asking for the whole SYN timeout");
+    assert!(
+        now >= 127_000 * MS,
+        "it kept asking for the whole SYN timeout"
+    );
 }
 
 #[test]
