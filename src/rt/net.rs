@@ -66,6 +66,10 @@ struct Socket {
     timed_out: bool,
     /// It reached ESTABLISHED (an active open starts without).
     established: bool,
+    /// The bytes that were still unread when the peer's FIN came, moved
+    /// out of the connection: it may close entirely (both FINs) before
+    /// the task reads them.
+    tail: VecDeque<u8>,
     /// We closed our sending side.
     shut: bool,
     /// An accept queue or a [`TcpStream`] holds the socket.
@@ -207,6 +211,7 @@ impl TcpService for AsyncBridge {
             reset: false,
             timed_out: false,
             established: true,
+            tail: VecDeque::new(),
             shut: false,
             held: true,
             owner: None,
@@ -239,11 +244,21 @@ impl TcpService for AsyncBridge {
     }
 
     /// The reader hears the end of the stream; our side stays open until
-    /// the task shuts it down or drops the stream.
+    /// the task shuts it down or drops the stream. No byte follows a FIN,
+    /// so what is unread moves to the socket: the connection may close
+    /// entirely (our FIN was sent already) before the task reads it.
     fn on_peer_closed(&mut self, io: &mut dyn TcpIo) {
         let mut reactor = self.reactor.borrow_mut();
         match reactor.socket_of(io) {
-            Some(index) if reactor.sockets[index].held => reactor.wake_read(index),
+            Some(index) if reactor.sockets[index].held => {
+                let (a, b) = io.recv_data();
+                let n = a.len() + b.len();
+                let tail = &mut reactor.sockets[index].tail;
+                tail.extend(a);
+                tail.extend(b);
+                io.consume(n);
+                reactor.wake_read(index);
+            }
             _ => io.close(),
         }
     }
@@ -394,6 +409,7 @@ impl Net {
                 reset: false,
                 timed_out: false,
                 established: false,
+                tail: VecDeque::new(),
                 shut: false,
                 held: true,
                 owner: None,
@@ -582,6 +598,17 @@ impl TcpStream {
         let (closed, reset) = self.touch();
         if reset {
             return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+        }
+        {
+            let mut reactor = self.net.reactor.borrow_mut();
+            let tail = &mut reactor.sockets[self.index].tail;
+            if !tail.is_empty() {
+                let n = tail.len().min(buf.len());
+                for (to, from) in buf.iter_mut().zip(tail.drain(..n)) {
+                    *to = from;
+                }
+                return Poll::Ready(Ok(n));
+            }
         }
         if closed || buf.is_empty() {
             return Poll::Ready(Ok(0));

@@ -198,6 +198,17 @@ impl Lab {
     /// library, such as an example) in the DUT namespace with
     /// `config_text`; its files are `name.*`.
     pub fn start_program(&self, program: &Path, name: &str, config_text: &str) -> Shardnet {
+        self.start_program_with(program, name, config_text, &[])
+    }
+
+    /// [`Lab::start_program`] with `args` after `--config FILE`.
+    pub fn start_program_with(
+        &self,
+        program: &Path,
+        name: &str,
+        config_text: &str,
+        args: &[&str],
+    ) -> Shardnet {
         let config = self.path(&format!("{name}.toml"));
         std::fs::write(&config, config_text).unwrap();
         let log = self.path(&format!("{name}.log"));
@@ -206,6 +217,7 @@ impl Lab {
             .arg(program)
             .arg("--config")
             .arg(&config)
+            .args(args)
             .env("SHARDNET_LOG", "info")
             .env("SHARDNET_STATE_DIR", self.path("state"))
             .stdout(Stdio::null())

@@ -165,7 +165,7 @@ fn outcome_of(outcome: &Outcome) -> Option<io::Result<Vec<u8>>> {
 fn expect_syn(stack: &mut Stack, ports: &HomePorts, now: u64) -> TcpHeader {
     let out = rounds(stack, now);
     assert_eq!(out.len(), 1, "one SYN: {out:?}");
-    let syn = out[0].0.clone();
+    let syn = out[0].0;
     assert_eq!(syn.flags, TcpFlags::SYN);
     assert_eq!(syn.dst_port, SERVER_PORT);
     assert!((FIRST..=LAST).contains(&syn.src_port), "{}", syn.src_port);
@@ -216,15 +216,16 @@ fn talk(style: Style) {
         port,
         TcpFlags::ACK | TcpFlags::PSH | TcpFlags::FIN,
         5001,
-        // Not our FIN yet: a connection that closes entirely before the
-        // task reads loses the unread bytes with it (see the README).
-        ours.wrapping_add(4),
+        // Our FIN too: the connection ends (TIME-WAIT) before the task
+        // reads, and the bytes are still there for it.
+        ours.wrapping_add(5),
         b"pong",
         2 * MS,
     );
     assert!(out.iter().all(|(h, _)| h.dst_port == SERVER_PORT));
     let got = outcome_of(&outcome).expect("done").expect("a reply");
     assert_eq!(got, b"pong");
+    assert_eq!(stack.tcp().time_wait_len(), 1, "ended, in TIME-WAIT");
     assert_eq!(stack.counters.tcp_opened_active.get(), 1);
 }
 
