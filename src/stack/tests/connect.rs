@@ -71,6 +71,15 @@ async fn client(remote: SocketAddrV4, style: Style) -> io::Result<Vec<u8>> {
 /// A stack whose async service "client" connects once to the peer's
 /// `SERVER_PORT` from worker 0 of 2 (software RSS) and records the outcome.
 fn client_stack(style: Style, wait_for: Option<Duration>) -> (Stack, Outcome, Arc<HomePorts>) {
+    client_stack_with(style, wait_for, TcpSetup::default())
+}
+
+/// [`client_stack`] with the given TCP setup.
+fn client_stack_with(
+    style: Style,
+    wait_for: Option<Duration>,
+    tcp: TcpSetup,
+) -> (Stack, Outcome, Arc<HomePorts>) {
     let outcome: Outcome = Arc::new(Mutex::new(None));
     let mut registry = Registry::new();
     let recorded = outcome.clone();
@@ -107,7 +116,7 @@ fn client_stack(style: Style, wait_for: Option<Duration>) -> (Stack, Outcome, Ar
         NeighbourMailboxes::new(1).cache_for(0),
         counters,
         false,
-        TcpSetup::default(),
+        tcp,
         services,
     );
     let ports = Arc::new(HomePorts::new(RssModel::software(2), FIRST, LAST));
@@ -391,4 +400,18 @@ fn connect_without_a_port_range_is_addr_not_available() {
     rounds(&mut stack, 0);
     let error = outcome_of(&outcome).unwrap().expect_err("no ports");
     assert_eq!(error.kind(), io::ErrorKind::AddrNotAvailable);
+}
+
+#[test]
+fn a_full_table_fails_the_connect_and_is_counted() {
+    let mut tcp = TcpSetup::default();
+    tcp.table.max_connections = 0;
+    let (mut stack, outcome, _) = client_stack_with(Style::Poll, None, tcp);
+    stack.neighbours().learn(PEER_IP, PEER_MAC, 0);
+    let out = rounds(&mut stack, 0);
+    assert!(out.is_empty(), "no SYN: {out:?}");
+    let error = outcome_of(&outcome).unwrap().expect_err("table full");
+    assert_eq!(error.kind(), io::ErrorKind::Other);
+    assert!(error.to_string().contains("table is full"), "{error}");
+    assert_eq!(stack.counters.drops_of(DropReason::ConnectionLimit), 1);
 }
