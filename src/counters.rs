@@ -551,6 +551,9 @@ mod tests {
                 "busy_polls",
                 "idle_polls",
                 "pool_in_use",
+                "async.tasks",
+                "async.task_panics",
+                "async.refused",
             ]
         );
     }

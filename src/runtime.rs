@@ -255,21 +255,22 @@ fn start_workers<Q: Queue>(
         Some((model, _)) => model.clone(),
         None => Arc::new(RssModel::software(n as u16)),
     };
-    let home_ports = shared.app.as_ref().map(|app| {
-        let (first, last) = app.local_ports;
-        Arc::new(HomePorts::new((*model).clone(), first, last))
-    });
+    // Every worker's active opens (the app's, or the async tasks') come
+    // from ports whose replies come home: the app's range, or the
+    // configured one.
+    let (first, last) = match &shared.app {
+        Some(app) => app.local_ports,
+        None => shared.config().interface.local_ports,
+    };
+    let home_ports = Arc::new(HomePorts::new((*model).clone(), first, last));
     let mut steer = match steering {
         Some((model, ring_size)) if n > 1 => steer::links(n, ring_size, model).into_iter(),
         _ => Vec::new().into_iter(),
     };
     for (id, queue) in queues.into_iter().enumerate() {
         let (parts, setup) = shared.worker_parts(id, mac);
-        let app = match (&shared.app, &home_ports) {
-            (Some(app), Some(ports)) => Some(((app.factory)(id), ports.picker(id))),
-            _ => None,
-        };
-        let gateway = shared.config().interface.gateway;
+        let app = shared.app.as_ref().map(|app| (app.factory)(id));
+        let ports = home_ports.picker(id);
         let report_tx = report_tx.clone();
         let links = worker::WorkerLinks {
             kernel: links.next(),
@@ -279,8 +280,9 @@ fn start_workers<Q: Queue>(
             id,
             Box::new(move || {
                 let mut stack = parts.build();
-                if let Some((app, ports)) = app {
-                    stack.set_app(app, ports, gateway);
+                stack.set_local_ports(ports);
+                if let Some(app) = app {
+                    stack.set_app(app);
                 }
                 let report = worker::run(queue, stack, setup, links);
                 let _ = report_tx.send(report);
@@ -760,6 +762,7 @@ pub fn restore_after_crash(config: &Config, say: &mut dyn FnMut(String)) -> anyh
 /// Warn about rules that claim ports the kernel picks for its own outgoing
 /// connections: their replies would reach the rule's service or be dropped.
 fn warn_about_ephemeral_ports(config: &Config) {
+    warn_about_local_ports(config);
     let Ok(range) = netif::local_port_range() else {
         return;
     };
@@ -781,6 +784,25 @@ fn warn_about_ephemeral_ports(config: &Config) {
                 rule.name,
                 rule.protocol,
                 rule.ports_string(),
+                range.start(),
+                range.end()
+            );
+        }
+    }
+}
+
+/// Warn when the stack's own source ports (`[interface] local_ports`)
+/// overlap the kernel's ephemeral range: the kernel shares the address and
+/// may pick the same ports for its own connections. (Rules on those ports
+/// are warned about by `check`.)
+fn warn_about_local_ports(config: &Config) {
+    let (first, last) = config.interface.local_ports;
+    if let Ok(range) = netif::local_port_range() {
+        if *range.start() <= last && first <= *range.end() {
+            tracing::warn!(
+                "[interface] local_ports {first}-{last} overlaps the kernel's ephemeral range \
+                 {}-{} (net.ipv4.ip_local_port_range): the kernel, which shares the address, \
+                 may pick the same ports",
                 range.start(),
                 range.end()
             );

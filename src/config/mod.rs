@@ -232,7 +232,17 @@ pub struct InterfaceConfig {
     pub gateway: Option<Ipv4Addr>,
     /// The MAC the stack uses (default: the port's own).
     pub mac: MacSetting,
+    /// The source ports of the stack's own active opens
+    /// ([`crate::rt::TcpStream::connect`]), inclusive: each worker uses
+    /// those whose replies come back to it. The default,
+    /// [`DEFAULT_LOCAL_PORTS`], lies above Linux's default ephemeral range
+    /// (32768-60999), since the kernel shares the address.
+    pub local_ports: (u16, u16),
 }
+
+/// The default of `[interface] local_ports`: above Linux's default
+/// ephemeral range (32768-60999).
+pub const DEFAULT_LOCAL_PORTS: (u16, u16) = (61000, 65535);
 
 impl InterfaceConfig {
     /// The netmask for `prefix_len`.

@@ -65,6 +65,7 @@ pub(super) struct RawInterface {
     pub address: Opt<String>,
     pub gateway: Opt<String>,
     pub mac: Opt<String>,
+    pub local_ports: Opt<String>,
 }
 
 /// `[kernel]`
@@ -181,7 +182,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
         "af_packet",
         &["interface", "kernel_ingress", "rx_ring_frames"],
     ),
-    ("interface", &["address", "gateway", "mac"]),
+    ("interface", &["address", "gateway", "mac", "local_ports"]),
     ("kernel", &["enabled", "kind", "name", "queue_size"]),
     ("metrics", &["listen", "admin_socket"]),
     (

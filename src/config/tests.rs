@@ -180,6 +180,7 @@ idle_timeout_ms = 0
             prefix_len: 24,
             gateway: Some(Ipv4Addr::new(198, 18, 0, 1)),
             mac: MacSetting::Fixed([2, 0, 0, 0xab, 0xcd, 2]),
+            local_ports: crate::config::DEFAULT_LOCAL_PORTS,
         },
         kernel: KernelConfig {
             enabled: true,
@@ -1914,4 +1915,62 @@ service = \"discard\"
     assert_eq!(config.service_ports(Protocol::Udp, "echo"), vec![7]);
     assert_eq!(config.service_ports(Protocol::Tcp, "discard"), vec![9001]);
     assert!(config.service_ports(Protocol::Udp, "http").is_empty());
+}
+
+#[test]
+fn local_ports_default_above_linux_ephemeral_range_and_bad_ranges_are_refused() {
+    let with = |line: &str| {
+        MINIMAL.replace(
+            "address = \"198.18.0.2/24\"\n",
+            &format!("address = \"198.18.0.2/24\"\n{line}"),
+        )
+    };
+    assert_eq!(ok(MINIMAL).interface.local_ports, (61000, 65535));
+    assert_eq!(
+        ok(&with("local_ports = \"40000-40999\"\n"))
+            .interface
+            .local_ports,
+        (40000, 40999)
+    );
+    assert_eq!(
+        ok(&with("local_ports = \"50000\"\n")).interface.local_ports,
+        (50000, 50000)
+    );
+    for (bad, message) in [
+        ("\"\"", "is not a port or a port range"),
+        ("\"62000-61000\"", "is reversed"),
+        ("\"0-100\"", "cannot include port 0"),
+        ("\"61000-70000\"", "out of range"),
+        ("\"many\"", "is not a port or a port range"),
+    ] {
+        let text = with(&format!("local_ports = {bad}\n"));
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("local_ports"))
+            .expect("the line")
+            + 1;
+        assert_errors(&text, &[(line, 15, message)]);
+    }
+}
+
+#[test]
+fn a_rule_on_the_stacks_own_source_ports_is_warned_about() {
+    let text = MINIMAL.replace(
+        "address = \"198.18.0.2/24\"\n",
+        "address = \"198.18.0.2/24\"\nlocal_ports = \"50000-50099\"\n",
+    ) + "\n[[rule]]\nname = \"web\"\nprotocol = \"tcp\"\nports = [\"50050-50060\"]\nservice = \"echo\"\n";
+    let c = ok(&text);
+    assert!(
+        c.warnings.iter().any(|w| w
+            .message
+            .contains("inside [interface] local_ports 50000-50099")),
+        "{:?}",
+        c.warnings
+    );
+    let c = ok(&text.replace("50050-50060", "8080"));
+    assert!(
+        !c.warnings.iter().any(|w| w.message.contains("local_ports")),
+        "{:?}",
+        c.warnings
+    );
 }

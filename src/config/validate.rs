@@ -201,6 +201,31 @@ impl Validator<'_> {
         let tcp = self.tcp(raw.tcp.as_ref());
         let http = self.http(raw.http.as_ref());
         let (rules, rule_services) = self.rules(&raw.rule);
+        // The stack's own TCP source ports: replies to its active opens
+        // reach their connections whatever the rules say, but a peer's new
+        // connection to one of them would go to a rule's service, which is
+        // rarely what was meant.
+        let (first, last) = interface.local_ports;
+        if rules.len() == raw.rule.len() {
+            for (rule, raw_rule) in rules.iter().zip(&raw.rule) {
+                if rule.protocol == Protocol::Tcp
+                    && matches!(rule.action, Action::Service(_))
+                    && rule
+                        .ports
+                        .iter()
+                        .any(|p| *p.start() <= last && first <= *p.end())
+                {
+                    self.warn(
+                        at(raw_rule),
+                        format!(
+                            "rule {:?} claims ports inside [interface] local_ports \
+                             {first}-{last}, the stack's own source ports: narrow one or the other",
+                            rule.name
+                        ),
+                    );
+                }
+            }
+        }
         if let Some(t) = &raw.tcp {
             let used = rules
                 .iter()
@@ -507,6 +532,7 @@ impl Validator<'_> {
             prefix_len: 0,
             gateway: None,
             mac: MacSetting::Auto,
+            local_ports: super::DEFAULT_LOCAL_PORTS,
         };
         let Some(sec) = raw else {
             self.error(
@@ -561,6 +587,18 @@ impl Validator<'_> {
             match parse_mac(m.get_ref()) {
                 Ok(mac) => out.mac = mac,
                 Err(msg) => self.error(at(m), msg),
+            }
+        }
+        if let Some(p) = &i.local_ports {
+            let item = PortItem::Str(p.get_ref().clone());
+            match self.port_range(&item, at(p)) {
+                Some(range) if *range.start() == 0 => self.error(
+                    at(p),
+                    "local_ports cannot include port 0; use ports 1-65535 \
+                     (like local_ports = \"61000-65535\")",
+                ),
+                Some(range) => out.local_ports = (*range.start(), *range.end()),
+                None => {}
             }
         }
         out

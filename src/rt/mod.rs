@@ -53,9 +53,12 @@
 //!   dropped.
 //!
 //! [`net`] puts TCP on the executor: [`TcpListener`] and [`TcpStream`] (with
-//! tokio's `AsyncRead`/`AsyncWrite` behind the `tokio-io` feature), served
-//! from the worker's own TCP table; [`udp`] puts UDP there: [`UdpSocket`],
-//! fed with the datagrams the rules give an async service.
+//! tokio's `AsyncRead`/`AsyncWrite` behind the `tokio-io` feature, on by
+//! default, and futures' behind `futures-io`, off by default), served from
+//! the worker's own TCP table; [`TcpStream::connect`] opens connections
+//! from source ports whose replies come back to the worker. [`udp`] puts
+//! UDP there: [`UdpSocket`], fed with the datagrams the rules give an async
+//! service.
 //!
 //! With the `hyper` feature, [`ShardnetTimer`] and [`ShardnetExecutor`] let
 //! hyper's connections run on this executor (`Builder::timer`, which
@@ -79,7 +82,7 @@ pub use executor::{
 };
 #[cfg(feature = "hyper")]
 pub use hyper::{ShardnetExecutor, ShardnetTimer};
-pub use net::{TcpListener, TcpStream};
+pub use net::{Connect, TcpListener, TcpStream};
 pub use time::{
     now, now_ns, sleep, sleep_until, timeout, timeout_at, Elapsed, Sleep, Timeout, TIMER_TICK_NS,
 };

@@ -64,6 +64,14 @@ struct Socket {
     closed: bool,
     /// It ended abruptly.
     reset: bool,
+    /// It ended because the peer stopped answering.
+    timed_out: bool,
+    /// It reached ESTABLISHED (an active open starts without).
+    established: bool,
+    /// The bytes that were still unread when the peer's FIN came, moved
+    /// out of the connection: it may close entirely (both FINs) before
+    /// the task reads them.
+    tail: VecDeque<u8>,
     /// We closed our sending side.
     shut: bool,
     /// An accept queue or a [`TcpStream`] holds the socket.
@@ -79,12 +87,37 @@ struct Listener {
     waker: Option<Waker>,
 }
 
+/// An active open asked for by [`TcpStream::connect`], until the stack
+/// starts it (or fails it) after the executor's round.
+#[derive(Debug)]
+struct Dial {
+    remote: SocketAddrV4,
+    /// When it was asked for.
+    since: u64,
+    waker: Option<Waker>,
+    /// The stack's answer: the socket of the connection it opened, or why
+    /// it could not.
+    outcome: Option<io::Result<usize>>,
+}
+
+/// An active open the stack has still to start: see [`Net::dials`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DialRequest {
+    /// Names it in [`Net::dial_opened`] and [`Net::dial_failed`].
+    pub key: usize,
+    /// Where to.
+    pub remote: SocketAddrV4,
+    /// When the task asked for it (the worker's clock, ns).
+    pub since: u64,
+}
+
 /// The async side's per-worker state: sockets and listeners (see the
 /// [module documentation](self)).
 #[derive(Debug, Default)]
 pub struct Reactor {
     sockets: Slab<Socket>,
     listeners: HashMap<u16, Listener>,
+    dials: Slab<Dial>,
     refused: u64,
     /// The worker's counters, where refusals are published.
     counters: Option<Arc<WorkerCounters>>,
@@ -180,6 +213,13 @@ impl TcpService for AsyncBridge {
     fn on_accepted(&mut self, io: &mut dyn TcpIo) {
         let mut reactor = self.reactor.borrow_mut();
         let reactor = &mut *reactor;
+        // An active open of ours reached ESTABLISHED: its socket exists
+        // already, and [`Connect`] waits on it as a writer.
+        if let Some(index) = reactor.socket_of(io) {
+            reactor.sockets[index].established = true;
+            reactor.wake_write(index);
+            return;
+        }
         let Some(listener) = reactor.listeners.get_mut(&io.local_port()) else {
             reactor.refused += 1;
             if let Some(counters) = &reactor.counters {
@@ -196,6 +236,9 @@ impl TcpService for AsyncBridge {
             write: None,
             closed: false,
             reset: false,
+            timed_out: false,
+            established: true,
+            tail: VecDeque::new(),
             shut: false,
             held: true,
             owner: None,
@@ -228,11 +271,21 @@ impl TcpService for AsyncBridge {
     }
 
     /// The reader hears the end of the stream; our side stays open until
-    /// the task shuts it down or drops the stream.
+    /// the task shuts it down or drops the stream. No byte follows a FIN,
+    /// so what is unread moves to the socket: the connection may close
+    /// entirely (our FIN was sent already) before the task reads it.
     fn on_peer_closed(&mut self, io: &mut dyn TcpIo) {
         let mut reactor = self.reactor.borrow_mut();
         match reactor.socket_of(io) {
-            Some(index) if reactor.sockets[index].held => reactor.wake_read(index),
+            Some(index) if reactor.sockets[index].held => {
+                let (a, b) = io.recv_data();
+                let n = a.len() + b.len();
+                let tail = &mut reactor.sockets[index].tail;
+                tail.extend(a);
+                tail.extend(b);
+                io.consume(n);
+                reactor.wake_read(index);
+            }
             _ => io.close(),
         }
     }
@@ -249,6 +302,7 @@ impl TcpService for AsyncBridge {
             Some(socket) if socket.id == closed.id => {
                 socket.closed = true;
                 socket.reset = closed.reset;
+                socket.timed_out = closed.timed_out;
             }
             _ => return,
         }
@@ -323,6 +377,82 @@ impl Net {
     /// The clock reading of the current round.
     pub(super) fn now_ns(&self) -> u64 {
         self.now.get()
+    }
+
+    /// Whether tasks asked for active opens that the stack has still to
+    /// start.
+    pub fn has_dials(&self) -> bool {
+        self.reactor
+            .borrow()
+            .dials
+            .iter()
+            .any(|(_, d)| d.outcome.is_none())
+    }
+
+    /// The active opens the stack has still to start, oldest first. The
+    /// stack answers each with [`Net::dial_opened`] or
+    /// [`Net::dial_failed`], or leaves it for a later round (its next hop
+    /// is being resolved).
+    pub fn dials(&self) -> Vec<DialRequest> {
+        let mut dials: Vec<DialRequest> = self
+            .reactor
+            .borrow()
+            .dials
+            .iter()
+            .filter(|(_, d)| d.outcome.is_none())
+            .map(|(key, d)| DialRequest {
+                key,
+                remote: d.remote,
+                since: d.since,
+            })
+            .collect();
+        dials.sort_by_key(|d| d.since);
+        dials
+    }
+
+    /// The stack could not start dial `key`: its task hears `error`.
+    pub fn dial_failed(&self, key: usize, error: io::Error) {
+        let mut reactor = self.reactor.borrow_mut();
+        if let Some(dial) = reactor.dials.get_mut(key) {
+            dial.outcome = Some(Err(error));
+            if let Some(waker) = dial.waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// The stack opened connection `id` (in SYN-SENT, our end `local`) for
+    /// dial `key`: its task waits for ESTABLISHED on the socket made here.
+    /// The table must not be borrowed.
+    pub fn dial_opened(&self, key: usize, id: ConnId, local: SocketAddrV4) {
+        let index = {
+            let mut reactor = self.reactor.borrow_mut();
+            let reactor = &mut *reactor;
+            let Some(dial) = reactor.dials.get_mut(key) else {
+                return;
+            };
+            let index = reactor.sockets.insert(Socket {
+                id,
+                local,
+                peer: dial.remote,
+                read: None,
+                write: None,
+                closed: false,
+                reset: false,
+                timed_out: false,
+                established: false,
+                tail: VecDeque::new(),
+                shut: false,
+                held: true,
+                owner: None,
+            });
+            dial.outcome = Some(Ok(index));
+            if let Some(waker) = dial.waker.take() {
+                waker.wake();
+            }
+            index
+        };
+        self.with_connection(id, |io| *io.app_state() = index as u64 + 1);
     }
 
     pub(super) fn current() -> io::Result<Rc<Net>> {
@@ -455,6 +585,32 @@ pub struct TcpStream {
 }
 
 impl TcpStream {
+    /// Open a connection to `remote` from this worker.
+    ///
+    /// The stack starts it after the current round of the executor, from a
+    /// source port of the worker's range (`[interface] local_ports`) whose
+    /// replies RSS or steering brings back to this worker, through the
+    /// subnet or the gateway, resolving the next hop by ARP first if need
+    /// be. The future is ready once the handshake completes. Dropping it
+    /// before then abandons the attempt (a half-open connection is reset),
+    /// so [`timeout`](crate::rt::timeout) bounds it.
+    ///
+    /// # Errors
+    /// `ConnectionRefused` when the peer answers with a reset; `TimedOut`
+    /// when it never answers the SYN (after the SYN retransmissions);
+    /// `NetworkUnreachable` when `remote` is off the subnet and no gateway
+    /// is configured; `HostUnreachable` when the next hop's MAC could not
+    /// be resolved in that time; `AddrNotAvailable` when no source port is
+    /// free; `Other` when the worker's connection table is full (counted
+    /// as a `connection_limit` drop) or outside a worker's task.
+    pub fn connect(remote: SocketAddrV4) -> Connect {
+        Connect {
+            remote,
+            net: None,
+            state: ConnectState::Start,
+        }
+    }
+
     /// Our address and port.
     pub fn local_addr(&self) -> SocketAddrV4 {
         self.net.reactor.borrow().sockets[self.index].local
@@ -474,6 +630,17 @@ impl TcpStream {
         let (closed, reset) = self.touch();
         if reset {
             return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+        }
+        {
+            let mut reactor = self.net.reactor.borrow_mut();
+            let tail = &mut reactor.sockets[self.index].tail;
+            if !tail.is_empty() {
+                let n = tail.len().min(buf.len());
+                for (to, from) in buf.iter_mut().zip(tail.drain(..n)) {
+                    *to = from;
+                }
+                return Poll::Ready(Ok(n));
+            }
         }
         if closed || buf.is_empty() {
             return Poll::Ready(Ok(0));
@@ -556,6 +723,135 @@ impl TcpStream {
     }
 }
 
+/// Where a [`Connect`] stands.
+#[derive(Debug, Clone, Copy)]
+enum ConnectState {
+    /// Not polled yet.
+    Start,
+    /// Waiting for the stack to start it: the dial's key.
+    Dialing(usize),
+    /// In SYN-SENT: the socket's index.
+    Opening(usize),
+    /// The stream or the error was handed out.
+    Done,
+}
+
+/// The future of [`TcpStream::connect`]. Dropping it before it is ready
+/// abandons the connection attempt.
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct Connect {
+    remote: SocketAddrV4,
+    net: Option<Rc<Net>>,
+    state: ConnectState,
+}
+
+impl Future for Connect {
+    type Output = io::Result<TcpStream>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let net = match &this.net {
+            Some(net) => net.clone(),
+            None => {
+                let net = Net::current()?;
+                this.net = Some(net.clone());
+                net
+            }
+        };
+        let mut reactor = net.reactor.borrow_mut();
+        let reactor = &mut *reactor;
+        if let ConnectState::Start = this.state {
+            let key = reactor.dials.insert(Dial {
+                remote: this.remote,
+                since: net.now.get(),
+                waker: Some(cx.waker().clone()),
+                outcome: None,
+            });
+            this.state = ConnectState::Dialing(key);
+            return Poll::Pending;
+        }
+        if let ConnectState::Dialing(key) = this.state {
+            let dial = &mut reactor.dials[key];
+            match dial.outcome.take() {
+                None => {
+                    dial.waker = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                Some(outcome) => {
+                    reactor.dials.remove(key);
+                    match outcome {
+                        Ok(index) => this.state = ConnectState::Opening(index),
+                        Err(error) => {
+                            this.state = ConnectState::Done;
+                            return Poll::Ready(Err(error));
+                        }
+                    }
+                }
+            }
+        }
+        let ConnectState::Opening(index) = this.state else {
+            return Poll::Ready(Err(io::Error::other("Connect polled after completion")));
+        };
+        let socket = &mut reactor.sockets[index];
+        if socket.established {
+            socket.owner = current_task();
+            this.state = ConnectState::Done;
+            return Poll::Ready(Ok(TcpStream {
+                net: net.clone(),
+                index,
+                id: socket.id,
+            }));
+        }
+        if socket.closed {
+            let kind = if socket.timed_out {
+                io::ErrorKind::TimedOut
+            } else {
+                io::ErrorKind::ConnectionRefused
+            };
+            socket.held = false;
+            reactor.release(index);
+            this.state = ConnectState::Done;
+            return Poll::Ready(Err(kind.into()));
+        }
+        socket.write = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for Connect {
+    /// Abandon an attempt under way: forget the dial, or reset the
+    /// half-open connection.
+    fn drop(&mut self) {
+        let Some(net) = &self.net else {
+            return;
+        };
+        let index = match self.state {
+            ConnectState::Start | ConnectState::Done => return,
+            ConnectState::Dialing(key) => {
+                let dial = net.reactor.borrow_mut().dials.try_remove(key);
+                match dial.and_then(|d| d.outcome) {
+                    Some(Ok(index)) => index,
+                    _ => return,
+                }
+            }
+            ConnectState::Opening(index) => index,
+        };
+        let id = {
+            let mut reactor = net.reactor.borrow_mut();
+            let Some(socket) = reactor.sockets.get_mut(index) else {
+                return;
+            };
+            socket.held = false;
+            socket.write = None;
+            let id = socket.id;
+            reactor.release(index);
+            id
+        };
+        net.with_connection(id, |io| io.abort());
+    }
+}
+
 impl Drop for TcpStream {
     fn drop(&mut self) {
         self.shutdown_write();
@@ -611,6 +907,40 @@ impl tokio::io::AsyncWrite for TcpStream {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.shutdown_write();
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(feature = "futures-io")]
+impl futures_io::AsyncRead for TcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_read_into(cx, buf)
+    }
+}
+
+#[cfg(feature = "futures-io")]
+impl futures_io::AsyncWrite for TcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_from(cx, buf)
+    }
+
+    /// Nothing to do: written bytes leave at the end of the round.
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Close our sending side (a FIN after the queued bytes), as
+    /// [`TcpStream::shutdown_write`].
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.shutdown_write();
         Poll::Ready(Ok(()))
     }

@@ -331,6 +331,13 @@ impl Registry {
                 worker.counters.clone(),
             )))
         });
+        // Active opens of the async services go to the first one's bridge
+        // (they all share the reactor).
+        let dialer = self
+            .entries
+            .iter()
+            .position(|e| e.main.is_some())
+            .map(|i| self.catalog.ids()[i]);
         let mains: Vec<AsyncMain> = self
             .entries
             .iter()
@@ -363,7 +370,11 @@ impl Registry {
                 .collect(),
             app: None,
             null: NullService,
-            tasks: reactor.map(|reactor| AsyncParts { reactor, mains }),
+            tasks: reactor.zip(dialer).map(|(reactor, dialer)| AsyncParts {
+                reactor,
+                mains,
+                dialer,
+            }),
         }
     }
 }
@@ -375,6 +386,10 @@ pub struct AsyncParts {
     pub reactor: Rc<RefCell<Reactor>>,
     /// Their main tasks, in registration order.
     pub mains: Vec<AsyncMain>,
+    /// The service whose bridge drives the tasks' active opens
+    /// ([`crate::rt::TcpStream::connect`]): any async service's would do,
+    /// as their bridges share the reactor.
+    pub dialer: ServiceId,
 }
 
 impl fmt::Debug for AsyncParts {

@@ -1,7 +1,11 @@
-//! The client side of the stack, for an application embedded in the worker
-//! ([`crate::app`]): active opens from source ports that steer the replies
-//! home, UDP sockets, ARP requests for next hops, and the app's poll round.
+//! The client side of the stack: active opens from source ports that steer
+//! the replies home, for an application embedded in the worker
+//! ([`crate::app`]) and for the async services' tasks
+//! ([`crate::rt::TcpStream::connect`]), which share the [`Dialer`] (source
+//! ports, next hops, rate-limited ARP requests); and the app's UDP sockets
+//! and poll round.
 
+use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use hashbrown::HashMap;
@@ -13,6 +17,7 @@ use crate::counters::{DropReason, WorkerCounters};
 use crate::neighbour::NeighbourCache;
 use crate::port::PacketBuf;
 use crate::rss::PortPicker;
+use crate::tcp::connection::TcpConfig;
 use crate::tcp::table::TcpTable;
 use crate::tcp::FourTuple;
 use crate::wire::{
@@ -20,12 +25,17 @@ use crate::wire::{
     ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
 };
 
-/// What the stack keeps for an embedded application ([`crate::app`]).
-pub(super) struct Client {
+/// What every active open of a worker needs: source ports whose replies
+/// come to this worker, and the pace of ARP requests for next hops.
+pub(super) struct Dialer {
     /// Source ports whose replies come to this worker.
     ports: PortPicker,
-    /// The default route, for destinations off our subnet.
-    gateway: Option<Ipv4Addr>,
+    /// When an ARP request was last sent for an address (one per 100 ms).
+    arp_sent: HashMap<Ipv4Addr, u64>,
+}
+
+/// What the stack keeps for an embedded application ([`crate::app`]).
+pub(super) struct Client {
     /// UDP ports the app bound, one bit each.
     udp_bound: Box<[u64; 1024]>,
     /// Active opens asked for in this round, started after the app's poll.
@@ -33,12 +43,53 @@ pub(super) struct Client {
     /// Connections the app woke in this round, offered to it as writable
     /// after its poll.
     wakes: Vec<FourTuple>,
-    /// When an ARP request was last sent for an address (one per 100 ms).
-    arp_sent: HashMap<Ipv4Addr, u64>,
 }
 
 /// Most ARP requests per address: one per this many nanoseconds.
 const ARP_REQUEST_INTERVAL_NS: u64 = 100_000_000;
+
+/// The MAC of the next hop towards `ip` (`ip` itself on our subnet, else
+/// the gateway); without it, an ARP request (at most one per address per
+/// 100 ms) and `Resolving`.
+#[allow(clippy::too_many_arguments)]
+fn next_hop_mac<E: Egress>(
+    iface: &Interface,
+    gateway: Option<Ipv4Addr>,
+    neighbours: &mut NeighbourCache,
+    arp_sent: &mut HashMap<Ipv4Addr, u64>,
+    counters: &WorkerCounters,
+    egress: &mut E,
+    ip: Ipv4Addr,
+    now_ns: u64,
+) -> Result<EthernetAddress, ConnectError> {
+    let hop = if iface.in_subnet(ip) {
+        ip
+    } else {
+        gateway.ok_or(ConnectError::NoRoute(ip))?
+    };
+    if let Some(mac) = neighbours.lookup(hop, now_ns) {
+        return Ok(mac);
+    }
+    let last = arp_sent.get(&hop).copied();
+    if last.is_none_or(|at| now_ns.saturating_sub(at) >= ARP_REQUEST_INTERVAL_NS) {
+        arp_sent.insert(hop, now_ns);
+        send_arp_request(iface, counters, egress, hop);
+    }
+    Err(ConnectError::Resolving(hop))
+}
+
+/// How long an active open may take: the SYN and its retransmissions,
+/// with the backoff (about 127 s with Linux's defaults). A task's connect
+/// waits this long for ARP too before `HostUnreachable`.
+pub(super) fn connect_timeout_ns(config: &TcpConfig) -> u64 {
+    let mut rto = config.rto.initial_ns;
+    let mut total = 0u64;
+    for _ in 0..=config.max_syn_retransmits {
+        total = total.saturating_add(rto);
+        rto = rto.saturating_mul(2).min(config.rto.max_ns);
+    }
+    total
+}
 
 impl Client {
     pub(super) fn udp_is_bound(&self, port: u16) -> bool {
@@ -47,18 +98,25 @@ impl Client {
 }
 
 impl Stack {
+    /// The source ports of this worker's active opens (the app's and the
+    /// async tasks'): `ports` picks those whose replies come here.
+    pub fn set_local_ports(&mut self, ports: PortPicker) {
+        self.dialer = Some(Box::new(Dialer {
+            ports,
+            arp_sent: HashMap::new(),
+        }));
+    }
+
     /// Run `app` in this worker: it opens connections and sends datagrams
-    /// from source ports `ports` picks (so that replies come here), to
-    /// destinations on our subnet or through `gateway`.
-    pub fn set_app(&mut self, app: Box<dyn App>, ports: PortPicker, gateway: Option<Ipv4Addr>) {
+    /// from the source ports [`Stack::set_local_ports`] gave (so that
+    /// replies come here), to destinations on our subnet or through the
+    /// gateway ([`Stack::set_gateway`]).
+    pub fn set_app(&mut self, app: Box<dyn App>) {
         self.services.set_app(app);
         self.client = Some(Box::new(Client {
-            ports,
-            gateway,
             udp_bound: Box::new([0; 1024]),
             pending: Vec::new(),
             wakes: Vec::new(),
-            arp_sent: HashMap::new(),
         }));
     }
 
@@ -77,6 +135,8 @@ impl Stack {
         let mut io = ClientIo {
             iface: &self.iface,
             client,
+            dialer: self.dialer.as_deref_mut(),
+            gateway: self.gateway,
             tcp: &table,
             neighbours: &mut self.neighbours,
             counters: &self.counters,
@@ -141,10 +201,123 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// Start the active opens the async tasks asked for in the round that
+    /// just ran (and those still waiting for ARP): each gets a source port
+    /// that steers home and a connection in SYN-SENT, whose SYN leaves at
+    /// the end of the batch, or its error.
+    pub(super) fn start_dials<E: Egress>(
+        &mut self,
+        net: &crate::rt::net::Net,
+        service: ServiceId,
+        now_ns: u64,
+        egress: &mut E,
+    ) {
+        let timeout = connect_timeout_ns(self.tcp.borrow().tcp_config());
+        for dial in net.dials() {
+            let remote = dial.remote;
+            let Some(dialer) = self.dialer.as_deref_mut() else {
+                net.dial_failed(
+                    dial.key,
+                    io::Error::new(
+                        io::ErrorKind::AddrNotAvailable,
+                        "this worker has no source port range for active opens",
+                    ),
+                );
+                continue;
+            };
+            let mac = match next_hop_mac(
+                &self.iface,
+                self.gateway,
+                &mut self.neighbours,
+                &mut dialer.arp_sent,
+                &self.counters,
+                egress,
+                *remote.ip(),
+                now_ns,
+            ) {
+                Ok(mac) => mac,
+                Err(ConnectError::Resolving(_)) if now_ns.saturating_sub(dial.since) < timeout => {
+                    continue
+                }
+                Err(ConnectError::Resolving(hop)) => {
+                    net.dial_failed(
+                        dial.key,
+                        io::Error::new(
+                            io::ErrorKind::HostUnreachable,
+                            format!("no ARP reply from {hop}"),
+                        ),
+                    );
+                    continue;
+                }
+                Err(error) => {
+                    net.dial_failed(
+                        dial.key,
+                        io::Error::new(io::ErrorKind::NetworkUnreachable, error.to_string()),
+                    );
+                    continue;
+                }
+            };
+            let local_ip = self.iface.ip;
+            let picked = {
+                let table = self.tcp.borrow();
+                dialer.ports.pick(
+                    u8::from(IpProtocol::Tcp),
+                    local_ip,
+                    *remote.ip(),
+                    remote.port(),
+                    |port| {
+                        table
+                            .state_of(&FourTuple {
+                                local_ip,
+                                local_port: port,
+                                remote_ip: *remote.ip(),
+                                remote_port: remote.port(),
+                            })
+                            .is_some()
+                    },
+                )
+            };
+            let port = match picked {
+                Ok(port) => port,
+                Err(error) => {
+                    net.dial_failed(
+                        dial.key,
+                        io::Error::new(io::ErrorKind::AddrNotAvailable, error.to_string()),
+                    );
+                    continue;
+                }
+            };
+            let tuple = FourTuple {
+                local_ip,
+                local_port: port,
+                remote_ip: *remote.ip(),
+                remote_port: remote.port(),
+            };
+            let opened = {
+                let (mut tcp, services, counters, mut out) = self.tcp_parts(egress);
+                tcp.connect(tuple, mac, service, services, counters, now_ns, &mut out)
+            };
+            match opened {
+                Ok(id) => net.dial_opened(dial.key, id, SocketAddrV4::new(local_ip, port)),
+                Err(reason) => {
+                    self.counters.count_drop(reason);
+                    net.dial_failed(
+                        dial.key,
+                        io::Error::other(ConnectError::TableFull.to_string()),
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The application's handle on the stack during [`Stack::poll_app`].
 struct ClientIo<'a, E: Egress> {
     iface: &'a Interface,
     client: &'a mut Client,
+    dialer: Option<&'a mut Dialer>,
+    gateway: Option<Ipv4Addr>,
     tcp: &'a TcpTable,
     neighbours: &'a mut NeighbourCache,
     counters: &'a WorkerCounters,
@@ -156,24 +329,20 @@ impl<E: Egress> ClientIo<'_, E> {
     /// The MAC of the next hop towards `ip`; without it, an ARP request
     /// (at most one per address per 100 ms) and `Resolving`.
     fn next_hop_mac(&mut self, ip: Ipv4Addr) -> Result<EthernetAddress, ConnectError> {
-        let hop = if self.iface.in_subnet(ip) {
-            ip
-        } else {
-            self.client.gateway.ok_or(ConnectError::NoRoute(ip))?
-        };
-        if let Some(mac) = self.neighbours.lookup(hop, self.now_ns) {
-            return Ok(mac);
-        }
-        let last = self.client.arp_sent.get(&hop).copied();
-        if last.is_none_or(|at| self.now_ns.saturating_sub(at) >= ARP_REQUEST_INTERVAL_NS) {
-            self.client.arp_sent.insert(hop, self.now_ns);
-            self.send_arp_request(hop);
-        }
-        Err(ConnectError::Resolving(hop))
-    }
-
-    fn send_arp_request(&mut self, target: Ipv4Addr) {
-        send_arp_request(self.iface, self.counters, &mut *self.egress, target);
+        let dialer = self
+            .dialer
+            .as_deref_mut()
+            .ok_or(ConnectError::NoPortRange)?;
+        next_hop_mac(
+            self.iface,
+            self.gateway,
+            self.neighbours,
+            &mut dialer.arp_sent,
+            self.counters,
+            &mut *self.egress,
+            ip,
+            self.now_ns,
+        )
     }
 }
 
@@ -186,7 +355,11 @@ impl<E: Egress> AppIo for ClientIo<'_, E> {
         let mac = self.next_hop_mac(*remote.ip())?;
         let local_ip = self.iface.ip;
         let (tcp, pending) = (self.tcp, &self.client.pending);
-        let port = self.client.ports.pick(
+        let dialer = self
+            .dialer
+            .as_deref_mut()
+            .ok_or(ConnectError::NoPortRange)?;
+        let port = dialer.ports.pick(
             u8::from(IpProtocol::Tcp),
             local_ip,
             *remote.ip(),
@@ -223,7 +396,11 @@ impl<E: Egress> AppIo for ClientIo<'_, E> {
     fn bind_udp(&mut self, remote: SocketAddrV4) -> Result<u16, ConnectError> {
         let client = &mut *self.client;
         let bound = &client.udp_bound;
-        let port = client.ports.pick(
+        let dialer = self
+            .dialer
+            .as_deref_mut()
+            .ok_or(ConnectError::NoPortRange)?;
+        let port = dialer.ports.pick(
             u8::from(IpProtocol::Udp),
             self.iface.ip,
             *remote.ip(),

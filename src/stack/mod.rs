@@ -25,7 +25,7 @@
 //! | `tcp.rs`         | TCP glue: segments in and out, timers, bursts, path MTU   |
 //! | `kernel_pins.rs` | TCP flows pinned to the kernel across reloads             |
 //! | `tasks.rs`       | the async services' executor, run between RX bursts      |
-//! | `client.rs`      | the embedded application's client side ([`crate::app`])   |
+//! | `client.rs`      | active opens (app and tasks), the app's client side       |
 //! | `boot_clock.rs`  | the TCP timestamp clock of this boot (`/proc`)            |
 
 use std::cell::{Ref, RefCell};
@@ -58,7 +58,7 @@ mod tests;
 mod udp;
 
 pub use boot_clock::{boot_timestamp_clock, random_timestamp_clock};
-use client::Client;
+use client::{Client, Dialer};
 use kernel_pins::KernelFlows;
 
 /// The TTL of packets the stack sends (the Linux default).
@@ -211,6 +211,9 @@ pub struct Stack {
     flow_record: Option<FlowRecord>,
     /// The client side, when an application runs in this worker.
     client: Option<Box<Client>>,
+    /// Source ports and ARP pacing for active opens (the app's and the
+    /// async tasks'), once [`Stack::set_local_ports`] gave a range.
+    dialer: Option<Box<Dialer>>,
 }
 
 impl Stack {
@@ -272,6 +275,7 @@ impl Stack {
             tasks,
             flow_record: record_flows.then(FlowRecord::new),
             client: None,
+            dialer: None,
         }
     }
 

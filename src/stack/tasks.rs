@@ -3,9 +3,10 @@
 //! which spawns the services' main tasks, and the round itself,
 //! [`Stack::run_tasks`], run between RX bursts: the executor's round inside
 //! the worker's async context, resets for the connections of tasks that
-//! panicked, the datagrams the tasks' UDP sockets sent (their next hops
-//! resolved, into the outbox), then the end of the table's batch, which
-//! sends what the tasks wrote.
+//! panicked, the active opens the tasks asked for (`client.rs`), the
+//! datagrams the tasks' UDP sockets sent (their next hops resolved, into
+//! the outbox), then the end of the table's batch, which sends what the
+//! tasks wrote and their SYNs.
 
 use std::cell::RefCell;
 use std::net::Ipv4Addr;
@@ -14,6 +15,7 @@ use std::rc::Rc;
 use hashbrown::HashMap;
 
 use super::{Egress, Stack};
+use crate::config::ServiceId;
 use crate::rt::net::Net;
 use crate::rt::Executor;
 use crate::service::{AsyncMain, AsyncParts};
@@ -29,6 +31,8 @@ pub(super) struct Tasks {
     /// Next hops the tasks' datagrams wait for, with when an ARP request
     /// was last sent for each (see `Stack::send_task_datagrams`).
     pub(super) arp_asked: HashMap<Ipv4Addr, u64>,
+    /// The service of the tasks' active opens.
+    dialer: ServiceId,
 }
 
 impl Tasks {
@@ -38,6 +42,7 @@ impl Tasks {
             executor: None,
             mains: parts.mains,
             arp_asked: HashMap::new(),
+            dialer: parts.dialer,
         }
     }
 }
@@ -55,19 +60,32 @@ impl Stack {
         for main in tasks.mains.drain(..) {
             drop(executor.spawn(main));
         }
+        let ready = executor.has_ready() || executor.next_deadline().is_some_and(|at| at <= now_ns);
+        if ready {
+            tasks.net.enter(now_ns, || executor.run(now_ns));
+            for task in executor.take_panicked() {
+                tasks.net.abort_owned_by(task);
+            }
+            let stats = executor.stats();
+            self.counters.async_tasks.set(stats.tasks as u64);
+            self.counters.async_task_panics.set(stats.panics);
+        }
+        // Datagrams sent in the round, or waiting for ARP.
         let sends = tasks.net.reactor().borrow().udp().has_sends();
-        if !sends && !executor.has_ready() && executor.next_deadline().is_none_or(|at| at > now_ns)
-        {
+        // Active opens asked for in the round, or waiting for ARP.
+        let dials = tasks
+            .net
+            .has_dials()
+            .then(|| (tasks.net.clone(), tasks.dialer));
+        if !ready && !sends && dials.is_none() {
             return;
         }
-        tasks.net.enter(now_ns, || executor.run(now_ns));
-        for task in executor.take_panicked() {
-            tasks.net.abort_owned_by(task);
+        if let Some((net, service)) = dials {
+            self.start_dials(&net, service, now_ns, egress);
         }
-        let stats = executor.stats();
-        self.counters.async_tasks.set(stats.tasks as u64);
-        self.counters.async_task_panics.set(stats.panics);
-        self.send_task_datagrams(now_ns);
+        if sends {
+            self.send_task_datagrams(now_ns);
+        }
         self.end_burst(now_ns, egress);
     }
 

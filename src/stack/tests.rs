@@ -591,4 +591,5 @@ proptest! {
 
 mod async_udp;
 mod asyncio;
+mod connect;
 mod tcp;

@@ -71,6 +71,9 @@ pub struct Closed {
     /// It ended abruptly (a reset sent or received, an abort, or a
     /// retransmission timeout) rather than by both FINs.
     pub reset: bool,
+    /// It ended because retransmissions or probes went unanswered (a
+    /// SYN never answered, for an active open), not by a reset.
+    pub timed_out: bool,
 }
 
 /// One connection, as its service sees it during a callback.

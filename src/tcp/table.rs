@@ -134,6 +134,8 @@ struct Slot {
     half_open: bool,
     /// Opened by us (active open).
     active: bool,
+    /// It gave up after unanswered retransmissions or probes.
+    timed_out: bool,
     /// Its output waits for the end of the batch (in `TcpTable::deferred`).
     deferred: bool,
     /// Listed in `TcpTable::buffer_waiters`.
@@ -157,6 +159,7 @@ impl Slot {
             local: std::net::SocketAddrV4::new(t.local_ip, t.local_port),
             peer: std::net::SocketAddrV4::new(t.remote_ip, t.remote_port),
             reset,
+            timed_out: self.timed_out,
         }
     }
 }
@@ -876,6 +879,7 @@ impl TcpTable {
             timer_at: u64::MAX,
             half_open: false,
             active,
+            timed_out: false,
             deferred: false,
             buffer_wait: false,
             app_timer_at: u64::MAX,
@@ -1057,6 +1061,9 @@ impl TcpTable {
         if !events.is_empty() {
             let service = services.tcp(slot.service);
             let half_open = slot.half_open;
+            if events.contains(Events::RESET) && events.contains(Events::TIMED_OUT) {
+                slot.timed_out = true;
+            }
             let mut io = Io::new(key, slot, &mut self.pool, config, now);
             if events.contains(Events::ESTABLISHED) {
                 service.on_accepted(&mut io);

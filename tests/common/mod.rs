@@ -207,13 +207,27 @@ impl Lab {
     /// library, such as an example) in the DUT namespace with
     /// `config_text`; its files are `name.*`.
     pub fn start_program(&self, program: &Path, name: &str, config_text: &str) -> Shardnet {
+        self.start_program_with(program, name, config_text, &[])
+    }
+
+    /// [`Lab::start_program`] with `args` after `--config FILE`.
+    pub fn start_program_with(
+        &self,
+        program: &Path,
+        name: &str,
+        config_text: &str,
+        args: &[&str],
+    ) -> Shardnet {
+        let no_wrapper: &[&str] = &[];
+        let ns = &self.dut_ns;
         self.spawn_in(
-            &self.dut_ns,
+            ns,
             name,
             config_text,
-            &[],
+            no_wrapper,
             program.as_os_str(),
             &[],
+            args,
         )
     }
 
@@ -230,12 +244,13 @@ impl Lab {
         wrapper: &[&str],
     ) -> Shardnet {
         let shardnet = OsStr::new(env!("CARGO_BIN_EXE_shardnet"));
-        self.spawn_in(ns, name, config_text, wrapper, shardnet, &["run"])
+        self.spawn_in(ns, name, config_text, wrapper, shardnet, &["run"], &[])
     }
 
-    /// Start `[wrapper..] ip netns exec NS program args.. --config FILE`
-    /// with `config_text` in FILE (`name.toml`) and its stderr in
+    /// Start `[wrapper..] ip netns exec NS program before.. --config FILE
+    /// after..` with `config_text` in FILE (`name.toml`) and its stderr in
     /// `name.log`, logging at `info`.
+    #[allow(clippy::too_many_arguments)]
     fn spawn_in(
         &self,
         ns: &str,
@@ -243,7 +258,8 @@ impl Lab {
         config_text: &str,
         wrapper: &[&str],
         program: &OsStr,
-        args: &[&str],
+        before: &[&str],
+        after: &[&str],
     ) -> Shardnet {
         let config = self.path(&format!("{name}.toml"));
         std::fs::write(&config, config_text).unwrap();
@@ -260,9 +276,10 @@ impl Lab {
         let child = command
             .args(["netns", "exec", ns])
             .arg(program)
-            .args(args)
+            .args(before)
             .arg("--config")
             .arg(&config)
+            .args(after)
             .env("SHARDNET_LOG", "info")
             // Journals of what it changes on the NIC in the lab, not in
             // /run/shardnet: a test that fails leaves one (for a namespace

@@ -484,17 +484,14 @@ fn an_app_woken_in_its_poll_round_sends_then() {
         50000,
         50099,
     ));
-    stack.set_app(
-        Box::new(Pacer {
-            target: SocketAddrV4::new(PEER_IP, 80),
-            port: port.clone(),
-            wake: wake.clone(),
-            owed: 0,
-            writable_calls: writable_calls.clone(),
-        }),
-        ports.picker(0),
-        None,
-    );
+    stack.set_app(Box::new(Pacer {
+        target: SocketAddrV4::new(PEER_IP, 80),
+        port: port.clone(),
+        wake: wake.clone(),
+        owed: 0,
+        writable_calls: writable_calls.clone(),
+    }));
+    stack.set_local_ports(ports.picker(0));
     stack.neighbours().learn(PEER_IP, PEER_MAC, 0);
     let poll = |stack: &mut Stack| {
         let mut egress = CollectEgress::default();
