@@ -188,7 +188,9 @@ def main():
               + f"   {targets.get(k, '')}")
     for n in notes:
         print(f"NOTE: {n}")
-    print("\nA client core near 100% busy means the client, not the server, set the rate.")
+    print("\nA wrk core near 100% busy means the client, not the server, set the rate. shardnet-load and"
+          "\nshardnet's worker busy-poll: their cores always show 100%; shardnet-load drives about twice"
+          "\nwhat wrk does from the same core.")
     if a.busy_before > 10:
         print(f"WARNING: the CPUs were {a.busy_before}% busy before the run: noisy")
     with open(a.out, "w") as f:
