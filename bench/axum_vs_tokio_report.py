@@ -164,6 +164,15 @@ def main():
             **{f"{c}_over_nginx": rate(c, t) / rate("nginx", t) for c in ("tokio", "http", "axum")},
         }
     result["ratios"] = ratios
+    # axum_tokio's own count at its exit: each round's two clients opened
+    # `connections` each, twice (warm-up and run), plus three curls.
+    for r in range(1, a.rounds + 1):
+        m = re.search(r"accepted (\d+) connections", read(f"{w}/tokio-r{r}.log"))
+        if check(m is not None, f"tokio round {r}: no count of accepted connections in its log"):
+            n = int(m.group(1))
+            result["contenders"]["tokio"][f"accepted_connections_r{r}"] = n
+            check(4 * a.connections <= n <= 4 * a.connections * 1.1 + 10,
+                  f"tokio round {r}: accepted {n} connections for 4 x {a.connections}")
     result["targets"] = {"axum_shardnet_over_axum_tokio": 2.5, "axum_shardnet_over_builtin_http": 0.5}
     result["failures"] = failures
     result["notes"] = notes
