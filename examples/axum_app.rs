@@ -20,6 +20,9 @@
 //! executor: hyper-util's `TokioIo` adapts the stream, and
 //! [`ShardnetTimer`] gives hyper the timer `header_read_timeout` needs.
 //!
+//! The router is in `examples/shared/axum_router.rs` (shared with the
+//! benchmarks):
+//!
 //! - `GET /` answers `hello from shardnet`;
 //! - `GET /users/{id}` answers the JSON `{"id": <id>}`;
 //! - `POST /echo` answers with the request body.
@@ -28,9 +31,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use axum::extract::Path;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use clap::Parser;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -38,6 +38,9 @@ use shardnet::config::Protocol;
 use shardnet::rt::{spawn_local, ShardnetTimer, TcpListener};
 use shardnet::service::WorkerInfo;
 use shardnet::Runtime;
+
+#[path = "shared/axum_router.rs"]
+mod axum_router;
 
 /// The service's name in the rules.
 const SERVICE: &str = "app";
@@ -49,17 +52,6 @@ struct Cli {
     config: PathBuf,
 }
 
-/// The application.
-fn router() -> Router {
-    Router::new()
-        .route("/", get(|| async { "hello from shardnet" }))
-        .route(
-            "/users/{id}",
-            get(|Path(id): Path<u64>| async move { Json(serde_json::json!({ "id": id })) }),
-        )
-        .route("/echo", post(|body: axum::body::Bytes| async move { body }))
-}
-
 /// One worker's main task: a listener per port, a task per connection.
 async fn serve(port: u16) {
     let listener = match TcpListener::bind(port) {
@@ -69,6 +61,8 @@ async fn serve(port: u16) {
             return;
         }
     };
+    // Built once per listener; a clone per connection shares the routes.
+    let app = axum_router::router();
     loop {
         let (stream, _peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -77,7 +71,7 @@ async fn serve(port: u16) {
                 return;
             }
         };
-        let service = TowerToHyperService::new(router());
+        let service = TowerToHyperService::new(app.clone());
         drop(spawn_local(async move {
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(ShardnetTimer)
