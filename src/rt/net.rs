@@ -627,6 +627,23 @@ impl TcpStream {
     /// # Errors
     /// `ConnectionReset` when the connection was reset.
     pub fn poll_read_into(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let mut filled = 0;
+        self.poll_read_with(cx, buf.len(), |chunk| {
+            buf[filled..filled + chunk.len()].copy_from_slice(chunk);
+            filled += chunk.len();
+        })
+    }
+
+    /// The read path of [`poll_read_into`](Self::poll_read_into) and of
+    /// the `AsyncRead` impls: hands `put` at most `room` bytes, in order,
+    /// straight from the receive buffer (so tokio's `ReadBuf` is filled
+    /// without first being zeroed); how many it handed.
+    fn poll_read_with(
+        &self,
+        cx: &mut Context<'_>,
+        room: usize,
+        mut put: impl FnMut(&[u8]),
+    ) -> Poll<io::Result<usize>> {
         let (closed, reset) = self.touch();
         if reset {
             return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
@@ -635,14 +652,16 @@ impl TcpStream {
             let mut reactor = self.net.reactor.borrow_mut();
             let tail = &mut reactor.sockets[self.index].tail;
             if !tail.is_empty() {
-                let n = tail.len().min(buf.len());
-                for (to, from) in buf.iter_mut().zip(tail.drain(..n)) {
-                    *to = from;
-                }
-                return Poll::Ready(Ok(n));
+                let (a, b) = tail.as_slices();
+                let n = a.len().min(room);
+                let m = b.len().min(room - n);
+                put(&a[..n]);
+                put(&b[..m]);
+                tail.drain(..n + m);
+                return Poll::Ready(Ok(n + m));
             }
         }
-        if closed || buf.is_empty() {
+        if closed || room == 0 {
             return Poll::Ready(Ok(0));
         }
         let read = self.net.with_connection(self.id, |io| {
@@ -650,10 +669,10 @@ impl TcpStream {
             if a.is_empty() {
                 return io.peer_closed().then_some(0);
             }
-            let n = a.len().min(buf.len());
-            buf[..n].copy_from_slice(&a[..n]);
-            let m = b.len().min(buf.len() - n);
-            buf[n..n + m].copy_from_slice(&b[..m]);
+            let n = a.len().min(room);
+            let m = b.len().min(room - n);
+            put(&a[..n]);
+            put(&b[..m]);
             io.consume(n + m);
             Some(n + m)
         });
@@ -879,15 +898,11 @@ impl tokio::io::AsyncRead for TcpStream {
         cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let unfilled = buf.initialize_unfilled();
-        match self.poll_read_into(cx, unfilled) {
-            Poll::Ready(Ok(n)) => {
-                buf.advance(n);
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
+        // Copied straight into the unfilled part: no zeroing first (hyper
+        // hands over uninitialised read buffers of 8 KiB and more).
+        let room = buf.remaining();
+        self.poll_read_with(cx, room, |chunk| buf.put_slice(chunk))
+            .map_ok(|_| ())
     }
 }
 
