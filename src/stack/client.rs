@@ -62,11 +62,9 @@ fn next_hop_mac<E: Egress>(
     ip: Ipv4Addr,
     now_ns: u64,
 ) -> Result<EthernetAddress, ConnectError> {
-    let hop = if iface.in_subnet(ip) {
-        ip
-    } else {
-        gateway.ok_or(ConnectError::NoRoute(ip))?
-    };
+    let hop = iface
+        .next_hop(gateway, ip)
+        .ok_or(ConnectError::NoRoute(ip))?;
     if let Some(mac) = neighbours.lookup(hop, now_ns) {
         return Ok(mac);
     }

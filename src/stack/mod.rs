@@ -143,6 +143,17 @@ impl Interface {
         u32::from(addr) & mask == u32::from(self.ip) & mask
     }
 
+    /// The next hop towards `to`: `to` itself on our subnet, else the
+    /// `gateway`; `None` without a route. Every sender the stack starts
+    /// frames for (the app, the tasks, the UDP services) routes by this.
+    fn next_hop(&self, gateway: Option<Ipv4Addr>, to: Ipv4Addr) -> Option<Ipv4Addr> {
+        if self.in_subnet(to) {
+            Some(to)
+        } else {
+            gateway
+        }
+    }
+
     fn is_subnet_broadcast(&self, addr: Ipv4Addr) -> bool {
         let host_mask = !prefix_mask(self.prefix_len);
         self.prefix_len < 31 && self.in_subnet(addr) && u32::from(addr) & host_mask == host_mask

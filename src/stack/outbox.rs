@@ -162,11 +162,9 @@ impl UdpIo for OutboxIo<'_> {
         if payload.len() > MAX_PAYLOAD {
             return Err(ConnectError::TooLong(payload.len()));
         }
-        let hop = if self.iface.in_subnet(*to.ip()) {
-            *to.ip()
-        } else {
-            self.gateway.ok_or(ConnectError::NoRoute(*to.ip()))?
-        };
+        let hop = (self.iface)
+            .next_hop(self.gateway, *to.ip())
+            .ok_or(ConnectError::NoRoute(*to.ip()))?;
         let Some(mac) = self.neighbours.lookup(hop, self.now_ns) else {
             if !self.outbox.resolve.contains(&hop) && self.outbox.resolve.len() < MAX_DATAGRAMS {
                 self.outbox.resolve.push(hop);

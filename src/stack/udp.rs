@@ -144,11 +144,7 @@ impl Stack {
         reactor
             .udp_mut()
             .drain_sends(|local_port, to, payload, queued_ns| {
-                let hop = if iface.in_subnet(*to.ip()) {
-                    *to.ip()
-                } else if let Some(gateway) = gateway {
-                    *gateway
-                } else {
+                let Some(hop) = iface.next_hop(*gateway, *to.ip()) else {
                     counters.count_drop(DropReason::UdpUnresolved);
                     return SendOutcome::Dropped;
                 };
