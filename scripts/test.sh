@@ -14,11 +14,14 @@ echo "== layers (src/lib.rs's list: no module imports a higher layer)"
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --no-default-features --all-targets -- -D warnings
+cargo clippy --all-targets --features futures-io -- -D warnings
 echo "== cargo doc (no warnings: every public item documented, links resolve)"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib --features futures-io
 echo "== deploy/ monitoring kit (promtool check config, check rules, test rules)"
 ./deploy/check.sh
 echo "== cargo test"
 cargo test --workspace
 echo "== cargo test (without the DPDK feature)"
 cargo test --no-default-features --lib
+echo "== cargo test (the async layer with the futures-io feature)"
+cargo test --lib --features futures-io -- rt:: stack::tests::connect
