@@ -211,7 +211,16 @@ async fn serve(port: u16, shards: LocalShards) {
 async fn sweep(store: Rc<RefCell<Store>>) {
     loop {
         rt::sleep(SWEEP_EVERY).await;
-        store.borrow_mut().sweep(now_ms(), SWEEP_BUDGET);
+        let mut store = store.borrow_mut();
+        let removed = store.sweep(now_ms(), SWEEP_BUDGET);
+        if removed > 0 {
+            tracing::debug!(
+                removed,
+                keys = store.len(),
+                expiring = store.expiring(),
+                "kv: expiry sweep"
+            );
+        }
     }
 }
 

@@ -51,7 +51,10 @@ fn unknown(args: &[Vec<u8>]) -> Command {
         let cut: String = text.chars().take(room).collect();
         listed.push_str(&format!("'{cut}' "));
     }
-    let name: String = String::from_utf8_lossy(&args[0]).chars().take(128).collect();
+    let name: String = String::from_utf8_lossy(&args[0])
+        .chars()
+        .take(128)
+        .collect();
     Command::Reply(Reply::err(format_args!(
         "unknown command '{name}', with args beginning with: {listed}"
     )))
@@ -107,7 +110,8 @@ pub fn parse(mut args: Vec<Vec<u8>>) -> Command {
             match options.as_slice() {
                 [] => Command::FlushAll,
                 [mode]
-                    if mode.eq_ignore_ascii_case(b"async") || mode.eq_ignore_ascii_case(b"sync") =>
+                    if mode.eq_ignore_ascii_case(b"async")
+                        || mode.eq_ignore_ascii_case(b"sync") =>
                 {
                     Command::FlushAll
                 }
@@ -293,8 +297,14 @@ impl Plan {
                 }
                 (parts, Merge::Positions { positions, len })
             }
-            Command::DbSize => ((0..shards).map(|s| (s, ShardOp::DbSize)).collect(), Merge::Sum),
-            Command::FlushAll => ((0..shards).map(|s| (s, ShardOp::FlushAll)).collect(), Merge::Ok),
+            Command::DbSize => (
+                (0..shards).map(|s| (s, ShardOp::DbSize)).collect(),
+                Merge::Sum,
+            ),
+            Command::FlushAll => (
+                (0..shards).map(|s| (s, ShardOp::FlushAll)).collect(),
+                Merge::Ok,
+            ),
         };
         Some(Plan { parts, merge })
     }
@@ -422,7 +432,11 @@ mod tests {
         ] {
             assert_eq!(run(&mut st, 0, bad), err("syntax error"), "{bad}");
         }
-        for bad in ["set k v ex 0", "set k v px -1", "set k v ex 9223372036854775807"] {
+        for bad in [
+            "set k v ex 0",
+            "set k v px -1",
+            "set k v ex 9223372036854775807",
+        ] {
             assert_eq!(
                 run(&mut st, 0, bad),
                 err("invalid expire time in 'set' command"),
@@ -490,10 +504,7 @@ mod tests {
     fn multi_key_commands_split_and_merge_in_key_order() {
         // Two shards: "foo" is on shard 0, "bar" on 1 (see store's tests).
         let mut st = [Store::new(), Store::new()];
-        assert_eq!(
-            run(&mut st, 0, "mset foo 1 bar 2 x 3"),
-            Reply::OK
-        );
+        assert_eq!(run(&mut st, 0, "mset foo 1 bar 2 x 3"), Reply::OK);
         assert_eq!(
             run(&mut st, 0, "mset foo 1 bar"),
             err("wrong number of arguments for 'mset' command")
@@ -501,9 +512,18 @@ mod tests {
         assert!(st[0].len() > 0 && st[1].len() > 0, "both shards hold keys");
         assert_eq!(
             run(&mut st, 0, "mget bar nope foo x bar"),
-            Reply::Array(vec![bulk("2"), Reply::Bulk(None), bulk("1"), bulk("3"), bulk("2")])
+            Reply::Array(vec![
+                bulk("2"),
+                Reply::Bulk(None),
+                bulk("1"),
+                bulk("3"),
+                bulk("2")
+            ])
         );
-        assert_eq!(run(&mut st, 0, "exists foo bar bar nope"), Reply::Integer(3));
+        assert_eq!(
+            run(&mut st, 0, "exists foo bar bar nope"),
+            Reply::Integer(3)
+        );
         assert_eq!(run(&mut st, 0, "dbsize"), Reply::Integer(3));
         assert_eq!(run(&mut st, 0, "del foo bar nope bar"), Reply::Integer(2));
         assert_eq!(run(&mut st, 0, "dbsize"), Reply::Integer(1));

@@ -434,7 +434,11 @@ mod tests {
     fn every_prefix_of_a_request_is_incomplete() {
         let request = b"*2\r\n$4\r\nECHO\r\n$5\r\nhello\r\n";
         for cut in 0..request.len() {
-            assert_eq!(parse(&request[..cut], &Limits::default()), Ok(None), "cut {cut}");
+            assert_eq!(
+                parse(&request[..cut], &Limits::default()),
+                Ok(None),
+                "cut {cut}"
+            );
         }
         assert_eq!(
             parse(request, &Limits::default()),
@@ -476,7 +480,11 @@ mod tests {
         ];
         for (input, text) in cases {
             let error = parse(input, &limits).unwrap_err();
-            assert_eq!(error.to_string(), format!("Protocol error: {text}"), "{input:?}");
+            assert_eq!(
+                error.to_string(),
+                format!("Protocol error: {text}"),
+                "{input:?}"
+            );
         }
     }
 
@@ -500,10 +508,16 @@ mod tests {
         assert_eq!(parse(&long_line[..limits.max_inline], &limits), Ok(None));
         let mut long_count = b"*1".to_vec();
         long_count.resize(limits.max_inline + 1, b'1');
-        assert_eq!(parse(&long_count, &limits), Err(ProtocolError::TooBigMbulkCount));
+        assert_eq!(
+            parse(&long_count, &limits),
+            Err(ProtocolError::TooBigMbulkCount)
+        );
         let mut long_bulk = b"*1\r\n$1".to_vec();
         long_bulk.resize(limits.max_inline + 10, b'1');
-        assert_eq!(parse(&long_bulk, &limits), Err(ProtocolError::TooBigBulkCount));
+        assert_eq!(
+            parse(&long_bulk, &limits),
+            Err(ProtocolError::TooBigBulkCount)
+        );
         // Many bulks at the limit add up past max_request.
         let small = Limits {
             max_request: 100,

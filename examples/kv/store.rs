@@ -267,7 +267,11 @@ impl Store {
                 let old = self.live(&key, now);
                 let existed = old.is_some();
                 let kept = old.as_ref().and_then(|e| e.expires_at);
-                let old_value = if get { old.map(|e| e.value.clone()) } else { None };
+                let old_value = if get {
+                    old.map(|e| e.value.clone())
+                } else {
+                    None
+                };
                 let allowed = match condition {
                     SetCondition::Always => true,
                     SetCondition::IfMissing => !existed,
@@ -326,9 +330,7 @@ impl Store {
                 ShardReply::Ok
             }
             ShardOp::Expire(key, seconds) => {
-                let Some(deadline) = seconds
-                    .checked_mul(1000)
-                    .and_then(|ms| ms.checked_add(now))
+                let Some(deadline) = seconds.checked_mul(1000).and_then(|ms| ms.checked_add(now))
                 else {
                     return ShardReply::Error(INVALID_EXPIRE);
                 };
@@ -404,14 +406,29 @@ mod tests {
         let mut s = Store::new();
         assert_eq!(s.apply(ShardOp::Get(k("a")), 0), ShardReply::Value(None));
         let always = SetCondition::Always;
-        assert_eq!(s.apply(set("a", "1", SetExpiry::Clear, always), 0), ShardReply::Ok);
+        assert_eq!(
+            s.apply(set("a", "1", SetExpiry::Clear, always), 0),
+            ShardReply::Ok
+        );
         assert_eq!(s.apply(ShardOp::Get(k("a")), 0), value("1"));
         let nx = SetCondition::IfMissing;
         let xx = SetCondition::IfExists;
-        assert_eq!(s.apply(set("a", "2", SetExpiry::Clear, nx), 0), ShardReply::NotSet);
-        assert_eq!(s.apply(set("b", "2", SetExpiry::Clear, xx), 0), ShardReply::NotSet);
-        assert_eq!(s.apply(set("a", "3", SetExpiry::Clear, xx), 0), ShardReply::Ok);
-        assert_eq!(s.apply(set("b", "4", SetExpiry::Clear, nx), 0), ShardReply::Ok);
+        assert_eq!(
+            s.apply(set("a", "2", SetExpiry::Clear, nx), 0),
+            ShardReply::NotSet
+        );
+        assert_eq!(
+            s.apply(set("b", "2", SetExpiry::Clear, xx), 0),
+            ShardReply::NotSet
+        );
+        assert_eq!(
+            s.apply(set("a", "3", SetExpiry::Clear, xx), 0),
+            ShardReply::Ok
+        );
+        assert_eq!(
+            s.apply(set("b", "4", SetExpiry::Clear, nx), 0),
+            ShardReply::Ok
+        );
         assert_eq!(s.apply(ShardOp::Get(k("a")), 0), value("3"));
         assert_eq!(s.apply(ShardOp::Get(k("b")), 0), value("4"));
         let get = ShardOp::Set {
@@ -480,15 +497,30 @@ mod tests {
     fn expire_sets_deletes_or_reports_missing() {
         let mut s = Store::new();
         s.apply(set("a", "1", SetExpiry::Clear, SetCondition::Always), 0);
-        assert_eq!(s.apply(ShardOp::Expire(k("z"), 10), 0), ShardReply::Integer(0));
-        assert_eq!(s.apply(ShardOp::Expire(k("a"), 10), 0), ShardReply::Integer(1));
+        assert_eq!(
+            s.apply(ShardOp::Expire(k("z"), 10), 0),
+            ShardReply::Integer(0)
+        );
+        assert_eq!(
+            s.apply(ShardOp::Expire(k("a"), 10), 0),
+            ShardReply::Integer(1)
+        );
         assert_eq!(s.apply(ShardOp::Ttl(k("a")), 0), ShardReply::Integer(10));
-        assert_eq!(s.apply(ShardOp::Expire(k("a"), 20), 0), ShardReply::Integer(1));
+        assert_eq!(
+            s.apply(ShardOp::Expire(k("a"), 20), 0),
+            ShardReply::Integer(1)
+        );
         assert_eq!(s.expiring(), 1);
         assert_eq!(s.apply(ShardOp::Ttl(k("a")), 0), ShardReply::Integer(20));
         // Zero or negative: the key goes at once.
-        assert_eq!(s.apply(ShardOp::Expire(k("a"), 0), 0), ShardReply::Integer(1));
-        assert_eq!(s.apply(ShardOp::Exists(vec![k("a")]), 0), ShardReply::Integer(0));
+        assert_eq!(
+            s.apply(ShardOp::Expire(k("a"), 0), 0),
+            ShardReply::Integer(1)
+        );
+        assert_eq!(
+            s.apply(ShardOp::Exists(vec![k("a")]), 0),
+            ShardReply::Integer(0)
+        );
         assert_eq!(s.expiring(), 0);
         assert_eq!(
             s.apply(ShardOp::Expire(k("a"), i64::MAX / 100), 0),
@@ -515,7 +547,10 @@ mod tests {
         }
         let max = i64::MAX.to_string();
         s.apply(set("m", &max, SetExpiry::Clear, SetCondition::Always), 0);
-        assert_eq!(s.apply(ShardOp::Incr(k("m")), 0), ShardReply::Error(OVERFLOW));
+        assert_eq!(
+            s.apply(ShardOp::Incr(k("m")), 0),
+            ShardReply::Error(OVERFLOW)
+        );
         assert_eq!(s.apply(ShardOp::Get(k("m")), 0), value(&max));
     }
 
