@@ -19,7 +19,8 @@
 //! EXISTS, INCR, MGET, MSET, EXPIRE, TTL, DBSIZE, FLUSHALL, QUIT, with
 //! redis-server 7's errors; anything else is `-ERR unknown command`.
 //! Requests are pipelined: every complete request in the read buffer runs
-//! in order, and their replies leave in one write. A malformed request is
+//! in order, and their replies leave in one write (or every 256 KiB).
+//! Keys and values are byte strings. A malformed request is
 //! answered `-ERR Protocol error: ...` and the connection closes (limits:
 //! [`resp::Limits`]: 1 MiB per key or value, 64 Ki arguments, 64 KiB inline
 //! lines, 8 MiB per request).
@@ -32,7 +33,8 @@
 //! **The shard seam**: every keyed operation goes through
 //! [`Shards::run`]`(shard, op)`. For now [`LocalShards`] has one shard, the
 //! worker's own store (so with several workers each worker holds its own
-//! keyspace: run it with one worker); the cross-core version (each worker
+//! keyspace: it refuses to start with more than one worker); the
+//! cross-core version (each worker
 //! owns the keys of its shard, `run` sends the op to the owning worker and
 //! awaits its answer) replaces `LocalShards` only.
 
@@ -71,6 +73,11 @@ const SWEEP_BUDGET: usize = 1000;
 
 /// Bytes read per call.
 const READ_CHUNK: usize = 16 << 10;
+
+/// Replies are written once the batch's requests have run, or earlier once
+/// this many bytes wait (so that small requests for large values cannot
+/// pile up unbounded replies).
+const WRITE_AT: usize = 256 << 10;
 
 #[derive(Parser)]
 struct Cli {
@@ -161,6 +168,10 @@ async fn serve_connection(mut stream: TcpStream, shards: impl Shards) -> std::io
                         close = true;
                         break;
                     }
+                    if out.len() >= WRITE_AT {
+                        stream.write_all(&out).await?;
+                        out.clear();
+                    }
                 }
                 Ok(None) => break,
                 Err(error) => {
@@ -246,6 +257,17 @@ fn main() -> ExitCode {
     match runtime.config() {
         Ok(config) if config.service_ports(Protocol::Tcp, SERVICE).is_empty() => {
             eprintln!("kv: no TCP rule gives a port to the service \"{SERVICE}\"");
+            return ExitCode::from(1);
+        }
+        // SEAM: until a key's commands can run on its owning worker, each
+        // worker would hold its own keyspace, and a client would see the
+        // keys of whichever worker its connection landed on.
+        Ok(config) if config.dataplane.workers.len() > 1 => {
+            eprintln!(
+                "kv: {} workers configured; this version serves one (its keyspace is not yet \
+                 sharded across workers)",
+                config.dataplane.workers.len()
+            );
             return ExitCode::from(1);
         }
         Ok(_) => {}

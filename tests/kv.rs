@@ -143,6 +143,10 @@ check("binary get", r.get(binary[:300]), binary)
 large = b"v" * (512 << 10)
 check("large set", r.set("large", large), True)
 check("large get", r.get("large"), large)
+p = r.pipeline(transaction=False)
+for i in range(20):
+    p.get("large")
+check("pipelined large gets", p.execute() == [large] * 20, True)
 check("mset", r.mset({"m%d" % i: str(i) for i in range(50)}), True)
 check("mget", r.mget(["m%d" % i for i in range(50)] + ["none"]), [str(i).encode() for i in range(50)] + [None])
 check("exists", r.exists("m1", "m2", "none"), 2)
@@ -233,4 +237,20 @@ fn kv_answers_redis_cli_and_python_redis_over_af_packet() {
 #[test]
 fn kv_answers_redis_cli_and_python_redis_over_dpdk() {
     serve("dpdk");
+}
+
+#[test]
+fn kv_refuses_more_than_one_worker_until_its_keyspace_is_sharded() {
+    let lab = Lab::with_prefix("snk");
+    let text = format!(
+        "{}\n[interface]\naddress = \"{DUT_IP}/24\"\n\n\
+         [[rule]]\nname = \"kv\"\nprotocol = \"tcp\"\nports = [{PORT}]\nservice = \"kv\"\n",
+        lab.dataplane("af_packet", 4096)
+    );
+    let path = lab.path("two.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = lab.run_program(&example("kv"), &path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started anyway: {stderr}");
+    assert!(stderr.contains("kv: 2 workers configured"), "{stderr}");
 }

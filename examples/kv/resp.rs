@@ -15,6 +15,10 @@
 //! is a small parser of our own, bounded ([`Limits`]) and fuzz-robust (the
 //! tests cut every request at every byte and feed it garbage).
 //!
+//! One difference from redis-server: a bulk string must be followed by
+//! CRLF (redis-server skips two bytes whatever they are); anything else is
+//! `Protocol error: invalid bulk terminator`.
+//!
 //! Decoding is stateless: [`parse`] looks at the buffer from its start and
 //! returns the first request and the bytes it used, `None` while incomplete,
 //! or a [`ProtocolError`] (the server answers `-ERR Protocol error: ...` and
