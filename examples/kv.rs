@@ -46,6 +46,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use clap::Parser;
+use futures_util::future::join_all;
 use shardnet::config::Protocol;
 use shardnet::rt::{self, spawn_local, TcpListener, TcpStream};
 use shardnet::service::WorkerInfo;
@@ -134,10 +135,14 @@ async fn execute(shards: &impl Shards, args: Vec<Vec<u8>>, out: &mut Vec<u8>) ->
         command => match Plan::new(command, shards.count()) {
             None => Reply::err("internal error"),
             Some(plan) => {
-                let mut answers = Vec::with_capacity(plan.parts.len());
-                for (shard, op) in plan.parts {
-                    answers.push(shards.run(shard, op).await);
-                }
+                // The parts run on their shards at once; their answers
+                // come back in the parts' order.
+                let answers = join_all(
+                    plan.parts
+                        .into_iter()
+                        .map(|(shard, op)| shards.run(shard, op)),
+                )
+                .await;
                 Plan::merge(plan.merge, answers)
             }
         },

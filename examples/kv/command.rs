@@ -500,6 +500,55 @@ mod tests {
         assert!(text.ends_with(&format!("'{}' ", "x".repeat(128))), "{text}");
     }
 
+    use proptest::prelude::*;
+
+    /// A random command line over a few keys (so that they collide).
+    fn line() -> impl Strategy<Value = String> {
+        let key = prop::sample::select(vec!["a", "b", "c", "foo", "bar", "{t}1", "{t}2", "n"]);
+        let keys = prop::collection::vec(key.clone(), 1..6);
+        prop_oneof![
+            (key.clone(), 0..100i32).prop_map(|(k, v)| format!("set {k} {v}")),
+            (key.clone(), 1..5i32).prop_map(|(k, s)| format!("set {k} x ex {s}")),
+            key.clone().prop_map(|k| format!("get {k}")),
+            key.clone().prop_map(|k| format!("incr {k}")),
+            key.clone().prop_map(|k| format!("ttl {k}")),
+            (key.clone(), -1..5i32).prop_map(|(k, s)| format!("expire {k} {s}")),
+            keys.clone().prop_map(|ks| format!("del {}", ks.join(" "))),
+            keys.clone()
+                .prop_map(|ks| format!("exists {}", ks.join(" "))),
+            keys.clone().prop_map(|ks| format!("mget {}", ks.join(" "))),
+            keys.prop_map(|ks| format!(
+                "mset {}",
+                ks.iter()
+                    .map(|k| format!("{k} 7"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )),
+            Just("dbsize".to_string()),
+            Just("flushall".to_string()),
+        ]
+    }
+
+    proptest! {
+        /// Split over 1, 2 or 5 shards, every command answers as on one:
+        /// the per-shard split and the merge are invisible to clients.
+        #[test]
+        fn sharding_is_invisible(
+            lines in prop::collection::vec((line(), 0..1500i64), 1..60),
+        ) {
+            let mut one = [Store::new()];
+            let mut two = [Store::new(), Store::new()];
+            let mut five: Vec<Store> = (0..5).map(|_| Store::new()).collect();
+            let mut now = 0;
+            for (line, step) in lines {
+                now += step;
+                let want = run(&mut one, now, &line);
+                prop_assert_eq!(&run(&mut two, now, &line), &want, "{}", line);
+                prop_assert_eq!(&run(&mut five, now, &line), &want, "{}", line);
+            }
+        }
+    }
+
     #[test]
     fn multi_key_commands_split_and_merge_in_key_order() {
         // Two shards: "foo" is on shard 0, "bar" on 1 (see store's tests).
