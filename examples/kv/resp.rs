@@ -567,6 +567,53 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any requests (arbitrary bytes, within the limits), encoded as
+        /// arrays and delivered in arbitrary pieces, decode to themselves.
+        #[test]
+        fn encoded_requests_decode_from_any_pieces(
+            requests in proptest::collection::vec(
+                proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..40), 1..6),
+                1..8,
+            ),
+            cuts in proptest::collection::vec(0usize..400, 0..6),
+        ) {
+            let mut wire = Vec::new();
+            for request in &requests {
+                wire.extend_from_slice(format!("*{}\r\n", request.len()).as_bytes());
+                for arg in request {
+                    wire.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+                    wire.extend_from_slice(arg);
+                    wire.extend_from_slice(b"\r\n");
+                }
+            }
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (wire.len() + 1)).collect();
+            cuts.push(wire.len());
+            cuts.sort_unstable();
+            let limits = Limits::default();
+            let (mut buf, mut got, mut from) = (Vec::new(), Vec::new(), 0);
+            for cut in cuts {
+                buf.extend_from_slice(&wire[from..cut]);
+                from = cut;
+                while let Some((request, used)) = parse(&buf, &limits).unwrap() {
+                    got.push(request);
+                    buf.drain(..used);
+                }
+            }
+            proptest::prop_assert!(buf.is_empty());
+            proptest::prop_assert_eq!(got, requests);
+        }
+
+        /// Arbitrary bytes never panic, and a decoded request never claims
+        /// more than the buffer.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            if let Ok(Some((_, used))) = parse(&bytes, &Limits::default()) {
+                proptest::prop_assert!(used > 0 && used <= bytes.len());
+            }
+        }
+    }
+
     #[test]
     fn integers_parse_as_string2ll() {
         assert_eq!(parse_i64(b"0"), Some(0));
