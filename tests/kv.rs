@@ -3,8 +3,10 @@
 //! AF_PACKET and DPDK, with one worker (until cross-core messages exist,
 //! each worker holds its own keyspace): the commands, their redis-server 7
 //! errors, expiry, pipelining, binary and large values, and a malformed
-//! request answered `-ERR Protocol error: ...` then closed. Needs root,
-//! redis-tools and python3-redis (`scripts/install-deps.sh`).
+//! request answered `-ERR Protocol error: ...` then closed; and the
+//! redis-cli cases' expected answers against a real redis-server. Needs
+//! root, redis-tools, redis-server and python3-redis
+//! (`scripts/install-deps.sh`).
 //!
 //! The example's protocol, store and command modules are compiled here too,
 //! so that their unit tests run with `cargo test` (an example's own tests
@@ -197,13 +199,12 @@ print("bad:", bad)
 sys.exit(1 if bad else 0)
 "#;
 
-fn serve(backend: &str) {
-    let lab = Lab::with_prefix("snk");
-    let mut app = lab.start_program(&example("kv"), "kv", &config(&lab, backend));
-    lab.wait_until_answering(&mut app, Duration::from_secs(30));
+/// Runs [`CLI_CASES`] with redis-cli from the peer against `host:port`;
+/// returns what differed.
+fn cli_failures(lab: &Lab, host: &str, port: &str) -> Vec<String> {
     let mut failures = Vec::new();
     for (args, want) in CLI_CASES {
-        let mut all = vec!["redis-cli", "-h", DUT_IP, "-p", PORT];
+        let mut all = vec!["redis-cli", "-h", host, "-p", port];
         all.extend_from_slice(args);
         let out = lab.peer(&all);
         let got = String::from_utf8_lossy(&out.stdout);
@@ -216,6 +217,14 @@ fn serve(backend: &str) {
             ));
         }
     }
+    failures
+}
+
+fn serve(backend: &str) {
+    let lab = Lab::with_prefix("snk");
+    let mut app = lab.start_program(&example("kv"), "kv", &config(&lab, backend));
+    lab.wait_until_answering(&mut app, Duration::from_secs(30));
+    let failures = cli_failures(&lab, DUT_IP, PORT);
     let out = lab.peer(&["/usr/bin/python3", "-c", PYTHON, DUT_IP, PORT]);
     let log = app.stop();
     assert!(
@@ -255,4 +264,47 @@ fn kv_refuses_more_than_one_worker_until_its_keyspace_is_sharded() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "started anyway: {stderr}");
     assert!(stderr.contains("kv: 2 workers configured"), "{stderr}");
+}
+
+/// A process started by a test, killed when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The expected outputs of [`CLI_CASES`] are redis-server's own: a real
+/// redis-server (on the peer's kernel) gives the same answers.
+#[test]
+fn the_cli_cases_are_what_redis_server_answers() {
+    let lab = Lab::with_prefix("snk");
+    let port = "6380";
+    let _server = Killed(
+        std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.peer_ns,
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args(["--port", port, "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/install-deps.sh installs it)"),
+    );
+    common::wait_for("redis-server answering", Duration::from_secs(20), || {
+        let out = lab.peer(&["redis-cli", "-h", "127.0.0.1", "-p", port, "PING"]);
+        out.stdout.starts_with(b"PONG")
+    });
+    let failures = cli_failures(&lab, "127.0.0.1", port);
+    assert!(
+        failures.is_empty(),
+        "redis-server:\n{}",
+        failures.join("\n")
+    );
 }
