@@ -19,6 +19,8 @@ packages=(
     iperf3
     # the control endpoint's tests: a real Prometheus server and promtool
     prometheus
+    # the kv example's tests and benchmark: redis-cli, redis-benchmark, redis-server, Python's redis
+    redis-tools redis-server python3-redis
     # benchmarks (http-vs-kernel.sh: nginx is the kernel's HTTP server; shellcheck for the scripts)
     valgrind nginx shellcheck
 )
