@@ -67,7 +67,7 @@
 //! it runs on; it is not a benchmark.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -75,7 +75,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
 use std::thread::Thread;
 
@@ -257,6 +257,7 @@ impl Mesh {
             mesh: self.0.clone(),
             id,
             attached: false,
+            first: Cell::new(0),
         }
     }
 }
@@ -305,6 +306,9 @@ pub struct Endpoint {
     mesh: Arc<MeshInner>,
     id: usize,
     attached: bool,
+    /// The queue the next drain starts with (after the results), turning
+    /// round so that a flood in one cannot starve the others.
+    first: Cell<usize>,
 }
 
 impl fmt::Debug for Endpoint {
@@ -368,10 +372,17 @@ impl Endpoint {
             msg(Mode::Run(&ctx));
             ran += 1;
         }
-        let queues = (0..n)
-            .map(|from| &mesh.rings[from * n + self.id])
-            .chain(std::iter::once(&mesh.inboxes[self.id]));
-        for queue in queues {
+        // The rings from each worker, then the inbox, from a starting point
+        // that turns each round.
+        let first = self.first.get();
+        self.first.set((first + 1) % (n + 1));
+        for i in 0..=n {
+            let q = (first + i) % (n + 1);
+            let queue = if q < n {
+                &mesh.rings[q * n + self.id]
+            } else {
+                &mesh.inboxes[self.id]
+            };
             while ran < budget {
                 let Some(msg) = queue.pop() else { break };
                 msg(Mode::Run(&ctx));
@@ -582,7 +593,7 @@ impl<S: 'static> Sharded<S> {
         let then: Box<dyn FnOnce(Result<R, SmpError>)> = Box::new(then);
         let token = origin.thens.borrow_mut().insert(Box::new(then));
         let back = ThenSender {
-            mesh: mesh.clone(),
+            mesh: Arc::downgrade(mesh),
             origin: origin.id,
             token,
             armed: true,
@@ -641,7 +652,9 @@ fn run_on<S: 'static, R>(
 
 /// The result of an `invoke_on_then` on its way to the origin.
 struct ThenSender<R: Send + 'static> {
-    mesh: Arc<MeshInner>,
+    /// Weak: the sender waits in the mesh's own queues (and has nothing
+    /// to deliver to once the mesh is gone).
+    mesh: Weak<MeshInner>,
     origin: usize,
     token: usize,
     armed: bool,
@@ -663,10 +676,13 @@ impl<R: Send + 'static> ThenSender<R> {
                 }
             }
         });
-        if let Some(from) = local_worker(&self.mesh) {
-            self.mesh.counters[from].smp_sent.inc();
+        let Some(mesh) = self.mesh.upgrade() else {
+            return;
+        };
+        if let Some(from) = local_worker(&mesh) {
+            mesh.counters[from].smp_sent.inc();
         }
-        self.mesh.send_result(self.origin, msg);
+        mesh.send_result(self.origin, msg);
     }
 
     fn disarm(mut self) {
@@ -690,7 +706,9 @@ impl<R: Send + 'static> Drop for ThenSender<R> {
                     }
                 }
             });
-            self.mesh.send_result(self.origin, msg);
+            if let Some(mesh) = self.mesh.upgrade() {
+                mesh.send_result(self.origin, msg);
+            }
         }
     }
 }

@@ -259,6 +259,48 @@ fn a_then_whose_target_stops_gets_stopped() {
     assert_eq!(origin.join().expect("origin"), Some(Err(SmpError::Stopped)));
 }
 
+#[test]
+fn a_flood_from_one_worker_does_not_starve_the_others() {
+    let (counters, tally, mesh) = mesh(3, 8);
+    // Workers 0 and 1 each fill their ring towards worker 2, tagging the
+    // requests with their number.
+    let mut replies = Vec::new();
+    for from in 0..2usize {
+        let mut endpoint = mesh.endpoint(from);
+        let tally = tally.clone();
+        let (sent, kept) = std::thread::spawn(move || {
+            endpoint.attach(vec![Box::new(Tally::default())]);
+            let replies: Vec<_> = (0..9).map(|_| tally.invoke_on(2, move |_| from)).collect();
+            (
+                replies.iter().filter(|r| !r.is_ready()).count(),
+                (replies, endpoint),
+            )
+        })
+        .join()
+        .expect("sender");
+        assert_eq!(sent, 8, "the ring holds 8");
+        replies.push(kept);
+    }
+    assert_eq!(counters[0].smp_queue_full.get(), 1);
+    let mut endpoint = mesh.endpoint(2);
+    let order = std::thread::spawn(move || {
+        endpoint.attach(vec![Box::new(Tally::default())]);
+        // Two small rounds: each ring gets a turn.
+        let first = endpoint.drain(4);
+        let second = endpoint.drain(4);
+        (first, second, endpoint)
+    })
+    .join()
+    .expect("worker 2");
+    assert_eq!((order.0, order.1), (4, 4));
+    let ran_from = |from: usize| replies[from].0.iter().filter(|r| r.is_ready()).count();
+    assert_eq!(
+        (ran_from(0), ran_from(1)),
+        (4 + 1, 4 + 1),
+        "4 ran from each ring (plus the one refused as full)"
+    );
+}
+
 /// Two workers, each sending thousands of requests to the other and to
 /// itself while draining its own: every request is answered (its `then`
 /// runs on the origin) or refused as full and counted; nothing is lost.
