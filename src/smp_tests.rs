@@ -40,6 +40,16 @@ fn drain_thread(mesh: &Mesh, id: usize, stop: Arc<AtomicBool>) -> std::thread::J
 }
 
 #[test]
+fn handles_are_send_and_sync_whatever_the_state() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    fn sendable<T: Send>() {}
+    // A state that is not Send (it never leaves its worker).
+    shareable::<Sharded<Rc<Cell<u64>>>>();
+    sendable::<Reply<u64>>();
+    sendable::<Endpoint>();
+}
+
+#[test]
 fn before_the_runtime_starts_requests_fail_with_not_started() {
     let mut shards = Shards::new();
     let tally: Sharded<Tally> = shards.add(|_: &WorkerInfo<'_>| Tally::default());
