@@ -22,6 +22,10 @@
 //! - [`Sharded::with_local`] reaches the calling worker's own instance,
 //!   with no message.
 //!
+//! The names follow Seastar's (`sharded`, `invoke_on`); its plain
+//! `submit_to(shard, func)` is `invoke_on` on a `Sharded<()>`
+//! (`runtime.sharded(|_| ())`), whose closure ignores its `&mut ()`.
+//!
 //! # Transport
 //!
 //! Requests travel in bounded rings, one per ordered pair of workers (a
