@@ -398,6 +398,14 @@ worker_counters! {
         metric: "shardnet_steer_backpressure_rounds_total",
         json: "steer_backpressure_rounds",
     }
+    /// Cross-core messages ([`crate::smp`]) this worker sent to another
+    /// worker (requests, and replies for `invoke_on_then`).
+    smp_sent { metric: "shardnet_smp_messages_total" / "sent", json: "smp.sent", }
+    /// Cross-core messages this worker received and ran.
+    smp_received { metric: "shardnet_smp_messages_total" / "received", json: "smp.received", }
+    /// Cross-core requests refused because the ring from this worker (or
+    /// the inbox from a non-worker thread, counted at the target) was full.
+    smp_queue_full { metric: "shardnet_smp_queue_full_total", json: "smp.queue_full", }
     /// TCP flows pinned to the kernel (gauge): they stay the kernel's across
     /// rules reloads (see `stack::kernel_pins`).
     kernel_flows { metric: "shardnet_kernel_flows_pinned", json: "kernel_flows", }
@@ -546,6 +554,9 @@ mod tests {
                 "steered_out",
                 "steered_in",
                 "steer_backpressure_rounds",
+                "smp.sent",
+                "smp.received",
+                "smp.queue_full",
                 "kernel_flows",
                 "default_hits",
                 "busy_polls",

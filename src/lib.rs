@@ -19,6 +19,8 @@
 //! - [`app`]: the client side of the service API.
 //! - [`service`]: the services that run inside the stack, and the registry
 //!   of a program's own.
+//! - [`smp`]: cross-core messages between workers, and the per-worker
+//!   state they reach ([`smp::Sharded`]).
 //! - [`kernel`]: the exception port towards the Linux kernel (relay, pinned
 //!   flows, interface setup).
 //! - [`stack`]: per-worker protocol processing (ARP, IPv4, ICMP, UDP, TCP).
@@ -46,6 +48,7 @@ pub mod kernel;
 pub mod neighbour;
 pub mod runtime;
 pub mod service;
+pub mod smp;
 pub mod stack;
 pub mod tcp;
 pub mod testing;

@@ -36,6 +36,7 @@ use crate::rss::{HomePorts, RssModel};
 use crate::service::{
     AsyncFactory, Registry, TcpFactory, TcpService, UdpFactory, UdpService, WorkerInfo,
 };
+use crate::smp::{self, Mesh, Shards};
 use crate::stack::{FlowRecord, Interface, Stack, TcpSetup};
 use crate::steer;
 use crate::tcp::congestion::Algorithm;
@@ -97,6 +98,10 @@ struct Shared {
     registry: Arc<Registry>,
     /// The configuration the process started with, for the factories.
     config: Arc<Config>,
+    /// The program's per-worker state ([`crate::smp`]), and the mesh
+    /// between the workers when it declared any.
+    shards: Shards,
+    mesh: Option<Mesh>,
 }
 
 /// What a worker's stack is made of, gathered on the control thread; the
@@ -114,17 +119,24 @@ struct StackParts {
     gateway: Option<Ipv4Addr>,
     registry: Arc<Registry>,
     config: Arc<Config>,
+    shards: Shards,
 }
 
 impl StackParts {
-    /// The worker's stack, with its instance of every service.
-    fn build(self) -> Stack {
-        let services = self.registry.build(&WorkerInfo {
+    /// The worker's stack, with its instance of every service; first the
+    /// worker's instances of the program's `Sharded` state, attached to
+    /// `smp` (the worker's end of the mesh, if there is one).
+    fn build(self, smp: Option<&mut smp::Endpoint>) -> Stack {
+        let info = WorkerInfo {
             id: self.id,
             workers: self.config.dataplane.workers.len(),
             config: &self.config,
             counters: &self.counters,
-        });
+        };
+        if let Some(endpoint) = smp {
+            endpoint.attach(self.shards.build(&info));
+        }
+        let services = self.registry.build(&info);
         let mut stack = Stack::with_services(
             self.iface,
             self.rules,
@@ -158,12 +170,19 @@ impl std::fmt::Debug for AppSetup {
 }
 
 impl Shared {
-    fn new(config: Config, app: Option<AppSetup>, registry: Arc<Registry>) -> Shared {
+    fn new(
+        config: Config,
+        app: Option<AppSetup>,
+        registry: Arc<Registry>,
+        shards: Shards,
+    ) -> Shared {
         let n = config.dataplane.workers.len();
         let (control_tx, control_rx) = (0..n).map(|_| crossbeam_channel::bounded(4)).unzip();
-        let counters = (0..n)
+        let counters: Vec<Arc<WorkerCounters>> = (0..n)
             .map(|_| Arc::new(WorkerCounters::default()))
             .collect();
+        let mesh =
+            (!shards.is_empty()).then(|| shards.start(counters.clone(), smp::DEFAULT_RING_SIZE));
         let tcp = tcp_setup(&config);
         let config_copy = Arc::new(config.clone());
         Shared {
@@ -180,6 +199,8 @@ impl Shared {
             app,
             registry,
             config: config_copy,
+            shards,
+            mesh,
         }
     }
 
@@ -211,6 +232,7 @@ impl Shared {
             gateway: self.config().interface.gateway,
             registry: self.registry.clone(),
             config: self.config.clone(),
+            shards: self.shards.clone(),
         };
         let setup = WorkerSetup {
             id,
@@ -272,14 +294,15 @@ fn start_workers<Q: Queue>(
         let app = shared.app.as_ref().map(|app| (app.factory)(id));
         let ports = home_ports.picker(id);
         let report_tx = report_tx.clone();
-        let links = worker::WorkerLinks {
+        let mut links = worker::WorkerLinks {
             kernel: links.next(),
             steer: steer.next(),
+            smp: shared.mesh.as_ref().map(|mesh| mesh.endpoint(id)),
         };
         launch(
             id,
             Box::new(move || {
-                let mut stack = parts.build();
+                let mut stack = parts.build(links.smp.as_mut());
                 stack.set_local_ports(ports);
                 if let Some(app) = app {
                     stack.set_app(app);
@@ -324,7 +347,7 @@ pub fn run_with_services(
     signals: &Signals,
     registry: Registry,
 ) -> anyhow::Result<()> {
-    run_inner(config, signals, None, Arc::new(registry))
+    run_inner(config, signals, None, Arc::new(registry), Shards::new())
 }
 
 /// [`run`], with `app` running in every worker (the load generator).
@@ -333,7 +356,13 @@ pub fn run_with_app(
     signals: &Signals,
     app: Option<AppSetup>,
 ) -> anyhow::Result<()> {
-    run_inner(config, signals, app, Arc::new(Registry::new()))
+    run_inner(
+        config,
+        signals,
+        app,
+        Arc::new(Registry::new()),
+        Shards::new(),
+    )
 }
 
 fn run_inner(
@@ -341,9 +370,10 @@ fn run_inner(
     signals: &Signals,
     app: Option<AppSetup>,
     registry: Arc<Registry>,
+    shards: Shards,
 ) -> anyhow::Result<()> {
     abort_on_panic_outside_tasks();
-    let shared = Shared::new(config, app, registry);
+    let shared = Shared::new(config, app, registry, shards);
     match shared.config().dataplane.backend {
         Backend::AfPacket => run_af_packet(&shared, signals),
         Backend::Dpdk => run_dpdk(&shared, signals),
@@ -1341,6 +1371,7 @@ mod tests {
 pub struct Runtime {
     path: PathBuf,
     services: Vec<Registration>,
+    shards: Shards,
 }
 
 /// One service the program registered with a [`Runtime`], in order.
@@ -1377,6 +1408,7 @@ impl Runtime {
         Ok(Runtime {
             path: path.to_owned(),
             services: Vec::new(),
+            shards: Shards::new(),
         })
     }
 
@@ -1442,6 +1474,38 @@ impl Runtime {
         let main: AsyncFactory = Arc::new(move |worker: &WorkerInfo<'_>| Box::pin(main(worker)));
         self.entry(name).main = Some(main);
         self
+    }
+
+    /// Declare per-worker state that every worker can reach
+    /// ([`crate::smp`]): at start, each worker builds its instance with
+    /// `factory`, on its own thread (so `S` need not be `Send`), before its
+    /// services. Give clones of the returned handle to the service
+    /// factories; [`Sharded::invoke_on`](smp::Sharded::invoke_on) runs a
+    /// closure on any worker's instance, and
+    /// [`Sharded::with_local`](smp::Sharded::with_local) on the caller's.
+    ///
+    /// ```no_run
+    /// # fn main() -> anyhow::Result<()> {
+    /// use std::collections::HashMap;
+    /// let mut runtime = shardnet::Runtime::from_config("shardnet.toml")?;
+    /// let kv = runtime.sharded(|_worker| HashMap::<String, String>::new());
+    /// let count = kv.clone();
+    /// runtime
+    ///     .async_service("kv", move |_worker| {
+    ///         let kv = count.clone();
+    ///         async move {
+    ///             let _ = kv.invoke_on(0, |map| map.len()).await;
+    ///         }
+    ///     })
+    ///     .run()
+    /// # }
+    /// ```
+    pub fn sharded<S, F>(&mut self, factory: F) -> smp::Sharded<S>
+    where
+        S: 'static,
+        F: Fn(&WorkerInfo<'_>) -> S + Send + Sync + 'static,
+    {
+        self.shards.add(factory)
     }
 
     /// The registry of the built-ins and the program's services.
@@ -1513,7 +1577,7 @@ impl Runtime {
         }
         let registry = self.registry()?;
         let signals = Signals::install()?;
-        run_with_services(config, &signals, registry)
+        run_inner(config, &signals, None, Arc::new(registry), self.shards)
     }
 }
 

@@ -6,6 +6,7 @@
 //! ```text
 //! while !stop {
 //!     every 64 rounds: new rules, control messages, neighbour updates, pool gauge
+//!     up to 256 cross-core messages (crate::smp) other threads sent
 //!     TCP and app timers; the async tasks that are ready -> TX burst
 //!     if the TX drain timer expired: flush the TX burst
 //!     up to a burst of the kernel's frames -> TX burst
@@ -47,6 +48,7 @@ use crate::counters::{DropReason, WorkerCounters};
 use crate::kernel::KernelLink;
 use crate::port::{Burst, PacketBuf, Queue, BURST};
 use crate::rules::SharedRules;
+use crate::smp;
 use crate::stack::{Egress, FlowRecord, Stack};
 use crate::steer::SteerLinks;
 
@@ -190,6 +192,11 @@ pub struct WorkerLinks<B> {
     /// This worker's ends of the steering rings, when packets may arrive at
     /// a worker that does not own their flow ([`crate::steer`]).
     pub steer: Option<SteerLinks<B>>,
+    /// This worker's end of the cross-core messages ([`crate::smp`]),
+    /// attached on the worker's thread before [`run`] (by the runtime,
+    /// when the program declared `Sharded` state). Dropped when the loop
+    /// stops, which resolves what is still queued for it as stopped.
+    pub smp: Option<smp::Endpoint>,
 }
 
 impl<B> Default for WorkerLinks<B> {
@@ -197,6 +204,7 @@ impl<B> Default for WorkerLinks<B> {
         WorkerLinks {
             kernel: None,
             steer: None,
+            smp: None,
         }
     }
 }
@@ -208,7 +216,11 @@ pub fn run<Q: Queue>(
     setup: WorkerSetup,
     links: WorkerLinks<Q::Buf>,
 ) -> WorkerReport {
-    let WorkerLinks { kernel, mut steer } = links;
+    let WorkerLinks {
+        kernel,
+        mut steer,
+        smp,
+    } = links;
     let counters = &*setup.counters;
     let mut rx: Burst<Q::Buf> = Burst::new();
     let mut tx: Burst<Q::Buf> = Burst::new();
@@ -258,6 +270,8 @@ pub fn run<Q: Queue>(
             counters,
             now,
         };
+        // Cross-core messages first: the tasks they wake run this round.
+        let smp_ran = smp.as_ref().map_or(0, |e| e.drain(smp::DRAIN_BUDGET));
         stack.poll(now, &mut egress);
         stack.poll_app(now, &mut egress);
         // The async services' tasks woken by the last round's segments
@@ -317,7 +331,7 @@ pub fn run<Q: Queue>(
             flush(&mut queue, &mut tx, counters);
             // Sending the kernel's frames and processing handed-over ones
             // is work too: no nap while they come.
-            if from_kernel > 0 || steered_in > 0 {
+            if from_kernel > 0 || steered_in > 0 || smp_ran > 0 {
                 empty_polls = 0;
             } else if setup.idle == IdleMode::Adaptive {
                 empty_polls = empty_polls.saturating_add(1);
@@ -398,6 +412,8 @@ pub fn run<Q: Queue>(
         },
     );
     flush(&mut queue, &mut tx, counters);
+    // Requests still queued for this worker resolve as stopped.
+    drop(smp);
     tracing::debug!(worker = setup.id, "worker stopped");
     WorkerReport {
         id: setup.id,

@@ -96,7 +96,11 @@ fn echo_worker_with(
             worker_end,
             stack,
             setup,
-            worker::WorkerLinks { kernel, steer },
+            worker::WorkerLinks {
+                kernel,
+                steer,
+                smp: None,
+            },
         )
     });
     let counters = counters_rx.recv().expect("the worker built its stack");

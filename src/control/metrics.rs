@@ -149,6 +149,10 @@ families! {
         "Packets handed between workers by software steering: received by this worker for another worker's flow (out), or received by another worker for this one's (in).";
     STEER_BACKPRESSURE: "shardnet_steer_backpressure_rounds_total", Counter, ["worker"],
         "Poll rounds in which the worker left its RX queue alone because a steering ring to another worker had no room for a burst (the port's RX ring holds, or drops as shardnet_port_rx_missed_total, what comes meanwhile).";
+    SMP_MESSAGES: "shardnet_smp_messages_total", Counter, ["worker", "direction"],
+        "Cross-core messages (shardnet::smp) a worker sent to another worker (sent) or received and ran (received).";
+    SMP_QUEUE_FULL: "shardnet_smp_queue_full_total", Counter, ["worker"],
+        "Cross-core requests refused with SmpError::Full: the ring from the worker, or a non-worker thread's inbox into it, was full.";
     KERNEL_FLOWS: "shardnet_kernel_flows_pinned", Gauge, ["worker"],
         "TCP flows the kernel accepted, pinned to it across rules reloads.";
     KERNEL_FLOWS_UNTRACKED: "shardnet_kernel_flows_untracked_total", Counter, ["worker"],
