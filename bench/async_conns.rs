@@ -27,23 +27,19 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::poll_fn;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use shardnet::config::{Action, DefaultAction, ServiceId};
-use shardnet::counters::WorkerCounters;
-use shardnet::neighbour::NeighbourMailboxes;
 use shardnet::port::heap::HeapBuf;
 use shardnet::port::PacketBuf;
 use shardnet::rt::{spawn_local, ShardnetTimer, TcpListener};
-use shardnet::rules::RuleTable;
 use shardnet::service::{Registry, WorkerInfo};
 use shardnet::stack::{Interface, Stack, TcpSetup};
 use shardnet::tcp::table::TableConfig;
 use shardnet::testing::{
-    parse_tcp_frame, tcp_frame, tcp_header, tcp_rule, CollectEgress, Endpoints,
+    parse_tcp_frame, stack_with_registry, tcp_frame, tcp_header, tcp_rule, CollectEgress, Endpoints,
 };
 use shardnet::wire::{EthernetAddress, TcpFlags};
 
@@ -227,39 +223,23 @@ impl Bench {
             }
         }
         .expect("a new name");
-        let config = shardnet::testing::lone_config();
-        let counters = Arc::new(WorkerCounters::default());
-        let services = registry.build(&WorkerInfo {
-            id: 0,
-            workers: 1,
-            config: &config,
-            counters: &counters,
-        });
-        let stack = Stack::with_services(
-            Interface {
-                mac: OUR_MAC,
-                ip: OUR_IP,
-                prefix_len: 16,
+        let iface = Interface {
+            mac: OUR_MAC,
+            ip: OUR_IP,
+            prefix_len: 16,
+        };
+        let rules = [tcp_rule("web", PORT, Action::Service(id))];
+        let tcp = TcpSetup {
+            table: TableConfig {
+                max_connections: max,
+                max_time_wait: max,
+                syn_backlog: max,
+                ..TableConfig::default()
             },
-            Arc::new(RuleTable::compile(
-                &[tcp_rule("web", PORT, Action::Service(id))],
-                DefaultAction::Drop,
-            )),
-            NeighbourMailboxes::new(1).cache_for(0),
-            counters,
-            false,
-            TcpSetup {
-                table: TableConfig {
-                    max_connections: max,
-                    max_time_wait: max,
-                    syn_backlog: max,
-                    ..TableConfig::default()
-                },
-                secret_key: [9; 32],
-                ..TcpSetup::default()
-            },
-            services,
-        );
+            secret_key: [9; 32],
+            ..TcpSetup::default()
+        };
+        let (stack, _) = stack_with_registry(iface, &rules, DefaultAction::Drop, tcp, &registry, 1);
         let mut bench = Bench {
             stack,
             egress: CollectEgress::default(),

@@ -46,13 +46,9 @@ case "$backend" in af_packet|dpdk) ;; *) echo "$usage" >&2; exit 2;; esac
 [ "$secs" -ge 2 ] || { echo "axum-vs-tokio: at least 2 seconds per run" >&2; exit 2; }
 
 die() { echo "axum-vs-tokio: $*" >&2; exit 1; }
-[ "$(id -u)" -eq 0 ] || die "run as root (network namespaces, nginx, AF_PACKET)"
-./scripts/install-deps.sh
-export PATH="$HOME/.cargo/bin:$PATH"
-for tool in nginx wrk curl ethtool taskset timeout; do
-    command -v "$tool" >/dev/null || die "$tool missing (scripts/install-deps.sh installs it)"
-done
-[ "$(nproc)" -ge 2 ] || die "needs 2 cores (client on core 0, server on core 1)"
+# shellcheck source=bench/lab-common.sh
+. bench/lab-common.sh
+lab_require nginx wrk curl ethtool taskset timeout
 echo "== building shardnet, shardnet-load, axum_app and axum_tokio (release)" >&2
 cargo build --release --quiet --bin shardnet --bin shardnet-load --example axum_app --example axum_tokio
 bin="$PWD/target/release/shardnet"
@@ -67,73 +63,31 @@ BODY='hello from shardnet'     # every contender's body for GET /: 19 bytes, no 
 CONNS=256 WARMUP=2
 CONTENDERS=(nginx tokio http axum)
 
-for ns in "$DUT" "$CLI"; do
-    ! ip netns list | awk '{print $1}' | grep -qx "$ns" || die "network namespace $ns exists already (another run, or a \
-crashed one: ip netns del $ns)"
-done
+lab_check_free
 
 work=$(mktemp -d /tmp/axum-vs-tokio.XXXXXX)
 made_ns=() srv_pid=""
-# stop_pid PID [signal]: signal one process we started and wait (at most 10 s)
-# for it to end, then kill it.
-stop_pid() {
-    [ -n "$1" ] || return 0
-    kill "-${2:-TERM}" "$1" 2>/dev/null || return 0
-    for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-}
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     stop_pid "$srv_pid" INT
-    for ns in "${made_ns[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
-    if [ "$rc" -eq 0 ]; then rm -rf "$work"; else echo "axum-vs-tokio: failed; logs kept in $work" >&2; fi
+    lab_teardown axum-vs-tokio "$rc"
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Both cores are needed: see whether anything else is using them.
 read -r load_before _ < /proc/loadavg
-cpu_a=$(grep '^cpu ' /proc/stat); sleep 2; cpu_b=$(grep '^cpu ' /proc/stat)
-busy_before=$(printf '%s\n%s\n' "$cpu_a" "$cpu_b" | awk '{ b = $2 + $3 + $4 + $7 + $8; t = b + $5 + $6 + $9 }
-    NR == 1 { b0 = b; t0 = t } NR == 2 { printf "%.0f", 100 * (b - b0) / (t - t0 + 1e-9) }')
-[ "$busy_before" -le 10 ] ||
-    echo "WARNING: the CPUs were ${busy_before}% busy before the run: something else is using them, results will be noisy" >&2
+busy_before=$(lab_busy_pct)
 
-echo "== network: $CLI ($CIF $CLIENT, core 0) <--veth--> $DUT ($DIF $SRV, core 1)" >&2
-for ns in "$DUT" "$CLI"; do
-    ip netns add "$ns" || die "cannot create network namespace $ns"
-    made_ns+=("$ns")
-done
-ip link add "$CIF" netns "$CLI" type veth peer name "$DIF" netns "$DUT"
-for pair in "$CLI $CIF" "$DUT $DIF"; do
-    read -r ns dev <<< "$pair"
-    ip -n "$ns" link set lo up
-    ip -n "$ns" link set "$dev" up
-    ip netns exec "$ns" ethtool -K "$dev" tx off tso off gso off gro off >/dev/null
-done
+lab_up
 # Offloads, checksums and receive steering as in bench/http-vs-kernel.sh (see
 # its comments): a wire between two hosts with NICs, the client's TCP checksum
 # left to "hardware" with AF_PACKET (SNA_CLIENT_CSUM=0: summed in software),
 # each side's receive work on its own core.
-default_csum=1
-[ "$backend" = dpdk ] && default_csum=0
-client_csum="${SNA_CLIENT_CSUM:-$default_csum}"
-case "$client_csum" in 0|1) ;; *) die "SNA_CLIENT_CSUM must be 0 or 1";; esac
-[ "$backend$client_csum" = dpdk1 ] &&
-    die "SNA_CLIENT_CSUM=1 with the dpdk backend: net_af_packet does not pass the pending checksum on"
-if [ "$client_csum" = 1 ]; then
-    ip netns exec "$CLI" ethtool -K "$CIF" tx on >/dev/null
-    features=$(ip netns exec "$CLI" ethtool -k "$CIF")
-    grep -q '^tx-checksumming: on' <<< "$features" || die "cannot turn on $CIF's TX checksum offload"
-fi
+client_csum=$(lab_client_csum SNA_CLIENT_CSUM)
 ip -n "$CLI" addr add "$CLIENT/24" dev "$CIF"
-ip netns exec "$CLI" sh -c "echo 1 > /sys/class/net/$CIF/queues/rx-0/rps_cpus"
-ip netns exec "$DUT" sh -c "echo 2 > /sys/class/net/$DIF/queues/rx-0/rps_cpus"
-[ "$(ip netns exec "$DUT" cat "/sys/class/net/$DIF/queues/rx-0/rps_cpus")" = 2 ] ||
-    die "cannot steer $DIF's receive work to core 1"
+lab_steer
 
 # ---------------------------------------------------------------------------
 # Measurement: the cores (and for shardnet its metrics, for nginx its
@@ -141,7 +95,7 @@ ip netns exec "$DUT" sh -c "echo 2 > /sys/class/net/$DIF/queues/rx-0/rps_cpus"
 # them at the end.
 contender="" round=""
 snap() { # PREFIX
-    { date +%s.%N; grep '^cpu[0-9]' /proc/stat; } > "$1.stat"
+    lab_cpu_snap "$1"
     case "$contender" in
     nginx) ip netns exec "$DUT" curl -sS --noproxy '*' --max-time 5 http://127.0.0.1:8080/stub > "$1.stub" ;;
     http|axum) ip netns exec "$DUT" curl -sS --noproxy '*' --max-time 5 http://127.0.0.1:9464/metrics > "$1.metrics" ;;
@@ -154,7 +108,6 @@ measure() { # TEST CMD...: CMD's stdout to $work/CONTENDER-rROUND-TEST.out
     snap "$tag.post"
     kill -0 "$srv_pid" 2>/dev/null || die "$contender: the server died during $1"
 }
-in_cli() { ip netns exec "$CLI" taskset -c 0 "$@"; }
 wrk_run() { # SECONDS
     in_cli timeout $(($1 + 30)) wrk -t1 -c"$CONNS" -d"${1}s" --timeout 2s -s bench/wrk-json.lua "http://$SRV/"
 }
@@ -191,40 +144,7 @@ run_tests() {
 
 # ---------------------------------------------------------------------------
 # nginx: 1 worker on core 1.
-mkdir -p "$work/nginx/tmp"
-cat > "$work/nginx/nginx.conf" <<NGINX
-user root;
-worker_processes 1;
-worker_cpu_affinity 10;
-worker_rlimit_nofile 16384;
-daemon off;
-master_process on;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path $work/nginx/tmp/body;
-    proxy_temp_path $work/nginx/tmp/proxy;
-    fastcgi_temp_path $work/nginx/tmp/fastcgi;
-    uwsgi_temp_path $work/nginx/tmp/uwsgi;
-    scgi_temp_path $work/nginx/tmp/scgi;
-    keepalive_requests 1000000000;
-    keepalive_timeout 300s;
-    server_tokens off;
-    tcp_nodelay on;
-    default_type "text/plain; charset=utf-8";
-    server {
-        listen $SRV:80 backlog=4096;
-        location / { return 200 "$BODY"; }
-    }
-    server {
-        listen 127.0.0.1:8080;
-        location = /stub { stub_status; }
-    }
-}
-NGINX
-nginx_args=(-p "$work/nginx/" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf")
+lab_nginx_conf '"text/plain; charset=utf-8"'
 start_nginx() {
     ip -n "$DUT" addr add "$SRV/24" dev "$DIF"
     ip netns exec "$DUT" nginx -t -q "${nginx_args[@]}" || die "nginx rejects its configuration"
@@ -252,43 +172,17 @@ start_tokio() {
     [ "$cores" = 1 ] || die "axum_tokio runs on cores $cores, not 1"
 }
 stop_tokio() {
-    local rc=0
-    kill -TERM "$srv_pid"
-    for _ in $(seq 1 100); do kill -0 "$srv_pid" 2>/dev/null || break; sleep 0.1; done
-    wait "$srv_pid" || rc=$?
+    local pid=$srv_pid
     srv_pid=""
-    [ "$rc" = 0 ] || { tail -20 "$work/tokio-r$round.log" >&2; die "axum_tokio exited with $rc"; }
+    lab_stop_checked "$pid" TERM "$work/tokio-r$round.log" axum_tokio
     ip -n "$DUT" addr flush dev "$DIF"
 }
 
 # shardnet (http, axum): one busy worker on core 1; the control thread on
 # core 0 (it only answers the metrics scrapes here).
-if [ "$backend" = dpdk ]; then
-    dataplane="[dataplane]
-backend = \"dpdk\"
-workers = [1]
-control_core = 0
-idle = \"busy\"
-
-[dpdk]
-eal_args = [\"--no-pci\", \"--no-huge\", \"-m\", \"1024\", \"--no-shconf\", \"--no-telemetry\", \"--file-prefix=sna-$$\", \"--vdev=net_af_packet0,iface=$DIF,qpairs=1,framecnt=4096\"]
-port = 0
-mbufs_per_worker = 16383"
-else
-    dataplane="[dataplane]
-backend = \"af_packet\"
-workers = [1]
-control_core = 0
-idle = \"busy\"
-
-[af_packet]
-interface = \"$DIF\"
-kernel_ingress = \"drop\"
-rx_ring_frames = 1024"
-fi
 for service in http app; do
     cat > "$work/shardnet-$service.toml" <<TOML
-$dataplane
+$(lab_dataplane "sna-$$")
 
 [interface]
 address = "$SRV/24"
@@ -311,25 +205,7 @@ action = "drop"
 TOML
 done
 "$bin" check --config "$work/shardnet-http.toml" > /dev/null || die "shardnet check rejects its configuration"
-# The client side of shardnet-load: AF_PACKET whatever the server's backend.
-cat > "$work/load.toml" <<TOML
-[dataplane]
-backend = "af_packet"
-workers = [0]
-control_core = 0
-idle = "busy"
-
-[af_packet]
-interface = "$CIF"
-
-[interface]
-address = "$LOAD_IP/24"
-mac = "auto"
-
-[default]
-action = "drop"
-TOML
-"$bin" check --config "$work/load.toml" > /dev/null || die "shardnet check rejects the load generator's configuration"
+lab_load_toml ""
 
 start_shardnet() { # BINARY ARGS...
     ip netns exec "$DUT" "$@" > "$work/$contender-r$round.log" 2>&1 &
@@ -339,12 +215,9 @@ start_shardnet() { # BINARY ARGS...
         die "$contender: shardnet's /healthz is not 200"
 }
 stop_shardnet() {
-    local rc=0
-    kill -INT "$srv_pid"
-    for _ in $(seq 1 100); do kill -0 "$srv_pid" 2>/dev/null || break; sleep 0.1; done
-    wait "$srv_pid" || rc=$?
+    local pid=$srv_pid
     srv_pid=""
-    [ "$rc" = 0 ] || { tail -20 "$work/$contender-r$round.log" >&2; die "$contender exited with $rc"; }
+    lab_stop_checked "$pid" INT "$work/$contender-r$round.log" "$contender"
 }
 start_http() { start_shardnet "$bin" run --config "$work/shardnet-http.toml"; }
 stop_http() { stop_shardnet; }

@@ -19,6 +19,8 @@ import re
 import statistics
 import sys
 
+from lab_report import check, cores, failures, last_json, mdelta, notes, read
+
 CONTENDERS = ("nginx", "tokio", "http", "axum")
 NAMES = {
     "nginx": "nginx (kernel TCP)",
@@ -27,61 +29,6 @@ NAMES = {
     "axum": "axum on shardnet",
 }
 TESTS = {"rps": "wrk -t1", "rps-sl": "shardnet-load"}
-failures = []
-notes = []
-
-
-def check(ok, what):
-    if not ok:
-        failures.append(what)
-    return ok
-
-
-def read(path):
-    with open(path) as f:
-        return f.read()
-
-
-def last_json(text):
-    for line in reversed(text.splitlines()):
-        if line.strip().startswith("{"):
-            return json.loads(line)
-    raise ValueError("no JSON line")
-
-
-def stat(path):
-    lines = read(path).splitlines()
-    cpus = {}
-    for line in lines[1:]:
-        f = line.split()
-        cpus[f[0]] = [int(x) for x in f[1:9]]
-    return float(lines[0]), cpus
-
-
-def cores(pre, post):
-    """Per core: busy (user + nice + system + irq + softirq) and steal, in %."""
-    (_, a), (_, b) = stat(pre), stat(post)
-    res = {}
-    for cpu in sorted(a):
-        user, nice, system, idle, iowait, irq, softirq, steal = (y - x for x, y in zip(a[cpu], b[cpu]))
-        total = (user + nice + system + idle + iowait + irq + softirq + steal) or 1
-        res[cpu] = {"busy_pct": 100 * (user + nice + system + irq + softirq) / total,
-                    "steal_pct": 100 * steal / total}
-    return res
-
-
-METRIC = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$')
-
-
-def mtotal(path, name, **labels):
-    total = 0.0
-    for line in read(path).splitlines():
-        m = METRIC.match(line)
-        if m and not line.startswith("#") and m.group(1) == name:
-            ls = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-            if all(ls.get(k) == v for k, v in labels.items()):
-                total += float(m.group(3))
-    return total
 
 
 def stub(path):
@@ -92,7 +39,7 @@ def stub(path):
 def one(w, c, r, t, conns):
     tag = f"{w}/{c}-r{r}-{t}"
     out = last_json(read(f"{tag}.out"))
-    cpu = cores(f"{tag}.pre.stat", f"{tag}.post.stat")
+    _, cpu = cores(f"{tag}.pre.stat", f"{tag}.post.stat")
     where = f"{c} round {r} {TESTS[t]}"
     if t == "rps":
         req, e = out["requests"], out["errors"]
@@ -113,10 +60,8 @@ def one(w, c, r, t, conns):
         check(q1 - q0 >= req * 0.98 - 10, f"{where}: nginx counted {q1 - q0} requests, the client {req}")
         check(a1 - a0 <= conns * 1.1 + 10, f"{where}: nginx accepted {a1 - a0} connections for {conns}")
     elif c in ("http", "axum"):
-        def delta(name, **labels):
-            return mtotal(f"{tag}.post.metrics", name, **labels) - mtotal(f"{tag}.pre.metrics", name, **labels)
-        tx = delta("shardnet_tcp_segments_total", direction="tx")
-        opened = delta("shardnet_tcp_connections_opened_total", side="passive")
+        tx = mdelta(tag, "shardnet_tcp_segments_total", direction="tx")
+        opened = mdelta(tag, "shardnet_tcp_connections_opened_total", side="passive")
         # Every response leaves in one segment or more.
         check(tx >= req * 0.98 - 10, f"{where}: shardnet sent {tx:.0f} TCP segments for {req} responses")
         check(opened <= conns * 1.1 + 10, f"{where}: shardnet opened {opened:.0f} connections for {conns}")

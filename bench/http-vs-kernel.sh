@@ -40,13 +40,9 @@ case "$rounds" in ''|*[!0-9]*|0) echo "$usage" >&2; exit 2;; esac
 [ "$secs" -ge 2 ] || { echo "http-vs-kernel: at least 2 seconds per run" >&2; exit 2; }
 
 die() { echo "http-vs-kernel: $*" >&2; exit 1; }
-[ "$(id -u)" -eq 0 ] || die "run as root (network namespaces, nginx, AF_PACKET)"
-./scripts/install-deps.sh
-export PATH="$HOME/.cargo/bin:$PATH"
-for tool in nginx wrk curl nstat ethtool taskset cc timeout; do
-    command -v "$tool" >/dev/null || die "$tool missing (scripts/install-deps.sh installs it)"
-done
-[ "$(nproc)" -ge 2 ] || die "needs 2 cores (client on core 0, server on core 1)"
+# shellcheck source=bench/lab-common.sh
+. bench/lab-common.sh
+lab_require nginx wrk curl nstat ethtool taskset cc timeout
 echo "== building shardnet (release)" >&2
 cargo build --release --quiet --bin shardnet --bin shardnet-load
 bin="$PWD/target/release/shardnet"
@@ -59,28 +55,15 @@ BODY='shardnet\n'          # both servers' body: "shardnet" and a newline, 9 byt
 CONNS=256 WARMUP=2 RTT_COUNT=20000
 LAT_RATE=10000             # requests/s for the latency-under-load test: well under both servers' limits
 
-for ns in "$DUT" "$CLI"; do
-    ! ip netns list | awk '{print $1}' | grep -qx "$ns" || die "network namespace $ns exists already (another run, or a \
-crashed one: ip netns del $ns)"
-done
+lab_check_free
 
 work=$(mktemp -d /tmp/http-vs-kernel.XXXXXX)
 made_ns=() nginx_pid="" echo_pid="" sink_pid="" sn_pid=""
-# stop_pid PID [signal]: signal one process we started and wait (at most 10 s)
-# for it to end, then kill it.
-stop_pid() {
-    [ -n "$1" ] || return 0
-    kill "-${2:-TERM}" "$1" 2>/dev/null || return 0
-    for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-}
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     stop_pid "$sn_pid" INT; stop_pid "$nginx_pid"; stop_pid "$echo_pid"; stop_pid "$sink_pid"
-    for ns in "${made_ns[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
-    if [ "$rc" -eq 0 ]; then rm -rf "$work"; else echo "http-vs-kernel: failed; logs kept in $work" >&2; fi
+    lab_teardown http-vs-kernel "$rc"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -88,26 +71,10 @@ trap 'exit 130' INT TERM
 
 cc -O2 -Wall -Wextra -o "$work/kernel_tcp_server" bench/kernel_tcp_server.c || die "cannot build bench/kernel_tcp_server.c"
 
-# Both cores are needed: see whether anything else is using them.
 read -r load_before _ < /proc/loadavg
-cpu_a=$(grep '^cpu ' /proc/stat); sleep 2; cpu_b=$(grep '^cpu ' /proc/stat)
-busy_before=$(printf '%s\n%s\n' "$cpu_a" "$cpu_b" | awk '{ b = $2 + $3 + $4 + $7 + $8; t = b + $5 + $6 + $9 }
-    NR == 1 { b0 = b; t0 = t } NR == 2 { printf "%.0f", 100 * (b - b0) / (t - t0 + 1e-9) }')
-[ "$busy_before" -le 10 ] ||
-    echo "WARNING: the CPUs were ${busy_before}% busy before the run: something else is using them, results will be noisy" >&2
+busy_before=$(lab_busy_pct)
 
-echo "== network: $CLI ($CIF $CLIENT, core 0) <--veth--> $DUT ($DIF $SRV, core 1)" >&2
-for ns in "$DUT" "$CLI"; do
-    ip netns add "$ns" || die "cannot create network namespace $ns"
-    made_ns+=("$ns")
-done
-ip link add "$CIF" netns "$CLI" type veth peer name "$DIF" netns "$DUT"
-for pair in "$CLI $CIF" "$DUT $DIF"; do
-    read -r ns dev <<< "$pair"
-    ip -n "$ns" link set lo up
-    ip -n "$ns" link set "$dev" up
-    ip netns exec "$ns" ethtool -K "$dev" tx off tso off gso off gro off >/dev/null
-done
+lab_up
 # Offloads model a wire between two hosts with NICs. No segmentation or
 # receive offload on either side: a wire carries MTU-sized frames, and neither
 # server gets GRO (shardnet has none). The client's TCP checksum is left to
@@ -120,17 +87,7 @@ done
 # so shardnet would sum a checksum the client never finished and drop every
 # segment. SNB_CLIENT_CSUM=0 makes the client sum in software and both servers
 # verify every segment themselves (the setting of runs before 2026-11-23).
-default_csum=1
-[ "$backend" = dpdk ] && default_csum=0
-client_csum="${SNB_CLIENT_CSUM:-$default_csum}"
-case "$client_csum" in 0|1) ;; *) die "SNB_CLIENT_CSUM must be 0 or 1";; esac
-[ "$backend$client_csum" = dpdk1 ] &&
-    die "SNB_CLIENT_CSUM=1 with the dpdk backend: net_af_packet does not pass the pending checksum on"
-if [ "$client_csum" = 1 ]; then
-    ip netns exec "$CLI" ethtool -K "$CIF" tx on >/dev/null
-    features=$(ip netns exec "$CLI" ethtool -k "$CIF")
-    grep -q '^tx-checksumming: on' <<< "$features" || die "cannot turn on $CIF's TX checksum offload"
-fi
+client_csum=$(lab_client_csum SNB_CLIENT_CSUM)
 # The client's TCP congestion control shapes the one-connection test (BBR paces
 # its sends; CUBIC fills the receiver's queue until it loses a packet); the
 # system default applies to both servers alike and goes into the report.
@@ -143,19 +100,14 @@ ip netns exec "$CLI" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
 # the client's on the server's. Steer each side's receive work to its own core:
 # the client's to core 0 (mask 1), the server's to core 1 (mask 2).
 # SNB_STEER=0 leaves the veth's default (for comparison).
-if [ "${SNB_STEER:-1}" = 1 ]; then
-    ip netns exec "$CLI" sh -c "echo 1 > /sys/class/net/$CIF/queues/rx-0/rps_cpus"
-    ip netns exec "$DUT" sh -c "echo 2 > /sys/class/net/$DIF/queues/rx-0/rps_cpus"
-    [ "$(ip netns exec "$DUT" cat "/sys/class/net/$DIF/queues/rx-0/rps_cpus")" = 2 ] ||
-        die "cannot steer $DIF's receive work to core 1"
-fi
+if [ "${SNB_STEER:-1}" = 1 ]; then lab_steer; fi
 
 # ---------------------------------------------------------------------------
 # Measurement: snapshots of the cores and the server's counters around each
 # client run; bench/http_vs_kernel_report.py reads them all at the end.
 contender="" round="" srv_pid=""
 snap() { # PREFIX
-    { date +%s.%N; grep '^cpu[0-9]' /proc/stat; } > "$1.stat"
+    lab_cpu_snap "$1"
     ip netns exec "$CLI" nstat -asz -j > "$1.client-nstat.json"
     if [ "$contender" = kernel ]; then
         ip netns exec "$DUT" curl -sS --noproxy '*' --max-time 5 http://127.0.0.1:8080/stub > "$1.stub"
@@ -173,7 +125,6 @@ measure() {
     "$@" > "$tag.out" 2> "$tag.err" || { cat "$tag.out" "$tag.err" >&2; die "$contender: client failed: $*"; }
     snap "$tag.post"
 }
-in_cli() { ip netns exec "$CLI" taskset -c 0 "$@"; }
 wrk_run() { # SECONDS [wrk args...]
     local d="$1"; shift
     in_cli timeout $((d + 30)) wrk -t1 -c"$CONNS" -d"${d}s" --timeout 2s -s bench/wrk-json.lua "$@"
@@ -232,40 +183,7 @@ run_tests() {
 
 # ---------------------------------------------------------------------------
 # The kernel: nginx (1 worker on core 1), the C echo and discard servers on core 1.
-mkdir -p "$work/nginx/tmp"
-cat > "$work/nginx/nginx.conf" <<NGINX
-user root;
-worker_processes 1;
-worker_cpu_affinity 10;
-worker_rlimit_nofile 16384;
-daemon off;
-master_process on;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path $work/nginx/tmp/body;
-    proxy_temp_path $work/nginx/tmp/proxy;
-    fastcgi_temp_path $work/nginx/tmp/fastcgi;
-    uwsgi_temp_path $work/nginx/tmp/uwsgi;
-    scgi_temp_path $work/nginx/tmp/scgi;
-    keepalive_requests 1000000000;
-    keepalive_timeout 300s;
-    server_tokens off;
-    tcp_nodelay on;
-    default_type text/plain;
-    server {
-        listen $SRV:80 backlog=4096;
-        location / { return 200 "$BODY"; }
-    }
-    server {
-        listen 127.0.0.1:8080;
-        location = /stub { stub_status; }
-    }
-}
-NGINX
-nginx_args=(-p "$work/nginx/" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf")
+lab_nginx_conf text/plain
 
 start_kernel() {
     echo "== round $round, kernel: starting nginx, echo and discard servers on core 1" >&2
@@ -296,33 +214,8 @@ stop_kernel() {
 # ---------------------------------------------------------------------------
 # shardnet: one busy worker on core 1; the control thread on core 0 (it only
 # answers the metrics scrapes here).
-if [ "$backend" = dpdk ]; then
-    dataplane="[dataplane]
-backend = \"dpdk\"
-workers = [1]
-control_core = 0
-idle = \"busy\"
-
-[dpdk]
-eal_args = [\"--no-pci\", \"--no-huge\", \"-m\", \"1024\", \"--no-shconf\", \"--no-telemetry\", \"--file-prefix=snb-$$\", \"--vdev=net_af_packet0,iface=$DIF,qpairs=1,framecnt=4096\"]
-port = 0
-mbufs_per_worker = 16383"
-else
-    dataplane="[dataplane]
-backend = \"af_packet\"
-workers = [1]
-control_core = 0
-idle = \"busy\"
-
-[af_packet]
-interface = \"$DIF\"
-# The kernel drops its copy of each frame after AF_PACKET's, and the worker,
-# alone on core 1, reads a 1024-frame ring (README: AF_PACKET).
-kernel_ingress = \"drop\"
-rx_ring_frames = 1024"
-fi
 cat > "$work/shardnet.toml" <<TOML
-$dataplane
+$(lab_dataplane "snb-$$")
 
 [interface]
 address = "$SRV/24"
@@ -367,29 +260,8 @@ service = "echo"
 action = "drop"
 TOML
 "$bin" check --config "$work/shardnet.toml" > /dev/null || die "shardnet check rejects its configuration"
-# The client side of shardnet-load: AF_PACKET whatever the server's backend
-# (the client is not what is measured), busy polling on core 0.
-cat > "$work/load.toml" <<TOML
-[dataplane]
-backend = "af_packet"
-workers = [0]
-control_core = 0
-idle = "busy"
-
-[af_packet]
-interface = "$CIF"
-
-[interface]
-address = "$LOAD_IP/24"
-mac = "auto"
-
-[tcp]
-max_connections_per_worker = 1048576
-
-[default]
-action = "drop"
-TOML
-"$bin" check --config "$work/load.toml" > /dev/null || die "shardnet check rejects the load generator's configuration"
+lab_load_toml "[tcp]
+max_connections_per_worker = 1048576"
 
 start_shardnet() {
     echo "== round $round, shardnet ($backend backend): starting, 1 worker on core 1" >&2
@@ -405,12 +277,9 @@ start_shardnet() {
     snap "$work/shardnet-r$round-idle.pre"; sleep 2; snap "$work/shardnet-r$round-idle.post"
 }
 stop_shardnet() {
-    local rc=0
-    kill -INT "$sn_pid"
-    for _ in $(seq 1 100); do kill -0 "$sn_pid" 2>/dev/null || break; sleep 0.1; done
-    wait "$sn_pid" || rc=$?
+    local pid=$sn_pid
     sn_pid=""
-    [ "$rc" = 0 ] || { tail -20 "$work/shardnet-r$round.log" >&2; die "shardnet exited with $rc"; }
+    lab_stop_checked "$pid" INT "$work/shardnet-r$round.log" shardnet
     sed -n 's/.*final counters: //p' "$work/shardnet-r$round.log" | tail -1 > "$work/shardnet-r$round-final.json"
     [ -s "$work/shardnet-r$round-final.json" ] || die "no final counters in shardnet's log"
 }

@@ -20,10 +20,11 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
+
+from lab_report import check, cores, failures, last_json, mdelta, notes, read
 
 # rps and cps with wrk (the kernel's TCP), rps-sl and cps-sl the same with
 # shardnet-load (shardnet's own client over AF_PACKET: more load from the same
@@ -36,54 +37,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # segment of the Linux client.
 HEADERS = 14 + 20 + 20 + 12
 
-failures = []
-notes = []
-
-
 # Steal time (% of a run, on either core) above which a round does not count.
 STEAL_LIMIT = 10
-
-
-def check(ok, what):
-    if not ok:
-        failures.append(what)
-    return ok
-
-
-def read(path):
-    with open(path) as f:
-        return f.read()
-
-
-def last_json(text):
-    for line in reversed(text.splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            return json.loads(line)
-    raise ValueError("no JSON line")
-
-
-def stat(path):
-    lines = read(path).splitlines()
-    cpus = {}
-    for line in lines[1:]:
-        f = line.split()
-        cpus[f[0]] = [int(x) for x in f[1:9]]
-    return float(lines[0]), cpus
-
-
-def cores(pre, post):
-    """Seconds between the snapshots and, per core: busy (user + nice + system
-    + irq + softirq), irq + softirq, and steal, in % of the interval."""
-    (t0, a), (t1, b) = stat(pre), stat(post)
-    res = {}
-    for cpu in sorted(a):
-        user, nice, system, idle, iowait, irq, softirq, steal = (y - x for x, y in zip(a[cpu], b[cpu]))
-        total = (user + nice + system + idle + iowait + irq + softirq + steal) or 1
-        res[cpu] = {"busy_pct": 100 * (user + nice + system + irq + softirq) / total,
-                    "softirq_pct": 100 * (irq + softirq) / total,
-                    "steal_pct": 100 * steal / total}
-    return t1 - t0, res
 
 
 def proc_cpu(path):
@@ -98,26 +53,6 @@ def stub(path):
 
 def nstat(path):
     return json.loads(read(path))["kernel"]
-
-
-METRIC = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$')
-
-
-def metrics(path):
-    series = []
-    for line in read(path).splitlines():
-        m = METRIC.match(line)
-        if m and not line.startswith("#"):
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-            series.append((m.group(1), labels, float(m.group(3))))
-    return series
-
-
-def mdelta(prefix, name, **labels):
-    def total(path):
-        return sum(v for n, l, v in metrics(path)
-                   if n == name and all(l.get(k) == x for k, x in labels.items()))
-    return total(f"{prefix}.post.metrics") - total(f"{prefix}.pre.metrics")
 
 
 def near(server, client, conns, what):

@@ -9,6 +9,7 @@ use crate::counters::WorkerCounters;
 use crate::neighbour::NeighbourMailboxes;
 use crate::port::heap::HeapBuf;
 use crate::rules::RuleTable;
+use crate::service::{Registry, WorkerInfo};
 use crate::stack::{Egress, Interface, Stack, TcpSetup};
 use crate::wire::{
     ChecksumMode, EtherType, EthernetAddress, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr,
@@ -141,6 +142,40 @@ pub fn lone_stack(
             secret_key: [7; 32],
             ..TcpSetup::default()
         },
+    );
+    (stack, counters)
+}
+
+/// The stack of worker 0 of `workers`, with no peers to share neighbours
+/// with, running the services of `registry` (built for that worker against
+/// [`lone_config`]), with `rules` compiled, the TCP setup `tcp` and fresh
+/// counters, which are returned beside it. It records no flows; local ports
+/// for active opens and a gateway, where a caller needs them, are set on the
+/// stack afterwards.
+pub fn stack_with_registry(
+    iface: Interface,
+    rules: &[Rule],
+    default: DefaultAction,
+    tcp: TcpSetup,
+    registry: &Registry,
+    workers: usize,
+) -> (Stack, Arc<WorkerCounters>) {
+    let config = lone_config();
+    let counters = Arc::new(WorkerCounters::default());
+    let services = registry.build(&WorkerInfo {
+        id: 0,
+        workers,
+        config: &config,
+        counters: &counters,
+    });
+    let stack = Stack::with_services(
+        iface,
+        Arc::new(RuleTable::compile(rules, default)),
+        NeighbourMailboxes::new(1).cache_for(0),
+        counters.clone(),
+        false,
+        tcp,
+        services,
     );
     (stack, counters)
 }

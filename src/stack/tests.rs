@@ -17,6 +17,12 @@ const OUR_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x02]);
 const PEER_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
 const OUR_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const PEER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// Our interface: `OUR_MAC`, `OUR_IP` on a /24.
+const OUR_IFACE: Interface = Interface {
+    mac: OUR_MAC,
+    ip: OUR_IP,
+    prefix_len: 24,
+};
 
 fn stack() -> (Stack, Arc<WorkerCounters>) {
     let rules = [
@@ -24,12 +30,7 @@ fn stack() -> (Stack, Arc<WorkerCounters>) {
         udp_rule("discard", 9, Action::Service(ServiceId::DISCARD)),
         udp_rule("sink", 5000, Action::Drop),
     ];
-    let iface = Interface {
-        mac: OUR_MAC,
-        ip: OUR_IP,
-        prefix_len: 24,
-    };
-    lone_stack(iface, &rules, DefaultAction::Kernel, true)
+    lone_stack(OUR_IFACE, &rules, DefaultAction::Kernel, true)
 }
 
 fn ethernet(ethertype: EtherType, payload: &[u8]) -> Vec<u8> {
@@ -434,12 +435,7 @@ fn udp_echo_refuses_source_port_zero_and_ports_that_could_answer_back() {
         ports: vec![7000..=7010],
         ..udp_rule("echo-high", 7000, Action::Service(ServiceId::ECHO))
     });
-    let iface = Interface {
-        mac: OUR_MAC,
-        ip: OUR_IP,
-        prefix_len: 24,
-    };
-    let (mut stack, counters) = lone_stack(iface, &rules, DefaultAction::Kernel, false);
+    let (mut stack, counters) = lone_stack(OUR_IFACE, &rules, DefaultAction::Kernel, false);
     dropped_as(
         &mut stack,
         &counters,

@@ -8,11 +8,10 @@ use std::io;
 use std::time::Duration;
 
 use super::*;
-use crate::neighbour::NeighbourMailboxes;
 use crate::rt::udp::{MAX_PAYLOAD, RECV_QUEUE, RESOLVE_WAIT_NS, SEND_BYTES, SEND_QUEUE};
 use crate::rt::{sleep, UdpSocket};
-use crate::rules::RuleTable;
 use crate::service::{Registry, WorkerInfo};
+use crate::testing::stack_with_registry;
 
 const PORT: u16 = 5353;
 /// A port the rules give the async service too, where no socket is bound.
@@ -31,35 +30,18 @@ where
     let id = registry
         .add_async("app", move |_: &WorkerInfo<'_>| main())
         .expect("a new name");
-    let config = crate::testing::lone_config();
-    let counters = Arc::new(WorkerCounters::default());
-    let services = registry.build(&WorkerInfo {
-        id: 0,
-        workers: 1,
-        config: &config,
-        counters: &counters,
-    });
-    let iface = Interface {
-        mac: OUR_MAC,
-        ip: OUR_IP,
-        prefix_len: 24,
-    };
-    let stack = Stack::with_services(
-        iface,
-        Arc::new(RuleTable::compile(
-            &[
-                udp_rule("app", PORT, Action::Service(id)),
-                udp_rule("app2", UNBOUND, Action::Service(id)),
-            ],
-            DefaultAction::Drop,
-        )),
-        NeighbourMailboxes::new(1).cache_for(0),
-        counters.clone(),
-        false,
+    let rules = [
+        udp_rule("app", PORT, Action::Service(id)),
+        udp_rule("app2", UNBOUND, Action::Service(id)),
+    ];
+    stack_with_registry(
+        OUR_IFACE,
+        &rules,
+        DefaultAction::Drop,
         TcpSetup::default(),
-        services,
-    );
-    (stack, counters)
+        &registry,
+        1,
+    )
 }
 
 /// Bind `PORT` (and check a second bind is refused), wait until `start_ns`

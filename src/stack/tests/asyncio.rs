@@ -5,11 +5,9 @@
 use std::future::poll_fn;
 
 use super::*;
-use crate::neighbour::NeighbourMailboxes;
 use crate::rt::{spawn_local, TcpListener};
-use crate::rules::RuleTable;
 use crate::service::{Registry, WorkerInfo};
-use crate::testing::{parse_tcp_frame, tcp_frame, tcp_rule};
+use crate::testing::{parse_tcp_frame, stack_with_registry, tcp_frame, tcp_rule};
 use crate::wire::{TcpFlags, TcpHeader, TcpOptions};
 
 const PORT: u16 = 5000;
@@ -46,34 +44,12 @@ fn async_echo_stack() -> Stack {
             }
         })
         .expect("a new name");
-    let config = crate::testing::lone_config();
-    let counters = Arc::new(WorkerCounters::default());
-    let services = registry.build(&WorkerInfo {
-        id: 0,
-        workers: 1,
-        config: &config,
-        counters: &counters,
-    });
-    let iface = Interface {
-        mac: OUR_MAC,
-        ip: OUR_IP,
-        prefix_len: 24,
+    let tcp = TcpSetup {
+        secret_key: [7; 32],
+        ..TcpSetup::default()
     };
-    Stack::with_services(
-        iface,
-        Arc::new(RuleTable::compile(
-            &[tcp_rule("app", PORT, Action::Service(id))],
-            DefaultAction::Drop,
-        )),
-        NeighbourMailboxes::new(1).cache_for(0),
-        counters,
-        false,
-        TcpSetup {
-            secret_key: [7; 32],
-            ..TcpSetup::default()
-        },
-        services,
-    )
+    let rules = [tcp_rule("app", PORT, Action::Service(id))];
+    stack_with_registry(OUR_IFACE, &rules, DefaultAction::Drop, tcp, &registry, 1).0
 }
 
 fn segment(peer_port: u16, flags: TcpFlags, seq: u32, ack: u32) -> TcpHeader {
@@ -187,29 +163,14 @@ fn a_port_nobody_listens_on_is_reset_and_counted() {
     let id = registry
         .add_async("idle", |_: &WorkerInfo<'_>| async {})
         .expect("a new name");
-    let config = crate::testing::lone_config();
-    let counters = Arc::new(WorkerCounters::default());
-    let services = registry.build(&WorkerInfo {
-        id: 0,
-        workers: 1,
-        config: &config,
-        counters: &counters,
-    });
-    let mut stack = Stack::with_services(
-        Interface {
-            mac: OUR_MAC,
-            ip: OUR_IP,
-            prefix_len: 24,
-        },
-        Arc::new(RuleTable::compile(
-            &[tcp_rule("idle", PORT, Action::Service(id))],
-            DefaultAction::Drop,
-        )),
-        NeighbourMailboxes::new(1).cache_for(0),
-        counters,
-        false,
+    let rules = [tcp_rule("idle", PORT, Action::Service(id))];
+    let (mut stack, _) = stack_with_registry(
+        OUR_IFACE,
+        &rules,
+        DefaultAction::Drop,
         TcpSetup::default(),
-        services,
+        &registry,
+        1,
     );
     let mut syn = segment(40000, TcpFlags::SYN, 1000, 0);
     syn.options.mss = Some(1460);

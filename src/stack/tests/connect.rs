@@ -9,12 +9,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::*;
-use crate::neighbour::NeighbourMailboxes;
 use crate::rss::{HomePorts, RssModel};
 use crate::rt::TcpStream;
-use crate::rules::RuleTable;
 use crate::service::{Registry, WorkerInfo};
-use crate::testing::{parse_tcp_frame, tcp_frame, tcp_header};
+use crate::testing::{parse_tcp_frame, stack_with_registry, tcp_frame, tcp_header};
 use crate::wire::TcpFlags;
 
 const SERVER_PORT: u16 = 80;
@@ -98,27 +96,8 @@ fn client_stack_with(
             }
         })
         .expect("a new name");
-    let config = crate::testing::lone_config();
-    let counters = Arc::new(WorkerCounters::default());
-    let services = registry.build(&WorkerInfo {
-        id: 0,
-        workers: 2,
-        config: &config,
-        counters: &counters,
-    });
-    let mut stack = Stack::with_services(
-        Interface {
-            mac: OUR_MAC,
-            ip: OUR_IP,
-            prefix_len: 24,
-        },
-        Arc::new(RuleTable::compile(&[], DefaultAction::Drop)),
-        NeighbourMailboxes::new(1).cache_for(0),
-        counters,
-        false,
-        tcp,
-        services,
-    );
+    let (mut stack, _) =
+        stack_with_registry(OUR_IFACE, &[], DefaultAction::Drop, tcp, &registry, 2);
     let ports = Arc::new(HomePorts::new(RssModel::software(2), FIRST, LAST));
     stack.set_local_ports(ports.picker(0));
     (stack, outcome, ports)
@@ -351,26 +330,13 @@ fn a_destination_off_the_subnet_without_gateway_is_network_unreachable() {
             }
         })
         .expect("a new name");
-    let config = crate::testing::lone_config();
-    let counters = Arc::new(WorkerCounters::default());
-    let services = registry.build(&WorkerInfo {
-        id: 0,
-        workers: 1,
-        config: &config,
-        counters: &counters,
-    });
-    let mut stack = Stack::with_services(
-        Interface {
-            mac: OUR_MAC,
-            ip: OUR_IP,
-            prefix_len: 24,
-        },
-        Arc::new(RuleTable::compile(&[], DefaultAction::Drop)),
-        NeighbourMailboxes::new(1).cache_for(0),
-        counters,
-        false,
+    let (mut stack, _) = stack_with_registry(
+        OUR_IFACE,
+        &[],
+        DefaultAction::Drop,
         TcpSetup::default(),
-        services,
+        &registry,
+        1,
     );
     let ports = Arc::new(HomePorts::new(RssModel::software(1), FIRST, LAST));
     stack.set_local_ports(ports.picker(0));
