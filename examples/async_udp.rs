@@ -22,26 +22,14 @@
 //! gives its worker.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
-use shardnet::config::{Action, Config, CoreSet, Protocol};
+use shardnet::config::Protocol;
 use shardnet::rt::{spawn_local, UdpSocket};
-use shardnet::runtime::{self, Signals};
-use shardnet::service::{Registry, WorkerInfo};
+use shardnet::service::WorkerInfo;
+use shardnet::Runtime;
 
 /// The service's name in the rules.
 const SERVICE: &str = "reverse";
-
-/// Every port of the UDP rules that name the service.
-fn ports(config: &Config) -> Vec<u16> {
-    config
-        .rules
-        .iter()
-        .filter(|rule| rule.protocol == Protocol::Udp)
-        .filter(|rule| matches!(rule.action, Action::Service(id) if id.as_str() == SERVICE))
-        .flat_map(|rule| rule.ports.iter().flat_map(|range| range.clone()))
-        .collect()
-}
 
 /// One port of one worker: answer each datagram reversed.
 async fn serve(port: u16) {
@@ -68,58 +56,27 @@ async fn serve(port: u16) {
     }
 }
 
-fn main() -> ExitCode {
+fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let config_path = match (args.next().as_deref(), args.next()) {
+    let config = match (args.next().as_deref(), args.next()) {
         (Some("--config"), Some(path)) => PathBuf::from(path),
-        _ => {
-            eprintln!("usage: async_udp --config FILE");
-            return ExitCode::from(2);
-        }
+        _ => anyhow::bail!("usage: async_udp --config FILE"),
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SHARDNET_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let mut registry = Registry::new();
-    let added = registry.add_async(SERVICE, |worker: &WorkerInfo<'_>| {
-        let ports = ports(worker.config);
-        async move {
-            for port in ports {
-                drop(spawn_local(serve(port)));
+    let runtime =
+        Runtime::from_config(&config)?.async_service(SERVICE, |worker: &WorkerInfo<'_>| {
+            let ports = worker.ports(Protocol::Udp, SERVICE);
+            async move {
+                for port in ports {
+                    drop(spawn_local(serve(port)));
+                }
             }
-        }
-    });
-    if let Err(e) = added {
-        eprintln!("async_udp: {e}");
-        return ExitCode::from(1);
+        });
+    if runtime
+        .config()?
+        .service_ports(Protocol::Udp, SERVICE)
+        .is_empty()
+    {
+        anyhow::bail!("no UDP rule gives a port to the service \"{SERVICE}\"");
     }
-    let config = match Config::load_for(&config_path, &CoreSet::online(), registry.catalog()) {
-        Ok(config) => config,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return ExitCode::from(1);
-        }
-    };
-    if ports(&config).is_empty() {
-        eprintln!("async_udp: no UDP rule names the service \"{SERVICE}\"");
-        return ExitCode::from(1);
-    }
-    let signals = match Signals::install() {
-        Ok(signals) => signals,
-        Err(e) => {
-            eprintln!("async_udp: {e:#}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime::run_with_services(config, &signals, registry) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("async_udp: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    runtime.run()
 }

@@ -15,14 +15,13 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use shardnet::config::{Action, Config, CoreSet, Protocol};
+use shardnet::config::Protocol;
 use shardnet::rt::{spawn_local, timeout, TcpListener, TcpStream};
-use shardnet::runtime::{self, Signals};
-use shardnet::service::{Registry, WorkerInfo};
+use shardnet::service::WorkerInfo;
+use shardnet::Runtime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The service's name in the rules.
@@ -36,17 +35,6 @@ struct Cli {
     /// The upstream host.
     #[arg(long)]
     upstream: Ipv4Addr,
-}
-
-/// The first port of each TCP rule that names the service.
-fn ports(config: &Config) -> Vec<u16> {
-    config
-        .rules
-        .iter()
-        .filter(|rule| rule.protocol == Protocol::Tcp)
-        .filter(|rule| matches!(rule.action, Action::Service(id) if id.as_str() == SERVICE))
-        .filter_map(|rule| rule.ports.first().map(|range| *range.start()))
-        .collect()
 }
 
 /// One client: read its request, relay it upstream, relay the answer.
@@ -109,52 +97,26 @@ async fn serve(port: u16, upstream: Ipv4Addr) {
     }
 }
 
-fn main() -> ExitCode {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SHARDNET_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let upstream = cli.upstream;
-    let mut registry = Registry::new();
-    let added = registry.add_async(SERVICE, move |worker: &WorkerInfo<'_>| {
-        let ports = ports(worker.config);
-        async move {
-            for port in ports {
-                drop(spawn_local(serve(port, upstream)));
+    let runtime = Runtime::from_config(&cli.config)?.async_service(
+        SERVICE,
+        move |worker: &WorkerInfo<'_>| {
+            let ports = worker.ports(Protocol::Tcp, SERVICE);
+            async move {
+                for port in ports {
+                    drop(spawn_local(serve(port, upstream)));
+                }
             }
-        }
-    });
-    if let Err(e) = added {
-        eprintln!("tcp_proxy: {e}");
-        return ExitCode::from(1);
+        },
+    );
+    if runtime
+        .config()?
+        .service_ports(Protocol::Tcp, SERVICE)
+        .is_empty()
+    {
+        anyhow::bail!("no TCP rule gives a port to the service \"{SERVICE}\"");
     }
-    let config = match Config::load_for(&cli.config, &CoreSet::online(), registry.catalog()) {
-        Ok(config) => config,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return ExitCode::from(1);
-        }
-    };
-    if ports(&config).is_empty() {
-        eprintln!("tcp_proxy: no TCP rule names the service \"{SERVICE}\"");
-        return ExitCode::from(1);
-    }
-    let signals = match Signals::install() {
-        Ok(signals) => signals,
-        Err(e) => {
-            eprintln!("tcp_proxy: {e:#}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime::run_with_services(config, &signals, registry) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("tcp_proxy: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    runtime.run()
 }
