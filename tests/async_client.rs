@@ -11,7 +11,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{example, metric_sum, scrape, wait_for, Lab, DUT_IP, PEER_IP};
+use common::{assert_client_ok, example, metric_sum, scrape, wait_for, Lab, DUT_IP, PEER_IP};
 
 const METRICS: &str = "127.0.0.1:9464";
 
@@ -123,12 +123,7 @@ fn proxy(backend: &str) {
     });
     let log = app.stop();
     drop(server);
-    assert!(
-        out.status.success(),
-        "the peer's client failed:\n{}{}\nlog:\n{log}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_client_ok("the peer's client", &out, &log);
     // Every relayed request made one active open that completed.
     let active = metric_sum(
         &metrics,

@@ -26,7 +26,7 @@ mod store;
 
 use std::time::Duration;
 
-use common::{example, Lab, DUT_IP};
+use common::{assert_client_ok, example, Lab, DUT_IP};
 
 const PORT: &str = "6379";
 
@@ -232,12 +232,7 @@ fn serve(backend: &str) {
         "redis-cli:\n{}\nlog:\n{log}",
         failures.join("\n")
     );
-    assert!(
-        out.status.success(),
-        "python: {}{}\nlog:\n{log}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_client_ok("python", &out, &log);
 }
 
 #[test]

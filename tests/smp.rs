@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{example, metric_sum, scrape, Lab, DUT_IP};
+use common::{assert_client_ok, example, metric_sum, scrape, Lab, DUT_IP};
 
 const METRICS: &str = "127.0.0.1:9466";
 
@@ -49,12 +49,7 @@ fn run(backend: &str) {
     let out = lab.peer(&["/usr/bin/python3", "-c", CLIENT, DUT_IP]);
     let metrics = scrape(&lab, METRICS);
     let log = app.stop();
-    assert!(
-        out.status.success(),
-        "the peer's client failed:\n{}{}\nlog:\n{log}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_client_ok("the peer's client", &out, &log);
     let seen: std::collections::BTreeMap<String, Vec<Vec<String>>> =
         serde_json::from_slice(&out.stdout).expect("the client's JSON");
     assert_eq!(seen.len(), 8, "{seen:?}");

@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{example, metric_sum, scrape, Lab, DUT_IP};
+use common::{assert_client_ok, example, metric_sum, scrape, Lab, DUT_IP};
 
 /// The peer's client: 64 TCP connections (distinct source ports, so both
 /// workers serve some), each sending 3 chunks and half-closing, expecting
@@ -78,12 +78,7 @@ fn serve(backend: &str) {
     lab.wait_until_answering(&mut app, Duration::from_secs(30));
     let out = lab.peer(&["/usr/bin/python3", "-c", CLIENT, DUT_IP]);
     let log = app.stop();
-    assert!(
-        out.status.success(),
-        "the peer's client failed:\n{}{}\nlog:\n{log}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_client_ok("the peer's client", &out, &log);
 }
 
 #[test]
@@ -179,12 +174,7 @@ sys.exit(1 if bad else 0)
     let out = lab.peer(&["/usr/bin/python3", "-c", python, DUT_IP]);
     let metrics = scrape(&lab, METRICS);
     let log = app.stop();
-    assert!(
-        out.status.success(),
-        "python: {}{}\nlog:\n{log}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_client_ok("python", &out, &log);
     for worker in ["0", "1"] {
         let label = format!("worker=\"{worker}\"");
         let accepted = metric_sum(
@@ -280,12 +270,7 @@ fn a_panicking_task_resets_only_its_connection(backend: &str) {
     let out = lab.peer(&["/usr/bin/python3", "-c", LINES_CLIENT, DUT_IP]);
     let metrics = scrape(&lab, METRICS);
     let log = app.stop();
-    assert!(
-        out.status.success(),
-        "the peer's client failed:\n{}{}\nlog:\n{log}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_client_ok("the peer's client", &out, &log);
     assert_eq!(
         metric_sum(&metrics, "shardnet_async_task_panics_total", &[]),
         1.0,
@@ -378,12 +363,7 @@ fn serve_async_udp(backend: &str) {
     ]);
     let metrics = scrape(&lab, ASYNC_UDP_METRICS);
     let log = app.stop();
-    assert!(
-        out.status.success(),
-        "the peer's client failed:\n{}{}\nlog:\n{log}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_client_ok("the peer's client", &out, &log);
     let report: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("the client's JSON report");
     let sent = report["sent"].as_u64().unwrap();

@@ -548,3 +548,16 @@ pub fn example(name: &str) -> PathBuf {
     );
     path
 }
+
+/// Panics unless `out`, the run of a client (in the peer namespace, say),
+/// succeeded, showing `what` it was, its stdout and stderr, and the log of
+/// the program it talked to.
+#[track_caller]
+pub fn assert_client_ok(what: &str, out: &Output, log: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}\nlog:\n{log}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
