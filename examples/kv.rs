@@ -30,26 +30,38 @@
 //! splitting it into per-shard parts, merging their answers). The keyspace
 //! is placed on shards by Redis Cluster's hash slot ([`store::shard_of`]).
 //!
-//! **The shard seam**: every keyed operation goes through
-//! [`Shards::run`]`(shard, op)`. For now [`LocalShards`] has one shard, the
-//! worker's own store (so with several workers each worker holds its own
-//! keyspace: it refuses to start with more than one worker); the
-//! cross-core version (each worker
-//! owns the keys of its shard, `run` sends the op to the owning worker and
-//! awaits its answer) replaces `LocalShards` only.
+//! **Sharding**: every keyed operation goes through
+//! [`Shards::run`]`(shard, op)`, and [`WorkerShards`] places shard `k` on
+//! worker `k` (a [`Store`] per worker, declared with
+//! [`shardnet::Runtime::sharded`]). A key's commands run on the worker that
+//! owns it, whichever worker the client's connection landed on: the calling
+//! worker's own keys in place (`with_local`, no message), another worker's
+//! through `shardnet::smp` (`invoke_on`: the op travels to its owner, runs
+//! there between two of its poll rounds, and the answer wakes the
+//! connection's task). A multi-key command (MGET, MSET, DEL, EXISTS, and
+//! DBSIZE and FLUSHALL over every shard) sends its per-shard parts at once
+//! and merges their answers in key order.
+//!
+//! **Busy owners**: the ring towards a worker is bounded (1024 requests). A
+//! part that finds it full is not sent (`shardnet_smp_queue_full_total`
+//! counts it) and the command is answered `-ERR busy (the owning worker's
+//! queue is full), try again` at once, never dropped or queued without bound.
+//! Retrying is safe: a single-key command that got the error did not run;
+//! a multi-key one may have run on its other shards (MSET set those keys,
+//! DEL removed them), and running it again gives the same keyspace.
 
-use std::cell::RefCell;
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::rc::Rc;
 use std::time::Duration;
 
 use clap::Parser;
-use futures_util::future::join_all;
+use futures_util::future::{join_all, Either};
+use futures_util::FutureExt;
 use shardnet::config::Protocol;
 use shardnet::rt::{self, spawn_local, TcpListener, TcpStream};
 use shardnet::service::WorkerInfo;
+use shardnet::smp::{Sharded, SmpError};
 use shardnet::Runtime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -101,24 +113,50 @@ fn now_ms() -> i64 {
     i64::try_from(rt::now_ns() / 1_000_000).unwrap_or(i64::MAX)
 }
 
-/// One shard: the worker's own store, run in place.
-///
-/// SEAM: replaced by the cross-core version once `shardnet::smp` exists
-/// (`count()` = workers, `run` = `invoke_on(shard, |store| store.apply(op,
-/// now_ms()))`, the local shard via `with_local`).
+/// The keyspace over the workers: shard `k` is worker `k`'s [`Store`].
 #[derive(Clone)]
-struct LocalShards {
-    store: Rc<RefCell<Store>>,
+struct WorkerShards {
+    stores: Sharded<Store>,
+    /// The calling worker's number (its own shard).
+    local: usize,
+    /// How many workers (shards).
+    count: usize,
 }
 
-impl Shards for LocalShards {
+impl Shards for WorkerShards {
     fn count(&self) -> usize {
-        1
+        self.count
     }
 
-    fn run(&self, _shard: usize, op: ShardOp) -> impl Future<Output = ShardReply> {
-        let answer = self.store.borrow_mut().apply(op, now_ms());
-        std::future::ready(answer)
+    fn run(&self, shard: usize, op: ShardOp) -> impl Future<Output = ShardReply> {
+        // The calling worker's clock travels with the op: a message runs
+        // between poll rounds, outside the owner's executor. Workers share
+        // one monotonic clock, so the readings agree to within a round.
+        let now = now_ms();
+        if shard == self.local {
+            let answer = self.stores.with_local(|store| store.apply(op, now));
+            Either::Left(std::future::ready(shard_answer(answer)))
+        } else {
+            let reply = self
+                .stores
+                .invoke_on(shard, move |store: &mut Store| store.apply(op, now));
+            Either::Right(reply.map(shard_answer))
+        }
+    }
+}
+
+/// The error reply's text for a part that found its owner's queue full.
+const BUSY: &str = "busy (the owning worker's queue is full), try again";
+
+/// A shard's answer, or the error reply for a part that could not run
+/// there (see "Busy owners" in the module docs).
+fn shard_answer(answer: Result<ShardReply, SmpError>) -> ShardReply {
+    match answer {
+        Ok(answer) => answer,
+        Err(SmpError::Full) => ShardReply::Error(BUSY),
+        // Only while the process stops.
+        Err(SmpError::Stopped) => ShardReply::Error("the owning worker has stopped"),
+        Err(_) => ShardReply::Error("internal error: the shards are not reachable"),
     }
 }
 
@@ -198,7 +236,7 @@ async fn serve_connection(mut stream: TcpStream, shards: impl Shards) -> std::io
 }
 
 /// One worker's main task for one port: accept, a task per connection.
-async fn serve(port: u16, shards: LocalShards) {
+async fn serve(port: u16, shards: WorkerShards) {
     let listener = match TcpListener::bind(port) {
         Ok(listener) => listener,
         Err(e) => {
@@ -223,56 +261,55 @@ async fn serve(port: u16, shards: LocalShards) {
     }
 }
 
-/// Removes expired keys a bounded number at a time, forever.
-async fn sweep(store: Rc<RefCell<Store>>) {
+/// Removes expired keys of this worker's shard a bounded number at a
+/// time, forever.
+async fn sweep(stores: Sharded<Store>) {
     loop {
         rt::sleep(SWEEP_EVERY).await;
-        let mut store = store.borrow_mut();
-        let removed = store.sweep(now_ms(), SWEEP_BUDGET);
-        if removed > 0 {
-            tracing::debug!(
-                removed,
-                keys = store.len(),
-                expiring = store.expiring(),
-                "kv: expiry sweep"
-            );
+        let swept = stores.with_local(|store| {
+            let removed = store.sweep(now_ms(), SWEEP_BUDGET);
+            (removed, store.len(), store.expiring())
+        });
+        match swept {
+            Ok((0, _, _)) => {}
+            Ok((removed, keys, expiring)) => {
+                tracing::debug!(removed, keys, expiring, "kv: expiry sweep");
+            }
+            Err(e) => {
+                tracing::error!("kv: expiry sweep: {e}");
+                return;
+            }
         }
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match Runtime::from_config(&cli.config) {
-        Ok(runtime) => runtime.async_service(SERVICE, |worker: &WorkerInfo<'_>| {
-            let ports = worker.ports(Protocol::Tcp, SERVICE);
-            async move {
-                let store = Rc::new(RefCell::new(Store::new()));
-                drop(spawn_local(sweep(Rc::clone(&store))));
-                let shards = LocalShards { store };
-                for port in ports {
-                    drop(spawn_local(serve(port, shards.clone())));
-                }
-            }
-        }),
+    let mut runtime = match Runtime::from_config(&cli.config) {
+        Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("kv: {e:#}");
             return ExitCode::from(1);
         }
     };
+    let stores = runtime.sharded(|_worker: &WorkerInfo<'_>| Store::new());
+    let runtime = runtime.async_service(SERVICE, move |worker: &WorkerInfo<'_>| {
+        let ports = worker.ports(Protocol::Tcp, SERVICE);
+        let shards = WorkerShards {
+            stores: stores.clone(),
+            local: worker.id,
+            count: worker.workers,
+        };
+        async move {
+            drop(spawn_local(sweep(shards.stores.clone())));
+            for port in ports {
+                drop(spawn_local(serve(port, shards.clone())));
+            }
+        }
+    });
     match runtime.config() {
         Ok(config) if config.service_ports(Protocol::Tcp, SERVICE).is_empty() => {
             eprintln!("kv: no TCP rule gives a port to the service \"{SERVICE}\"");
-            return ExitCode::from(1);
-        }
-        // SEAM: until a key's commands can run on its owning worker, each
-        // worker would hold its own keyspace, and a client would see the
-        // keys of whichever worker its connection landed on.
-        Ok(config) if config.dataplane.workers.len() > 1 => {
-            eprintln!(
-                "kv: {} workers configured; this version serves one (its keyspace is not yet \
-                 sharded across workers)",
-                config.dataplane.workers.len()
-            );
             return ExitCode::from(1);
         }
         Ok(_) => {}
@@ -287,5 +324,157 @@ fn main() -> ExitCode {
             eprintln!("kv: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use shardnet::counters::WorkerCounters;
+    use shardnet::rt::Executor;
+    use shardnet::smp;
+
+    use super::*;
+
+    /// Wakes a thread parked in [`block_on`].
+    struct Unpark(std::thread::Thread);
+
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+
+    /// Polls `future` on this thread until it is ready, parked in between.
+    fn block_on<F: Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return output;
+            }
+            std::thread::park();
+        }
+    }
+
+    /// The `n`-th key (`k0`, `k1`, ...) that `shard` of 2 owns.
+    fn key_on(shard: usize, n: usize) -> String {
+        (0..)
+            .map(|i| format!("k{i}"))
+            .filter(|k| store::shard_of(k.as_bytes(), 2) == shard)
+            .nth(n)
+            .expect("keys on every shard")
+    }
+
+    /// Runs `line` to completion; its encoded reply.
+    fn run(shards: &WorkerShards, line: &str) -> String {
+        let mut out = Vec::new();
+        let args = resp::split_args(line.as_bytes()).expect("a command line");
+        let close = block_on(execute(shards, args, &mut out));
+        assert!(!close, "{line}");
+        String::from_utf8(out).expect("text")
+    }
+
+    /// Two workers over rings of one slot, served from this thread as
+    /// worker 0 (worker 1's endpoint comes back unattached): the full ring
+    /// answers busy at once and is counted, the local shard takes no
+    /// message, and the commands run across both shards.
+    #[test]
+    fn parts_for_other_workers_travel_and_a_full_ring_answers_busy() {
+        let counters: Vec<Arc<WorkerCounters>> = (0..2).map(|_| Arc::default()).collect();
+        let mut declared = smp::Shards::new();
+        let stores = declared.add(|_: &WorkerInfo<'_>| Store::new());
+        let mesh = declared.start(counters.clone(), 1);
+        let mut here = mesh.endpoint(0);
+        here.attach(vec![Box::new(Store::new())]);
+        let there = mesh.endpoint(1);
+        let shards = WorkerShards {
+            stores,
+            local: 0,
+            count: 2,
+        };
+        let (mine, mine2) = (key_on(0, 0), key_on(0, 1));
+        let (theirs, theirs2) = (key_on(1, 0), key_on(1, 1));
+        let executor = Executor::new(0);
+        executor.enter(|| {
+            // The local shard: in place, no message.
+            assert_eq!(run(&shards, &format!("SET {mine} 1")), "+OK\r\n");
+            assert_eq!(counters[0].smp_sent.get(), 0);
+
+            // Worker 1 does not drain yet: the first part waits in the
+            // ring's one slot, the next finds it full.
+            let mut first_out = Vec::new();
+            let args = resp::split_args(format!("SET {theirs} 2").as_bytes()).unwrap();
+            let mut first = Box::pin(execute(&shards, args, &mut first_out));
+            assert!(first.as_mut().now_or_never().is_none(), "it waits");
+            assert_eq!(counters[0].smp_sent.get(), 1);
+            let busy = format!("-ERR {BUSY}\r\n");
+            assert_eq!(run(&shards, &format!("GET {theirs2}")), busy);
+            // A multi-key command: its local part ran (see "Busy owners").
+            assert_eq!(run(&shards, &format!("MSET {mine2} x {theirs2} y")), busy);
+            assert_eq!(run(&shards, &format!("GET {mine2}")), "$1\r\nx\r\n");
+            assert_eq!(counters[0].smp_queue_full.get(), 2);
+            assert_eq!(counters[0].smp_sent.get(), 1);
+
+            // Worker 1 drains on its own thread from now on.
+            let stop = Arc::new(AtomicBool::new(false));
+            let worker1 = {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut there = there;
+                    there.attach(vec![Box::new(Store::new())]);
+                    while !stop.load(Ordering::Relaxed) {
+                        if there.drain(smp::DRAIN_BUDGET) == 0 {
+                            std::thread::yield_now();
+                        }
+                    }
+                })
+            };
+            assert!(!block_on(first.as_mut()));
+            drop(first);
+            assert_eq!(first_out, b"+OK\r\n");
+            assert_eq!(run(&shards, &format!("GET {theirs}")), "$1\r\n2\r\n");
+            assert_eq!(
+                run(&shards, &format!("MSET {mine2} x {theirs2} y")),
+                "+OK\r\n"
+            );
+            assert_eq!(
+                run(&shards, &format!("MGET {theirs2} nope {mine} {theirs}")),
+                "*4\r\n$1\r\ny\r\n$-1\r\n$1\r\n1\r\n$1\r\n2\r\n"
+            );
+            assert_eq!(
+                run(&shards, &format!("EXISTS {mine} {theirs} {theirs} nope")),
+                ":3\r\n"
+            );
+            assert_eq!(run(&shards, "DBSIZE"), ":4\r\n");
+            assert_eq!(run(&shards, &format!("DEL {theirs} {mine} nope")), ":2\r\n");
+            assert_eq!(run(&shards, "DBSIZE"), ":2\r\n");
+            assert_eq!(run(&shards, "FLUSHALL"), "+OK\r\n");
+            assert_eq!(run(&shards, "DBSIZE"), ":0\r\n");
+            stop.store(true, Ordering::Relaxed);
+            worker1.join().expect("worker 1");
+        });
+        // Every part sent was run by worker 1; none was lost.
+        let sent = counters[0].smp_sent.get();
+        assert!(sent >= 10, "{sent}");
+        assert_eq!(counters[1].smp_received.get(), sent);
+        assert_eq!(counters[0].smp_queue_full.get(), 2);
+    }
+
+    #[test]
+    fn unreachable_shards_answer_errors() {
+        assert_eq!(shard_answer(Err(SmpError::Full)), ShardReply::Error(BUSY));
+        assert_eq!(
+            shard_answer(Ok(ShardReply::Integer(3))),
+            ShardReply::Integer(3)
+        );
+        assert!(matches!(
+            shard_answer(Err(SmpError::Stopped)),
+            ShardReply::Error(_)
+        ));
     }
 }

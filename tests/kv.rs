@@ -1,12 +1,15 @@
 //! `examples/kv` (a Redis-protocol key-value server on the async layer)
 //! against redis-cli and the Python `redis` package in a namespace, over
-//! AF_PACKET and DPDK, with one worker (until cross-core messages exist,
-//! each worker holds its own keyspace): the commands, their redis-server 7
-//! errors, expiry, pipelining, binary and large values, and a malformed
-//! request answered `-ERR Protocol error: ...` then closed; and the
-//! redis-cli cases' expected answers against a real redis-server. Needs
-//! root, redis-tools, redis-server and python3-redis
-//! (`scripts/install-deps.sh`).
+//! AF_PACKET and DPDK, with two workers, the keyspace sharded over them
+//! (`shardnet::smp`): the commands, their redis-server 7 errors, expiry,
+//! pipelining, binary and large values, multi-key commands and DBSIZE over
+//! keys of both shards, and a malformed request answered
+//! `-ERR Protocol error: ...` then closed; 64 connections (so on both
+//! workers) each writing keys of both shards and reading every other
+//! connection's; the smp counters (parts sent to the other worker, every
+//! full ring answered with a busy error); and the redis-cli cases'
+//! expected answers against a real redis-server. Needs root, redis-tools,
+//! redis-server and python3-redis (`scripts/install-deps.sh`).
 //!
 //! The example's protocol, store and command modules are compiled here too,
 //! so that their unit tests run with `cargo test` (an example's own tests
@@ -26,23 +29,29 @@ mod store;
 
 use std::time::Duration;
 
-use common::{assert_client_ok, example, Lab, DUT_IP};
+use common::{assert_client_ok, example, metric_sum, scrape, Lab, DUT_IP};
 
 const PORT: &str = "6379";
 
-/// A one-worker config: `Lab::dataplane` gives two workers (and DPDK two
-/// queue pairs); this takes the second core only.
+/// Where the program serves `/metrics` (in the DUT's namespace).
+const METRICS: &str = "127.0.0.1:9467";
+
+/// A two-worker config (`Lab::dataplane`: workers 0 and 1, and two queue
+/// pairs for DPDK) with the kv rule and a metrics listener.
 fn config(lab: &Lab, backend: &str) -> String {
     let two = lab.dataplane(backend, 4096);
-    let one = two
-        .replace("workers = [0, 1]", "workers = [1]")
-        .replace("qpairs=2", "qpairs=1");
-    assert!(one.contains("workers = [1]"), "no workers line in {two}");
-    assert!(backend != "dpdk" || one.contains("qpairs=1"), "{two}");
+    assert!(two.contains("workers = [0, 1]"), "not two workers: {two}");
     format!(
-        "{one}\n[interface]\naddress = \"{DUT_IP}/24\"\n\n\
+        "{two}\n[interface]\naddress = \"{DUT_IP}/24\"\n\n[metrics]\nlisten = \"{METRICS}\"\n\n\
          [[rule]]\nname = \"kv\"\nprotocol = \"tcp\"\nports = [{PORT}]\nservice = \"kv\"\n"
     )
+}
+
+/// The shards of 2 that `keys` fall on.
+fn shards_of<'a>(keys: impl IntoIterator<Item = &'a str>) -> std::collections::BTreeSet<usize> {
+    keys.into_iter()
+        .map(|k| store::shard_of(k.as_bytes(), 2))
+        .collect()
 }
 
 /// `redis-cli` command lines and their exact output (redis-cli prints
@@ -199,6 +208,58 @@ print("bad:", bad)
 sys.exit(1 if bad else 0)
 "#;
 
+/// 64 connections from the peer (distinct source ports, so both workers
+/// get some), each setting its own key `c<i>` (the keys fall on both
+/// shards); then each reads every connection's key with one MGET, and
+/// increments one shared counter. Every connection on one worker thus
+/// reads keys set through the other worker's connections, and the other
+/// way round. A busy reply (a full ring) is counted and the command sent
+/// again (at most 100 times). Prints `{"busy": N, "bad": [...]}`; exits
+/// non-zero if anything differed.
+const CROSS: &str = r#"
+import json, sys, time
+import redis
+dst, port = sys.argv[1], int(sys.argv[2])
+n = 64
+busy = 0
+bad = []
+def call(r, *args):
+    global busy
+    for _ in range(100):
+        try:
+            return r.execute_command(*args)
+        except redis.ResponseError as e:
+            if not str(e).startswith("busy"):
+                raise
+            busy += 1
+            time.sleep(0.01)
+    raise RuntimeError("busy 100 times: %r" % (args,))
+conns = [redis.Redis(host=dst, port=port, socket_timeout=10) for _ in range(n)]
+call(conns[0], "FLUSHALL")
+for i, r in enumerate(conns):
+    if call(r, "SET", "c%d" % i, "v%d" % i) is not True:
+        bad.append(("set", i))
+keys = ["c%d" % i for i in range(n)]
+want = [b"v%d" % i for i in range(n)]
+for j, r in enumerate(conns):
+    got = call(r, "MGET", *keys)
+    if got != want:
+        bad.append(("mget on connection %d" % j, got))
+counts = sorted(call(r, "INCR", "shared") for r in conns)
+if counts != list(range(1, n + 1)):
+    bad.append(("incr", counts))
+if call(conns[0], "DBSIZE") != n + 1:
+    bad.append(("dbsize", call(conns[0], "DBSIZE")))
+if call(conns[-1], "DEL", "shared", *keys) != n + 1:
+    bad.append("del")
+if call(conns[1], "EXISTS", *keys) != 0:
+    bad.append("exists after del")
+for r in conns:
+    r.close()
+print(json.dumps({"busy": busy, "bad": [repr(b) for b in bad]}))
+sys.exit(1 if bad else 0)
+"#;
+
 /// Runs [`CLI_CASES`] with redis-cli from the peer against `host:port`;
 /// returns what differed.
 fn cli_failures(lab: &Lab, host: &str, port: &str) -> Vec<String> {
@@ -221,18 +282,73 @@ fn cli_failures(lab: &Lab, host: &str, port: &str) -> Vec<String> {
 }
 
 fn serve(backend: &str) {
+    // The keys the clients use fall on both shards of 2.
+    assert_eq!(shards_of(["a", "b"]).len(), 2, "CLI_CASES' MSET keys");
+    let m: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
+    let p: Vec<String> = (0..1000).map(|i| format!("p{i}")).collect();
+    let c: Vec<String> = (0..64).map(|i| format!("c{i}")).collect();
+    for keys in [&m, &p, &c] {
+        assert_eq!(shards_of(keys.iter().map(String::as_str)).len(), 2);
+    }
+    assert_eq!(shards_of(["m1", "m2"]).len(), 2, "PYTHON's delete");
+
     let lab = Lab::with_prefix("snk");
     let mut app = lab.start_program(&example("kv"), "kv", &config(&lab, backend));
     lab.wait_until_answering(&mut app, Duration::from_secs(30));
     let failures = cli_failures(&lab, DUT_IP, PORT);
-    let out = lab.peer(&["/usr/bin/python3", "-c", PYTHON, DUT_IP, PORT]);
+    let python = lab.peer(&["/usr/bin/python3", "-c", PYTHON, DUT_IP, PORT]);
+    let cross = lab.peer(&["/usr/bin/python3", "-c", CROSS, DUT_IP, PORT]);
+    let metrics = scrape(&lab, METRICS);
     let log = app.stop();
     assert!(
         failures.is_empty(),
         "redis-cli:\n{}\nlog:\n{log}",
         failures.join("\n")
     );
-    assert_client_ok("python", &out, &log);
+    assert_client_ok("python", &python, &log);
+    assert_client_ok("the 64 connections' client", &cross, &log);
+    let report: serde_json::Value =
+        serde_json::from_slice(&cross.stdout).expect("the client's JSON");
+    let busy = report["busy"].as_f64().expect("a busy count");
+
+    for worker in ["worker=\"0\"", "worker=\"1\""] {
+        // Connections landed on both workers ...
+        assert!(
+            metric_sum(
+                &metrics,
+                "shardnet_tcp_connections_opened_total",
+                &[worker, "side=\"passive\""]
+            ) > 0.0,
+            "{worker} accepted none: {metrics}"
+        );
+        // ... and each worker ran parts for the other's connections.
+        assert!(
+            metric_sum(
+                &metrics,
+                "shardnet_smp_messages_total",
+                &[worker, "direction=\"received\""]
+            ) > 0.0,
+            "{worker} ran no part for the other: {metrics}"
+        );
+    }
+    let sent = metric_sum(
+        &metrics,
+        "shardnet_smp_messages_total",
+        &["direction=\"sent\""],
+    );
+    let received = metric_sum(
+        &metrics,
+        "shardnet_smp_messages_total",
+        &["direction=\"received\""],
+    );
+    let full = metric_sum(&metrics, "shardnet_smp_queue_full_total", &[]);
+    assert!(sent > 0.0, "{metrics}");
+    // Every part sent ran on its owner; every full ring was answered with
+    // a busy error (the redis-cli and PYTHON clients, which do not retry,
+    // would have failed on one; with two workers a command has at most one
+    // part for the other worker, so one full ring is one busy reply).
+    assert_eq!(sent, received, "{metrics}");
+    assert_eq!(full, busy, "full rings against busy replies: {metrics}");
 }
 
 #[test]
@@ -243,22 +359,6 @@ fn kv_answers_redis_cli_and_python_redis_over_af_packet() {
 #[test]
 fn kv_answers_redis_cli_and_python_redis_over_dpdk() {
     serve("dpdk");
-}
-
-#[test]
-fn kv_refuses_more_than_one_worker_until_its_keyspace_is_sharded() {
-    let lab = Lab::with_prefix("snk");
-    let text = format!(
-        "{}\n[interface]\naddress = \"{DUT_IP}/24\"\n\n\
-         [[rule]]\nname = \"kv\"\nprotocol = \"tcp\"\nports = [{PORT}]\nservice = \"kv\"\n",
-        lab.dataplane("af_packet", 4096)
-    );
-    let path = lab.path("two.toml");
-    std::fs::write(&path, text).unwrap();
-    let out = lab.run_program(&example("kv"), &path);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "started anyway: {stderr}");
-    assert!(stderr.contains("kv: 2 workers configured"), "{stderr}");
 }
 
 /// A process started by a test, killed when dropped.
