@@ -491,6 +491,14 @@ impl StreamTask {
         let _ = self.parts.reads.try_send(reply);
     }
 
+    fn poll_shutdown(&mut self) {
+        if !self.shut && self.write.is_none() && self.parts.shared.shut_write.load(Ordering::SeqCst)
+        {
+            self.shut = true;
+            self.stream.shutdown_write();
+        }
+    }
+
     fn poll_write(&mut self, cx: &mut Context<'_>) {
         let shared = &*self.parts.shared;
         if self.write.is_none() {
@@ -541,11 +549,11 @@ impl std::future::Future for StreamTask {
             return Poll::Ready(());
         }
         this.poll_read(cx);
+        // A shutdown comes after the write in progress, before later ones
+        // (which then fail with `BrokenPipe`).
+        this.poll_shutdown();
         this.poll_write(cx);
-        if !this.shut && shared.shut_write.load(Ordering::SeqCst) && this.write.is_none() {
-            this.shut = true;
-            this.stream.shutdown_write();
-        }
+        this.poll_shutdown();
         Poll::Pending
     }
 }

@@ -1,0 +1,476 @@
+//! A thread-per-connection echo server on shardnet's blocking sockets
+//! ([`shardnet::net::blocking`]), written as on `std::net`.
+//!
+//! ```text
+//! cargo run --release --example blocking_echo -- --config FILE
+//! ```
+//!
+//! The rules must give the TCP ports 7000 and 7001 to the service
+//! `"blocking"`:
+//!
+//! - **7000**: echo. Each connection gets a thread that writes back what it
+//!   reads; at the peer's end of stream it shuts its own side down.
+//! - **7001**: control, for tests. One command line per connection, one
+//!   answer line:
+//!   - `connect ADDR LEN`: connect to ADDR (an echo server), send LEN bytes,
+//!     shut down writing, read everything back: `ok RECEIVED EQUAL` or
+//!     `err KIND`;
+//!   - `timeout MS`: read from this connection with a read timeout of MS:
+//!     `timeout KIND ELAPSED_MS`;
+//!   - `stdtests ECHO_ADDR CLOSED_PORT`: run the cases of the standard
+//!     library's `net/tcp/tests.rs` ported here against an echo server at
+//!     ECHO_ADDR (and a closed port of its host): `stdtests ok N RTT_US`
+//!     (N cases passed; RTT_US the mean of 1-byte round trips through the
+//!     blocking sockets, microseconds) or `stdtests fail NAME: WHY`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::Shutdown;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use shardnet::net::blocking::{self, TcpListener, TcpStream};
+use shardnet::Runtime;
+
+/// The service's name in the rules.
+const SERVICE: &str = "blocking";
+/// The echo port.
+const ECHO: u16 = 7000;
+/// The control port.
+const CONTROL: u16 = 7001;
+
+fn echo(mut stream: TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if stream.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+/// Connects to `addr`, sends `len` bytes, reads them back.
+fn connect_and_echo(addr: &str, len: usize) -> String {
+    let mut stream = match TcpStream::connect(addr) {
+        Ok(stream) => stream,
+        Err(e) => return format!("err {:?}", e.kind()),
+    };
+    let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
+    let writer = {
+        let mut stream = stream.try_clone().expect("clone");
+        let data = data.clone();
+        std::thread::spawn(move || {
+            let written = stream.write_all(&data);
+            let _ = stream.shutdown(Shutdown::Write);
+            written
+        })
+    };
+    let mut back = Vec::new();
+    let read = stream.read_to_end(&mut back);
+    match (writer.join().expect("writer"), read) {
+        (Ok(()), Ok(_)) => format!("ok {} {}", back.len(), back == data),
+        (Err(e), _) | (_, Err(e)) => format!("err {:?}", e.kind()),
+    }
+}
+
+fn control(stream: TcpStream) {
+    let mut line = String::new();
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let answer = match words.as_slice() {
+        ["connect", addr, len] => connect_and_echo(addr, len.parse().unwrap_or(0)),
+        ["timeout", ms] => {
+            let ms: u64 = ms.parse().unwrap_or(100);
+            stream
+                .set_read_timeout(Some(Duration::from_millis(ms)))
+                .expect("timeout");
+            let start = Instant::now();
+            let got = (&stream).read(&mut [0u8; 16]);
+            let elapsed = start.elapsed().as_millis();
+            stream.set_read_timeout(None).expect("no timeout");
+            match got {
+                Ok(n) => format!("timeout read {n} {elapsed}"),
+                Err(e) => format!("timeout {:?} {elapsed}", e.kind()),
+            }
+        }
+        ["stdtests", addr, closed] => match std_tests::run(addr, closed.parse().unwrap_or(1)) {
+            Ok((n, rtt)) => format!("stdtests ok {n} {rtt:.1}"),
+            Err(why) => format!("stdtests fail {why}"),
+        },
+        _ => format!("unknown command {line:?}"),
+    };
+    let _ = (&stream).write_all(format!("{answer}\n").as_bytes());
+    let _ = stream.shutdown(Shutdown::Write);
+    // Let the peer read before the stream goes.
+    let _ = reader.read_to_end(&mut Vec::new());
+}
+
+fn serve(port: u16, handler: fn(TcpStream)) {
+    let listener = TcpListener::bind(("0.0.0.0", port)).unwrap_or_else(|e| {
+        eprintln!("blocking_echo: cannot bind {port}: {e}");
+        std::process::exit(1)
+    });
+    eprintln!("blocking_echo: listening on {}", listener.local_addr().unwrap());
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => drop(std::thread::spawn(move || handler(stream))),
+            Err(e) => {
+                eprintln!("blocking_echo: accept on {port}: {e}");
+                return;
+            }
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let config = match (args.next().as_deref(), args.next()) {
+        (Some("--config"), Some(path)) => PathBuf::from(path),
+        _ => anyhow::bail!("usage: blocking_echo --config FILE"),
+    };
+    let runtime = blocking::register(Runtime::from_config(&config)?, SERVICE)?;
+    std::thread::spawn(|| serve(ECHO, echo));
+    std::thread::spawn(|| serve(CONTROL, control));
+    runtime.run()
+}
+
+/// Cases of rust-lang/rust `library/std/src/net/tcp/tests.rs`, adapted:
+/// the far end is a Linux echo server (no loopback on shardnet), so each
+/// case keeps its checks but talks to that server.
+mod std_tests {
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::{Shutdown, SocketAddr};
+    use std::time::{Duration, Instant};
+
+    use shardnet::net::blocking::{TcpListener, TcpStream};
+
+    type Case = fn(&str, u16) -> Result<(), String>;
+
+    macro_rules! check {
+        ($cond:expr) => {
+            if !$cond {
+                return Err(format!("line {}: {}", line!(), stringify!($cond)));
+            }
+        };
+    }
+
+    fn t<T>(r: std::io::Result<T>, what: &str) -> Result<T, String> {
+        r.map_err(|e| format!("{what}: {e} ({:?})", e.kind()))
+    }
+
+    fn connect_error(addr: &str, closed: u16) -> Result<(), String> {
+        let ip = addr.split(':').next().unwrap_or(addr);
+        match TcpStream::connect((ip, closed)) {
+            Ok(_) => Err("connected to a closed port".into()),
+            Err(e) => {
+                check!(e.kind() == ErrorKind::ConnectionRefused);
+                Ok(())
+            }
+        }
+    }
+
+    fn smoke_test(addr: &str, _: u16) -> Result<(), String> {
+        let mut s = t(TcpStream::connect(addr), "connect")?;
+        t(s.write_all(&[99]), "write")?;
+        let mut b = [0];
+        t(s.read_exact(&mut b), "read")?;
+        check!(b[0] == 99);
+        check!(s.peer_addr().map(|a| a.to_string()).ok().as_deref() == Some(addr));
+        check!(s.local_addr().is_ok_and(|a| a.port() != 0));
+        Ok(())
+    }
+
+    fn read_eof(addr: &str, _: u16) -> Result<(), String> {
+        let mut s = t(TcpStream::connect(addr), "connect")?;
+        t(s.shutdown(Shutdown::Write), "shutdown")?;
+        let mut b = [0; 16];
+        check!(t(s.read(&mut b), "read")? == 0);
+        check!(t(s.read(&mut b), "read again")? == 0);
+        Ok(())
+    }
+
+    fn write_close(addr: &str, _: u16) -> Result<(), String> {
+        let mut s = t(TcpStream::connect(addr), "connect")?;
+        t(s.shutdown(Shutdown::Write), "shutdown")?;
+        let mut b = [0; 16];
+        check!(t(s.read(&mut b), "read")? == 0);
+        // The server closed: writing fails (a reset comes back), as in
+        // std's case, within a bounded number of tries.
+        for _ in 0..500 {
+            match s.write(b"ping") {
+                Ok(_) => std::thread::sleep(Duration::from_millis(10)),
+                Err(e) => {
+                    check!(matches!(
+                        e.kind(),
+                        ErrorKind::BrokenPipe
+                            | ErrorKind::ConnectionReset
+                            | ErrorKind::ConnectionAborted
+                    ));
+                    return Ok(());
+                }
+            }
+        }
+        Err("writes after shutdown kept succeeding".into())
+    }
+
+    fn multiple_connect_serial(addr: &str, _: u16) -> Result<(), String> {
+        for i in 0..10u8 {
+            let mut s = t(TcpStream::connect(addr), "connect")?;
+            t(s.write_all(&[i]), "write")?;
+            let mut b = [0];
+            t(s.read_exact(&mut b), "read")?;
+            check!(b[0] == i);
+        }
+        Ok(())
+    }
+
+    fn multiple_connect_interleaved_greedy_schedule(addr: &str, _: u16) -> Result<(), String> {
+        let threads: Vec<_> = (0..10u8)
+            .map(|i| {
+                let addr = addr.to_owned();
+                std::thread::spawn(move || -> Result<(), String> {
+                    let mut s = t(TcpStream::connect(&*addr), "connect")?;
+                    t(s.write_all(&[i]), "write")?;
+                    let mut b = [0];
+                    t(s.read_exact(&mut b), "read")?;
+                    check!(b[0] == i);
+                    Ok(())
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().map_err(|_| "thread panicked")??;
+        }
+        Ok(())
+    }
+
+    fn tcp_clone_smoke(addr: &str, _: u16) -> Result<(), String> {
+        let mut s1 = t(TcpStream::connect(addr), "connect")?;
+        let mut s2 = t(s1.try_clone(), "clone")?;
+        let reader = std::thread::spawn(move || {
+            let mut b = [0; 2];
+            s2.read_exact(&mut b).map(|_| b)
+        });
+        t(s1.write_all(&[1]), "write")?;
+        std::thread::sleep(Duration::from_millis(20));
+        t(s1.write_all(&[2]), "write")?;
+        let got = reader.join().map_err(|_| "reader panicked")?;
+        check!(t(got, "read")? == [1, 2]);
+        Ok(())
+    }
+
+    fn tcp_clone_two_read(addr: &str, _: u16) -> Result<(), String> {
+        let mut s = t(TcpStream::connect(addr), "connect")?;
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let mut c = s.try_clone().expect("clone");
+                std::thread::spawn(move || {
+                    let mut b = [0];
+                    c.read_exact(&mut b).map(|_| b[0])
+                })
+            })
+            .collect();
+        t(s.write_all(&[1]), "write")?;
+        std::thread::sleep(Duration::from_millis(20));
+        t(s.write_all(&[2]), "write")?;
+        let mut got: Vec<u8> = Vec::new();
+        for r in readers {
+            got.push(t(r.join().map_err(|_| "reader panicked")?, "read")?);
+        }
+        got.sort();
+        check!(got == [1, 2]);
+        Ok(())
+    }
+
+    fn tcp_clone_two_write(addr: &str, _: u16) -> Result<(), String> {
+        let mut s = t(TcpStream::connect(addr), "connect")?;
+        let writers: Vec<_> = (1..=2u8)
+            .map(|i| {
+                let mut c = s.try_clone().expect("clone");
+                std::thread::spawn(move || c.write_all(&[i]))
+            })
+            .collect();
+        for w in writers {
+            t(w.join().map_err(|_| "writer panicked")?, "write")?;
+        }
+        let mut b = [0; 2];
+        t(s.read_exact(&mut b), "read")?;
+        b.sort();
+        check!(b == [1, 2]);
+        Ok(())
+    }
+
+    fn shutdown_smoke(addr: &str, _: u16) -> Result<(), String> {
+        let mut s = t(TcpStream::connect(addr), "connect")?;
+        t(s.write_all(&[1]), "write")?;
+        t(s.shutdown(Shutdown::Write), "shutdown")?;
+        check!(s.write(&[1]).is_err());
+        let mut b = [0; 2];
+        check!(t(s.read(&mut b), "read")? == 1);
+        check!(t(s.read(&mut b), "read")? == 0);
+        Ok(())
+    }
+
+    fn close_readwrite_smoke(addr: &str, _: u16) -> Result<(), String> {
+        let mut s = t(TcpStream::connect(addr), "connect")?;
+        let mut b = [0];
+        t(s.shutdown(Shutdown::Read), "shutdown read")?;
+        check!(t(s.read(&mut b), "read")? == 0);
+        check!(t(s.read(&mut b), "read")? == 0);
+        t(s.shutdown(Shutdown::Write), "shutdown write")?;
+        check!(s.write(&[0]).is_err());
+        t(s.shutdown(Shutdown::Both), "shutdown both")?;
+        check!(t(s.read(&mut b), "read")? == 0);
+        Ok(())
+    }
+
+    fn timeouts(addr: &str, _: u16) -> Result<(), String> {
+        let s = t(TcpStream::connect(addr), "connect")?;
+        let d = Duration::new(1, 7);
+        check!(t(s.read_timeout(), "get")?.is_none());
+        check!(t(s.write_timeout(), "get")?.is_none());
+        t(s.set_read_timeout(Some(d)), "set")?;
+        check!(t(s.read_timeout(), "get")? == Some(d));
+        t(s.set_write_timeout(Some(d)), "set")?;
+        check!(t(s.write_timeout(), "get")? == Some(d));
+        t(s.set_read_timeout(None), "set")?;
+        check!(t(s.read_timeout(), "get")?.is_none());
+        Ok(())
+    }
+
+    fn test_read_timeout(addr: &str, _: u16) -> Result<(), String> {
+        let mut s = t(TcpStream::connect(addr), "connect")?;
+        t(s.set_read_timeout(Some(Duration::from_millis(300))), "set")?;
+        let start = Instant::now();
+        let e = s.read(&mut [0; 8]).err().ok_or("a read returned data")?;
+        check!(matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut));
+        check!(start.elapsed() >= Duration::from_millis(300));
+        Ok(())
+    }
+
+    fn test_read_with_timeout(addr: &str, _: u16) -> Result<(), String> {
+        let mut s = t(TcpStream::connect(addr), "connect")?;
+        t(s.set_read_timeout(Some(Duration::from_millis(300))), "set")?;
+        t(s.write_all(b"hello"), "write")?;
+        let mut b = [0; 5];
+        t(s.read_exact(&mut b), "read")?;
+        check!(&b == b"hello");
+        let e = s.read(&mut b).err().ok_or("a read returned data")?;
+        check!(matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut));
+        // Nothing was lost to the timeout: the next bytes arrive whole.
+        t(s.write_all(b"again"), "write")?;
+        t(s.read_exact(&mut b), "read")?;
+        check!(&b == b"again");
+        Ok(())
+    }
+
+    fn test_timeout_zero_duration(addr: &str, _: u16) -> Result<(), String> {
+        let s = t(TcpStream::connect(addr), "connect")?;
+        let e = s.set_write_timeout(Some(Duration::ZERO)).err();
+        check!(e.is_some_and(|e| e.kind() == ErrorKind::InvalidInput));
+        let e = s.set_read_timeout(Some(Duration::ZERO)).err();
+        check!(e.is_some_and(|e| e.kind() == ErrorKind::InvalidInput));
+        let a: SocketAddr = addr.parse().map_err(|_| "addr")?;
+        let e = TcpStream::connect_timeout(&a, Duration::ZERO).err();
+        check!(e.is_some_and(|e| e.kind() == ErrorKind::InvalidInput));
+        Ok(())
+    }
+
+    fn connect_timeout_valid(addr: &str, _: u16) -> Result<(), String> {
+        let a: SocketAddr = addr.parse().map_err(|_| "addr")?;
+        t(TcpStream::connect_timeout(&a, Duration::from_secs(5)), "connect")?;
+        Ok(())
+    }
+
+    fn nodelay(addr: &str, _: u16) -> Result<(), String> {
+        let s = t(TcpStream::connect(addr), "connect")?;
+        t(s.set_nodelay(true), "set")?;
+        check!(t(s.nodelay(), "get")?);
+        t(s.set_nodelay(false), "set")?;
+        check!(!t(s.nodelay(), "get")?);
+        Ok(())
+    }
+
+    fn set_nonblocking(addr: &str, _: u16) -> Result<(), String> {
+        let mut s = t(TcpStream::connect(addr), "connect")?;
+        t(s.set_nonblocking(true), "set")?;
+        let mut b = [0];
+        match s.read(&mut b) {
+            Ok(n) => return Err(format!("read {n} bytes from nothing")),
+            Err(e) => check!(e.kind() == ErrorKind::WouldBlock),
+        }
+        Ok(())
+    }
+
+    fn debug(addr: &str, _: u16) -> Result<(), String> {
+        let s = t(TcpStream::connect(addr), "connect")?;
+        let text = format!("{s:?}");
+        check!(text.contains(addr));
+        Ok(())
+    }
+
+    /// std's `bind_error`, and binding a port twice (std's `double_bind`).
+    fn bind_errors(_: &str, _: u16) -> Result<(), String> {
+        let e = TcpListener::bind("1.1.1.1:7000").err();
+        check!(e.is_some_and(|e| e.kind() == ErrorKind::AddrNotAvailable));
+        let e = TcpListener::bind("0.0.0.0:7000").err();
+        check!(e.is_some_and(|e| e.kind() == ErrorKind::AddrInUse));
+        Ok(())
+    }
+
+    /// The mean round trip of one byte through the blocking sockets, in
+    /// microseconds (a write and a read, each a request to the worker).
+    fn round_trip_us(addr: &str) -> Result<f64, String> {
+        let mut s = t(TcpStream::connect(addr), "connect")?;
+        let mut b = [0];
+        let n = 2000;
+        let start = Instant::now();
+        for i in 0..n {
+            t(s.write_all(&[i as u8]), "write")?;
+            t(s.read_exact(&mut b), "read")?;
+            check!(b[0] == i as u8);
+        }
+        Ok(start.elapsed().as_secs_f64() * 1e6 / f64::from(n))
+    }
+
+    pub fn run(addr: &str, closed: u16) -> Result<(usize, f64), String> {
+        let cases: &[(&str, Case)] = &[
+            ("connect_error", connect_error),
+            ("smoke_test", smoke_test),
+            ("read_eof", read_eof),
+            ("write_close", write_close),
+            ("multiple_connect_serial", multiple_connect_serial),
+            (
+                "multiple_connect_interleaved_greedy_schedule",
+                multiple_connect_interleaved_greedy_schedule,
+            ),
+            ("tcp_clone_smoke", tcp_clone_smoke),
+            ("tcp_clone_two_read", tcp_clone_two_read),
+            ("tcp_clone_two_write", tcp_clone_two_write),
+            ("shutdown_smoke", shutdown_smoke),
+            ("close_readwrite_smoke", close_readwrite_smoke),
+            ("timeouts", timeouts),
+            ("test_read_timeout", test_read_timeout),
+            ("test_read_with_timeout", test_read_with_timeout),
+            ("test_timeout_zero_duration", test_timeout_zero_duration),
+            ("connect_timeout_valid", connect_timeout_valid),
+            ("nodelay", nodelay),
+            ("set_nonblocking", set_nonblocking),
+            ("debug", debug),
+            ("bind_errors", bind_errors),
+        ];
+        for (name, case) in cases {
+            case(addr, closed).map_err(|why| format!("{name}: {why}"))?;
+        }
+        let rtt = round_trip_us(addr).map_err(|why| format!("round_trip: {why}"))?;
+        Ok((cases.len(), rtt))
+    }
+}
