@@ -118,7 +118,10 @@ fn serve(port: u16, handler: fn(TcpStream)) {
         eprintln!("blocking_echo: cannot bind {port}: {e}");
         std::process::exit(1)
     });
-    eprintln!("blocking_echo: listening on {}", listener.local_addr().unwrap());
+    eprintln!(
+        "blocking_echo: listening on {}",
+        listener.local_addr().unwrap()
+    );
     for stream in listener.incoming() {
         match stream {
             Ok(stream) => drop(std::thread::spawn(move || handler(stream))),
@@ -205,7 +208,7 @@ mod std_tests {
         // The server closed: writing fails (a reset comes back), as in
         // std's case, within a bounded number of tries.
         for _ in 0..500 {
-            match s.write(b"ping") {
+            match s.write_all(b"ping") {
                 Ok(_) => std::thread::sleep(Duration::from_millis(10)),
                 Err(e) => {
                     check!(matches!(
@@ -351,7 +354,10 @@ mod std_tests {
         t(s.set_read_timeout(Some(Duration::from_millis(300))), "set")?;
         let start = Instant::now();
         let e = s.read(&mut [0; 8]).err().ok_or("a read returned data")?;
-        check!(matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut));
+        check!(matches!(
+            e.kind(),
+            ErrorKind::WouldBlock | ErrorKind::TimedOut
+        ));
         check!(start.elapsed() >= Duration::from_millis(300));
         Ok(())
     }
@@ -364,7 +370,10 @@ mod std_tests {
         t(s.read_exact(&mut b), "read")?;
         check!(&b == b"hello");
         let e = s.read(&mut b).err().ok_or("a read returned data")?;
-        check!(matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut));
+        check!(matches!(
+            e.kind(),
+            ErrorKind::WouldBlock | ErrorKind::TimedOut
+        ));
         // Nothing was lost to the timeout: the next bytes arrive whole.
         t(s.write_all(b"again"), "write")?;
         t(s.read_exact(&mut b), "read")?;
@@ -386,7 +395,10 @@ mod std_tests {
 
     fn connect_timeout_valid(addr: &str, _: u16) -> Result<(), String> {
         let a: SocketAddr = addr.parse().map_err(|_| "addr")?;
-        t(TcpStream::connect_timeout(&a, Duration::from_secs(5)), "connect")?;
+        t(
+            TcpStream::connect_timeout(&a, Duration::from_secs(5)),
+            "connect",
+        )?;
         Ok(())
     }
 

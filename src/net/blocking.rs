@@ -104,8 +104,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crossbeam_queue::ArrayQueue;
 use atomic_waker::AtomicWaker;
+use crossbeam_queue::ArrayQueue;
 
 use crate::config::Protocol;
 use crate::rt;
@@ -180,25 +180,27 @@ pub fn register(runtime: Runtime, service: &str) -> anyhow::Result<Runtime> {
     if HUB.set(hub.clone()).is_err() {
         anyhow::bail!("blocking sockets are registered already in this process");
     }
-    Ok(runtime.async_service(service, move |worker: &WorkerInfo<'_>| {
-        let hub = hub.clone();
-        hub.slots.get_or_init(|| {
-            (0..worker.workers)
-                .map(|_| Slot {
-                    commands: ArrayQueue::new(COMMAND_SLOTS),
-                    waker: AtomicWaker::new(),
-                    stopped: AtomicBool::new(false),
-                })
-                .collect()
-        });
-        hub.setup.get_or_init(|| {
-            (
-                worker.ports(Protocol::Tcp, &hub.service),
-                worker.config.interface.address,
-            )
-        });
-        hub_main(hub, worker.id)
-    }))
+    Ok(
+        runtime.async_service(service, move |worker: &WorkerInfo<'_>| {
+            let hub = hub.clone();
+            hub.slots.get_or_init(|| {
+                (0..worker.workers)
+                    .map(|_| Slot {
+                        commands: ArrayQueue::new(COMMAND_SLOTS),
+                        waker: AtomicWaker::new(),
+                        stopped: AtomicBool::new(false),
+                    })
+                    .collect()
+            });
+            hub.setup.get_or_init(|| {
+                (
+                    worker.ports(Protocol::Tcp, &hub.service),
+                    worker.config.interface.address,
+                )
+            });
+            hub_main(hub, worker.id)
+        }),
+    )
 }
 
 /// Marks the worker's hub stopped when its task goes (the runtime stops),
@@ -342,11 +344,11 @@ fn await_reply<T>(
     shared: &StreamShared,
     cancel: &AtomicBool,
 ) -> io::Result<T> {
-    let reply = match timeout {
+    match timeout {
         None => rx.recv().map_err(|_| aborted())?,
         Some(limit) => match rx.recv_timeout(limit) {
             Ok(reply) => reply,
-            Err(RecvTimeoutError::Disconnected) => return Err(aborted()),
+            Err(RecvTimeoutError::Disconnected) => Err(aborted()),
             Err(RecvTimeoutError::Timeout) => {
                 cancel.store(true, Ordering::SeqCst);
                 shared.waker.wake();
@@ -355,8 +357,7 @@ fn await_reply<T>(
                 reply?
             }
         },
-    };
-    reply
+    }
 }
 
 /// What a stream's task and its handles share.
@@ -478,7 +479,10 @@ impl StreamTask {
         };
         if shared.cancel_read.swap(false, Ordering::SeqCst) {
             self.read = None;
-            let _ = self.parts.reads.try_send(Err(io::ErrorKind::WouldBlock.into()));
+            let _ = self
+                .parts
+                .reads
+                .try_send(Err(io::ErrorKind::WouldBlock.into()));
             return;
         }
         self.buf.resize(request.max, 0);
@@ -516,9 +520,7 @@ impl StreamTask {
                 Poll::Ready(Err(e)) if *done == 0 => break Err(e),
                 Poll::Ready(Err(_)) => break Ok(*done),
                 Poll::Pending if *done > 0 => break Ok(*done),
-                Poll::Pending if request.nonblocking => {
-                    break Err(io::ErrorKind::WouldBlock.into())
-                }
+                Poll::Pending if request.nonblocking => break Err(io::ErrorKind::WouldBlock.into()),
                 Poll::Pending => {
                     if shared.cancel_write.swap(false, Ordering::SeqCst) {
                         break Err(io::ErrorKind::WouldBlock.into());
@@ -578,17 +580,14 @@ async fn connect_task(
         // Given up (connect_timeout): dropping the attempt resets it.
         None => {}
         Some(Err(e)) => drop(reply.try_send(Err(e))),
-        Some(Ok(stream)) => {
-            if reply
-                .try_send(Ok((stream.local_addr(), stream.peer_addr())))
-                .is_ok()
-            {
-                StreamTask::new(stream, parts).await;
-            }
-        }
+        // (Sent in vain when the caller gave up meanwhile: `parts` are
+        // marked dropped, and the task ends at once, closing.)
+        Some(Ok(stream)) => match reply.try_send(Ok((stream.local_addr(), stream.peer_addr()))) {
+            Ok(()) => StreamTask::new(stream, parts).await,
+            Err(_) => drop(stream),
+        },
     }
 }
-
 
 /// What a listener's tasks and its handle share.
 struct ListenShared {
@@ -1115,5 +1114,44 @@ impl Write for &TcpStream {
     /// Nothing to do: written bytes leave at the end of the worker's round.
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::time::Duration;
+
+    use super::{v4, TcpListener, TcpStream};
+
+    #[test]
+    fn addresses_resolve_to_their_first_ipv4_form_or_fail_as_invalid_input() {
+        assert_eq!(
+            v4("198.18.0.1:9000").unwrap(),
+            SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 9000)
+        );
+        assert_eq!(
+            v4(("0.0.0.0", 7)).unwrap(),
+            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7)
+        );
+        assert_eq!(v4("[::1]:80").unwrap_err().kind(), ErrorKind::InvalidInput);
+    }
+
+    /// No test of this binary calls `register`: every call says so, as
+    /// `NotConnected`, rather than waiting for workers that never come.
+    #[test]
+    fn calls_without_a_registered_runtime_fail_as_not_connected() {
+        let e = TcpStream::connect("198.18.0.1:9000").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotConnected);
+        assert!(e.to_string().contains("register"), "{e}");
+        let e = TcpListener::bind("0.0.0.0:7000").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotConnected);
+        let addr = "198.18.0.1:9000".parse().unwrap();
+        let e = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotConnected);
+        // std's check comes first: a zero timeout is invalid input.
+        let e = TcpStream::connect_timeout(&addr, Duration::ZERO).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
     }
 }
