@@ -17,6 +17,9 @@
 //!     `err KIND`;
 //!   - `timeout MS`: read from this connection with a read timeout of MS:
 //!     `timeout KIND ELAPSED_MS`;
+//!   - `writetimeout ADDR`: connect to ADDR (a server that never reads) and
+//!     write with a 300 ms write timeout until one times out:
+//!     `writetimeout KIND WRITTEN`;
 //!   - `stdtests ECHO_ADDR CLOSED_PORT`: run the cases of the standard
 //!     library's `net/tcp/tests.rs` ported here against an echo server at
 //!     ECHO_ADDR (and a closed port of its host): `stdtests ok N RTT_US`
@@ -78,6 +81,27 @@ fn connect_and_echo(addr: &str, len: usize) -> String {
     }
 }
 
+/// Connects to `addr` (a server that never reads) and writes with a
+/// write timeout until a write times out: `writetimeout KIND WRITTEN`.
+fn write_until_timeout(addr: &str) -> String {
+    let mut stream = match TcpStream::connect(addr) {
+        Ok(stream) => stream,
+        Err(e) => return format!("err {:?}", e.kind()),
+    };
+    stream
+        .set_write_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let chunk = vec![7u8; 64 * 1024];
+    let mut written = 0usize;
+    while written < 256 << 20 {
+        match stream.write(&chunk) {
+            Ok(n) => written += n,
+            Err(e) => return format!("writetimeout {:?} {written}", e.kind()),
+        }
+    }
+    format!("writetimeout none {written}")
+}
+
 fn control(stream: TcpStream) {
     let mut line = String::new();
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
@@ -101,6 +125,7 @@ fn control(stream: TcpStream) {
                 Err(e) => format!("timeout {:?} {elapsed}", e.kind()),
             }
         }
+        ["writetimeout", addr] => write_until_timeout(addr),
         ["stdtests", addr, closed] => match std_tests::run(addr, closed.parse().unwrap_or(1)) {
             Ok((n, rtt)) => format!("stdtests ok {n} {rtt:.1}"),
             Err(why) => format!("stdtests fail {why}"),

@@ -2,10 +2,10 @@
 //! shardnet's blocking sockets (`shardnet::net::blocking`), against a Linux
 //! peer in a namespace, with two workers over AF_PACKET and DPDK: many
 //! connections with large transfers both ways and half-closes, a read
-//! timeout, connects from the example to a Python echo server in the peer
-//! namespace (and `ConnectionRefused` from a closed port), and the cases of
-//! the standard library's `net/tcp/tests.rs` ported in the example. Needs
-//! root.
+//! timeout, a write timeout against a peer that never reads, connects from
+//! the example to a Python echo server in the peer namespace (and
+//! `ConnectionRefused` from a closed port), and the cases of the standard
+//! library's `net/tcp/tests.rs` ported in the example. Needs root.
 
 mod common;
 
@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::{assert_client_ok, example, Lab, DUT_IP, PEER_IP};
 
 /// The peer: an echo server on 9000 (for the example's connects; 9001 is
-/// closed), then the checks, through the example's echo (7000) and control
+/// closed; 9002 accepts and never reads), then the checks, through the example's echo (7000) and control
 /// (7001) ports. Prints what failed and exits non-zero on any failure.
 const CLIENT: &str = r#"
 import os, socket, sys, threading
@@ -41,6 +41,16 @@ def accept_loop():
         c, _ = srv.accept()
         threading.Thread(target=echo_conn, args=(c,), daemon=True).start()
 threading.Thread(target=accept_loop, daemon=True).start()
+# A server that accepts and never reads (for the write timeout).
+sink = socket.socket()
+sink.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+sink.bind(("0.0.0.0", 9002))
+sink.listen(8)
+held = []
+def sink_loop():
+    while True:
+        held.append(sink.accept()[0])
+threading.Thread(target=sink_loop, daemon=True).start()
 
 def control(cmd):
     s = socket.create_connection((dut, 7001), timeout=120)
@@ -101,6 +111,9 @@ if r != "ok 1000000 true":
 r = control("connect %s:9001 10" % peer)
 if r != "err ConnectionRefused":
     bad.append(("refused", r))
+r = control("writetimeout %s:9002" % peer).split()
+if len(r) != 3 or r[1] != "WouldBlock" or int(r[2]) <= 0:
+    bad.append(("writetimeout", r))
 r = control("stdtests %s:9000 9001" % peer)
 print(r)
 if not r.startswith("stdtests ok "):
