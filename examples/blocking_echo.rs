@@ -5,9 +5,10 @@
 //! cargo run --release --example blocking_echo -- --config FILE
 //! ```
 //!
-//! The rules must give the TCP ports 7000 and 7001 to the service
-//! `"blocking"`:
+//! The rules must give the TCP ports 7000 and 7001 and the UDP ports 7003
+//! and 7004 to the service `"blocking"`:
 //!
+//! - **7003/udp**: echo, each datagram back to its sender (one thread).
 //! - **7000**: echo. Each connection gets a thread that writes back what it
 //!   reads; at the peer's end of stream it shuts its own side down.
 //! - **7001**: control, for tests. One command line per connection, one
@@ -20,6 +21,9 @@
 //!   - `writetimeout ADDR`: connect to ADDR (a server that never reads) and
 //!     write with a 300 ms write timeout until one times out:
 //!     `writetimeout KIND WRITTEN`;
+//!   - `udp ADDR N`: from UDP port 7004, send N datagrams to ADDR (a UDP
+//!     echo server), each retried up to 5 times, half of them through a
+//!     connected socket: `udp N ANSWERED`;
 //!   - `stdtests ECHO_ADDR CLOSED_PORT`: run the cases of the standard
 //!     library's `net/tcp/tests.rs` ported here against an echo server at
 //!     ECHO_ADDR (and a closed port of its host): `stdtests ok N RTT_US`
@@ -31,7 +35,7 @@ use std::net::Shutdown;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use shardnet::net::blocking::{self, TcpListener, TcpStream};
+use shardnet::net::blocking::{self, TcpListener, TcpStream, UdpSocket};
 use shardnet::Runtime;
 
 /// The service's name in the rules.
@@ -40,6 +44,68 @@ const SERVICE: &str = "blocking";
 const ECHO: u16 = 7000;
 /// The control port.
 const CONTROL: u16 = 7001;
+/// The UDP echo port.
+const UDP_ECHO: u16 = 7003;
+/// The UDP port of the `udp` command.
+const UDP_CLIENT: u16 = 7004;
+
+fn udp_echo() {
+    let socket = UdpSocket::bind(("0.0.0.0", UDP_ECHO)).unwrap_or_else(|e| {
+        eprintln!("blocking_echo: cannot bind udp {UDP_ECHO}: {e}");
+        std::process::exit(1)
+    });
+    let mut buf = [0u8; 2048];
+    loop {
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                if let Err(e) = socket.send_to(&buf[..n], from) {
+                    eprintln!("blocking_echo: udp send to {from}: {e}");
+                }
+            }
+            Err(e) => {
+                eprintln!("blocking_echo: udp receive: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// Sends `n` datagrams to `addr` and counts the echoed ones.
+fn udp_client(addr: &str, n: usize) -> String {
+    let socket = match UdpSocket::bind(("0.0.0.0", UDP_CLIENT)) {
+        Ok(socket) => socket,
+        Err(e) => return format!("err {:?}", e.kind()),
+    };
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut answered = 0;
+    let mut buf = [0u8; 2048];
+    for i in 0..n {
+        let msg = format!("datagram {i} {}", "x".repeat(i % 1000));
+        if i == n / 2 {
+            socket.connect(addr).expect("connect");
+        }
+        for _ in 0..5 {
+            let sent = if i >= n / 2 {
+                socket.send(msg.as_bytes())
+            } else {
+                socket.send_to(msg.as_bytes(), addr)
+            };
+            if sent.is_err() {
+                continue;
+            }
+            match socket.recv_from(&mut buf) {
+                Ok((len, from)) if &buf[..len] == msg.as_bytes() && from.to_string() == addr => {
+                    answered += 1;
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    format!("udp {n} {answered}")
+}
 
 fn echo(mut stream: TcpStream) {
     let mut buf = vec![0u8; 64 * 1024];
@@ -126,6 +192,7 @@ fn control(stream: TcpStream) {
             }
         }
         ["writetimeout", addr] => write_until_timeout(addr),
+        ["udp", addr, n] => udp_client(addr, n.parse().unwrap_or(0)),
         ["stdtests", addr, closed] => match std_tests::run(addr, closed.parse().unwrap_or(1)) {
             Ok((n, rtt)) => format!("stdtests ok {n} {rtt:.1}"),
             Err(why) => format!("stdtests fail {why}"),
@@ -167,6 +234,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = blocking::register(Runtime::from_config(&config)?, SERVICE)?;
     std::thread::spawn(|| serve(ECHO, echo));
     std::thread::spawn(|| serve(CONTROL, control));
+    std::thread::spawn(udp_echo);
     runtime.run()
 }
 

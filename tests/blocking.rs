@@ -4,7 +4,7 @@
 //! connections with large transfers both ways and half-closes, a read
 //! timeout, a write timeout against a peer that never reads, connects from
 //! the example to a Python echo server in the peer namespace (and
-//! `ConnectionRefused` from a closed port), and the cases of the standard
+//! `ConnectionRefused` from a closed port), UDP both ways, and the cases of the standard
 //! library's `net/tcp/tests.rs` ported in the example. Needs root.
 
 mod common;
@@ -114,6 +114,33 @@ if r != "err ConnectionRefused":
 r = control("writetimeout %s:9002" % peer).split()
 if len(r) != 3 or r[1] != "WouldBlock" or int(r[2]) <= 0:
     bad.append(("writetimeout", r))
+# UDP: the example's echo (each datagram retried up to 5 times: a loaded
+# 2-core machine may drop one), and its client against ours.
+udp_echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp_echo.bind(("0.0.0.0", 9003))
+def udp_echo_loop():
+    while True:
+        data, src = udp_echo.recvfrom(4096)
+        udp_echo.sendto(data, src)
+threading.Thread(target=udp_echo_loop, daemon=True).start()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(1)
+for i in range(100):
+    msg = os.urandom(1 + i * 13)
+    for attempt in range(5):
+        u.sendto(msg, (dut, 7003))
+        try:
+            data, src = u.recvfrom(4096)
+        except socket.timeout:
+            continue
+        if data != msg or src != (dut, 7003):
+            bad.append(("udp echo", i, len(data), src))
+        break
+    else:
+        bad.append(("udp lost", i))
+r = control("udp %s:9003 100" % peer)
+if r != "udp 100 100":
+    bad.append(("udp client", r))
 r = control("stdtests %s:9000 9001" % peer)
 print(r)
 if not r.startswith("stdtests ok "):
@@ -126,7 +153,8 @@ fn serve(backend: &str) {
     let lab = Lab::with_prefix("snq");
     let text = format!(
         "{}\n[interface]\naddress = \"{DUT_IP}/24\"\n\n\
-         [[rule]]\nname = \"blocking\"\nprotocol = \"tcp\"\nports = [7000, 7001]\nservice = \"blocking\"\n",
+         [[rule]]\nname = \"blocking\"\nprotocol = \"tcp\"\nports = [7000, 7001]\nservice = \"blocking\"\n\n\
+         [[rule]]\nname = \"blocking-udp\"\nprotocol = \"udp\"\nports = [7003, 7004]\nservice = \"blocking\"\n",
         lab.dataplane(backend, 8192)
     );
     let mut app = lab.start_program(&example("blocking_echo"), "blocking_echo", &text);

@@ -1,7 +1,7 @@
-//! `std::net`-like blocking TCP sockets for ordinary threads of a program
-//! that runs a [`Runtime`]: [`TcpListener`] and [`TcpStream`], with std's
-//! method names, signatures and `io::ErrorKind`s, so that thread-per-
-//! connection code ports by changing its imports.
+//! `std::net`-like blocking sockets for ordinary threads of a program that
+//! runs a [`Runtime`]: [`TcpListener`], [`TcpStream`] and [`UdpSocket`],
+//! with std's method names, signatures and `io::ErrorKind`s, so that
+//! thread-per-connection code ports by changing its imports.
 //!
 //! # Setting up
 //!
@@ -83,6 +83,12 @@
 //!   written; unread bytes are discarded). Dropping a listener ends its
 //!   tasks; connections accepted but not taken are closed. When the
 //!   runtime stops, pending and later calls fail with `ConnectionAborted`.
+//! - **UDP.** [`UdpSocket::bind`] binds a UDP port of the service's rules
+//!   on every worker; each worker's task hands what arrives there to one
+//!   bounded channel ([`UDP_RECV_QUEUE`]; more are dropped and counted,
+//!   [`UdpSocket::dropped`], as a full receive buffer on Linux), and one
+//!   worker per socket sends, one datagram per request, so a thread's
+//!   datagrams leave in order.
 //!
 //! # Cost
 //!
@@ -129,13 +135,20 @@ struct Hub {
     service: String,
     /// One per worker, made by the first worker to start.
     slots: OnceLock<Vec<Slot>>,
-    /// The service's TCP ports and the interface's address.
-    setup: OnceLock<(Vec<u16>, Ipv4Addr)>,
+    /// The service's ports and the interface's address.
+    setup: OnceLock<Setup>,
     /// Hubs that ran once.
     started: Mutex<usize>,
     ready: Condvar,
     /// Round-robin for connects.
     next: AtomicUsize,
+}
+
+/// What the rules give the service.
+struct Setup {
+    tcp: Vec<u16>,
+    udp: Vec<u16>,
+    address: Ipv4Addr,
 }
 
 /// One worker's command queue.
@@ -157,6 +170,14 @@ enum Command {
         remote: SocketAddrV4,
         task: StreamTaskParts,
         reply: SyncSender<io::Result<(SocketAddrV4, SocketAddrV4)>>,
+    },
+    UdpBind {
+        port: u16,
+        shared: Arc<UdpShared>,
+        datagrams: SyncSender<Datagram>,
+        /// The send worker's reply channel.
+        sent: Option<SyncSender<io::Result<usize>>>,
+        reply: SyncSender<io::Result<()>>,
     },
 }
 
@@ -192,11 +213,10 @@ pub fn register(runtime: Runtime, service: &str) -> anyhow::Result<Runtime> {
                     })
                     .collect()
             });
-            hub.setup.get_or_init(|| {
-                (
-                    worker.ports(Protocol::Tcp, &hub.service),
-                    worker.config.interface.address,
-                )
+            hub.setup.get_or_init(|| Setup {
+                tcp: worker.ports(Protocol::Tcp, &hub.service),
+                udp: worker.ports(Protocol::Udp, &hub.service),
+                address: worker.config.interface.address,
             });
             hub_main(hub, worker.id)
         }),
@@ -257,6 +277,15 @@ async fn hub_main(hub: Arc<Hub>, worker: usize) {
                 task,
                 reply,
             } => drop(rt::spawn_local(connect_task(remote, task, reply))),
+            Command::UdpBind {
+                port,
+                shared,
+                datagrams,
+                sent,
+                reply,
+            } => drop(rt::spawn_local(udp_task(
+                port, shared, worker, datagrams, sent, reply,
+            ))),
         }
     }
 }
@@ -285,6 +314,37 @@ impl Hub {
             }
             started = hub.ready.wait(started).unwrap_or_else(|p| p.into_inner());
         }
+    }
+
+    /// Whether `addr` may be bound for `protocol`: the interface's address
+    /// (or `0.0.0.0`) and a port the rules give the service; the address.
+    fn check_bind(&self, addr: SocketAddrV4, protocol: Protocol) -> io::Result<Ipv4Addr> {
+        let setup = self.setup.get().expect("set by the workers");
+        if !(addr.ip().is_unspecified() || *addr.ip() == setup.address) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!(
+                    "{} is not the interface's address {}",
+                    addr.ip(),
+                    setup.address
+                ),
+            ));
+        }
+        let ports = match protocol {
+            Protocol::Tcp => &setup.tcp,
+            Protocol::Udp => &setup.udp,
+        };
+        if !ports.contains(&addr.port()) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!(
+                    "no {protocol:?} rule gives port {} to the service {:?}",
+                    addr.port(),
+                    self.service
+                ),
+            ));
+        }
+        Ok(setup.address)
     }
 
     fn slots(&self) -> &[Slot] {
@@ -688,23 +748,7 @@ impl TcpListener {
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
         let addr = v4(addr)?;
         let hub = Hub::get()?;
-        let (ports, address) = hub.setup.get().expect("set by the workers");
-        if !(addr.ip().is_unspecified() || addr.ip() == address) {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrNotAvailable,
-                format!("{} is not the interface's address {address}", addr.ip()),
-            ));
-        }
-        if !ports.contains(&addr.port()) {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrNotAvailable,
-                format!(
-                    "no TCP rule gives port {} to the service {:?}",
-                    addr.port(),
-                    hub.service
-                ),
-            ));
-        }
+        let address = hub.check_bind(addr, Protocol::Tcp)?;
         let workers = hub.slots().len();
         let shared = Arc::new(ListenShared {
             closed: AtomicBool::new(false),
@@ -715,7 +759,7 @@ impl TcpListener {
         let listener = TcpListener {
             shared: shared.clone(),
             accepted: Mutex::new(rx),
-            local: SocketAddrV4::new(*address, addr.port()),
+            local: SocketAddrV4::new(address, addr.port()),
             nonblocking: AtomicBool::new(false),
         };
         let mut replies = Vec::with_capacity(workers);
@@ -1114,6 +1158,344 @@ impl Write for &TcpStream {
     /// Nothing to do: written bytes leave at the end of the worker's round.
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// A datagram and its sender.
+type Datagram = (Vec<u8>, SocketAddrV4);
+
+/// What a UDP socket's tasks and its handles share.
+struct UdpShared {
+    closed: AtomicBool,
+    wakers: Vec<AtomicWaker>,
+    /// The datagram to send (one at a time), for the send worker's task.
+    sends: ArrayQueue<Datagram>,
+    send_worker: usize,
+    /// Datagrams dropped because the receive queue was full.
+    dropped: AtomicU64,
+}
+
+/// A UDP socket's task on one worker: hands what its port receives there
+/// to the application; on the send worker, also sends.
+async fn udp_task(
+    port: u16,
+    shared: Arc<UdpShared>,
+    worker: usize,
+    datagrams: SyncSender<Datagram>,
+    sent: Option<SyncSender<io::Result<usize>>>,
+    reply: SyncSender<io::Result<()>>,
+) {
+    let socket = match rt::UdpSocket::bind(port) {
+        Ok(socket) => socket,
+        Err(e) => {
+            let _ = reply.try_send(Err(e));
+            return;
+        }
+    };
+    let _ = reply.try_send(Ok(()));
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut sending: Option<Datagram> = None;
+    std::future::poll_fn(|cx| {
+        shared.wakers[worker].register(cx.waker());
+        if shared.closed.load(Ordering::SeqCst) {
+            return Poll::Ready(());
+        }
+        loop {
+            match socket.poll_recv_from(cx, &mut buf) {
+                Poll::Ready(Ok((n, from))) => match datagrams.try_send((buf[..n].to_vec(), from)) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(TrySendError::Disconnected(_)) => return Poll::Ready(()),
+                },
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => break,
+            }
+        }
+        if let Some(sent) = &sent {
+            if sending.is_none() {
+                sending = shared.sends.pop();
+            }
+            if let Some((data, to)) = &sending {
+                if let Poll::Ready(result) = socket.poll_send_to(cx, data, *to) {
+                    sending = None;
+                    let _ = sent.try_send(result);
+                }
+            }
+        }
+        Poll::Pending
+    })
+    .await;
+}
+
+/// Datagrams received and not yet taken by the application, per socket;
+/// more are dropped and counted ([`UdpSocket::dropped`]), as a full receive
+/// buffer drops them on Linux.
+pub const UDP_RECV_QUEUE: usize = 1024;
+
+/// A UDP socket on every worker, for ordinary threads: `std::net`'s
+/// `UdpSocket` over shardnet (see the [module documentation](self)). It
+/// receives what its port gets on every worker and sends through one.
+pub struct UdpSocket {
+    inner: Arc<UdpInner>,
+}
+
+struct UdpInner {
+    shared: Arc<UdpShared>,
+    datagrams: Mutex<Receiver<Datagram>>,
+    sent: Mutex<Receiver<io::Result<usize>>>,
+    local: SocketAddrV4,
+    peer: Mutex<Option<SocketAddrV4>>,
+    read_timeout: Mutex<Option<Duration>>,
+    write_timeout: Mutex<Option<Duration>>,
+    nonblocking: AtomicBool,
+}
+
+impl Drop for UdpInner {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        for waker in &self.shared.wakers {
+            waker.wake();
+        }
+    }
+}
+
+impl std::fmt::Debug for UdpSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpSocket")
+            .field("local", &self.inner.local)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UdpSocket {
+    /// Binds `addr` on every worker; parks until the workers run.
+    ///
+    /// # Errors
+    /// As [`TcpListener::bind`], for a UDP port of the service's rules.
+    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
+        let addr = v4(addr)?;
+        let hub = Hub::get()?;
+        let address = hub.check_bind(addr, Protocol::Udp)?;
+        let workers = hub.slots().len();
+        let send_worker = hub.next.fetch_add(1, Ordering::Relaxed) % workers;
+        let shared = Arc::new(UdpShared {
+            closed: AtomicBool::new(false),
+            wakers: (0..workers).map(|_| AtomicWaker::new()).collect(),
+            sends: ArrayQueue::new(1),
+            send_worker,
+            dropped: AtomicU64::new(0),
+        });
+        let (datagrams_tx, datagrams) = mpsc::sync_channel(UDP_RECV_QUEUE);
+        let (sent_tx, sent) = mpsc::sync_channel(1);
+        let socket = UdpSocket {
+            inner: Arc::new(UdpInner {
+                shared: shared.clone(),
+                datagrams: Mutex::new(datagrams),
+                sent: Mutex::new(sent),
+                local: SocketAddrV4::new(address, addr.port()),
+                peer: Mutex::new(None),
+                read_timeout: Mutex::new(None),
+                write_timeout: Mutex::new(None),
+                nonblocking: AtomicBool::new(false),
+            }),
+        };
+        let mut replies = Vec::with_capacity(workers);
+        for worker in 0..workers {
+            let (reply, answer) = mpsc::sync_channel(1);
+            hub.send(
+                worker,
+                Command::UdpBind {
+                    port: addr.port(),
+                    shared: shared.clone(),
+                    datagrams: datagrams_tx.clone(),
+                    sent: (worker == send_worker).then(|| sent_tx.clone()),
+                    reply,
+                },
+            )?;
+            replies.push(answer);
+        }
+        drop((datagrams_tx, sent_tx));
+        for answer in replies {
+            answer.recv().map_err(|_| aborted())??;
+        }
+        Ok(socket)
+    }
+
+    /// Receives a datagram: how many bytes were copied into `buf` (the
+    /// rest of a longer datagram is discarded, as on Linux) and its
+    /// sender. Parks until one comes, within the read timeout.
+    ///
+    /// # Errors
+    /// `WouldBlock` when the read timeout passes or, in non-blocking mode,
+    /// when none is there; `ConnectionAborted` when the runtime stopped.
+    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let inner = &*self.inner;
+        let deadline = lock(&inner.read_timeout).map(|t| std::time::Instant::now() + t);
+        let rx = lock(&inner.datagrams);
+        loop {
+            let (data, from) = if inner.nonblocking.load(Ordering::Relaxed) {
+                match rx.try_recv() {
+                    Ok(d) => d,
+                    Err(mpsc::TryRecvError::Empty) => return Err(io::ErrorKind::WouldBlock.into()),
+                    Err(mpsc::TryRecvError::Disconnected) => return Err(aborted()),
+                }
+            } else if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(d) => d,
+                    Err(RecvTimeoutError::Timeout) => return Err(io::ErrorKind::WouldBlock.into()),
+                    Err(RecvTimeoutError::Disconnected) => return Err(aborted()),
+                }
+            } else {
+                rx.recv().map_err(|_| aborted())?
+            };
+            // A connected socket takes datagrams from its peer only.
+            if lock(&inner.peer).is_some_and(|peer| peer != from) {
+                continue;
+            }
+            let n = data.len().min(buf.len());
+            buf[..n].copy_from_slice(&data[..n]);
+            return Ok((n, SocketAddr::V4(from)));
+        }
+    }
+
+    /// Sends `buf` as one datagram to `addr` (its first IPv4 address);
+    /// returns its length once the worker queued it.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a datagram larger than one frame or a
+    /// destination with address or port 0; `ConnectionAborted` when the
+    /// runtime stopped.
+    pub fn send_to(&self, buf: &[u8], addr: impl ToSocketAddrs) -> io::Result<usize> {
+        let to = v4(addr)?;
+        let inner = &*self.inner;
+        let rx = lock(&inner.sent);
+        let shared = &*inner.shared;
+        if shared.sends.push((buf.to_vec(), to)).is_err() {
+            return Err(io::Error::other("a send is in flight already"));
+        }
+        shared.wakers[shared.send_worker].wake();
+        rx.recv().map_err(|_| aborted())?
+    }
+
+    /// Sets the only peer [`send`](Self::send) sends to and
+    /// [`recv`](Self::recv) receives from.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an address with no IPv4 form.
+    pub fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
+        *lock(&self.inner.peer) = Some(v4(addr)?);
+        Ok(())
+    }
+
+    /// Sends to the connected peer.
+    ///
+    /// # Errors
+    /// `NotConnected` before [`connect`](Self::connect); as
+    /// [`send_to`](Self::send_to).
+    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        let peer = (*lock(&self.inner.peer)).ok_or(io::ErrorKind::NotConnected)?;
+        self.send_to(buf, peer)
+    }
+
+    /// Receives from the connected peer (others' datagrams are dropped).
+    ///
+    /// # Errors
+    /// As [`recv_from`](Self::recv_from).
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv_from(buf).map(|(n, _)| n)
+    }
+
+    /// The connected peer.
+    ///
+    /// # Errors
+    /// `NotConnected` before [`connect`](Self::connect).
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        (*lock(&self.inner.peer))
+            .map(SocketAddr::V4)
+            .ok_or_else(|| io::ErrorKind::NotConnected.into())
+    }
+
+    /// The bound address (the interface's, not `0.0.0.0`).
+    ///
+    /// # Errors
+    /// None; the signature is std's.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(SocketAddr::V4(self.inner.local))
+    }
+
+    /// Bounds each receive's wait; `None` waits for ever.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a zero duration (as std).
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Err(zero_timeout());
+        }
+        *lock(&self.inner.read_timeout) = timeout;
+        Ok(())
+    }
+
+    /// Recorded: a send waits at most for the end of the worker's round.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a zero duration (as std).
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Err(zero_timeout());
+        }
+        *lock(&self.inner.write_timeout) = timeout;
+        Ok(())
+    }
+
+    /// The read timeout.
+    ///
+    /// # Errors
+    /// None; the signature is std's.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(*lock(&self.inner.read_timeout))
+    }
+
+    /// The write timeout.
+    ///
+    /// # Errors
+    /// None; the signature is std's.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(*lock(&self.inner.write_timeout))
+    }
+
+    /// Whether receives return `WouldBlock` rather than wait.
+    ///
+    /// # Errors
+    /// None; the signature is std's.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.inner.nonblocking.store(nonblocking, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Another handle on the same socket (and settings).
+    ///
+    /// # Errors
+    /// None; the signature is std's.
+    pub fn try_clone(&self) -> io::Result<UdpSocket> {
+        Ok(UdpSocket {
+            inner: self.inner.clone(),
+        })
+    }
+
+    /// The pending error: always none (errors come with the calls).
+    ///
+    /// # Errors
+    /// None; the signature is std's.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        Ok(None)
+    }
+
+    /// Datagrams dropped because [`UDP_RECV_QUEUE`] were waiting.
+    pub fn dropped(&self) -> u64 {
+        self.inner.shared.dropped.load(Ordering::Relaxed)
     }
 }
 
