@@ -184,8 +184,11 @@ enum Command {
 static HUB: OnceLock<Arc<Hub>> = OnceLock::new();
 
 /// Registers the async service `service` on `runtime` as the owner of the
-/// process's blocking sockets: listeners bind its TCP ports (see the
-/// [module documentation](self)). Once per process.
+/// process's blocking sockets: listeners bind its TCP ports, UDP sockets
+/// its UDP ports, as the rules give them at start (see the
+/// [module documentation](self)). Once per process. Blocking calls are for
+/// ordinary threads: from a worker's task they fail with `Unsupported`
+/// (and from a callback service they would stall its worker).
 ///
 /// # Errors
 /// Blocking sockets were registered already (for this or another runtime).
@@ -293,18 +296,13 @@ async fn hub_main(hub: Arc<Hub>, worker: usize) {
 impl Hub {
     /// The hub, once the workers run (parks until then).
     fn get() -> io::Result<&'static Arc<Hub>> {
+        not_in_a_task()?;
         let hub = HUB.get().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotConnected,
                 "shardnet::net::blocking::register was not called",
             )
         })?;
-        if rt::current_task().is_some() {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "a blocking socket call on a worker's task would stall its worker",
-            ));
-        }
         let mut started = hub.started.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(slots) = hub.slots.get() {
@@ -371,6 +369,18 @@ impl Hub {
         slot.waker.wake();
         Ok(())
     }
+}
+
+/// Refuses a blocking call from a worker's task, which would stall the
+/// worker (and wait for itself).
+fn not_in_a_task() -> io::Result<()> {
+    if rt::current_task().is_some() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a blocking socket call on a worker's task would stall its worker",
+        ));
+    }
+    Ok(())
 }
 
 /// The error of a call whose worker stopped.
@@ -790,6 +800,7 @@ impl TcpListener {
     /// `WouldBlock` in non-blocking mode when none is there;
     /// `ConnectionAborted` when the runtime stopped.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        not_in_a_task()?;
         let rx = lock(&self.accepted);
         let parts = if self.nonblocking.load(Ordering::Relaxed) {
             match rx.try_recv() {
@@ -1087,6 +1098,7 @@ impl TcpStream {
     }
 
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
+        not_in_a_task()?;
         let inner = &*self.inner;
         if buf.is_empty() || inner.read_shut.load(Ordering::SeqCst) {
             return Ok(0);
@@ -1108,6 +1120,7 @@ impl TcpStream {
     }
 
     fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
+        not_in_a_task()?;
         let inner = &*self.inner;
         if buf.is_empty() {
             return Ok(0);
@@ -1331,6 +1344,7 @@ impl UdpSocket {
     /// `WouldBlock` when the read timeout passes or, in non-blocking mode,
     /// when none is there; `ConnectionAborted` when the runtime stopped.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        not_in_a_task()?;
         let inner = &*self.inner;
         let deadline = lock(&inner.read_timeout).map(|t| std::time::Instant::now() + t);
         let rx = lock(&inner.datagrams);
@@ -1369,6 +1383,7 @@ impl UdpSocket {
     /// destination with address or port 0; `ConnectionAborted` when the
     /// runtime stopped.
     pub fn send_to(&self, buf: &[u8], addr: impl ToSocketAddrs) -> io::Result<usize> {
+        not_in_a_task()?;
         let to = v4(addr)?;
         let inner = &*self.inner;
         let rx = lock(&inner.sent);
@@ -1506,6 +1521,23 @@ mod tests {
     use std::time::Duration;
 
     use super::{v4, TcpListener, TcpStream};
+
+    /// A blocking call from a worker's task would stall the worker: it
+    /// is refused at once.
+    #[test]
+    fn calls_from_a_workers_task_are_refused_as_unsupported() {
+        let executor = crate::rt::Executor::new(0);
+        let kinds = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let seen = kinds.clone();
+        drop(executor.spawn(async move {
+            let mut seen = seen.borrow_mut();
+            seen.push(TcpStream::connect("198.18.0.1:9000").unwrap_err().kind());
+            seen.push(TcpListener::bind("0.0.0.0:7000").unwrap_err().kind());
+            seen.push(super::UdpSocket::bind("0.0.0.0:7003").unwrap_err().kind());
+        }));
+        executor.run(0);
+        assert_eq!(*kinds.borrow(), vec![ErrorKind::Unsupported; 3]);
+    }
 
     #[test]
     fn addresses_resolve_to_their_first_ipv4_form_or_fail_as_invalid_input() {
