@@ -242,7 +242,7 @@ fn main() -> anyhow::Result<()> {
 /// the far end is a Linux echo server (no loopback on shardnet), so each
 /// case keeps its checks but talks to that server.
 mod std_tests {
-    use std::io::{ErrorKind, Read, Write};
+    use std::io::{ErrorKind, IoSlice, IoSliceMut, Read, Write};
     use std::net::{Shutdown, SocketAddr};
     use std::time::{Duration, Instant};
 
@@ -345,6 +345,101 @@ mod std_tests {
         for thread in threads {
             thread.join().map_err(|_| "thread panicked")??;
         }
+        Ok(())
+    }
+
+    fn multiple_connect_interleaved_lazy_schedule(addr: &str, _: u16) -> Result<(), String> {
+        // Each thread connects, then starts the next before writing.
+        fn connect(i: u8, addr: String) -> Result<(), String> {
+            if i == 10 {
+                return Ok(());
+            }
+            let mut s = t(TcpStream::connect(&*addr), "connect")?;
+            let next = addr.clone();
+            std::thread::spawn(move || connect(i + 1, next))
+                .join()
+                .map_err(|_| "thread panicked")??;
+            t(s.write_all(&[99]), "write")?;
+            let mut b = [0];
+            t(s.read_exact(&mut b), "read")?;
+            check!(b[0] == 99);
+            Ok(())
+        }
+        connect(0, addr.to_owned())
+    }
+
+    fn socket_and_peer_name(addr: &str, _: u16) -> Result<(), String> {
+        let s = t(TcpStream::connect(addr), "connect")?;
+        let a: SocketAddr = addr.parse().map_err(|_| "addr")?;
+        check!(t(s.peer_addr(), "peer")? == a);
+        Ok(())
+    }
+
+    fn partial_read(addr: &str, _: u16) -> Result<(), String> {
+        let mut c = t(TcpStream::connect(addr), "connect")?;
+        t(c.write_all(&[10]), "write")?;
+        let mut b = [0; 10];
+        check!(t(c.read(&mut b), "read")? == 1);
+        check!(b[0] == 10);
+        Ok(())
+    }
+
+    fn read_vectored(addr: &str, _: u16) -> Result<(), String> {
+        let mut s = t(TcpStream::connect(addr), "connect")?;
+        check!(t(s.write(&[10, 11, 12]), "write")? == 3);
+        std::thread::sleep(Duration::from_millis(50));
+        let (mut a, mut b, mut c) = ([0u8; 0], [0u8; 1], [0u8; 3]);
+        let len = t(
+            s.read_vectored(&mut [
+                IoSliceMut::new(&mut a),
+                IoSliceMut::new(&mut b),
+                IoSliceMut::new(&mut c),
+            ]),
+            "read",
+        )?;
+        check!(len > 0);
+        check!(b == [10]);
+        check!(len == 1 || c == [11, 12, 0]);
+        Ok(())
+    }
+
+    fn write_vectored(addr: &str, _: u16) -> Result<(), String> {
+        let mut s = t(TcpStream::connect(addr), "connect")?;
+        let (a, b, c) = ([0u8; 0], [10u8], [11u8, 12]);
+        let n = t(
+            s.write_vectored(&[IoSlice::new(&a), IoSlice::new(&b), IoSlice::new(&c)]),
+            "write",
+        )?;
+        let mut buf = [0; 4];
+        t(s.read_exact(&mut buf[..n]), "read")?;
+        if n == 1 {
+            check!(buf == [10, 0, 0, 0]);
+        } else {
+            check!(n == 3 && buf == [10, 11, 12, 0]);
+        }
+        Ok(())
+    }
+
+    fn close_read_wakes_up(addr: &str, _: u16) -> Result<(), String> {
+        let s = t(TcpStream::connect(addr), "connect")?;
+        let mut s2 = t(s.try_clone(), "clone")?;
+        let reader = std::thread::spawn(move || s2.read(&mut [0]));
+        std::thread::sleep(Duration::from_millis(50));
+        // This wakes the reader; the case never ends if it does not.
+        t(s.shutdown(Shutdown::Read), "shutdown")?;
+        let got = reader.join().map_err(|_| "reader panicked")?;
+        check!(t(got, "read")? == 0);
+        Ok(())
+    }
+
+    fn clone_while_reading(addr: &str, _: u16) -> Result<(), String> {
+        let mut s = t(TcpStream::connect(addr), "connect")?;
+        let mut s2 = t(s.try_clone(), "clone")?;
+        let reader = std::thread::spawn(move || s2.read(&mut [0]));
+        std::thread::sleep(Duration::from_millis(20));
+        let _ = t(s.try_clone(), "clone again")?;
+        t(s.write_all(&[0]), "write")?;
+        check!(t(reader.join().map_err(|_| "reader panicked")?, "read")? == 1);
         Ok(())
     }
 
@@ -557,6 +652,16 @@ mod std_tests {
                 "multiple_connect_interleaved_greedy_schedule",
                 multiple_connect_interleaved_greedy_schedule,
             ),
+            (
+                "multiple_connect_interleaved_lazy_schedule",
+                multiple_connect_interleaved_lazy_schedule,
+            ),
+            ("socket_and_peer_name", socket_and_peer_name),
+            ("partial_read", partial_read),
+            ("read_vectored", read_vectored),
+            ("write_vectored", write_vectored),
+            ("close_read_wakes_up", close_read_wakes_up),
+            ("clone_while_reading", clone_while_reading),
             ("tcp_clone_smoke", tcp_clone_smoke),
             ("tcp_clone_two_read", tcp_clone_two_read),
             ("tcp_clone_two_write", tcp_clone_two_write),

@@ -992,8 +992,8 @@ impl TcpStream {
         Ok(SocketAddr::V4(self.inner.local))
     }
 
-    /// Shuts down reading (later reads return 0, locally, as on Linux),
-    /// writing (a FIN after what was written) or both.
+    /// Shuts down reading (a read in flight on a clone and later reads
+    /// return 0, locally, as on Linux), writing (a FIN after what was written) or both.
     ///
     /// # Errors
     /// None today; the signature is std's.
@@ -1001,6 +1001,9 @@ impl TcpStream {
         let shared = &self.inner.guard.0;
         if matches!(how, Shutdown::Read | Shutdown::Both) {
             self.inner.read_shut.store(true, Ordering::SeqCst);
+            // Wake a read in flight on a clone: it returns 0 (as on Linux).
+            shared.cancel_read.store(true, Ordering::SeqCst);
+            shared.waker.wake();
         }
         if matches!(how, Shutdown::Write | Shutdown::Both) {
             shared.shut_write.store(true, Ordering::SeqCst);
@@ -1114,7 +1117,16 @@ impl TcpStream {
         }
         shared.waker.wake();
         let timeout = *lock(&inner.read_timeout);
-        let data = await_reply(&rx, timeout, shared, &shared.cancel_read)?;
+        let data = match await_reply(&rx, timeout, shared, &shared.cancel_read) {
+            // Cancelled by a shutdown of reading.
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    && inner.read_shut.load(Ordering::SeqCst) =>
+            {
+                return Ok(0)
+            }
+            reply => reply?,
+        };
         buf[..data.len()].copy_from_slice(&data);
         Ok(data.len())
     }
