@@ -5,7 +5,7 @@
 //! cargo run --release --example blocking_echo -- --config FILE
 //! ```
 //!
-//! The rules must give the TCP ports 7000 and 7001 and the UDP ports 7003
+//! The rules must give the TCP ports 7000 to 7002 and the UDP ports 7003
 //! and 7004 to the service `"blocking"`:
 //!
 //! - **7003/udp**: echo, each datagram back to its sender (one thread).
@@ -21,6 +21,11 @@
 //!   - `writetimeout ADDR`: connect to ADDR (a server that never reads) and
 //!     write with a 300 ms write timeout until one times out:
 //!     `writetimeout KIND WRITTEN`;
+//!   - `listener`: std's listener cases on port 7002: a non-blocking accept
+//!     with nothing there (`WouldBlock`), then `ready`; the peer connects
+//!     twice and two clones of the listener accept one each
+//!     (`clone_accept_concurrent`); then the port is bound again at once
+//!     after the listener is dropped: `listener ok` or `listener fail WHY`;
 //!   - `udp ADDR N`: from UDP port 7004, send N datagrams to ADDR (a UDP
 //!     echo server), each retried up to 5 times, half of them through a
 //!     connected socket: `udp N ANSWERED`;
@@ -44,6 +49,8 @@ const SERVICE: &str = "blocking";
 const ECHO: u16 = 7000;
 /// The control port.
 const CONTROL: u16 = 7001;
+/// The port of the `listener` command.
+const LISTEN: u16 = 7002;
 /// The UDP echo port.
 const UDP_ECHO: u16 = 7003;
 /// The UDP port of the `udp` command.
@@ -168,6 +175,37 @@ fn write_until_timeout(addr: &str) -> String {
     format!("writetimeout none {written}")
 }
 
+/// The `listener` command (see the module documentation).
+fn listener_cases(mut control: &TcpStream) -> Result<(), String> {
+    let e = |what: &str, e: std::io::Error| format!("{what}: {e} ({:?})", e.kind());
+    let a = TcpListener::bind(("0.0.0.0", LISTEN)).map_err(|x| e("bind", x))?;
+    if a.local_addr().map_err(|x| e("addr", x))?.port() != LISTEN {
+        return Err("local_addr".into());
+    }
+    a.set_nonblocking(true).map_err(|x| e("nonblocking", x))?;
+    match a.accept() {
+        Err(x) if x.kind() == std::io::ErrorKind::WouldBlock => {}
+        Err(x) => return Err(e("non-blocking accept", x)),
+        Ok(_) => return Err("a non-blocking accept took a connection from nowhere".into()),
+    }
+    a.set_nonblocking(false).map_err(|x| e("blocking", x))?;
+    let a2 = a.try_clone().map_err(|x| e("clone", x))?;
+    let accepters: Vec<_> = [a, a2]
+        .into_iter()
+        .map(|l| std::thread::spawn(move || l.accept().map(|(_, peer)| peer)))
+        .collect();
+    control.write_all(b"ready\n").map_err(|x| e("ready", x))?;
+    for accepter in accepters {
+        accepter
+            .join()
+            .map_err(|_| "accepter panicked")?
+            .map_err(|x| e("accept", x))?;
+    }
+    // Both clones are gone: the port is free again at once.
+    drop(TcpListener::bind(("0.0.0.0", LISTEN)).map_err(|x| e("bind again", x))?);
+    Ok(())
+}
+
 fn control(stream: TcpStream) {
     let mut line = String::new();
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
@@ -192,6 +230,10 @@ fn control(stream: TcpStream) {
             }
         }
         ["writetimeout", addr] => write_until_timeout(addr),
+        ["listener"] => match listener_cases(&stream) {
+            Ok(()) => "listener ok".to_owned(),
+            Err(why) => format!("listener fail {why}"),
+        },
         ["udp", addr, n] => udp_client(addr, n.parse().unwrap_or(0)),
         ["stdtests", addr, closed] => match std_tests::run(addr, closed.parse().unwrap_or(1)) {
             Ok((n, rtt)) => format!("stdtests ok {n} {rtt:.1}"),

@@ -141,6 +141,23 @@ for i in range(100):
 r = control("udp %s:9003 100" % peer)
 if r != "udp 100 100":
     bad.append(("udp client", r))
+# std's listener cases: the example binds 7002, says "ready", and two
+# clones of its listener accept our two connections.
+s = socket.create_connection((dut, 7001), timeout=120)
+s.sendall(b"listener\n")
+f = s.makefile("rb")
+r = f.readline().decode().strip()
+if r != "ready":
+    bad.append(("listener", r))
+else:
+    c1 = socket.create_connection((dut, 7002), timeout=30)
+    c2 = socket.create_connection((dut, 7002), timeout=30)
+    r = f.readline().decode().strip()
+    if r != "listener ok":
+        bad.append(("listener", r))
+    c1.close()
+    c2.close()
+s.close()
 r = control("stdtests %s:9000 9001" % peer)
 print(r)
 if not r.startswith("stdtests ok "):
@@ -153,7 +170,7 @@ fn serve(backend: &str) {
     let lab = Lab::with_prefix("snq");
     let text = format!(
         "{}\n[interface]\naddress = \"{DUT_IP}/24\"\n\n\
-         [[rule]]\nname = \"blocking\"\nprotocol = \"tcp\"\nports = [7000, 7001]\nservice = \"blocking\"\n\n\
+         [[rule]]\nname = \"blocking\"\nprotocol = \"tcp\"\nports = [7000, 7001, 7002]\nservice = \"blocking\"\n\n\
          [[rule]]\nname = \"blocking-udp\"\nprotocol = \"udp\"\nports = [7003, 7004]\nservice = \"blocking\"\n",
         lab.dataplane(backend, 8192)
     );

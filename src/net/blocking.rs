@@ -81,7 +81,8 @@
 //! - **Closing.** Dropping the last handle of a stream (clones share it)
 //!   ends its task, which closes the connection (a FIN after what was
 //!   written; unread bytes are discarded). Dropping a listener ends its
-//!   tasks; connections accepted but not taken are closed. When the
+//!   tasks, and waits for them (a poll round), so the port is free again
+//!   when it returns; connections accepted but not taken are closed. When the
 //!   runtime stops, pending and later calls fail with `ConnectionAborted`.
 //! - **UDP.** [`UdpSocket::bind`] binds a UDP port of the service's rules
 //!   on every worker; each worker's task hands what arrives there to one
@@ -165,6 +166,7 @@ enum Command {
         listener: Arc<ListenShared>,
         accepted: SyncSender<StreamParts>,
         reply: SyncSender<io::Result<()>>,
+        alive: Alive,
     },
     Connect {
         remote: SocketAddrV4,
@@ -178,6 +180,7 @@ enum Command {
         /// The send worker's reply channel.
         sent: Option<SyncSender<io::Result<usize>>>,
         reply: SyncSender<io::Result<()>>,
+        alive: Alive,
     },
 }
 
@@ -272,9 +275,11 @@ async fn hub_main(hub: Arc<Hub>, worker: usize) {
                 listener,
                 accepted,
                 reply,
-            } => drop(rt::spawn_local(listen_task(
-                port, listener, worker, accepted, reply,
-            ))),
+                alive,
+            } => drop(rt::spawn_local(async move {
+                let _alive = alive;
+                listen_task(port, listener, worker, accepted, reply).await;
+            })),
             Command::Connect {
                 remote,
                 task,
@@ -286,9 +291,11 @@ async fn hub_main(hub: Arc<Hub>, worker: usize) {
                 datagrams,
                 sent,
                 reply,
-            } => drop(rt::spawn_local(udp_task(
-                port, shared, worker, datagrams, sent, reply,
-            ))),
+                alive,
+            } => drop(rt::spawn_local(async move {
+                let _alive = alive;
+                udp_task(port, shared, worker, datagrams, sent, reply).await;
+            })),
         }
     }
 }
@@ -381,6 +388,19 @@ fn not_in_a_task() -> io::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Held by each task of a listener or UDP socket: the handle's drop waits
+/// until every one is gone, so that the port is free again when it returns
+/// (as closing a socket frees it at once on Linux).
+type Alive = SyncSender<()>;
+
+/// Waits until the tasks holding `alive`'s senders are gone (not from a
+/// worker's task, which would wait for itself).
+fn wait_gone(alive: &Mutex<Receiver<()>>) {
+    if rt::current_task().is_none() {
+        let _ = lock(alive).recv();
+    }
 }
 
 /// The error of a call whose worker stopped.
@@ -730,7 +750,14 @@ fn zero_timeout() -> io::Error {
 
 /// A TCP listener on every worker, for ordinary threads: `std::net`'s
 /// `TcpListener` over shardnet (see the [module documentation](self)).
+/// Clones made with [`try_clone`](Self::try_clone) share it.
 pub struct TcpListener {
+    inner: Arc<ListenerInner>,
+}
+
+/// A listener's handle state, shared by its clones.
+struct ListenerInner {
+    alive: Mutex<Receiver<()>>,
     shared: Arc<ListenShared>,
     accepted: Mutex<Receiver<StreamParts>>,
     local: SocketAddrV4,
@@ -740,7 +767,7 @@ pub struct TcpListener {
 impl std::fmt::Debug for TcpListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TcpListener")
-            .field("local", &self.local)
+            .field("local", &self.inner.local)
             .finish_non_exhaustive()
     }
 }
@@ -766,27 +793,37 @@ impl TcpListener {
             overflowed: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::sync_channel(ACCEPT_BACKLOG);
+        let (alive, gone) = mpsc::sync_channel(0);
         let listener = TcpListener {
-            shared: shared.clone(),
-            accepted: Mutex::new(rx),
-            local: SocketAddrV4::new(address, addr.port()),
-            nonblocking: AtomicBool::new(false),
+            inner: Arc::new(ListenerInner {
+                alive: Mutex::new(gone),
+                shared: shared.clone(),
+                accepted: Mutex::new(rx),
+                local: SocketAddrV4::new(address, addr.port()),
+                nonblocking: AtomicBool::new(false),
+            }),
         };
         let mut replies = Vec::with_capacity(workers);
         for worker in 0..workers {
             let (reply, answer) = mpsc::sync_channel(1);
-            hub.send(
+            let sent = hub.send(
                 worker,
                 Command::Listen {
                     port: addr.port(),
                     listener: shared.clone(),
                     accepted: tx.clone(),
                     reply,
+                    alive: alive.clone(),
                 },
-            )?;
+            );
+            if let Err(e) = sent {
+                // Before `listener`'s drop waits for the tasks' senders.
+                drop(alive);
+                return Err(e);
+            }
             replies.push(answer);
         }
-        drop(tx);
+        drop((tx, alive));
         for answer in replies {
             answer.recv().map_err(|_| aborted())??;
         }
@@ -801,8 +838,8 @@ impl TcpListener {
     /// `ConnectionAborted` when the runtime stopped.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         not_in_a_task()?;
-        let rx = lock(&self.accepted);
-        let parts = if self.nonblocking.load(Ordering::Relaxed) {
+        let rx = lock(&self.inner.accepted);
+        let parts = if self.inner.nonblocking.load(Ordering::Relaxed) {
             match rx.try_recv() {
                 Ok(parts) => parts,
                 Err(mpsc::TryRecvError::Empty) => return Err(io::ErrorKind::WouldBlock.into()),
@@ -825,7 +862,7 @@ impl TcpListener {
     /// # Errors
     /// None; the signature is std's.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(SocketAddr::V4(self.local))
+        Ok(SocketAddr::V4(self.inner.local))
     }
 
     /// Whether [`accept`](Self::accept) returns `WouldBlock` rather than
@@ -834,7 +871,7 @@ impl TcpListener {
     /// # Errors
     /// None; the signature is std's.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.nonblocking.store(nonblocking, Ordering::Relaxed);
+        self.inner.nonblocking.store(nonblocking, Ordering::Relaxed);
         Ok(())
     }
 
@@ -846,19 +883,33 @@ impl TcpListener {
         Ok(None)
     }
 
+    /// Another handle on the same listener (and settings); accepts on
+    /// clones take turns, each connection going to one of them.
+    ///
+    /// # Errors
+    /// None; the signature is std's.
+    pub fn try_clone(&self) -> io::Result<TcpListener> {
+        Ok(TcpListener {
+            inner: self.inner.clone(),
+        })
+    }
+
     /// Connections reset because the accept backlog ([`ACCEPT_BACKLOG`])
     /// was full.
     pub fn overflowed(&self) -> u64 {
-        self.shared.overflowed.load(Ordering::Relaxed)
+        self.inner.shared.overflowed.load(Ordering::Relaxed)
     }
 }
 
-impl Drop for TcpListener {
+impl Drop for ListenerInner {
+    /// Stops the workers' listeners and waits until they are gone (a poll
+    /// round), so the port can be bound again at once.
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::SeqCst);
         for waker in &self.shared.wakers {
             waker.wake();
         }
+        wait_gone(&self.alive);
     }
 }
 
@@ -1267,6 +1318,7 @@ pub struct UdpSocket {
 }
 
 struct UdpInner {
+    alive: Mutex<Receiver<()>>,
     shared: Arc<UdpShared>,
     datagrams: Mutex<Receiver<Datagram>>,
     sent: Mutex<Receiver<io::Result<usize>>>,
@@ -1278,11 +1330,13 @@ struct UdpInner {
 }
 
 impl Drop for UdpInner {
+    /// Closes the workers' sockets and waits until they are gone.
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::SeqCst);
         for waker in &self.shared.wakers {
             waker.wake();
         }
+        wait_gone(&self.alive);
     }
 }
 
@@ -1314,8 +1368,10 @@ impl UdpSocket {
         });
         let (datagrams_tx, datagrams) = mpsc::sync_channel(UDP_RECV_QUEUE);
         let (sent_tx, sent) = mpsc::sync_channel(1);
+        let (alive, gone) = mpsc::sync_channel(0);
         let socket = UdpSocket {
             inner: Arc::new(UdpInner {
+                alive: Mutex::new(gone),
                 shared: shared.clone(),
                 datagrams: Mutex::new(datagrams),
                 sent: Mutex::new(sent),
@@ -1329,7 +1385,7 @@ impl UdpSocket {
         let mut replies = Vec::with_capacity(workers);
         for worker in 0..workers {
             let (reply, answer) = mpsc::sync_channel(1);
-            hub.send(
+            let sent = hub.send(
                 worker,
                 Command::UdpBind {
                     port: addr.port(),
@@ -1337,11 +1393,17 @@ impl UdpSocket {
                     datagrams: datagrams_tx.clone(),
                     sent: (worker == send_worker).then(|| sent_tx.clone()),
                     reply,
+                    alive: alive.clone(),
                 },
-            )?;
+            );
+            if let Err(e) = sent {
+                // Before `socket`'s drop waits for the tasks' senders.
+                drop(alive);
+                return Err(e);
+            }
             replies.push(answer);
         }
-        drop((datagrams_tx, sent_tx));
+        drop((datagrams_tx, sent_tx, alive));
         for answer in replies {
             answer.recv().map_err(|_| aborted())??;
         }
