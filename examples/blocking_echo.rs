@@ -26,6 +26,10 @@
 //!     twice and two clones of the listener accept one each
 //!     (`clone_accept_concurrent`); then the port is bound again at once
 //!     after the listener is dropped: `listener ok` or `listener fail WHY`;
+//!   - `backlog N`: bind port 7002, say `ready`, accept nothing while the
+//!     peer opens N connections (more than [`blocking::ACCEPT_BACKLOG`]),
+//!     until the overflow is counted; then take what waits:
+//!     `backlog ACCEPTED OVERFLOWED`;
 //!   - `udp ADDR N`: from UDP port 7004, send N datagrams to ADDR (a UDP
 //!     echo server), each retried up to 5 times, half of them through a
 //!     connected socket: `udp N ANSWERED`;
@@ -206,6 +210,32 @@ fn listener_cases(mut control: &TcpStream) -> Result<(), String> {
     Ok(())
 }
 
+/// The `backlog` command (see the module documentation).
+fn backlog(mut control: &TcpStream, n: u64) -> String {
+    let listener = match TcpListener::bind(("0.0.0.0", LISTEN)) {
+        Ok(listener) => listener,
+        Err(e) => return format!("err {:?}", e.kind()),
+    };
+    if control.write_all(b"ready\n").is_err() {
+        return "err ready".into();
+    }
+    let backlog = blocking::ACCEPT_BACKLOG as u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Waiting on a counter in a test tool: a sleep loop is fine here.
+    while listener.overflowed() < n.saturating_sub(backlog) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    listener.set_nonblocking(true).expect("nonblocking");
+    let mut accepted = 0;
+    while accepted + listener.overflowed() < n && Instant::now() < deadline {
+        match listener.accept() {
+            Ok(_) => accepted += 1,
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    format!("backlog {accepted} {}", listener.overflowed())
+}
+
 fn control(stream: TcpStream) {
     let mut line = String::new();
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
@@ -234,6 +264,7 @@ fn control(stream: TcpStream) {
             Ok(()) => "listener ok".to_owned(),
             Err(why) => format!("listener fail {why}"),
         },
+        ["backlog", n] => backlog(&stream, n.parse().unwrap_or(0)),
         ["udp", addr, n] => udp_client(addr, n.parse().unwrap_or(0)),
         ["stdtests", addr, closed] => match std_tests::run(addr, closed.parse().unwrap_or(1)) {
             Ok((n, rtt)) => format!("stdtests ok {n} {rtt:.1}"),

@@ -2,10 +2,12 @@
 //! shardnet's blocking sockets (`shardnet::net::blocking`), against a Linux
 //! peer in a namespace, with two workers over AF_PACKET and DPDK: many
 //! connections with large transfers both ways and half-closes, a read
-//! timeout, a write timeout against a peer that never reads, connects from
-//! the example to a Python echo server in the peer namespace (and
-//! `ConnectionRefused` from a closed port), UDP both ways, and the cases of the standard
-//! library's `net/tcp/tests.rs` ported in the example. Needs root.
+//! timeout, a write timeout against a peer that never reads, a full accept
+//! queue (every connection queued or counted), connects from the example to
+//! a Python echo server in the peer namespace (and `ConnectionRefused` from
+//! a closed port), UDP both ways, std's listener cases, and the cases of
+//! the standard library's `net/tcp/tests.rs` ported in the example. Needs
+//! root.
 
 mod common;
 
@@ -157,6 +159,33 @@ else:
         bad.append(("listener", r))
     c1.close()
     c2.close()
+s.close()
+# A full accept queue: 200 connections to a listener that accepts none
+# until the overflow is counted; every one is queued (128) or counted.
+s = socket.create_connection((dut, 7001), timeout=120)
+s.sendall(b"backlog 200\n")
+f = s.makefile("rb")
+r = f.readline().decode().strip()
+if r != "ready":
+    bad.append(("backlog", r))
+else:
+    conns = []
+    for i in range(200):
+        # A connection reset for overflow may be reset before connect()
+        # returns (Python's connect with a timeout polls, then reads the
+        # socket's error): that one was established and counted too.
+        try:
+            conns.append(socket.create_connection((dut, 7002), timeout=30))
+        except ConnectionResetError:
+            pass
+        except OSError as e:
+            bad.append(("backlog connect", i, repr(e)))
+            break
+    r = f.readline().decode().strip()
+    if r != "backlog 128 72":
+        bad.append(("backlog", r))
+    for c in conns:
+        c.close()
 s.close()
 r = control("stdtests %s:9000 9001" % peer)
 print(r)
