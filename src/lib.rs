@@ -27,6 +27,7 @@
 //! - [`worker`]: the per-core poll loop.
 //! - [`control`]: the control plane (metrics, health, reloads).
 //! - [`runtime`]: starting and stopping workers, threads and interfaces.
+//! - [`net`]: sockets for ordinary threads ([`net::blocking`]).
 //! - [`testing`], `fuzzing`: frame builders for tests and fuzz targets.
 
 pub mod app;
@@ -46,6 +47,7 @@ pub mod dpdk;
 pub mod fuzzing;
 pub mod kernel;
 pub mod neighbour;
+pub mod net;
 pub mod runtime;
 pub mod service;
 pub mod smp;
