@@ -29,7 +29,7 @@ mod store;
 
 use std::time::Duration;
 
-use common::{assert_client_ok, example, metric_sum, scrape, Lab, DUT_IP};
+use common::{assert_client_ok, example, metric_sum, scrape, smp_messages, Lab, DUT_IP};
 
 const PORT: &str = "6379";
 
@@ -331,17 +331,7 @@ fn serve(backend: &str) {
             "{worker} ran no part for the other: {metrics}"
         );
     }
-    let sent = metric_sum(
-        &metrics,
-        "shardnet_smp_messages_total",
-        &["direction=\"sent\""],
-    );
-    let received = metric_sum(
-        &metrics,
-        "shardnet_smp_messages_total",
-        &["direction=\"received\""],
-    );
-    let full = metric_sum(&metrics, "shardnet_smp_queue_full_total", &[]);
+    let (sent, received, full) = smp_messages(&metrics);
     assert!(sent > 0.0, "{metrics}");
     // Every part sent ran on its owner; every full ring was answered with
     // a busy error (the redis-cli and PYTHON clients, which do not retry,

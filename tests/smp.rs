@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_client_ok, example, metric_sum, scrape, Lab, DUT_IP};
+use common::{assert_client_ok, example, metric_sum, scrape, smp_messages, Lab, DUT_IP};
 
 const METRICS: &str = "127.0.0.1:9466";
 
@@ -71,17 +71,7 @@ fn run(backend: &str) {
     }
     assert_eq!(owners.len(), 2, "the keys spread over both workers");
     // 512 requests; the callback service's 256 also send their result back.
-    let sent = metric_sum(
-        &metrics,
-        "shardnet_smp_messages_total",
-        &["direction=\"sent\""],
-    );
-    let received = metric_sum(
-        &metrics,
-        "shardnet_smp_messages_total",
-        &["direction=\"received\""],
-    );
-    let full = metric_sum(&metrics, "shardnet_smp_queue_full_total", &[]);
+    let (sent, received, full) = smp_messages(&metrics);
     assert_eq!((sent, received, full), (768.0, 768.0, 0.0), "{metrics}");
     for worker in ["worker=\"0\"", "worker=\"1\""] {
         assert!(

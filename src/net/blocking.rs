@@ -748,6 +748,26 @@ fn zero_timeout() -> io::Error {
     )
 }
 
+/// std's per-socket settings of a [`TcpStream`] or a [`UdpSocket`], shared
+/// by its clones: the read and write timeouts and non-blocking mode.
+#[derive(Default)]
+struct Settings {
+    read_timeout: Mutex<Option<Duration>>,
+    write_timeout: Mutex<Option<Duration>>,
+    nonblocking: AtomicBool,
+}
+
+impl Settings {
+    /// Sets one of the timeouts; a zero duration is `InvalidInput`, as std.
+    fn set(slot: &Mutex<Option<Duration>>, timeout: Option<Duration>) -> io::Result<()> {
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Err(zero_timeout());
+        }
+        *lock(slot) = timeout;
+        Ok(())
+    }
+}
+
 /// A TCP listener on every worker, for ordinary threads: `std::net`'s
 /// `TcpListener` over shardnet (see the [module documentation](self)).
 /// Clones made with [`try_clone`](Self::try_clone) share it.
@@ -934,9 +954,7 @@ struct StreamInner {
     writes: Mutex<Receiver<io::Result<usize>>>,
     local: SocketAddrV4,
     peer: SocketAddrV4,
-    read_timeout: Mutex<Option<Duration>>,
-    write_timeout: Mutex<Option<Duration>>,
-    nonblocking: AtomicBool,
+    settings: Settings,
     nodelay: AtomicBool,
     read_shut: AtomicBool,
 }
@@ -966,9 +984,7 @@ impl TcpStream {
                 writes: Mutex::new(parts.writes),
                 local: parts.local,
                 peer: parts.peer,
-                read_timeout: Mutex::new(None),
-                write_timeout: Mutex::new(None),
-                nonblocking: AtomicBool::new(false),
+                settings: Settings::default(),
                 nodelay: AtomicBool::new(false),
                 read_shut: AtomicBool::new(false),
             }),
@@ -1079,11 +1095,7 @@ impl TcpStream {
     /// # Errors
     /// `InvalidInput` for a zero duration (as std).
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        if timeout.is_some_and(|t| t.is_zero()) {
-            return Err(zero_timeout());
-        }
-        *lock(&self.inner.read_timeout) = timeout;
-        Ok(())
+        Settings::set(&self.inner.settings.read_timeout, timeout)
     }
 
     /// Bounds each write's wait for room in the send buffer; a write that
@@ -1092,11 +1104,7 @@ impl TcpStream {
     /// # Errors
     /// `InvalidInput` for a zero duration (as std).
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        if timeout.is_some_and(|t| t.is_zero()) {
-            return Err(zero_timeout());
-        }
-        *lock(&self.inner.write_timeout) = timeout;
-        Ok(())
+        Settings::set(&self.inner.settings.write_timeout, timeout)
     }
 
     /// The read timeout.
@@ -1104,7 +1112,7 @@ impl TcpStream {
     /// # Errors
     /// None; the signature is std's.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(*lock(&self.inner.read_timeout))
+        Ok(*lock(&self.inner.settings.read_timeout))
     }
 
     /// The write timeout.
@@ -1112,7 +1120,7 @@ impl TcpStream {
     /// # Errors
     /// None; the signature is std's.
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(*lock(&self.inner.write_timeout))
+        Ok(*lock(&self.inner.settings.write_timeout))
     }
 
     /// Recorded only: shardnet sends what was written at the end of each
@@ -1139,7 +1147,10 @@ impl TcpStream {
     /// # Errors
     /// None; the signature is std's.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.inner.nonblocking.store(nonblocking, Ordering::Relaxed);
+        self.inner
+            .settings
+            .nonblocking
+            .store(nonblocking, Ordering::Relaxed);
         Ok(())
     }
 
@@ -1161,13 +1172,13 @@ impl TcpStream {
         let rx = lock(&inner.reads);
         let request = ReadRequest {
             max: buf.len().min(MAX_CHUNK),
-            nonblocking: inner.nonblocking.load(Ordering::Relaxed),
+            nonblocking: inner.settings.nonblocking.load(Ordering::Relaxed),
         };
         if shared.reads.push(request).is_err() {
             return Err(io::Error::other("a read request is in flight already"));
         }
         shared.waker.wake();
-        let timeout = *lock(&inner.read_timeout);
+        let timeout = *lock(&inner.settings.read_timeout);
         let data = match await_reply(&rx, timeout, shared, &shared.cancel_read) {
             // Cancelled by a shutdown of reading.
             Err(e)
@@ -1192,13 +1203,13 @@ impl TcpStream {
         let rx = lock(&inner.writes);
         let request = WriteRequest {
             data: buf[..buf.len().min(MAX_CHUNK)].to_vec(),
-            nonblocking: inner.nonblocking.load(Ordering::Relaxed),
+            nonblocking: inner.settings.nonblocking.load(Ordering::Relaxed),
         };
         if shared.writes.push(request).is_err() {
             return Err(io::Error::other("a write request is in flight already"));
         }
         shared.waker.wake();
-        let timeout = *lock(&inner.write_timeout);
+        let timeout = *lock(&inner.settings.write_timeout);
         await_reply(&rx, timeout, shared, &shared.cancel_write)
     }
 }
@@ -1324,9 +1335,7 @@ struct UdpInner {
     sent: Mutex<Receiver<io::Result<usize>>>,
     local: SocketAddrV4,
     peer: Mutex<Option<SocketAddrV4>>,
-    read_timeout: Mutex<Option<Duration>>,
-    write_timeout: Mutex<Option<Duration>>,
-    nonblocking: AtomicBool,
+    settings: Settings,
 }
 
 impl Drop for UdpInner {
@@ -1377,9 +1386,7 @@ impl UdpSocket {
                 sent: Mutex::new(sent),
                 local: SocketAddrV4::new(address, addr.port()),
                 peer: Mutex::new(None),
-                read_timeout: Mutex::new(None),
-                write_timeout: Mutex::new(None),
-                nonblocking: AtomicBool::new(false),
+                settings: Settings::default(),
             }),
         };
         let mut replies = Vec::with_capacity(workers);
@@ -1420,10 +1427,10 @@ impl UdpSocket {
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         not_in_a_task()?;
         let inner = &*self.inner;
-        let deadline = lock(&inner.read_timeout).map(|t| std::time::Instant::now() + t);
+        let deadline = lock(&inner.settings.read_timeout).map(|t| std::time::Instant::now() + t);
         let rx = lock(&inner.datagrams);
         loop {
-            let (data, from) = if inner.nonblocking.load(Ordering::Relaxed) {
+            let (data, from) = if inner.settings.nonblocking.load(Ordering::Relaxed) {
                 match rx.try_recv() {
                     Ok(d) => d,
                     Err(mpsc::TryRecvError::Empty) => return Err(io::ErrorKind::WouldBlock.into()),
@@ -1520,11 +1527,7 @@ impl UdpSocket {
     /// # Errors
     /// `InvalidInput` for a zero duration (as std).
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        if timeout.is_some_and(|t| t.is_zero()) {
-            return Err(zero_timeout());
-        }
-        *lock(&self.inner.read_timeout) = timeout;
-        Ok(())
+        Settings::set(&self.inner.settings.read_timeout, timeout)
     }
 
     /// Recorded: a send waits at most for the end of the worker's round.
@@ -1532,11 +1535,7 @@ impl UdpSocket {
     /// # Errors
     /// `InvalidInput` for a zero duration (as std).
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        if timeout.is_some_and(|t| t.is_zero()) {
-            return Err(zero_timeout());
-        }
-        *lock(&self.inner.write_timeout) = timeout;
-        Ok(())
+        Settings::set(&self.inner.settings.write_timeout, timeout)
     }
 
     /// The read timeout.
@@ -1544,7 +1543,7 @@ impl UdpSocket {
     /// # Errors
     /// None; the signature is std's.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(*lock(&self.inner.read_timeout))
+        Ok(*lock(&self.inner.settings.read_timeout))
     }
 
     /// The write timeout.
@@ -1552,7 +1551,7 @@ impl UdpSocket {
     /// # Errors
     /// None; the signature is std's.
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(*lock(&self.inner.write_timeout))
+        Ok(*lock(&self.inner.settings.write_timeout))
     }
 
     /// Whether receives return `WouldBlock` rather than wait.
@@ -1560,7 +1559,10 @@ impl UdpSocket {
     /// # Errors
     /// None; the signature is std's.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.inner.nonblocking.store(nonblocking, Ordering::Relaxed);
+        self.inner
+            .settings
+            .nonblocking
+            .store(nonblocking, Ordering::Relaxed);
         Ok(())
     }
 

@@ -561,3 +561,20 @@ pub fn assert_client_ok(what: &str, out: &Output, log: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The cross-core messages in a scrape, summed over the workers: (sent,
+/// received, refused because a ring was full).
+pub fn smp_messages(metrics: &str) -> (f64, f64, f64) {
+    let direction = |d: &str| {
+        metric_sum(
+            metrics,
+            "shardnet_smp_messages_total",
+            &[&format!("direction=\"{d}\"")],
+        )
+    };
+    (
+        direction("sent"),
+        direction("received"),
+        metric_sum(metrics, "shardnet_smp_queue_full_total", &[]),
+    )
+}
