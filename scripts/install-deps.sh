@@ -21,6 +21,8 @@ packages=(
     prometheus
     # the kv example's tests and benchmark: redis-cli, redis-benchmark, redis-server, Python's redis
     redis-tools redis-server python3-redis
+    # the WebSocket example's tests (tests/ws.rs): Python's websockets and websocket-client
+    python3-websockets python3-websocket
     # benchmarks (http-vs-kernel.sh: nginx is the kernel's HTTP server; shellcheck for the scripts)
     valgrind nginx shellcheck
 )
