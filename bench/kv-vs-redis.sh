@@ -10,23 +10,32 @@
 #           thread, on the kernel's TCP;
 #   kv      examples/kv.rs on shardnet: one busy-polling worker on core 1
 #           owning snr-d, its keyspace on that worker.
-# The client is redis-benchmark pinned to core 0: 50 connections, random keys
-# out of 100,000 (-r), 3-byte values (its default), GET and SET, without
-# pipelining and with -P 16. The report gives the client core's utilisation:
-# near 100% means redis-benchmark, not the server, set the rate.
-# Each round measures both, redis first in odd rounds and kv first in even
-# ones; the table shows medians over the rounds.
+# Two clients, in turns on core 0, each with 50 connections, random keys out
+# of 100,000, 3-byte values, GET and SET, without pipelining and with 16
+# requests in flight per connection:
+#   redis-benchmark (-r 100000, -P 16: 16 sent, then 16 awaited) on the
+#           client namespace's kernel, as 198.18.0.1;
+#   shardnet-load --proto redis-get|redis-set (--pipeline 16: 16 in flight
+#           at all times) on shardnet's own stack, one busy-polling worker
+#           on core 0 over AF_PACKET on snr-c, as 198.18.0.3 (an address
+#           the client namespace's kernel does not hold).
+# The report gives the client core's utilisation: near 100% for
+# redis-benchmark means it, not the server, set the rate (shardnet-load
+# busy-polls: its core always shows 100%).
+# Each round measures both servers, redis first in odd rounds and kv first
+# in even ones; the table shows medians over the rounds.
 #
 #   sudo ./bench/kv-vs-redis.sh [rounds] [af_packet|dpdk]
-#       (defaults: 2 rounds, af_packet; about 2 minutes, plus the build)
+#       (defaults: 2 rounds, af_packet; about 4 minutes, plus the build)
 #
-# Requests per run: KV_BENCH_REQUESTS (default 300000) without pipelining,
-# ten times that with -P 16.
+# Requests per redis-benchmark run: KV_BENCH_REQUESTS (default 300000)
+# without pipelining, ten times that with -P 16. Seconds per shardnet-load
+# run: KV_LOAD_SECONDS (default 10, fractions allowed).
 #
-# Prints a table (requests/s per contender and test, the ratio kv/redis, the
-# cores' utilisation) and writes bench/out/kv-vs-redis.json. Exits 1 if a
-# check fails (redis-benchmark failed, or a server died, or a server does not
-# hold what was SET).
+# Prints a table (requests/s per client, server and test, the ratio
+# kv/redis, the cores' utilisation) and writes bench/out/kv-vs-redis.json.
+# Exits 1 if a check fails (a client failed or saw errors, a server died, or
+# a server does not hold what was SET).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 usage="usage: $0 [rounds] [af_packet|dpdk]"
@@ -36,16 +45,21 @@ case "$rounds" in ''|*[!0-9]*|0) echo "$usage" >&2; exit 2;; esac
 case "$backend" in af_packet|dpdk) ;; *) echo "$usage" >&2; exit 2;; esac
 requests="${KV_BENCH_REQUESTS:-300000}"
 case "$requests" in ''|*[!0-9]*|0) echo "KV_BENCH_REQUESTS must be a positive number" >&2; exit 2;; esac
+load_secs="${KV_LOAD_SECONDS:-10}"
+if ! [[ "$load_secs" =~ ^[0-9]+(\.[0-9]+)?$ ]] || ! awk -v s="$load_secs" 'BEGIN { exit !(s + 0 > 0) }'; then
+    echo "KV_LOAD_SECONDS must be a positive number" >&2; exit 2
+fi
 
 die() { echo "kv-vs-redis: $*" >&2; exit 1; }
 # shellcheck source=bench/lab-common.sh
 . bench/lab-common.sh
 lab_require redis-server redis-benchmark redis-cli ethtool taskset timeout
-echo "== building shardnet and the kv example (release)" >&2
-cargo build --release --quiet --bin shardnet --example kv
+echo "== building shardnet, shardnet-load and the kv example (release)" >&2
+cargo build --release --quiet --bin shardnet --bin shardnet-load --example kv
 # shellcheck disable=SC2034 # bench/lab-common.sh reads bin, LOAD_IP and made_ns
 bin="$PWD/target/release/shardnet"
 kvbin="$PWD/target/release/examples/kv"
+loadbin="$PWD/target/release/shardnet-load"
 out=bench/out; mkdir -p "$out"
 
 DUT=snr-dut CLI=snr-cli DIF=snr-d CIF=snr-c
@@ -74,6 +88,7 @@ lab_up
 client_csum=$(lab_client_csum SNR_CLIENT_CSUM)
 ip -n "$CLI" addr add "$CLIENT/24" dev "$CIF"
 lab_steer
+lab_load_toml ""
 
 contender="" round=""
 cli() { ip netns exec "$CLI" redis-cli -h "$SRV" -p "$PORT" "$@"; }
@@ -95,6 +110,17 @@ bench() { # TEST PIPELINE: redis-benchmark's CSV to $work/CONTENDER-rROUND-TEST-
     lab_cpu_snap "$tag.post"
     kill -0 "$srv_pid" 2>/dev/null || die "$contender: the server died during $1 -P $2"
 }
+load_bench() { # TEST PIPELINE: shardnet-load's JSON to $work/CONTENDER-rROUND-TEST-pPIPELINE.sl.json
+    local tag="$work/$contender-r$round-$1-p$2.sl"
+    echo "== round $round, $contender: $1, shardnet-load --pipeline $2, ${load_secs}s" >&2
+    lab_cpu_snap "$tag.pre"
+    in_cli timeout 120 "$loadbin" --config "$work/load.toml" --mode rps --target "$SRV:$PORT" \
+        --proto "redis-$1" --connections "$CONNS" --keyspace "$KEYS" --size 3 --pipeline "$2" \
+        --duration "$load_secs" --quiet --json "$tag.json" > "$tag.out" 2>&1 ||
+        { cat "$tag.out" >&2; die "$contender: shardnet-load failed"; }
+    lab_cpu_snap "$tag.post"
+    kill -0 "$srv_pid" 2>/dev/null || die "$contender: the server died during shardnet-load $1 --pipeline $2"
+}
 run_tests() {
     # What SET stored must read back: the server holds data, not errors.
     [ "$(cli SET bench:check shardnet)" = OK ] || die "$contender: SET failed"
@@ -102,6 +128,8 @@ run_tests() {
     for p in 1 16; do
         bench set "$p"
         bench get "$p"
+        load_bench set "$p"
+        load_bench get "$p"
     done
     [ "$(cli DBSIZE)" -gt 1000 ] || die "$contender: after the SET runs the server holds $(cli DBSIZE) keys"
 }
@@ -156,48 +184,5 @@ for round in $(seq 1 "$rounds"); do
     done
 done
 
-/usr/bin/python3 - "$work" "$out/kv-vs-redis.json" "$rounds" "$backend" "$requests" "$busy_before" "$client_csum" <<'PY'
-import csv, json, statistics, sys
-sys.path.insert(0, "bench")
-import lab_report as lab
-
-work, out, rounds, backend, requests, busy_before, client_csum = sys.argv[1:]
-rounds = int(rounds)
-rows, result = [], {"backend": backend, "rounds": rounds, "requests": int(requests),
-                     "connections": 50, "busy_before_pct": float(busy_before), "tests": {}}
-for test in ("set", "get"):
-    for p in (1, 16):
-        entry = {}
-        for who in ("redis", "kv"):
-            rps, client, server = [], [], []
-            for r in range(1, rounds + 1):
-                tag = f"{work}/{who}-r{r}-{test}-p{p}"
-                with open(f"{tag}.csv") as f:
-                    data = [row for row in csv.reader(f) if row and row[0] != "test"]
-                lab.check(len(data) == 1, f"{who} {test} -P {p}: redis-benchmark printed {data!r}")
-                rps.append(float(data[0][1]))
-                _, cores = lab.cores(f"{tag}.pre.stat", f"{tag}.post.stat")
-                client.append(cores["cpu0"]["busy_pct"])
-                server.append(cores["cpu1"]["busy_pct"])
-            entry[who] = {"rps": statistics.median(rps), "rps_rounds": rps,
-                          "client_core_pct": statistics.median(client),
-                          "server_core_pct": statistics.median(server)}
-        entry["ratio"] = entry["kv"]["rps"] / entry["redis"]["rps"]
-        result["tests"][f"{test.upper()} -P {p}"] = entry
-print()
-print(f"redis-benchmark -c 50 -r 100000, one server core (1), the client on core 0; median of {rounds} round(s), {backend} backend for shardnet")
-print(f"{'test':10} {'redis-server req/s':>19} {'client/server core':>19} {'kv on shardnet req/s':>21} {'client/server core':>19} {'kv/redis':>9}")
-for name, e in result["tests"].items():
-    r, k = e["redis"], e["kv"]
-    print(f"{name:10} {r['rps']:19,.0f} {r['client_core_pct']:8.0f}% / {r['server_core_pct']:3.0f}% "
-          f"{k['rps']:21,.0f} {k['client_core_pct']:8.0f}% / {k['server_core_pct']:3.0f}% {e['ratio']:9.2f}")
-print("A client core near 100% means redis-benchmark, not the server, set the rate. shardnet's worker")
-print("busy-polls: its core always shows 100%.")
-result["failures"] = lab.failures
-with open(out, "w") as f:
-    json.dump(result, f, indent=2)
-print(f"written to {out}")
-for failure in lab.failures:
-    print(f"CHECK FAILED: {failure}")
-sys.exit(1 if lab.failures else 0)
-PY
+/usr/bin/python3 bench/kv_vs_redis_report.py "$work" "$out/kv-vs-redis.json" "$rounds" "$backend" \
+    "$requests" "$load_secs" "$busy_before" "$client_csum"

@@ -21,7 +21,14 @@
 //!   fixed bit rate (`--rate`).
 //!
 //! Requests are HTTP/1.1 GETs (`--proto http`, responses parsed with
-//! `httparse`) or `--size` bytes echoed back (`--proto echo`). Latencies go
+//! `httparse`), `--size` bytes echoed back (`--proto echo`), or Redis
+//! commands in RESP2 (`--proto redis-get`: `GET key:NNNNNN`; `--proto
+//! redis-set`: `SET key:NNNNNN <--size bytes>`), the key drawn at random
+//! out of `--keyspace` for each request; a RESP reply is complete when one
+//! whole reply value has been received, and an error reply (`-ERR ...`)
+//! counts in `error_replies`, not in `completed`. In rps mode,
+//! `--pipeline P` keeps P requests in flight on each connection (replies
+//! come in order; each is timed from its own request). Latencies go
 //! into HDR histograms (`hdrhistogram`); progress is printed every second;
 //! the results are printed as a table and written as JSON (`--json`).
 
@@ -63,6 +70,27 @@ enum Proto {
     Http,
     /// `--size` bytes, complete when as many came back.
     Echo,
+    /// Redis (RESP2) `GET key:NNNNNN`, a random key out of `--keyspace`;
+    /// complete after one whole RESP reply.
+    RedisGet,
+    /// Redis (RESP2) `SET key:NNNNNN VALUE`, VALUE `--size` bytes, a random
+    /// key out of `--keyspace`; complete after one whole RESP reply.
+    RedisSet,
+}
+
+impl Proto {
+    fn name(self) -> &'static str {
+        match self {
+            Proto::Http => "http",
+            Proto::Echo => "echo",
+            Proto::RedisGet => "redis-get",
+            Proto::RedisSet => "redis-set",
+        }
+    }
+
+    fn is_redis(self) -> bool {
+        matches!(self, Proto::RedisGet | Proto::RedisSet)
+    }
 }
 
 #[derive(Parser, Debug)]
@@ -100,12 +128,22 @@ struct Args {
     /// tests that need so much load on a machine of any speed.
     #[arg(long, default_value_t = 0)]
     min_completed: u64,
-    /// Request size in bytes (udp, and tcp with --proto echo).
+    /// Request size in bytes (udp, and tcp with --proto echo); the value's
+    /// size with --proto redis-set.
     #[arg(long, default_value_t = 64)]
     size: usize,
-    /// What a TCP request is.
+    /// What a TCP request is: an HTTP GET, bytes echoed, or a Redis (RESP2)
+    /// GET or SET of a random key `key:NNNNNN` (an error reply counts in
+    /// `error_replies`, not as completed).
     #[arg(long, value_enum, default_value_t = Proto::Http)]
     proto: Proto,
+    /// Redis keys: `key:0` .. `key:N-1`, zero-padded to 6 digits at least.
+    #[arg(long, default_value_t = 100_000)]
+    keyspace: u64,
+    /// rps: requests in flight per connection, 1 to 64 (replies come in
+    /// order); not with --rate.
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
     /// Source ports for the client's flows, FIRST-LAST. The kernel must not
     /// use them on this interface.
     #[arg(long, default_value = "1024-65535")]
@@ -139,6 +177,16 @@ const BULK_BURST: u64 = 64 * 1024;
 /// Bulk at a fixed rate: the least a connection sends at a time (a few
 /// full segments).
 const BULK_CHUNK: u64 = 16 * 1024;
+/// The most requests in flight per connection (`--pipeline`): each
+/// worker keeps a send time per request in flight, for every source port
+/// (8 B * 65536 * P: 32 MiB at 64).
+const MAX_PIPELINE: usize = 64;
+/// RESP: arrays nested deeper than this are taken as malformed.
+const RESP_MAX_DEPTH: u32 = 8;
+/// RESP: the longest header line of a bulk string or an array, and the
+/// largest bulk string, taken as well formed.
+const RESP_MAX_LINE: usize = 32;
+const RESP_MAX_BULK: usize = 512 * 1024 * 1024;
 
 /// Where a connection stands with a paced sender (`--rate` in rps and bulk).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,7 +218,16 @@ struct LoadConfig {
     /// UDP closed loop, past the run's end: no new requests, so that what
     /// is in flight is answered or times out before the stop.
     draining: std::sync::atomic::AtomicBool,
+    /// The request; for Redis a template whose key digits each request
+    /// overwrites.
     request: Vec<u8>,
+    /// Redis: where the key's digits start in `request`, how many there
+    /// are, and how many keys.
+    key_at: usize,
+    key_digits: usize,
+    keyspace: u64,
+    /// Requests in flight per connection (rps).
+    pipeline: usize,
 }
 
 impl LoadConfig {
@@ -197,6 +254,8 @@ struct Stats {
     errors: Counter,
     /// UDP requests that got no reply in time.
     timeouts: Counter,
+    /// Redis error replies (`-ERR ...`): answered, not completed.
+    error_replies: Counter,
     /// UDP replies that came after their request had timed out (counted in
     /// `completed` too): `timeouts - late` requests or replies were lost.
     late: Counter,
@@ -254,13 +313,21 @@ struct LoadApp {
     /// rps at a fixed rate: the index of the next request (the schedule
     /// has request k due at `schedule_start + k / rate`).
     next_request: u64,
+    /// This worker's copy of the request (Redis: its key rewritten for
+    /// each request, in place).
+    request: Vec<u8>,
+    /// Redis keys: xorshift64* state.
+    rng: u64,
+    /// `--pipeline` over 1: when each request in flight was sent, P slots
+    /// per source port. The connection's `app_state` holds the slot of the
+    /// next request to send (low 32 bits) and of the next reply (high 32).
+    sent_at: Vec<u64>,
 }
 
 impl LoadApp {
     fn new(config: Arc<LoadConfig>, shared: Arc<WorkerShared>, id: usize) -> LoadApp {
         LoadApp {
             zeros: vec![0; 64 * 1024],
-            config,
             shared,
             id,
             histogram: histogram(),
@@ -277,6 +344,13 @@ impl LoadApp {
             waiting: VecDeque::new(),
             schedule_start: 0,
             next_request: 0,
+            request: config.request.clone(),
+            rng: 0x9e37_79b9_7f4a_7c15 ^ (id as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9),
+            sent_at: match config.pipeline {
+                1 => Vec::new(),
+                p => vec![0; 65536 * p],
+            },
+            config,
         }
     }
 
@@ -295,10 +369,15 @@ impl LoadApp {
             ConnectError::Resolving(_) => {}
             other => {
                 self.stats().errors.inc();
-                if let Ok(mut last) = self.shared.last_error.try_lock() {
-                    *last = Some(other.to_string());
-                }
+                self.note(other.to_string());
             }
+        }
+    }
+
+    /// Keep `what` as the worker's last error (reported at the end).
+    fn note(&self, what: String) {
+        if let Ok(mut last) = self.shared.last_error.try_lock() {
+            *last = Some(what);
         }
     }
 
@@ -479,27 +558,60 @@ impl LoadApp {
         }
     }
 
-    /// Send the request of `io`'s connection and note when.
-    fn send_request(&mut self, io: &mut dyn TcpIo) {
-        let request = &self.config.request;
-        let n = io.send(request);
-        if n < request.len() {
-            // A fresh or idle connection has the room: only a closed one
-            // refuses.
+    /// Send a request on `io`'s connection and note when; false if the
+    /// connection did not take it all (then it is aborted).
+    fn send_request(&mut self, io: &mut dyn TcpIo) -> bool {
+        if self.config.key_digits > 0 {
+            let key = next_random(&mut self.rng) % self.config.keyspace;
+            let at = self.config.key_at;
+            write_digits(&mut self.request[at..at + self.config.key_digits], key);
+        }
+        let n = io.send(&self.request);
+        if n < self.request.len() {
+            // A fresh or idle connection has the room (and one with
+            // `--pipeline` requests in flight, as long as they fit its send
+            // buffer): only a closed one refuses.
             self.stats().errors.inc();
             io.abort();
-            return;
+            return false;
         }
         self.stats().bytes_tx.add(n as u64);
         if self.config.mode == Mode::Rps {
             self.stats().sent.inc();
         }
-        *io.app_state() = self.config.now_ns();
+        let now = self.config.now_ns();
+        if self.sent_at.is_empty() {
+            *io.app_state() = now;
+        } else {
+            let (port, p) = (usize::from(io.local_port()), self.config.pipeline);
+            let state = io.app_state();
+            let slot = (*state & 0xffff_ffff) as usize;
+            self.sent_at[port * p + slot] = now;
+            *state = (*state & !0xffff_ffff) | ((slot + 1) % p) as u64;
+        }
+        true
     }
 
-    /// The length of the complete response at the start of the received
-    /// bytes, if it is all there.
-    fn complete_response(&mut self, io: &dyn TcpIo) -> Option<usize> {
+    /// When the request the reply just received answers was sent (or, in
+    /// cps, its connection started).
+    fn request_sent_at(&mut self, io: &mut dyn TcpIo) -> u64 {
+        let port = usize::from(io.local_port());
+        if self.config.mode == Mode::Cps {
+            return self.started_at[port];
+        }
+        if self.sent_at.is_empty() {
+            return *io.app_state();
+        }
+        let p = self.config.pipeline;
+        let state = io.app_state();
+        let slot = (*state >> 32) as usize;
+        *state = (*state & 0xffff_ffff) | ((((slot + 1) % p) as u64) << 32);
+        self.sent_at[port * p + slot]
+    }
+
+    /// What the received bytes start with: a complete response (its
+    /// length), not yet one, or bytes that cannot be one.
+    fn complete_response(&mut self, io: &dyn TcpIo) -> Reply {
         let (a, b) = io.recv_data();
         let data: &[u8] = if b.is_empty() {
             a
@@ -509,14 +621,17 @@ impl LoadApp {
             self.scratch.extend_from_slice(b);
             &self.scratch
         };
+        let whole = |len: usize| Reply::Complete { len, error: false };
         match self.config.proto {
-            Proto::Echo => (data.len() >= self.config.size).then_some(self.config.size),
+            Proto::RedisGet | Proto::RedisSet => resp_reply(data),
+            Proto::Echo if data.len() >= self.config.size => whole(self.config.size),
+            Proto::Echo => Reply::Incomplete,
             Proto::Http => {
                 let mut headers = [httparse::EMPTY_HEADER; 16];
                 let mut response = httparse::Response::new(&mut headers);
                 let header_len = match response.parse(data) {
                     Ok(httparse::Status::Complete(n)) => n,
-                    _ => return None,
+                    _ => return Reply::Incomplete,
                 };
                 let body = response
                     .headers
@@ -525,7 +640,10 @@ impl LoadApp {
                     .and_then(|h| std::str::from_utf8(h.value).ok())
                     .and_then(|v| v.trim().parse::<usize>().ok())
                     .unwrap_or(0);
-                (data.len() >= header_len + body).then_some(header_len + body)
+                match data.len() >= header_len + body {
+                    true => whole(header_len + body),
+                    false => Reply::Incomplete,
+                }
             }
         }
     }
@@ -551,7 +669,14 @@ impl TcpService for LoadApp {
         }
         match self.config.mode {
             Mode::Bulk => self.on_writable(io),
-            _ => self.send_request(io),
+            _ => {
+                *io.app_state() = 0;
+                for _ in 0..self.config.pipeline {
+                    if !self.send_request(io) {
+                        break;
+                    }
+                }
+            }
         }
     }
 
@@ -562,24 +687,52 @@ impl TcpService for LoadApp {
             io.consume(n);
             return;
         }
-        while let Some(len) = self.complete_response(io) {
+        loop {
+            let (len, error) = match self.complete_response(io) {
+                Reply::Incomplete => break,
+                Reply::Complete { len, error } => (len, error),
+                Reply::Malformed => {
+                    self.stats().errors.inc();
+                    self.note(format!(
+                        "malformed {} reply; connection aborted",
+                        self.config.proto.name()
+                    ));
+                    io.abort();
+                    return;
+                }
+            };
+            if error && self.stats().error_replies.get() == 0 {
+                // The first error reply, for the report (once: no
+                // allocation per reply).
+                let (a, _) = io.recv_data();
+                let text = if a.len() >= len { &a[..len] } else { a };
+                self.note(format!(
+                    "error reply: {}",
+                    String::from_utf8_lossy(text).trim_end()
+                ));
+            }
             io.consume(len);
             self.stats().bytes_rx.add(len as u64);
             let now = self.config.now_ns();
-            let since = match self.config.mode {
-                Mode::Cps => self.started_at[usize::from(io.local_port())],
-                _ => *io.app_state(),
-            };
-            self.record(now.saturating_sub(since));
-            self.stats().completed.inc();
+            let since = self.request_sent_at(io);
+            if error {
+                self.stats().error_replies.inc();
+            } else {
+                self.record(now.saturating_sub(since));
+                self.stats().completed.inc();
+            }
             self.stats().last_ns.set(now);
             match self.config.mode {
                 Mode::Rps if self.paced() => self.queue_paced(io, Pace::Idle),
-                Mode::Rps => self.send_request(io),
+                Mode::Rps => {
+                    if !self.send_request(io) {
+                        break;
+                    }
+                }
                 // HTTP: the server closes ("Connection: close") and we
-                // follow; echo: we close first.
+                // follow; echo and Redis: we close first.
                 _ => {
-                    if self.config.proto == Proto::Echo {
+                    if self.config.proto != Proto::Http {
                         io.close();
                     }
                     break;
@@ -713,8 +866,155 @@ fn parse_range(text: &str) -> Option<(u16, u16)> {
     (a <= b && a > 0).then_some((a, b))
 }
 
+/// What the received bytes of a TCP connection start with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reply {
+    /// Not a whole response yet.
+    Incomplete,
+    /// A whole response of `len` bytes; `error`: a Redis error reply (or
+    /// an array holding one).
+    Complete { len: usize, error: bool },
+    /// Bytes no response starts with.
+    Malformed,
+}
+
+/// The RESP2 reply at the start of `data`: simple string, error, integer,
+/// bulk string (or null), array (or null) of these.
+fn resp_reply(data: &[u8]) -> Reply {
+    match resp_value(data, 0, 0) {
+        Ok(Some((len, error))) => Reply::Complete { len, error },
+        Ok(None) => Reply::Incomplete,
+        Err(()) => Reply::Malformed,
+    }
+}
+
+/// The RESP value at `data[at..]`: where it ends and whether it is (or
+/// holds) an error; `Ok(None)` if it is not all there.
+fn resp_value(data: &[u8], at: usize, depth: u32) -> Result<Option<(usize, bool)>, ()> {
+    let Some(&kind) = data.get(at) else {
+        return Ok(None);
+    };
+    let counted = matches!(kind, b'$' | b'*');
+    let Some(cr) = resp_line(data, at + 1)? else {
+        if counted && data.len() - at > RESP_MAX_LINE {
+            return Err(());
+        }
+        return Ok(None);
+    };
+    let (line, next) = (&data[at + 1..cr], cr + 2);
+    match kind {
+        b'+' | b':' => Ok(Some((next, false))),
+        b'-' => Ok(Some((next, true))),
+        b'$' => match resp_length(line)? {
+            None => Ok(Some((next, false))),
+            Some(n) if n > RESP_MAX_BULK => Err(()),
+            Some(n) => {
+                let end = next + n + 2;
+                if data.len() < end {
+                    Ok(None)
+                } else if &data[end - 2..end] == b"\r\n" {
+                    Ok(Some((end, false)))
+                } else {
+                    Err(())
+                }
+            }
+        },
+        b'*' => match resp_length(line)? {
+            None => Ok(Some((next, false))),
+            Some(_) if depth >= RESP_MAX_DEPTH => Err(()),
+            Some(n) => {
+                let (mut end, mut error) = (next, false);
+                for _ in 0..n {
+                    match resp_value(data, end, depth + 1)? {
+                        None => return Ok(None),
+                        Some((e, err)) => (end, error) = (e, error | err),
+                    }
+                }
+                Ok(Some((end, error)))
+            }
+        },
+        _ => Err(()),
+    }
+}
+
+/// Where the line from `from` ends (its `\r`), if it is all there; a `\r`
+/// not followed by `\n` is malformed.
+fn resp_line(data: &[u8], from: usize) -> Result<Option<usize>, ()> {
+    let Some(i) = data
+        .get(from..)
+        .and_then(|d| d.iter().position(|&b| b == b'\r'))
+    else {
+        return Ok(None);
+    };
+    match data.get(from + i + 1) {
+        None => Ok(None),
+        Some(b'\n') => Ok(Some(from + i)),
+        Some(_) => Err(()),
+    }
+}
+
+/// The length of a bulk string or an array: a number, or -1 (null: None).
+fn resp_length(text: &[u8]) -> Result<Option<usize>, ()> {
+    if text == b"-1" {
+        return Ok(None);
+    }
+    if text.is_empty() || text.len() > 10 || !text.iter().all(u8::is_ascii_digit) {
+        return Err(());
+    }
+    Ok(Some(
+        text.iter().fold(0, |n, d| n * 10 + usize::from(d - b'0')),
+    ))
+}
+
+/// xorshift64*: the next pseudo-random number (Redis keys).
+fn next_random(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+/// `value` in decimal, zero-padded to fill `digits` (its high digits
+/// dropped if it does not fit).
+fn write_digits(digits: &mut [u8], mut value: u64) {
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+/// A Redis command in RESP2: GET or SET of `key:` and `digits` zeros (a
+/// value of `size` bytes for SET), and where the digits start.
+fn redis_request(proto: Proto, digits: usize, size: usize) -> (Vec<u8>, usize) {
+    let key = 4 + digits;
+    let mut request = match proto {
+        Proto::RedisSet => format!("*3\r\n$3\r\nSET\r\n${key}\r\nkey:"),
+        _ => format!("*2\r\n$3\r\nGET\r\n${key}\r\nkey:"),
+    }
+    .into_bytes();
+    let at = request.len();
+    request.resize(at + digits, b'0');
+    request.extend_from_slice(b"\r\n");
+    if proto == Proto::RedisSet {
+        request.extend_from_slice(format!("${size}\r\n").as_bytes());
+        request.extend((0..size).map(|i| b'a' + (i % 26) as u8));
+        request.extend_from_slice(b"\r\n");
+    }
+    (request, at)
+}
+
+/// The digits of a Redis key: enough for `keyspace - 1`, 6 at least.
+fn key_digits(keyspace: u64) -> usize {
+    keyspace.saturating_sub(1).to_string().len().max(6)
+}
+
 fn request_bytes(args: &Args) -> Vec<u8> {
     match args.proto {
+        Proto::RedisGet | Proto::RedisSet => {
+            redis_request(args.proto, key_digits(args.keyspace), args.size).0
+        }
         Proto::Echo => (0..args.size).map(|i| b'a' + (i % 26) as u8).collect(),
         Proto::Http => {
             let connection = if args.mode == Mode::Cps {
@@ -766,6 +1066,23 @@ fn run(args: Args) -> anyhow::Result<()> {
     if args.duration <= 0.0 || !args.duration.is_finite() {
         anyhow::bail!("--duration must be positive");
     }
+    if args.pipeline == 0 || args.pipeline > MAX_PIPELINE {
+        anyhow::bail!("--pipeline must be 1 to {MAX_PIPELINE}");
+    }
+    if args.pipeline > 1 && (args.mode != Mode::Rps || args.rate != 0) {
+        anyhow::bail!("--pipeline over 1 is for --mode rps without --rate");
+    }
+    if args.proto.is_redis() && args.keyspace == 0 {
+        anyhow::bail!("--keyspace must be at least 1");
+    }
+    let redis = args.proto.is_redis() && args.mode != Mode::Udp && args.mode != Mode::Bulk;
+    let (key_at, key_digits) = match redis {
+        true => {
+            let digits = key_digits(args.keyspace);
+            (redis_request(args.proto, digits, args.size).1, digits)
+        }
+        false => (0, 0),
+    };
     let workers = config.dataplane.workers.len();
     let load = Arc::new(LoadConfig {
         mode: args.mode,
@@ -779,6 +1096,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         epoch: Instant::now(),
         draining: std::sync::atomic::AtomicBool::new(false),
         request: request_bytes(&args),
+        key_at,
+        key_digits,
+        keyspace: args.keyspace,
+        pipeline: args.pipeline,
     });
     let shared: Vec<Arc<WorkerShared>> = (0..workers)
         .map(|_| {
@@ -911,13 +1232,15 @@ fn report(args: &Args, load: &LoadConfig, shared: &[Arc<WorkerShared>]) -> anyho
         .collect();
     let result = json!({
         "mode": format!("{:?}", load.mode).to_lowercase(),
-        "proto": format!("{:?}", load.proto).to_lowercase(),
+        "proto": load.proto.name(),
         "target": load.target.to_string(),
         "workers": load.workers,
         "connections": args.connections,
         "flows": args.flows,
         "rate": args.rate,
         "size": args.size,
+        "pipeline": load.pipeline,
+        "keyspace": load.keyspace,
         "seconds": seconds,
         "sent": sum(|s| &s.sent),
         "completed": completed,
@@ -929,6 +1252,7 @@ fn report(args: &Args, load: &LoadConfig, shared: &[Arc<WorkerShared>]) -> anyho
         "errors": sum(|s| &s.errors),
         "timeouts": sum(|s| &s.timeouts),
         "late": sum(|s| &s.late),
+        "error_replies": sum(|s| &s.error_replies),
         "bytes_tx": bytes_tx,
         "bytes_rx": sum(|s| &s.bytes_rx),
         "gbit_per_second": gbps,
@@ -952,6 +1276,7 @@ fn report(args: &Args, load: &LoadConfig, shared: &[Arc<WorkerShared>]) -> anyho
             "established": s.stats.established.get(),
             "resets": s.stats.resets.get(),
             "errors": s.stats.errors.get(),
+            "error_replies": s.stats.error_replies.get(),
             "bytes_tx": s.stats.bytes_tx.get(),
         })).collect::<Vec<_>>(),
         "last_errors": errors,
@@ -964,6 +1289,9 @@ fn report(args: &Args, load: &LoadConfig, shared: &[Arc<WorkerShared>]) -> anyho
         "  completed {completed} ({per_second:.0}/s), sent {}, errors {}, resets {}, timeouts {}",
         result["sent"], result["errors"], result["resets"], result["timeouts"]
     );
+    if load.proto.is_redis() {
+        println!("  error replies {}", result["error_replies"]);
+    }
     if load.mode == Mode::Bulk {
         println!("  {bytes_tx} bytes sent, {gbps:.3} Gbit/s");
     } else {
@@ -982,4 +1310,140 @@ fn report(args: &Args, load: &LoadConfig, shared: &[Arc<WorkerShared>]) -> anyho
         std::fs::write(path, serde_json::to_string_pretty(&result)? + "\n")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Replies a Redis server sends, each whole, and whether it is an error.
+    const REPLIES: &[(&[u8], bool)] = &[
+        (b"+OK\r\n", false),
+        (b"$-1\r\n", false),
+        (b"$3\r\nabc\r\n", false),
+        (b"$0\r\n\r\n", false),
+        (b"$4\r\na\r\nb\r\n", false),
+        (b"-ERR unknown command 'FOO'\r\n", true),
+        (b":42\r\n", false),
+        (b"*-1\r\n", false),
+        (b"*0\r\n", false),
+        (b"*3\r\n$1\r\na\r\n$-1\r\n:7\r\n", false),
+        (b"*2\r\n*1\r\n+x\r\n-WRONGTYPE no\r\n", true),
+    ];
+
+    #[test]
+    fn every_reply_is_complete_only_when_all_there() {
+        for &(reply, error) in REPLIES {
+            for cut in 0..reply.len() {
+                assert_eq!(
+                    resp_reply(&reply[..cut]),
+                    Reply::Incomplete,
+                    "{:?} cut at {cut}",
+                    String::from_utf8_lossy(reply)
+                );
+            }
+            let complete = Reply::Complete {
+                len: reply.len(),
+                error,
+            };
+            assert_eq!(resp_reply(reply), complete);
+            // Followed by the start of the next reply.
+            let mut more = reply.to_vec();
+            more.extend_from_slice(b"$5\r\nhel");
+            assert_eq!(resp_reply(&more), complete);
+        }
+    }
+
+    /// The replies back to back, arriving in pieces of every size: parsed
+    /// as a receive buffer is (what is complete consumed, the rest kept),
+    /// each comes out once, in order, whole.
+    #[test]
+    fn a_stream_split_at_any_byte_parses_in_order() {
+        let stream: Vec<u8> = REPLIES
+            .iter()
+            .flat_map(|(r, _)| r.iter().copied())
+            .collect();
+        for piece in 1..=stream.len() {
+            let mut buffer = Vec::new();
+            let mut seen = Vec::new();
+            for chunk in stream.chunks(piece) {
+                buffer.extend_from_slice(chunk);
+                loop {
+                    match resp_reply(&buffer) {
+                        Reply::Incomplete => break,
+                        Reply::Complete { len, error } => {
+                            seen.push((buffer[..len].to_vec(), error));
+                            buffer.drain(..len);
+                        }
+                        Reply::Malformed => panic!("malformed at piece size {piece}: {buffer:?}"),
+                    }
+                }
+            }
+            assert!(buffer.is_empty(), "piece size {piece}: left {buffer:?}");
+            let want: Vec<(Vec<u8>, bool)> =
+                REPLIES.iter().map(|(r, e)| (r.to_vec(), *e)).collect();
+            assert_eq!(seen, want, "piece size {piece}");
+        }
+    }
+
+    #[test]
+    fn malformed_replies_are_told_apart() {
+        for bad in [
+            &b"OK\r\n"[..],
+            b"+OK\rX",
+            b"$abc\r\n",
+            b"$-2\r\n",
+            b"$\r\n",
+            b"$3\r\nabcXY",
+            b"*x\r\n",
+            b"$12345678901\r\n",
+            b"$1234567890123456789012345678901234567890",
+            b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n+x\r\n",
+            b"*2\r\n+a\r\n?\r\n",
+        ] {
+            assert_eq!(
+                resp_reply(bad),
+                Reply::Malformed,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // Nested as deep as allowed is fine.
+        let deep = b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n+x\r\n";
+        assert_eq!(
+            resp_reply(deep),
+            Reply::Complete {
+                len: deep.len(),
+                error: false
+            }
+        );
+    }
+
+    #[test]
+    fn redis_requests_are_resp_commands_with_their_key_in_place() {
+        let (mut get, at) = redis_request(Proto::RedisGet, 6, 0);
+        assert_eq!(get, b"*2\r\n$3\r\nGET\r\n$10\r\nkey:000000\r\n");
+        write_digits(&mut get[at..at + 6], 4217);
+        assert_eq!(get, b"*2\r\n$3\r\nGET\r\n$10\r\nkey:004217\r\n");
+        let (mut set, at) = redis_request(Proto::RedisSet, 7, 3);
+        write_digits(&mut set[at..at + 7], 1_234_567);
+        assert_eq!(
+            set,
+            b"*3\r\n$3\r\nSET\r\n$11\r\nkey:1234567\r\n$3\r\nabc\r\n"
+        );
+        assert_eq!(key_digits(1), 6);
+        assert_eq!(key_digits(100_000), 6);
+        assert_eq!(key_digits(1_000_000), 6);
+        assert_eq!(key_digits(1_000_001), 7);
+    }
+
+    #[test]
+    fn random_keys_cover_the_keyspace() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15;
+        let mut hits = [0u32; 10];
+        for _ in 0..10_000 {
+            hits[(next_random(&mut rng) % 10) as usize] += 1;
+        }
+        assert!(hits.iter().all(|&h| h > 800), "{hits:?}");
+    }
 }

@@ -9,7 +9,13 @@
 //! not above it: closed loop, the same connections run several times
 //! faster), with no error or reset, and its counts agree with the server's.
 //!
-//! Needs root; fails loudly when the lab cannot be set up.
+//! And Redis requests (`--proto redis-get|redis-set`, with and without
+//! `--pipeline`) against a redis-server on the kernel: every reply counted,
+//! the keys within `--keyspace`, the values `--size` bytes, and error
+//! replies counted apart from completed requests.
+//!
+//! Needs root (and redis-server, redis-cli); fails loudly when the lab
+//! cannot be set up.
 
 mod common;
 
@@ -195,4 +201,150 @@ fn af_packet_fixed_rates_against_the_kernel() {
         taken <= handed && taken > handed * 0.97,
         "the server took {taken} bytes of the {handed} sent"
     );
+}
+
+/// A redis-server on the DUT namespace's kernel, killed on drop.
+struct Redis(Child);
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const REDIS_PORT: &str = "6379";
+
+fn redis_cli(lab: &Lab, args: &[&str]) -> String {
+    let mut cmd = vec!["redis-cli", "-h", DUT_IP, "-p", REDIS_PORT];
+    cmd.extend_from_slice(args);
+    let out = lab.peer(&cmd);
+    assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn af_packet_redis_requests_against_redis_server() {
+    let lab = Lab::with_prefix("snrl");
+    let out = lab.dut(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{DUT_IP}/24"),
+        "dev",
+        &lab.dut_if,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let _redis = Redis(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.dut_ns,
+                "redis-server",
+                "--bind",
+                DUT_IP,
+            ])
+            .args(["--port", REDIS_PORT, "--save", "", "--appendonly", "no"])
+            .args(["--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/install-deps.sh installs it)"),
+    );
+    common::wait_for(
+        "redis-server answering",
+        std::time::Duration::from_secs(20),
+        || {
+            let out = lab.peer(&["redis-cli", "-h", DUT_IP, "-p", REDIS_PORT, "PING"]);
+            out.stdout.starts_with(b"PONG")
+        },
+    );
+    let target = format!("{DUT_IP}:{REDIS_PORT}");
+    let run = |name: &str, proto: &str, pipeline: &str| {
+        load(
+            &lab,
+            name,
+            &[
+                "--mode",
+                "rps",
+                "--target",
+                &target,
+                "--connections",
+                "8",
+                "--duration",
+                "1",
+                "--min-completed",
+                "2000",
+                "--proto",
+                proto,
+                "--pipeline",
+                pipeline,
+                "--keyspace",
+                "1000",
+                "--size",
+                "8",
+            ],
+        )
+    };
+    for (name, proto, pipeline) in [
+        ("set1", "redis-set", 1.0),
+        ("get1", "redis-get", 1.0),
+        ("set16", "redis-set", 16.0),
+        ("get16", "redis-get", 16.0),
+    ] {
+        let r = run(name, proto, &pipeline.to_string());
+        assert_clean(&r);
+        assert_eq!(get(&r, "error_replies"), 0.0, "{name}: {r}");
+        assert_eq!(get(&r, "pipeline"), pipeline, "{name}: {r}");
+        let (sent, completed) = (get(&r, "sent"), get(&r, "completed"));
+        assert!(completed >= 2000.0, "{name}: {r}");
+        // Only what was in flight when the load stopped went unanswered.
+        assert!(
+            sent >= completed && sent - completed <= 8.0 * pipeline,
+            "{name}: {r}"
+        );
+        assert_eq!(get(&r["latency_us"], "count"), completed, "{name}: {r}");
+    }
+    // The keys are key:000000 .. key:000999, the values 8 bytes.
+    let keys: u64 = redis_cli(&lab, &["DBSIZE"]).parse().unwrap();
+    assert!((1..=1000).contains(&keys), "{keys} keys");
+    for _ in 0..10 {
+        let key = redis_cli(&lab, &["RANDOMKEY"]);
+        let digits = key
+            .strip_prefix("key:")
+            .unwrap_or_else(|| panic!("{key:?}"));
+        assert!(
+            digits.len() == 6 && digits.parse::<u64>().unwrap() < 1000,
+            "{key:?}"
+        );
+        assert_eq!(redis_cli(&lab, &["GET", &key]), "abcdefgh");
+    }
+    // Every command refused: error replies, counted, none completed.
+    assert_eq!(
+        redis_cli(&lab, &["CONFIG", "SET", "requirepass", "secret"]),
+        "OK"
+    );
+    let refused = load(
+        &lab,
+        "refused",
+        &[
+            "--mode",
+            "rps",
+            "--target",
+            &target,
+            "--connections",
+            "4",
+            "--duration",
+            "1",
+            "--proto",
+            "redis-get",
+            "--pipeline",
+            "4",
+        ],
+    );
+    assert_clean(&refused);
+    assert_eq!(get(&refused, "completed"), 0.0, "{refused}");
+    assert!(get(&refused, "error_replies") >= 100.0, "{refused}");
+    let last = refused["last_errors"].to_string();
+    assert!(last.contains("NOAUTH"), "{refused}");
 }
