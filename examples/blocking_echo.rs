@@ -47,6 +47,8 @@
 //!   - `bind PORT`: bind PORT (kept by a reload or not): `bind err KIND`, or
 //!     `bound`, then accept one connection (up to 30 s), write `hi\n` on it:
 //!     `bind ok` or `bind fail WHY`;
+//!   - `hold PORT`: bind PORT and keep the listener (accepting nothing) to
+//!     the end: `held` or `hold err KIND`;
 //!   - `stdtests ECHO_ADDR CLOSED_PORT`: run the cases of the standard
 //!     library's `net/tcp/tests.rs` ported here against an echo server at
 //!     ECHO_ADDR (and a closed port of its host): `stdtests ok N RTT_US`
@@ -240,6 +242,9 @@ fn take_error_cases(addr: &str) -> String {
     format!("takeerror {seen} {again} {read} {after}")
 }
 
+/// The listeners of the `hold` command.
+static HELD: std::sync::Mutex<Vec<TcpListener>> = std::sync::Mutex::new(Vec::new());
+
 /// The `bind` command (see the module documentation).
 fn bind_and_greet(mut control: &TcpStream, port: u16) -> String {
     let listener = match TcpListener::bind(("0.0.0.0", port)) {
@@ -405,6 +410,13 @@ fn control(stream: TcpStream) {
         ["backlog", n] => backlog(&stream, n.parse().unwrap_or(0)),
         ["udp", addr, n] => udp_client(addr, n.parse().unwrap_or(0)),
         ["takeerror", addr] => take_error_cases(addr),
+        ["hold", port] => match TcpListener::bind(("0.0.0.0", port.parse().unwrap_or(0))) {
+            Ok(listener) => {
+                HELD.lock().expect("held").push(listener);
+                "held".to_owned()
+            }
+            Err(e) => format!("hold err {:?}", e.kind()),
+        },
         ["bind", port] => bind_and_greet(&stream, port.parse().unwrap_or(0)),
         ["stdtests", addr, closed] => match std_tests::run(addr, closed.parse().unwrap_or(1)) {
             Ok((n, rtt)) => format!("stdtests ok {n} {rtt:.1}"),

@@ -3,7 +3,8 @@
 //! that the stream's task saw with no call in flight, once, and nothing
 //! after a read reported it; `TcpListener::bind` follows rule reloads (a
 //! port added by a SIGHUP reload can be bound and accepts connections, a
-//! port removed cannot be bound: `AddrNotAvailable`). Needs root.
+//! port removed cannot be bound: `AddrNotAvailable`, and a listener held
+//! there gets no new connections). Needs root.
 
 mod common;
 
@@ -78,6 +79,10 @@ if r != "bind ok b'hi\\n'":
 r = bind_cmd(7005)
 if r != "bind err AddrNotAvailable":
     bad.append(("bind 7005 before", r))
+# A listener held on 7002 across the reload that takes 7002 away.
+r = control("hold 7002")
+if r != "held":
+    bad.append(("hold 7002", r))
 print("bad:", bad)
 sys.exit(1 if bad else 0)
 "#;
@@ -90,6 +95,15 @@ if r != "bind ok b'hi\\n'":
 r = bind_cmd(7002)
 if r != "bind err AddrNotAvailable":
     bad.append(("bind 7002 after", r))
+# The held listener stays, but the rules no longer route 7002 to the
+# service: the connection goes to the default action (the kernel, with no
+# listener there: refused), never to the held listener.
+try:
+    c = socket.create_connection((dut, 7002), timeout=3)
+    bad.append(("connect 7002 after", "connected"))
+    c.close()
+except (ConnectionRefusedError, socket.timeout):
+    pass
 print("bad:", bad)
 sys.exit(1 if bad else 0)
 "#;
