@@ -3,7 +3,12 @@
 //!
 //! ```text
 //! cargo run --release --example blocking_echo -- --config FILE
+//! cargo run --release --example blocking_echo -- --std ADDR
 //! ```
+//!
+//! With `--std ADDR` it runs only the echo server, on `std::net` on the
+//! kernel, listening on ADDR (`0.0.0.0:7000`): the same source (a macro
+//! instantiates it once per socket type), for `bench/blocking-vs-std.sh`.
 //!
 //! The rules must give the TCP ports 7000 to 7002 and the UDP ports 7003
 //! and 7004 to the service `"blocking"`:
@@ -33,6 +38,17 @@
 //!   - `udp ADDR N`: from UDP port 7004, send N datagrams to ADDR (a UDP
 //!     echo server), each retried up to 5 times, half of them through a
 //!     connected socket: `udp N ANSWERED`;
+//!   - `takeerror ADDR`: connect to ADDR (a server that reads a byte, then
+//!     resets the connection) twice: the first time write a byte and wait
+//!     (up to 30 s) for `take_error` to return the reset with no call in
+//!     flight, then take it again; the second time write a byte and read,
+//!     then take the error: `takeerror FIRST SECOND READ AFTER` (error
+//!     kinds, `None` for none);
+//!   - `bind PORT`: bind PORT (kept by a reload or not): `bind err KIND`, or
+//!     `bound`, then accept one connection (up to 30 s), write `hi\n` on it:
+//!     `bind ok` or `bind fail WHY`;
+//!   - `hold PORT`: bind PORT and keep the listener (accepting nothing) to
+//!     the end: `held` or `hold err KIND`;
 //!   - `stdtests ECHO_ADDR CLOSED_PORT`: run the cases of the standard
 //!     library's `net/tcp/tests.rs` ported here against an echo server at
 //!     ECHO_ADDR (and a closed port of its host): `stdtests ok N RTT_US`
@@ -118,20 +134,147 @@ fn udp_client(addr: &str, n: usize) -> String {
     format!("udp {n} {answered}")
 }
 
-fn echo(mut stream: TcpStream) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                if stream.write_all(&buf[..n]).is_err() {
-                    return;
+/// The thread-per-connection echo server, one source for both socket
+/// types: `echo_server!(module, path::of::net)` instantiates it in `module`
+/// over `path::of::net::{TcpListener, TcpStream}`.
+macro_rules! echo_server {
+    ($module:ident, $($net:ident)::+) => {
+        mod $module {
+            use std::io::{Read, Write};
+            use std::net::Shutdown;
+
+            use $($net)::+::{TcpListener, TcpStream};
+
+            /// Writes back what it reads; at the end of stream shuts its side.
+            pub fn echo(mut stream: TcpStream) {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            if stream.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                        Err(_) => return,
+                    }
+                }
+                let _ = stream.shutdown(Shutdown::Write);
+            }
+
+            /// Listens on `addr`, a thread per connection running `handler`.
+            pub fn serve(addr: &str, handler: fn(TcpStream)) {
+                let listener = TcpListener::bind(addr).unwrap_or_else(|e| {
+                    eprintln!("blocking_echo: cannot bind {addr}: {e}");
+                    std::process::exit(1)
+                });
+                eprintln!(
+                    "blocking_echo: listening on {}",
+                    listener.local_addr().unwrap()
+                );
+                for stream in listener.incoming() {
+                    match stream {
+                        Ok(stream) => drop(std::thread::spawn(move || handler(stream))),
+                        Err(e) => {
+                            eprintln!("blocking_echo: accept on {addr}: {e}");
+                            return;
+                        }
+                    }
                 }
             }
-            Err(_) => return,
+        }
+    };
+}
+
+echo_server!(on_shardnet, shardnet::net::blocking);
+echo_server!(on_std, std::net);
+
+/// Waits (bounded) until `stream`'s task has seen an error, with no call
+/// in flight; its kind, or `None`.
+fn wait_for_error(stream: &TcpStream) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // A test tool polling a flag: a sleep loop is fine here.
+    while Instant::now() < deadline {
+        match stream.take_error() {
+            Ok(Some(e)) => return format!("{:?}", e.kind()),
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return format!("take_error:{:?}", e.kind()),
         }
     }
-    let _ = stream.shutdown(Shutdown::Write);
+    "None".into()
+}
+
+/// The `takeerror` command (see the module documentation).
+fn take_error_cases(addr: &str) -> String {
+    let kind = |r: std::io::Result<Option<std::io::Error>>| match r {
+        Ok(Some(e)) => format!("{:?}", e.kind()),
+        Ok(None) => "None".into(),
+        Err(e) => format!("take_error:{:?}", e.kind()),
+    };
+    let open = || -> Result<TcpStream, String> {
+        let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect:{:?}", e.kind()))?;
+        match stream.take_error() {
+            Ok(None) => {}
+            other => return Err(format!("fresh:{}", kind(other))),
+        }
+        stream
+            .write_all(b"x")
+            .map_err(|e| format!("write:{:?}", e.kind()))?;
+        Ok(stream)
+    };
+    let first = match open() {
+        Ok(stream) => stream,
+        Err(why) => return format!("takeerror {why}"),
+    };
+    let seen = wait_for_error(&first);
+    let again = kind(first.take_error());
+    let mut second = match open() {
+        Ok(stream) => stream,
+        Err(why) => return format!("takeerror {why}"),
+    };
+    let read = match second.read(&mut [0u8; 16]) {
+        Ok(n) => format!("read{n}"),
+        Err(e) => format!("{:?}", e.kind()),
+    };
+    // Give the task a few rounds: it must not keep what the read reported.
+    std::thread::sleep(Duration::from_millis(100));
+    let after = kind(second.take_error());
+    format!("takeerror {seen} {again} {read} {after}")
+}
+
+/// The listeners of the `hold` command.
+static HELD: std::sync::Mutex<Vec<TcpListener>> = std::sync::Mutex::new(Vec::new());
+
+/// The `bind` command (see the module documentation).
+fn bind_and_greet(mut control: &TcpStream, port: u16) -> String {
+    let listener = match TcpListener::bind(("0.0.0.0", port)) {
+        Ok(listener) => listener,
+        Err(e) => return format!("bind err {:?}", e.kind()),
+    };
+    if control.write_all(b"bound\n").is_err() {
+        return "bind fail ready".into();
+    }
+    listener.set_nonblocking(true).expect("nonblocking");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        match listener.accept() {
+            Ok((mut stream, _)) => {
+                return match stream.write_all(b"hi\n") {
+                    Ok(()) => {
+                        let _ = stream.shutdown(Shutdown::Write);
+                        let _ = stream.read_to_end(&mut Vec::new());
+                        "bind ok".into()
+                    }
+                    Err(e) => format!("bind fail write {:?}", e.kind()),
+                };
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return format!("bind fail accept {:?}", e.kind()),
+        }
+    }
+    "bind fail no connection".into()
 }
 
 /// Connects to `addr`, sends `len` bytes, reads them back.
@@ -266,6 +409,15 @@ fn control(stream: TcpStream) {
         },
         ["backlog", n] => backlog(&stream, n.parse().unwrap_or(0)),
         ["udp", addr, n] => udp_client(addr, n.parse().unwrap_or(0)),
+        ["takeerror", addr] => take_error_cases(addr),
+        ["hold", port] => match TcpListener::bind(("0.0.0.0", port.parse().unwrap_or(0))) {
+            Ok(listener) => {
+                HELD.lock().expect("held").push(listener);
+                "held".to_owned()
+            }
+            Err(e) => format!("hold err {:?}", e.kind()),
+        },
+        ["bind", port] => bind_and_greet(&stream, port.parse().unwrap_or(0)),
         ["stdtests", addr, closed] => match std_tests::run(addr, closed.parse().unwrap_or(1)) {
             Ok((n, rtt)) => format!("stdtests ok {n} {rtt:.1}"),
             Err(why) => format!("stdtests fail {why}"),
@@ -278,35 +430,19 @@ fn control(stream: TcpStream) {
     let _ = reader.read_to_end(&mut Vec::new());
 }
 
-fn serve(port: u16, handler: fn(TcpStream)) {
-    let listener = TcpListener::bind(("0.0.0.0", port)).unwrap_or_else(|e| {
-        eprintln!("blocking_echo: cannot bind {port}: {e}");
-        std::process::exit(1)
-    });
-    eprintln!(
-        "blocking_echo: listening on {}",
-        listener.local_addr().unwrap()
-    );
-    for stream in listener.incoming() {
-        match stream {
-            Ok(stream) => drop(std::thread::spawn(move || handler(stream))),
-            Err(e) => {
-                eprintln!("blocking_echo: accept on {port}: {e}");
-                return;
-            }
-        }
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let config = match (args.next().as_deref(), args.next()) {
         (Some("--config"), Some(path)) => PathBuf::from(path),
-        _ => anyhow::bail!("usage: blocking_echo --config FILE"),
+        (Some("--std"), Some(addr)) => {
+            on_std::serve(&addr, on_std::echo);
+            return Ok(());
+        }
+        _ => anyhow::bail!("usage: blocking_echo --config FILE | --std ADDR"),
     };
     let runtime = blocking::register(Runtime::from_config(&config)?, SERVICE)?;
-    std::thread::spawn(|| serve(ECHO, echo));
-    std::thread::spawn(|| serve(CONTROL, control));
+    std::thread::spawn(|| on_shardnet::serve(&format!("0.0.0.0:{ECHO}"), on_shardnet::echo));
+    std::thread::spawn(|| on_shardnet::serve(&format!("0.0.0.0:{CONTROL}"), control));
     std::thread::spawn(udp_echo);
     runtime.run()
 }

@@ -111,6 +111,8 @@ struct StackParts {
     id: usize,
     iface: Interface,
     rules: Arc<crate::rules::RuleTable>,
+    /// The rules in force, for the services (reloads change them).
+    shared_rules: Arc<crate::rules::SharedRules>,
     neighbours: crate::neighbour::NeighbourCache,
     counters: Arc<WorkerCounters>,
     record_flows: bool,
@@ -132,6 +134,7 @@ impl StackParts {
             workers: self.config.dataplane.workers.len(),
             config: &self.config,
             counters: &self.counters,
+            rules: Some(&self.shared_rules),
         };
         if let Some(endpoint) = smp {
             endpoint.attach(self.shards.build(&info));
@@ -224,6 +227,7 @@ impl Shared {
             id,
             iface,
             rules: rules.table(),
+            shared_rules: rules.clone(),
             neighbours: self.mailboxes.cache_for(id),
             counters: self.counters()[id].clone(),
             record_flows: self.config().debug.flow_record.is_some(),

@@ -167,6 +167,7 @@ pub fn stack_with_registry(
         workers,
         config: &config,
         counters: &counters,
+        rules: None,
     });
     let stack = Stack::with_services(
         iface,

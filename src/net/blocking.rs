@@ -38,7 +38,13 @@
 //! only listen where the rules route to the registered service:
 //! [`TcpListener::bind`] takes the interface's address or `0.0.0.0` and a
 //! TCP port of one of that service's rules (`AddrNotAvailable` otherwise,
-//! port 0 included: there are no ephemeral listening ports). Connections
+//! port 0 included: there are no ephemeral listening ports). `bind` checks
+//! the rules in force, so it follows reloads (`shardnet reload`, `POST
+//! /reload`, SIGHUP): a port a reload gives the service can be bound once
+//! the reload is done, a port it takes away cannot (`AddrNotAvailable`).
+//! A listener already bound on a port taken away stays open, as a socket
+//! does on Linux when a firewall rule changes, but no new connection is
+//! routed to it; its accepted streams are untouched. Connections
 //! opened with [`TcpStream::connect`] use the workers' source ports
 //! (`[interface] local_ports`), as the async layer's do.
 //!
@@ -90,6 +96,12 @@
 //!   [`UdpSocket::dropped`], as a full receive buffer on Linux), and one
 //!   worker per socket sends, one datagram per request, so a thread's
 //!   datagrams leave in order.
+//! - **Pending errors.** Between reads, a stream's task watches for the
+//!   end of its connection; a reset (or a time-out) it sees while no call
+//!   is there to report it is kept for [`TcpStream::take_error`] (as
+//!   `SO_ERROR`), returned once; a read or write that reports it clears it.
+//!   Watching registers the task as the reader, so while no read is in
+//!   flight each segment that arrives polls the task once.
 //!
 //! # Cost
 //!
@@ -99,7 +111,8 @@
 //! copies the bytes twice (receive buffer to the task's buffer, then to
 //! the caller's) and allocates once, a write copies up to
 //! [`MAX_CHUNK`] bytes once into a request and once into the send buffer.
-//! See the README's "Blocking sockets" for a figure measured by the tests.
+//! See the README's "Blocking sockets" for a figure measured by the tests,
+//! and `bench/blocking-vs-std.sh` for the cost against `std::net`.
 
 use std::future::Future as _;
 use std::io::{self, Read, Write};
@@ -114,8 +127,9 @@ use std::time::Duration;
 use atomic_waker::AtomicWaker;
 use crossbeam_queue::ArrayQueue;
 
-use crate::config::Protocol;
+use crate::config::{Action, Protocol};
 use crate::rt;
+use crate::rules::SharedRules;
 use crate::service::WorkerInfo;
 use crate::Runtime;
 
@@ -147,9 +161,34 @@ struct Hub {
 
 /// What the rules give the service.
 struct Setup {
+    /// The ports at start, where no control plane runs (no reloads).
     tcp: Vec<u16>,
     udp: Vec<u16>,
+    /// The rules in force, reloads included.
+    rules: Option<Arc<SharedRules>>,
     address: Ipv4Addr,
+}
+
+impl Setup {
+    /// Whether the rules in force route `protocol` flows to `port` to
+    /// `service` (the first rule that matches names it, as the stack
+    /// classifies them).
+    fn serves(&self, service: &str, protocol: Protocol, port: u16) -> bool {
+        match &self.rules {
+            Some(rules) => rules
+                .table()
+                .rules()
+                .iter()
+                .find(|rule| rule.matches(protocol, port))
+                .is_some_and(
+                    |rule| matches!(&rule.action, Action::Service(id) if id.as_str() == service),
+                ),
+            None => match protocol {
+                Protocol::Tcp => self.tcp.contains(&port),
+                Protocol::Udp => self.udp.contains(&port),
+            },
+        }
+    }
 }
 
 /// One worker's command queue.
@@ -188,7 +227,7 @@ static HUB: OnceLock<Arc<Hub>> = OnceLock::new();
 
 /// Registers the async service `service` on `runtime` as the owner of the
 /// process's blocking sockets: listeners bind its TCP ports, UDP sockets
-/// its UDP ports, as the rules give them at start (see the
+/// its UDP ports, as the rules in force give them (see the
 /// [module documentation](self)). Once per process. Blocking calls are for
 /// ordinary threads: from a worker's task they fail with `Unsupported`
 /// (and from a callback service they would stall its worker).
@@ -222,6 +261,7 @@ pub fn register(runtime: Runtime, service: &str) -> anyhow::Result<Runtime> {
             hub.setup.get_or_init(|| Setup {
                 tcp: worker.ports(Protocol::Tcp, &hub.service),
                 udp: worker.ports(Protocol::Udp, &hub.service),
+                rules: worker.rules.cloned(),
                 address: worker.config.interface.address,
             });
             hub_main(hub, worker.id)
@@ -335,11 +375,7 @@ impl Hub {
                 ),
             ));
         }
-        let ports = match protocol {
-            Protocol::Tcp => &setup.tcp,
-            Protocol::Udp => &setup.udp,
-        };
-        if !ports.contains(&addr.port()) {
+        if addr.port() == 0 || !setup.serves(&self.service, protocol, addr.port()) {
             return Err(io::Error::new(
                 io::ErrorKind::AddrNotAvailable,
                 format!(
@@ -462,6 +498,9 @@ struct StreamShared {
     dropped: AtomicBool,
     /// Reset rather than close.
     abort: AtomicBool,
+    /// The error that ended the connection, seen by the task while no call
+    /// was there to report it ([`TcpStream::take_error`]).
+    error: Mutex<Option<io::ErrorKind>>,
 }
 
 impl StreamShared {
@@ -475,6 +514,7 @@ impl StreamShared {
             shut_write: AtomicBool::new(false),
             dropped: AtomicBool::new(false),
             abort: AtomicBool::new(false),
+            error: Mutex::new(None),
         })
     }
 }
@@ -545,6 +585,9 @@ struct StreamTask {
     buf: Vec<u8>,
     write: Option<(WriteRequest, usize)>,
     shut: bool,
+    /// The error that ended the connection was seen (reported by a call,
+    /// or kept for `take_error`).
+    error_seen: bool,
 }
 
 impl StreamTask {
@@ -556,6 +599,34 @@ impl StreamTask {
             buf: Vec::new(),
             write: None,
             shut: false,
+            error_seen: false,
+        }
+    }
+
+    /// A reply of `result` reports the error that ended the connection
+    /// (if it is that): nothing is pending any more, as a failed `read`
+    /// clears `SO_ERROR` on Linux.
+    fn reporting<T>(&mut self, result: &io::Result<T>) {
+        if let Err(e) = result {
+            if matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::TimedOut
+            ) {
+                self.error_seen = true;
+                lock(&self.parts.shared.error).take();
+            }
+        }
+    }
+
+    /// Between reads, watches for the error that ends the connection and
+    /// keeps it for `take_error`.
+    fn poll_error(&mut self, cx: &mut Context<'_>) {
+        if self.error_seen || self.read.is_some() {
+            return;
+        }
+        if let Poll::Ready(e) = self.stream.poll_error(cx) {
+            self.error_seen = true;
+            *lock(&self.parts.shared.error) = Some(e.kind());
         }
     }
 
@@ -582,6 +653,7 @@ impl StreamTask {
             Poll::Pending => return,
         };
         self.read = None;
+        self.reporting(&reply);
         let _ = self.parts.reads.try_send(reply);
     }
 
@@ -622,6 +694,7 @@ impl StreamTask {
         // A cancel that came too late is moot: the answer is the count.
         shared.cancel_write.store(false, Ordering::SeqCst);
         self.write = None;
+        self.reporting(&reply);
         let _ = self.parts.writes.try_send(reply);
     }
 }
@@ -646,6 +719,7 @@ impl std::future::Future for StreamTask {
         this.poll_shutdown();
         this.poll_write(cx);
         this.poll_shutdown();
+        this.poll_error(cx);
         Poll::Pending
     }
 }
@@ -798,7 +872,7 @@ impl TcpListener {
     /// # Errors
     /// `AddrNotAvailable` when the address is neither `0.0.0.0` nor the
     /// interface's, or the port is not a TCP port of the registered
-    /// service's rules; `AddrInUse` when a blocking listener has it;
+    /// service in the rules in force (reloads included); `AddrInUse` when a blocking listener has it;
     /// `InvalidInput` for an address with no IPv4 form; `NotConnected`
     /// when [`register`] was not called; `ConnectionAborted` when the
     /// runtime stopped.
@@ -895,7 +969,8 @@ impl TcpListener {
         Ok(())
     }
 
-    /// The pending error: always none (errors come with the calls).
+    /// The pending error: always none (a listener has no asynchronous
+    /// errors here; errors come with the calls).
     ///
     /// # Errors
     /// None; the signature is std's.
@@ -1154,12 +1229,18 @@ impl TcpStream {
         Ok(())
     }
 
-    /// The pending error: always none (errors come with the calls).
+    /// The pending error, as `SO_ERROR`: the error that ended the
+    /// connection (`ConnectionReset` when the peer reset it, `TimedOut`
+    /// when it stopped answering) if the stream's task saw it while no
+    /// `read` or `write` was there to report it; returned once, then
+    /// `None`. A call that reports the error clears it too (as on Linux).
+    /// The task sees it in the worker's round after the event, so a reset
+    /// that just came may not be there yet.
     ///
     /// # Errors
     /// None; the signature is std's.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        Ok(None)
+        Ok(lock(&self.inner.guard.0.error).take().map(io::Error::from))
     }
 
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {

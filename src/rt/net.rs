@@ -714,6 +714,28 @@ impl TcpStream {
         }
     }
 
+    /// The error that ended the connection, once it ended abruptly:
+    /// `TimedOut` when the peer stopped answering (the retransmissions ran
+    /// out), `ConnectionReset` when it was reset. Pending while it has
+    /// not, and for good after a clean close. Pending registers `cx` as the
+    /// stream's reader (as [`poll_read_into`](Self::poll_read_into) does),
+    /// so it is for the task that reads the stream, between reads.
+    pub fn poll_error(&self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let mut reactor = self.net.reactor.borrow_mut();
+        let socket = &mut reactor.sockets[self.index];
+        if socket.reset {
+            return Poll::Ready(if socket.timed_out {
+                io::ErrorKind::TimedOut.into()
+            } else {
+                io::ErrorKind::ConnectionReset.into()
+            });
+        }
+        if !socket.closed {
+            socket.read = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
     /// Close our sending side after the queued bytes (a FIN follows them).
     pub fn shutdown_write(&self) {
         let mut reactor = self.net.reactor.borrow_mut();

@@ -169,6 +169,10 @@ pub struct WorkerInfo<'a> {
     /// The worker's counters (a service may publish its own counts in the
     /// ones made for it, as `http` does its timeouts).
     pub counters: &'a Arc<crate::counters::WorkerCounters>,
+    /// The rules in force, kept current by reloads (`None` where no
+    /// control plane runs, as in unit tests): what [`ports`](Self::ports)
+    /// says at start, a service may look up later here.
+    pub rules: Option<&'a Arc<crate::rules::SharedRules>>,
 }
 
 impl WorkerInfo<'_> {
@@ -573,6 +577,7 @@ mod tests {
             workers: 1,
             config: &config,
             counters: &counters,
+            rules: None,
         });
         // No socket is bound: the bridge drops and counts.
         let bridge = services.udp(id).expect("a UDP bridge");
@@ -631,6 +636,7 @@ mod tests {
             workers: 1,
             config: &config,
             counters: &counters,
+            rules: None,
         });
         let mut io = mock::MockIo::default();
         io.rx.extend_from_slice(b"x");
