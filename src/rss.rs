@@ -589,6 +589,11 @@ impl PortPicker {
         self.worker
     }
 
+    /// The port range it picks from (first, last).
+    pub fn range(&self) -> (u16, u16) {
+        self.ports.range()
+    }
+
     /// A source port from `local` to `remote:remote_port` over `protocol`
     /// (6 or 17) whose replies the port delivers to this picker's worker,
     /// and for which `in_use` says false. At most one pass over the worker's

@@ -46,7 +46,8 @@
 //! does on Linux when a firewall rule changes, but no new connection is
 //! routed to it; its accepted streams are untouched. Connections
 //! opened with [`TcpStream::connect`] use the workers' source ports
-//! (`[interface] local_ports`), as the async layer's do.
+//! (`[interface] local_ports`), as the async layer's do, and so does a
+//! [`UdpSocket`] bound to port 0 (a client socket).
 //!
 //! # Design
 //!
@@ -95,7 +96,12 @@
 //!   bounded channel ([`UDP_RECV_QUEUE`]; more are dropped and counted,
 //!   [`UdpSocket::dropped`], as a full receive buffer on Linux), and one
 //!   worker per socket sends, one datagram per request, so a thread's
-//!   datagrams leave in order.
+//!   datagrams leave in order. Binding port 0 (a client socket) binds one
+//!   free port of `[interface] local_ports` on every worker
+//!   ([`rt::UdpSocket::bind_local_port`]): replies from any destination
+//!   reach it whichever worker RSS or the steering gives them to, whatever
+//!   the rules say, and dropping the socket frees the port on every
+//!   worker.
 //! - **Pending errors.** Between reads, a stream's task watches for the
 //!   end of its connection; a reset (or a time-out) it sees while no call
 //!   is there to report it is kept for [`TcpStream::take_error`] (as
@@ -157,6 +163,8 @@ struct Hub {
     ready: Condvar,
     /// Round-robin for connects.
     next: AtomicUsize,
+    /// Where the next UDP port 0 bind starts looking in the range.
+    next_udp_port: AtomicUsize,
 }
 
 /// What the rules give the service.
@@ -167,6 +175,8 @@ struct Setup {
     /// The rules in force, reloads included.
     rules: Option<Arc<SharedRules>>,
     address: Ipv4Addr,
+    /// `[interface] local_ports`: the ports of UDP sockets bound to port 0.
+    local_ports: (u16, u16),
 }
 
 impl Setup {
@@ -214,6 +224,8 @@ enum Command {
     },
     UdpBind {
         port: u16,
+        /// A port of `local_ports` (bound to port 0), not of the rules.
+        client: bool,
         shared: Arc<UdpShared>,
         datagrams: SyncSender<Datagram>,
         /// The send worker's reply channel.
@@ -242,6 +254,7 @@ pub fn register(runtime: Runtime, service: &str) -> anyhow::Result<Runtime> {
         started: Mutex::new(0),
         ready: Condvar::new(),
         next: AtomicUsize::new(0),
+        next_udp_port: AtomicUsize::new(0),
     });
     if HUB.set(hub.clone()).is_err() {
         anyhow::bail!("blocking sockets are registered already in this process");
@@ -263,6 +276,7 @@ pub fn register(runtime: Runtime, service: &str) -> anyhow::Result<Runtime> {
                 udp: worker.ports(Protocol::Udp, &hub.service),
                 rules: worker.rules.cloned(),
                 address: worker.config.interface.address,
+                local_ports: worker.config.interface.local_ports,
             });
             hub_main(hub, worker.id)
         }),
@@ -327,6 +341,7 @@ async fn hub_main(hub: Arc<Hub>, worker: usize) {
             } => drop(rt::spawn_local(connect_task(remote, task, reply))),
             Command::UdpBind {
                 port,
+                client,
                 shared,
                 datagrams,
                 sent,
@@ -334,7 +349,12 @@ async fn hub_main(hub: Arc<Hub>, worker: usize) {
                 alive,
             } => drop(rt::spawn_local(async move {
                 let _alive = alive;
-                udp_task(port, shared, worker, datagrams, sent, reply).await;
+                let socket = if client {
+                    rt::UdpSocket::bind_local_port(port)
+                } else {
+                    rt::UdpSocket::bind(port)
+                };
+                udp_task(socket, shared, worker, datagrams, sent, reply).await;
             })),
         }
     }
@@ -361,20 +381,28 @@ impl Hub {
         }
     }
 
+    fn setup(&self) -> &Setup {
+        self.setup.get().expect("set by the workers")
+    }
+
+    /// Whether `ip` may be bound: the interface's address or `0.0.0.0`; the
+    /// interface's address.
+    fn check_address(&self, ip: Ipv4Addr) -> io::Result<Ipv4Addr> {
+        let setup = self.setup();
+        if !(ip.is_unspecified() || ip == setup.address) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!("{ip} is not the interface's address {}", setup.address),
+            ));
+        }
+        Ok(setup.address)
+    }
+
     /// Whether `addr` may be bound for `protocol`: the interface's address
     /// (or `0.0.0.0`) and a port the rules give the service; the address.
     fn check_bind(&self, addr: SocketAddrV4, protocol: Protocol) -> io::Result<Ipv4Addr> {
-        let setup = self.setup.get().expect("set by the workers");
-        if !(addr.ip().is_unspecified() || *addr.ip() == setup.address) {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrNotAvailable,
-                format!(
-                    "{} is not the interface's address {}",
-                    addr.ip(),
-                    setup.address
-                ),
-            ));
-        }
+        self.check_address(*addr.ip())?;
+        let setup = self.setup();
         if addr.port() == 0 || !setup.serves(&self.service, protocol, addr.port()) {
             return Err(io::Error::new(
                 io::ErrorKind::AddrNotAvailable,
@@ -1346,14 +1374,14 @@ struct UdpShared {
 /// A UDP socket's task on one worker: hands what its port receives there
 /// to the application; on the send worker, also sends.
 async fn udp_task(
-    port: u16,
+    socket: io::Result<rt::UdpSocket>,
     shared: Arc<UdpShared>,
     worker: usize,
     datagrams: SyncSender<Datagram>,
     sent: Option<SyncSender<io::Result<usize>>>,
     reply: SyncSender<io::Result<()>>,
 ) {
-    let socket = match rt::UdpSocket::bind(port) {
+    let socket = match socket {
         Ok(socket) => socket,
         Err(e) => {
             let _ = reply.try_send(Err(e));
@@ -1397,6 +1425,9 @@ async fn udp_task(
     .await;
 }
 
+/// Ports of `[interface] local_ports` a UDP bind to port 0 tries at most.
+const EPHEMERAL_TRIES: usize = 64;
+
 /// Datagrams received and not yet taken by the application, per socket;
 /// more are dropped and counted ([`UdpSocket::dropped`]), as a full receive
 /// buffer drops them on Linux.
@@ -1439,14 +1470,45 @@ impl std::fmt::Debug for UdpSocket {
 }
 
 impl UdpSocket {
-    /// Binds `addr` on every worker; parks until the workers run.
+    /// Binds `addr` on every worker; parks until the workers run. Port 0
+    /// binds a free port of `[interface] local_ports` (a client socket, as
+    /// `bind("0.0.0.0:0")` on Linux): the same port on every worker, so
+    /// that the replies from any destination reach it whichever worker the
+    /// NIC or the steering gives them to, and whatever the rules say.
+    /// [`local_addr`](Self::local_addr) tells the port.
     ///
     /// # Errors
-    /// As [`TcpListener::bind`], for a UDP port of the service's rules.
+    /// As [`TcpListener::bind`], for a UDP port of the service's rules or 0;
+    /// `AddrInUse` when no port of the range is free on every worker.
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
         let addr = v4(addr)?;
         let hub = Hub::get()?;
-        let address = hub.check_bind(addr, Protocol::Udp)?;
+        if addr.port() != 0 {
+            let address = hub.check_bind(addr, Protocol::Udp)?;
+            return UdpSocket::bind_port(hub, SocketAddrV4::new(address, addr.port()), false);
+        }
+        let address = hub.check_address(*addr.ip())?;
+        let (first, last) = hub.setup().local_ports;
+        let span = usize::from(last - first) + 1;
+        // Ports taken on some worker (by another socket of this process or
+        // by an async task's client socket) are skipped; a bounded search.
+        for _ in 0..span.min(EPHEMERAL_TRIES) {
+            let offset = hub.next_udp_port.fetch_add(1, Ordering::Relaxed) % span;
+            let port = first + offset as u16;
+            match UdpSocket::bind_port(hub, SocketAddrV4::new(address, port), true) {
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+                other => return other,
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("no port of [interface] local_ports ({first}-{last}) is free on every worker"),
+        ))
+    }
+
+    /// Binds `local` on every worker: a port of the rules, or of
+    /// `local_ports` when `client`.
+    fn bind_port(hub: &Hub, local: SocketAddrV4, client: bool) -> io::Result<UdpSocket> {
         let workers = hub.slots().len();
         let send_worker = hub.next.fetch_add(1, Ordering::Relaxed) % workers;
         let shared = Arc::new(UdpShared {
@@ -1465,7 +1527,7 @@ impl UdpSocket {
                 shared: shared.clone(),
                 datagrams: Mutex::new(datagrams),
                 sent: Mutex::new(sent),
-                local: SocketAddrV4::new(address, addr.port()),
+                local,
                 peer: Mutex::new(None),
                 settings: Settings::default(),
             }),
@@ -1476,7 +1538,8 @@ impl UdpSocket {
             let sent = hub.send(
                 worker,
                 Command::UdpBind {
-                    port: addr.port(),
+                    port: local.port(),
+                    client,
                     shared: shared.clone(),
                     datagrams: datagrams_tx.clone(),
                     sent: (worker == send_worker).then(|| sent_tx.clone()),
@@ -1492,10 +1555,16 @@ impl UdpSocket {
             replies.push(answer);
         }
         drop((datagrams_tx, sent_tx, alive));
+        // Every answer, so that a failed bind's drop (which frees the
+        // port on the workers that bound it) follows them all.
+        let mut result = Ok(());
         for answer in replies {
-            answer.recv().map_err(|_| aborted())??;
+            let answer = answer.recv().map_err(|_| aborted()).and_then(|r| r);
+            if result.is_ok() {
+                result = answer;
+            }
         }
-        Ok(socket)
+        result.map(|()| socket)
     }
 
     /// Receives a datagram: how many bytes were copied into `buf` (the

@@ -24,12 +24,22 @@
 //!   [`RESOLVE_WAIT_NS`], and is then dropped and counted
 //!   (`udp_unresolved`), as is one with no route.
 //!
+//! **Client ports.** [`UdpSocket::bind`] binds a port the rules give the
+//! service; [`UdpSocket::bind_ephemeral`] binds a free source port of
+//! `[interface] local_ports` that steers the replies of one destination
+//! home (the port picker of TCP's active opens), and
+//! [`UdpSocket::bind_local_port`] a given port of that range. Datagrams to
+//! such a *client port* reach its socket whatever the rules say: the stack
+//! looks for one before the rules, as it looks for a TCP connection before
+//! them.
+//!
 //! `send_to` never drops silently: a full send queue parks the task until
 //! the stack has drained the queue (the end of the round), the async
 //! counterpart of a blocking socket's full send buffer, so a task that
 //! sends faster than the egress takes is slowed down rather than losing
 //! datagrams. Its `Ok(n)` means "queued", as the kernel's does.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
@@ -41,6 +51,7 @@ use std::task::{Context, Poll, Waker};
 use hashbrown::HashMap;
 
 use super::net::Net;
+use crate::rss::PortPicker;
 
 /// Most datagrams waiting in one socket's receive queue; more are dropped
 /// and counted as `udp_socket_overflow`.
@@ -70,6 +81,9 @@ struct Bound {
     reader: Option<Waker>,
     /// Buffers of datagrams already read, reused by the next ones.
     spare: Vec<Vec<u8>>,
+    /// A client port (of `[interface] local_ports`): delivered before the
+    /// rules are looked at.
+    client: bool,
 }
 
 /// A datagram a task sent, waiting for the stack.
@@ -117,6 +131,8 @@ pub struct UdpReactor {
     send_bytes: usize,
     /// Tasks that found the send queue full.
     senders: Vec<Waker>,
+    /// The worker's source-port picker, shared with TCP's active opens.
+    ports: Option<Rc<RefCell<PortPicker>>>,
 }
 
 impl UdpReactor {
@@ -125,9 +141,23 @@ impl UdpReactor {
         self.local_ip = Some(ip);
     }
 
+    /// Give the worker's source-port picker (`[interface] local_ports`,
+    /// shared with TCP's active opens) to [`UdpSocket::bind_ephemeral`] and
+    /// [`UdpSocket::bind_local_port`].
+    pub fn set_port_picker(&mut self, ports: Rc<RefCell<PortPicker>>) {
+        self.ports = Some(ports);
+    }
+
     /// Whether a socket of this worker is bound to `port`.
     pub fn is_bound(&self, port: u16) -> bool {
         self.bound.contains_key(&port)
+    }
+
+    /// Whether a socket of this worker is bound to `port` as a client port
+    /// ([`UdpSocket::bind_ephemeral`], [`UdpSocket::bind_local_port`]):
+    /// its datagrams go to that socket whatever the rules say.
+    pub fn is_client_port(&self, port: u16) -> bool {
+        self.bound.get(&port).is_some_and(|b| b.client)
     }
 
     /// Queue a datagram from `from` for the socket bound to `port`, copying
@@ -220,6 +250,88 @@ impl UdpSocket {
                 return Err(io::ErrorKind::AddrInUse.into());
             }
             udp.bound.insert(port, Bound::default());
+        }
+        Ok(UdpSocket { net, port })
+    }
+
+    /// Bind a free source port of `[interface] local_ports` whose replies
+    /// from `remote` come to this worker (under RSS or software steering:
+    /// the port picker of TCP's active opens), and connect to `remote`, as
+    /// `bind("0.0.0.0:0")` then `connect(remote)` do on Linux. Datagrams to
+    /// the port reach this socket whatever the rules say. Dropping it frees
+    /// the port.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a destination with address or port 0;
+    /// `AddrNotAvailable` when every port of the range that comes home from
+    /// `remote` is bound already, when the replies from `remote` land on
+    /// another worker whatever the port (a NIC that hashes addresses only:
+    /// the message names that worker), or when the worker has no port
+    /// range; `Other` outside a worker's task.
+    pub fn bind_ephemeral(remote: SocketAddrV4) -> io::Result<UdpSocket> {
+        check_destination(remote)?;
+        let net = Net::current()?;
+        let port = {
+            let mut reactor = net.reactor().borrow_mut();
+            let udp = reactor.udp_mut();
+            let ports = udp.ports.clone().ok_or_else(no_port_range)?;
+            let local = udp.local_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+            let port = ports
+                .borrow_mut()
+                .pick(17, local, *remote.ip(), remote.port(), |port| {
+                    udp.bound.contains_key(&port)
+                })
+                .map_err(|e| io::Error::new(io::ErrorKind::AddrNotAvailable, e.to_string()))?;
+            udp.bound.insert(
+                port,
+                Bound {
+                    client: true,
+                    peer: Some(remote),
+                    ..Bound::default()
+                },
+            );
+            port
+        };
+        Ok(UdpSocket { net, port })
+    }
+
+    /// Bind `port` of `[interface] local_ports` on this worker as a client
+    /// port: datagrams to it reach this socket whatever the rules say. Its
+    /// replies come to this worker only from the destinations it steers
+    /// home; a socket for any destination binds the same port on every
+    /// worker (as [`crate::net::blocking::UdpSocket`] does for port 0).
+    ///
+    /// # Errors
+    /// `AddrInUse` when a socket of this worker is bound there already;
+    /// `AddrNotAvailable` for a port outside the range, or when the worker
+    /// has no range; `Other` outside a worker's task.
+    pub fn bind_local_port(port: u16) -> io::Result<UdpSocket> {
+        let net = Net::current()?;
+        {
+            let mut reactor = net.reactor().borrow_mut();
+            let udp = reactor.udp_mut();
+            let (first, last) = udp
+                .ports
+                .as_ref()
+                .ok_or_else(no_port_range)?
+                .borrow()
+                .range();
+            if !(first..=last).contains(&port) {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrNotAvailable,
+                    format!("port {port} is not in [interface] local_ports ({first}-{last})"),
+                ));
+            }
+            if udp.is_bound(port) {
+                return Err(io::ErrorKind::AddrInUse.into());
+            }
+            udp.bound.insert(
+                port,
+                Bound {
+                    client: true,
+                    ..Bound::default()
+                },
+            );
         }
         Ok(UdpSocket { net, port })
     }
@@ -365,6 +477,14 @@ impl UdpSocket {
         });
         Poll::Ready(Ok(payload.len()))
     }
+}
+
+/// The error of a client bind on a worker with no source port range.
+fn no_port_range() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AddrNotAvailable,
+        "this worker has no source port range ([interface] local_ports)",
+    )
 }
 
 /// `InvalidInput` for a destination with address or port 0.

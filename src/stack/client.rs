@@ -5,8 +5,10 @@
 //! ports, next hops, rate-limited ARP requests); and the app's UDP sockets
 //! and poll round.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::rc::Rc;
 
 use hashbrown::HashMap;
 
@@ -28,8 +30,9 @@ use crate::wire::{
 /// What every active open of a worker needs: source ports whose replies
 /// come to this worker, and the pace of ARP requests for next hops.
 pub(super) struct Dialer {
-    /// Source ports whose replies come to this worker.
-    ports: PortPicker,
+    /// Source ports whose replies come to this worker (shared with the
+    /// async tasks' UDP client sockets, [`crate::rt::UdpSocket::bind_ephemeral`]).
+    ports: Rc<RefCell<PortPicker>>,
     /// When an ARP request was last sent for an address (one per 100 ms).
     arp_sent: HashMap<Ipv4Addr, u64>,
 }
@@ -97,8 +100,18 @@ impl Client {
 
 impl Stack {
     /// The source ports of this worker's active opens (the app's and the
-    /// async tasks'): `ports` picks those whose replies come here.
+    /// async tasks'), and of the tasks' UDP client sockets: `ports` picks
+    /// those whose replies come here.
     pub fn set_local_ports(&mut self, ports: PortPicker) {
+        let ports = Rc::new(RefCell::new(ports));
+        if let Some(tasks) = &self.tasks {
+            tasks
+                .net
+                .reactor()
+                .borrow_mut()
+                .udp_mut()
+                .set_port_picker(ports.clone());
+        }
         self.dialer = Some(Box::new(Dialer {
             ports,
             arp_sent: HashMap::new(),
@@ -259,7 +272,7 @@ impl Stack {
             let local_ip = self.iface.ip;
             let picked = {
                 let table = self.tcp.borrow();
-                dialer.ports.pick(
+                dialer.ports.borrow_mut().pick(
                     u8::from(IpProtocol::Tcp),
                     local_ip,
                     *remote.ip(),
@@ -357,7 +370,7 @@ impl<E: Egress> AppIo for ClientIo<'_, E> {
             .dialer
             .as_deref_mut()
             .ok_or(ConnectError::NoPortRange)?;
-        let port = dialer.ports.pick(
+        let port = dialer.ports.borrow_mut().pick(
             u8::from(IpProtocol::Tcp),
             local_ip,
             *remote.ip(),
@@ -398,7 +411,7 @@ impl<E: Egress> AppIo for ClientIo<'_, E> {
             .dialer
             .as_deref_mut()
             .ok_or(ConnectError::NoPortRange)?;
-        let port = dialer.ports.pick(
+        let port = dialer.ports.borrow_mut().pick(
             u8::from(IpProtocol::Udp),
             self.iface.ip,
             *remote.ip(),

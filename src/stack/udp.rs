@@ -1,5 +1,6 @@
-//! UDP: datagrams to the embedded app's bound ports, then to the rules'
-//! services; an echo is answered in place (ports swapped), with inetd's loop
+//! UDP: datagrams to the embedded app's bound ports, then to the async
+//! tasks' client ports ([`crate::rt::UdpSocket::bind_ephemeral`]), then to
+//! the rules' services; an echo is answered in place (ports swapped), with inetd's loop
 //! protection.
 
 use std::net::SocketAddrV4;
@@ -11,13 +12,14 @@ use crate::config::ServiceId;
 use crate::config::{Action, Protocol};
 use crate::counters::DropReason;
 use crate::port::{PacketBuf, RxChecksum};
-use crate::rt::udp::{SendOutcome, RESOLVE_WAIT_NS};
+use crate::rt::udp::{Delivery, SendOutcome, RESOLVE_WAIT_NS};
 use crate::service::{Datagram, UdpAction};
 use crate::wire::{UdpPacket, ETHERNET_HEADER_LEN};
 
 impl Stack {
-    /// A UDP datagram for us: the app's bound ports first, then the rules
-    /// and the UDP services; an echo is answered in place.
+    /// A UDP datagram for us: the app's bound ports first, then the tasks'
+    /// client ports (whatever the rules say, as TCP looks for a connection
+    /// before them), then the rules and the UDP services; an echo is answered in place.
     pub(super) fn process_udp<B: PacketBuf>(
         &mut self,
         mut pkt: B,
@@ -60,6 +62,20 @@ impl Stack {
                     );
                     return Disposition::Consumed;
                 }
+            }
+        }
+        if let Some(tasks) = &self.tasks {
+            let mut reactor = tasks.net.reactor().borrow_mut();
+            let sockets = reactor.udp_mut();
+            if sockets.is_client_port(dst_port) {
+                self.counters.udp_rx.inc();
+                let from = SocketAddrV4::new(info.src, src_port);
+                match sockets.deliver(dst_port, from, udp.payload()) {
+                    Delivery::Queued => {}
+                    Delivery::Overflow => self.counters.count_drop(DropReason::UdpSocketOverflow),
+                    Delivery::NoSocket => self.counters.count_drop(DropReason::UdpNoSocket),
+                }
+                return Disposition::Consumed;
             }
         }
         let verdict = self.rules.classify(Protocol::Udp, dst_port);

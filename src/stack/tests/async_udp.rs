@@ -353,3 +353,61 @@ fn loop_protection_applies_to_async_sockets() {
     assert_eq!(counters.drops_of(DropReason::SourcePortZero), 1);
     assert_eq!(counters.udp_rx.get(), 0);
 }
+
+/// A client socket ([`UdpSocket::bind_ephemeral`]) gets a port of the
+/// worker's range whose replies steer home, receives its peer's replies
+/// though no rule routes the port, and frees the port when dropped;
+/// [`UdpSocket::bind_local_port`] takes a given port of the range only.
+#[test]
+fn a_client_socket_gets_a_home_port_and_its_replies_whatever_the_rules() {
+    use crate::rss::{HomePorts, RssModel};
+    use std::sync::Mutex;
+    const FIRST: u16 = 61000;
+    const LAST: u16 = 61999;
+    let picked = Arc::new(Mutex::new(None));
+    let seen = picked.clone();
+    let (mut stack, counters) = async_udp_stack(move || {
+        let seen = seen.clone();
+        async move {
+            let socket = UdpSocket::bind_ephemeral(peer()).expect("a free port");
+            let port = socket.local_addr().port();
+            *seen.lock().unwrap() = Some(port);
+            assert_eq!(socket.peer_addr().unwrap(), peer());
+            let error = UdpSocket::bind_local_port(port).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+            let error = UdpSocket::bind_local_port(FIRST - 1).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::AddrNotAvailable);
+            let error = UdpSocket::bind_ephemeral(SocketAddrV4::new(PEER_IP, 0)).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+            socket.send(b"question").await.expect("queued");
+            let mut buf = [0u8; 64];
+            let n = socket.recv(&mut buf).await.expect("the reply");
+            assert_eq!(&buf[..n], b"answer");
+            drop(socket);
+            let again = UdpSocket::bind_local_port(port).expect("freed on drop");
+            drop(again);
+            std::future::pending::<()>().await;
+        }
+    });
+    let ports = Arc::new(HomePorts::new(RssModel::software(2), FIRST, LAST));
+    stack.set_local_ports(ports.picker(0));
+    stack.neighbours().learn(PEER_IP, PEER_MAC, 0);
+    let mut egress = CollectEgress::default();
+    stack.run_tasks(0, &mut egress);
+    let port = picked.lock().unwrap().expect("bound in the first round");
+    assert!((FIRST..=LAST).contains(&port), "{port}");
+    assert_eq!(
+        udp_sent(&egress.frames),
+        [(peer(), port, b"question".to_vec())]
+    );
+    let reply = datagram(PEER_PORT, port, b"answer");
+    assert_eq!(ports.model().worker_of_frame(reply.data()), Some(0));
+    // The rules drop everything (`DefaultAction::Drop`), but the client
+    // port is looked at first.
+    stack.process(reply, MS, &mut egress);
+    stack.run_tasks(MS, &mut egress);
+    assert!(counters.drops.iter().all(|d| d.get() == 0));
+    // Freed: the rules again, which drop it.
+    stack.process(datagram(PEER_PORT, port, b"late"), 2 * MS, &mut egress);
+    assert_eq!(counters.drops_of(DropReason::Rule), 1);
+}
