@@ -98,13 +98,13 @@ fn main() -> anyhow::Result<()> {
 /// `udp_clone_smoke`, `udp_clone_two_read`, `udp_clone_two_write`,
 /// `debug` (our `Debug` shows the local address, no fd), `timeouts`,
 /// `test_read_timeout`, `test_read_with_timeout`,
-/// `test_timeout_zero_duration`, `connect_send_recv`, `set_nonblocking`,
+/// `test_timeout_zero_duration`, `connect_send_recv`,
+/// `connect_send_peek_recv`, `peek_from`, `set_nonblocking`,
 /// `send_datagram_larger_than_c_int_max` (here: larger than one frame,
 /// which shardnet does not fragment; `InvalidInput`).
 ///
-/// Left out: `connect_send_peek_recv` and `peek_from` (no `peek`:
-/// datagrams come through a channel from the workers), `ttl` (no per-socket
-/// TTL: every datagram leaves with the stack's TTL 64), `hop_limit` (IPv6).
+/// Left out: `ttl` (no per-socket TTL: every datagram leaves with the
+/// stack's TTL 64), `hop_limit` (IPv6).
 ///
 /// Added (shardnet's own): `client_port_any_destination` (a client
 /// socket's replies from four destinations, which the steering spreads
@@ -483,6 +483,68 @@ pub mod std_udp {
         }
     }
 
+    /// Sends `data` with `send` until a peek finds a datagram (within
+    /// [`WAIT`]), [`TRIES`] times at most; then waits [`WAIT`] if it
+    /// resent, so that the duplicates (the same bytes) are there too.
+    fn until_peeked(
+        socket: &UdpSocket,
+        mut send: impl FnMut() -> std::io::Result<usize>,
+    ) -> Result<(), String> {
+        t(socket.set_read_timeout(Some(WAIT)), "set_read_timeout")?;
+        for tries in 1..=TRIES {
+            t(send(), "send")?;
+            match socket.peek_from(&mut [0u8; 64]) {
+                Ok(_) => {
+                    if tries > 1 {
+                        thread::sleep(WAIT);
+                    }
+                    return t(socket.set_read_timeout(None), "set_read_timeout");
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(format!("peek_from: {e}")),
+            }
+        }
+        Err("no answer".into())
+    }
+
+    fn connect_send_peek_recv(peer: Ipv4Addr) -> Result<(), String> {
+        each_ip(&mut |socket| {
+            // The peer's echo rather than itself.
+            t(socket.connect(at(peer, ECHO)), "connect")?;
+            until_peeked(&socket, || socket.send(b"hello world"))?;
+            for _ in 1..3 {
+                let mut buf = [0; 11];
+                let size = t(socket.peek(&mut buf), "peek")?;
+                check!(b"hello world" == &buf[..]);
+                check!(size == 11);
+            }
+            let mut buf = [0; 11];
+            let size = t(socket.recv(&mut buf), "recv")?;
+            check!(b"hello world" == &buf[..]);
+            check!(size == 11);
+            drain(&socket)
+        })
+    }
+
+    fn peek_from(peer: Ipv4Addr) -> Result<(), String> {
+        each_ip(&mut |socket| {
+            let addr = at(peer, ECHO);
+            until_peeked(&socket, || socket.send_to(b"hello world", addr))?;
+            for _ in 1..3 {
+                let mut buf = [0; 11];
+                let (size, from) = t(socket.peek_from(&mut buf), "peek_from")?;
+                check!(b"hello world" == &buf[..]);
+                check!(size == 11);
+                check!(from == addr);
+            }
+            let mut buf = [0; 11];
+            let (size, _) = t(socket.recv_from(&mut buf), "recv_from")?;
+            check!(b"hello world" == &buf[..]);
+            check!(size == 11);
+            drain(&socket)
+        })
+    }
+
     fn set_nonblocking(peer: Ipv4Addr) -> Result<(), String> {
         each_ip(&mut |socket| {
             t(socket.set_nonblocking(true), "set_nonblocking")?;
@@ -576,6 +638,8 @@ pub mod std_udp {
             ("test_read_with_timeout", test_read_with_timeout),
             ("test_timeout_zero_duration", test_timeout_zero_duration),
             ("connect_send_recv", connect_send_recv),
+            ("connect_send_peek_recv", connect_send_peek_recv),
+            ("peek_from", peek_from),
             ("set_nonblocking", set_nonblocking),
             (
                 "send_datagram_larger_than_c_int_max",

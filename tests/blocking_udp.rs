@@ -8,14 +8,14 @@
 //! `socket_and_peer_name`, `udp_clone_smoke`, `udp_clone_two_read`,
 //! `udp_clone_two_write`, `debug`, `timeouts`, `test_read_timeout`,
 //! `test_read_with_timeout`, `test_timeout_zero_duration`,
-//! `connect_send_recv`, `set_nonblocking`,
+//! `connect_send_recv`, `connect_send_peek_recv`, `peek_from`,
+//! `set_nonblocking`,
 //! `send_datagram_larger_than_c_int_max` (larger than one frame here).
 //! std's second loopback socket is a Linux socket of the peer (an echo, a
 //! "whoami", a "sender"); `each_ip` runs each case with a client socket
 //! (port 0) and with a socket on a port of the rules.
 //!
-//! Left out: `connect_send_peek_recv`, `peek_from` (no `peek`), `ttl` (no
-//! per-socket TTL), `hop_limit` (IPv6). Added: `client_port_any_destination`
+//! Left out: `ttl` (no per-socket TTL), `hop_limit` (IPv6). Added: `client_port_any_destination`
 //! (replies from four destinations, spread over both workers by the
 //! steering, all reach one client socket), `client_port_freed_on_drop`
 //! (a 4-port `local_ports` range: the fifth bind is `AddrInUse`, a drop
@@ -69,7 +69,7 @@ while not data.endswith(b"\n"):
     data += b
 r = data.decode().strip()
 print(r)
-sys.exit(0 if r.startswith("stdudp ok 16") else 1)
+sys.exit(0 if r.startswith("stdudp ok 18") else 1)
 "#;
 
 fn run(backend: &str) {

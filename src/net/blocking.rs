@@ -1444,6 +1444,9 @@ struct UdpInner {
     alive: Mutex<Receiver<()>>,
     shared: Arc<UdpShared>,
     datagrams: Mutex<Receiver<Datagram>>,
+    /// The datagram a peek took from `datagrams`: the next receive's (kept
+    /// under `datagrams`'s lock).
+    peeked: Mutex<Option<Datagram>>,
     sent: Mutex<Receiver<io::Result<usize>>>,
     local: SocketAddrV4,
     peer: Mutex<Option<SocketAddrV4>>,
@@ -1526,6 +1529,7 @@ impl UdpSocket {
                 alive: Mutex::new(gone),
                 shared: shared.clone(),
                 datagrams: Mutex::new(datagrams),
+                peeked: Mutex::new(None),
                 sent: Mutex::new(sent),
                 local,
                 peer: Mutex::new(None),
@@ -1575,12 +1579,39 @@ impl UdpSocket {
     /// `WouldBlock` when the read timeout passes or, in non-blocking mode,
     /// when none is there; `ConnectionAborted` when the runtime stopped.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.receive(buf, false)
+    }
+
+    /// As [`recv_from`](Self::recv_from), but the datagram stays: the next
+    /// receive (or peek) gets it again.
+    ///
+    /// # Errors
+    /// As [`recv_from`](Self::recv_from).
+    pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.receive(buf, true)
+    }
+
+    /// As [`recv`](Self::recv), but the datagram stays (see
+    /// [`peek_from`](Self::peek_from)).
+    ///
+    /// # Errors
+    /// As [`recv_from`](Self::recv_from).
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.peek_from(buf).map(|(n, _)| n)
+    }
+
+    /// The next datagram (from the connected peer, if any), taken or left
+    /// for the next receive when `peek`.
+    fn receive(&self, buf: &mut [u8], peek: bool) -> io::Result<(usize, SocketAddr)> {
         not_in_a_task()?;
         let inner = &*self.inner;
         let deadline = lock(&inner.settings.read_timeout).map(|t| std::time::Instant::now() + t);
         let rx = lock(&inner.datagrams);
         loop {
-            let (data, from) = if inner.settings.nonblocking.load(Ordering::Relaxed) {
+            let held = lock(&inner.peeked).take();
+            let (data, from) = if let Some(d) = held {
+                d
+            } else if inner.settings.nonblocking.load(Ordering::Relaxed) {
                 match rx.try_recv() {
                     Ok(d) => d,
                     Err(mpsc::TryRecvError::Empty) => return Err(io::ErrorKind::WouldBlock.into()),
@@ -1602,6 +1633,9 @@ impl UdpSocket {
             }
             let n = data.len().min(buf.len());
             buf[..n].copy_from_slice(&data[..n]);
+            if peek {
+                *lock(&inner.peeked) = Some((data, from));
+            }
             return Ok((n, SocketAddr::V4(from)));
         }
     }
