@@ -1435,7 +1435,8 @@ pub const UDP_RECV_QUEUE: usize = 1024;
 
 /// A UDP socket on every worker, for ordinary threads: `std::net`'s
 /// `UdpSocket` over shardnet (see the [module documentation](self)). It
-/// receives what its port gets on every worker and sends through one.
+/// receives what its port (a port of the rules, or a client port when
+/// bound to port 0) gets on every worker and sends through one.
 pub struct UdpSocket {
     inner: Arc<UdpInner>,
 }
@@ -1820,6 +1821,8 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::NotConnected);
         assert!(e.to_string().contains("register"), "{e}");
         let e = TcpListener::bind("0.0.0.0:7000").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotConnected);
+        let e = super::UdpSocket::bind("0.0.0.0:0").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotConnected);
         let addr = "198.18.0.1:9000".parse().unwrap();
         let e = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).unwrap_err();

@@ -233,13 +233,15 @@ impl UdpSocket {
     ///
     /// # Errors
     /// `AddrInUse` when a socket of this worker is bound there already;
-    /// `InvalidInput` for port 0 (no ephemeral ports here); `Other` outside
-    /// a worker's task.
+    /// `InvalidInput` for port 0 (a client socket is
+    /// [`bind_ephemeral`](Self::bind_ephemeral)'s); `Other` outside a
+    /// worker's task.
     pub fn bind(port: u16) -> io::Result<UdpSocket> {
         if port == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "shardnet::rt::UdpSocket binds a port the rules give its service, not port 0",
+                "shardnet::rt::UdpSocket::bind takes a port the rules give its service, not port 0 \
+                 (bind_ephemeral binds a client port)",
             ));
         }
         let net = Net::current()?;
