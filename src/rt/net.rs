@@ -625,7 +625,8 @@ impl TcpStream {
     /// stream.
     ///
     /// # Errors
-    /// `ConnectionReset` when the connection was reset.
+    /// `ConnectionReset` when the connection was reset, `TimedOut` when
+    /// the peer stopped answering (the retransmissions ran out).
     pub fn poll_read_into(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let mut filled = 0;
         self.poll_read_with(cx, buf.len(), |chunk| {
@@ -644,9 +645,9 @@ impl TcpStream {
         room: usize,
         mut put: impl FnMut(&[u8]),
     ) -> Poll<io::Result<usize>> {
-        let (closed, reset) = self.touch();
-        if reset {
-            return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+        let (closed, aborted) = self.touch();
+        if let Some(kind) = aborted {
+            return Poll::Ready(Err(kind.into()));
         }
         {
             let mut reactor = self.net.reactor.borrow_mut();
@@ -691,11 +692,12 @@ impl TcpStream {
     ///
     /// # Errors
     /// `BrokenPipe` after a shutdown or once the connection is closed,
-    /// `ConnectionReset` when it was reset.
+    /// `ConnectionReset` when it was reset, `TimedOut` when the peer
+    /// stopped answering.
     pub fn poll_write_from(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        let (closed, reset) = self.touch();
-        if reset {
-            return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+        let (closed, aborted) = self.touch();
+        if let Some(kind) = aborted {
+            return Poll::Ready(Err(kind.into()));
         }
         let shut = self.net.reactor.borrow().sockets[self.index].shut;
         if closed || shut {
@@ -723,12 +725,8 @@ impl TcpStream {
     pub fn poll_error(&self, cx: &mut Context<'_>) -> Poll<io::Error> {
         let mut reactor = self.net.reactor.borrow_mut();
         let socket = &mut reactor.sockets[self.index];
-        if socket.reset {
-            return Poll::Ready(if socket.timed_out {
-                io::ErrorKind::TimedOut.into()
-            } else {
-                io::ErrorKind::ConnectionReset.into()
-            });
+        if let Some(kind) = socket.abort_kind() {
+            return Poll::Ready(kind.into());
         }
         if !socket.closed {
             socket.read = Some(cx.waker().clone());
@@ -754,13 +752,25 @@ impl TcpStream {
     }
 
     /// Record the current task as the owner; the (closed, reset) flags.
-    fn touch(&self) -> (bool, bool) {
+    fn touch(&self) -> (bool, Option<io::ErrorKind>) {
         let mut reactor = self.net.reactor.borrow_mut();
         let socket = &mut reactor.sockets[self.index];
         if let Some(task) = current_task() {
             socket.owner = Some(task);
         }
-        (socket.closed, socket.reset)
+        (socket.closed, socket.abort_kind())
+    }
+}
+
+impl Socket {
+    /// The error an abrupt end reports: `TimedOut` when the peer stopped
+    /// answering (Linux's `ETIMEDOUT`), `ConnectionReset` otherwise.
+    fn abort_kind(&self) -> Option<io::ErrorKind> {
+        self.reset.then_some(if self.timed_out {
+            io::ErrorKind::TimedOut
+        } else {
+            io::ErrorKind::ConnectionReset
+        })
     }
 }
 

@@ -381,3 +381,33 @@ fn a_full_table_fails_the_connect_and_is_counted() {
     assert!(error.to_string().contains("table is full"), "{error}");
     assert_eq!(stack.counters.drops_of(DropReason::ConnectionLimit), 1);
 }
+
+#[test]
+fn a_read_on_a_connection_whose_peer_went_silent_reports_timed_out() {
+    let (mut stack, outcome, ports) = client_stack(Style::Poll, None);
+    stack.neighbours().learn(PEER_IP, PEER_MAC, 0);
+    let syn = expect_syn(&mut stack, &ports, 0);
+    let ours = syn.seq.wrapping_add(1);
+    // Established; then "ping" and our FIN are never acknowledged.
+    let out = from_peer(
+        &mut stack,
+        syn.src_port,
+        TcpFlags::SYN | TcpFlags::ACK,
+        5000,
+        ours,
+        b"",
+        MS,
+    );
+    assert!(out.iter().any(|(_, p)| p == b"ping"), "{out:?}");
+    let mut now = MS;
+    while outcome.lock().unwrap().is_none() {
+        now += 1000 * MS;
+        assert!(now < 3_600_000 * MS, "the retransmissions ran out by now");
+        stack.neighbours().learn(PEER_IP, PEER_MAC, now);
+        rounds(&mut stack, now);
+    }
+    // Linux's read gives ETIMEDOUT here, not ECONNRESET.
+    let error = outcome_of(&outcome).unwrap().expect_err("timed out");
+    assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    assert_eq!(stack.tcp().len(), 0);
+}
