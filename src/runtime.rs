@@ -23,6 +23,7 @@ use crate::config::{Action, Backend, Config, CongestionKind, MacSetting};
 use crate::config::{KernelConfig, KernelKind};
 use crate::control::http::{EndpointSettings, HttpServer};
 use crate::control::reload::{ReloadQueue, ReloadThread};
+use crate::control::notify::Notifier;
 use crate::control::{ControlPlane, HealthWatch};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::kernel::journal::{self, NicJournal};
@@ -1139,9 +1140,12 @@ impl ControlServices {
 }
 
 /// Wait for a stop signal; queue a reload on SIGHUP; log workers that stop
-/// or resume polling. Nothing here waits for a reload.
+/// or resume polling; under systemd, send READY, watchdog pings while every
+/// worker polls, STATUS and STOPPING ([`Notifier`]). Nothing here waits for
+/// a reload.
 fn control_loop(shared: &Shared, signals: &Signals, reloads: &ReloadQueue) {
     let mut health = HealthWatch::default();
+    let mut notifier = Notifier::from_env();
     while !signals.stop.load(Relaxed) {
         std::thread::sleep(CONTROL_TICK);
         if signals.reload.swap(false, Relaxed) && reloads.request("SIGHUP").is_err() {
@@ -1150,8 +1154,10 @@ fn control_loop(shared: &Shared, signals: &Signals, reloads: &ReloadQueue) {
             tracing::info!("SIGHUP: a reload is already waiting to run");
         }
         health.check(&shared.plane);
+        notifier.tick(&shared.plane);
     }
     tracing::info!("stopping");
+    notifier.stopping();
 }
 
 /// Per-worker counters as JSON, the stop summary and the `[debug]` stats file.

@@ -16,10 +16,13 @@
 //! Nothing here runs on a worker core or blocks a worker: workers publish
 //! counters with relaxed stores and pick new rules up through
 //! [`SharedRules`]; the one message channel to them carries only the debug
-//! stall request.
+//! stall request. Under systemd, [`notify`] tells the service manager when
+//! the workers are ready, pings its watchdog while they all poll, and says
+//! when the process stops.
 
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod reload;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
