@@ -23,6 +23,8 @@ packages=(
     redis-tools redis-server python3-redis
     # the WebSocket example's tests (tests/ws.rs): Python's websockets and websocket-client
     python3-websockets python3-websocket
+    # the systemd units' tests (tests/systemd.rs): systemd-analyze verify, systemd-tmpfiles
+    systemd
     # benchmarks (http-vs-kernel.sh: nginx is the kernel's HTTP server; shellcheck for the scripts)
     valgrind nginx shellcheck
 )
