@@ -148,8 +148,16 @@ impl Notifier {
 fn verdict(plane: &ControlPlane) -> Verdict {
     let health = plane.health();
     // A heartbeat of 0 is the clock's start: that worker never polled.
-    let all_started = plane.counters().iter().all(|c| c.heartbeat_ns.get() > 0);
-    let polling = health.iter().filter(|h| h.polling).count();
+    let started: Vec<bool> = plane
+        .counters()
+        .iter()
+        .map(|c| c.heartbeat_ns.get() > 0)
+        .collect();
+    let all_started = started.iter().all(|&s| s);
+    let polling = health
+        .iter()
+        .filter(|h| h.polling && started[h.worker])
+        .count();
     let mut status = format!(
         "{polling} of {} workers polling; rules generation {}",
         health.len(),
@@ -158,7 +166,7 @@ fn verdict(plane: &ControlPlane) -> Verdict {
     if !all_started {
         status = format!("starting: {status}");
     }
-    for h in health.iter().filter(|h| !h.polling) {
+    for h in health.iter().filter(|h| !h.polling && started[h.worker]) {
         status.push_str(&format!(
             "; worker {} stuck (no poll for over {} ms): watchdog pings withheld",
             h.worker,
@@ -167,7 +175,7 @@ fn verdict(plane: &ControlPlane) -> Verdict {
     }
     Verdict {
         all_started,
-        all_polling: polling == health.len(),
+        all_polling: health.iter().all(|h| h.polling),
         status,
     }
 }
@@ -183,7 +191,7 @@ mod tests {
         let (_file, plane) = plane_for(BASE, 2);
         let v = verdict(&plane);
         assert!(!v.all_started);
-        assert!(v.status.starts_with("starting: "), "{}", v.status);
+        assert_eq!(v.status, "starting: 0 of 2 workers polling; rules generation 1");
         let now = plane.clock().now_ns().max(1);
         plane.counters()[0].heartbeat_ns.set(now);
         plane.counters()[1].heartbeat_ns.set(now);
