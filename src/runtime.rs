@@ -22,8 +22,8 @@ use crate::config::{Action, Backend, Config, CongestionKind, MacSetting};
 #[cfg(feature = "dpdk")]
 use crate::config::{KernelConfig, KernelKind};
 use crate::control::http::{EndpointSettings, HttpServer};
-use crate::control::reload::{ReloadQueue, ReloadThread};
 use crate::control::notify::Notifier;
+use crate::control::reload::{ReloadQueue, ReloadThread};
 use crate::control::{ControlPlane, HealthWatch};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::kernel::journal::{self, NicJournal};

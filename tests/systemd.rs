@@ -65,11 +65,7 @@ fn the_units_pass_systemd_analyze_verify() {
     std::fs::copy(deploy("dev-hugepages1G.mount"), &mount).unwrap();
     let out = run(
         "systemd-analyze",
-        &[
-            "verify",
-            service.to_str().unwrap(),
-            mount.to_str().unwrap(),
-        ],
+        &["verify", service.to_str().unwrap(), mount.to_str().unwrap()],
     );
     let said = text(&out);
     assert!(out.status.success(), "systemd-analyze verify: {said}");
@@ -205,7 +201,10 @@ fn the_nic_script_passes_shellcheck_and_its_dry_run_says_exactly_what_is_due() {
     let out = nic_script(sysfs.path(), &intel, &["--dry-run", "bind"]);
     assert_eq!(
         lines(&out),
-        [format!("{PCI} is bound to vfio-pci already"), "bind done".to_owned()]
+        [
+            format!("{PCI} is bound to vfio-pci already"),
+            "bind done".to_owned()
+        ]
     );
     assert_eq!(snapshot(sysfs.path()), before, "a dry run changed sysfs");
 
@@ -356,7 +355,10 @@ impl Notifications {
                 shardnet.log_text()
             );
             if let Some(status) = shardnet.has_exited() {
-                panic!("shardnet exited ({status}) before {what}:\n{}", shardnet.log_text());
+                panic!(
+                    "shardnet exited ({status}) before {what}:\n{}",
+                    shardnet.log_text()
+                );
             }
             match self.socket.recv(&mut buf) {
                 Ok(n) => {
@@ -450,11 +452,21 @@ fn run_notifies_ready_pings_while_workers_poll_and_says_stopping() {
             "http://localhost/debug/stall?worker=1&ms=3000",
         ],
     );
-    assert!(text(&out).trim_end().ends_with("200"), "stall: {}", text(&out));
-    let stuck = notes.until("worker 1 stuck", Duration::from_secs(10), &mut shardnet, |m| {
-        m.lines()
-            .any(|l| l.starts_with("STATUS=1 of 2 workers polling") && l.contains("worker 1 stuck"))
-    });
+    assert!(
+        text(&out).trim_end().ends_with("200"),
+        "stall: {}",
+        text(&out)
+    );
+    let stuck = notes.until(
+        "worker 1 stuck",
+        Duration::from_secs(10),
+        &mut shardnet,
+        |m| {
+            m.lines().any(|l| {
+                l.starts_with("STATUS=1 of 2 workers polling") && l.contains("worker 1 stuck")
+            })
+        },
+    );
     let back = notes.until("recovery", Duration::from_secs(20), &mut shardnet, |m| {
         has_line(m, "STATUS=2 of 2 workers polling; rules generation 1")
     });
@@ -465,9 +477,12 @@ fn run_notifies_ready_pings_while_workers_poll_and_says_stopping() {
         "a ping while worker 1 was stuck: {:?}",
         &notes.got[stuck..=back]
     );
-    notes.until("a ping after recovery", Duration::from_secs(10), &mut shardnet, |m| {
-        has_line(m, "WATCHDOG=1")
-    });
+    notes.until(
+        "a ping after recovery",
+        Duration::from_secs(10),
+        &mut shardnet,
+        |m| has_line(m, "WATCHDOG=1"),
+    );
 
     let log = shardnet.stop();
     let mut buf = vec![0u8; 4096];

@@ -191,7 +191,10 @@ mod tests {
         let (_file, plane) = plane_for(BASE, 2);
         let v = verdict(&plane);
         assert!(!v.all_started);
-        assert_eq!(v.status, "starting: 0 of 2 workers polling; rules generation 1");
+        assert_eq!(
+            v.status,
+            "starting: 0 of 2 workers polling; rules generation 1"
+        );
         let now = plane.clock().now_ns().max(1);
         plane.counters()[0].heartbeat_ns.set(now);
         plane.counters()[1].heartbeat_ns.set(now);
@@ -199,14 +202,11 @@ mod tests {
         assert!(v.all_started && v.all_polling);
         assert_eq!(v.status, "2 of 2 workers polling; rules generation 1");
         std::thread::sleep(STUCK_AFTER + Duration::from_millis(50));
-        plane.counters()[0]
-            .heartbeat_ns
-            .set(plane.clock().now_ns());
+        plane.counters()[0].heartbeat_ns.set(plane.clock().now_ns());
         let v = verdict(&plane);
         assert!(v.all_started && !v.all_polling);
         assert!(
-            v.status.starts_with("1 of 2 workers polling")
-                && v.status.contains("worker 1 stuck"),
+            v.status.starts_with("1 of 2 workers polling") && v.status.contains("worker 1 stuck"),
             "{}",
             v.status
         );
