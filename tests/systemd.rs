@@ -13,7 +13,8 @@
 //!   socket of the test and a 400 ms `WATCHDOG_USEC`: READY=1, then
 //!   WATCHDOG=1 pings and STATUS; no ping from the moment a worker stalled on
 //!   purpose (`[debug] stall_endpoint`) is reported stuck until it polls
-//!   again; pings again; STOPPING=1 on SIGTERM.
+//!   again; pings again; STOPPING=1 on SIGTERM. On both backends (DPDK on
+//!   a `net_af_packet` vdev, `--no-pci`).
 //!
 //! Needs root (namespaces) and Debian's `systemd` and `shellcheck`
 //! (scripts/install-deps.sh); fails, never skips, when it cannot set up.
@@ -385,6 +386,15 @@ fn has_line(message: &str, line: &str) -> bool {
 
 #[test]
 fn run_notifies_ready_pings_while_workers_poll_and_says_stopping() {
+    notify_protocol("af_packet");
+}
+
+#[test]
+fn run_on_dpdk_notifies_ready_pings_while_workers_poll_and_says_stopping() {
+    notify_protocol("dpdk");
+}
+
+fn notify_protocol(backend: &str) {
     let lab = Lab::with_prefix("snsd");
     let socket_path = lab.path("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).expect("bind the notification socket");
@@ -400,7 +410,7 @@ fn run_notifies_ready_pings_while_workers_poll_and_says_stopping() {
         "{}\n[interface]\naddress = \"{DUT_IP}/24\"\n\n[metrics]\nadmin_socket = \"{}\"\n\n\
          [[rule]]\nname = \"echo\"\nprotocol = \"udp\"\nports = \"7\"\nservice = \"echo\"\n\n\
          [debug]\nstall_endpoint = true\n",
-        lab.dataplane("af_packet", 4095),
+        lab.dataplane(backend, 4095),
         admin.display()
     );
     // As systemd does it: WATCHDOG_PID is shardnet's own (sh execs `ip
