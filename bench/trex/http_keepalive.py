@@ -104,6 +104,7 @@ class Prof1(object):
         prog_s.recv(len(req), True)
         prog_s.send(resp)
         prog_s.jmp_nz("requests", "next:")
+        prog_s.wait_for_peer_close()
 
         ip_gen = ASTFIPGen(
             glob=ASTFIPGenGlobal(ip_offset="0.0.0.0"),
