@@ -51,7 +51,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       librte-eal23 librte-ethdev23 librte-mbuf23 librte-mempool23 librte-net23 \
       librte-ring23 librte-meter23 librte-kvargs23 librte-telemetry23 \
-      ${PMDS} iproute2 ca-certificates \
+      ${PMDS} ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin shardnet \
  && install -d -o shardnet -g shardnet -m 0750 /run/shardnet /etc/shardnet
