@@ -34,7 +34,10 @@ fn trex_profiles_import_and_build_valid_packets() {
         Command::new("/usr/bin/python3").arg(root().join("tests/trex/check_profiles.py")),
         "tests/trex/check_profiles.py",
     );
-    assert!(text.contains("udp64_echo, http_keepalive, http_crr OK"), "{text}");
+    assert!(
+        text.contains("udp64_echo, http_keepalive, http_crr OK"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -18,7 +18,7 @@ Who closes first decides who holds TIME-WAIT:
                      (tcp_connections_time_wait); at high rates size
                      max_connections_per_worker for cps x time_wait.
 Other tunables as in http_keepalive.py: --dut_ip, --client_min, --client_max,
---dport, --body (the DUT's [http] body, exactly), --cps.
+--dport, --body (the DUT's [http] body, exactly) or --body_len, --cps.
 See bench/trex/README.md for the set-up (ARP, RSS queues, counters).
 """
 
@@ -69,10 +69,17 @@ def parse_tunables(tunables):
     parser.add_argument("--client_max", default="198.19.255.254", help="last client address")
     parser.add_argument("--dport", type=int, default=80, help="the DUT's http port")
     parser.add_argument("--body", default=DEFAULT_BODY, help="the DUT's [http] body")
+    parser.add_argument("--body_len", type=int, default=None,
+                        help="the length of the DUT's [http] body, in bytes, instead of --body")
     parser.add_argument("--close_by", choices=["client", "server"], default="client",
                         help="which side closes first (holds TIME-WAIT)")
     parser.add_argument("--cps", type=float, default=1000.0, help="connections per second at -m 1")
     args = parser.parse_args(tunables)
+    if args.body_len is not None:
+        if not 0 <= args.body_len <= 1 << 20:
+            parser.error("body_len must be 0-1048576 (shardnet's limit)")
+        # Only the length matters: TRex counts the response's bytes.
+        args.body = "x" * args.body_len
     if not 1 <= args.dport <= 65535:
         parser.error("dport must be 1-65535")
     if args.cps <= 0:

@@ -18,6 +18,8 @@ Tunables (argparse, TRex's `-t key=value,...`):
   --dport        a port of the DUT's http rule (80 in production.toml)
   --body         the DUT's [http] body, exactly (the response length TRex
                  waits for depends on it); default shardnet's default
+  --body_len     or only its length in bytes (config/production.toml's
+                 "hello from shardnet\n": body_len=20)
   --requests     requests per connection
   --cps          new connections per second at -m 1
 See bench/trex/README.md for the set-up (ARP, RSS queues, counters).
@@ -66,9 +68,16 @@ def parse_tunables(tunables):
     parser.add_argument("--client_max", default="198.19.0.255", help="last client address")
     parser.add_argument("--dport", type=int, default=80, help="the DUT's http port")
     parser.add_argument("--body", default=DEFAULT_BODY, help="the DUT's [http] body")
+    parser.add_argument("--body_len", type=int, default=None,
+                        help="the length of the DUT's [http] body, in bytes, instead of --body")
     parser.add_argument("--requests", type=int, default=100, help="requests per connection")
     parser.add_argument("--cps", type=float, default=100.0, help="connections per second at -m 1")
     args = parser.parse_args(tunables)
+    if args.body_len is not None:
+        if not 0 <= args.body_len <= 1 << 20:
+            parser.error("body_len must be 0-1048576 (shardnet's limit)")
+        # Only the length matters: TRex counts the response's bytes.
+        args.body = "x" * args.body_len
     if not 1 <= args.dport <= 65535:
         parser.error("dport must be 1-65535")
     if args.requests < 1:

@@ -1329,6 +1329,6 @@ mod tests {
             assert!(!io.aborted, "{name}");
             cases += 1;
         }
-        assert_eq!(cases, 5, "every ASTF case of check_profiles.py");
+        assert_eq!(cases, 6, "every ASTF case of check_profiles.py");
     }
 }

@@ -263,6 +263,7 @@ def astf_cases():
         ("http_keepalive", keep, [], 100, False),
         ("http_keepalive", keep, ["--requests", "3", "--body", "hello from shardnet\n",
                                   "--dport", "8080"], 3, False),
+        ("http_keepalive", keep, ["--body_len", "20"], 100, False),
         ("http_crr", crr, [], 1, False),
         ("http_crr", crr, ["--close_by", "server"], 1, True),
         ("http_crr", crr, ["--close_by", "server", "--body", "x" * 3000], 1, True),
