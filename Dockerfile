@@ -6,6 +6,10 @@
 #   docker build -t shardnet:0.1.0 .
 #   docker run --rm shardnet:0.1.0 --version
 #
+# Not yet built by CI: the development machines have no Docker daemon and no
+# container registry. The runtime packages are the ones `ldd` and `dpkg -S`
+# name for shardnet on Debian 12 (each checked with apt-cache).
+#
 # Running the dataplane (`shardnet run`) needs the host's hugepages, the NIC
 # (a vfio-pci device or an SR-IOV VF under /dev/vfio, or mlx5's /dev/infiniband)
 # and these capabilities, nothing more (see deploy/k8s/daemonset.yaml):
