@@ -10,6 +10,10 @@
 # Needs yamllint and shellcheck (apt), and kubernetes-validate in
 # /opt/shardnet-tools (scripts/install-deps.sh installs all three).
 set -euo pipefail
+shardnet_bin=""
+if [ "$#" -ge 1 ]; then
+    shardnet_bin=$(realpath "$1")
+fi
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 VALIDATE="${KUBERNETES_VALIDATE:-/opt/shardnet-tools/bin/kubernetes-validate}"
@@ -85,8 +89,8 @@ PYEOF
 shellcheck -s sh "$tmp/start.sh"
 echo "  OK"
 
-if [ "$#" -ge 1 ]; then
-    echo "== $1 check (the ConfigMap's TOML, placeholders filled)"
-    "$1" check --config "$tmp/shardnet.toml"
+if [ -n "$shardnet_bin" ]; then
+    echo "== $shardnet_bin check (the ConfigMap's TOML, placeholders filled)"
+    "$shardnet_bin" check --config "$tmp/shardnet.toml"
 fi
 echo "== k8s checks passed"
