@@ -27,6 +27,9 @@ packages=(
     systemd
     # benchmarks (http-vs-kernel.sh: nginx is the kernel's HTTP server; shellcheck for the scripts)
     valgrind nginx shellcheck
+    # bench/trex's profile checks (tests/kit.rs: scapy above, Lua for the
+    # pktgen script) and deploy/k8s/check.sh (yamllint, python3-venv)
+    lua5.4 yamllint python3-venv
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -36,6 +39,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "install-deps: installing ${missing[*]}" >&2
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# deploy/k8s/check.sh: kubernetes-validate (PyPI; it ships the Kubernetes JSON
+# schemas, so the check runs offline) and PyYAML, in their own venv.
+if ! /opt/shardnet-tools/bin/python -c 'import kubernetes_validate, yaml' 2>/dev/null; then
+    echo "install-deps: installing kubernetes-validate into /opt/shardnet-tools" >&2
+    python3 -m venv /opt/shardnet-tools
+    /opt/shardnet-tools/bin/pip install -q kubernetes-validate pyyaml
 fi
 
 if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then

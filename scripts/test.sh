@@ -19,6 +19,11 @@ echo "== cargo doc (no warnings: every public item documented, links resolve)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib --features futures-io
 echo "== deploy/ monitoring kit (promtool check config, check rules, test rules)"
 ./deploy/check.sh
+echo "== deploy/k8s (yamllint, kubernetes-validate --strict, QoS rules, shardnet check on the ConfigMap)"
+cargo build --bin shardnet
+./deploy/k8s/check.sh target/debug/shardnet
+echo "== bench/trex profiles (TRex stand-ins + scapy; pktgen script against a stand-in)"
+/usr/bin/python3 tests/trex/check_profiles.py
 echo "== cargo test"
 cargo test --workspace
 echo "== cargo test (without the DPDK feature)"

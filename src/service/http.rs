@@ -1285,4 +1285,50 @@ mod tests {
             prop_assert_eq!(http.requests, reqs.len() as u64);
         }
     }
+
+    /// bench/trex's ASTF profiles wait for exactly the bytes this service
+    /// sends (TRex's `recv` counts bytes: one too many and a connection hangs,
+    /// one too few and the next request goes early). The profiles' requests
+    /// and expected lengths come from tests/trex/check_profiles.py.
+    #[test]
+    fn trex_profiles_expect_exactly_what_http_sends() {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let out = std::process::Command::new("/usr/bin/python3")
+            .arg(format!("{dir}/tests/trex/check_profiles.py"))
+            .arg("--emit-http")
+            .output()
+            .expect("run /usr/bin/python3 (apt-get install python3-scapy)");
+        assert!(
+            out.status.success(),
+            "check_profiles.py --emit-http: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut cases = 0;
+        for line in String::from_utf8(out.stdout).unwrap().lines() {
+            let case: serde_json::Value = serde_json::from_str(line).unwrap();
+            let name = case["case"].as_str().unwrap();
+            let request = case["request"].as_str().unwrap().as_bytes();
+            let recv_len = case["recv_len"].as_u64().unwrap() as usize;
+            let requests = case["requests"].as_u64().unwrap();
+            let server_close = case["server_close"].as_bool().unwrap();
+            let mut http = Http::new(case["body"].as_str().unwrap());
+            let mut io = MockIo::default();
+            http.on_accepted(&mut io);
+            // The client's requests one at a time, each after its response.
+            for i in 0..requests {
+                let before = io.tx.len();
+                io.deliver(&mut http, request);
+                assert_eq!(io.tx.len() - before, recv_len, "{name}: request {i}");
+                let r = responses(&io.tx[before..], &[false]);
+                assert_eq!(r[0].status, 200, "{name}");
+                if i + 1 < requests {
+                    assert!(!io.closed(), "{name}: closed after request {i}");
+                }
+            }
+            assert_eq!(io.closed(), server_close, "{name}: who closes first");
+            assert!(!io.aborted, "{name}");
+            cases += 1;
+        }
+        assert_eq!(cases, 6, "every ASTF case of check_profiles.py");
+    }
 }
