@@ -661,11 +661,17 @@ fn link_finding(host: &Host, netdev: &str) -> Finding {
     }
 }
 
-/// One sentence naming why EAL found no NIC (only the exception port
-/// probed), from `eal_args` and the host's sysfs: a device absent or not
+/// One sentence naming why EAL found no NIC, from `eal_args` and the host's sysfs: a device absent or not
 /// bound to its driver, or none named.
-pub fn no_nic_cause(eal_args: &[String], host: &Host) -> String {
-    let lead = "EAL found no NIC: the only port is the exception port";
+///
+/// `exception_port` tells whether EAL probed the exception port (the lead
+/// then says so) or nothing at all.
+pub fn no_nic_cause(eal_args: &[String], host: &Host, exception_port: bool) -> String {
+    let lead = if exception_port {
+        "EAL found no NIC: the only port is the exception port"
+    } else {
+        "EAL found no NIC: it probed no port"
+    };
     let addresses = eal::allowed_pci(eal_args);
     if eal::no_pci(eal_args) {
         return format!(

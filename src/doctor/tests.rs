@@ -129,7 +129,7 @@ fn an_unbound_nic_blocks() {
     let host = Host::new(fake.root());
     let args: Vec<String> = vec!["-a".into(), "0000:3b:00.0".into()];
     assert_eq!(
-        no_nic_cause(&args, &host),
+        no_nic_cause(&args, &host, true),
         "EAL found no NIC: the only port is the exception port: 0000:3b:00.0 is not bound to \
          vfio-pci (its driver is ixgbe): run deploy/nic-bind.sh bind 0000:3b:00.0"
     );
@@ -155,7 +155,7 @@ fn an_absent_pci_address_is_named() {
     let args: Vec<String> = vec!["-a".into(), "0000:ff:1f.7".into()];
     let host = Host::new(fake.root());
     assert_eq!(
-        no_nic_cause(&args, &host),
+        no_nic_cause(&args, &host, true),
         "EAL found no NIC: the only port is the exception port: 0000:ff:1f.7 is not a PCI \
          device of this host (lspci -D -d ::0200 lists the NICs)"
     );
@@ -165,7 +165,7 @@ fn an_absent_pci_address_is_named() {
     );
     // A --no-pci config names its own cause.
     assert_eq!(
-        no_nic_cause(&["--no-pci".into()], &host),
+        no_nic_cause(&["--no-pci".into()], &host, true),
         "EAL found no NIC: the only port is the exception port (eal_args has --no-pci and no \
          --vdev of a NIC; add the NIC with \"-a\", \"0000:03:00.0\" in place of --no-pci, or a \
          --vdev)"

@@ -137,6 +137,9 @@ impl Eal {
     /// Initialise EAL with `args` (the full command line, program name first, as
     /// [`eal_arguments`] builds it). The calling thread becomes the main lcore.
     pub fn init(args: &[String]) -> Result<Eal, DpdkError> {
+        if let Err(bad) = crate::eal::check_arguments(args.get(1..).unwrap_or_default()) {
+            return Err(DpdkError::BadArgument(bad.reason));
+        }
         let args = args
             .iter()
             .map(|a| {
