@@ -462,7 +462,7 @@ fn pci_findings(
 fn iommu_finding(host: &Host) -> Finding {
     let groups = host.list("sys/kernel/iommu_groups").len();
     if groups > 0 {
-        return Finding::ok(format!("IOMMU on ({groups} IOMMU groups)"));
+        return Finding::ok(format!("IOMMU on (/sys/kernel/iommu_groups has {groups})"));
     }
     let cmdline = host.read("proc/cmdline").unwrap_or_default();
     let asked = cmdline

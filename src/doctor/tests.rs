@@ -105,7 +105,7 @@ fn a_bound_intel_nic_on_a_ready_host_blocks_nothing() {
         lines,
         [
             "OK: 0000:3b:00.0 is bound to vfio-pci",
-            "OK: IOMMU on (2 IOMMU groups)",
+            "OK: IOMMU on (/sys/kernel/iommu_groups has 2)",
             HUGE_OK_NODE1,
             CORES_NODE1,
             ISOLATED,

@@ -384,6 +384,22 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_option_is_refused_before_eal_sees_it() {
+        let args: Vec<String> = ["shardnet", "--lcores=0@0", "--no-pci", "--bogus"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        match Eal::init(&args) {
+            Err(DpdkError::BadArgument(reason)) => assert_eq!(
+                reason,
+                "unknown EAL option --bogus in eal_args (DPDK 22.11's EAL has no such option)"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(!eal_running());
+    }
+
+    #[test]
     fn init_hints_name_the_cause() {
         assert!(init_hint(libc::ENOMEM).contains("nr_hugepages"));
         assert!(init_hint(libc::ENOMEM).contains("--no-huge"));

@@ -1,0 +1,195 @@
+//! `shardnet doctor` as an operator runs it: on this host with a vdev-only
+//! config, and on fake sysfs/procfs trees (`--root`) of a production server
+//! with exact findings; and an unknown EAL option refused in one sentence.
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::process::Command;
+
+fn shardnet(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shardnet"))
+        .args(args)
+        .output()
+        .expect("run shardnet");
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(root: &Path, path: &str, text: &str) {
+    let path = root.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, format!("{text}\n")).unwrap();
+}
+
+const VDEV_ON_LO: &str = r#"[dataplane]
+backend = "dpdk"
+workers = [0]
+control_core = 0
+
+[dpdk]
+eal_args = ["--no-pci", "--no-huge", "--no-shconf", "--vdev=net_af_packet0,iface=lo"]
+
+[interface]
+address = "198.18.0.2/24"
+"#;
+
+#[test]
+fn this_host_with_a_vdev_config_blocks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vdev.toml");
+    std::fs::write(&config, VDEV_ON_LO).unwrap();
+    let (code, stdout, stderr) = shardnet(&["doctor", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [
+            "OK: eal_args has --no-pci: PCI device, IOMMU and driver checks skipped",
+            "OK: eal_args has --no-huge: no hugepages needed (pools are in ordinary memory, for \
+             tests and labs only)",
+        ]
+    );
+    // lo has no speed and an "unknown" operstate, with a carrier.
+    assert_eq!(
+        lines.last(),
+        Some(&"OK: lo: carrier on (operstate unknown), speed unknown")
+    );
+    for line in &lines {
+        assert!(
+            line.starts_with("OK: ")
+                || (line.starts_with("WARN: ") && line.contains("; fix: ")),
+            "{line}"
+        );
+    }
+}
+
+/// A fake 8-core, 2-node production server for config/production.toml:
+/// its NIC 0000:3b:00.0 on node 0 bound to `driver`.
+fn production_host(root: &Path, driver: &str, iommu: bool) {
+    write(root, "sys/devices/system/cpu/online", "0-7");
+    write(root, "sys/devices/system/cpu/isolated", "2-7");
+    write(root, "sys/devices/system/cpu/nohz_full", "2-7");
+    write(root, "sys/devices/system/node/node0/cpulist", "0-7");
+    write(root, "sys/devices/system/node/node1/cpulist", "8-15");
+    for node in 0..2 {
+        let dir = format!("sys/devices/system/node/node{node}/hugepages/hugepages-1048576kB");
+        write(root, &format!("{dir}/nr_hugepages"), "2");
+        write(root, &format!("{dir}/free_hugepages"), "2");
+    }
+    for cpu in 0..8 {
+        write(
+            root,
+            &format!("sys/devices/system/cpu/cpu{cpu}/cpufreq/scaling_governor"),
+            "performance",
+        );
+    }
+    write(root, "proc/cmdline", "root=/dev/sda1 intel_iommu=on iommu=pt");
+    write(root, "proc/1/comm", "systemd");
+    std::fs::create_dir_all(root.join("sys/kernel/iommu_groups")).unwrap();
+    if iommu {
+        std::fs::create_dir_all(root.join("sys/kernel/iommu_groups/17")).unwrap();
+    }
+    let dev = "sys/bus/pci/devices/0000:3b:00.0";
+    write(root, &format!("{dev}/vendor"), "0x8086");
+    write(root, &format!("{dev}/numa_node"), "0");
+    let target = root.join(format!("sys/bus/pci/drivers/{driver}"));
+    std::fs::create_dir_all(&target).unwrap();
+    symlink(&target, root.join(format!("{dev}/driver"))).unwrap();
+}
+
+fn production_config() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/production.toml");
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_ready_production_host_blocks_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    production_host(root.path(), "vfio-pci", true);
+    let (code, stdout, stderr) = shardnet(&[
+        "doctor",
+        "--config",
+        &production_config(),
+        "--root",
+        root.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "OK: 0000:3b:00.0 is bound to vfio-pci",
+            "OK: IOMMU on (/sys/kernel/iommu_groups has 1)",
+            "OK: hugepages: 2048 MiB free on the NIC's NUMA node 0, the pools need about 317 MiB",
+            "OK: worker cores 2,3,4,5,6,7 are on the NIC's NUMA node 0",
+            "OK: worker cores 2,3,4,5,6,7 are in isolcpus and nohz_full",
+            "OK: CPU governor of worker cores 2,3,4,5,6,7 is performance",
+            "OK: irqbalance is not running",
+        ]
+    );
+}
+
+#[test]
+fn an_unbound_nic_without_iommu_blocks_with_exit_1() {
+    let root = tempfile::tempdir().unwrap();
+    production_host(root.path(), "ixgbe", false);
+    write(root.path(), "proc/4242/comm", "irqbalance");
+    let (code, stdout, stderr) = shardnet(&[
+        "doctor",
+        "--config",
+        &production_config(),
+        "--root",
+        root.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [
+            "BLOCKER: 0000:3b:00.0 is not bound to vfio-pci (its driver is ixgbe); fix: \
+             deploy/nic-bind.sh bind 0000:3b:00.0",
+            "BLOCKER: IOMMU off although the kernel command line asks for it: \
+             /sys/kernel/iommu_groups is empty; fix: enable VT-d (Intel) or AMD-Vi/IOMMU in the \
+             firmware set-up, then reboot",
+        ]
+    );
+    assert_eq!(
+        lines.last(),
+        Some(
+            &"WARN: irqbalance is running: it moves the NIC's interrupts onto the worker cores; \
+              fix: systemctl disable --now irqbalance (or list the workers in \
+              IRQBALANCE_BANNED_CPULIST in /etc/default/irqbalance)"
+        )
+    );
+}
+
+#[test]
+fn a_bad_config_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[dataplane]\nwrokers = [0]\n").unwrap();
+    let (code, stdout, stderr) = shardnet(&["doctor", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+}
+
+#[test]
+fn an_unknown_eal_option_is_one_sentence_not_the_usage_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    let text = VDEV_ON_LO.replace("\"--no-shconf\"", "\"--no-shconf\", \"--bogus-opt\"");
+    std::fs::write(&config, text).unwrap();
+    let path = config.to_str().unwrap();
+    let expected = format!(
+        "{path}:7:53: unknown EAL option --bogus-opt in eal_args (DPDK 22.11's EAL has no such \
+         option)\n"
+    );
+    for command in ["check", "run", "doctor"] {
+        let (code, stdout, stderr) = shardnet(&[command, "--config", path]);
+        assert_eq!(code, if command == "doctor" { 2 } else { 1 }, "{command}");
+        assert_eq!(stderr, expected, "{command}");
+        assert!(stdout.is_empty(), "{command}: {stdout}");
+    }
+}
