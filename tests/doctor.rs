@@ -193,3 +193,52 @@ fn an_unknown_eal_option_is_one_sentence_not_the_usage_text() {
         assert!(stdout.is_empty(), "{command}: {stdout}");
     }
 }
+
+/// `run` with `--no-pci` and the exception port as its only port: EAL comes
+/// up with the TAP alone, and the error names the missing NIC, not port 0.
+/// Needs root (EAL and the TAP): fails, not skips, without it.
+#[test]
+fn run_without_a_nic_names_the_missing_nic() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap();
+    assert_eq!(uid, "0", "this test runs EAL and creates a TAP: run it as root");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    let text = r#"[dataplane]
+backend = "dpdk"
+workers = [0]
+control_core = 0
+
+[dpdk]
+eal_args = ["--no-pci", "--no-huge", "--no-shconf", "-m", "512", "--file-prefix=sndoctor"]
+mbufs_per_worker = 8191
+
+[interface]
+address = "198.18.221.2/24"
+
+[kernel]
+enabled = true
+name = "sndoctor0"
+"#;
+    std::fs::write(&config, text).unwrap();
+    let (code, stdout, stderr) = shardnet(&["run", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        "shardnet: EAL found no NIC: the only port is the exception port (eal_args has --no-pci \
+         and no --vdev of a NIC; add the NIC with \"-a\", \"0000:03:00.0\" in place of --no-pci, \
+         or a --vdev)",
+        "{stderr}"
+    );
+    let (code, _, _) = shardnet(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(
+        !Path::new("/sys/class/net/sndoctor0").exists(),
+        "the TAP is gone with the process"
+    );
+}
