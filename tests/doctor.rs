@@ -242,3 +242,58 @@ name = "sndoctor0"
         "the TAP is gone with the process"
     );
 }
+
+/// deploy/nic-bind.sh --dry-run on a fake sysfs: what it would run for an
+/// Intel NIC, and its refusal of a Mellanox one.
+#[test]
+fn nic_bind_dry_run() {
+    let root = tempfile::tempdir().unwrap();
+    production_host(root.path(), "ixgbe", true);
+    let mlx = "sys/bus/pci/devices/0000:5e:00.0";
+    write(root.path(), &format!("{mlx}/vendor"), "0x15b3");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nic-bind.sh");
+    let bind = |args: &[&str]| {
+        let out = Command::new(&script)
+            .args(args)
+            .env("SYSFS", root.path().join("sys"))
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = bind(&["--dry-run", "bind", "3b:00.0"]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "modprobe vfio-pci", "{stdout}");
+    // dpdk-devbind.py where DPDK's tools are installed, sysfs otherwise.
+    let sysfs = root.path().join("sys").display().to_string();
+    assert!(
+        lines[1..] == ["dpdk-devbind.py --bind=vfio-pci 0000:3b:00.0"]
+            || lines[1..]
+                == [
+                    format!("echo vfio-pci > {sysfs}/bus/pci/devices/0000:3b:00.0/driver_override")
+                        .as_str(),
+                    &format!("echo 0000:3b:00.0 > {sysfs}/bus/pci/devices/0000:3b:00.0/driver/unbind"),
+                    &format!("echo 0000:3b:00.0 > {sysfs}/bus/pci/drivers_probe"),
+                ],
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = bind(&["--dry-run", "bind", "0000:5e:00.0"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert_eq!(
+        stderr,
+        "nic-bind: 0000:5e:00.0 is a Mellanox device: mlx5 is bifurcated and stays on mlx5_core \
+         (install rdma-core; no rebinding), see deploy/nic-setup.md\n"
+    );
+    let (code, _, stderr) = bind(&["--dry-run", "bind", "0000:ff:1f.7"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        "nic-bind: 0000:ff:1f.7: no such PCI device (lspci -D -d ::0200 lists the NICs)\n"
+    );
+    let (code, _, _) = bind(&["frobnicate"]);
+    assert_eq!(code, 2);
+}
