@@ -59,8 +59,7 @@ fn this_host_with_a_vdev_config_blocks_nothing() {
     );
     for line in &lines {
         assert!(
-            line.starts_with("OK: ")
-                || (line.starts_with("WARN: ") && line.contains("; fix: ")),
+            line.starts_with("OK: ") || (line.starts_with("WARN: ") && line.contains("; fix: ")),
             "{line}"
         );
     }
@@ -86,7 +85,11 @@ fn production_host(root: &Path, driver: &str, iommu: bool) {
             "performance",
         );
     }
-    write(root, "proc/cmdline", "root=/dev/sda1 intel_iommu=on iommu=pt");
+    write(
+        root,
+        "proc/cmdline",
+        "root=/dev/sda1 intel_iommu=on iommu=pt",
+    );
     write(root, "proc/1/comm", "systemd");
     std::fs::create_dir_all(root.join("sys/kernel/iommu_groups")).unwrap();
     if iommu {
@@ -205,7 +208,10 @@ fn run_without_a_nic_names_the_missing_nic() {
         .find_map(|l| l.strip_prefix("Uid:"))
         .and_then(|l| l.split_whitespace().nth(1))
         .unwrap();
-    assert_eq!(uid, "0", "this test runs EAL and creates a TAP: run it as root");
+    assert_eq!(
+        uid, "0",
+        "this test runs EAL and creates a TAP: run it as root"
+    );
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
     let text = r#"[dataplane]
@@ -276,7 +282,9 @@ fn nic_bind_dry_run() {
                 == [
                     format!("echo vfio-pci > {sysfs}/bus/pci/devices/0000:3b:00.0/driver_override")
                         .as_str(),
-                    &format!("echo 0000:3b:00.0 > {sysfs}/bus/pci/devices/0000:3b:00.0/driver/unbind"),
+                    &format!(
+                        "echo 0000:3b:00.0 > {sysfs}/bus/pci/devices/0000:3b:00.0/driver/unbind"
+                    ),
                     &format!("echo 0000:3b:00.0 > {sysfs}/bus/pci/drivers_probe"),
                 ],
         "{stdout}"
@@ -296,4 +304,14 @@ fn nic_bind_dry_run() {
     );
     let (code, _, _) = bind(&["frobnicate"]);
     assert_eq!(code, 2);
+    // shellcheck is in scripts/install-deps.sh.
+    let out = Command::new("shellcheck")
+        .arg(&script)
+        .output()
+        .expect("shellcheck (scripts/install-deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

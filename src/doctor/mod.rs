@@ -131,11 +131,7 @@ impl Host {
         }
         let driver = std::fs::read_link(self.path(&format!("{dir}/driver")))
             .ok()
-            .and_then(|target| {
-                target
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-            });
+            .and_then(|target| target.file_name().map(|n| n.to_string_lossy().into_owned()));
         let numa_node = self
             .read(&format!("{dir}/numa_node"))
             .and_then(|n| n.parse::<i64>().ok())
@@ -197,7 +193,10 @@ impl Host {
             read_dir(0, "sys/kernel/mm/hugepages");
         } else {
             for node in nodes {
-                read_dir(node, &format!("sys/devices/system/node/node{node}/hugepages"));
+                read_dir(
+                    node,
+                    &format!("sys/devices/system/node/node{node}/hugepages"),
+                );
             }
         }
         pools
@@ -568,7 +567,9 @@ fn core_findings(config: &Config, host: &Host, nic_node: Option<usize>) -> Vec<F
             .filter(|&c| host.cpu_node(c).is_some_and(|n| n != node))
             .collect();
         out.push(if off.is_empty() {
-            Finding::ok(format!("worker cores {all} are on the NIC's NUMA node {node}"))
+            Finding::ok(format!(
+                "worker cores {all} are on the NIC's NUMA node {node}"
+            ))
         } else {
             Finding::warn(
                 format!(
@@ -652,7 +653,9 @@ fn link_finding(host: &Host, netdev: &str) -> Finding {
     if state == "up" {
         Finding::ok(format!("{netdev}: link up, {speed_text}"))
     } else if state == "unknown" && host.read(&format!("{dir}/carrier")).as_deref() == Some("1") {
-        Finding::ok(format!("{netdev}: carrier on (operstate unknown), {speed_text}"))
+        Finding::ok(format!(
+            "{netdev}: carrier on (operstate unknown), {speed_text}"
+        ))
     } else {
         Finding::warn(
             format!("{netdev}: link {state}"),
@@ -731,7 +734,9 @@ pub fn eal_init_cause(errno: i32, eal_args: &[String], host: &Host) -> Option<St
             .iter()
             .find_map(|address| match host.pci_device(address) {
                 None => Some(format!("{address} is not a PCI device of this host")),
-                Some(device) => device.unusable().map(|(what, fix)| format!("{what}: run {fix}")),
+                Some(device) => device
+                    .unusable()
+                    .map(|(what, fix)| format!("{what}: run {fix}")),
             }),
         _ => None,
     }

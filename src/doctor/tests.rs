@@ -16,7 +16,10 @@ impl Fake {
         let fake = Fake {
             dir: tempfile::tempdir().unwrap(),
         };
-        fake.write("proc/cmdline", "BOOT_IMAGE=/vmlinuz root=/dev/sda1 intel_iommu=on iommu=pt");
+        fake.write(
+            "proc/cmdline",
+            "BOOT_IMAGE=/vmlinuz root=/dev/sda1 intel_iommu=on iommu=pt",
+        );
         fake.write("proc/1/comm", "systemd");
         fake.mkdir("sys/kernel/iommu_groups/0");
         fake.mkdir("sys/kernel/iommu_groups/1");
@@ -241,12 +244,24 @@ fn mlx5_bound_to_vfio_blocks_and_mlx5_core_needs_rdma_core() {
     );
 
     let fake = Fake::new();
-    fake.pci("0000:5e:00.0", "0x15b3", Some("mlx5_core"), 0, &["ens1f0np0"]);
+    fake.pci(
+        "0000:5e:00.0",
+        "0x15b3",
+        Some("mlx5_core"),
+        0,
+        &["ens1f0np0"],
+    );
     fake.netdev("ens1f0np0", "up", "25000");
     fake.hugepages(0, 1024);
     fake.write("proc/77/comm", "irqbalance");
-    fake.write("sys/devices/system/cpu/cpu2/cpufreq/scaling_governor", "powersave");
-    fake.write("sys/devices/system/cpu/cpu3/cpufreq/scaling_governor", "performance");
+    fake.write(
+        "sys/devices/system/cpu/cpu2/cpufreq/scaling_governor",
+        "powersave",
+    );
+    fake.write(
+        "sys/devices/system/cpu/cpu3/cpufreq/scaling_governor",
+        "performance",
+    );
     let lines = fake.lines(&config);
     assert_eq!(
         lines,
