@@ -125,8 +125,7 @@ pub fn check_arguments(args: &[String]) -> Result<(), BadArgument> {
                 _ => {}
             }
         } else if let Some(short) = arg.strip_prefix('-').filter(|s| !s.is_empty()) {
-            let mut chars = short.char_indices();
-            while let Some((at, c)) = chars.next() {
+            for (at, c) in short.char_indices() {
                 let Some((_, value)) = SHORT.iter().find(|(s, _)| *s == c) else {
                     return bad(
                         i,
