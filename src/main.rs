@@ -37,7 +37,8 @@ enum Command {
     /// mlx5_core with rdma-core, never vfio-pci); free hugepages on the NIC's
     /// NUMA node against the pools' need; the worker cores' node, isolcpus and
     /// nohz_full, and CPU governor; irqbalance; the link of the kernel
-    /// interfaces involved. Only reads. Exits 0 when nothing blocks a start,
+    /// interfaces involved and, with [kernel] enabled, that they carry no IPv4
+    /// address. Only reads. Exits 0 when nothing blocks a start,
     /// 1 when something does, 2 when the configuration is invalid.
     Doctor {
         /// The TOML configuration file.

@@ -315,3 +315,28 @@ fn nic_bind_dry_run() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// With `[kernel] enabled`, a NIC the kernel still sees must have no IPv4
+/// address (run would refuse): on this host, lo has 127.0.0.1.
+#[test]
+fn an_address_on_a_shared_nic_blocks_on_this_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vdev.toml");
+    std::fs::write(
+        &config,
+        format!("{VDEV_ON_LO}\n[kernel]\nenabled = true\nname = \"sndoctor1\"\n"),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = shardnet(&["doctor", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[lines.len() - 2..],
+        [
+            "OK: lo: carrier on (operstate unknown), speed unknown",
+            "BLOCKER: lo has IPv4 address 127.0.0.1 in the kernel; with [kernel] enabled the \
+             kernel's side of the NIC is sndoctor1 and shardnet keeps the kernel's IP stack off \
+             lo; fix: ip -4 addr flush dev lo",
+        ]
+    );
+}

@@ -367,8 +367,40 @@ pub fn diagnose(config: &Config, host: &Host) -> Vec<Finding> {
     });
     for netdev in netdevs {
         out.push(link_finding(host, &netdev));
+        if config.kernel.enabled {
+            out.extend(address_finding(config, host, &netdev));
+        }
     }
     out
+}
+
+/// With `[kernel] enabled`, a NIC the kernel still sees must carry no IPv4
+/// address (`run` refuses otherwise: the kernel's addresses move to the
+/// exception interface). Addresses are not in sysfs, so only the real host
+/// (root `/`) is asked, through `getifaddrs`.
+fn address_finding(config: &Config, host: &Host, netdev: &str) -> Option<Finding> {
+    if host.root != std::path::Path::new("/")
+        || !host.path(&format!("sys/class/net/{netdev}")).exists()
+    {
+        return None;
+    }
+    let addresses = crate::kernel::netif::interface_addresses(netdev).ok()?;
+    if addresses.is_empty() {
+        return Some(Finding::ok(format!(
+            "{netdev} has no IPv4 address: the kernel's side is the exception interface {}",
+            config.kernel.name
+        )));
+    }
+    let list: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+    Some(Finding::blocker(
+        format!(
+            "{netdev} has IPv4 address {} in the kernel; with [kernel] enabled the kernel's side \
+             of the NIC is {} and shardnet keeps the kernel's IP stack off {netdev}",
+            list.join(", "),
+            config.kernel.name
+        ),
+        format!("ip -4 addr flush dev {netdev}"),
+    ))
 }
 
 /// The `iface=` of every `net_af_packet` vdev (an interface the kernel
