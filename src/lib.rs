@@ -5,7 +5,8 @@
 //! Layers, lowest first; a module imports only modules of its own layer or
 //! of lower ones, never two of one layer each other (`scripts/check-layers.sh`
 //! reads this list and checks it in CI, test code aside):
-//! - [`wire`]: zero-copy views over packet bytes and checksums.
+//! - [`wire`], [`eal`]: zero-copy views over packet bytes and checksums; the
+//!   EAL command line of DPDK 22.11 (its options, the devices it names).
 //! - [`port`], [`rss`]: packet I/O (AF_PACKET, in-memory link, the traits a
 //!   backend implements); the Toeplitz hash and queue steering.
 //! - `dpdk`: the DPDK ethdev backend of [`port`] (cargo feature `dpdk`).
@@ -25,13 +26,15 @@
 //!   flows, interface setup).
 //! - [`stack`]: per-worker protocol processing (ARP, IPv4, ICMP, UDP, TCP).
 //! - [`worker`]: the per-core poll loop.
-//! - [`control`]: the control plane (metrics, health, reloads).
+//! - [`control`], [`doctor`]: the control plane (metrics, health, reloads);
+//!   the preflight check of a host against a config (`shardnet doctor`).
 //! - [`runtime`]: starting and stopping workers, threads and interfaces.
 //! - [`net`]: sockets for ordinary threads ([`net::blocking`]).
 //! - [`testing`], `fuzzing`: frame builders for tests and fuzz targets.
 
 pub mod app;
 pub mod config;
+pub mod eal;
 pub mod port;
 pub mod rss;
 pub mod rt;
@@ -41,6 +44,7 @@ pub mod wire;
 
 pub mod control;
 pub mod counters;
+pub mod doctor;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 #[doc(hidden)]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use shardnet::config::Config;
+use shardnet::config::{Config, CoreSet};
 use shardnet::runtime::{self, Signals};
 
 /// A multi-core userspace TCP/UDP network stack on DPDK poll-mode drivers.
@@ -29,6 +29,25 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Report what this host lacks for a configuration, one finding a line.
+    ///
+    /// Each line is `BLOCKER: ...`, `WARN: ...` or `OK: ...`, a blocker or
+    /// warning followed by `; fix: COMMAND`. Checked: the IOMMU; each PCI
+    /// device of `-a` in eal_args present and bound to vfio-pci (Mellanox:
+    /// mlx5_core with rdma-core, never vfio-pci); free hugepages on the NIC's
+    /// NUMA node against the pools' need; the worker cores' node, isolcpus and
+    /// nohz_full, and CPU governor; irqbalance; the link of the kernel
+    /// interfaces involved and, with [kernel] enabled, that they carry no IPv4
+    /// address. Only reads. Exits 0 when nothing blocks a start,
+    /// 1 when something does, 2 when the configuration is invalid.
+    Doctor {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Read sys/ and proc/ under this directory instead of / (for tests).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+    },
     /// Undo what a shardnet that did not stop cleanly left changed on the config's NIC.
     ///
     /// While it runs, shardnet changes the NIC's sysctls (arp_ignore, rp_filter,
@@ -50,7 +69,12 @@ enum Command {
 
 /// Load and validate, printing `FILE:LINE:COL: reason` lines on failure.
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
-    let config = match Config::load(path) {
+    load_on(path, &CoreSet::online())
+}
+
+/// [`load`] against the given online cores.
+fn load_on(path: &std::path::Path, online: &CoreSet) -> Result<Config, ExitCode> {
+    let config = match Config::load_with(path, online) {
         Ok(config) => config,
         Err(errors) => {
             eprintln!("{errors}");
@@ -81,6 +105,23 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Doctor { config, root } => {
+            // The cores online on the host examined, which --root may fake.
+            let online = std::fs::read_to_string(root.join("sys/devices/system/cpu/online"))
+                .ok()
+                .and_then(|list| CoreSet::parse_list(&list))
+                .filter(|set| !set.is_empty())
+                .unwrap_or_else(CoreSet::online);
+            let config = match load_on(&config, &online) {
+                Ok(config) => config,
+                Err(_) => return ExitCode::from(2),
+            };
+            let findings = shardnet::doctor::diagnose(&config, &shardnet::doctor::Host::new(root));
+            for finding in &findings {
+                println!("{finding}");
+            }
+            ExitCode::from(shardnet::doctor::exit_code(&findings))
+        }
         Command::Restore { config } => {
             let config = match Config::load(&config) {
                 Ok(config) => config,

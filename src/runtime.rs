@@ -740,7 +740,8 @@ impl Drop for RecordedIngressDrop {
 
 /// The interfaces whose settings a run of `config` may change (and record):
 /// the AF_PACKET interface; with DPDK, those of `net_af_packet` vdevs in
-/// `eal_args`, which the kernel still sees.
+/// `eal_args` and the kernel netdevs of the bifurcated (mlx5) PCI devices
+/// `-a` names, which the kernel still sees.
 pub fn recorded_nics(config: &Config) -> Vec<String> {
     match config.dataplane.backend {
         Backend::AfPacket => config
@@ -748,13 +749,21 @@ pub fn recorded_nics(config: &Config) -> Vec<String> {
             .iter()
             .map(|af| af.interface.clone())
             .collect(),
-        Backend::Dpdk => eal_vdevs(&config.dpdk.eal_args)
-            .into_iter()
-            .filter(|(device, _)| {
-                device.starts_with("net_af_packet") || device.starts_with("eth_af_packet")
-            })
-            .filter_map(|(_, iface)| iface)
-            .collect(),
+        Backend::Dpdk => {
+            let host = crate::doctor::Host::new("/");
+            eal_vdevs(&config.dpdk.eal_args)
+                .into_iter()
+                .filter(|(device, _)| {
+                    device.starts_with("net_af_packet") || device.starts_with("eth_af_packet")
+                })
+                .filter_map(|(_, iface)| iface)
+                .chain(
+                    crate::eal::allowed_pci(&config.dpdk.eal_args)
+                        .iter()
+                        .filter_map(|address| bifurcated_netdev(&host, address)),
+                )
+                .collect()
+        }
     }
 }
 
@@ -863,12 +872,27 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
         None
     };
     tracing::info!("EAL arguments: {}", args.join(" "));
-    let eal = Eal::init(&args)?;
+    let host = crate::doctor::Host::new("/");
+    let eal = Eal::init(&args).map_err(|error| match &error {
+        dpdk::DpdkError::EalInit { code, .. } => {
+            match crate::doctor::eal_init_cause(*code, &config.dpdk.eal_args, &host) {
+                Some(cause) => anyhow::anyhow!("DPDK EAL initialisation failed: {cause}"),
+                None => error.into(),
+            }
+        }
+        _ => error.into(),
+    })?;
     let kernel_port = match kernel_vdev {
         Some(name) => {
             let Some(id) = DpdkPort::id_by_name(name) else {
                 bail!("EAL did not create the exception port {name}; see the EAL messages above");
             };
+            if Eal::port_count() == 1 {
+                bail!(
+                    "{}",
+                    crate::doctor::no_nic_cause(&config.dpdk.eal_args, &host, true)
+                );
+            }
             if id == config.dpdk.port {
                 bail!(
                     "[dpdk] port {id} is the exception port {name} that shardnet adds; \
@@ -894,6 +918,12 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
         promiscuous: matches!(config.interface.mac, MacSetting::Fixed(_)),
         ..PortOptions::default()
     };
+    if Eal::port_count() == 0 {
+        bail!(
+            "{}",
+            crate::doctor::no_nic_cause(&config.dpdk.eal_args, &host, false)
+        );
+    }
     let mut port = DpdkPort::open(config.dpdk.port, &pools, options)?;
     let mac = choose_mac(&config.interface.mac, port.mac());
     tracing::info!(
@@ -1033,8 +1063,9 @@ fn start_dpdk_kernel(
         checksum_offload: false,
         ..PortOptions::default()
     };
-    // A NIC that the kernel still sees (net_af_packet in tests and labs)
-    // needs the same care as the AF_PACKET backend.
+    // A NIC that the kernel still sees needs the same care as the AF_PACKET
+    // backend: net_af_packet (tests and labs), and a bifurcated mlx5 device,
+    // whose kernel netdev stays up beside DPDK.
     let isolation = match (nic.driver(), nic.device_name()) {
         ("net_af_packet", Some(device)) => {
             let Some(iface) = af_packet_vdev_interface(&config.dpdk.eal_args, &device) else {
@@ -1045,6 +1076,10 @@ fn start_dpdk_kernel(
             };
             Some(isolate_nic(config, &iface, claim_nic(&iface)?)?)
         }
+        (_, Some(device)) => match bifurcated_netdev(&crate::doctor::Host::new("/"), &device) {
+            Some(iface) => Some(isolate_nic(config, &iface, claim_nic(&iface)?)?),
+            None => None,
+        },
         _ => None,
     };
     let mut port = DpdkPort::open(id, &[pool], options)?;
@@ -1054,6 +1089,19 @@ fn start_dpdk_kernel(
     let mtu = nic.mtu().map(u32::from);
     let (kernel, links) = start_kernel(shared, device, mac, mtu, isolation)?;
     Ok(((kernel, port), links))
+}
+
+/// The kernel interface of PCI device `address` when DPDK drives it beside
+/// the kernel (a Mellanox device: mlx5 is bifurcated, so the kernel's
+/// `mlx5_core` netdev stays): the first of `sys/bus/pci/devices/X/net/*`
+/// (a physical function has one; switchdev representors sort after it).
+/// `None` for a device DPDK owns alone (vfio-pci) or a vdev.
+fn bifurcated_netdev(host: &crate::doctor::Host, address: &str) -> Option<String> {
+    let device = host.pci_device(address)?;
+    if !device.is_mellanox() {
+        return None;
+    }
+    device.netdevs.into_iter().next()
 }
 
 /// The `iface=` of vdev `device` (a `net_af_packet` port's name) in

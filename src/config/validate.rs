@@ -424,6 +424,12 @@ impl Validator<'_> {
                     None => out.eal_args.push(a.clone()),
                 }
             }
+            // Only when every entry was kept: the indices are the file's.
+            if out.eal_args.len() == args.get_ref().len() {
+                if let Err(bad) = crate::eal::check_arguments(&out.eal_args) {
+                    self.error(at(&args.get_ref()[bad.index]), bad.reason);
+                }
+            }
         }
         if let Some(p) = &d.port {
             out.port = self.u16(*p.get_ref(), at(p)).unwrap_or(0);

@@ -137,6 +137,9 @@ impl Eal {
     /// Initialise EAL with `args` (the full command line, program name first, as
     /// [`eal_arguments`] builds it). The calling thread becomes the main lcore.
     pub fn init(args: &[String]) -> Result<Eal, DpdkError> {
+        if let Err(bad) = crate::eal::check_arguments(args.get(1..).unwrap_or_default()) {
+            return Err(DpdkError::BadArgument(bad.reason));
+        }
         let args = args
             .iter()
             .map(|a| {
@@ -378,6 +381,22 @@ mod tests {
         let many: Vec<usize> = (0..dpdk_sys::RTE_MAX_LCORE as usize).collect();
         assert!(eal_arguments(&[], &many, 0).is_err());
         assert!(eal_arguments(&[], &many[1..], 0).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_option_is_refused_before_eal_sees_it() {
+        let args: Vec<String> = ["shardnet", "--lcores=0@0", "--no-pci", "--bogus"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        match Eal::init(&args) {
+            Err(DpdkError::BadArgument(reason)) => assert_eq!(
+                reason,
+                "unknown EAL option --bogus in eal_args (DPDK 22.11's EAL has no such option)"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(!eal_running());
     }
 
     #[test]

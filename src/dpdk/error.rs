@@ -8,6 +8,12 @@ pub enum DpdkError {
     #[error("invalid EAL arguments: {0}")]
     Arguments(String),
 
+    /// An `eal_args` entry that DPDK 22.11's EAL does not accept (an unknown
+    /// option, a value missing), refused before `rte_eal_init` so that EAL
+    /// does not print its usage text.
+    #[error("{0}")]
+    BadArgument(String),
+
     /// `rte_eal_init` failed.
     #[error("DPDK EAL initialisation failed: {hint} (rte_errno {code}: {text})")]
     EalInit {
