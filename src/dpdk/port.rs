@@ -186,6 +186,21 @@ fn check_mtu(
             info.min_mtu, info.max_mtu
         )));
     }
+    // The frame ethdev holds against max_rx_pktlen (as
+    // eth_dev_get_overhead_len computes it).
+    let overhead = if info.max_mtu != u16::MAX && info.max_rx_pktlen > u32::from(info.max_mtu) {
+        info.max_rx_pktlen - u32::from(info.max_mtu)
+    } else {
+        14 + 4
+    };
+    let wire_frame = u32::from(mtu) + overhead;
+    if info.max_rx_pktlen != 0 && wire_frame > info.max_rx_pktlen {
+        return Err(fail(format!(
+            "[interface] mtu {mtu} needs frames of {wire_frame} bytes, more than the device's \
+             largest ({}); lower mtu or use a device that takes jumbo frames",
+            info.max_rx_pktlen
+        )));
+    }
     // Ethernet header, a VLAN tag and the CRC some drivers store.
     let frame = u32::from(mtu) + 14 + 4 + 4;
     if let Some(pool) = pools.iter().find(|p| p.frame_room() < frame) {
@@ -1053,6 +1068,65 @@ impl DpdkQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn descriptor_counts_outside_the_device_limits_are_refused() {
+        let lim = dpdk_sys::rte_eth_desc_lim {
+            nb_max: 4096,
+            nb_min: 64,
+            nb_align: 32,
+            ..Default::default()
+        };
+        for n in [64, 1024, 4096] {
+            assert!(check_descriptors(0, "net_x", "rx_descriptors", n, &lim).is_ok());
+        }
+        let e = check_descriptors(1, "net_ice", "rx_descriptors", 8192, &lim).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "DPDK port 1 (net_ice): [dpdk] rx_descriptors = 8192 is outside the device's \
+             limits of 64-4096 descriptors per queue (a multiple of 32)"
+        );
+        assert!(check_descriptors(0, "net_x", "tx_descriptors", 32, &lim).is_err());
+        // No limits reported: nothing to check.
+        let none = dpdk_sys::rte_eth_desc_lim::default();
+        assert!(check_descriptors(0, "net_x", "tx_descriptors", 32768, &none).is_ok());
+    }
+
+    #[test]
+    fn an_mtu_beyond_the_device_is_refused() {
+        let mut info = dpdk_sys::rte_eth_dev_info {
+            min_mtu: 68,
+            max_mtu: u16::MAX,
+            max_rx_pktlen: 1518,
+            ..Default::default()
+        };
+        assert!(check_mtu(0, "net_af_packet", 1500, &info, &[]).is_ok());
+        let e = check_mtu(0, "net_af_packet", 9000, &info, &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "DPDK port 0 (net_af_packet): [interface] mtu 9000 needs frames of 9018 bytes, more \
+             than the device's largest (1518); lower mtu or use a device that takes jumbo frames"
+        );
+        info.max_rx_pktlen = 9728;
+        info.max_mtu = 9710;
+        assert!(check_mtu(0, "net_ice", 9000, &info, &[]).is_ok());
+        info.max_mtu = 8000;
+        let e = check_mtu(0, "net_ice", 9000, &info, &[]).unwrap_err();
+        assert!(e.to_string().contains("outside the device's MTU range 68-8000"), "{e}");
+    }
+
+    #[test]
+    fn mbuf_room_holds_a_frame_of_the_mtu() {
+        assert_eq!(
+            u32::from(crate::dpdk::data_room_for_mtu(1500)),
+            dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE
+        );
+        assert_eq!(crate::dpdk::data_room_for_mtu(9000), 9216);
+        for mtu in [576u16, 1500, 1501, 4000, 9000] {
+            let room = u32::from(crate::dpdk::data_room_for_mtu(mtu));
+            assert!(room - dpdk_sys::RTE_PKTMBUF_HEADROOM >= u32::from(mtu) + 26, "{mtu}");
+        }
+    }
 
     #[test]
     fn rss_key_follows_the_device_size() {
