@@ -273,11 +273,7 @@ fn check_refuses_an_mss_the_mtu_cannot_carry_and_an_mtu_out_of_range() {
                  and TCP headers (1460); raise mtu"
             ),
         ),
-        (
-            "mtu = 9000",
-            0,
-            format!("{p}: OK"),
-        ),
+        ("mtu = 9000", 0, format!("{p}: OK")),
         (
             "mtu = 9001",
             1,
@@ -293,7 +289,10 @@ fn check_refuses_an_mss_the_mtu_cannot_carry_and_an_mtu_out_of_range() {
         std::fs::write(&path, base.replace("{MTU}", mtu)).unwrap();
         let (got, output) = shardnet_check(&path);
         assert_eq!(got, code, "{mtu:?}: {output}");
-        assert!(output.contains(&expected), "{mtu:?}: {expected:?} not in:\n{output}");
+        assert!(
+            output.contains(&expected),
+            "{mtu:?}: {expected:?} not in:\n{output}"
+        );
         assert!(!output.contains("panicked"), "{output}");
     }
 }

@@ -2040,7 +2040,11 @@ fn an_mss_larger_than_the_mtu_allows_is_refused() {
     );
     let e = errors(&with_mtu("4000", &format!("[tcp]\nmss = 3961\n{rule}")));
     assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].2.starts_with("mss 3961 is larger than [interface] mtu 4000"), "{e:?}");
+    assert!(
+        e[0].2
+            .starts_with("mss 3961 is larger than [interface] mtu 4000"),
+        "{e:?}"
+    );
     ok(&with_mtu("4000", &format!("[tcp]\nmss = 3960\n{rule}")));
 }
 
@@ -2078,7 +2082,8 @@ fn dpdk_descriptor_counts() {
     let e = errors(&dpdk("rx_descriptors = 4096\n"));
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(
-        e[0].2.starts_with("rx_descriptors 4096 is more than half of mbufs_per_worker (8191)"),
+        e[0].2
+            .starts_with("rx_descriptors 4096 is more than half of mbufs_per_worker (8191)"),
         "{e:?}"
     );
 }

@@ -105,14 +105,7 @@ impl Mempool {
         let c_name = CString::new(name).map_err(|_| fail(libc::EINVAL, "the name contains NUL"))?;
         // SAFETY: EAL is running; the name is a valid C string that DPDK copies.
         let raw = unsafe {
-            dpdk_sys::rte_pktmbuf_pool_create(
-                c_name.as_ptr(),
-                n_mbufs,
-                cache,
-                0,
-                data_room,
-                socket,
-            )
+            dpdk_sys::rte_pktmbuf_pool_create(c_name.as_ptr(), n_mbufs, cache, 0, data_room, socket)
         };
         let Some(raw) = NonNull::new(raw) else {
             let code = last_errno();

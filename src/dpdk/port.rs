@@ -290,8 +290,20 @@ impl DpdkPort {
             });
         }
         let queues = pools.len() as u16;
-        check_descriptors(port, &driver, "rx_descriptors", opts.rx_descriptors, &info.rx_desc_lim)?;
-        check_descriptors(port, &driver, "tx_descriptors", opts.tx_descriptors, &info.tx_desc_lim)?;
+        check_descriptors(
+            port,
+            &driver,
+            "rx_descriptors",
+            opts.rx_descriptors,
+            &info.rx_desc_lim,
+        )?;
+        check_descriptors(
+            port,
+            &driver,
+            "tx_descriptors",
+            opts.tx_descriptors,
+            &info.tx_desc_lim,
+        )?;
 
         let mut conf = dpdk_sys::rte_eth_conf::default();
         if let Some(mtu) = opts.mtu {
@@ -1112,7 +1124,11 @@ mod tests {
         assert!(check_mtu(0, "net_ice", 9000, &info, &[]).is_ok());
         info.max_mtu = 8000;
         let e = check_mtu(0, "net_ice", 9000, &info, &[]).unwrap_err();
-        assert!(e.to_string().contains("outside the device's MTU range 68-8000"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("outside the device's MTU range 68-8000"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1124,7 +1140,10 @@ mod tests {
         assert_eq!(crate::dpdk::data_room_for_mtu(9000), 9216);
         for mtu in [576u16, 1500, 1501, 4000, 9000] {
             let room = u32::from(crate::dpdk::data_room_for_mtu(mtu));
-            assert!(room - dpdk_sys::RTE_PKTMBUF_HEADROOM >= u32::from(mtu) + 26, "{mtu}");
+            assert!(
+                room - dpdk_sys::RTE_PKTMBUF_HEADROOM >= u32::from(mtu) + 26,
+                "{mtu}"
+            );
         }
     }
 
