@@ -185,7 +185,7 @@ pub struct DpdkConfig {
     pub port: u16,
     /// Mbufs in each worker's pool (default [`DEFAULT_MBUFS_PER_WORKER`]).
     /// Each mbuf holds a whole frame of `[interface] mtu` (see
-    /// [`crate::dpdk::data_room_for_mtu`]).
+    /// `dpdk::data_room_for_mtu`).
     pub mbufs_per_worker: u32,
     /// RX descriptors per queue (default [`DEFAULT_DPDK_DESCRIPTORS`], range
     /// [`DPDK_DESCRIPTORS`]); the port refuses to start with a count outside
