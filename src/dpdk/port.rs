@@ -389,7 +389,16 @@ impl DpdkPort {
                     "the driver cannot set an MTU; make sure the device and its link take frames of it"
                 );
             } else if rc != 0 {
-                return Err(DpdkError::port(port, "setting the MTU", rc));
+                return Err(DpdkError::Unsupported {
+                    port,
+                    driver: port_handle.driver.clone(),
+                    message: format!(
+                        "the device refuses [interface] mtu {mtu} (rte_eth_dev_set_mtu: {}); \
+                         lower mtu, or give the device room for such frames (net_af_packet: \
+                         framesz)",
+                        super::strerror(rc.abs())
+                    ),
+                });
             }
         }
 
