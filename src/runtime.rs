@@ -425,6 +425,15 @@ fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     };
     let mut port = AfPacketPort::open(&af.interface, n, options)
         .with_context(|| format!("cannot open AF_PACKET port on {}", af.interface))?;
+    let mtu = u32::from(config.interface.mtu);
+    if port.mtu() < mtu {
+        bail!(
+            "interface {iface} has MTU {have}, less than [interface] mtu {mtu}: raise it \
+             (ip link set dev {iface} mtu {mtu}) or lower [interface] mtu",
+            iface = af.interface,
+            have = port.mtu(),
+        );
+    }
     // What shardnet changes on the NIC is written down before it is changed,
     // and a previous run's leftovers are undone first.
     let nic_journal = if config.kernel.enabled || af.kernel_ingress == KernelIngress::Drop {
@@ -906,16 +915,20 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     };
     let pools = (0..n)
         .map(|id| {
-            Mempool::new(
+            Mempool::for_mtu(
                 &format!("sn_pool_{id}"),
                 config.dpdk.mbufs_per_worker,
                 MEMPOOL_CACHE,
                 dpdk_sys::SOCKET_ID_ANY,
+                config.interface.mtu,
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
     let options = PortOptions {
         promiscuous: matches!(config.interface.mac, MacSetting::Fixed(_)),
+        rx_descriptors: config.dpdk.rx_descriptors,
+        tx_descriptors: config.dpdk.tx_descriptors,
+        mtu: Some(config.interface.mtu),
         ..PortOptions::default()
     };
     if Eal::port_count() == 0 {

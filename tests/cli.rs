@@ -88,7 +88,7 @@ fn check_reports_each_problem_with_file_line_column() {
             "service = \"echo\"\n",
             "service = \"echo\"\n\n[tcp]\nbuffer_size = 262144\nmss = 100\n",
             ":21:7: ",
-            "mss 100 is out of range 536-8960",
+            "mss 100 is out of range 536-1460",
         ),
     ];
     for (from, to, position, reason) in cases {

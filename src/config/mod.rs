@@ -36,6 +36,24 @@ pub const DEFAULT_MBUFS_PER_WORKER: u32 = 8191;
 /// even fill its RX ring and its mempool cache.
 pub const MIN_MBUFS_PER_WORKER: u32 = 256;
 
+/// The default `[dpdk] rx_descriptors` and `tx_descriptors`.
+pub const DEFAULT_DPDK_DESCRIPTORS: u16 = 1024;
+
+/// The range of `[dpdk] rx_descriptors` and `tx_descriptors` that `check`
+/// accepts; the device's own limits (`rte_eth_dev_info.rx_desc_lim`) are
+/// checked when the port opens.
+pub const DPDK_DESCRIPTORS: std::ops::RangeInclusive<u16> = 64..=32768;
+
+/// The default `[interface] mtu`.
+pub const DEFAULT_MTU: u16 = 1500;
+
+/// The range of `[interface] mtu`: IPv4's least (RFC 791) to the usual jumbo
+/// frame.
+pub const MTU_RANGE: std::ops::RangeInclusive<u16> = 576..=9000;
+
+/// IPv4 and TCP headers without options: the MSS is the MTU minus this.
+pub const TCP_IP_HEADERS: u16 = 40;
+
 /// The largest config file accepted (1 MiB): real files are a few KiB, and
 /// `shardnet check --config /dev/zero` must not read without end.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
@@ -166,7 +184,16 @@ pub struct DpdkConfig {
     /// The DPDK port id (default 0).
     pub port: u16,
     /// Mbufs in each worker's pool (default [`DEFAULT_MBUFS_PER_WORKER`]).
+    /// Each mbuf holds a whole frame of `[interface] mtu` (see
+    /// `dpdk::data_room_for_mtu`).
     pub mbufs_per_worker: u32,
+    /// RX descriptors per queue (default [`DEFAULT_DPDK_DESCRIPTORS`], range
+    /// [`DPDK_DESCRIPTORS`]); the port refuses to start with a count outside
+    /// the device's limits.
+    pub rx_descriptors: u16,
+    /// TX descriptors per queue (default [`DEFAULT_DPDK_DESCRIPTORS`], range
+    /// [`DPDK_DESCRIPTORS`]), checked against the device as `rx_descriptors`.
+    pub tx_descriptors: u16,
 }
 
 impl Default for DpdkConfig {
@@ -175,6 +202,8 @@ impl Default for DpdkConfig {
             eal_args: Vec::new(),
             port: 0,
             mbufs_per_worker: DEFAULT_MBUFS_PER_WORKER,
+            rx_descriptors: DEFAULT_DPDK_DESCRIPTORS,
+            tx_descriptors: DEFAULT_DPDK_DESCRIPTORS,
         }
     }
 }
@@ -238,6 +267,11 @@ pub struct InterfaceConfig {
     /// [`DEFAULT_LOCAL_PORTS`], lies above Linux's default ephemeral range
     /// (32768-60999), since the kernel shares the address.
     pub local_ports: (u16, u16),
+    /// The IP MTU of the port (default [`DEFAULT_MTU`], range [`MTU_RANGE`]):
+    /// set on a DPDK port, required of an AF_PACKET interface, and the size
+    /// the receive and transmit buffers are made for. `[tcp] mss` defaults to
+    /// it minus 40.
+    pub mtu: u16,
 }
 
 /// The default of `[interface] local_ports`: above Linux's default
@@ -353,8 +387,9 @@ pub struct TcpSettings {
     /// Default 4096, range 2-16777216. More than 8 GiB of buffers per worker
     /// (`max_buffers * buffer_size`) carries a warning.
     pub max_buffers: usize,
-    /// `mss`: the maximum segment size we announce, in bytes: the MTU minus
-    /// 40 bytes of IPv4 and TCP headers. Default 1460, range 536-8960.
+    /// `mss`: the maximum segment size we announce and send, in bytes.
+    /// Default `[interface] mtu` minus 40 bytes of IPv4 and TCP headers
+    /// (1460); range 536 to that default.
     pub mss: u16,
     /// `congestion`: the congestion control algorithm (default CUBIC).
     pub congestion: CongestionKind,
@@ -1086,8 +1121,11 @@ impl Config {
             ),
             Backend::Dpdk => {
                 let mut s = format!(
-                    "dpdk port {}, {} mbufs per worker",
-                    self.dpdk.port, self.dpdk.mbufs_per_worker
+                    "dpdk port {}, {} mbufs per worker, {}/{} RX/TX descriptors",
+                    self.dpdk.port,
+                    self.dpdk.mbufs_per_worker,
+                    self.dpdk.rx_descriptors,
+                    self.dpdk.tx_descriptors
                 );
                 if !self.dpdk.eal_args.is_empty() {
                     s.push_str(&format!(", EAL args {}", self.dpdk.eal_args.join(" ")));
@@ -1118,6 +1156,7 @@ impl Config {
             MacSetting::Auto => iface.push_str(", mac auto"),
             MacSetting::Fixed(m) => iface.push_str(&format!(", mac {}", format_mac(m))),
         }
+        iface.push_str(&format!(", mtu {}", i.mtu));
         lines.push(format!("interface: {iface}"));
         lines.push(if self.kernel.enabled {
             format!(

@@ -47,6 +47,8 @@ pub(super) struct RawDpdk {
     pub eal_args: Opt<Vec<Spanned<String>>>,
     pub port: Opt<i64>,
     pub mbufs_per_worker: Opt<i64>,
+    pub rx_descriptors: Opt<i64>,
+    pub tx_descriptors: Opt<i64>,
 }
 
 /// `[af_packet]`
@@ -66,6 +68,7 @@ pub(super) struct RawInterface {
     pub gateway: Opt<String>,
     pub mac: Opt<String>,
     pub local_ports: Opt<String>,
+    pub mtu: Opt<i64>,
 }
 
 /// `[kernel]`
@@ -177,12 +180,24 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "steer_queue_size",
         ],
     ),
-    ("dpdk", &["eal_args", "port", "mbufs_per_worker"]),
+    (
+        "dpdk",
+        &[
+            "eal_args",
+            "port",
+            "mbufs_per_worker",
+            "rx_descriptors",
+            "tx_descriptors",
+        ],
+    ),
     (
         "af_packet",
         &["interface", "kernel_ingress", "rx_ring_frames"],
     ),
-    ("interface", &["address", "gateway", "mac", "local_ports"]),
+    (
+        "interface",
+        &["address", "gateway", "mac", "local_ports", "mtu"],
+    ),
     ("kernel", &["enabled", "kind", "name", "queue_size"]),
     ("metrics", &["listen", "admin_socket"]),
     (

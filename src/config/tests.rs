@@ -67,6 +67,8 @@ steer_queue_size = 1024
 eal_args = ["--no-pci", "--in-memory"]
 port = 3
 mbufs_per_worker = 4095
+rx_descriptors = 512
+tx_descriptors = 2048
 
 [af_packet]
 interface = "eth9"
@@ -77,6 +79,7 @@ rx_ring_frames = 1024
 address = "198.18.0.2/24"
 gateway = "198.18.0.1"
 mac = "02:00:00:AB:cd:02"
+mtu = 9000
 
 [kernel]
 enabled = true
@@ -169,6 +172,8 @@ idle_timeout_ms = 0
             eal_args: vec!["--no-pci".into(), "--in-memory".into()],
             port: 3,
             mbufs_per_worker: 4095,
+            rx_descriptors: 512,
+            tx_descriptors: 2048,
         },
         af_packet: Some(AfPacketConfig {
             interface: "eth9".into(),
@@ -181,6 +186,7 @@ idle_timeout_ms = 0
             gateway: Some(Ipv4Addr::new(198, 18, 0, 1)),
             mac: MacSetting::Fixed([2, 0, 0, 0xab, 0xcd, 2]),
             local_ports: crate::config::DEFAULT_LOCAL_PORTS,
+            mtu: 9000,
         },
         kernel: KernelConfig {
             enabled: true,
@@ -271,7 +277,7 @@ idle_timeout_ms = 0
             ),
             ConfigError::new(
                 Position {
-                    line: 14,
+                    line: 16,
                     column: 1,
                 },
                 "[af_packet] is ignored with backend \"dpdk\"",
@@ -284,10 +290,10 @@ idle_timeout_ms = 0
                 column: 11,
             }),
             kernel_enabled: Some(Position {
-                line: 25,
+                line: 28,
                 column: 11,
             }),
-            rule_services: [38, 44, 50, 56, 62]
+            rule_services: [41, 47, 53, 59, 65]
                 .map(|line| Position { line, column: 11 })
                 .to_vec(),
         },
@@ -1114,6 +1120,11 @@ fn tcp_every_key_in_range_bounds() {
          rto_min_ms = 60000\nrto_max_ms = 600000\nrto_initial_ms = 60000\n\
          max_retransmits = 30\nmax_syn_retransmits = 30\n",
     );
+    let high = high.replacen(
+        "address = \"198.18.0.2/24\"\n",
+        "address = \"198.18.0.2/24\"\nmtu = 9000\n",
+        1,
+    );
     let c = ok(&high);
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     let t = &c.tcp;
@@ -1219,10 +1230,16 @@ fn tcp_range_errors_each_at_its_value() {
         (
             "mss",
             "535",
-            "mss 535 is out of range 536-8960 bytes (an MTU of 576-9000 minus 40 bytes of IPv4 \
-             and TCP headers)",
+            "mss 535 is out of range 536-1460 bytes ([interface] mtu 1500 minus 40 bytes of IPv4 \
+             and TCP headers at most)",
         ),
-        ("mss", "8961", "mss 8961 is out of range 536-8960 bytes"),
+        ("mss", "8961", "mss 8961 is out of range 536-1460 bytes"),
+        (
+            "mss",
+            "8960",
+            "mss 8960 is larger than [interface] mtu 1500 minus 40 bytes of IPv4 and TCP headers \
+             (1460); raise mtu",
+        ),
         (
             "delayed_ack_ms",
             "-1",
@@ -1404,7 +1421,7 @@ fn tcp_all_problems_at_once_in_file_order() {
     assert_eq!(
         e,
         "\
-test.toml:11:7: mss 100 is out of range 536-8960 bytes (an MTU of 576-9000 minus 40 bytes of IPv4 and TCP headers)
+test.toml:11:7: mss 100 is out of range 536-1460 bytes ([interface] mtu 1500 minus 40 bytes of IPv4 and TCP headers at most)
 test.toml:12:14: unknown congestion control \"vegas\"; expected \"cubic\" or \"newreno\"
 test.toml:14:14: rto_max_ms 2000 is below rto_min_ms 5000; it must be at least as large
 test.toml:14:14: rto_max_ms 2000 is below rto_initial_ms 3000; it must be at least as large
@@ -1972,5 +1989,101 @@ fn a_rule_on_the_stacks_own_source_ports_is_warned_about() {
         !c.warnings.iter().any(|w| w.message.contains("local_ports")),
         "{:?}",
         c.warnings
+    );
+}
+
+/// MINIMAL with `[interface] mtu`, then `rest`.
+fn with_mtu(mtu: &str, rest: &str) -> String {
+    format!("{MINIMAL}mtu = {mtu}\n{rest}")
+}
+
+#[test]
+fn mtu_defaults_to_1500_and_mss_follows_it() {
+    let c = ok(MINIMAL);
+    assert_eq!((c.interface.mtu, c.tcp.mss), (1500, 1460));
+    let c = ok(&with_mtu("9000", ""));
+    assert_eq!((c.interface.mtu, c.tcp.mss), (9000, 8960));
+    let c = ok(&with_mtu("576", ""));
+    assert_eq!((c.interface.mtu, c.tcp.mss), (576, 536));
+    // An explicit mss up to mtu - 40 is taken as written.
+    let c = ok(&with_mtu(
+        "9000",
+        "[tcp]\nmss = 1460\n[[rule]]\nname = \"e\"\nprotocol = \"tcp\"\nports = 7\nservice = \"echo\"\n",
+    ));
+    assert_eq!(c.tcp.mss, 1460);
+}
+
+#[test]
+fn mtu_out_of_range_is_refused_with_its_position() {
+    for (mtu, message) in [
+        ("575", "mtu 575 is out of range 576-9000 bytes"),
+        ("9001", "mtu 9001 is out of range 576-9000 bytes"),
+        ("-1", "mtu -1 is out of range 576-9000 bytes"),
+    ] {
+        let e = errors(&with_mtu(mtu, ""));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!((e[0].0, e[0].1), (10, 7), "{e:?}");
+        assert!(e[0].2.starts_with(message), "{e:?}");
+    }
+}
+
+#[test]
+fn an_mss_larger_than_the_mtu_allows_is_refused() {
+    let rule = "[[rule]]\nname = \"e\"\nprotocol = \"tcp\"\nports = 7\nservice = \"echo\"\n";
+    let e = errors(&with_tcp("mss = 8960\n"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].0, e[0].1), (11, 7), "{e:?}");
+    assert_eq!(
+        e[0].2,
+        "mss 8960 is larger than [interface] mtu 1500 minus 40 bytes of IPv4 and TCP headers \
+         (1460); raise mtu (on the NIC and its peers too) or leave mss out (it defaults to mtu - 40)"
+    );
+    let e = errors(&with_mtu("4000", &format!("[tcp]\nmss = 3961\n{rule}")));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].2
+            .starts_with("mss 3961 is larger than [interface] mtu 4000"),
+        "{e:?}"
+    );
+    ok(&with_mtu("4000", &format!("[tcp]\nmss = 3960\n{rule}")));
+}
+
+#[test]
+fn dpdk_descriptor_counts() {
+    let dpdk = |keys: &str| {
+        format!(
+            "[dataplane]\nbackend = \"dpdk\"\nworkers = [1]\n\n[dpdk]\nmbufs_per_worker = 8191\n\
+             {keys}\n[interface]\naddress = \"198.18.0.2/24\"\n"
+        )
+    };
+    let c = ok(&dpdk(""));
+    assert_eq!((c.dpdk.rx_descriptors, c.dpdk.tx_descriptors), (1024, 1024));
+    let c = ok(&dpdk("rx_descriptors = 2048\ntx_descriptors = 4096\n"));
+    assert_eq!((c.dpdk.rx_descriptors, c.dpdk.tx_descriptors), (2048, 4096));
+    let e = errors(&dpdk("rx_descriptors = 63\ntx_descriptors = 32769\n"));
+    let messages: Vec<_> = e.iter().map(|e| (e.0, e.1, e.2.as_str())).collect();
+    assert_eq!(
+        messages,
+        [
+            (
+                7,
+                18,
+                "rx_descriptors 63 is out of range 64-32768 per queue (the device's own limits \
+                 are checked at start)"
+            ),
+            (
+                8,
+                18,
+                "tx_descriptors 32769 is out of range 64-32768 per queue (the device's own \
+                 limits are checked at start)"
+            ),
+        ]
+    );
+    let e = errors(&dpdk("rx_descriptors = 4096\n"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].2
+            .starts_with("rx_descriptors 4096 is more than half of mbufs_per_worker (8191)"),
+        "{e:?}"
     );
 }

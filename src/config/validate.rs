@@ -174,6 +174,26 @@ impl Validator<'_> {
                 }
             }
         }
+        if dataplane.backend == Backend::Dpdk
+            && usize::from(dpdk.rx_descriptors) > dpdk.mbufs_per_worker as usize / 2
+        {
+            // Every RX descriptor holds an mbuf of the worker's pool.
+            if let Some(place) = raw
+                .dpdk
+                .as_ref()
+                .and_then(|d| d.get_ref().rx_descriptors.as_ref().map(at))
+            {
+                self.error(
+                    place,
+                    format!(
+                        "rx_descriptors {} is more than half of mbufs_per_worker ({}): a full RX \
+                         ring would leave the stack too few mbufs; lower rx_descriptors or raise \
+                         mbufs_per_worker",
+                        dpdk.rx_descriptors, dpdk.mbufs_per_worker
+                    ),
+                );
+            }
+        }
         if let (Some(size), Backend::Dpdk) = (dataplane.steer_queue_size, dataplane.backend) {
             // The rings hold buffers of the receiving worker's pool too.
             let rings = dataplane.workers.len().saturating_sub(1);
@@ -198,7 +218,7 @@ impl Validator<'_> {
             }
         }
         let metrics = self.metrics(raw.metrics.as_ref());
-        let tcp = self.tcp(raw.tcp.as_ref());
+        let tcp = self.tcp(raw.tcp.as_ref(), interface.mtu);
         let http = self.http(raw.http.as_ref());
         let (rules, rule_services) = self.rules(&raw.rule);
         // The stack's own TCP source ports: replies to its active opens
@@ -434,6 +454,22 @@ impl Validator<'_> {
         if let Some(p) = &d.port {
             out.port = self.u16(*p.get_ref(), at(p)).unwrap_or(0);
         }
+        let range = super::DPDK_DESCRIPTORS;
+        let range = i64::from(*range.start())..=i64::from(*range.end());
+        self.int(
+            &mut out.rx_descriptors,
+            "rx_descriptors",
+            d.rx_descriptors.as_ref(),
+            range.clone(),
+            " per queue (the device's own limits are checked at start)",
+        );
+        self.int(
+            &mut out.tx_descriptors,
+            "tx_descriptors",
+            d.tx_descriptors.as_ref(),
+            range,
+            " per queue (the device's own limits are checked at start)",
+        );
         if let Some(m) = &d.mbufs_per_worker {
             let n = *m.get_ref();
             if (0..i64::from(MIN_MBUFS_PER_WORKER)).contains(&n) {
@@ -539,6 +575,7 @@ impl Validator<'_> {
             gateway: None,
             mac: MacSetting::Auto,
             local_ports: super::DEFAULT_LOCAL_PORTS,
+            mtu: super::DEFAULT_MTU,
         };
         let Some(sec) = raw else {
             self.error(
@@ -594,6 +631,16 @@ impl Validator<'_> {
                 Ok(mac) => out.mac = mac,
                 Err(msg) => self.error(at(m), msg),
             }
+        }
+        if let Some(m) = &i.mtu {
+            let range = super::MTU_RANGE;
+            self.int(
+                &mut out.mtu,
+                "mtu",
+                Some(m),
+                i64::from(*range.start())..=i64::from(*range.end()),
+                " bytes (IPv4's least to a 9000-byte jumbo frame)",
+            );
         }
         if let Some(p) = &i.local_ports {
             let item = PortItem::Str(p.get_ref().clone());
@@ -766,8 +813,14 @@ impl Validator<'_> {
         }
     }
 
-    fn tcp(&mut self, raw: Option<&Spanned<raw::RawTcp>>) -> TcpSettings {
-        let mut out = TcpSettings::default();
+    /// `[tcp]`, for a port of `mtu`: the MSS defaults to `mtu - 40`, and a
+    /// larger one is refused (such segments could not be sent).
+    fn tcp(&mut self, raw: Option<&Spanned<raw::RawTcp>>, mtu: u16) -> TcpSettings {
+        let most_mss = mtu.saturating_sub(super::TCP_IP_HEADERS);
+        let mut out = TcpSettings {
+            mss: most_mss,
+            ..TcpSettings::default()
+        };
         let Some(sec) = raw else { return out };
         let t = sec.get_ref();
         self.int(
@@ -815,13 +868,30 @@ impl Validator<'_> {
                 );
             }
         }
-        self.int(
-            &mut out.mss,
-            "mss",
-            t.mss.as_ref(),
-            536..=8960,
-            " bytes (an MTU of 576-9000 minus 40 bytes of IPv4 and TCP headers)",
-        );
+        if let Some(m) = &t.mss {
+            let n = *m.get_ref();
+            if (i64::from(most_mss) + 1..=8960).contains(&n) {
+                self.error(
+                    at(m),
+                    format!(
+                        "mss {n} is larger than [interface] mtu {mtu} minus 40 bytes of IPv4 and \
+                         TCP headers ({most_mss}); raise mtu (on the NIC and its peers too) or \
+                         leave mss out (it defaults to mtu - 40)"
+                    ),
+                );
+            } else {
+                self.int(
+                    &mut out.mss,
+                    "mss",
+                    Some(m),
+                    536..=i64::from(most_mss),
+                    &format!(
+                        " bytes ([interface] mtu {mtu} minus 40 bytes of IPv4 and TCP headers \
+                         at most)"
+                    ),
+                );
+            }
+        }
         if let Some(c) = &t.congestion {
             match c.get_ref().as_str() {
                 "cubic" => out.congestion = CongestionKind::Cubic,

@@ -60,6 +60,19 @@ pub enum DpdkError {
         max: u16,
     },
 
+    /// The device cannot take a setting asked of it (MTU, descriptor counts,
+    /// buffer size); the message is one sentence naming the setting and the
+    /// device's limit.
+    #[error("DPDK port {port} ({driver}): {message}")]
+    Unsupported {
+        /// The port id.
+        port: u16,
+        /// The driver's name.
+        driver: String,
+        /// What the device cannot do, and its limit.
+        message: String,
+    },
+
     /// A port-wide call failed.
     #[error("DPDK port {port}: {operation} failed: {text} (error {code})")]
     Port {

@@ -9,9 +9,28 @@ use dpdk_sys::rte_mempool;
 use super::eal::eal_running;
 use super::{last_errno, strerror, DpdkError, Mbuf};
 
+/// Bytes a frame adds to the IP MTU: the Ethernet header, two VLAN tags
+/// (QinQ) and the CRC, which some drivers store in the buffer.
+const FRAME_OVERHEAD: u32 = 14 + 2 * 4 + 4;
+
+/// The data room (headroom included, as `rte_pktmbuf_pool_create` takes it)
+/// of mbufs that hold one whole frame of `mtu`: `RTE_MBUF_DEFAULT_BUF_SIZE`
+/// (2176) up to a 1500-byte MTU, else the headroom and the frame rounded up
+/// to 128 bytes (9216 for a 9000-byte MTU).
+pub fn data_room_for_mtu(mtu: u16) -> u16 {
+    let needed = dpdk_sys::RTE_PKTMBUF_HEADROOM + u32::from(mtu) + FRAME_OVERHEAD;
+    let room = needed
+        .next_multiple_of(128)
+        .max(dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE);
+    // A u16 MTU plus 154 bytes, rounded, stays below u16::MAX for every MTU
+    // shardnet accepts (at most 9000); saturate rather than wrap beyond.
+    u16::try_from(room).unwrap_or(u16::MAX)
+}
+
 /// A pool of packet mbufs (`rte_pktmbuf_pool_create`), each with
 /// `RTE_MBUF_DEFAULT_BUF_SIZE` of data room (2048 bytes after the 128-byte
-/// headroom).
+/// headroom) by [`Mempool::new`], or the room a frame of some MTU needs by
+/// [`Mempool::for_mtu`].
 ///
 /// A cheap handle: clones share the pool. When the last handle drops, the pool
 /// is freed if none of its mbufs is out (otherwise it is left allocated, with a
@@ -43,6 +62,36 @@ impl Mempool {
     /// (`dpdk_sys::SOCKET_ID_ANY` for any). `name` must be unique in the process
     /// and short (DPDK limits it to about 25 bytes).
     pub fn new(name: &str, n_mbufs: u32, cache: u32, socket: i32) -> Result<Mempool, DpdkError> {
+        Self::with_data_room(
+            name,
+            n_mbufs,
+            cache,
+            socket,
+            dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
+        )
+    }
+
+    /// As [`Mempool::new`], each mbuf with room for a whole frame of `mtu`
+    /// ([`data_room_for_mtu`]).
+    pub fn for_mtu(
+        name: &str,
+        n_mbufs: u32,
+        cache: u32,
+        socket: i32,
+        mtu: u16,
+    ) -> Result<Mempool, DpdkError> {
+        Self::with_data_room(name, n_mbufs, cache, socket, data_room_for_mtu(mtu))
+    }
+
+    /// As [`Mempool::new`], with `data_room` bytes (headroom included) in each
+    /// mbuf.
+    pub fn with_data_room(
+        name: &str,
+        n_mbufs: u32,
+        cache: u32,
+        socket: i32,
+        data_room: u16,
+    ) -> Result<Mempool, DpdkError> {
         let fail = |code: i32, hint: &str| DpdkError::Mempool {
             name: name.to_owned(),
             mbufs: n_mbufs,
@@ -56,14 +105,7 @@ impl Mempool {
         let c_name = CString::new(name).map_err(|_| fail(libc::EINVAL, "the name contains NUL"))?;
         // SAFETY: EAL is running; the name is a valid C string that DPDK copies.
         let raw = unsafe {
-            dpdk_sys::rte_pktmbuf_pool_create(
-                c_name.as_ptr(),
-                n_mbufs,
-                cache,
-                0,
-                dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
-                socket,
-            )
+            dpdk_sys::rte_pktmbuf_pool_create(c_name.as_ptr(), n_mbufs, cache, 0, data_room, socket)
         };
         let Some(raw) = NonNull::new(raw) else {
             let code = last_errno();
@@ -112,6 +154,14 @@ impl Mempool {
     pub fn available(&self) -> u64 {
         // SAFETY: as for in_use.
         u64::from(unsafe { dpdk_sys::rte_mempool_avail_count(self.as_ptr()) })
+    }
+
+    /// Bytes each mbuf holds after the headroom: the longest frame it takes.
+    pub fn frame_room(&self) -> u32 {
+        // SAFETY: the pool is alive and was made by rte_pktmbuf_pool_create,
+        // so its private area holds the data room size.
+        let room = unsafe { dpdk_sys::rte_pktmbuf_data_room_size(self.as_ptr()) };
+        u32::from(room).saturating_sub(dpdk_sys::RTE_PKTMBUF_HEADROOM)
     }
 
     /// The pool's size in mbufs.

@@ -12,9 +12,13 @@
 //! 4. on shutdown: [`wait_all_lcores`], [`DpdkPort::close`], drop the queues and
 //!    pools, then [`Eal::cleanup`] (or drop the [`Eal`]).
 //!
-//! Mbufs are single-segment: the ports are configured without RX scatter, so a
-//! frame always fits one mbuf of the pool's data room
-//! (`RTE_MBUF_DEFAULT_BUF_SIZE`: 2048 bytes after the headroom). Should a driver
+//! Mbufs are single-segment: the ports are configured without RX scatter, and
+//! each pool's data room holds a whole frame of the port's MTU
+//! ([`data_room_for_mtu`]: `RTE_MBUF_DEFAULT_BUF_SIZE`, 2048 bytes after the
+//! headroom, up to a 1500-byte MTU; about 9 KiB for a 9000-byte one). Large
+//! single-segment mbufs keep the stack's one-buffer-per-frame model: no chain
+//! is ever parsed or built, at the cost of memory (a jumbo pool of the default
+//! 8191 mbufs is about 77 MiB per worker). Should a driver
 //! deliver a chained packet anyway, [`DpdkQueue::rx_burst`](crate::port::Queue::rx_burst)
 //! frees it and counts it ([`DpdkQueue::multi_segment_drops`]).
 //!
@@ -29,7 +33,7 @@ mod port;
 pub use eal::{eal_arguments, launch_on_lcore, wait_all_lcores, wait_lcore, Eal, PROGRAM_NAME};
 pub use error::DpdkError;
 pub use mbuf::Mbuf;
-pub use mempool::Mempool;
+pub use mempool::{data_room_for_mtu, Mempool};
 pub use port::{DpdkPort, DpdkQueue, DpdkStatsReader, PortOptions};
 
 use std::ffi::CStr;

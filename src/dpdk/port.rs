@@ -13,10 +13,16 @@ use crate::rss::{HashFields, RedirectionTable, RssModel, SYMMETRIC_RSS_KEY};
 /// Port settings beyond the queue count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortOptions {
-    /// RX descriptors per queue (clamped to what the device allows).
+    /// RX descriptors per queue: outside the device's limits
+    /// (`rx_desc_lim`) the port refuses to open; rounded up to its alignment.
     pub rx_descriptors: u16,
-    /// TX descriptors per queue (clamped to what the device allows).
+    /// TX descriptors per queue, as `rx_descriptors` (`tx_desc_lim`).
     pub tx_descriptors: u16,
+    /// The IP MTU to set on the port (`rxmode.mtu` and
+    /// `rte_eth_dev_set_mtu`), checked against the device's `min_mtu` and
+    /// `max_mtu` and against the pools' data room (frames are never
+    /// scattered over mbufs); `None` (the default) leaves the device's.
+    pub mtu: Option<u16>,
     /// Receive frames for any destination MAC, not only ours.
     pub promiscuous: bool,
     /// Spread flows over the queues with RSS (symmetric Toeplitz key), where
@@ -31,6 +37,7 @@ impl Default for PortOptions {
         PortOptions {
             rx_descriptors: 1024,
             tx_descriptors: 1024,
+            mtu: None,
             promiscuous: false,
             rss: true,
             checksum_offload: true,
@@ -132,6 +139,81 @@ fn dev_info(port: u16) -> Result<dpdk_sys::rte_eth_dev_info, DpdkError> {
     Ok(info)
 }
 
+/// Refuse a descriptor count outside the device's limits, in one sentence.
+fn check_descriptors(
+    port: u16,
+    driver: &str,
+    key: &str,
+    n: u16,
+    lim: &dpdk_sys::rte_eth_desc_lim,
+) -> Result<(), DpdkError> {
+    // A driver that fills in no limits reports nb_max 0: nothing to check.
+    if lim.nb_max == 0 || (lim.nb_min..=lim.nb_max).contains(&n) {
+        return Ok(());
+    }
+    Err(DpdkError::Unsupported {
+        port,
+        driver: driver.to_owned(),
+        message: format!(
+            "[dpdk] {key} = {n} is outside the device's limits of {}-{} descriptors per queue{}",
+            lim.nb_min,
+            lim.nb_max,
+            if lim.nb_align > 1 {
+                format!(" (a multiple of {})", lim.nb_align)
+            } else {
+                String::new()
+            }
+        ),
+    })
+}
+
+/// Refuse an MTU the device or the pools cannot take, in one sentence.
+fn check_mtu(
+    port: u16,
+    driver: &str,
+    mtu: u16,
+    info: &dpdk_sys::rte_eth_dev_info,
+    pools: &[Mempool],
+) -> Result<(), DpdkError> {
+    let fail = |message: String| DpdkError::Unsupported {
+        port,
+        driver: driver.to_owned(),
+        message,
+    };
+    if info.max_mtu != 0 && !(info.min_mtu..=info.max_mtu).contains(&mtu) {
+        return Err(fail(format!(
+            "[interface] mtu {mtu} is outside the device's MTU range {}-{}",
+            info.min_mtu, info.max_mtu
+        )));
+    }
+    // The frame ethdev holds against max_rx_pktlen (as
+    // eth_dev_get_overhead_len computes it).
+    let overhead = if info.max_mtu != u16::MAX && info.max_rx_pktlen > u32::from(info.max_mtu) {
+        info.max_rx_pktlen - u32::from(info.max_mtu)
+    } else {
+        14 + 4
+    };
+    let wire_frame = u32::from(mtu) + overhead;
+    if info.max_rx_pktlen != 0 && wire_frame > info.max_rx_pktlen {
+        return Err(fail(format!(
+            "[interface] mtu {mtu} needs frames of {wire_frame} bytes, more than the device's \
+             largest ({}); lower mtu or use a device that takes jumbo frames",
+            info.max_rx_pktlen
+        )));
+    }
+    // Ethernet header, a VLAN tag and the CRC some drivers store.
+    let frame = u32::from(mtu) + 14 + 4 + 4;
+    if let Some(pool) = pools.iter().find(|p| p.frame_room() < frame) {
+        return Err(fail(format!(
+            "mbuf pool {} holds frames of {} bytes, too small for [interface] mtu {mtu} \
+             ({frame} bytes a frame); make the pools with Mempool::for_mtu",
+            pool.name(),
+            pool.frame_room()
+        )));
+    }
+    Ok(())
+}
+
 /// The RSS key for a device that takes `hash_key_size` bytes (40 or 52; a
 /// device reporting 0 gets the common 40).
 fn rss_key(hash_key_size: u8) -> Vec<u8> {
@@ -208,8 +290,26 @@ impl DpdkPort {
             });
         }
         let queues = pools.len() as u16;
+        check_descriptors(
+            port,
+            &driver,
+            "rx_descriptors",
+            opts.rx_descriptors,
+            &info.rx_desc_lim,
+        )?;
+        check_descriptors(
+            port,
+            &driver,
+            "tx_descriptors",
+            opts.tx_descriptors,
+            &info.tx_desc_lim,
+        )?;
 
         let mut conf = dpdk_sys::rte_eth_conf::default();
+        if let Some(mtu) = opts.mtu {
+            check_mtu(port, &driver, mtu, &info, pools)?;
+            conf.rxmode.mtu = u32::from(mtu);
+        }
         // RSS: the key must outlive rte_eth_dev_configure, which copies it.
         let mut key = rss_key(info.hash_key_size);
         let hash_types = RSS_HASH_TYPES & info.flow_type_rss_offloads;
@@ -274,6 +374,33 @@ impl DpdkPort {
             closed: false,
         };
         // From here on, a failure closes the port (port_handle's Drop).
+
+        if let Some(mtu) = opts.mtu {
+            // rxmode.mtu sizes the device's receive path; set_mtu is what
+            // drivers with an MTU of their own act on (net_af_packet sets the
+            // Linux interface's, for one).
+            // SAFETY: plain call on a configured, stopped port.
+            let rc = unsafe { dpdk_sys::rte_eth_dev_set_mtu(port, mtu) };
+            if rc == -libc::ENOTSUP {
+                tracing::warn!(
+                    port,
+                    driver = %port_handle.driver,
+                    mtu,
+                    "the driver cannot set an MTU; make sure the device and its link take frames of it"
+                );
+            } else if rc != 0 {
+                return Err(DpdkError::Unsupported {
+                    port,
+                    driver: port_handle.driver.clone(),
+                    message: format!(
+                        "the device refuses [interface] mtu {mtu} (rte_eth_dev_set_mtu: {}); \
+                         lower mtu, or give the device room for such frames (net_af_packet: \
+                         framesz)",
+                        super::strerror(rc.abs())
+                    ),
+                });
+            }
+        }
 
         let (mut nb_rx, mut nb_tx) = (opts.rx_descriptors, opts.tx_descriptors);
         // SAFETY: valid out pointers; the port is configured.
@@ -364,6 +491,7 @@ impl DpdkPort {
             queues,
             rx_descriptors = nb_rx,
             tx_descriptors = nb_tx,
+            mtu = ?port_handle.mtu(),
             mac = %format_mac(&port_handle.mac),
             "DPDK port started"
         );
@@ -961,6 +1089,72 @@ impl DpdkQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn descriptor_counts_outside_the_device_limits_are_refused() {
+        let lim = dpdk_sys::rte_eth_desc_lim {
+            nb_max: 4096,
+            nb_min: 64,
+            nb_align: 32,
+            ..Default::default()
+        };
+        for n in [64, 1024, 4096] {
+            assert!(check_descriptors(0, "net_x", "rx_descriptors", n, &lim).is_ok());
+        }
+        let e = check_descriptors(1, "net_ice", "rx_descriptors", 8192, &lim).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "DPDK port 1 (net_ice): [dpdk] rx_descriptors = 8192 is outside the device's \
+             limits of 64-4096 descriptors per queue (a multiple of 32)"
+        );
+        assert!(check_descriptors(0, "net_x", "tx_descriptors", 32, &lim).is_err());
+        // No limits reported: nothing to check.
+        let none = dpdk_sys::rte_eth_desc_lim::default();
+        assert!(check_descriptors(0, "net_x", "tx_descriptors", 32768, &none).is_ok());
+    }
+
+    #[test]
+    fn an_mtu_beyond_the_device_is_refused() {
+        let mut info = dpdk_sys::rte_eth_dev_info {
+            min_mtu: 68,
+            max_mtu: u16::MAX,
+            max_rx_pktlen: 1518,
+            ..Default::default()
+        };
+        assert!(check_mtu(0, "net_af_packet", 1500, &info, &[]).is_ok());
+        let e = check_mtu(0, "net_af_packet", 9000, &info, &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "DPDK port 0 (net_af_packet): [interface] mtu 9000 needs frames of 9018 bytes, more \
+             than the device's largest (1518); lower mtu or use a device that takes jumbo frames"
+        );
+        info.max_rx_pktlen = 9728;
+        info.max_mtu = 9710;
+        assert!(check_mtu(0, "net_ice", 9000, &info, &[]).is_ok());
+        info.max_mtu = 8000;
+        let e = check_mtu(0, "net_ice", 9000, &info, &[]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("outside the device's MTU range 68-8000"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn mbuf_room_holds_a_frame_of_the_mtu() {
+        assert_eq!(
+            u32::from(crate::dpdk::data_room_for_mtu(1500)),
+            dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE
+        );
+        assert_eq!(crate::dpdk::data_room_for_mtu(9000), 9216);
+        for mtu in [576u16, 1500, 1501, 4000, 9000] {
+            let room = u32::from(crate::dpdk::data_room_for_mtu(mtu));
+            assert!(
+                room - dpdk_sys::RTE_PKTMBUF_HEADROOM >= u32::from(mtu) + 26,
+                "{mtu}"
+            );
+        }
+    }
 
     #[test]
     fn rss_key_follows_the_device_size() {

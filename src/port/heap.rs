@@ -26,8 +26,23 @@ pub const HEAP_BUF_ROOM: usize = 2048;
 /// Standard-size buffers each thread keeps for reuse (2 MiB).
 const SPARE_BUFFERS: usize = 1024;
 
+/// Jumbo-frame buffers (more room than [`HEAP_BUF_ROOM`], at most
+/// [`MAX_SPARE_JUMBO_ROOM`]) each thread keeps for reuse, all of one room:
+/// an AF_PACKET queue on an interface with a jumbo MTU takes one per frame it
+/// sends (2.3 MiB at a 9000-byte MTU).
+const SPARE_JUMBO_BUFFERS: usize = 256;
+
+/// The largest buffer the jumbo spares keep (a 9000-byte MTU needs 9022).
+const MAX_SPARE_JUMBO_ROOM: usize = 16 * 1024;
+
 thread_local! {
     static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static SPARE_JUMBO: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether buffers of `room` go to the jumbo spares.
+fn jumbo_spare_room(room: usize) -> bool {
+    room > HEAP_BUF_ROOM && room <= MAX_SPARE_JUMBO_ROOM
 }
 
 /// An owned frame on the heap, or a ring frame lent by an AF_PACKET queue.
@@ -93,6 +108,19 @@ impl HeapBuf {
             SPARE
                 .with(|spare| spare.borrow_mut().pop())
                 .unwrap_or_else(|| vec![0; room])
+        } else if jumbo_spare_room(room) {
+            SPARE_JUMBO
+                .with(|spare| {
+                    // All spares have one room (the first dropped into an
+                    // empty cache): other rooms come from the allocator.
+                    let mut spare = spare.borrow_mut();
+                    if spare.last().is_some_and(|b| b.len() == room) {
+                        spare.pop()
+                    } else {
+                        None
+                    }
+                })
+                .unwrap_or_else(|| vec![0; room])
         } else {
             vec![0; room]
         };
@@ -136,12 +164,23 @@ impl PartialEq for HeapBuf {
 impl Eq for HeapBuf {}
 
 impl Drop for HeapBuf {
-    /// A standard-size heap buffer goes to this thread's spares; a lent ring
-    /// frame goes back to the kernel (`RingFrame`'s own drop).
+    /// A standard-size or jumbo heap buffer goes to this thread's spares; a
+    /// lent ring frame goes back to the kernel (`RingFrame`'s own drop).
     fn drop(&mut self) {
         let Storage::Heap(bytes) = &mut self.bytes else {
             return;
         };
+        if jumbo_spare_room(bytes.len()) {
+            let bytes = std::mem::take(bytes);
+            let _ = SPARE_JUMBO.try_with(|spare| {
+                let mut spare = spare.borrow_mut();
+                let same_room = spare.last().is_none_or(|b| b.len() == bytes.len());
+                if same_room && spare.len() < SPARE_JUMBO_BUFFERS {
+                    spare.push(bytes);
+                }
+            });
+            return;
+        }
         if bytes.len() != HEAP_BUF_ROOM {
             return;
         }
@@ -230,5 +269,26 @@ mod tests {
         assert_eq!(buf.data(), &[0xa5, 0xa5, 0xa5, 0xa5, 0, 0, 0, 0, 0, 0]);
         let big = HeapBuf::from_slice(&[7; 4000]);
         assert_eq!(big.capacity(), 4000, "other sizes come from the allocator");
+    }
+
+    #[test]
+    fn jumbo_buffers_are_recycled_per_room_and_show_nothing_old() {
+        let room = 9022;
+        let mut buf = HeapBuf::with_room(room);
+        assert!(buf.set_len(room));
+        buf.data_mut().fill(0xa5);
+        let at = buf.data().as_ptr();
+        drop(buf);
+        let mut again = HeapBuf::with_room(room);
+        assert_eq!(again.data().as_ptr().cast::<u8>(), at, "recycled");
+        assert!(again.is_empty());
+        assert!(again.set_len(room));
+        assert!(again.data().iter().all(|&b| b == 0));
+        // Another room is not served from these spares.
+        let other = HeapBuf::with_room(5000);
+        assert_eq!(other.capacity(), 5000);
+        drop(other);
+        drop(again);
+        assert_eq!(HeapBuf::with_room(room).capacity(), room);
     }
 }

@@ -86,8 +86,18 @@ def stream(send_bytes):
                     shut = True
                     sel.modify(s, selectors.EVENT_READ)
     seconds = time.monotonic() - start
+    # struct tcp_info: eight u8 fields, then u32 rto, ato, snd_mss, rcv_mss.
+    # rcv_mss is the largest segment the peer (shardnet) sent us, so far as
+    # Linux measured it; snd_mss the largest we send it.
+    try:
+        info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        snd_mss, rcv_mss = struct.unpack_from("II", info, 16)
+    except OSError:
+        snd_mss, rcv_mss = 0, 0
     s.close()
     return {
+        "snd_mss": snd_mss,
+        "rcv_mss": rcv_mss,
         "sent": sent,
         "received": len(received),
         "eof": eof and not reset,

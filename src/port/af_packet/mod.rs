@@ -620,6 +620,13 @@ impl AfPacketPort {
     }
 }
 
+/// The room of the buffers a queue hands out for frames of at most
+/// `max_tx_frame` bytes without a VLAN tag: the standard [`HEAP_BUF_ROOM`]
+/// (recycled per thread) when they fit it, else the frame and a tag.
+fn tx_buf_room(max_tx_frame: usize) -> usize {
+    (max_tx_frame + VLAN_HLEN).max(HEAP_BUF_ROOM)
+}
+
 /// Make one queue's socket: options, rings, mapping, bound to the interface.
 fn open_queue(
     interface: &str,
@@ -866,8 +873,12 @@ impl Queue for AfPacketQueue {
         sent as usize
     }
 
+    /// A buffer for the largest frame this queue sends (a VLAN-tagged frame
+    /// of the interface's MTU): [`HEAP_BUF_ROOM`] up to a 1500-byte MTU, more
+    /// for jumbo frames, so a segment of the MSS a jumbo MTU allows is never
+    /// refused for want of room.
     fn alloc(&mut self) -> Option<HeapBuf> {
-        Some(HeapBuf::with_room(HEAP_BUF_ROOM))
+        Some(HeapBuf::with_room(tx_buf_room(self.max_tx_frame)))
     }
 
     /// Sleeps in `ppoll` on the socket: the kernel wakes the worker when it
