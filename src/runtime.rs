@@ -23,7 +23,7 @@ use crate::config::{Action, Backend, Config, CongestionKind, MacSetting};
 use crate::config::{KernelConfig, KernelKind};
 use crate::control::http::{EndpointSettings, HttpServer};
 use crate::control::reload::{ReloadQueue, ReloadThread};
-use crate::control::{ControlPlane, HealthWatch};
+use crate::control::{ControlPlane, HealthWatch, LinkWatch};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::kernel::journal::{self, NicJournal};
 use crate::kernel::netif::{self, DefaultRoute, InterfaceSetup, SysctlGuard};
@@ -450,6 +450,11 @@ fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     pin_current_thread(config.dataplane.control_core, "control thread");
     let reader = port.stats_reader();
     shared.plane.set_port_stats(Box::new(move || reader.read()));
+    let interface = af.interface.clone();
+    shared.plane.set_link_reader(
+        af.interface.clone(),
+        Box::new(move || crate::port::af_packet::link(&interface)),
+    );
     // The exception port before the workers: they get its rings.
     let (kernel, links) = if config.kernel.enabled {
         let journal = nic_journal
@@ -902,6 +907,10 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     );
     let reader = port.stats_reader();
     shared.plane.set_port_stats(Box::new(move || reader.read()));
+    shared.plane.set_link_reader(
+        config.dpdk.port.to_string(),
+        Box::new(move || reader.link()),
+    );
     let (kernel, links) = match kernel_port {
         Some(id) => {
             let (kernel, links) = start_dpdk_kernel(shared, id, &port, mac)?;
@@ -1139,9 +1148,12 @@ impl ControlServices {
 }
 
 /// Wait for a stop signal; queue a reload on SIGHUP; log workers that stop
-/// or resume polling. Nothing here waits for a reload.
+/// or resume polling; read the port's link every second and log its
+/// changes. Nothing here waits for a reload.
 fn control_loop(shared: &Shared, signals: &Signals, reloads: &ReloadQueue) {
     let mut health = HealthWatch::default();
+    let mut link = LinkWatch::default();
+    link.check(&shared.plane);
     while !signals.stop.load(Relaxed) {
         std::thread::sleep(CONTROL_TICK);
         if signals.reload.swap(false, Relaxed) && reloads.request("SIGHUP").is_err() {
@@ -1150,6 +1162,7 @@ fn control_loop(shared: &Shared, signals: &Signals, reloads: &ReloadQueue) {
             tracing::info!("SIGHUP: a reload is already waiting to run");
         }
         health.check(&shared.plane);
+        link.check(&shared.plane);
     }
     tracing::info!("stopping");
 }

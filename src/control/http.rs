@@ -679,20 +679,36 @@ fn healthz(plane: &ControlPlane) -> Answer {
             })
         })
         .collect();
-    if stuck.is_empty() {
-        json_response(StatusCode::OK, &json!({"status": "ok", "workers": workers}))
-    } else {
-        let names: Vec<String> = stuck.iter().map(|w| format!("worker {w}")).collect();
-        json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({
-                "status": "stuck",
-                "stuck_workers": stuck,
-                "error": format!("{} not polling", names.join(", ")),
-                "workers": workers,
-            }),
-        )
+    // Until the control thread's first read the link is not known: not a
+    // reason to answer 503.
+    let link = plane.link();
+    let link_down = link.is_some_and(|(_, link)| !link.up);
+    let mut body = json!({"status": "ok", "workers": workers});
+    if let Some((port, link)) = link {
+        body["link"] = json!({
+            "port": port,
+            "up": link.up,
+            "speed_mbps": link.speed_mbps,
+            "full_duplex": link.full_duplex,
+        });
     }
+    if stuck.is_empty() && !link_down {
+        return json_response(StatusCode::OK, &body);
+    }
+    let mut errors = Vec::new();
+    if !stuck.is_empty() {
+        let names: Vec<String> = stuck.iter().map(|w| format!("worker {w}")).collect();
+        errors.push(format!("{} not polling", names.join(", ")));
+        body["status"] = json!("stuck");
+        body["stuck_workers"] = json!(stuck);
+    } else {
+        body["status"] = json!("link_down");
+    }
+    if let Some((port, _)) = link.filter(|_| link_down) {
+        errors.push(format!("link down on port {port}"));
+    }
+    body["error"] = json!(errors.join("; "));
+    json_response(StatusCode::SERVICE_UNAVAILABLE, &body)
 }
 
 async fn reload(reloads: &ReloadQueue) -> Answer {

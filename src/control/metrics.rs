@@ -177,6 +177,10 @@ families! {
         "Packets per queue as the driver counts (DPDK: the first 16 queues).";
     PORT_XSTAT: "shardnet_port_xstat", Gauge, ["name"],
         "Every extended statistic of the port by the driver's name (mostly cumulative counts).";
+    LINK_UP: "shardnet_link_up", Gauge, ["port"],
+        "1 while the port's link is up, 0 while it is down (read by the control thread every second).";
+    LINK_SPEED: "shardnet_link_speed_bytes_per_second", Gauge, ["port"],
+        "The port's negotiated link speed (10 Gbit/s is 1.25e9); absent while down or where the driver reports none.";
     BUILD_INFO: "shardnet_build_info", Gauge, ["version", "backend"],
         "Always 1: the version and the backend in use.";
     START_TIME: "shardnet_start_time_seconds", Gauge, [],
@@ -441,6 +445,14 @@ fn collect(plane: &ControlPlane) -> Vec<MetricFamily> {
         let xstats = s.of(&PORT_XSTAT);
         for (name, value) in &port.extended {
             xstats.add(&[name], *value as f64);
+        }
+    }
+
+    if let Some((port, link)) = plane.link() {
+        s.of(&LINK_UP)
+            .add(&[port], if link.up { 1.0 } else { 0.0 });
+        if let Some(speed) = link.speed_bytes_per_second() {
+            s.of(&LINK_SPEED).add(&[port], speed as f64);
         }
     }
 

@@ -33,7 +33,7 @@ use serde_json::json;
 
 use crate::config::{Backend, Config};
 use crate::counters::WorkerCounters;
-use crate::port::PortStats;
+use crate::port::{Link, PortStats};
 use crate::rules::{RuleSlots, RuleTable, SharedRules};
 use crate::worker::{Clock, ControlMessage};
 
@@ -49,6 +49,20 @@ const APPLY_WAIT: Duration = Duration::from_secs(1);
 
 /// Reads the port's counters from the control thread.
 pub type PortStatsReader = Box<dyn Fn() -> PortStats + Send + Sync>;
+
+/// Reads the port's link from the control thread.
+pub type LinkReader = Box<dyn Fn() -> Link + Send + Sync>;
+
+/// How often the control thread reads the port's link.
+pub const LINK_POLL: Duration = Duration::from_secs(1);
+
+/// The port's link reader and what it last read.
+struct LinkState {
+    /// The `port` label: the DPDK port number or the interface's name.
+    port: String,
+    read: LinkReader,
+    last: Mutex<Option<Link>>,
+}
 
 /// One worker's health.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -92,6 +106,7 @@ pub struct ControlPlane {
     pool_capacity: Option<u64>,
     port_stats: OnceLock<PortStatsReader>,
     kernel: OnceLock<Arc<RelayCounters>>,
+    link: OnceLock<LinkState>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -134,6 +149,7 @@ impl ControlPlane {
             pool_capacity,
             port_stats: OnceLock::new(),
             kernel: OnceLock::new(),
+            link: OnceLock::new(),
         }
     }
 
@@ -174,6 +190,37 @@ impl ControlPlane {
         if self.kernel.set(counters).is_err() {
             tracing::warn!("the exception port's counters were already set");
         }
+    }
+
+    /// Install the port's link reader, once the port is open; `port` is
+    /// the `port` label of the link metrics (the DPDK port number or the
+    /// interface's name). Only the control thread calls `read`
+    /// ([`ControlPlane::poll_link`]).
+    pub fn set_link_reader(&self, port: String, read: LinkReader) {
+        let state = LinkState {
+            port,
+            read,
+            last: Mutex::new(None),
+        };
+        if self.link.set(state).is_err() {
+            tracing::warn!("the link reader was already set");
+        }
+    }
+
+    /// Read the link now and keep it for [`ControlPlane::link`]; returns
+    /// what it was before and what it is now (`None` without a reader).
+    pub fn poll_link(&self) -> Option<(Option<Link>, Link)> {
+        let state = self.link.get()?;
+        let now = (state.read)();
+        let mut last = state.last.lock().unwrap_or_else(PoisonError::into_inner);
+        Some((last.replace(now), now))
+    }
+
+    /// The port's label and its link as last read, once read.
+    pub fn link(&self) -> Option<(&str, Link)> {
+        let state = self.link.get()?;
+        let last = *state.last.lock().unwrap_or_else(PoisonError::into_inner);
+        last.map(|link| (state.port.as_str(), link))
     }
 
     /// The exception port's relay counters, when it runs.
@@ -412,6 +459,36 @@ impl HealthWatch {
     }
 }
 
+/// Reads the port's link every [`LINK_POLL`] and logs it at the first read
+/// and at every change (`link up 10 Gbit/s full-duplex`, `link down`). The
+/// control thread calls [`LinkWatch::check`] every tick.
+#[derive(Debug, Default)]
+pub struct LinkWatch {
+    next: Option<Instant>,
+}
+
+impl LinkWatch {
+    /// Read the link if a [`LINK_POLL`] has passed since the last read.
+    pub fn check(&mut self, plane: &ControlPlane) {
+        let now = Instant::now();
+        if self.next.is_some_and(|next| now < next) {
+            return;
+        }
+        self.next = Some(now + LINK_POLL);
+        let Some((before, link)) = plane.poll_link() else {
+            return;
+        };
+        let port = plane.link().map_or("", |(port, _)| port).to_owned();
+        match before {
+            None if link.up => tracing::info!(port = %port, "{link}"),
+            None => tracing::warn!(port = %port, "{link}: /healthz answers 503 until it comes up"),
+            Some(before) if before != link && link.up => tracing::warn!(port = %port, "{link}"),
+            Some(before) if before != link => tracing::error!(port = %port, "{link}"),
+            Some(_) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -537,6 +614,33 @@ action = "drop"
             ]
         );
         assert_eq!(default, 3);
+    }
+
+    #[test]
+    fn the_link_is_read_by_poll_and_kept() {
+        let (_file, plane) = plane_for(BASE, 1);
+        assert_eq!(plane.poll_link(), None);
+        assert_eq!(plane.link(), None);
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let reads = up.clone();
+        plane.set_link_reader(
+            "veth-test".into(),
+            Box::new(move || Link {
+                up: reads.load(Relaxed),
+                ..Link::VIRTUAL
+            }),
+        );
+        assert_eq!(plane.link(), None, "not read yet");
+        let mut watch = LinkWatch::default();
+        watch.check(&plane);
+        assert_eq!(plane.link(), Some(("veth-test", Link::VIRTUAL)));
+        up.store(false, Relaxed);
+        // Within the second: not read again.
+        watch.check(&plane);
+        assert!(plane.link().unwrap().1.up);
+        let (before, now) = plane.poll_link().unwrap();
+        assert!(before.unwrap().up && !now.up);
+        assert!(!plane.link().unwrap().1.up);
     }
 
     #[test]
