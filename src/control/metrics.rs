@@ -449,8 +449,7 @@ fn collect(plane: &ControlPlane) -> Vec<MetricFamily> {
     }
 
     if let Some((port, link)) = plane.link() {
-        s.of(&LINK_UP)
-            .add(&[port], if link.up { 1.0 } else { 0.0 });
+        s.of(&LINK_UP).add(&[port], if link.up { 1.0 } else { 0.0 });
         if let Some(speed) = link.speed_bytes_per_second() {
             s.of(&LINK_SPEED).add(&[port], speed as f64);
         }

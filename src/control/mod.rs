@@ -21,6 +21,7 @@
 pub mod http;
 pub mod metrics;
 pub mod reload;
+pub mod status;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};

@@ -138,7 +138,11 @@ impl DpdkStatsReader {
                 full_duplex: false,
             };
         }
-        link_from(raw.link_status() != 0, raw.link_speed, raw.link_duplex() != 0)
+        link_from(
+            raw.link_status() != 0,
+            raw.link_speed,
+            raw.link_duplex() != 0,
+        )
     }
 }
 

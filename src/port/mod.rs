@@ -235,9 +235,7 @@ impl std::fmt::Display for Link {
         }
         f.write_str("link up")?;
         match self.speed_mbps {
-            Some(mbps) if mbps >= 1000 && mbps % 1000 == 0 => {
-                write!(f, " {} Gbit/s", mbps / 1000)?
-            }
+            Some(mbps) if mbps >= 1000 && mbps % 1000 == 0 => write!(f, " {} Gbit/s", mbps / 1000)?,
             Some(mbps) if mbps >= 1000 => write!(f, " {:.1} Gbit/s", f64::from(mbps) / 1000.0)?,
             Some(mbps) => write!(f, " {mbps} Mbit/s")?,
             None => f.write_str(" (speed unknown)")?,

@@ -929,7 +929,11 @@ mod link_tests {
 
     #[test]
     fn sysfs_link_states() {
-        let up = sysfs(&[("operstate", "up\n"), ("speed", "10000\n"), ("duplex", "full\n")]);
+        let up = sysfs(&[
+            ("operstate", "up\n"),
+            ("speed", "10000\n"),
+            ("duplex", "full\n"),
+        ]);
         assert_eq!(
             link_in(up.path(), "eth9"),
             Link {
@@ -942,7 +946,11 @@ mod link_tests {
         let lower = sysfs(&[("operstate", "lowerlayerdown\n"), ("duplex", "full\n")]);
         assert!(!link_in(lower.path(), "eth9").up);
         // A driver that reports no operstate nor speed (tun, dummy).
-        let unknown = sysfs(&[("operstate", "unknown\n"), ("carrier", "1\n"), ("speed", "-1\n")]);
+        let unknown = sysfs(&[
+            ("operstate", "unknown\n"),
+            ("carrier", "1\n"),
+            ("speed", "-1\n"),
+        ]);
         let link = link_in(unknown.path(), "eth9");
         assert!(link.up && link.speed_mbps.is_none() && !link.full_duplex);
         // Gone: down, not an error.
