@@ -116,7 +116,9 @@ fn af_packet_link_follows_the_peer_and_status_prints_a_table() {
     assert_eq!(speed, 1.25e9, "{text}");
     promtool_check(&lab);
     assert!(
-        shardnet.log_text().contains("link up 10 Gbit/s full-duplex"),
+        shardnet
+            .log_text()
+            .contains("link up 10 Gbit/s full-duplex"),
         "{}",
         shardnet.log_text()
     );
@@ -128,23 +130,38 @@ fn af_packet_link_follows_the_peer_and_status_prints_a_table() {
     lab.peer(&["ping", "-c", "3", "-i", "0.2", DUT_IP]);
     let out = status(&lab, &["--control", METRICS, "--once"]);
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{table}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!table.contains('\x1b'), "no escape codes on a pipe: {table:?}");
-    assert!(table.contains(&format!("port {port}: link up 10 Gbit/s")), "{table}");
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !table.contains('\x1b'),
+        "no escape codes on a pipe: {table:?}"
+    );
+    assert!(
+        table.contains(&format!("port {port}: link up 10 Gbit/s")),
+        "{table}"
+    );
     let rows: Vec<Vec<&str>> = table
         .lines()
         .map(|l| l.split_whitespace().collect())
         .collect();
     for worker in ["0", "1"] {
         assert!(
-            rows.iter().any(|r| r.len() == 7 && r[0] == worker && r[1] == "polling"),
+            rows.iter()
+                .any(|r| r.len() == 7 && r[0] == worker && r[1] == "polling"),
             "worker {worker} row missing:\n{table}"
         );
     }
     // The admin Unix socket answers the same.
     let admin = lab.path("admin.sock").display().to_string();
     let out = status(&lab, &["--control", &admin, "--once", "--interval", "0.2"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // An address nobody answers on: one sentence, exit 1.
     let out = status(&lab, &["--control", "127.0.0.1:9", "--once"]);
     assert_eq!(out.status.code(), Some(1));
@@ -169,7 +186,11 @@ fn af_packet_link_follows_the_peer_and_status_prints_a_table() {
     });
     let (_, health) = healthz(&lab);
     assert_eq!(health["status"], "link_down", "{health}");
-    assert_eq!(health["error"], format!("link down on port {port}"), "{health}");
+    assert_eq!(
+        health["error"],
+        format!("link down on port {port}"),
+        "{health}"
+    );
     assert_eq!(health["workers"].as_array().unwrap().len(), 2, "{health}");
     assert!(
         !scrape(&lab, METRICS).contains("shardnet_link_speed_bytes_per_second{"),
@@ -242,7 +263,16 @@ fn status_refreshes_in_a_terminal() {
     });
     let session = Tmux(format!("{}-status", lab.dut_ns));
     let started = Command::new("tmux")
-        .args(["new-session", "-d", "-x", "120", "-y", "40", "-s", &session.0])
+        .args([
+            "new-session",
+            "-d",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            "-s",
+            &session.0,
+        ])
         .status()
         .expect("cannot run tmux (Debian package `tmux`)");
     assert!(started.success(), "tmux new-session failed");
@@ -268,9 +298,10 @@ fn status_refreshes_in_a_terminal() {
             .lines()
             .map(|l| l.split_whitespace().collect())
             .collect();
-        ["0", "1"]
-            .iter()
-            .all(|w| rows.iter().any(|r| r.len() == 7 && r[0] == *w && r[1] == "polling"))
+        ["0", "1"].iter().all(|w| {
+            rows.iter()
+                .any(|r| r.len() == 7 && r[0] == *w && r[1] == "polling")
+        })
     };
     wait_for("worker rows in the pane", Duration::from_secs(15), || {
         has_rows(&pane())
