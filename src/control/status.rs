@@ -255,8 +255,8 @@ pub fn render(addr: &str, before: &Snapshot, now: &Snapshot) -> String {
     } else {
         let _ = writeln!(
             out,
-            "drops by reason: {:>10} {:>14}",
-            "per s", "since start"
+            "{:<24} {:>10} {:>14}",
+            "drops by reason", "per s", "since start"
         );
         for (reason, (per, total)) in reasons {
             let _ = writeln!(out, "  {reason:<22} {per:>10.0} {total:>14.0}");
