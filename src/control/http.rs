@@ -802,4 +802,56 @@ mod tests {
         assert!(t.admit().is_none());
         assert_eq!(t.open.len(), 3);
     }
+
+    fn health_of(plane: &ControlPlane) -> (StatusCode, serde_json::Value) {
+        use http_body_util::BodyExt;
+        let answer = healthz(plane);
+        let status = answer.status();
+        let body = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(answer.into_body().collect())
+            .unwrap()
+            .to_bytes();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[test]
+    fn healthz_says_the_link_is_down_and_which_workers_are_stuck() {
+        use crate::port::Link;
+        use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+        let (_file, plane) = crate::control::tests::plane_for(crate::control::tests::BASE, 1);
+        plane.counters()[0].heartbeat_ns.set(plane.clock().now_ns());
+        // No link read yet: not a reason for 503.
+        assert_eq!(health_of(&plane).0, StatusCode::OK);
+        let up = Arc::new(AtomicBool::new(true));
+        let reads = up.clone();
+        plane.set_link_reader(
+            "eth1".into(),
+            Box::new(move || Link {
+                up: reads.load(Relaxed),
+                ..Link::VIRTUAL
+            }),
+        );
+        plane.poll_link();
+        let (status, body) = health_of(&plane);
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["link"]["up"], true);
+        up.store(false, Relaxed);
+        plane.poll_link();
+        let (status, body) = health_of(&plane);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["status"], "link_down");
+        assert_eq!(body["error"], "link down on port eth1");
+        // Both: the stuck workers first, as before, then the link.
+        std::thread::sleep(crate::control::STUCK_AFTER + Duration::from_millis(50));
+        let (status, body) = health_of(&plane);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["status"], "stuck");
+        assert_eq!(body["stuck_workers"], json!([0]));
+        assert_eq!(
+            body["error"],
+            "worker 0 not polling; link down on port eth1"
+        );
+    }
 }

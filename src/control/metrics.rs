@@ -571,6 +571,15 @@ mod tests {
             }],
             ..PortStats::default()
         }));
+        plane.set_link_reader(
+            "0".into(),
+            Box::new(|| crate::port::Link {
+                up: true,
+                speed_mbps: Some(25_000),
+                full_duplex: true,
+            }),
+        );
+        plane.poll_link();
         let text = scrape(plane);
         for family in FAMILIES {
             let kind = match family.kind {
@@ -611,6 +620,8 @@ mod tests {
             r#"shardnet_rules_reloads_total{result="error"} 0"#,
             r#"shardnet_rules_generation 1"#,
             r#"shardnet_worker_up{worker="0"} 1"#,
+            r#"shardnet_link_up{port="0"} 1"#,
+            r#"shardnet_link_speed_bytes_per_second{port="0"} 3125000000"#,
         ] {
             assert!(
                 text.contains(&format!("{line}\n")),
