@@ -453,7 +453,7 @@ fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     let interface = af.interface.clone();
     shared.plane.set_link_reader(
         af.interface.clone(),
-        Box::new(move || crate::port::af_packet::link(&interface)),
+        Box::new(move || Ok(crate::port::af_packet::link(&interface))),
     );
     // The exception port before the workers: they get its rings.
     let (kernel, links) = if config.kernel.enabled {
@@ -909,7 +909,7 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     shared.plane.set_port_stats(Box::new(move || reader.read()));
     shared.plane.set_link_reader(
         config.dpdk.port.to_string(),
-        Box::new(move || reader.link()),
+        Box::new(move || reader.link().map_err(|e| e.to_string())),
     );
     let (kernel, links) = match kernel_port {
         Some(id) => {

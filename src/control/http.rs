@@ -828,9 +828,11 @@ mod tests {
         let reads = up.clone();
         plane.set_link_reader(
             "eth1".into(),
-            Box::new(move || Link {
-                up: reads.load(Relaxed),
-                ..Link::VIRTUAL
+            Box::new(move || {
+                Ok(Link {
+                    up: reads.load(Relaxed),
+                    ..Link::VIRTUAL
+                })
             }),
         );
         plane.poll_link();

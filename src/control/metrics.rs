@@ -573,10 +573,12 @@ mod tests {
         }));
         plane.set_link_reader(
             "0".into(),
-            Box::new(|| crate::port::Link {
-                up: true,
-                speed_mbps: Some(25_000),
-                full_duplex: true,
+            Box::new(|| {
+                Ok(crate::port::Link {
+                    up: true,
+                    speed_mbps: Some(25_000),
+                    full_duplex: true,
+                })
             }),
         );
         plane.poll_link();

@@ -51,8 +51,9 @@ const APPLY_WAIT: Duration = Duration::from_secs(1);
 /// Reads the port's counters from the control thread.
 pub type PortStatsReader = Box<dyn Fn() -> PortStats + Send + Sync>;
 
-/// Reads the port's link from the control thread.
-pub type LinkReader = Box<dyn Fn() -> Link + Send + Sync>;
+/// Reads the port's link from the control thread: `Err` with the reason
+/// when the driver cannot tell.
+pub type LinkReader = Box<dyn Fn() -> Result<Link, String> + Send + Sync>;
 
 /// How often the control thread reads the port's link.
 pub const LINK_POLL: Duration = Duration::from_secs(1);
@@ -62,7 +63,7 @@ struct LinkState {
     /// The `port` label: the DPDK port number or the interface's name.
     port: String,
     read: LinkReader,
-    last: Mutex<Option<Link>>,
+    last: Mutex<Option<Result<Link, String>>>,
 }
 
 /// One worker's health.
@@ -209,19 +210,33 @@ impl ControlPlane {
     }
 
     /// Read the link now and keep it for [`ControlPlane::link`]; returns
-    /// what it was before and what it is now (`None` without a reader).
-    pub fn poll_link(&self) -> Option<(Option<Link>, Link)> {
+    /// what it was before (`None` at the first read) and what it is now
+    /// (`None` without a reader).
+    pub fn poll_link(&self) -> Option<LinkChange> {
         let state = self.link.get()?;
         let now = (state.read)();
         let mut last = state.last.lock().unwrap_or_else(PoisonError::into_inner);
-        Some((last.replace(now), now))
+        Some(LinkChange {
+            before: last.replace(now.clone()),
+            now,
+        })
     }
 
-    /// The port's label and its link as last read, once read.
+    /// The port's label and its link as last read, once read; `None` also
+    /// while the driver cannot tell (then neither `/healthz` nor the
+    /// metrics show a link).
     pub fn link(&self) -> Option<(&str, Link)> {
         let state = self.link.get()?;
-        let last = *state.last.lock().unwrap_or_else(PoisonError::into_inner);
-        last.map(|link| (state.port.as_str(), link))
+        let last = state.last.lock().unwrap_or_else(PoisonError::into_inner);
+        match *last {
+            Some(Ok(link)) => Some((state.port.as_str(), link)),
+            _ => None,
+        }
+    }
+
+    /// The `port` label of the link, once a reader is installed.
+    pub fn link_port(&self) -> Option<&str> {
+        self.link.get().map(|state| state.port.as_str())
     }
 
     /// The exception port's relay counters, when it runs.
@@ -460,6 +475,15 @@ impl HealthWatch {
     }
 }
 
+/// One read of the link ([`ControlPlane::poll_link`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkChange {
+    /// The read before, `None` at the first.
+    pub before: Option<Result<Link, String>>,
+    /// This read.
+    pub now: Result<Link, String>,
+}
+
 /// Reads the port's link every [`LINK_POLL`] and logs it at the first read
 /// and at every change (`link up 10 Gbit/s full-duplex`, `link down`). The
 /// control thread calls [`LinkWatch::check`] every tick.
@@ -476,16 +500,25 @@ impl LinkWatch {
             return;
         }
         self.next = Some(now + LINK_POLL);
-        let Some((before, link)) = plane.poll_link() else {
+        let Some(LinkChange { before, now }) = plane.poll_link() else {
             return;
         };
-        let port = plane.link().map_or("", |(port, _)| port).to_owned();
-        match before {
-            None if link.up => tracing::info!(port = %port, "{link}"),
-            None => tracing::warn!(port = %port, "{link}: /healthz answers 503 until it comes up"),
-            Some(before) if before != link && link.up => tracing::warn!(port = %port, "{link}"),
-            Some(before) if before != link => tracing::error!(port = %port, "{link}"),
-            Some(_) => {}
+        if before.as_ref() == Some(&now) {
+            return;
+        }
+        let port = plane.link_port().unwrap_or_default();
+        let first = before.is_none();
+        match now {
+            Ok(link) if link.up && first => tracing::info!(port = %port, "{link}"),
+            Ok(link) if link.up => tracing::warn!(port = %port, "{link}"),
+            Ok(link) => tracing::error!(
+                port = %port,
+                "{link}: /healthz answers 503 until it comes up"
+            ),
+            Err(e) => tracing::warn!(
+                port = %port,
+                "the port does not report its link ({e}): neither /healthz nor the metrics show it"
+            ),
         }
     }
 }
@@ -626,9 +659,11 @@ action = "drop"
         let reads = up.clone();
         plane.set_link_reader(
             "veth-test".into(),
-            Box::new(move || Link {
-                up: reads.load(Relaxed),
-                ..Link::VIRTUAL
+            Box::new(move || {
+                Ok(Link {
+                    up: reads.load(Relaxed),
+                    ..Link::VIRTUAL
+                })
             }),
         );
         assert_eq!(plane.link(), None, "not read yet");
@@ -639,8 +674,8 @@ action = "drop"
         // Within the second: not read again.
         watch.check(&plane);
         assert!(plane.link().unwrap().1.up);
-        let (before, now) = plane.poll_link().unwrap();
-        assert!(before.unwrap().up && !now.up);
+        let change = plane.poll_link().unwrap();
+        assert!(change.before.unwrap().unwrap().up && !change.now.unwrap().up);
         assert!(!plane.link().unwrap().1.up);
     }
 

@@ -122,27 +122,21 @@ impl DpdkStatsReader {
 
 impl DpdkStatsReader {
     /// The port's link now (`rte_eth_link_get_nowait`: never waits for
-    /// autonegotiation, so the control thread may call it every second). A
-    /// driver that cannot tell (`-ENOTSUP`) or a failed read counts as down,
-    /// logged at debug level.
-    pub fn link(&self) -> Link {
+    /// autonegotiation, so the control thread may call it every second), or
+    /// why the driver cannot tell (`-ENOTSUP`: no `link_update`).
+    pub fn link(&self) -> Result<Link, DpdkError> {
         let mut raw = dpdk_sys::rte_eth_link::default();
         // SAFETY: valid out pointer of the bindings' layout; the port is open
         // while the reader is used (see `DpdkPort::stats_reader`).
         let rc = unsafe { dpdk_sys::rte_eth_link_get_nowait(self.port, &mut raw) };
         if rc != 0 {
-            tracing::debug!("{}", DpdkError::port(self.port, "reading the link", rc));
-            return Link {
-                up: false,
-                speed_mbps: None,
-                full_duplex: false,
-            };
+            return Err(DpdkError::port(self.port, "reading the link", rc));
         }
-        link_from(
+        Ok(link_from(
             raw.link_status() != 0,
             raw.link_speed,
             raw.link_duplex() != 0,
-        )
+        ))
     }
 }
 
