@@ -127,8 +127,26 @@ fn af_packet_link_follows_the_peer_and_status_prints_a_table() {
     assert_eq!(health["link"]["up"], true);
 
     // `--once` on a pipe: plain lines, one row per worker, and the link.
-    lab.peer(&["ping", "-c", "3", "-i", "0.2", DUT_IP]);
+    // Pings for (at least) 10 s meanwhile: the table's rx rate is not 0.
+    let mut ping = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.peer_ns,
+            "ping",
+            "-q",
+            "-c",
+            "200",
+            "-i",
+            "0.05",
+            DUT_IP,
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("cannot run ping");
     let out = status(&lab, &["--control", METRICS, "--once"]);
+    let _ = ping.kill();
+    let _ = ping.wait();
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -147,6 +165,12 @@ fn af_packet_link_follows_the_peer_and_status_prints_a_table() {
         .lines()
         .map(|l| l.split_whitespace().collect())
         .collect();
+    let all = rows
+        .iter()
+        .find(|r| r.first() == Some(&"all"))
+        .unwrap_or_else(|| panic!("no totals row:\n{table}"));
+    let rx_pps: f64 = all[1].parse().unwrap();
+    assert!(rx_pps > 0.0, "pings were received meanwhile:\n{table}");
     for worker in ["0", "1"] {
         assert!(
             rows.iter()
