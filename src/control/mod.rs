@@ -1,22 +1,24 @@
 //! The control plane: what the control thread owns and serves.
 //!
 //! [`ControlPlane`] holds the rules in force and their reload, the workers'
-//! counters and health, and the port's statistics reader. The control thread
-//! ([`crate::runtime`]) watches signals and worker health with it; the HTTP
+//! counters and health, and the port's statistics and link readers. The
+//! control thread ([`crate::runtime`]) watches signals, worker health and
+//! the link ([`LinkWatch`], every second) with it; the HTTP
 //! server of [`http`] (`[metrics] listen`, and the admin Unix socket
 //! `[metrics] admin_socket`) serves it, and [`reload`] runs its reloads:
 //!
 //! | path | answer |
 //! |---|---|
 //! | `GET /metrics` | Prometheus text format ([`metrics`]) |
-//! | `GET /healthz` | `200` while every worker polls, `503` naming the stuck ones |
+//! | `GET /healthz` | `200` while every worker polls and the link is up, `503` naming the stuck ones or the link down |
 //! | `GET /rules` | the rules in force, with their hits, as JSON |
 //! | `POST /reload` | admin socket only (`403` on TCP): re-read the rules from the config file: `200`, or `400` with the reason (the old rules stay) |
 //!
 //! Nothing here runs on a worker core or blocks a worker: workers publish
 //! counters with relaxed stores and pick new rules up through
 //! [`SharedRules`]; the one message channel to them carries only the debug
-//! stall request.
+//! stall request. [`status`] is the other end: the `shardnet status` client
+//! that reads `/metrics`.
 
 pub mod http;
 pub mod metrics;
