@@ -214,7 +214,7 @@ pub struct Link {
 }
 
 impl Link {
-    /// An in-memory link: always up, no speed.
+    /// An in-memory link ([`memlink::MemLink::link`]): always up, no speed.
     pub const VIRTUAL: Link = Link {
         up: true,
         speed_mbps: None,
