@@ -456,6 +456,24 @@ shardnet_link_speed_bytes_per_second{port="0"} 1250000000
         assert!(!table.contains("bad_checksum"), "{table}");
     }
 
+    proptest::proptest! {
+        /// Whatever an endpoint answers, parsing and rendering never panic.
+        #[test]
+        fn any_text_parses_or_is_refused_without_a_panic(
+            lines in proptest::collection::vec(
+                "(# (HELP|TYPE) shardnet_[a-z_]{0,12} [a-z ]{0,10}|shardnet_(rx_packets_total|drops_total|link_up|worker_up)[{]?([a-z]{1,6}=\"[0-9a-z]{0,4}\",?){0,3}[}]? [-+0-9.eEnaNIf]{0,8}|.{0,30})",
+                0..12,
+            )
+        ) {
+            let text = lines.join("\n");
+            let start = Instant::now();
+            if let Ok(before) = parse(&text, start) {
+                let _ = render("x", &before, &before);
+            }
+            let _ = body_of(text.as_bytes());
+        }
+    }
+
     #[test]
     fn what_is_not_shardnet_is_refused() {
         let error = parse("# TYPE up gauge\nup 1\n", Instant::now()).unwrap_err();
