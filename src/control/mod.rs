@@ -196,15 +196,17 @@ impl ControlPlane {
         }
     }
 
-    /// Install the port's link reader, once the port is open; `port` is
-    /// the `port` label of the link metrics (the DPDK port number or the
-    /// interface's name). Only the control thread calls `read`
-    /// ([`ControlPlane::poll_link`]).
+    /// Install the port's link reader, once the port is open, and read the
+    /// link once (so `/metrics` and `/healthz` have it from the start);
+    /// `port` is the `port` label of the link metrics (the DPDK port number
+    /// or the interface's name). Only the control thread calls `read`
+    /// (here and in [`ControlPlane::poll_link`]).
     pub fn set_link_reader(&self, port: String, read: LinkReader) {
+        let first = read();
         let state = LinkState {
             port,
             read,
-            last: Mutex::new(None),
+            last: Mutex::new(Some(first)),
         };
         if self.link.set(state).is_err() {
             tracing::warn!("the link reader was already set");
@@ -212,16 +214,13 @@ impl ControlPlane {
     }
 
     /// Read the link now and keep it for [`ControlPlane::link`]; returns
-    /// what it was before (`None` at the first read) and what it is now
-    /// (`None` without a reader).
-    pub fn poll_link(&self) -> Option<LinkChange> {
+    /// it (`None` without a reader).
+    pub fn poll_link(&self) -> Option<Result<Link, String>> {
         let state = self.link.get()?;
         let now = (state.read)();
         let mut last = state.last.lock().unwrap_or_else(PoisonError::into_inner);
-        Some(LinkChange {
-            before: last.replace(now.clone()),
-            now,
-        })
+        *last = Some(now.clone());
+        Some(now)
     }
 
     /// The port's label and its link as last read, once read; `None` also
@@ -477,21 +476,14 @@ impl HealthWatch {
     }
 }
 
-/// One read of the link ([`ControlPlane::poll_link`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LinkChange {
-    /// The read before, `None` at the first.
-    pub before: Option<Result<Link, String>>,
-    /// This read.
-    pub now: Result<Link, String>,
-}
-
 /// Reads the port's link every [`LINK_POLL`] and logs it at the first read
 /// and at every change (`link up 10 Gbit/s full-duplex`, `link down`). The
 /// control thread calls [`LinkWatch::check`] every tick.
 #[derive(Debug, Default)]
 pub struct LinkWatch {
     next: Option<Instant>,
+    /// What was logged last.
+    logged: Option<Result<Link, String>>,
 }
 
 impl LinkWatch {
@@ -502,14 +494,14 @@ impl LinkWatch {
             return;
         }
         self.next = Some(now + LINK_POLL);
-        let Some(LinkChange { before, now }) = plane.poll_link() else {
+        let Some(now) = plane.poll_link() else {
             return;
         };
-        if before.as_ref() == Some(&now) {
+        if self.logged.as_ref() == Some(&now) {
             return;
         }
+        let first = self.logged.replace(now.clone()).is_none();
         let port = plane.link_port().unwrap_or_default();
-        let first = before.is_none();
         match now {
             Ok(link) if link.up && first => tracing::info!(port = %port, "{link}"),
             Ok(link) if link.up => tracing::warn!(port = %port, "{link}"),
@@ -668,16 +660,16 @@ action = "drop"
                 })
             }),
         );
-        assert_eq!(plane.link(), None, "not read yet");
+        // Read once when installed: the metrics have it from the start.
+        assert_eq!(plane.link(), Some(("veth-test", Link::VIRTUAL)));
         let mut watch = LinkWatch::default();
         watch.check(&plane);
-        assert_eq!(plane.link(), Some(("veth-test", Link::VIRTUAL)));
+        assert_eq!(watch.logged, Some(Ok(Link::VIRTUAL)));
         up.store(false, Relaxed);
         // Within the second: not read again.
         watch.check(&plane);
         assert!(plane.link().unwrap().1.up);
-        let change = plane.poll_link().unwrap();
-        assert!(change.before.unwrap().unwrap().up && !change.now.unwrap().up);
+        assert!(!plane.poll_link().unwrap().unwrap().up);
         assert!(!plane.link().unwrap().1.up);
     }
 
