@@ -101,7 +101,7 @@ bind)
         die "the IOMMU is off ($SYSFS/kernel/iommu_groups is empty): add intel_iommu=on iommu=pt (AMD: amd_iommu=on iommu=pt) to the kernel command line and reboot, see deploy/nic-setup.md"
     fi
     for n in "${netdevs[@]}"; do
-        if ip -4 route show default dev "$n" 2>/dev/null | grep -q .; then
+        if [ -n "$(ip -4 route show default dev "$n" 2>/dev/null)" ]; then
             die "$n ($address) carries the default route: binding it would cut this host off; use a management NIC, see deploy/nic-setup.md"
         fi
         run ip link set dev "$n" down

@@ -19,6 +19,8 @@ packages=(
     iperf3
     # the control endpoint's tests: a real Prometheus server and promtool
     prometheus
+    # `shardnet status` in a terminal (tests/link.rs): tmux
+    tmux
     # the kv example's tests and benchmark: redis-cli, redis-benchmark, redis-server, Python's redis
     redis-tools redis-server python3-redis
     # the WebSocket example's tests (tests/ws.rs): Python's websockets and websocket-client

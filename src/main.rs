@@ -65,6 +65,31 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// A table of a running instance, refreshed every second (like F-Stack's ff_top).
+    ///
+    /// Per worker: packets received and sent per second, TCP connections,
+    /// pool buffers in use, drops per second; then the drops by reason and
+    /// the port's link. Read from the control endpoint's /metrics.
+    Status {
+        /// The control endpoint: `[metrics] listen` (HOST:PORT) or the path of `[metrics] admin_socket`.
+        #[arg(long)]
+        control: String,
+        /// Print one table (two scrapes an interval apart) and exit.
+        #[arg(long)]
+        once: bool,
+        /// Seconds between scrapes (0.1 to 3600).
+        #[arg(long, default_value = "1", value_parser = parse_interval)]
+        interval: std::time::Duration,
+    },
+}
+
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if (0.1..=3600.0).contains(&secs) => Ok(std::time::Duration::from_secs_f64(secs)),
+        _ => Err(format!(
+            "{text} is not a number of seconds from 0.1 to 3600"
+        )),
+    }
 }
 
 /// Load and validate, printing `FILE:LINE:COL: reason` lines on failure.
@@ -135,6 +160,22 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("shardnet: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Status {
+            control,
+            once,
+            interval,
+        } => {
+            let stdout = std::io::stdout();
+            let clear = std::io::IsTerminal::is_terminal(&stdout);
+            let mut out = stdout.lock();
+            match shardnet::control::status::run(&control, once, interval, clear, &mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("shardnet: {e}");
                     ExitCode::from(1)
                 }
             }

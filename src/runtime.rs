@@ -24,7 +24,7 @@ use crate::config::{KernelConfig, KernelKind};
 use crate::control::http::{EndpointSettings, HttpServer};
 use crate::control::notify::Notifier;
 use crate::control::reload::{ReloadQueue, ReloadThread};
-use crate::control::{ControlPlane, HealthWatch};
+use crate::control::{ControlPlane, HealthWatch, LinkWatch};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::kernel::journal::{self, NicJournal};
 use crate::kernel::netif::{self, DefaultRoute, InterfaceSetup, SysctlGuard};
@@ -460,6 +460,11 @@ fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     pin_current_thread(config.dataplane.control_core, "control thread");
     let reader = port.stats_reader();
     shared.plane.set_port_stats(Box::new(move || reader.read()));
+    let interface = af.interface.clone();
+    shared.plane.set_link_reader(
+        af.interface.clone(),
+        Box::new(move || Ok(crate::port::af_packet::link(&interface))),
+    );
     // The exception port before the workers: they get its rings.
     let (kernel, links) = if config.kernel.enabled {
         let journal = nic_journal
@@ -946,6 +951,10 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     );
     let reader = port.stats_reader();
     shared.plane.set_port_stats(Box::new(move || reader.read()));
+    shared.plane.set_link_reader(
+        config.dpdk.port.to_string(),
+        Box::new(move || reader.link().map_err(|e| e.to_string())),
+    );
     let (kernel, links) = match kernel_port {
         Some(id) => {
             let (kernel, links) = start_dpdk_kernel(shared, id, &port, mac)?;
@@ -1201,11 +1210,14 @@ impl ControlServices {
 }
 
 /// Wait for a stop signal; queue a reload on SIGHUP; log workers that stop
-/// or resume polling; under systemd, send READY, watchdog pings while every
-/// worker polls, STATUS and STOPPING ([`Notifier`]). Nothing here waits for
-/// a reload.
+/// or resume polling; read the port's link every second and log its
+/// changes; under systemd, send READY, watchdog pings while every worker
+/// polls, STATUS and STOPPING ([`Notifier`]). Nothing here waits for a
+/// reload.
 fn control_loop(shared: &Shared, signals: &Signals, reloads: &ReloadQueue) {
     let mut health = HealthWatch::default();
+    let mut link = LinkWatch::default();
+    link.check(&shared.plane);
     let mut notifier = Notifier::from_env();
     while !signals.stop.load(Relaxed) {
         std::thread::sleep(CONTROL_TICK);
@@ -1215,6 +1227,7 @@ fn control_loop(shared: &Shared, signals: &Signals, reloads: &ReloadQueue) {
             tracing::info!("SIGHUP: a reload is already waiting to run");
         }
         health.check(&shared.plane);
+        link.check(&shared.plane);
         notifier.tick(&shared.plane);
     }
     tracing::info!("stopping");

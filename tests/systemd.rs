@@ -384,6 +384,15 @@ fn has_line(message: &str, line: &str) -> bool {
     message.lines().any(|l| l == line)
 }
 
+/// The STATUS line of a healthy instance: every worker polling, then the
+/// port's link (`; port P link up ...`, as the control thread last read it).
+fn all_polling_and_link_up(message: &str) -> bool {
+    message.lines().any(|l| {
+        l.strip_prefix("STATUS=2 of 2 workers polling; rules generation 1; port ")
+            .is_some_and(|rest| rest.contains(" link up"))
+    })
+}
+
 #[test]
 fn run_notifies_ready_pings_while_workers_poll_and_says_stopping() {
     notify_protocol("af_packet");
@@ -436,14 +445,17 @@ fn notify_protocol(backend: &str) {
         pings += usize::from(has_line(m, "WATCHDOG=1"));
         pings == 3
     });
-    assert!(
-        notes
-            .got
-            .iter()
-            .any(|m| has_line(m, "STATUS=2 of 2 workers polling; rules generation 1")),
-        "{:?}",
-        notes.got
-    );
+    // The kernel sets a veth's operstate up up to a second after its carrier
+    // (linkwatch), so the first STATUS may still say `link down`; the
+    // control thread reads the link every second and says the change.
+    if !notes.got.iter().any(|m| all_polling_and_link_up(m)) {
+        notes.until(
+            "a STATUS with the link up",
+            Duration::from_secs(10),
+            &mut shardnet,
+            all_polling_and_link_up,
+        );
+    }
 
     // Worker 1 stalls for 3 s: once it is reported stuck, no ping until it
     // polls again; then the pings resume.
@@ -478,7 +490,7 @@ fn notify_protocol(backend: &str) {
         },
     );
     let back = notes.until("recovery", Duration::from_secs(20), &mut shardnet, |m| {
-        has_line(m, "STATUS=2 of 2 workers polling; rules generation 1")
+        all_polling_and_link_up(m)
     });
     assert!(
         notes.got[stuck..back]

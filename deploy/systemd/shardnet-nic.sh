@@ -96,10 +96,13 @@ rebind() {
 # The interface exists (in this network namespace).
 has_iface() { ip link show dev "$iface" >/dev/null 2>&1; }
 
-# The fallback address is on the interface.
+# The fallback address is on the interface. (ip's output is read whole
+# first: with pipefail, grep -q quitting early would SIGPIPE ip and fail.)
 has_address() {
-    [ -n "$address" ] && has_iface &&
-        ip -o addr show dev "$iface" | grep -qF " ${address} "
+    [ -n "$address" ] && has_iface || return 1
+    local addrs
+    addrs="$(ip -o addr show dev "$iface")"
+    grep -qF " ${address} " <<<"$addrs"
 }
 
 pci_bind() {

@@ -679,20 +679,36 @@ fn healthz(plane: &ControlPlane) -> Answer {
             })
         })
         .collect();
-    if stuck.is_empty() {
-        json_response(StatusCode::OK, &json!({"status": "ok", "workers": workers}))
-    } else {
-        let names: Vec<String> = stuck.iter().map(|w| format!("worker {w}")).collect();
-        json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({
-                "status": "stuck",
-                "stuck_workers": stuck,
-                "error": format!("{} not polling", names.join(", ")),
-                "workers": workers,
-            }),
-        )
+    // Until the control thread's first read the link is not known: not a
+    // reason to answer 503.
+    let link = plane.link();
+    let link_down = link.is_some_and(|(_, link)| !link.up);
+    let mut body = json!({"status": "ok", "workers": workers});
+    if let Some((port, link)) = link {
+        body["link"] = json!({
+            "port": port,
+            "up": link.up,
+            "speed_mbps": link.speed_mbps,
+            "full_duplex": link.full_duplex,
+        });
     }
+    if stuck.is_empty() && !link_down {
+        return json_response(StatusCode::OK, &body);
+    }
+    let mut errors = Vec::new();
+    if !stuck.is_empty() {
+        let names: Vec<String> = stuck.iter().map(|w| format!("worker {w}")).collect();
+        errors.push(format!("{} not polling", names.join(", ")));
+        body["status"] = json!("stuck");
+        body["stuck_workers"] = json!(stuck);
+    } else {
+        body["status"] = json!("link_down");
+    }
+    if let Some((port, _)) = link.filter(|_| link_down) {
+        errors.push(format!("link down on port {port}"));
+    }
+    body["error"] = json!(errors.join("; "));
+    json_response(StatusCode::SERVICE_UNAVAILABLE, &body)
 }
 
 async fn reload(reloads: &ReloadQueue) -> Answer {
@@ -785,5 +801,59 @@ mod tests {
         }
         assert!(t.admit().is_none());
         assert_eq!(t.open.len(), 3);
+    }
+
+    fn health_of(plane: &ControlPlane) -> (StatusCode, serde_json::Value) {
+        use http_body_util::BodyExt;
+        let answer = healthz(plane);
+        let status = answer.status();
+        let body = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(answer.into_body().collect())
+            .unwrap()
+            .to_bytes();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[test]
+    fn healthz_says_the_link_is_down_and_which_workers_are_stuck() {
+        use crate::port::Link;
+        use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+        let (_file, plane) = crate::control::tests::plane_for(crate::control::tests::BASE, 1);
+        plane.counters()[0].heartbeat_ns.set(plane.clock().now_ns());
+        // No link read yet: not a reason for 503.
+        assert_eq!(health_of(&plane).0, StatusCode::OK);
+        let up = Arc::new(AtomicBool::new(true));
+        let reads = up.clone();
+        plane.set_link_reader(
+            "eth1".into(),
+            Box::new(move || {
+                Ok(Link {
+                    up: reads.load(Relaxed),
+                    ..Link::VIRTUAL
+                })
+            }),
+        );
+        plane.poll_link();
+        let (status, body) = health_of(&plane);
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["link"]["up"], true);
+        up.store(false, Relaxed);
+        plane.poll_link();
+        let (status, body) = health_of(&plane);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["status"], "link_down");
+        assert_eq!(body["error"], "link down on port eth1");
+        // Both: the stuck workers first, as before, then the link.
+        std::thread::sleep(crate::control::STUCK_AFTER + Duration::from_millis(50));
+        let (status, body) = health_of(&plane);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["status"], "stuck");
+        assert_eq!(body["stuck_workers"], json!([0]));
+        assert_eq!(
+            body["error"],
+            "worker 0 not polling; link down on port eth1"
+        );
     }
 }

@@ -177,6 +177,10 @@ families! {
         "Packets per queue as the driver counts (DPDK: the first 16 queues).";
     PORT_XSTAT: "shardnet_port_xstat", Gauge, ["name"],
         "Every extended statistic of the port by the driver's name (mostly cumulative counts).";
+    LINK_UP: "shardnet_link_up", Gauge, ["port"],
+        "1 while the port's link is up, 0 while it is down (read by the control thread every second).";
+    LINK_SPEED: "shardnet_link_speed_bytes_per_second", Gauge, ["port"],
+        "The port's negotiated link speed (10 Gbit/s is 1.25e9); absent while down or where the driver reports none.";
     BUILD_INFO: "shardnet_build_info", Gauge, ["version", "backend"],
         "Always 1: the version and the backend in use.";
     START_TIME: "shardnet_start_time_seconds", Gauge, [],
@@ -444,6 +448,13 @@ fn collect(plane: &ControlPlane) -> Vec<MetricFamily> {
         }
     }
 
+    if let Some((port, link)) = plane.link() {
+        s.of(&LINK_UP).add(&[port], if link.up { 1.0 } else { 0.0 });
+        if let Some(speed) = link.speed_bytes_per_second() {
+            s.of(&LINK_SPEED).add(&[port], speed as f64);
+        }
+    }
+
     let config = plane.config();
     s.of(&BUILD_INFO).add(
         &[env!("CARGO_PKG_VERSION"), config.dataplane.backend.as_str()],
@@ -560,6 +571,17 @@ mod tests {
             }],
             ..PortStats::default()
         }));
+        plane.set_link_reader(
+            "0".into(),
+            Box::new(|| {
+                Ok(crate::port::Link {
+                    up: true,
+                    speed_mbps: Some(25_000),
+                    full_duplex: true,
+                })
+            }),
+        );
+        plane.poll_link();
         let text = scrape(plane);
         for family in FAMILIES {
             let kind = match family.kind {
@@ -600,6 +622,8 @@ mod tests {
             r#"shardnet_rules_reloads_total{result="error"} 0"#,
             r#"shardnet_rules_generation 1"#,
             r#"shardnet_worker_up{worker="0"} 1"#,
+            r#"shardnet_link_up{port="0"} 1"#,
+            r#"shardnet_link_speed_bytes_per_second{port="0"} 3125000000"#,
         ] {
             assert!(
                 text.contains(&format!("{line}\n")),

@@ -1,15 +1,16 @@
 //! The control plane: what the control thread owns and serves.
 //!
 //! [`ControlPlane`] holds the rules in force and their reload, the workers'
-//! counters and health, and the port's statistics reader. The control thread
-//! ([`crate::runtime`]) watches signals and worker health with it; the HTTP
+//! counters and health, and the port's statistics and link readers. The
+//! control thread ([`crate::runtime`]) watches signals, worker health and
+//! the link ([`LinkWatch`], every second) with it; the HTTP
 //! server of [`http`] (`[metrics] listen`, and the admin Unix socket
 //! `[metrics] admin_socket`) serves it, and [`reload`] runs its reloads:
 //!
 //! | path | answer |
 //! |---|---|
 //! | `GET /metrics` | Prometheus text format ([`metrics`]) |
-//! | `GET /healthz` | `200` while every worker polls, `503` naming the stuck ones |
+//! | `GET /healthz` | `200` while every worker polls and the link is up, `503` naming the stuck ones or the link down |
 //! | `GET /rules` | the rules in force, with their hits, as JSON |
 //! | `POST /reload` | admin socket only (`403` on TCP): re-read the rules from the config file: `200`, or `400` with the reason (the old rules stay) |
 //!
@@ -18,12 +19,14 @@
 //! [`SharedRules`]; the one message channel to them carries only the debug
 //! stall request. Under systemd, [`notify`] tells the service manager when
 //! the workers are ready, pings its watchdog while they all poll, and says
-//! when the process stops.
+//! when the process stops. [`status`] is the other end: the `shardnet status` client
+//! that reads `/metrics`.
 
 pub mod http;
 pub mod metrics;
 pub mod notify;
 pub mod reload;
+pub mod status;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -36,7 +39,7 @@ use serde_json::json;
 
 use crate::config::{Backend, Config};
 use crate::counters::WorkerCounters;
-use crate::port::PortStats;
+use crate::port::{Link, PortStats};
 use crate::rules::{RuleSlots, RuleTable, SharedRules};
 use crate::worker::{Clock, ControlMessage};
 
@@ -52,6 +55,21 @@ const APPLY_WAIT: Duration = Duration::from_secs(1);
 
 /// Reads the port's counters from the control thread.
 pub type PortStatsReader = Box<dyn Fn() -> PortStats + Send + Sync>;
+
+/// Reads the port's link from the control thread: `Err` with the reason
+/// when the driver cannot tell.
+pub type LinkReader = Box<dyn Fn() -> Result<Link, String> + Send + Sync>;
+
+/// How often the control thread reads the port's link.
+pub const LINK_POLL: Duration = Duration::from_secs(1);
+
+/// The port's link reader and what it last read.
+struct LinkState {
+    /// The `port` label: the DPDK port number or the interface's name.
+    port: String,
+    read: LinkReader,
+    last: Mutex<Option<Result<Link, String>>>,
+}
 
 /// One worker's health.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -95,6 +113,7 @@ pub struct ControlPlane {
     pool_capacity: Option<u64>,
     port_stats: OnceLock<PortStatsReader>,
     kernel: OnceLock<Arc<RelayCounters>>,
+    link: OnceLock<LinkState>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -137,6 +156,7 @@ impl ControlPlane {
             pool_capacity,
             port_stats: OnceLock::new(),
             kernel: OnceLock::new(),
+            link: OnceLock::new(),
         }
     }
 
@@ -177,6 +197,50 @@ impl ControlPlane {
         if self.kernel.set(counters).is_err() {
             tracing::warn!("the exception port's counters were already set");
         }
+    }
+
+    /// Install the port's link reader, once the port is open, and read the
+    /// link once (so `/metrics` and `/healthz` have it from the start);
+    /// `port` is the `port` label of the link metrics (the DPDK port number
+    /// or the interface's name). Only the control thread calls `read`
+    /// (here and in [`ControlPlane::poll_link`]).
+    pub fn set_link_reader(&self, port: String, read: LinkReader) {
+        let first = read();
+        let state = LinkState {
+            port,
+            read,
+            last: Mutex::new(Some(first)),
+        };
+        if self.link.set(state).is_err() {
+            tracing::warn!("the link reader was already set");
+        }
+    }
+
+    /// Read the link now and keep it for [`ControlPlane::link`]; returns
+    /// it (`None` without a reader).
+    pub fn poll_link(&self) -> Option<Result<Link, String>> {
+        let state = self.link.get()?;
+        let now = (state.read)();
+        let mut last = state.last.lock().unwrap_or_else(PoisonError::into_inner);
+        *last = Some(now.clone());
+        Some(now)
+    }
+
+    /// The port's label and its link as last read, once read; `None` also
+    /// while the driver cannot tell (then neither `/healthz` nor the
+    /// metrics show a link).
+    pub fn link(&self) -> Option<(&str, Link)> {
+        let state = self.link.get()?;
+        let last = state.last.lock().unwrap_or_else(PoisonError::into_inner);
+        match *last {
+            Some(Ok(link)) => Some((state.port.as_str(), link)),
+            _ => None,
+        }
+    }
+
+    /// The `port` label of the link, once a reader is installed.
+    pub fn link_port(&self) -> Option<&str> {
+        self.link.get().map(|state| state.port.as_str())
     }
 
     /// The exception port's relay counters, when it runs.
@@ -415,6 +479,47 @@ impl HealthWatch {
     }
 }
 
+/// Reads the port's link every [`LINK_POLL`] and logs it at the first read
+/// and at every change (`link up 10 Gbit/s full-duplex`, `link down`). The
+/// control thread calls [`LinkWatch::check`] every tick.
+#[derive(Debug, Default)]
+pub struct LinkWatch {
+    next: Option<Instant>,
+    /// What was logged last.
+    logged: Option<Result<Link, String>>,
+}
+
+impl LinkWatch {
+    /// Read the link if a [`LINK_POLL`] has passed since the last read.
+    pub fn check(&mut self, plane: &ControlPlane) {
+        let now = Instant::now();
+        if self.next.is_some_and(|next| now < next) {
+            return;
+        }
+        self.next = Some(now + LINK_POLL);
+        let Some(now) = plane.poll_link() else {
+            return;
+        };
+        if self.logged.as_ref() == Some(&now) {
+            return;
+        }
+        let first = self.logged.replace(now.clone()).is_none();
+        let port = plane.link_port().unwrap_or_default();
+        match now {
+            Ok(link) if link.up && first => tracing::info!(port = %port, "{link}"),
+            Ok(link) if link.up => tracing::warn!(port = %port, "{link}"),
+            Ok(link) => tracing::error!(
+                port = %port,
+                "{link}: /healthz answers 503 until it comes up"
+            ),
+            Err(e) => tracing::warn!(
+                port = %port,
+                "the port does not report its link ({e}): neither /healthz nor the metrics show it"
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -540,6 +645,35 @@ action = "drop"
             ]
         );
         assert_eq!(default, 3);
+    }
+
+    #[test]
+    fn the_link_is_read_by_poll_and_kept() {
+        let (_file, plane) = plane_for(BASE, 1);
+        assert_eq!(plane.poll_link(), None);
+        assert_eq!(plane.link(), None);
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let reads = up.clone();
+        plane.set_link_reader(
+            "veth-test".into(),
+            Box::new(move || {
+                Ok(Link {
+                    up: reads.load(Relaxed),
+                    ..Link::VIRTUAL
+                })
+            }),
+        );
+        // Read once when installed: the metrics have it from the start.
+        assert_eq!(plane.link(), Some(("veth-test", Link::VIRTUAL)));
+        let mut watch = LinkWatch::default();
+        watch.check(&plane);
+        assert_eq!(watch.logged, Some(Ok(Link::VIRTUAL)));
+        up.store(false, Relaxed);
+        // Within the second: not read again.
+        watch.check(&plane);
+        assert!(plane.link().unwrap().1.up);
+        assert!(!plane.poll_link().unwrap().unwrap().up);
+        assert!(!plane.link().unwrap().1.up);
     }
 
     #[test]

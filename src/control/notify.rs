@@ -163,6 +163,9 @@ fn verdict(plane: &ControlPlane) -> Verdict {
         health.len(),
         plane.shared_rules().generation()
     );
+    if let Some((port, link)) = plane.link() {
+        status.push_str(&format!("; port {port} {link}"));
+    }
     if !all_started {
         status = format!("starting: {status}");
     }

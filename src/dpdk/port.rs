@@ -7,7 +7,7 @@ use dpdk_sys::{rte_mbuf, rte_mempool};
 
 use super::mempool::alloc_from;
 use super::{DpdkError, Mbuf, Mempool};
-use crate::port::{Burst, PortStats, Queue, QueueStats, TxOffloads};
+use crate::port::{Burst, Link, PortStats, Queue, QueueStats, TxOffloads};
 use crate::rss::{HashFields, RedirectionTable, RssModel, SYMMETRIC_RSS_KEY};
 
 /// Port settings beyond the queue count.
@@ -124,6 +124,37 @@ impl DpdkStatsReader {
             Err(e) => tracing::warn!("{e}"),
         }
         stats
+    }
+}
+
+impl DpdkStatsReader {
+    /// The port's link now (`rte_eth_link_get_nowait`: never waits for
+    /// autonegotiation, so the control thread may call it every second), or
+    /// why the driver cannot tell (`-ENOTSUP`: no `link_update`).
+    pub fn link(&self) -> Result<Link, DpdkError> {
+        let mut raw = dpdk_sys::rte_eth_link::default();
+        // SAFETY: valid out pointer of the bindings' layout; the port is open
+        // while the reader is used (see `DpdkPort::stats_reader`).
+        let rc = unsafe { dpdk_sys::rte_eth_link_get_nowait(self.port, &mut raw) };
+        if rc != 0 {
+            return Err(DpdkError::port(self.port, "reading the link", rc));
+        }
+        Ok(link_from(
+            raw.link_status() != 0,
+            raw.link_speed,
+            raw.link_duplex() != 0,
+        ))
+    }
+}
+
+/// A [`Link`] from `rte_eth_link`'s fields. `RTE_ETH_SPEED_NUM_NONE` (0) and
+/// `RTE_ETH_SPEED_NUM_UNKNOWN` (`UINT32_MAX`) are no speed;
+/// `RTE_ETH_LINK_FULL_DUPLEX` is 1.
+fn link_from(up: bool, speed: u32, full_duplex: bool) -> Link {
+    Link {
+        up,
+        speed_mbps: (up && speed != 0 && speed != u32::MAX).then_some(speed),
+        full_duplex,
     }
 }
 
@@ -1154,6 +1185,14 @@ mod tests {
                 "{mtu}"
             );
         }
+    }
+
+    #[test]
+    fn link_speeds_none_and_unknown_are_no_speed() {
+        assert_eq!(link_from(true, 10_000, true).speed_mbps, Some(10_000));
+        assert_eq!(link_from(true, 0, true).speed_mbps, None);
+        assert_eq!(link_from(true, u32::MAX, false).speed_mbps, None);
+        assert_eq!(link_from(false, 10_000, true).speed_mbps, None);
     }
 
     #[test]

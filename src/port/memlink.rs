@@ -228,6 +228,11 @@ impl MemLink {
             MemQueue { shared, end: 1 },
         )
     }
+    /// The link's state: always up, with no speed (faults are configured
+    /// with [`LinkConfig`], not by taking the link down).
+    pub fn link() -> super::Link {
+        super::Link::VIRTUAL
+    }
 }
 
 /// One end of an in-memory link: a [`Queue`] of [`HeapBuf`]s.

@@ -200,3 +200,85 @@ pub struct QueueStats {
     /// Packets transmitted on the queue.
     pub tx_packets: u64,
 }
+
+/// A port's link as its device reports it: read by the control thread
+/// (never a worker) about once a second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// Whether the link is up (carrier on).
+    pub up: bool,
+    /// The negotiated speed in Mbit/s, where the device reports one.
+    pub speed_mbps: Option<u32>,
+    /// Full duplex (false: half duplex or unknown).
+    pub full_duplex: bool,
+}
+
+impl Link {
+    /// An in-memory link ([`memlink::MemLink::link`]): always up, no speed.
+    pub const VIRTUAL: Link = Link {
+        up: true,
+        speed_mbps: None,
+        full_duplex: true,
+    };
+
+    /// The speed in bytes per second (the metric's unit), where known.
+    pub fn speed_bytes_per_second(&self) -> Option<u64> {
+        self.speed_mbps.map(|mbps| u64::from(mbps) * 1_000_000 / 8)
+    }
+}
+
+impl std::fmt::Display for Link {
+    /// `link up 10 Gbit/s full-duplex`, `link up (speed unknown)`, `link down`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.up {
+            return f.write_str("link down");
+        }
+        f.write_str("link up")?;
+        match self.speed_mbps {
+            Some(mbps) if mbps >= 1000 && mbps % 1000 == 0 => write!(f, " {} Gbit/s", mbps / 1000)?,
+            Some(mbps) if mbps >= 1000 => write!(f, " {:.1} Gbit/s", f64::from(mbps) / 1000.0)?,
+            Some(mbps) => write!(f, " {mbps} Mbit/s")?,
+            None => f.write_str(" (speed unknown)")?,
+        }
+        f.write_str(if self.full_duplex {
+            " full-duplex"
+        } else {
+            " half-duplex"
+        })
+    }
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::Link;
+
+    #[test]
+    fn links_read_as_an_operator_writes_them() {
+        let link = |up, speed_mbps, full_duplex| Link {
+            up,
+            speed_mbps,
+            full_duplex,
+        };
+        assert_eq!(
+            link(true, Some(10_000), true).to_string(),
+            "link up 10 Gbit/s full-duplex"
+        );
+        assert_eq!(
+            link(true, Some(2500), true).to_string(),
+            "link up 2.5 Gbit/s full-duplex"
+        );
+        assert_eq!(
+            link(true, Some(100), false).to_string(),
+            "link up 100 Mbit/s half-duplex"
+        );
+        assert_eq!(link(false, Some(100), true).to_string(), "link down");
+        assert_eq!(
+            Link::VIRTUAL.to_string(),
+            "link up (speed unknown) full-duplex"
+        );
+        assert_eq!(
+            link(true, Some(10_000), true).speed_bytes_per_second(),
+            Some(1_250_000_000)
+        );
+    }
+}

@@ -627,6 +627,40 @@ fn tx_buf_room(max_tx_frame: usize) -> usize {
     (max_tx_frame + VLAN_HLEN).max(HEAP_BUF_ROOM)
 }
 
+/// The link of `interface` as sysfs reports it (`/sys/class/net/IF/`):
+/// `operstate` `up` is up, `unknown` (drivers that do not report it) asks
+/// `carrier`, anything else (`down`, `lowerlayerdown`, `dormant`, a missing
+/// interface) is down; `speed` in Mbit/s where the driver knows it (`-1`,
+/// unreadable or absent: unknown), `duplex` `full`. sysfs shows the network
+/// namespace it was mounted in: `ip netns exec` mounts the namespace's own.
+pub fn link(interface: &str) -> super::Link {
+    link_in(std::path::Path::new("/sys/class/net"), interface)
+}
+
+/// [`link`] under another sysfs root (tests).
+pub fn link_in(root: &std::path::Path, interface: &str) -> super::Link {
+    let dir = root.join(interface);
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .ok()
+            .map(|s| s.trim().to_owned())
+    };
+    let up = match read("operstate").as_deref() {
+        Some("up") => true,
+        Some("unknown") => read("carrier").as_deref() == Some("1"),
+        _ => false,
+    };
+    let speed_mbps = read("speed")
+        .and_then(|s| s.parse::<i64>().ok())
+        .and_then(|mbps| u32::try_from(mbps).ok())
+        .filter(|&mbps| mbps > 0);
+    super::Link {
+        up,
+        speed_mbps: speed_mbps.filter(|_| up),
+        full_duplex: read("duplex").as_deref() == Some("full"),
+    }
+}
+
 /// Make one queue's socket: options, rings, mapping, bound to the interface.
 fn open_queue(
     interface: &str,
@@ -887,5 +921,50 @@ impl Queue for AfPacketQueue {
     /// usually on this very core).
     fn wait_rx(&mut self, timeout: std::time::Duration) {
         sys::wait_readable(&self.socket, timeout);
+    }
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::link_in;
+    use crate::port::Link;
+
+    fn sysfs(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("eth9")).unwrap();
+        for (name, text) in files {
+            std::fs::write(root.path().join("eth9").join(name), text).unwrap();
+        }
+        root
+    }
+
+    #[test]
+    fn sysfs_link_states() {
+        let up = sysfs(&[
+            ("operstate", "up\n"),
+            ("speed", "10000\n"),
+            ("duplex", "full\n"),
+        ]);
+        assert_eq!(
+            link_in(up.path(), "eth9"),
+            Link {
+                up: true,
+                speed_mbps: Some(10_000),
+                full_duplex: true
+            }
+        );
+        // A veth whose peer is down.
+        let lower = sysfs(&[("operstate", "lowerlayerdown\n"), ("duplex", "full\n")]);
+        assert!(!link_in(lower.path(), "eth9").up);
+        // A driver that reports no operstate nor speed (tun, dummy).
+        let unknown = sysfs(&[
+            ("operstate", "unknown\n"),
+            ("carrier", "1\n"),
+            ("speed", "-1\n"),
+        ]);
+        let link = link_in(unknown.path(), "eth9");
+        assert!(link.up && link.speed_mbps.is_none() && !link.full_duplex);
+        // Gone: down, not an error.
+        assert!(!link_in(up.path(), "eth8").up);
     }
 }
