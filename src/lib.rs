@@ -39,6 +39,7 @@ pub mod rules;
 pub mod steer;
 pub mod wire;
 
+pub mod capture;
 pub mod control;
 pub mod counters;
 #[cfg(feature = "dpdk")]

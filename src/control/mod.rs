@@ -20,12 +20,13 @@
 //! the workers are ready, pings its watchdog while they all poll, and says
 //! when the process stops.
 
+pub mod capture_client;
 pub mod http;
 pub mod metrics;
 pub mod notify;
 pub mod reload;
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::kernel::RelayCounters;
@@ -34,6 +35,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Sender;
 use serde_json::json;
 
+use crate::capture::{CaptureSlot, Filter, Session};
 use crate::config::{Backend, Config};
 use crate::counters::WorkerCounters;
 use crate::port::PortStats;
@@ -95,6 +97,33 @@ pub struct ControlPlane {
     pool_capacity: Option<u64>,
     port_stats: OnceLock<PortStatsReader>,
     kernel: OnceLock<Arc<RelayCounters>>,
+    /// The workers' capture slots, in worker order.
+    captures: Vec<Arc<CaptureSlot>>,
+    /// Set while a capture runs: one at a time.
+    capturing: AtomicBool,
+}
+
+/// A running capture: its sessions, stopped on drop.
+#[derive(Debug)]
+pub struct CaptureGuard {
+    plane: Arc<ControlPlane>,
+    sessions: Vec<(Arc<CaptureSlot>, Arc<Session>)>,
+}
+
+impl CaptureGuard {
+    /// The sessions of the captured workers, to drain.
+    pub fn sessions(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.iter().map(|(_, s)| &**s)
+    }
+}
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        for (slot, _) in &self.sessions {
+            slot.stop();
+        }
+        self.plane.capturing.store(false, Ordering::Release);
+    }
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -124,6 +153,7 @@ impl ControlPlane {
             // AF_PACKET frames live in the kernel's rings: no pool to watch.
             Backend::AfPacket => None,
         };
+        let captures = counters.iter().map(|_| Arc::default()).collect();
         ControlPlane {
             config,
             counters,
@@ -137,7 +167,47 @@ impl ControlPlane {
             pool_capacity,
             port_stats: OnceLock::new(),
             kernel: OnceLock::new(),
+            captures,
+            capturing: AtomicBool::new(false),
         }
+    }
+
+    /// Worker `id`'s capture slot.
+    pub fn capture_slot(&self, id: usize) -> Arc<CaptureSlot> {
+        self.captures[id].clone()
+    }
+
+    /// Start a capture on the workers `worker` names (all when `None`);
+    /// stopped when the returned guard is dropped. The error is one
+    /// sentence: a capture already runs, or no such worker.
+    pub fn start_capture(
+        self: &Arc<Self>,
+        worker: Option<usize>,
+        filter: Filter,
+    ) -> Result<CaptureGuard, String> {
+        if let Some(w) = worker {
+            if w >= self.captures.len() {
+                return Err(format!(
+                    "no worker {w}: this instance has workers 0 to {}",
+                    self.captures.len().saturating_sub(1)
+                ));
+            }
+        }
+        if self.capturing.swap(true, Ordering::AcqRel) {
+            return Err("a capture is already running; one at a time".into());
+        }
+        let mut sessions = Vec::new();
+        for (id, slot) in self.captures.iter().enumerate() {
+            if worker.is_none_or(|w| w == id) {
+                let session = Arc::new(Session::new(filter.clone()));
+                slot.start(session.clone());
+                sessions.push((slot.clone(), session));
+            }
+        }
+        Ok(CaptureGuard {
+            plane: self.clone(),
+            sessions,
+        })
     }
 
     /// The configuration the process started with.
