@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use pcap_file::pcap::{PcapParser, PcapWriter};
+use pcap_file::pcap::{PcapHeader, PcapParser};
 use pcap_file::PcapError;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
@@ -76,67 +76,65 @@ pub fn capture(args: &CaptureArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Cap
                 .with_context(|| format!("cannot create {}", args.write.display()))?,
         )
     };
-    let mut out = Some(BufWriter::new(out));
-    // Whole records only: what is written is a valid pcap at every point.
-    let mut parser = None;
-    let mut writer: Option<PcapWriter<BufWriter<Box<dyn Write>>>> = None;
+    let mut out = BufWriter::new(out);
+    // Whole records only, flushed as they come: the file is a valid pcap at
+    // every point. The parser finds the records' bounds and checks them;
+    // their bytes go out as the server wrote them.
+    let mut parser: Option<PcapParser> = None;
     let mut written = 0u64;
     let mut chunk = [0u8; 64 * 1024];
     let mut ended = false;
     while !ended && !stop.load(Relaxed) {
+        let mut at = 0;
+        if parser.is_none() {
+            match PcapParser::new(&buffer) {
+                Ok((rest, p)) => {
+                    at = buffer.len() - rest.len();
+                    parser = Some(p);
+                }
+                Err(PcapError::IncompleteBuffer) => {}
+                Err(e) => bail!("the server sent no pcap: {e}"),
+            }
+        }
+        if let Some(p) = &parser {
+            loop {
+                match p.next_raw_packet(&buffer[at..]) {
+                    Ok((rest, _)) => {
+                        written += 1;
+                        at = buffer.len() - rest.len();
+                    }
+                    Err(PcapError::IncompleteBuffer) => break,
+                    Err(e) => bail!("the capture stream is corrupt: {e}"),
+                }
+            }
+        }
+        if at > 0 {
+            out.write_all(&buffer[..at])
+                .and_then(|()| out.flush())
+                .context("cannot write the capture")?;
+            buffer.drain(..at);
+        }
         match stream.read(&mut chunk) {
             Ok(0) => ended = true,
             Ok(n) => buffer.extend_from_slice(&chunk[..n]),
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) => {}
             Err(e) => return Err(e).context("the capture stream broke"),
         }
-        let mut at = 0;
-        if parser.is_none() {
-            match PcapParser::new(&buffer) {
-                Ok((rest, p)) => {
-                    at = buffer.len() - rest.len();
-                    if let Some(out) = out.take() {
-                        writer = Some(PcapWriter::with_header(out, p.header())?);
-                    }
-                    parser = Some(p);
-                }
-                Err(PcapError::IncompleteBuffer) => continue,
-                Err(e) => bail!("the server sent no pcap: {e}"),
-            }
-        }
-        let (Some(p), Some(w)) = (&parser, &mut writer) else {
-            continue;
-        };
-        loop {
-            match p.next_raw_packet(&buffer[at..]) {
-                Ok((rest, packet)) => {
-                    w.write_raw_packet(&packet)?;
-                    written += 1;
-                    at = buffer.len() - rest.len();
-                }
-                Err(PcapError::IncompleteBuffer) => break,
-                Err(e) => bail!("the capture stream is corrupt: {e}"),
-            }
-        }
-        buffer.drain(..at);
     }
-    let mut out = match (writer, out) {
-        (Some(writer), _) => writer.into_writer(),
+    if parser.is_none() {
         // Stopped before the header came: still a valid, empty file.
-        (None, Some(out)) => {
-            PcapWriter::with_header(out, pcap_file::pcap::PcapHeader::default())?.into_writer()
-        }
-        (None, None) => bail!("the capture output was lost (a bug)"),
-    };
+        let header = PcapHeader {
+            snaplen: crate::capture::SNAPLEN as u32,
+            ..PcapHeader::default()
+        };
+        header
+            .write_to(&mut out)
+            .map_err(|e| anyhow::anyhow!("cannot write the capture: {e}"))?;
+    }
     out.flush().context("cannot write the capture")?;
     let dropped = dropped_total(&args.control)?.saturating_sub(dropped_before);
     Ok(CaptureOutcome { written, dropped })
