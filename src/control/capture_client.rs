@@ -120,7 +120,9 @@ pub fn capture(args: &CaptureArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Cap
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) => {}
             Err(e) => return Err(e).context("the capture stream broke"),
         }
