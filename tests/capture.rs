@@ -248,11 +248,7 @@ fn capture_on(backend: &str) {
 
     // --count stops by itself.
     let file = lab.path("count.pcap");
-    let capture = start_capture(
-        &lab,
-        &file,
-        &["--count", "2", "--filter", "icmp"],
-    );
+    let capture = start_capture(&lab, &file, &["--count", "2", "--filter", "icmp"]);
     let start = Instant::now();
     let mut capture = Some(capture);
     let mut output = None;

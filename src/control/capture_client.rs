@@ -138,6 +138,12 @@ pub fn capture(args: &CaptureArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Cap
             .map_err(|e| anyhow::anyhow!("cannot write the capture: {e}"))?;
     }
     out.flush().context("cannot write the capture")?;
+    if !ended {
+        // Interrupted: the server would notice only at the next frame.
+        let mut stop = request(&args.control, "POST", "/capture/stop")?;
+        stop.set_read_timeout(Some(Duration::from_secs(5)))?;
+        read_to_end_bounded(&mut stop, &mut Vec::new());
+    }
     let dropped = dropped_total(&args.control)?.saturating_sub(dropped_before);
     Ok(CaptureOutcome { written, dropped })
 }

@@ -615,7 +615,7 @@ async fn route(
 ) -> Answer {
     let state_changing = matches!(
         (path, method),
-        ("/reload", &Method::POST) | ("/capture", &Method::POST) | ("/debug/stall", &Method::POST)
+        ("/reload" | "/capture" | "/capture/stop", &Method::POST) | ("/debug/stall", &Method::POST)
     ) && (path != "/debug/stall" || context.stall_endpoint);
     if state_changing && listener == Listener::Tcp {
         return forbidden(context, method, path);
@@ -632,7 +632,14 @@ async fn route(
         ("/rules", &Method::GET) => json_response(StatusCode::OK, &context.plane.rules_json()),
         ("/reload", &Method::POST) => reload(&context.reloads).await,
         ("/capture", &Method::POST) => capture(&context.plane, query),
-        ("/capture", _) => not_allowed("POST"),
+        ("/capture/stop", &Method::POST) => {
+            let running = context.plane.stop_capture();
+            json_response(
+                StatusCode::OK,
+                &json!({"status": "ok", "was_running": running}),
+            )
+        }
+        ("/capture" | "/capture/stop", _) => not_allowed("POST"),
         ("/debug/stall", &Method::POST) if context.stall_endpoint => stall(&context.plane, query),
         ("/metrics" | "/healthz" | "/rules", _) => not_allowed("GET"),
         ("/reload", _) => not_allowed("POST"),
@@ -837,7 +844,7 @@ fn capture(plane: &Arc<ControlPlane>, query: &str) -> Answer {
             {
                 break;
             }
-            if done {
+            if done || guard.stop_requested() {
                 break;
             }
             tokio::time::sleep(CAPTURE_DRAIN).await;

@@ -101,6 +101,8 @@ pub struct ControlPlane {
     captures: Vec<Arc<CaptureSlot>>,
     /// Set while a capture runs: one at a time.
     capturing: AtomicBool,
+    /// Set by `POST /capture/stop`: the running capture ends.
+    capture_stop: AtomicBool,
 }
 
 /// A running capture: its sessions, stopped on drop.
@@ -111,6 +113,11 @@ pub struct CaptureGuard {
 }
 
 impl CaptureGuard {
+    /// Whether `POST /capture/stop` asked this capture to end.
+    pub fn stop_requested(&self) -> bool {
+        self.plane.capture_stop.load(Ordering::Acquire)
+    }
+
     /// The sessions of the captured workers, to drain.
     pub fn sessions(&self) -> impl Iterator<Item = &Session> {
         self.sessions.iter().map(|(_, s)| &**s)
@@ -169,12 +176,20 @@ impl ControlPlane {
             kernel: OnceLock::new(),
             captures,
             capturing: AtomicBool::new(false),
+            capture_stop: AtomicBool::new(false),
         }
     }
 
     /// Worker `id`'s capture slot.
     pub fn capture_slot(&self, id: usize) -> Arc<CaptureSlot> {
         self.captures[id].clone()
+    }
+
+    /// Ask the running capture, if any, to end (its stream ends within a
+    /// drain). Whether one was running.
+    pub fn stop_capture(&self) -> bool {
+        self.capture_stop.store(true, Ordering::Release);
+        self.capturing.load(Ordering::Acquire)
     }
 
     /// Start a capture on the workers `worker` names (all when `None`);
@@ -194,8 +209,11 @@ impl ControlPlane {
             }
         }
         if self.capturing.swap(true, Ordering::AcqRel) {
-            return Err("a capture is already running; one at a time".into());
+            return Err(
+                "a capture is already running; one at a time (POST /capture/stop ends it)".into(),
+            );
         }
+        self.capture_stop.store(false, Ordering::Release);
         let mut sessions = Vec::new();
         for (id, slot) in self.captures.iter().enumerate() {
             if worker.is_none_or(|w| w == id) {
