@@ -26,6 +26,7 @@ address = "{DUT_IP}/24"
 mac = "auto"
 
 [metrics]
+listen = "127.0.0.1:9464"
 admin_socket = "{admin}"
 
 [[rule]]
@@ -182,6 +183,37 @@ fn capture_on(backend: &str) {
         err.contains("capture filter") && err.trim().lines().count() == 1,
         "{err}"
     );
+
+    // No such worker: one sentence too.
+    let bad = Command::new(shardnet_bin())
+        .args(["capture", "--worker", "9", "--control"])
+        .arg(lab.path("admin.sock"))
+        .args(["-w"])
+        .arg(lab.path("bad.pcap"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no worker 9") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+
+    // A capture is a state change: not on the TCP listener.
+    let out = lab.dut(&[
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "5",
+        "-X",
+        "POST",
+        "http://127.0.0.1:9464/capture",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
 
     // The known exchange, captured.
     let file = lab.path("exchange.pcap");
