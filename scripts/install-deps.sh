@@ -32,6 +32,8 @@ packages=(
     # bench/trex's profile checks (tests/kit.rs: scapy above, Lua for the
     # pktgen script) and deploy/k8s/check.sh (yamllint, python3-venv)
     lua5.4 yamllint python3-venv
+    # shardnet capture's tests (tests/capture.rs): tshark reads the pcap (scapy above)
+    tshark
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -40,6 +42,8 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "install-deps: installing ${missing[*]}" >&2
     apt-get update -q
+    # tshark's package asks whether non-root users may capture: no.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 

@@ -406,6 +406,9 @@ worker_counters! {
     /// Cross-core requests refused because the ring from this worker (or
     /// the inbox from a non-worker thread, counted at the target) was full.
     smp_queue_full { metric: "shardnet_smp_queue_full_total", json: "smp.queue_full", }
+    /// Captured copies dropped because the ring to the capture client was
+    /// full (the packets themselves went on: see `crate::capture`).
+    capture_dropped { metric: "shardnet_capture_dropped_total", json: "capture_dropped", }
     /// TCP flows pinned to the kernel (gauge): they stay the kernel's across
     /// rules reloads (see `stack::kernel_pins`).
     kernel_flows { metric: "shardnet_kernel_flows_pinned", json: "kernel_flows", }
@@ -557,6 +560,7 @@ mod tests {
                 "smp.sent",
                 "smp.received",
                 "smp.queue_full",
+                "capture_dropped",
                 "kernel_flows",
                 "default_hits",
                 "busy_polls",

@@ -42,6 +42,7 @@ pub mod rules;
 pub mod steer;
 pub mod wire;
 
+pub mod capture;
 pub mod control;
 pub mod counters;
 pub mod doctor;

@@ -3,8 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
 use clap::{Parser, Subcommand};
 use shardnet::config::{Config, CoreSet};
+use shardnet::control::capture_client::{self, CaptureArgs};
 use shardnet::runtime::{self, Signals};
 
 /// A multi-core userspace TCP/UDP network stack on DPDK poll-mode drivers.
@@ -80,6 +84,29 @@ enum Command {
         /// Seconds between scrapes (0.1 to 3600).
         #[arg(long, default_value = "1", value_parser = parse_interval)]
         interval: std::time::Duration,
+    },
+    /// Write a pcap of the frames the workers receive and send.
+    ///
+    /// Asks the running instance's admin socket (`[metrics] admin_socket`) for
+    /// `POST /capture`; stops after --count frames or on Ctrl-C, and prints how
+    /// many frames it wrote and how many copies the workers dropped (their
+    /// ring to the control thread was full). Frames are cut at 256 bytes.
+    Capture {
+        /// The admin socket's path.
+        #[arg(long)]
+        control: PathBuf,
+        /// Capture this worker only (default: all).
+        #[arg(long)]
+        worker: Option<usize>,
+        /// Stop after this many frames.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Which frames: udp, tcp, icmp, arp, port N, host A.B.C.D, and, or, not, ( ).
+        #[arg(long)]
+        filter: Option<String>,
+        /// The pcap file to write; `-` for stdout.
+        #[arg(short = 'w', long = "write")]
+        write: PathBuf,
     },
 }
 
@@ -176,6 +203,41 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("shardnet: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Capture {
+            control,
+            worker,
+            count,
+            filter,
+            write,
+        } => {
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+                    eprintln!("shardnet: cannot handle signals: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+            let args = CaptureArgs {
+                control,
+                worker,
+                count,
+                filter,
+                write,
+            };
+            match capture_client::capture(&args, &stop) {
+                Ok(outcome) => {
+                    eprintln!(
+                        "{} frames written, {} dropped",
+                        outcome.written, outcome.dropped
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("shardnet: {e:#}");
                     ExitCode::from(1)
                 }
             }

@@ -247,6 +247,7 @@ impl Shared {
             rules: rules.clone(),
             counters: self.counters()[id].clone(),
             clock: self.plane.clock(),
+            capture: self.plane.capture_slot(id),
         };
         (stack, setup)
     }

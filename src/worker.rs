@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
+use crate::capture::{CaptureSlot, Direction};
 use crate::config::IdleMode;
 use crate::counters::{DropReason, WorkerCounters};
 use crate::kernel::KernelLink;
@@ -110,6 +111,8 @@ pub struct WorkerSetup {
     pub counters: Arc<WorkerCounters>,
     /// The shared clock.
     pub clock: Clock,
+    /// This worker's capture slot (`shardnet capture`).
+    pub capture: Arc<CaptureSlot>,
 }
 
 /// What a worker hands back when it stops.
@@ -123,9 +126,17 @@ pub struct WorkerReport {
 
 /// Send the TX burst; free and count what the queue refuses.
 #[inline]
-fn flush<Q: Queue>(queue: &mut Q, tx: &mut Burst<Q::Buf>, counters: &WorkerCounters) {
+fn flush<Q: Queue>(
+    queue: &mut Q,
+    tx: &mut Burst<Q::Buf>,
+    counters: &WorkerCounters,
+    capture: &CaptureSlot,
+) {
     if tx.is_empty() {
         return;
+    }
+    if capture.is_on() {
+        capture.tap(tx.iter().map(PacketBuf::data), Direction::Tx, counters);
     }
     let bytes: usize = tx.iter().map(PacketBuf::len).sum();
     let sent = queue.tx_burst(tx);
@@ -149,6 +160,7 @@ struct TxPath<'a, Q: Queue> {
     /// and counted as `no_kernel_port`.
     kernel: Option<&'a KernelLink<Q::Buf>>,
     counters: &'a WorkerCounters,
+    capture: &'a CaptureSlot,
     now: u64,
 }
 
@@ -163,7 +175,7 @@ impl<Q: Queue> Egress for TxPath<'_, Q> {
     #[inline]
     fn send(&mut self, frame: Q::Buf) {
         if self.tx.is_full() {
-            flush(self.queue, self.tx, self.counters);
+            flush(self.queue, self.tx, self.counters, self.capture);
         }
         if self.tx.is_empty() {
             *self.tx_since = self.now;
@@ -222,6 +234,7 @@ pub fn run<Q: Queue>(
         smp,
     } = links;
     let counters = &*setup.counters;
+    let capture = &*setup.capture;
     let mut rx: Burst<Q::Buf> = Burst::new();
     let mut tx: Burst<Q::Buf> = Burst::new();
     let mut tx_since = 0u64;
@@ -268,6 +281,7 @@ pub fn run<Q: Queue>(
             tx_since: &mut tx_since,
             kernel: kernel.as_ref(),
             counters,
+            capture,
             now,
         };
         // Cross-core messages first: the tasks they wake run this round.
@@ -299,7 +313,7 @@ pub fn run<Q: Queue>(
             counters.steered_in.add(steered_in as u64);
         }
         if !tx.is_empty() && now.saturating_sub(tx_since) >= TX_DRAIN_NS {
-            flush(&mut queue, &mut tx, counters);
+            flush(&mut queue, &mut tx, counters, capture);
         }
 
         // Backpressure (see `steer`): RX only while every ring to another
@@ -312,7 +326,7 @@ pub fn run<Q: Queue>(
             if !steer.has_room_for(BURST) {
                 counters.steer_backpressure_rounds.inc();
                 // Nothing to batch with: replies to handed-over packets go.
-                flush(&mut queue, &mut tx, counters);
+                flush(&mut queue, &mut tx, counters, capture);
                 empty_polls = 0;
                 if setup.idle == IdleMode::Adaptive {
                     // The owner may be waiting for this core.
@@ -328,7 +342,7 @@ pub fn run<Q: Queue>(
             counters.idle_polls.inc();
             // Nothing more to batch with: what waits goes now (a reply must
             // not wait for the drain timer on a quiet link).
-            flush(&mut queue, &mut tx, counters);
+            flush(&mut queue, &mut tx, counters, capture);
             // Sending the kernel's frames and processing handed-over ones
             // is work too: no nap while they come.
             if from_kernel > 0 || steered_in > 0 || smp_ran > 0 {
@@ -336,7 +350,7 @@ pub fn run<Q: Queue>(
             } else if setup.idle == IdleMode::Adaptive {
                 empty_polls = empty_polls.saturating_add(1);
                 if empty_polls >= ADAPTIVE_EMPTY_POLLS {
-                    flush(&mut queue, &mut tx, counters);
+                    flush(&mut queue, &mut tx, counters, capture);
                     queue.wait_rx(ADAPTIVE_SLEEP);
                 }
             }
@@ -344,12 +358,16 @@ pub fn run<Q: Queue>(
         }
         counters.busy_polls.inc();
         empty_polls = 0;
+        if capture.is_on() {
+            capture.tap(rx.iter().map(PacketBuf::data), Direction::Rx, counters);
+        }
         let mut egress = TxPath {
             queue: &mut queue,
             tx: &mut tx,
             tx_since: &mut tx_since,
             kernel: kernel.as_ref(),
             counters,
+            capture,
             now,
         };
         stack.begin_burst();
@@ -373,7 +391,7 @@ pub fn run<Q: Queue>(
         // (full bursts) replies batch up to a full TX burst or the drain
         // timer, as in l3fwd.
         if received < BURST || tx.is_full() {
-            flush(&mut queue, &mut tx, counters);
+            flush(&mut queue, &mut tx, counters, capture);
         }
     }
     // Graceful stop. What other workers handed over before they stopped is
@@ -387,6 +405,7 @@ pub fn run<Q: Queue>(
             tx_since: &mut tx_since,
             kernel: kernel.as_ref(),
             counters,
+            capture,
             now,
         };
         loop {
@@ -408,10 +427,11 @@ pub fn run<Q: Queue>(
             tx_since: &mut tx_since,
             kernel: kernel.as_ref(),
             counters,
+            capture,
             now,
         },
     );
-    flush(&mut queue, &mut tx, counters);
+    flush(&mut queue, &mut tx, counters, capture);
     // Requests still queued for this worker resolve as stopped.
     drop(smp);
     tracing::debug!(worker = setup.id, "worker stopped");

@@ -91,6 +91,7 @@ fn echo_worker_with(
             rules,
             counters,
             clock: Clock::start(),
+            capture: Default::default(),
         };
         worker::run(
             worker_end,

@@ -24,7 +24,7 @@
 //! - accept errors (out of descriptors, of memory) are logged and retried
 //!   after a pause, never fatal.
 //!
-//! State changes (`POST /reload`, `POST /debug/stall`) are taken only on the
+//! State changes (`POST /reload`, `POST /capture`, `POST /debug/stall`) are taken only on the
 //! admin socket, whose file mode (0600, the process' user) decides who may
 //! make them; the TCP listener answers them `403`, naming the socket.
 //! Reloads run on the reload thread: a slow config file never holds up
@@ -45,7 +45,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use http_body_util::Full;
+use http_body_util::channel::Channel;
+use http_body_util::{Either, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -55,9 +56,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{oneshot, Notify};
 
+use byteorder::NativeEndian;
+use pcap_file::pcap::{PcapHeader, PcapPacket};
+use pcap_file::{Endianness, TsResolution};
+
 use super::metrics;
 use super::reload::{ReloadBusy, ReloadQueue};
 use super::ControlPlane;
+use crate::capture::{self, Filter};
 
 /// The most TCP connections served at once.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -545,10 +551,11 @@ where
     });
 }
 
-type Answer = Response<Full<Bytes>>;
+/// A whole answer, or a stream (`POST /capture`).
+type Answer = Response<Either<Full<Bytes>, Channel<Bytes>>>;
 
 fn respond(status: StatusCode, content_type: HeaderValue, body: Vec<u8>) -> Answer {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(Either::Left(Full::new(Bytes::from(body))));
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -608,7 +615,7 @@ async fn route(
 ) -> Answer {
     let state_changing = matches!(
         (path, method),
-        ("/reload", &Method::POST) | ("/debug/stall", &Method::POST)
+        ("/reload" | "/capture" | "/capture/stop", &Method::POST) | ("/debug/stall", &Method::POST)
     ) && (path != "/debug/stall" || context.stall_endpoint);
     if state_changing && listener == Listener::Tcp {
         return forbidden(context, method, path);
@@ -624,12 +631,21 @@ async fn route(
         ("/healthz", &Method::GET) => healthz(&context.plane),
         ("/rules", &Method::GET) => json_response(StatusCode::OK, &context.plane.rules_json()),
         ("/reload", &Method::POST) => reload(&context.reloads).await,
+        ("/capture", &Method::POST) => capture(&context.plane, query),
+        ("/capture/stop", &Method::POST) => {
+            let running = context.plane.stop_capture();
+            json_response(
+                StatusCode::OK,
+                &json!({"status": "ok", "was_running": running}),
+            )
+        }
+        ("/capture" | "/capture/stop", _) => not_allowed("POST"),
         ("/debug/stall", &Method::POST) if context.stall_endpoint => stall(&context.plane, query),
         ("/metrics" | "/healthz" | "/rules", _) => not_allowed("GET"),
         ("/reload", _) => not_allowed("POST"),
         _ => json_response(
             StatusCode::NOT_FOUND,
-            &json!({"error": format!("no {path} here: try /metrics, /healthz, /rules or POST /reload")}),
+            &json!({"error": format!("no {path} here: try /metrics, /healthz, /rules, POST /reload or POST /capture")}),
         ),
     }
 }
@@ -746,6 +762,118 @@ async fn reload(reloads: &ReloadQueue) -> Answer {
         Ok(Err(_)) => busy("shardnet is stopping; the reload did not run"),
         Err(_) => busy("the reload is still running; its outcome will be in the log"),
     }
+}
+
+/// How often a running capture drains the workers' rings.
+const CAPTURE_DRAIN: Duration = Duration::from_millis(5);
+
+/// `POST /capture?worker=N&count=N&filter=EXPR` (every parameter optional;
+/// the filter percent-encoded): a classic pcap stream (LINKTYPE_ETHERNET,
+/// microsecond timestamps, snaplen [`capture::SNAPLEN`]) of the frames the
+/// workers receive and send, until `count` frames or the client hangs up.
+fn capture(plane: &Arc<ControlPlane>, query: &str) -> Answer {
+    let bad = |error: String| {
+        json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"status": "error", "error": error}),
+        )
+    };
+    let mut worker = None;
+    let mut count = None;
+    let mut filter = String::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let Ok(value) = percent_encoding::percent_decode_str(value).decode_utf8() else {
+            return bad(format!("the {key} parameter is not UTF-8"));
+        };
+        match key {
+            "worker" => match value.parse::<usize>() {
+                Ok(w) => worker = Some(w),
+                Err(_) => return bad(format!("worker={value} is not a worker number")),
+            },
+            "count" => match value.parse::<u64>() {
+                Ok(c) if c > 0 => count = Some(c),
+                _ => return bad(format!("count={value} is not a positive number")),
+            },
+            "filter" => filter = value.into_owned(),
+            _ => {
+                return bad(format!(
+                    "unknown parameter {key:?}: use worker, count, filter"
+                ))
+            }
+        }
+    }
+    let filter = match Filter::parse(&filter) {
+        Ok(f) => f,
+        Err(e) => return bad(e),
+    };
+    let guard = match plane.start_capture(worker, filter) {
+        Ok(g) => g,
+        Err(e) => {
+            return json_response(
+                StatusCode::CONFLICT,
+                &json!({"status": "error", "error": e}),
+            )
+        }
+    };
+    tracing::info!(?worker, ?count, "capture started");
+    let (mut sender, body) = Channel::new(4);
+    tokio::spawn(async move {
+        let header = PcapHeader {
+            snaplen: capture::SNAPLEN as u32,
+            endianness: Endianness::native(),
+            ..PcapHeader::default()
+        };
+        let mut chunk = Vec::new();
+        // Writing into a Vec cannot fail.
+        let _ = header.write_to(&mut chunk);
+        let mut written = 0u64;
+        let mut frames = Vec::new();
+        loop {
+            for session in guard.sessions() {
+                while let Some(frame) = session.pop() {
+                    frames.push(frame);
+                }
+            }
+            // Workers interleave: in time order within a drain.
+            frames.sort_by_key(|f| f.time);
+            let mut done = false;
+            for frame in frames.drain(..) {
+                if count.is_some_and(|c| written >= c) {
+                    done = true;
+                    break;
+                }
+                let packet = PcapPacket::new(frame.time, frame.wire_len, &frame.data);
+                let _ = packet.write_to::<_, NativeEndian>(
+                    &mut chunk,
+                    TsResolution::MicroSecond,
+                    capture::SNAPLEN as u32,
+                );
+                written += 1;
+            }
+            done |= count.is_some_and(|c| written >= c);
+            if !chunk.is_empty()
+                && sender
+                    .send_data(Bytes::from(std::mem::take(&mut chunk)))
+                    .await
+                    .is_err()
+            {
+                break;
+            }
+            if done || guard.stop_requested() {
+                break;
+            }
+            tokio::time::sleep(CAPTURE_DRAIN).await;
+        }
+        tracing::info!(written, "capture stopped");
+        drop(guard);
+    });
+    let mut response = Response::new(Either::Right(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.tcpdump.pcap"),
+    );
+    response
 }
 
 fn stall(plane: &ControlPlane, query: &str) -> Answer {

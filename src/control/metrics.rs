@@ -153,6 +153,8 @@ families! {
         "Cross-core messages (shardnet::smp) a worker sent to another worker (sent) or received and ran (received).";
     SMP_QUEUE_FULL: "shardnet_smp_queue_full_total", Counter, ["worker"],
         "Cross-core requests refused with SmpError::Full: the ring from the worker, or a non-worker thread's inbox into it, was full.";
+    CAPTURE_DROPPED: "shardnet_capture_dropped_total", Counter, ["worker"],
+        "Copies of frames a running capture (shardnet capture) dropped because the worker's ring to the control thread was full; the frames themselves went on.";
     KERNEL_FLOWS: "shardnet_kernel_flows_pinned", Gauge, ["worker"],
         "TCP flows the kernel accepted, pinned to it across rules reloads.";
     KERNEL_FLOWS_UNTRACKED: "shardnet_kernel_flows_untracked_total", Counter, ["worker"],

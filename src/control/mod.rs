@@ -22,13 +22,14 @@
 //! when the process stops. [`status`] is the other end: the `shardnet status` client
 //! that reads `/metrics`.
 
+pub mod capture_client;
 pub mod http;
 pub mod metrics;
 pub mod notify;
 pub mod reload;
 pub mod status;
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::kernel::RelayCounters;
@@ -37,6 +38,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Sender;
 use serde_json::json;
 
+use crate::capture::{CaptureSlot, Filter, Session};
 use crate::config::{Backend, Config};
 use crate::counters::WorkerCounters;
 use crate::port::{Link, PortStats};
@@ -114,6 +116,40 @@ pub struct ControlPlane {
     port_stats: OnceLock<PortStatsReader>,
     kernel: OnceLock<Arc<RelayCounters>>,
     link: OnceLock<LinkState>,
+    /// The workers' capture slots, in worker order.
+    captures: Vec<Arc<CaptureSlot>>,
+    /// Set while a capture runs: one at a time.
+    capturing: AtomicBool,
+    /// Set by `POST /capture/stop`: the running capture ends.
+    capture_stop: AtomicBool,
+}
+
+/// A running capture: its sessions, stopped on drop.
+#[derive(Debug)]
+pub struct CaptureGuard {
+    plane: Arc<ControlPlane>,
+    sessions: Vec<(Arc<CaptureSlot>, Arc<Session>)>,
+}
+
+impl CaptureGuard {
+    /// Whether `POST /capture/stop` asked this capture to end.
+    pub fn stop_requested(&self) -> bool {
+        self.plane.capture_stop.load(Ordering::Acquire)
+    }
+
+    /// The sessions of the captured workers, to drain.
+    pub fn sessions(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.iter().map(|(_, s)| &**s)
+    }
+}
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        for (slot, _) in &self.sessions {
+            slot.stop();
+        }
+        self.plane.capturing.store(false, Ordering::Release);
+    }
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -143,6 +179,7 @@ impl ControlPlane {
             // AF_PACKET frames live in the kernel's rings: no pool to watch.
             Backend::AfPacket => None,
         };
+        let captures = counters.iter().map(|_| Arc::default()).collect();
         ControlPlane {
             config,
             counters,
@@ -157,7 +194,58 @@ impl ControlPlane {
             port_stats: OnceLock::new(),
             kernel: OnceLock::new(),
             link: OnceLock::new(),
+            captures,
+            capturing: AtomicBool::new(false),
+            capture_stop: AtomicBool::new(false),
         }
+    }
+
+    /// Worker `id`'s capture slot.
+    pub fn capture_slot(&self, id: usize) -> Arc<CaptureSlot> {
+        self.captures[id].clone()
+    }
+
+    /// Ask the running capture, if any, to end (its stream ends within a
+    /// drain). Whether one was running.
+    pub fn stop_capture(&self) -> bool {
+        self.capture_stop.store(true, Ordering::Release);
+        self.capturing.load(Ordering::Acquire)
+    }
+
+    /// Start a capture on the workers `worker` names (all when `None`);
+    /// stopped when the returned guard is dropped. The error is one
+    /// sentence: a capture already runs, or no such worker.
+    pub fn start_capture(
+        self: &Arc<Self>,
+        worker: Option<usize>,
+        filter: Filter,
+    ) -> Result<CaptureGuard, String> {
+        if let Some(w) = worker {
+            if w >= self.captures.len() {
+                return Err(format!(
+                    "no worker {w}: this instance has workers 0 to {}",
+                    self.captures.len().saturating_sub(1)
+                ));
+            }
+        }
+        if self.capturing.swap(true, Ordering::AcqRel) {
+            return Err(
+                "a capture is already running; one at a time (POST /capture/stop ends it)".into(),
+            );
+        }
+        self.capture_stop.store(false, Ordering::Release);
+        let mut sessions = Vec::new();
+        for (id, slot) in self.captures.iter().enumerate() {
+            if worker.is_none_or(|w| w == id) {
+                let session = Arc::new(Session::new(filter.clone()));
+                slot.start(session.clone());
+                sessions.push((slot.clone(), session));
+            }
+        }
+        Ok(CaptureGuard {
+            plane: self.clone(),
+            sessions,
+        })
     }
 
     /// The configuration the process started with.
