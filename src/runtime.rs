@@ -892,9 +892,16 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let options = PortOptions {
         promiscuous: matches!(config.interface.mac, MacSetting::Fixed(_)),
+        tx_checksum_offload: config.dpdk.tx_checksum == crate::config::TxChecksumSetting::Auto,
         ..PortOptions::default()
     };
     let mut port = DpdkPort::open(config.dpdk.port, &pools, options)?;
+    tracing::info!(
+        port = config.dpdk.port,
+        setting = ?config.dpdk.tx_checksum,
+        "TX checksum offload: {}",
+        crate::port::TxChecksum::for_offloads(port.tx_offloads()).describe()
+    );
     let mac = choose_mac(&config.interface.mac, port.mac());
     tracing::info!(
         port = config.dpdk.port, %mac, workers = n,

@@ -46,7 +46,7 @@ use crossbeam_channel::Receiver;
 use crate::config::IdleMode;
 use crate::counters::{DropReason, WorkerCounters};
 use crate::kernel::KernelLink;
-use crate::port::{Burst, PacketBuf, Queue, BURST};
+use crate::port::{Burst, PacketBuf, Queue, TxChecksum, BURST};
 use crate::rules::SharedRules;
 use crate::smp;
 use crate::stack::{Egress, FlowRecord, Stack};
@@ -150,6 +150,8 @@ struct TxPath<'a, Q: Queue> {
     kernel: Option<&'a KernelLink<Q::Buf>>,
     counters: &'a WorkerCounters,
     now: u64,
+    /// The queue's checksum offloads, decided once at start.
+    tx_checksum: TxChecksum,
 }
 
 impl<Q: Queue> Egress for TxPath<'_, Q> {
@@ -169,6 +171,11 @@ impl<Q: Queue> Egress for TxPath<'_, Q> {
             *self.tx_since = self.now;
         }
         self.tx.push(frame);
+    }
+
+    #[inline]
+    fn tx_checksum(&self) -> TxChecksum {
+        self.tx_checksum
     }
 
     #[inline]
@@ -225,6 +232,8 @@ pub fn run<Q: Queue>(
     let mut rx: Burst<Q::Buf> = Burst::new();
     let mut tx: Burst<Q::Buf> = Burst::new();
     let mut tx_since = 0u64;
+    // Per queue, once: every frame built below reads it from the TxPath.
+    let tx_checksum = TxChecksum::for_offloads(queue.tx_offloads());
     let mut empty_polls = 0u32;
     let mut round = 0u32;
     let mut next_sweep = setup.clock.now_ns() + KERNEL_FLOWS_SWEEP_NS;
@@ -269,6 +278,7 @@ pub fn run<Q: Queue>(
             kernel: kernel.as_ref(),
             counters,
             now,
+            tx_checksum,
         };
         // Cross-core messages first: the tasks they wake run this round.
         let smp_ran = smp.as_ref().map_or(0, |e| e.drain(smp::DRAIN_BUDGET));
@@ -351,6 +361,7 @@ pub fn run<Q: Queue>(
             kernel: kernel.as_ref(),
             counters,
             now,
+            tx_checksum,
         };
         stack.begin_burst();
         for pkt in rx.drain(..) {
@@ -388,6 +399,7 @@ pub fn run<Q: Queue>(
             kernel: kernel.as_ref(),
             counters,
             now,
+            tx_checksum,
         };
         loop {
             let n = steer.receive(BURST, |pkt| {
@@ -409,6 +421,7 @@ pub fn run<Q: Queue>(
             kernel: kernel.as_ref(),
             counters,
             now,
+            tx_checksum,
         },
     );
     flush(&mut queue, &mut tx, counters);

@@ -167,6 +167,20 @@ pub struct DpdkConfig {
     pub port: u16,
     /// Mbufs in each worker's pool (default [`DEFAULT_MBUFS_PER_WORKER`]).
     pub mbufs_per_worker: u32,
+    /// Who fills the checksums of the frames shardnet builds (default auto).
+    pub tx_checksum: TxChecksumSetting,
+}
+
+/// `[dpdk] tx_checksum`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TxChecksumSetting {
+    /// `"auto"`: the NIC, for the IPv4, UDP and TCP checksums the port
+    /// reports it can offload; software for the others.
+    #[default]
+    Auto,
+    /// `"software"`: always software (to compare, or to rule the NIC out
+    /// while debugging).
+    Software,
 }
 
 impl Default for DpdkConfig {
@@ -175,6 +189,7 @@ impl Default for DpdkConfig {
             eal_args: Vec::new(),
             port: 0,
             mbufs_per_worker: DEFAULT_MBUFS_PER_WORKER,
+            tx_checksum: TxChecksumSetting::Auto,
         }
     }
 }

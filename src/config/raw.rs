@@ -47,6 +47,7 @@ pub(super) struct RawDpdk {
     pub eal_args: Opt<Vec<Spanned<String>>>,
     pub port: Opt<i64>,
     pub mbufs_per_worker: Opt<i64>,
+    pub tx_checksum: Opt<String>,
 }
 
 /// `[af_packet]`
@@ -177,7 +178,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "steer_queue_size",
         ],
     ),
-    ("dpdk", &["eal_args", "port", "mbufs_per_worker"]),
+    ("dpdk", &["eal_args", "port", "mbufs_per_worker", "tx_checksum"]),
     (
         "af_packet",
         &["interface", "kernel_ingress", "rx_ring_frames"],

@@ -67,6 +67,7 @@ steer_queue_size = 1024
 eal_args = ["--no-pci", "--in-memory"]
 port = 3
 mbufs_per_worker = 4095
+tx_checksum = "software"
 
 [af_packet]
 interface = "eth9"
@@ -169,6 +170,7 @@ idle_timeout_ms = 0
             eal_args: vec!["--no-pci".into(), "--in-memory".into()],
             port: 3,
             mbufs_per_worker: 4095,
+            tx_checksum: TxChecksumSetting::Software,
         },
         af_packet: Some(AfPacketConfig {
             interface: "eth9".into(),
@@ -271,7 +273,7 @@ idle_timeout_ms = 0
             ),
             ConfigError::new(
                 Position {
-                    line: 14,
+                    line: 15,
                     column: 1,
                 },
                 "[af_packet] is ignored with backend \"dpdk\"",
@@ -284,10 +286,10 @@ idle_timeout_ms = 0
                 column: 11,
             }),
             kernel_enabled: Some(Position {
-                line: 25,
+                line: 26,
                 column: 11,
             }),
-            rule_services: [38, 44, 50, 56, 62]
+            rule_services: [39, 45, 51, 57, 63]
                 .map(|line| Position { line, column: 11 })
                 .to_vec(),
         },
