@@ -29,8 +29,7 @@ use shardnet::testing::{
     lone_stack, tcp_frame, tcp_rule, udp_frame, udp_rule, CollectEgress, Endpoints,
 };
 use shardnet::wire::{
-    EthernetAddress, Ipv4Packet, TcpFlags, TcpHeader, TcpOptions, TcpPacket,
-    ETHERNET_HEADER_LEN,
+    EthernetAddress, Ipv4Packet, TcpFlags, TcpHeader, TcpOptions, TcpPacket, ETHERNET_HEADER_LEN,
 };
 
 const FLOWS: u16 = 1024;
@@ -113,18 +112,30 @@ fn tcp(packets: u64, tx_checksum: TxChecksum) {
     };
     let mut syn = segment(TcpFlags::SYN, 1000, 0);
     syn.options.mss = Some(1460);
-    stack.process(HeapBuf::from_slice(&tcp_frame(ends, &syn, b"")), 0, &mut egress);
+    stack.process(
+        HeapBuf::from_slice(&tcp_frame(ends, &syn, b"")),
+        0,
+        &mut egress,
+    );
     let syn_ack = egress.frames.pop().expect("a SYN-ACK");
     let (mut ours, _) = stack_end(syn_ack.data());
     let mut seq = 1001u32;
     let ack = segment(TcpFlags::ACK, seq, ours);
-    stack.process(HeapBuf::from_slice(&tcp_frame(ends, &ack, b"")), 0, &mut egress);
+    stack.process(
+        HeapBuf::from_slice(&tcp_frame(ends, &ack, b"")),
+        0,
+        &mut egress,
+    );
     egress.frames.clear();
     let payload = [0x5au8; 1000];
     let mut echoed = 0u64;
     let start = std::time::Instant::now();
     for n in 0..packets {
-        let frame = tcp_frame(ends, &segment(TcpFlags::ACK | TcpFlags::PSH, seq, ours), &payload);
+        let frame = tcp_frame(
+            ends,
+            &segment(TcpFlags::ACK | TcpFlags::PSH, seq, ours),
+            &payload,
+        );
         seq = seq.wrapping_add(payload.len() as u32);
         stack.process(HeapBuf::from_slice(&frame), n, &mut egress);
         for f in egress.frames.drain(..) {

@@ -178,7 +178,10 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "steer_queue_size",
         ],
     ),
-    ("dpdk", &["eal_args", "port", "mbufs_per_worker", "tx_checksum"]),
+    (
+        "dpdk",
+        &["eal_args", "port", "mbufs_per_worker", "tx_checksum"],
+    ),
     (
         "af_packet",
         &["interface", "kernel_ingress", "rx_ring_frames"],

@@ -272,3 +272,56 @@ pub struct QueueStats {
     /// Packets transmitted on the queue.
     pub tx_packets: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tx_checksum_follows_the_queues_offloads() {
+        let all = TxOffloads {
+            ipv4_checksum: true,
+            udp_checksum: true,
+            tcp_checksum: true,
+        };
+        assert_eq!(TxChecksum::for_offloads(all), TxChecksum::Full);
+        let l4 = TxOffloads {
+            ipv4_checksum: false,
+            ..all
+        };
+        assert_eq!(TxChecksum::for_offloads(l4), TxChecksum::L4);
+        for partial in [
+            TxOffloads::default(),
+            TxOffloads {
+                udp_checksum: false,
+                ..all
+            },
+            TxOffloads {
+                tcp_checksum: false,
+                ..all
+            },
+        ] {
+            assert_eq!(TxChecksum::for_offloads(partial), TxChecksum::Software);
+        }
+        assert_eq!(TxChecksum::Software.request(L4Offload::Udp), None);
+        assert_eq!(
+            TxChecksum::Full.request(L4Offload::Tcp),
+            Some(TxOffloadRequest {
+                l2_len: 14,
+                l3_len: 20,
+                ipv4_checksum: true,
+                l4: Some(L4Offload::Tcp),
+            })
+        );
+        assert_eq!(
+            TxChecksum::L4.request(L4Offload::Udp),
+            Some(TxOffloadRequest {
+                l2_len: 14,
+                l3_len: 20,
+                ipv4_checksum: false,
+                l4: Some(L4Offload::Udp),
+            })
+        );
+        assert_eq!(TxChecksum::Full.describe(), "ipv4 udp tcp");
+    }
+}

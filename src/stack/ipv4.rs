@@ -13,8 +13,8 @@ use super::{Disposition, Egress, FlowKey, Stack, DEFAULT_TTL};
 use crate::counters::DropReason;
 use crate::port::{PacketBuf, RxChecksum};
 use crate::wire::{
-    checksum, ChecksumMode, EthernetFrame, Icmpv4DstUnreachable, Icmpv4Message, Icmpv4Packet, IpProtocol,
-    Ipv4Packet, WireError, ETHERNET_HEADER_LEN,
+    checksum, ChecksumMode, EthernetFrame, Icmpv4DstUnreachable, Icmpv4Message, Icmpv4Packet,
+    IpProtocol, Ipv4Packet, WireError, ETHERNET_HEADER_LEN,
 };
 
 pub(super) fn drop_reason(error: WireError) -> DropReason {

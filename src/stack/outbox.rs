@@ -14,8 +14,8 @@ use crate::neighbour::NeighbourCache;
 use crate::port::{L4Offload, PacketBuf, TxChecksum};
 use crate::service::UdpIo;
 use crate::wire::{
-    EtherType, EthernetAddress, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr,
-    UdpPacket, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
+    EtherType, EthernetAddress, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket,
+    ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
 };
 
 /// Most datagrams waiting at once.

@@ -14,8 +14,8 @@ use crate::service::Services;
 use crate::tcp::table::{Input, Outgoing, TcpTable};
 use crate::tcp::FourTuple;
 use crate::wire::{
-    EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr, TcpHeader, TcpPacket,
-    WireError, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
+    EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr, TcpHeader, TcpPacket, WireError,
+    ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
 };
 
 impl Stack {

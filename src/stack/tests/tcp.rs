@@ -1,7 +1,7 @@
 use super::*;
+use crate::port::TxChecksum;
 use crate::tcp::table::TableConfig;
 use crate::testing::{parse_tcp_frame, tcp_frame, tcp_rule};
-use crate::port::TxChecksum;
 use crate::wire::{checksum, TcpFlags, TcpOptions, TcpPacket};
 
 fn tcp_stack() -> (Stack, Arc<WorkerCounters>) {
