@@ -15,6 +15,7 @@
 //!
 //! Needs root (network namespaces); fails, never skips, when it cannot set
 //! up. `--no-pci`, no hugepages.
+#![cfg(feature = "dpdk")]
 
 mod common;
 
