@@ -7,16 +7,30 @@
 //! divide the difference in instructions by the difference in packets, which
 //! cancels the start-up cost.
 //!
-//!     stack_replay PACKETS
+//!     stack_replay PACKETS [udp|tcp] [software|offload]
+//!
+//! `tcp` replays 1000-byte segments to the TCP echo service over one
+//! established connection instead (each answered with the echoed data,
+//! which carries the ACK): the path where the stack builds frames and so
+//! computes full checksums. `offload` makes the egress report
+//! [`TxChecksum::Full`], as a DPDK queue with the offloads does: the stack
+//! then writes only the pseudo-header sums (the heap buffers ignore the
+//! per-mbuf request, a few stores on DPDK). The UDP echo turns the request
+//! around in place with an incremental checksum update, so the mode does not
+//! change it.
 
 use std::net::Ipv4Addr;
 
 use shardnet::config::{Action, DefaultAction, ServiceId};
 use shardnet::port::heap::HeapBuf;
-use shardnet::port::PacketBuf;
+use shardnet::port::{PacketBuf, TxChecksum};
 use shardnet::stack::Interface;
-use shardnet::testing::{lone_stack, udp_frame, udp_rule, CollectEgress, Endpoints};
-use shardnet::wire::{EthernetAddress, ETHERNET_HEADER_LEN};
+use shardnet::testing::{
+    lone_stack, tcp_frame, tcp_rule, udp_frame, udp_rule, CollectEgress, Endpoints,
+};
+use shardnet::wire::{
+    EthernetAddress, Ipv4Packet, TcpFlags, TcpHeader, TcpOptions, TcpPacket, ETHERNET_HEADER_LEN,
+};
 
 const FLOWS: u16 = 1024;
 const OUR_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 2]);
@@ -33,11 +47,113 @@ fn request(i: u16) -> Vec<u8> {
     udp_frame(ends, 10_000 + i, 7, &[0x5a; 18])
 }
 
+const USAGE: &str = "usage: stack_replay PACKETS [udp|tcp] [software|offload]";
+
 fn main() {
-    let packets: u64 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .expect("usage: stack_replay PACKETS");
+    let args: Vec<String> = std::env::args().collect();
+    let packets: u64 = args.get(1).and_then(|a| a.parse().ok()).expect(USAGE);
+    let tx_checksum = match args.get(3).map(String::as_str) {
+        None | Some("software") => TxChecksum::Software,
+        Some("offload") => TxChecksum::Full,
+        Some(_) => panic!("{USAGE}"),
+    };
+    match args.get(2).map(String::as_str) {
+        None | Some("udp") => udp(packets, tx_checksum),
+        Some("tcp") => tcp(packets, tx_checksum),
+        Some(_) => panic!("{USAGE}"),
+    }
+}
+
+/// The peer's segment to the echo service.
+fn segment(flags: TcpFlags, seq: u32, ack: u32) -> TcpHeader {
+    TcpHeader {
+        src_port: 40000,
+        dst_port: 7,
+        seq,
+        ack,
+        flags,
+        window: 65535,
+        urgent: 0,
+        options: TcpOptions::default(),
+    }
+}
+
+/// The end of the stack's sequence space in `frame` (a TCP segment, its
+/// checksum not checked: with offload it is not final) and its data length.
+fn stack_end(frame: &[u8]) -> (u32, usize) {
+    let ip_len = Ipv4Packet::new_unchecked(&frame[ETHERNET_HEADER_LEN..]).total_len();
+    let end = ETHERNET_HEADER_LEN + usize::from(ip_len);
+    let ip = Ipv4Packet::new_unchecked(&frame[ETHERNET_HEADER_LEN..end]);
+    let tcp = TcpPacket::new_unchecked(ip.payload());
+    let header = TcpHeader::parse(&tcp).expect("a TCP segment from the stack");
+    let len = tcp.payload().len();
+    let syn_fin = usize::from(header.flags.contains(TcpFlags::SYN))
+        + usize::from(header.flags.contains(TcpFlags::FIN));
+    (header.seq.wrapping_add((len + syn_fin) as u32), len)
+}
+
+fn tcp(packets: u64, tx_checksum: TxChecksum) {
+    let ends = Endpoints {
+        src_mac: EthernetAddress([2, 0, 0, 0, 1, 1]),
+        dst_mac: OUR_MAC,
+        src_ip: Ipv4Addr::new(198, 18, 1, 1),
+        dst_ip: OUR_IP,
+    };
+    let iface = Interface {
+        mac: OUR_MAC,
+        ip: OUR_IP,
+        prefix_len: 16,
+    };
+    let echo = tcp_rule("echo", 7, Action::Service(ServiceId::ECHO));
+    let (mut stack, counters) = lone_stack(iface, &[echo], DefaultAction::Drop, false);
+    let mut egress = CollectEgress {
+        tx_checksum,
+        ..CollectEgress::default()
+    };
+    let mut syn = segment(TcpFlags::SYN, 1000, 0);
+    syn.options.mss = Some(1460);
+    stack.process(
+        HeapBuf::from_slice(&tcp_frame(ends, &syn, b"")),
+        0,
+        &mut egress,
+    );
+    let syn_ack = egress.frames.pop().expect("a SYN-ACK");
+    let (mut ours, _) = stack_end(syn_ack.data());
+    let mut seq = 1001u32;
+    let ack = segment(TcpFlags::ACK, seq, ours);
+    stack.process(
+        HeapBuf::from_slice(&tcp_frame(ends, &ack, b"")),
+        0,
+        &mut egress,
+    );
+    egress.frames.clear();
+    let payload = [0x5au8; 1000];
+    let mut echoed = 0u64;
+    let start = std::time::Instant::now();
+    for n in 0..packets {
+        let frame = tcp_frame(
+            ends,
+            &segment(TcpFlags::ACK | TcpFlags::PSH, seq, ours),
+            &payload,
+        );
+        seq = seq.wrapping_add(payload.len() as u32);
+        stack.process(HeapBuf::from_slice(&frame), n, &mut egress);
+        for f in egress.frames.drain(..) {
+            let (end, len) = stack_end(f.data());
+            ours = end;
+            echoed += len as u64;
+        }
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(echoed, packets * payload.len() as u64, "every byte echoed");
+    assert_eq!(counters.tcp_active.get(), 1);
+    println!(
+        "{{\"packets\": {packets}, \"seconds\": {:.6}, \"echoed\": {echoed}}}",
+        elapsed.as_secs_f64()
+    );
+}
+
+fn udp(packets: u64, tx_checksum: TxChecksum) {
     let requests: Vec<Vec<u8>> = (0..FLOWS).map(request).collect();
     let iface = Interface {
         mac: OUR_MAC,
@@ -50,7 +166,10 @@ fn main() {
     let mut fold = 0u64;
     // UDP echo replies in place: the reply is the request's buffer, sent
     // through the egress.
-    let mut egress = CollectEgress::default();
+    let mut egress = CollectEgress {
+        tx_checksum,
+        ..CollectEgress::default()
+    };
     let start = std::time::Instant::now();
     for n in 0..packets {
         let frame = &requests[(n % u64::from(FLOWS)) as usize];

@@ -935,6 +935,7 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
         rx_descriptors: config.dpdk.rx_descriptors,
         tx_descriptors: config.dpdk.tx_descriptors,
         mtu: Some(config.interface.mtu),
+        tx_checksum_offload: config.dpdk.tx_checksum == crate::config::TxChecksumSetting::Auto,
         ..PortOptions::default()
     };
     if Eal::port_count() == 0 {
@@ -944,6 +945,12 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
         );
     }
     let mut port = DpdkPort::open(config.dpdk.port, &pools, options)?;
+    tracing::info!(
+        port = config.dpdk.port,
+        setting = ?config.dpdk.tx_checksum,
+        "TX checksum offload: {}",
+        crate::port::TxChecksum::for_offloads(port.tx_offloads()).describe()
+    );
     let mac = choose_mac(&config.interface.mac, port.mac());
     tracing::info!(
         port = config.dpdk.port, %mac, workers = n,

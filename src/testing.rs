@@ -199,6 +199,10 @@ pub struct CollectEgress {
     pub frames: Vec<HeapBuf>,
     /// The frames handed to the kernel, oldest first.
     pub kernel: Vec<HeapBuf>,
+    /// What [`Egress::tx_checksum`] reports (software by default; heap
+    /// buffers ignore the offload request, so frames built with offload keep
+    /// the fields as the NIC would get them).
+    pub tx_checksum: crate::port::TxChecksum,
 }
 
 impl Egress for CollectEgress {
@@ -214,6 +218,10 @@ impl Egress for CollectEgress {
 
     fn to_kernel(&mut self, frame: HeapBuf) {
         self.kernel.push(frame);
+    }
+
+    fn tx_checksum(&self) -> crate::port::TxChecksum {
+        self.tx_checksum
     }
 }
 

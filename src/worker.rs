@@ -47,7 +47,7 @@ use crate::capture::{CaptureSlot, Direction};
 use crate::config::IdleMode;
 use crate::counters::{DropReason, WorkerCounters};
 use crate::kernel::KernelLink;
-use crate::port::{Burst, PacketBuf, Queue, BURST};
+use crate::port::{Burst, PacketBuf, Queue, TxChecksum, BURST};
 use crate::rules::SharedRules;
 use crate::smp;
 use crate::stack::{Egress, FlowRecord, Stack};
@@ -162,6 +162,8 @@ struct TxPath<'a, Q: Queue> {
     counters: &'a WorkerCounters,
     capture: &'a CaptureSlot,
     now: u64,
+    /// The queue's checksum offloads, decided once at start.
+    tx_checksum: TxChecksum,
 }
 
 impl<Q: Queue> Egress for TxPath<'_, Q> {
@@ -181,6 +183,11 @@ impl<Q: Queue> Egress for TxPath<'_, Q> {
             *self.tx_since = self.now;
         }
         self.tx.push(frame);
+    }
+
+    #[inline]
+    fn tx_checksum(&self) -> TxChecksum {
+        self.tx_checksum
     }
 
     #[inline]
@@ -238,6 +245,8 @@ pub fn run<Q: Queue>(
     let mut rx: Burst<Q::Buf> = Burst::new();
     let mut tx: Burst<Q::Buf> = Burst::new();
     let mut tx_since = 0u64;
+    // Per queue, once: every frame built below reads it from the TxPath.
+    let tx_checksum = TxChecksum::for_offloads(queue.tx_offloads());
     let mut empty_polls = 0u32;
     let mut round = 0u32;
     let mut next_sweep = setup.clock.now_ns() + KERNEL_FLOWS_SWEEP_NS;
@@ -283,6 +292,7 @@ pub fn run<Q: Queue>(
             counters,
             capture,
             now,
+            tx_checksum,
         };
         // Cross-core messages first: the tasks they wake run this round.
         let smp_ran = smp.as_ref().map_or(0, |e| e.drain(smp::DRAIN_BUDGET));
@@ -369,6 +379,7 @@ pub fn run<Q: Queue>(
             counters,
             capture,
             now,
+            tx_checksum,
         };
         stack.begin_burst();
         for pkt in rx.drain(..) {
@@ -407,6 +418,7 @@ pub fn run<Q: Queue>(
             counters,
             capture,
             now,
+            tx_checksum,
         };
         loop {
             let n = steer.receive(BURST, |pkt| {
@@ -429,6 +441,7 @@ pub fn run<Q: Queue>(
             counters,
             capture,
             now,
+            tx_checksum,
         },
     );
     flush(&mut queue, &mut tx, counters, capture);

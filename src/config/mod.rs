@@ -194,6 +194,20 @@ pub struct DpdkConfig {
     /// TX descriptors per queue (default [`DEFAULT_DPDK_DESCRIPTORS`], range
     /// [`DPDK_DESCRIPTORS`]), checked against the device as `rx_descriptors`.
     pub tx_descriptors: u16,
+    /// Who fills the checksums of the frames shardnet builds (default auto).
+    pub tx_checksum: TxChecksumSetting,
+}
+
+/// `[dpdk] tx_checksum`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TxChecksumSetting {
+    /// `"auto"`: the NIC, for the IPv4, UDP and TCP checksums the port
+    /// reports it can offload; software for the others.
+    #[default]
+    Auto,
+    /// `"software"`: always software (to compare, or to rule the NIC out
+    /// while debugging).
+    Software,
 }
 
 impl Default for DpdkConfig {
@@ -204,6 +218,7 @@ impl Default for DpdkConfig {
             mbufs_per_worker: DEFAULT_MBUFS_PER_WORKER,
             rx_descriptors: DEFAULT_DPDK_DESCRIPTORS,
             tx_descriptors: DEFAULT_DPDK_DESCRIPTORS,
+            tx_checksum: TxChecksumSetting::Auto,
         }
     }
 }

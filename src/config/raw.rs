@@ -49,6 +49,7 @@ pub(super) struct RawDpdk {
     pub mbufs_per_worker: Opt<i64>,
     pub rx_descriptors: Opt<i64>,
     pub tx_descriptors: Opt<i64>,
+    pub tx_checksum: Opt<String>,
 }
 
 /// `[af_packet]`
@@ -188,6 +189,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "mbufs_per_worker",
             "rx_descriptors",
             "tx_descriptors",
+            "tx_checksum",
         ],
     ),
     (

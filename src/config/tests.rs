@@ -69,6 +69,7 @@ port = 3
 mbufs_per_worker = 4095
 rx_descriptors = 512
 tx_descriptors = 2048
+tx_checksum = "software"
 
 [af_packet]
 interface = "eth9"
@@ -174,6 +175,7 @@ idle_timeout_ms = 0
             mbufs_per_worker: 4095,
             rx_descriptors: 512,
             tx_descriptors: 2048,
+            tx_checksum: TxChecksumSetting::Software,
         },
         af_packet: Some(AfPacketConfig {
             interface: "eth9".into(),
@@ -277,7 +279,7 @@ idle_timeout_ms = 0
             ),
             ConfigError::new(
                 Position {
-                    line: 16,
+                    line: 17,
                     column: 1,
                 },
                 "[af_packet] is ignored with backend \"dpdk\"",
@@ -290,10 +292,10 @@ idle_timeout_ms = 0
                 column: 11,
             }),
             kernel_enabled: Some(Position {
-                line: 28,
+                line: 29,
                 column: 11,
             }),
-            rule_services: [41, 47, 53, 59, 65]
+            rule_services: [42, 48, 54, 60, 66]
                 .map(|line| Position { line, column: 11 })
                 .to_vec(),
         },

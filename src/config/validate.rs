@@ -13,8 +13,8 @@ use super::{
     CongestionKind, CoreSet, Dataplane, DebugConfig, DefaultAction, DpdkConfig, HttpSettings,
     IdleMode, InterfaceConfig, KeepaliveSettings, KernelConfig, KernelIngress, KernelKind,
     MacSetting, MetricsConfig, Position, Positions, Protocol, Rule, ServiceCatalog, ServiceId,
-    TcpSettings, DEFAULT_KERNEL_QUEUE_SIZE, MAX_HTTP_BODY, MAX_RULES, MAX_STEER_QUEUE_SIZE,
-    MIN_MBUFS_PER_WORKER, MIN_STEER_QUEUE_SIZE,
+    TcpSettings, TxChecksumSetting, DEFAULT_KERNEL_QUEUE_SIZE, MAX_HTTP_BODY, MAX_RULES,
+    MAX_STEER_QUEUE_SIZE, MIN_MBUFS_PER_WORKER, MIN_STEER_QUEUE_SIZE,
 };
 
 /// The longest Unix socket path (`sun_path` holds 108 bytes with the NUL).
@@ -492,6 +492,16 @@ impl Validator<'_> {
                         ),
                     ),
                 }
+            }
+        }
+        if let Some(t) = &d.tx_checksum {
+            match t.get_ref().as_str() {
+                "auto" => out.tx_checksum = TxChecksumSetting::Auto,
+                "software" => out.tx_checksum = TxChecksumSetting::Software,
+                other => self.error(
+                    at(t),
+                    format!("unknown tx_checksum {other:?}; expected \"auto\" or \"software\""),
+                ),
             }
         }
         out

@@ -30,6 +30,9 @@ pub struct PortOptions {
     pub rss: bool,
     /// Use the device's RX and TX checksum offloads where it reports them.
     pub checksum_offload: bool,
+    /// With `checksum_offload`, enable the TX checksum offloads too (false:
+    /// RX only, `[dpdk] tx_checksum = "software"`).
+    pub tx_checksum_offload: bool,
 }
 
 impl Default for PortOptions {
@@ -41,6 +44,7 @@ impl Default for PortOptions {
             promiscuous: false,
             rss: true,
             checksum_offload: true,
+            tx_checksum_offload: true,
         }
     }
 }
@@ -375,7 +379,9 @@ impl DpdkPort {
 
         if opts.checksum_offload {
             conf.rxmode.offloads |= rx_offload_mask(info.rx_offload_capa);
-            conf.txmode.offloads |= tx_offload_mask(info.tx_offload_capa);
+            if opts.tx_checksum_offload {
+                conf.txmode.offloads |= tx_offload_mask(info.tx_offload_capa);
+            }
         }
         let tx_offloads = tx_offloads_from(conf.txmode.offloads);
         tracing::info!(

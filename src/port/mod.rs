@@ -52,6 +52,78 @@ pub struct TxOffloads {
     pub tcp_checksum: bool,
 }
 
+/// How a worker fills the checksums of the IPv4 frames it builds, decided
+/// once per queue from its [`TxOffloads`] (see [`TxChecksum::for_offloads`])
+/// so that the per-packet choice is one match on a value in a register, not a
+/// lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TxChecksum {
+    /// Every checksum in software (AF_PACKET, memlink, a port without the
+    /// offloads, or `[dpdk] tx_checksum = "software"`).
+    #[default]
+    Software,
+    /// The NIC fills the UDP and TCP checksums (software puts the
+    /// pseudo-header sum in the field); the IPv4 header checksum, 20 bytes,
+    /// stays in software (virtio-net offers L4 but not IPv4).
+    L4,
+    /// The NIC fills the IPv4 header checksum too.
+    Full,
+}
+
+impl TxChecksum {
+    /// The mode a queue with `offloads` uses: [`TxChecksum::Full`] with all
+    /// three, [`TxChecksum::L4`] with UDP and TCP, software otherwise (a port
+    /// with only one of UDP and TCP is rare enough not to be worth a branch).
+    pub const fn for_offloads(offloads: TxOffloads) -> TxChecksum {
+        match (
+            offloads.ipv4_checksum,
+            offloads.udp_checksum && offloads.tcp_checksum,
+        ) {
+            (true, true) => TxChecksum::Full,
+            (false, true) => TxChecksum::L4,
+            _ => TxChecksum::Software,
+        }
+    }
+
+    /// The request for an IPv4 frame with a 14-byte Ethernet header, a
+    /// 20-byte IPv4 header and `l4`, or `None` in software mode.
+    #[inline]
+    pub const fn request(self, l4: L4Offload) -> Option<TxOffloadRequest> {
+        let ipv4_checksum = match self {
+            TxChecksum::Software => return None,
+            TxChecksum::L4 => false,
+            TxChecksum::Full => true,
+        };
+        Some(TxOffloadRequest {
+            l2_len: 14,
+            l3_len: 20,
+            ipv4_checksum,
+            l4: Some(l4),
+        })
+    }
+
+    /// Whether the IPv4 header checksum is left to the NIC.
+    #[inline]
+    pub const fn ipv4_offloaded(self) -> bool {
+        matches!(self, TxChecksum::Full)
+    }
+
+    /// Whether the UDP and TCP checksums are left to the NIC.
+    #[inline]
+    pub const fn l4_offloaded(self) -> bool {
+        !matches!(self, TxChecksum::Software)
+    }
+
+    /// What the log line at start says: the checksums left to the NIC.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            TxChecksum::Software => "none (software)",
+            TxChecksum::L4 => "udp tcp",
+            TxChecksum::Full => "ipv4 udp tcp",
+        }
+    }
+}
+
 /// Transmit offload work requested for one outgoing packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct TxOffloadRequest {
@@ -280,5 +352,58 @@ mod link_tests {
             link(true, Some(10_000), true).speed_bytes_per_second(),
             Some(1_250_000_000)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tx_checksum_follows_the_queues_offloads() {
+        let all = TxOffloads {
+            ipv4_checksum: true,
+            udp_checksum: true,
+            tcp_checksum: true,
+        };
+        assert_eq!(TxChecksum::for_offloads(all), TxChecksum::Full);
+        let l4 = TxOffloads {
+            ipv4_checksum: false,
+            ..all
+        };
+        assert_eq!(TxChecksum::for_offloads(l4), TxChecksum::L4);
+        for partial in [
+            TxOffloads::default(),
+            TxOffloads {
+                udp_checksum: false,
+                ..all
+            },
+            TxOffloads {
+                tcp_checksum: false,
+                ..all
+            },
+        ] {
+            assert_eq!(TxChecksum::for_offloads(partial), TxChecksum::Software);
+        }
+        assert_eq!(TxChecksum::Software.request(L4Offload::Udp), None);
+        assert_eq!(
+            TxChecksum::Full.request(L4Offload::Tcp),
+            Some(TxOffloadRequest {
+                l2_len: 14,
+                l3_len: 20,
+                ipv4_checksum: true,
+                l4: Some(L4Offload::Tcp),
+            })
+        );
+        assert_eq!(
+            TxChecksum::L4.request(L4Offload::Udp),
+            Some(TxOffloadRequest {
+                l2_len: 14,
+                l3_len: 20,
+                ipv4_checksum: false,
+                l4: Some(L4Offload::Udp),
+            })
+        );
+        assert_eq!(TxChecksum::Full.describe(), "ipv4 udp tcp");
     }
 }

@@ -438,14 +438,19 @@ impl<E: Egress> AppIo for ClientIo<'_, E> {
         if udp_len > usize::from(u16::MAX) - IPV4_HEADER_LEN || !buf.set_len(frame_len.max(60)) {
             return Err(ConnectError::TooLong(payload.len()));
         }
+        let mode = self.egress.tx_checksum();
         super::outbox::write_udp_frame(
             buf.data_mut(),
+            mode,
             self.iface,
             mac,
             local_port,
             remote,
             payload,
         );
+        if let Some(request) = mode.request(crate::port::L4Offload::Udp) {
+            buf.request_tx_offload(request);
+        }
         self.counters.udp_tx.inc();
         self.egress.send(buf);
         Ok(())

@@ -13,8 +13,8 @@ use super::{Disposition, Egress, FlowKey, Stack, DEFAULT_TTL};
 use crate::counters::DropReason;
 use crate::port::{PacketBuf, RxChecksum};
 use crate::wire::{
-    checksum, EthernetFrame, Icmpv4DstUnreachable, Icmpv4Message, Icmpv4Packet, IpProtocol,
-    Ipv4Packet, WireError, ETHERNET_HEADER_LEN,
+    checksum, ChecksumMode, EthernetFrame, Icmpv4DstUnreachable, Icmpv4Message, Icmpv4Packet,
+    IpProtocol, Ipv4Packet, WireError, ETHERNET_HEADER_LEN,
 };
 
 pub(super) fn drop_reason(error: WireError) -> DropReason {
@@ -150,5 +150,15 @@ impl Stack {
         let new_word = u16::from_be_bytes([DEFAULT_TTL, protocol]);
         ip.set_ttl(DEFAULT_TTL);
         ip.set_checksum(checksum::update(ip.checksum(), old_word, new_word));
+    }
+}
+
+/// The IPv4 header's [`ChecksumMode`] on transmit under `mode`.
+#[inline]
+pub(super) fn ip_checksum_mode(mode: crate::port::TxChecksum) -> ChecksumMode {
+    if mode.ipv4_offloaded() {
+        ChecksumMode::Offload
+    } else {
+        ChecksumMode::Software
     }
 }

@@ -38,7 +38,7 @@ use hashbrown::HashMap;
 use crate::config::prefix_mask;
 use crate::counters::{DropReason, WorkerCounters};
 use crate::neighbour::NeighbourCache;
-use crate::port::PacketBuf;
+use crate::port::{PacketBuf, TxChecksum};
 use crate::rules::RuleTable;
 use crate::service::Services;
 use crate::tcp::cookie::Secrets;
@@ -81,6 +81,12 @@ pub trait Egress {
     /// kernel's exception port (or drop and count it where there is none, or
     /// no room).
     fn to_kernel(&mut self, frame: Self::Buf);
+    /// How the frames the stack builds get their checksums: decided once
+    /// per queue, read per frame (software unless the port offloads them).
+    #[inline]
+    fn tx_checksum(&self) -> TxChecksum {
+        TxChecksum::Software
+    }
 }
 
 /// What a worker's TCP needs besides the stack's own parts.

@@ -11,11 +11,11 @@ use super::{Egress, Interface, DEFAULT_TTL};
 use crate::app::ConnectError;
 use crate::counters::{DropReason, WorkerCounters};
 use crate::neighbour::NeighbourCache;
-use crate::port::PacketBuf;
+use crate::port::{L4Offload, PacketBuf, TxChecksum};
 use crate::service::UdpIo;
 use crate::wire::{
-    ChecksumMode, EtherType, EthernetAddress, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr,
-    UdpPacket, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
+    EtherType, EthernetAddress, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket,
+    ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
 };
 
 /// Most datagrams waiting at once.
@@ -94,7 +94,19 @@ impl Outbox {
                 counters.count_drop(DropReason::NoBuffer);
                 continue;
             }
-            write_udp_frame(buf.data_mut(), iface, p.mac, p.local_port, p.to, payload);
+            let mode = egress.tx_checksum();
+            write_udp_frame(
+                buf.data_mut(),
+                mode,
+                iface,
+                p.mac,
+                p.local_port,
+                p.to,
+                payload,
+            );
+            if let Some(request) = mode.request(L4Offload::Udp) {
+                buf.request_tx_offload(request);
+            }
             counters.udp_tx.inc();
             egress.send(buf);
         }
@@ -104,9 +116,13 @@ impl Outbox {
 
 /// Write a UDP datagram from our `local_port` to `to`, through next hop
 /// `mac`, into `frame` (its length already set to the frame's, at least the
-/// 60-byte Ethernet minimum; the bytes past the datagram are zeroed).
+/// 60-byte Ethernet minimum; the bytes past the datagram are zeroed). With
+/// an offloading `mode`, the checksum fields are left as the NIC wants them:
+/// the caller then asks for the offload on the buffer.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn write_udp_frame(
     frame: &mut [u8],
+    mode: TxChecksum,
     iface: &Interface,
     mac: EthernetAddress,
     local_port: u16,
@@ -129,7 +145,7 @@ pub(super) fn write_udp_frame(
     }
     .emit(
         &mut Ipv4Packet::new_unchecked(&mut *ip_bytes),
-        ChecksumMode::Software,
+        super::ipv4::ip_checksum_mode(mode),
     );
     let udp_bytes = &mut ip_bytes[IPV4_HEADER_LEN..IPV4_HEADER_LEN + udp_len];
     let mut udp = UdpPacket::new_unchecked(&mut *udp_bytes);
@@ -137,7 +153,11 @@ pub(super) fn write_udp_frame(
     udp.set_dst_port(to.port());
     udp.set_len(udp_len as u16);
     udp.payload_mut()[..payload.len()].copy_from_slice(payload);
-    udp.fill_checksum(iface.ip, *to.ip());
+    if mode.l4_offloaded() {
+        udp.fill_pseudo_header_checksum(iface.ip, *to.ip());
+    } else {
+        udp.fill_checksum(iface.ip, *to.ip());
+    }
     // Frames shorter than the Ethernet minimum carry zero padding.
     frame[frame_len..].fill(0);
 }

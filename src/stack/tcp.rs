@@ -4,18 +4,18 @@
 //! the timers, RX bursts, and ICMP "fragmentation needed" for path MTU
 //! discovery.
 
-use super::ipv4::{drop_reason, Ipv4Info};
+use super::ipv4::{drop_reason, ip_checksum_mode, Ipv4Info};
 use super::kernel_pins::opens_a_flow;
 use super::{Disposition, Egress, FlowKey, Interface, Stack, DEFAULT_TTL};
 use crate::config::{Action, Protocol};
 use crate::counters::{DropReason, WorkerCounters};
-use crate::port::{PacketBuf, RxChecksum};
+use crate::port::{L4Offload, PacketBuf, RxChecksum};
 use crate::service::Services;
 use crate::tcp::table::{Input, Outgoing, TcpTable};
 use crate::tcp::FourTuple;
 use crate::wire::{
-    ChecksumMode, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr, TcpHeader, TcpPacket,
-    WireError, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
+    EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr, TcpHeader, TcpPacket, WireError,
+    ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
 };
 
 impl Stack {
@@ -211,7 +211,8 @@ impl Stack {
 
 /// Frame a TCP segment and hand it to `egress`: Ethernet to the peer's MAC,
 /// IPv4 with DF set (path MTU discovery), the TCP header and payload, and
-/// the checksums in software.
+/// the checksums in software or, where the queue offloads them
+/// ([`Egress::tx_checksum`]), the pseudo-header sum and the mbuf's request.
 fn emit_tcp<E: Egress>(
     iface: &Interface,
     counters: &WorkerCounters,
@@ -230,6 +231,7 @@ fn emit_tcp<E: Egress>(
         counters.count_drop(DropReason::NoBuffer);
         return;
     }
+    let mode = egress.tx_checksum();
     let frame = buf.data_mut();
     let mut eth = EthernetFrame::new_unchecked(&mut *frame);
     eth.set_dst_addr(segment.peer_mac);
@@ -245,13 +247,20 @@ fn emit_tcp<E: Egress>(
     let ip_bytes = &mut frame[ETHERNET_HEADER_LEN..];
     ip_repr.emit(
         &mut Ipv4Packet::new_unchecked(&mut *ip_bytes),
-        ChecksumMode::Software,
+        ip_checksum_mode(mode),
     );
     let tcp_bytes = &mut ip_bytes[IPV4_HEADER_LEN..];
     segment.header.emit(tcp_bytes);
     tcp_bytes[header_len..header_len + first.len()].copy_from_slice(first);
     tcp_bytes[header_len + first.len()..].copy_from_slice(second);
-    TcpPacket::new_unchecked(&mut *tcp_bytes)
-        .fill_checksum(segment.tuple.local_ip, segment.tuple.remote_ip);
+    let mut tcp = TcpPacket::new_unchecked(&mut *tcp_bytes);
+    if mode.l4_offloaded() {
+        tcp.fill_pseudo_header_checksum(segment.tuple.local_ip, segment.tuple.remote_ip);
+    } else {
+        tcp.fill_checksum(segment.tuple.local_ip, segment.tuple.remote_ip);
+    }
+    if let Some(request) = mode.request(L4Offload::Tcp) {
+        buf.request_tx_offload(request);
+    }
     egress.send(buf);
 }

@@ -4,7 +4,7 @@ use super::*;
 use crate::app::{App, AppIo};
 use crate::config::{Action, DefaultAction, ServiceId};
 use crate::port::heap::HeapBuf;
-use crate::port::RxChecksum;
+use crate::port::{RxChecksum, TxChecksum};
 use crate::tcp::FourTuple;
 use crate::testing::{ipv4_frame, lone_stack, udp_frame, udp_rule, CollectEgress, Endpoints};
 use crate::wire::{
@@ -589,3 +589,32 @@ mod async_udp;
 mod asyncio;
 mod connect;
 mod tcp;
+
+#[test]
+fn built_udp_datagrams_with_checksum_offload_carry_the_pseudo_header_sum() {
+    let to = SocketAddrV4::new(PEER_IP, 4242);
+    let payload = b"offloaded datagram";
+    let frame_len = ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + 8 + payload.len();
+    let mut software = vec![0xee; frame_len.max(60)];
+    let mut offload = software.clone();
+    let build = |frame: &mut [u8], mode| {
+        outbox::write_udp_frame(frame, mode, &OUR_IFACE, PEER_MAC, 5353, to, payload)
+    };
+    build(&mut software, TxChecksum::Software);
+    build(&mut offload, TxChecksum::Full);
+    let ip = Ipv4Packet::new_unchecked(&offload[ETHERNET_HEADER_LEN..]);
+    assert_eq!(ip.checksum(), 0, "left to the NIC");
+    let udp = UdpPacket::new_unchecked(ip.payload());
+    let udp_len = 8 + payload.len();
+    assert_eq!(
+        udp.checksum(),
+        crate::wire::checksum::pseudo_header(OUR_IP, PEER_IP, IpProtocol::Udp, udp_len as u32)
+    );
+    // What the NIC does; then the frame is the software one, byte for byte.
+    Ipv4Packet::new_unchecked(&mut offload[ETHERNET_HEADER_LEN..]).fill_checksum();
+    let l4_at = ETHERNET_HEADER_LEN + IPV4_HEADER_LEN;
+    let sum = !crate::wire::checksum::data(&offload[l4_at..l4_at + udp_len]);
+    offload[l4_at + 6..l4_at + 8].copy_from_slice(&sum.to_be_bytes());
+    assert_eq!(offload, software);
+    check_reply_ip(&software[..frame_len], IpProtocol::Udp);
+}

@@ -1,7 +1,8 @@
 use super::*;
+use crate::port::TxChecksum;
 use crate::tcp::table::TableConfig;
 use crate::testing::{parse_tcp_frame, tcp_frame, tcp_rule};
-use crate::wire::{TcpFlags, TcpOptions};
+use crate::wire::{checksum, TcpFlags, TcpOptions, TcpPacket};
 
 fn tcp_stack() -> (Stack, Arc<WorkerCounters>) {
     let rules = [
@@ -914,4 +915,54 @@ fn syn_flood_falls_back_to_cookies_and_established_connections_go_on() {
     let out = send(&mut stack, forged, b"");
     assert!(out[0].0.flags.contains(TcpFlags::RST));
     assert_eq!(stack.tcp().len(), 6);
+}
+
+/// What a NIC does with an offload request: the IPv4 header checksum (when
+/// asked) and the complement of the sum over the L4 bytes, whose checksum
+/// field holds the pseudo-header sum.
+fn nic_fills_checksums(frame: &mut [u8], ipv4: bool, checksum_at: usize) {
+    let ip_at = ETHERNET_HEADER_LEN;
+    let l4_at = ip_at + IPV4_HEADER_LEN;
+    let total = usize::from(Ipv4Packet::new_unchecked(&frame[ip_at..]).total_len());
+    if ipv4 {
+        Ipv4Packet::new_unchecked(&mut frame[ip_at..]).fill_checksum();
+    }
+    let sum = !checksum::data(&frame[l4_at..ip_at + total]);
+    frame[l4_at + checksum_at..l4_at + checksum_at + 2].copy_from_slice(&sum.to_be_bytes());
+}
+
+#[test]
+fn with_checksum_offload_segments_carry_the_pseudo_header_sum() {
+    for mode in [TxChecksum::Full, TxChecksum::L4] {
+        let (mut stack, _) = tcp_stack();
+        let mut egress = CollectEgress {
+            tx_checksum: mode,
+            ..CollectEgress::default()
+        };
+        let mut syn = segment(80, TcpFlags::SYN, 1000, 0);
+        syn.options.mss = Some(1460);
+        let frame = tcp_frame(ENDS, &syn, b"");
+        stack.dispose_of(HeapBuf::from_slice(&frame), 0, &mut egress);
+        assert_eq!(egress.frames.len(), 1, "{mode:?}: a SYN-ACK");
+        let mut f = egress.frames[0].data().to_vec();
+        let ip = Ipv4Packet::new_unchecked(&f[ETHERNET_HEADER_LEN..]);
+        let tcp_len = usize::from(ip.total_len()) - IPV4_HEADER_LEN;
+        assert_eq!(
+            ip.checksum() == 0,
+            mode == TxChecksum::Full,
+            "{mode:?}: the IPv4 checksum is left zero only for the NIC"
+        );
+        assert_eq!(ip.verify_checksum(), mode == TxChecksum::L4);
+        let tcp = TcpPacket::new_unchecked(ip.payload());
+        assert_eq!(
+            tcp.checksum(),
+            checksum::pseudo_header(OUR_IP, PEER_IP, IpProtocol::Tcp, tcp_len as u32),
+            "{mode:?}: the field holds the pseudo-header sum (rte_ipv4_phdr_cksum)"
+        );
+        assert!(parse_tcp_frame(&f).is_none(), "not valid before the NIC");
+        nic_fills_checksums(&mut f, mode == TxChecksum::Full, 16);
+        check_reply_ip(&f, IpProtocol::Tcp);
+        let (header, _) = parse_tcp_frame(&f).expect("valid once the NIC did its part");
+        assert_eq!(header.flags, TcpFlags::SYN | TcpFlags::ACK);
+    }
 }
