@@ -12,8 +12,9 @@
 //! - `dpdk`: the DPDK ethdev backend of [`port`] (cargo feature `dpdk`).
 //! - [`config`]: the TOML file, its defaults and limits.
 //! - [`rules`], [`counters`]: the compiled port rules; the per-worker counters.
-//! - [`steer`], [`neighbour`]: the rings between workers for software
-//!   steering; the per-worker ARP cache and its mailboxes.
+//! - [`steer`], [`neighbour`], [`capture`]: the rings between workers for
+//!   software steering; the per-worker ARP cache and its mailboxes; the
+//!   workers' capture slots and filters (`shardnet capture`).
 //! - [`tcp`]: the TCP engine (connections, the per-worker table, and the
 //!   callback interface services implement, [`tcp::service`]).
 //! - [`rt`]: the per-worker async executor and its timers.
