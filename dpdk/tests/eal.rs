@@ -208,8 +208,8 @@ unsafe fn check_single_mbuf(pool: *mut rte_mempool) {
     // Reset restores a fresh packet.
     (*m).ol_flags = RTE_MBUF_F_TX_IPV4;
     rte_pktmbuf_reset(m);
-    assert_eq!(((*m).data_len, (*m).pkt_len, (*m).ol_flags), (0, 0, 0));
-    assert_eq!((*m).data_off as u32, RTE_PKTMBUF_HEADROOM);
+    assert_eq!(((*m).data_len(), (*m).pkt_len(), (*m).ol_flags), (0, 0, 0));
+    assert_eq!((*m).data_off() as u32, RTE_PKTMBUF_HEADROOM);
 
     rte_pktmbuf_free(m);
     assert_eq!(rte_mempool_in_use_count(pool), 0, "free gives it back");
@@ -227,7 +227,7 @@ unsafe fn check_bulk(pool: *mut rte_mempool) {
     assert!(
         mbufs
             .iter()
-            .all(|m| (**m).data_len == 0 && (**m).nb_segs == 1),
+            .all(|m| (**m).data_len() == 0 && (**m).nb_segs() == 1),
         "bulk mbufs are reset"
     );
     rte_pktmbuf_free_bulk(mbufs.as_mut_ptr(), 8);
@@ -327,7 +327,7 @@ unsafe fn check_null_rx(pool: *mut rte_mempool) {
     assert_eq!(n, 32, "net_null fills every RX slot");
     assert_eq!(rte_mempool_in_use_count(pool), 32);
     assert!(
-        rx.iter().all(|m| (**m).data_len == 64),
+        rx.iter().all(|m| (**m).data_len() == 64),
         "net_null's default packet size"
     );
     // TX on net_null frees what it takes.
