@@ -31,7 +31,7 @@ fi
 build_packages=(libdpdk-dev dpdk dpdk-dev libclang-dev clang pkg-config gcc libc6-dev)
 # What the DPDK tests (tests/dpdk_port.rs, tests/interop_{tcp,udp}.rs's DPDK
 # cases) run besides: network namespaces, and the Linux peers.
-dpdk_test_packages=(iproute2 iputils-ping ethtool procps python3 python3-scapy curl socat nftables)
+dpdk_test_packages=(iproute2 iputils-ping ethtool procps python3 python3-scapy curl wrk socat nftables)
 
 packages=(
     "${build_packages[@]}"
