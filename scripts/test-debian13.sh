@@ -72,6 +72,9 @@ if [ ! -e "$base_stamp" ]; then
 fi
 
 # -- 2. The mounts: kernel file systems, the toolchain, the source tree.
+# The root is made a mount point of its own first: `ip netns exec` and
+# `ip -n` run `mount --make-rslave /`, which a plain directory refuses.
+mount --bind "$root" "$root"
 mount --rbind /proc "$root/proc"
 mount --rbind /sys "$root/sys"
 mount --rbind /dev "$root/dev"
