@@ -99,7 +99,6 @@ in_root() {
 deps_hash=$(sha256sum scripts/install-deps.sh | cut -d" " -f1)
 if [ "$(cat "$deps_stamp" 2>/dev/null)" != "$deps_hash" ]; then
     stage "install-deps.sh --dry-run in the root (the whole package list on trixie)"
-    in_root apt-get update -q
     in_root /shardnet/scripts/install-deps.sh --dry-run
     stage "installing the DPDK tests' packages in the root"
     in_root /shardnet/scripts/install-deps.sh --only-dpdk-tests
