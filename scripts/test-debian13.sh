@@ -125,5 +125,8 @@ in_root /bin/bash -euo pipefail -c '
     cargo test --test interop_tcp dpdk_backend
     echo "== the rest builds: the binary, examples"
     cargo build --bins --examples
+    echo "== clippy on 24.11 (the cfg-chosen code paths)"
+    cargo clippy -p dpdk-sys --all-targets -- -D warnings
+    cargo clippy --lib --test dpdk_port -- -D warnings
 '
 stage "done: DPDK 24.11 built and tested"
