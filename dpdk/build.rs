@@ -12,6 +12,33 @@ const MIN_VERSION: &str = "22.11";
 /// constant appears in Rust under the DPDK macro's own name.
 const CONST_PREFIX: &str = "rte_shim_const_";
 
+/// The cfgs set from the DPDK release found: `(name, first release, what it
+/// stands for)`.
+const VERSION_CFGS: &[(&str, (u32, u32), &str)] = &[
+    (
+        "dpdk_mbuf_field_unions",
+        (24, 3),
+        "struct rte_mbuf's rearm_data and rx_descriptor_fields1 are anonymous unions \
+         (no RTE_MARKER fields): data_off, nb_segs, port, pkt_len, data_len and buf_len \
+         sit inside them",
+    ),
+    (
+        "dpdk_rss_key_len_checked",
+        (23, 11),
+        "rte_eth_dev_configure refuses an RSS key whose rss_key_len is not the \
+         device's hash_key_size",
+    ),
+];
+
+/// `(year, month)` of a pkg-config version such as `24.11.3` or `22.11.11`.
+fn release_of(version: &str) -> (u32, u32) {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>());
+    match (parts.next(), parts.next()) {
+        (Some(Ok(year)), Some(Ok(month))) => (year, month),
+        _ => panic!("pkg-config reports DPDK version {version:?}, not YEAR.MONTH[.PATCH]"),
+    }
+}
+
 #[derive(Debug)]
 struct StripConstPrefix;
 
@@ -47,6 +74,17 @@ fn main() {
         .unwrap_or_else(|e| {
             panic!("DPDK {MIN_VERSION} or later not found through pkg-config: {e}")
         });
+
+    // What moved between the releases the crate supports, as cfgs of this
+    // crate (its tests included): the Rust side then names each field where
+    // this release's bindings have it.
+    let release = release_of(&lib.version);
+    for (cfg, since, _what) in VERSION_CFGS {
+        println!("cargo:rustc-check-cfg=cfg({cfg})");
+        if release >= *since {
+            println!("cargo:rustc-cfg={cfg}");
+        }
+    }
 
     // Compile flags exactly as DPDK states them: they carry `-include
     // rte_config.h` and an `-march` that the inline functions need.

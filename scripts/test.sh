@@ -30,3 +30,7 @@ echo "== cargo test (without the DPDK feature)"
 cargo test --no-default-features --lib
 echo "== cargo test (the async layer with the futures-io feature)"
 cargo test --lib --features futures-io -- rt:: stack::tests::connect
+echo "== Debian 13 (DPDK 24.11): build and the DPDK tests in a debootstrap root (scripts/test-debian13.sh)"
+deb13_start=$(date +%s)
+./scripts/test-debian13.sh
+echo "== Debian 13 took $(($(date +%s) - deb13_start)) s"

@@ -143,8 +143,8 @@ fn dpdk_port_end_to_end() {
     // SAFETY: reading fields of an mbuf we own.
     let (data_addr, pkt_len) = unsafe {
         (
-            (*raw).buf_addr as usize + usize::from((*raw).data_off),
-            (*raw).pkt_len,
+            (*raw).buf_addr as usize + usize::from(dpdk_sys::MbufFields::data_off(&*raw)),
+            dpdk_sys::MbufFields::pkt_len(&*raw),
         )
     };
     assert_eq!(m.data().as_ptr() as usize, data_addr);

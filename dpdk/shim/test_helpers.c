@@ -100,6 +100,7 @@ const char *shim_test_constant(size_t i, int64_t *value)
 size_t shim_test_mbuf_offset_buf_addr(void) { return offsetof(struct rte_mbuf, buf_addr); }
 size_t shim_test_mbuf_offset_data_off(void) { return offsetof(struct rte_mbuf, data_off); }
 size_t shim_test_mbuf_offset_nb_segs(void) { return offsetof(struct rte_mbuf, nb_segs); }
+size_t shim_test_mbuf_offset_port(void) { return offsetof(struct rte_mbuf, port); }
 size_t shim_test_mbuf_offset_ol_flags(void) { return offsetof(struct rte_mbuf, ol_flags); }
 size_t shim_test_mbuf_offset_pkt_len(void) { return offsetof(struct rte_mbuf, pkt_len); }
 size_t shim_test_mbuf_offset_data_len(void) { return offsetof(struct rte_mbuf, data_len); }

@@ -1,4 +1,7 @@
-//! Raw bindings to the system's DPDK (22.11 LTS and later).
+//! Raw bindings to the system's DPDK (22.11 LTS and later; built and tested
+//! on 22.11 and 24.11). What moved between releases is handled by cfgs that
+//! build.rs sets from the version pkg-config reports (`dpdk_mbuf_field_unions`:
+//! [`MbufFields`]; `dpdk_rss_key_len_checked`: [`RSS_KEY_LEN_MUST_MATCH`]).
 //!
 //! Three parts:
 //! - the bindgen output for DPDK's exported functions and types, with explicit
@@ -37,6 +40,12 @@ use std::os::raw::{c_char, c_int, c_uint, c_void};
 /// The release of the DPDK this crate was built against, as pkg-config reports
 /// it (for example `"22.11.11"`).
 pub const VERSION: &str = env!("DPDK_SYS_VERSION");
+
+/// Whether `rte_eth_dev_configure` takes an RSS key only when its
+/// `rss_key_len` is the device's `hash_key_size` (DPDK 23.11 and later; cfg
+/// `dpdk_rss_key_len_checked`, set by build.rs from the DPDK version). Before
+/// 23.11 drivers took the length given.
+pub const RSS_KEY_LEN_MUST_MATCH: bool = cfg!(dpdk_rss_key_len_checked);
 
 /// The driver plugin directory of the DPDK this crate was built against
 /// (`$libdir/dpdk/pmds-<ABI>`), or `""` if the build found none. A shared-library
@@ -282,6 +291,162 @@ pub unsafe fn mbuf_set_tx_lens(m: *mut rte_mbuf, l2_len: u64, l3_len: u64) {
 pub unsafe fn mbuf_next(m: *const rte_mbuf) -> *mut rte_mbuf {
     rte_shim_mbuf_next(m)
 }
+
+/// The plain fields of `struct rte_mbuf` that DPDK 24.03 moved into anonymous
+/// unions (`rearm_data`, `rx_descriptor_fields1`, which were zero-sized
+/// `RTE_MARKER`s before): bindgen names them `m.data_off` on 22.11 and
+/// `m.__bindgen_anon_1.__bindgen_anon_1.data_off` on 24.11. These methods name
+/// each field where the release built against has it (cfg
+/// `dpdk_mbuf_field_unions`, set by build.rs from the DPDK version).
+pub trait MbufFields {
+    /// `data_off`: where the data start in the buffer.
+    fn data_off(&self) -> u16;
+    /// `refcnt`: the reference count (as a plain read; see
+    /// [`rte_mbuf_refcnt_read`] for the atomic one).
+    fn refcnt(&self) -> u16;
+    /// `nb_segs`: the number of segments.
+    fn nb_segs(&self) -> u16;
+    /// `port`: the input port.
+    fn port(&self) -> u16;
+    /// `pkt_len`: the packet's length over all segments.
+    fn pkt_len(&self) -> u32;
+    /// `data_len`: the data length of this segment.
+    fn data_len(&self) -> u16;
+    /// `buf_len`: the buffer's length.
+    fn buf_len(&self) -> u16;
+    /// Set `data_off`.
+    fn set_data_off(&mut self, v: u16);
+    /// Set `pkt_len`.
+    fn set_pkt_len(&mut self, v: u32);
+    /// Set `data_len`.
+    fn set_data_len(&mut self, v: u16);
+}
+
+/// The path of a union-held `rte_mbuf` field on this release: `rearm` for
+/// the fields of `rearm_data`, `rx` for those of `rx_descriptor_fields1`.
+#[cfg(dpdk_mbuf_field_unions)]
+macro_rules! mbuf_field {
+    ($m:expr, rearm, $f:ident) => {
+        $m.__bindgen_anon_1.__bindgen_anon_1.$f
+    };
+    ($m:expr, rx, $f:ident) => {
+        $m.__bindgen_anon_2.__bindgen_anon_1.$f
+    };
+}
+#[cfg(not(dpdk_mbuf_field_unions))]
+macro_rules! mbuf_field {
+    ($m:expr, $union:ident, $f:ident) => {
+        $m.$f
+    };
+}
+
+// Reading a union member is `unsafe` in Rust only on 24.03+, where these are
+// union members; on older releases the blocks are plain field accesses.
+#[allow(unused_unsafe)]
+impl MbufFields for rte_mbuf {
+    #[inline]
+    fn data_off(&self) -> u16 {
+        // SAFETY: every member of these unions is plain integer data (any bit
+        // pattern is a valid value), so reading through this one is sound.
+        unsafe { mbuf_field!(self, rearm, data_off) }
+    }
+    #[inline]
+    fn refcnt(&self) -> u16 {
+        // SAFETY: as in data_off.
+        unsafe { mbuf_field!(self, rearm, refcnt) }
+    }
+    #[inline]
+    fn nb_segs(&self) -> u16 {
+        // SAFETY: as in data_off.
+        unsafe { mbuf_field!(self, rearm, nb_segs) }
+    }
+    #[inline]
+    fn port(&self) -> u16 {
+        // SAFETY: as in data_off.
+        unsafe { mbuf_field!(self, rearm, port) }
+    }
+    #[inline]
+    fn pkt_len(&self) -> u32 {
+        // SAFETY: as in data_off (the other members are integers and pointers
+        // read as an array, never through this path).
+        unsafe { mbuf_field!(self, rx, pkt_len) }
+    }
+    #[inline]
+    fn data_len(&self) -> u16 {
+        // SAFETY: as in pkt_len.
+        unsafe { mbuf_field!(self, rx, data_len) }
+    }
+    #[inline]
+    fn buf_len(&self) -> u16 {
+        // SAFETY: as in pkt_len.
+        unsafe { mbuf_field!(self, rx, buf_len) }
+    }
+    #[inline]
+    fn set_data_off(&mut self, v: u16) {
+        // Writing a union field is safe; on older releases a plain field.
+        mbuf_field!(self, rearm, data_off) = v;
+    }
+    #[inline]
+    fn set_pkt_len(&mut self, v: u32) {
+        mbuf_field!(self, rx, pkt_len) = v;
+    }
+    #[inline]
+    fn set_data_len(&mut self, v: u16) {
+        mbuf_field!(self, rx, data_len) = v;
+    }
+}
+
+/// The byte offsets in `struct rte_mbuf` of the fields [`MbufFields`] reads,
+/// `(name, offset)`, where this release's bindings put them (the tests compare
+/// them with C's `offsetof`).
+#[cfg(dpdk_mbuf_field_unions)]
+pub const MBUF_FIELD_OFFSETS: [(&str, usize); 6] = {
+    use std::mem::offset_of;
+    let rearm = offset_of!(rte_mbuf, __bindgen_anon_1);
+    let rx = offset_of!(rte_mbuf, __bindgen_anon_2);
+    [
+        (
+            "data_off",
+            rearm + offset_of!(rte_mbuf__bindgen_ty_1__bindgen_ty_1, data_off),
+        ),
+        (
+            "nb_segs",
+            rearm + offset_of!(rte_mbuf__bindgen_ty_1__bindgen_ty_1, nb_segs),
+        ),
+        (
+            "port",
+            rearm + offset_of!(rte_mbuf__bindgen_ty_1__bindgen_ty_1, port),
+        ),
+        (
+            "pkt_len",
+            rx + offset_of!(rte_mbuf__bindgen_ty_2__bindgen_ty_1, pkt_len),
+        ),
+        (
+            "data_len",
+            rx + offset_of!(rte_mbuf__bindgen_ty_2__bindgen_ty_1, data_len),
+        ),
+        (
+            "buf_len",
+            rx + offset_of!(rte_mbuf__bindgen_ty_2__bindgen_ty_1, buf_len),
+        ),
+    ]
+};
+
+/// The byte offsets in `struct rte_mbuf` of the fields [`MbufFields`] reads,
+/// `(name, offset)`, where this release's bindings put them (the tests compare
+/// them with C's `offsetof`).
+#[cfg(not(dpdk_mbuf_field_unions))]
+pub const MBUF_FIELD_OFFSETS: [(&str, usize); 6] = {
+    use std::mem::offset_of;
+    [
+        ("data_off", offset_of!(rte_mbuf, data_off)),
+        ("nb_segs", offset_of!(rte_mbuf, nb_segs)),
+        ("port", offset_of!(rte_mbuf, port)),
+        ("pkt_len", offset_of!(rte_mbuf, pkt_len)),
+        ("data_len", offset_of!(rte_mbuf, data_len)),
+        ("buf_len", offset_of!(rte_mbuf, buf_len)),
+    ]
+};
 
 // ---- EAL -----------------------------------------------------------------------
 

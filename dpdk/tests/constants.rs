@@ -16,6 +16,7 @@ extern "C" {
     fn shim_test_mbuf_offset_buf_addr() -> usize;
     fn shim_test_mbuf_offset_data_off() -> usize;
     fn shim_test_mbuf_offset_nb_segs() -> usize;
+    fn shim_test_mbuf_offset_port() -> usize;
     fn shim_test_mbuf_offset_ol_flags() -> usize;
     fn shim_test_mbuf_offset_pkt_len() -> usize;
     fn shim_test_mbuf_offset_data_len() -> usize;
@@ -166,29 +167,23 @@ fn mbuf_fields_read_directly_sit_where_c_puts_them() {
             shim_test_mbuf_offset_buf_addr()
         );
         assert_eq!(
-            offset_of!(rte_mbuf, data_off),
-            shim_test_mbuf_offset_data_off()
-        );
-        assert_eq!(
-            offset_of!(rte_mbuf, nb_segs),
-            shim_test_mbuf_offset_nb_segs()
-        );
-        assert_eq!(
             offset_of!(rte_mbuf, ol_flags),
             shim_test_mbuf_offset_ol_flags()
         );
-        assert_eq!(
-            offset_of!(rte_mbuf, pkt_len),
-            shim_test_mbuf_offset_pkt_len()
-        );
-        assert_eq!(
-            offset_of!(rte_mbuf, data_len),
-            shim_test_mbuf_offset_data_len()
-        );
-        assert_eq!(
-            offset_of!(rte_mbuf, buf_len),
-            shim_test_mbuf_offset_buf_len()
-        );
+        // The fields that DPDK 24.03 moved into anonymous unions, where this
+        // release's bindings have them (dpdk_sys::MbufFields reads them there).
+        for (name, offset) in dpdk_sys::MBUF_FIELD_OFFSETS {
+            let c = match name {
+                "data_off" => shim_test_mbuf_offset_data_off(),
+                "nb_segs" => shim_test_mbuf_offset_nb_segs(),
+                "port" => shim_test_mbuf_offset_port(),
+                "pkt_len" => shim_test_mbuf_offset_pkt_len(),
+                "data_len" => shim_test_mbuf_offset_data_len(),
+                "buf_len" => shim_test_mbuf_offset_buf_len(),
+                other => panic!("no C offset helper for rte_mbuf.{other}"),
+            };
+            assert_eq!(offset, c, "offset of rte_mbuf.{name}");
+        }
         assert_eq!(offset_of!(rte_mbuf, pool), shim_test_mbuf_offset_pool());
         assert_eq!(size_of::<rte_mbuf>(), shim_test_mbuf_size());
     }

@@ -149,21 +149,21 @@ unsafe fn check_single_mbuf(pool: *mut rte_mempool) {
     let mb = &*m;
     assert_eq!(mb.pool, pool);
     assert_eq!(
-        (mb.data_len, mb.pkt_len, mb.nb_segs, mb.ol_flags),
+        (mb.data_len(), mb.pkt_len(), mb.nb_segs(), mb.ol_flags),
         (0, 0, 1, 0),
         "reset"
     );
-    assert_eq!(mb.buf_len as u32, RTE_MBUF_DEFAULT_BUF_SIZE);
+    assert_eq!(mb.buf_len() as u32, RTE_MBUF_DEFAULT_BUF_SIZE);
 
     // Data pointer: buf_addr + data_off, as the header computes it.
     let data = rte_pktmbuf_mtod(m);
     assert_eq!(data, shim_test_mtod_expected(m));
-    assert_eq!(data as usize, mb.buf_addr as usize + mb.data_off as usize);
+    assert_eq!(data as usize, mb.buf_addr as usize + mb.data_off() as usize);
 
     // Room on both sides.
     assert_eq!(rte_pktmbuf_headroom(m) as u32, RTE_PKTMBUF_HEADROOM);
-    assert_eq!(rte_pktmbuf_headroom(m), mb.data_off);
-    assert_eq!(rte_pktmbuf_tailroom(m), mb.buf_len - mb.data_off);
+    assert_eq!(rte_pktmbuf_headroom(m), mb.data_off());
+    assert_eq!(rte_pktmbuf_tailroom(m), mb.buf_len() - mb.data_off());
     assert_eq!(rte_pktmbuf_is_contiguous(m), 1);
     assert_eq!(rte_mbuf_refcnt_read(m), 1);
     assert!(mbuf_next(m).is_null());
@@ -175,25 +175,25 @@ unsafe fn check_single_mbuf(pool: *mut rte_mempool) {
         p as *mut c_void, data,
         "append to an empty mbuf starts at the data"
     );
-    assert_eq!(((*m).data_len, (*m).pkt_len), (100, 100));
+    assert_eq!(((*m).data_len(), (*m).pkt_len()), (100, 100));
     assert_eq!(rte_pktmbuf_tailroom(m), tail - 100);
     assert!(
         rte_pktmbuf_append(m, tail).is_null(),
         "append past the tailroom fails"
     );
-    assert_eq!((*m).data_len, 100, "a failed append changes nothing");
+    assert_eq!((*m).data_len(), 100, "a failed append changes nothing");
     assert_eq!(rte_pktmbuf_trim(m, 40), 0);
-    assert_eq!(((*m).data_len, (*m).pkt_len), (60, 60));
+    assert_eq!(((*m).data_len(), (*m).pkt_len()), (60, 60));
     assert_eq!(rte_pktmbuf_trim(m, 61), -1, "trim past the data fails");
     let front = rte_pktmbuf_prepend(m, 14);
     assert_eq!(front as usize, data as usize - 14);
     assert_eq!(
-        ((*m).data_len, (*m).pkt_len, (*m).data_off),
+        ((*m).data_len(), (*m).pkt_len(), (*m).data_off()),
         (74, 74, RTE_PKTMBUF_HEADROOM as u16 - 14)
     );
     let back = rte_pktmbuf_adj(m, 14);
     assert_eq!(back as *mut c_void, data);
-    assert_eq!((*m).data_len, 60);
+    assert_eq!((*m).data_len(), 60);
 
     // Fields behind unions and bitfields.
     shim_test_hash_rss_set(m, 0xdead_beef);
@@ -208,8 +208,8 @@ unsafe fn check_single_mbuf(pool: *mut rte_mempool) {
     // Reset restores a fresh packet.
     (*m).ol_flags = RTE_MBUF_F_TX_IPV4;
     rte_pktmbuf_reset(m);
-    assert_eq!(((*m).data_len, (*m).pkt_len, (*m).ol_flags), (0, 0, 0));
-    assert_eq!((*m).data_off as u32, RTE_PKTMBUF_HEADROOM);
+    assert_eq!(((*m).data_len(), (*m).pkt_len(), (*m).ol_flags), (0, 0, 0));
+    assert_eq!((*m).data_off() as u32, RTE_PKTMBUF_HEADROOM);
 
     rte_pktmbuf_free(m);
     assert_eq!(rte_mempool_in_use_count(pool), 0, "free gives it back");
@@ -227,7 +227,7 @@ unsafe fn check_bulk(pool: *mut rte_mempool) {
     assert!(
         mbufs
             .iter()
-            .all(|m| (**m).data_len == 0 && (**m).nb_segs == 1),
+            .all(|m| (**m).data_len() == 0 && (**m).nb_segs() == 1),
         "bulk mbufs are reset"
     );
     rte_pktmbuf_free_bulk(mbufs.as_mut_ptr(), 8);
@@ -327,7 +327,7 @@ unsafe fn check_null_rx(pool: *mut rte_mempool) {
     assert_eq!(n, 32, "net_null fills every RX slot");
     assert_eq!(rte_mempool_in_use_count(pool), 32);
     assert!(
-        rx.iter().all(|m| (**m).data_len == 64),
+        rx.iter().all(|m| (**m).data_len() == 64),
         "net_null's default packet size"
     );
     // TX on net_null frees what it takes.

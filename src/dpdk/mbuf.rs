@@ -2,7 +2,7 @@
 
 use std::ptr::NonNull;
 
-use dpdk_sys::rte_mbuf;
+use dpdk_sys::{rte_mbuf, MbufFields};
 
 use crate::port::{L4Offload, PacketBuf, RxChecksum, TxOffloadRequest};
 
@@ -122,7 +122,7 @@ impl Mbuf {
     /// [`data`](PacketBuf::data) shows only the first segment: drop it.
     #[inline]
     pub fn segments(&self) -> u16 {
-        self.raw().nb_segs
+        self.raw().nb_segs()
     }
 
     /// Whether this is a chained (multi-segment) packet.
@@ -141,7 +141,7 @@ impl Mbuf {
     /// Bytes free in front of the frame.
     #[inline]
     pub fn headroom(&self) -> usize {
-        usize::from(self.raw().data_off)
+        usize::from(self.raw().data_off())
     }
 
     /// The TX offload header lengths `(l2_len, l3_len)` last set.
@@ -158,7 +158,7 @@ impl Mbuf {
     /// The ethdev port the packet arrived on.
     #[inline]
     pub fn port(&self) -> u16 {
-        self.raw().port
+        self.raw().port()
     }
 }
 
@@ -179,8 +179,8 @@ impl PacketBuf for Mbuf {
         // buf_len); the buffer lives as long as the mbuf, which we own.
         unsafe {
             std::slice::from_raw_parts(
-                m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
-                usize::from(m.data_len),
+                m.buf_addr.cast::<u8>().add(usize::from(m.data_off())),
+                usize::from(m.data_len()),
             )
         }
     }
@@ -193,8 +193,8 @@ impl PacketBuf for Mbuf {
         // so no one else reads the buffer.
         unsafe {
             std::slice::from_raw_parts_mut(
-                m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
-                usize::from(m.data_len),
+                m.buf_addr.cast::<u8>().add(usize::from(m.data_off())),
+                usize::from(m.data_len()),
             )
         }
     }
@@ -208,15 +208,15 @@ impl PacketBuf for Mbuf {
         // Fits: capacity() is at most buf_len, a u16.
         let len = len as u16;
         // pkt_len is the sum over segments; only the first segment changes.
-        m.pkt_len = m.pkt_len - u32::from(m.data_len) + u32::from(len);
-        m.data_len = len;
+        m.set_pkt_len(m.pkt_len() - u32::from(m.data_len()) + u32::from(len));
+        m.set_data_len(len);
         true
     }
 
     #[inline]
     fn capacity(&self) -> usize {
         let m = self.raw();
-        usize::from(m.buf_len - m.data_off)
+        usize::from(m.buf_len() - m.data_off())
     }
 
     #[inline]

@@ -249,11 +249,24 @@ fn check_mtu(
     Ok(())
 }
 
-/// The RSS key for a device that takes `hash_key_size` bytes (40 or 52; a
-/// device reporting 0 gets the common 40).
+/// The RSS key for a device that takes `hash_key_size` bytes (40 or 52).
+///
+/// DPDK 23.11 and later refuse, in `rte_eth_dev_configure`, a key whose
+/// length is not the device's `hash_key_size`
+/// ([`dpdk_sys::RSS_KEY_LEN_MUST_MATCH`]): a device reporting 0, or more than
+/// the 52 bytes of [`SYMMETRIC_RSS_KEY`], then gets no key (empty: the driver
+/// hashes with its own, and the port has no RSS model). Older releases take
+/// the common 40 bytes from a device reporting 0, and the first 52 from one
+/// reporting more.
 fn rss_key(hash_key_size: u8) -> Vec<u8> {
+    rss_key_for(hash_key_size, dpdk_sys::RSS_KEY_LEN_MUST_MATCH)
+}
+
+fn rss_key_for(hash_key_size: u8, len_must_match: bool) -> Vec<u8> {
     let len = match usize::from(hash_key_size) {
+        0 if len_must_match => 0,
         0 => 40,
+        n if n > SYMMETRIC_RSS_KEY.len() && len_must_match => 0,
         n => n.min(SYMMETRIC_RSS_KEY.len()),
     };
     SYMMETRIC_RSS_KEY[..len].to_vec()
@@ -351,8 +364,10 @@ impl DpdkPort {
         let rss = opts.rss && queues > 1 && hash_types != 0;
         if rss {
             conf.rxmode.mq_mode = dpdk_sys::RTE_ETH_MQ_RX_RSS;
-            conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
-            conf.rx_adv_conf.rss_conf.rss_key_len = key.len() as u8;
+            if !key.is_empty() {
+                conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
+                conf.rx_adv_conf.rss_conf.rss_key_len = key.len() as u8;
+            }
             conf.rx_adv_conf.rss_conf.rss_hf = hash_types;
             conf.rxmode.offloads |= info.rx_offload_capa & dpdk_sys::RTE_ETH_RX_OFFLOAD_RSS_HASH;
             tracing::info!(
@@ -886,6 +901,14 @@ fn program_and_read_rss(
     key: &[u8],
     queues: u16,
 ) -> Result<RssModel, String> {
+    if key.is_empty() {
+        return Err(format!(
+            "the device's RSS key size ({} bytes) is not one the symmetric key has \
+             (DPDK {} takes only a key of exactly that size), so it hashes with its own key",
+            info.hash_key_size,
+            dpdk_sys::VERSION
+        ));
+    }
     let (key_back, rss_hf) = rss_hash_conf_get(port, key.len()).map_err(|e| e.to_string())?;
     let size = info.reta_size;
     if size == 0 {
@@ -1205,8 +1228,14 @@ mod tests {
     fn rss_key_follows_the_device_size() {
         assert_eq!(rss_key(40), SYMMETRIC_RSS_KEY[..40].to_vec());
         assert_eq!(rss_key(52), SYMMETRIC_RSS_KEY.to_vec());
-        assert_eq!(rss_key(0).len(), 40);
-        assert_eq!(rss_key(64).len(), 52);
+        // DPDK 22.11 takes any length: 40 bytes when the device says 0.
+        assert_eq!(rss_key_for(0, false).len(), 40);
+        assert_eq!(rss_key_for(64, false).len(), 52);
+        // 23.11 and later take only the device's own size: no key otherwise.
+        assert!(rss_key_for(0, true).is_empty());
+        assert!(rss_key_for(64, true).is_empty());
+        assert_eq!(rss_key_for(40, true), SYMMETRIC_RSS_KEY[..40].to_vec());
+        assert_eq!(rss_key_for(52, true), SYMMETRIC_RSS_KEY.to_vec());
     }
 
     #[test]
