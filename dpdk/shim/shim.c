@@ -1,4 +1,6 @@
 /* One-line wrappers; see shim.h. */
+#include <string.h>
+
 #include "shim.h"
 
 uint16_t rte_shim_rte_eth_rx_burst(uint16_t port_id, uint16_t queue_id,
@@ -61,6 +63,22 @@ uint32_t rte_shim_mbuf_hash_rss(const struct rte_mbuf *m)
 
 uint64_t rte_shim_mbuf_l2_len(const struct rte_mbuf *m)
 { return m->l2_len; }
+
+int rte_shim_eth_link_get_nowait(uint16_t port_id, uint32_t *speed, uint8_t *up,
+                                 uint8_t *full_duplex)
+{
+    struct rte_eth_link link;
+    int rc;
+
+    memset(&link, 0, sizeof(link));
+    rc = rte_eth_link_get_nowait(port_id, &link);
+    if (rc != 0)
+        return rc;
+    *speed = link.link_speed;
+    *up = link.link_status == RTE_ETH_LINK_UP;
+    *full_duplex = link.link_duplex == RTE_ETH_LINK_FULL_DUPLEX;
+    return 0;
+}
 
 uint64_t rte_shim_mbuf_l3_len(const struct rte_mbuf *m)
 { return m->l3_len; }

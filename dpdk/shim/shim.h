@@ -63,6 +63,11 @@ uint16_t rte_shim_rte_mbuf_refcnt_read(const struct rte_mbuf *m);
  * that sit in anonymous unions and bitfields */
 uint32_t rte_shim_mbuf_hash_rss(const struct rte_mbuf *m);
 uint64_t rte_shim_mbuf_l2_len(const struct rte_mbuf *m);
+
+/* rte_eth_link_get_nowait, its fields decoded: they are bitfields, and from
+ * DPDK 24.x they sit in an anonymous union (with an atomic 64-bit view) */
+int rte_shim_eth_link_get_nowait(uint16_t port_id, uint32_t *speed, uint8_t *up,
+                                 uint8_t *full_duplex);
 uint64_t rte_shim_mbuf_l3_len(const struct rte_mbuf *m);
 void rte_shim_mbuf_set_tx_lens(struct rte_mbuf *m, uint64_t l2_len, uint64_t l3_len);
 struct rte_mbuf *rte_shim_mbuf_next(const struct rte_mbuf *m);

@@ -254,6 +254,23 @@ pub unsafe fn mbuf_hash_rss(m: *const rte_mbuf) -> u32 {
     rte_shim_mbuf_hash_rss(m)
 }
 
+/// A port's link as `rte_eth_link_get_nowait` reads it: `(up, speed in
+/// Mbit/s as DPDK reports it, full duplex)`, or the negative errno
+/// (`-ENOTSUP`: the driver has no `link_update`). The shim decodes the
+/// bitfields, whose place in `struct rte_eth_link` moved in DPDK 24.x.
+/// Not a DPDK function.
+pub fn eth_link_get_nowait(port_id: u16) -> Result<(bool, u32, bool), i32> {
+    let (mut speed, mut up, mut full_duplex) = (0u32, 0u8, 0u8);
+    // SAFETY: three valid out pointers; rte_eth_link_get_nowait checks the
+    // port id itself (-ENODEV for one that is not valid).
+    let rc =
+        unsafe { rte_shim_eth_link_get_nowait(port_id, &mut speed, &mut up, &mut full_duplex) };
+    if rc != 0 {
+        return Err(rc);
+    }
+    Ok((up != 0, speed, full_duplex != 0))
+}
+
 /// `m->l2_len`: the L2 header length for TX offloads. Not a DPDK function.
 ///
 /// # Safety

@@ -136,18 +136,9 @@ impl DpdkStatsReader {
     /// autonegotiation, so the control thread may call it every second), or
     /// why the driver cannot tell (`-ENOTSUP`: no `link_update`).
     pub fn link(&self) -> Result<Link, DpdkError> {
-        let mut raw = dpdk_sys::rte_eth_link::default();
-        // SAFETY: valid out pointer of the bindings' layout; the port is open
-        // while the reader is used (see `DpdkPort::stats_reader`).
-        let rc = unsafe { dpdk_sys::rte_eth_link_get_nowait(self.port, &mut raw) };
-        if rc != 0 {
-            return Err(DpdkError::port(self.port, "reading the link", rc));
-        }
-        Ok(link_from(
-            raw.link_status() != 0,
-            raw.link_speed,
-            raw.link_duplex() != 0,
-        ))
+        let (up, speed, full_duplex) = dpdk_sys::eth_link_get_nowait(self.port)
+            .map_err(|rc| DpdkError::port(self.port, "reading the link", rc))?;
+        Ok(link_from(up, speed, full_duplex))
     }
 }
 
