@@ -919,17 +919,42 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // The pools live on the NIC's NUMA node: its DMA and the workers' reads
+    // of the frames then stay on one node. Where that node has too few free
+    // hugepages, any node, with a warning (a start beats a refusal; `shardnet
+    // doctor` names the fix, and warns of worker cores on another node).
+    let nic_node = DpdkPort::numa_node(config.dpdk.port);
     let pools = (0..n)
         .map(|id| {
-            Mempool::for_mtu(
-                &format!("sn_pool_{id}"),
-                config.dpdk.mbufs_per_worker,
-                MEMPOOL_CACHE,
-                dpdk_sys::SOCKET_ID_ANY,
-                config.interface.mtu,
-            )
+            let name = format!("sn_pool_{id}");
+            let make = |socket: i32| {
+                Mempool::for_mtu(
+                    &name,
+                    config.dpdk.mbufs_per_worker,
+                    MEMPOOL_CACHE,
+                    socket,
+                    config.interface.mtu,
+                )
+            };
+            match nic_node {
+                Some(node) => make(node as i32).or_else(|error| {
+                    tracing::warn!(
+                        "mbuf pool {name} does not fit on the NIC's NUMA node {node} ({error});                          allocating it on any node: add hugepages on node {node}"
+                    );
+                    make(dpdk_sys::SOCKET_ID_ANY)
+                }),
+                None => make(dpdk_sys::SOCKET_ID_ANY),
+            }
         })
         .collect::<Result<Vec<_>, _>>()?;
+    tracing::info!(
+        "mbuf pools: {n} x {} mbufs on {}",
+        config.dpdk.mbufs_per_worker,
+        match nic_node {
+            Some(node) => format!("the NIC's NUMA node {node}"),
+            None => "any NUMA node (DPDK knows none for the port)".to_owned(),
+        }
+    );
     let options = PortOptions {
         promiscuous: matches!(config.interface.mac, MacSetting::Fixed(_)),
         rx_descriptors: config.dpdk.rx_descriptors,

@@ -636,6 +636,19 @@ impl DpdkPort {
         (rc == 0).then_some(port)
     }
 
+    /// The NUMA node of port `port`'s device (`rte_eth_dev_socket_id`), or
+    /// `None` where DPDK knows none (a vdev, a single-node host reporting
+    /// `SOCKET_ID_ANY`, an invalid port, EAL not up).
+    pub fn numa_node(port: u16) -> Option<u32> {
+        if !super::eal::eal_running() {
+            return None;
+        }
+        // SAFETY: EAL is initialised; a plain query that checks the port id
+        // itself (-1 with rte_errno for an invalid one).
+        let socket = unsafe { dpdk_sys::rte_eth_dev_socket_id(port) };
+        u32::try_from(socket).ok()
+    }
+
     /// The transmit checksum offloads enabled on every queue.
     pub fn tx_offloads(&self) -> TxOffloads {
         self.tx_offloads
