@@ -64,9 +64,9 @@ server_pid=
 load_pid=
 cleanup() {
     local rc=$?
-    stop_pid "$load_pid" INT
+    stop_pid "$load_pid"
     stop_pid "$server_pid"
-    rm -rf "$work" "/var/run/dpdk/$prefix-srv" "/var/run/dpdk/$prefix-cli"
+    rm -rf "$work" "/var/run/dpdk/$prefix-server" "/var/run/dpdk/$prefix-client"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -172,7 +172,7 @@ CONF
         local args=(--mode udp --target 198.18.0.2:7 --flows $((256 * w)) --size 64)
         [ "$mode" = udp ] || args=(--mode rps --target 198.18.0.2:80 --connections $((256 * w)))
         metrics "$work/m-$w-$mode-a.prom"
-        timeout --signal=INT --kill-after=10 "$limit" "$bin/shardnet-load" --config "$work/client.toml" \
+        timeout --kill-after=10 "$limit" "$bin/shardnet-load" --config "$work/client.toml" \
             --duration "$secs" --quiet --json "$work/$mode-$w.json" "${args[@]}" \
             > "$work/$mode-$w.out" 2> "$work/$mode-$w.log" &
         load_pid=$!
