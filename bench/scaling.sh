@@ -9,7 +9,9 @@
 #   sudo ./bench/scaling.sh ["1 2 4 8 12"] [seconds per run]    (default 8)
 #
 # Worker counts whose 2*W cores the machine does not have are refused (with
-# the reason) and the others run. The plan and its duration are printed
+# the reason) and the others run; SNB_SCALING_SHARE_CORES=1 runs them on
+# shared cores instead, to check the multi-queue path on a small machine
+# (its rates then mean nothing). The plan and its duration are printed
 # first. Results: a table on stdout and bench/out/scaling.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +45,10 @@ for w in $counts; do
     [[ "$w" =~ ^[1-9][0-9]*$ ]] || die "worker counts must be positive whole numbers, not '$w'"
     if [ $((2 * w)) -le "$cores" ]; then
         plan+=("$w")
+    elif [ "${SNB_SCALING_SHARE_CORES:-0}" = 1 ]; then
+        plan+=("$w")
+        echo "scaling.sh: WARNING: $w workers share cores (SNB_SCALING_SHARE_CORES=1): a check that the \
+multi-queue path works, its rates mean nothing" >&2
     else
         refused+=("$w")
         echo "scaling.sh: $w workers refused: the server's $w cores and the load generator's $w need \
@@ -109,7 +115,7 @@ metrics() { # FILE: the server's counters now
 
 measure() { # W
     local w=$1 c srv=() cli=() cli_control=0
-    for ((c = 1; c <= w; c++)); do srv+=("$c"); done
+    for ((c = 1; c <= w; c++)); do srv+=("$((c % cores))"); done
     for ((c = w + 1; c <= 2 * w; c++)); do cli+=("$((c % cores))"); done
     [ "${cli[-1]}" != 0 ] || cli_control=1 # core 0 is a generator worker: share a server core
     cat > "$work/server.toml" <<CONF
