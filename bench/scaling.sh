@@ -4,7 +4,8 @@
 # cores), two DPDK processes joined by a net_memif link with W queue pairs.
 # Measures UDP echo (64-byte datagrams, closed loop, 256 flows per worker) in
 # Mpps and HTTP keep-alive (256 connections per worker) in requests/s, and
-# the efficiency of each: rate / (W * rate at the smallest W, per worker).
+# the efficiency of each: (rate / W) / (rate / W at the smallest W run), that
+# is rate / (W * rate at 1 worker) when 1 runs.
 #
 #   sudo ./bench/scaling.sh ["1 2 4 8 12"] [seconds per run]    (default 8)
 #
@@ -41,7 +42,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # too: no packet crosses between workers on either side.
 plan=()
 refused=()
-for w in $counts; do
+for w in $(tr -s ' \t' '\n' <<<"$counts" | sort -n | uniq); do
     [[ "$w" =~ ^[1-9][0-9]*$ ]] || die "worker counts must be positive whole numbers, not '$w'"
     if [ $((2 * w)) -le "$cores" ]; then
         plan+=("$w")
@@ -61,6 +62,8 @@ done
 per_count=$((2 * secs + 10))
 echo "== plan: workers ${plan[*]} on $cores cores, $secs s per run: about $((${#plan[@]} * per_count)) s \
 after the build (${per_count} s per worker count)" >&2
+[ $((${#plan[@]} * per_count)) -le 300 ] ||
+    echo "scaling.sh: WARNING: the plan takes more than 5 minutes; fewer seconds per run would shorten it" >&2
 
 cargo build --release --quiet --bin shardnet --bin shardnet-load
 out=bench/out; mkdir -p "$out"
@@ -72,7 +75,9 @@ cleanup() {
     local rc=$?
     stop_pid "$load_pid"
     stop_pid "$server_pid"
-    rm -rf "$work" "/var/run/dpdk/$prefix-server" "/var/run/dpdk/$prefix-client"
+    # EAL's runtime folders: /var/run/dpdk as root, else $XDG_RUNTIME_DIR/dpdk.
+    rm -rf "$work" "/var/run/dpdk/$prefix-server" "/var/run/dpdk/$prefix-client" \
+        "${XDG_RUNTIME_DIR:-/tmp}/dpdk/$prefix-server" "${XDG_RUNTIME_DIR:-/tmp}/dpdk/$prefix-client"
     exit "$rc"
 }
 trap cleanup EXIT
