@@ -543,7 +543,8 @@ fn the_fanout_puts_every_ipv4_packet_on_the_rss_models_queue() {
             // One flow in 3 sends a fragment (first, middle, last in turn):
             // hashed on the addresses alone, as the model says.
             if id % 3 == 0 {
-                let (more, offset) = [(true, 0), (true, 185), (false, 370)][usize::from(id / 3 % 3)];
+                let (more, offset) =
+                    [(true, 0), (true, 185), (false, 370)][usize::from(id / 3 % 3)];
                 make_fragment(&mut frame, more, offset);
             }
             sent.insert((id, 0, 0), frame.clone());

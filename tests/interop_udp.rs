@@ -193,11 +193,7 @@ fn exercise(lab: &Lab, config: &str, skip_malformed: &[&str], model_fanout: bool
     // With the fanout program, every packet arrived at its owner: nothing
     // handed between workers, fragments included (they hash on addresses).
     if model_fanout {
-        assert_eq!(
-            sum(&|w| w["steered_out"].as_u64().unwrap()),
-            0,
-            "{stats}"
-        );
+        assert_eq!(sum(&|w| w["steered_out"].as_u64().unwrap()), 0, "{stats}");
     }
     assert_eq!(
         sum(&|w| w["rule_hits"]["blackhole"].as_u64().unwrap()),

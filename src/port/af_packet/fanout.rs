@@ -202,12 +202,7 @@ pub(crate) fn program(model: &RssModel) -> Result<Vec<Insn>, String> {
         }
     };
     a.op(LD_B_ABS, net(9));
-    a.jump(
-        JEQ_K,
-        PROTO_TCP,
-        with_ports(fields.ipv4_tcp),
-        Label::Next,
-    );
+    a.jump(JEQ_K, PROTO_TCP, with_ports(fields.ipv4_tcp), Label::Next);
     a.jump(
         JEQ_K,
         PROTO_UDP,
@@ -262,7 +257,11 @@ pub(crate) fn program(model: &RssModel) -> Result<Vec<Insn>, String> {
         .map(|h| model.worker_of_hash(h as u32) as u32)
         .collect();
     let workers = model.workers() as u32;
-    if owners.iter().enumerate().all(|(i, &o)| o == i as u32 % workers) {
+    if owners
+        .iter()
+        .enumerate()
+        .all(|(i, &o)| o == i as u32 % workers)
+    {
         // Round-robin (shardnet's software table): entry % workers.
         a.op(MOD_K, workers);
         a.op(RET_A, 0);
@@ -323,7 +322,11 @@ mod tests {
                         LD_B_ABS => 1,
                         _ => 4,
                     };
-                    let k = if code == LD_W_IND { k.wrapping_add(x) } else { k };
+                    let k = if code == LD_W_IND {
+                        k.wrapping_add(x)
+                    } else {
+                        k
+                    };
                     match load(k, size) {
                         Some(v) => a = v,
                         None => return 0,
@@ -425,8 +428,16 @@ mod tests {
                 );
             }
             // Symmetric: both directions on one queue.
-            let there = run(&prog, 0x0800, &packet(protocol, fragment, 0, src, dst, sport, dport).0);
-            let back = run(&prog, 0x0800, &packet(protocol, fragment, 0, dst, src, dport, sport).0);
+            let there = run(
+                &prog,
+                0x0800,
+                &packet(protocol, fragment, 0, src, dst, sport, dport).0,
+            );
+            let back = run(
+                &prog,
+                0x0800,
+                &packet(protocol, fragment, 0, dst, src, dport, sport).0,
+            );
             assert_eq!(there % n, back % n);
         }
     }
@@ -473,7 +484,15 @@ mod tests {
     #[test]
     fn fanout_program_sends_what_it_cannot_classify_to_queue_0() {
         let prog = program(&RssModel::software(4)).unwrap();
-        let (ip, _) = packet(6, 0, 0, [198, 18, 0, 1].into(), [198, 18, 0, 2].into(), 1, 2);
+        let (ip, _) = packet(
+            6,
+            0,
+            0,
+            [198, 18, 0, 1].into(),
+            [198, 18, 0, 2].into(),
+            1,
+            2,
+        );
         // Not IPv4 (ARP, IPv6).
         assert_eq!(run(&prog, 0x0806, &ip), 0);
         assert_eq!(run(&prog, 0x86dd, &ip), 0);

@@ -15,16 +15,20 @@
 //! `discard` on a veth went 1.10x as fast (five alternating pairs of runs,
 //! every pair in lending's favour).
 //!
-//! With more than one queue the sockets form one `PACKET_FANOUT_HASH` group: the
-//! kernel spreads packets by a flow hash that is symmetric (both directions of a
-//! flow land on the same queue). Fragments carry no ports, so the kernel hashes
-//! every fragment of a datagram on its addresses alone and they too stay
-//! together. No `PACKET_FANOUT_FLAG_DEFRAG`: shardnet does not reassemble, and
+//! With more than one queue the sockets form one fanout group, and queue `i`
+//! is the `i`-th member. The group is `PACKET_FANOUT_CBPF` with the classic
+//! BPF program of `fanout` (Linux 4.2+): it computes shardnet's RSS model
+//! ([`RssModel::software`]) so that each IPv4 packet lands on the queue of the
+//! worker that owns its flow, both directions of a flow and all fragments of
+//! a datagram together ([`AfPacketPort::fanout_follows_model`]). Where the
+//! kernel refuses the program, the port logs it and the group is
+//! `PACKET_FANOUT_HASH`: the kernel's own symmetric flow hash (fragments hashed
+//! on addresses), and workers steer other workers' packets in software. No
+//! `PACKET_FANOUT_FLAG_DEFRAG`: shardnet does not reassemble, and
 //! with that flag the kernel would hold lone fragments out of sight or hand over
 //! reassembled datagrams longer than the MTU; without it fragments reach the
 //! stack and are counted as dropped. No rollover either: it would move a flow to
-//! another queue when its queue is busy. Queue `i` is the `i`-th
-//! member of the group.
+//! another queue when its queue is busy.
 //!
 //! Socket options: `PACKET_QDISC_BYPASS` (transmit straight to the driver, as
 //! DPDK would), `PACKET_IGNORE_OUTGOING` (Linux 4.20+; without it a queue would
