@@ -133,6 +133,16 @@ impl Toeplitz {
             .fold(0, |acc, (&b, table)| acc ^ table[usize::from(b)])
     }
 
+    /// The 32 key bits that input bit `bit` (0 = the first byte's most
+    /// significant bit) XORs into the hash when it is set: what a hasher
+    /// that works bit by bit (such as the AF_PACKET fanout program) needs.
+    ///
+    /// # Panics
+    /// If `bit` is 96 or more (beyond the 12 input bytes).
+    pub fn window(&self, bit: usize) -> u32 {
+        self.tables[bit / 8][0x80 >> (bit % 8)]
+    }
+
     /// The hash of a TCP or UDP over IPv4 packet, as the NIC computes it.
     pub fn hash_ipv4_l4(&self, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> u32 {
         self.hash(&ipv4_l4_input(src, dst, sport, dport))

@@ -485,11 +485,15 @@ fn run_af_packet(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
         .dataplane
         .steer_queue_size
         .unwrap_or(af.rx_ring_frames);
-    let steering = software_steering(
-        n,
-        ring_size,
-        "AF_PACKET's fanout spreads flows by the kernel's own hash",
-    );
+    // With the fanout program, steering is the safety net for what the
+    // program does not classify as the model does (ICMP errors).
+    let why = if port.fanout_follows_model() {
+        "the safety net behind AF_PACKET's fanout program, which already puts each IPv4 \
+         packet on its owner's queue"
+    } else {
+        "AF_PACKET's fanout spreads flows by the kernel's own hash"
+    };
+    let steering = software_steering(n, ring_size, why);
     let reports = start_workers(shared, port.queues(), links, steering, mac, |id, body| {
         let core = cores[id];
         let handle = std::thread::Builder::new()

@@ -21,6 +21,7 @@ use shardnet::port::af_packet::{
 };
 use shardnet::port::heap::HeapBuf;
 use shardnet::port::{Burst, PacketBuf, Queue, RxChecksum, BURST};
+use shardnet::rss::RssModel;
 
 /// Run `ip` with `args`; panic with its error output if it fails.
 fn ip(args: &[&str]) -> String {
@@ -395,6 +396,7 @@ fn two_queues_carry_every_frame_both_ways_and_keep_each_flow_on_one_queue() {
     let veth = Veth::new();
     let mut a = veth.open(&veth.a, 2, AfPacketOptions::default());
     let mut b = veth.open(&veth.b, 2, AfPacketOptions::default());
+    assert!(a.fanout_follows_model() && b.fanout_follows_model());
 
     // What the port reports matches what `ip` says.
     assert_eq!(a.mac(), mac_of(&veth.link(&veth.a)));
@@ -449,6 +451,16 @@ fn two_queues_carry_every_frame_both_ways_and_keep_each_flow_on_one_queue() {
             }
             let arrivals = exchange(senders, outgoing, receivers, sent.len());
             let flow_queue = check_delivery(&sent, &arrivals, &format!("direction {direction}"));
+            // The kernel's fanout put each flow on the RSS model's queue.
+            let model = RssModel::software(2);
+            for arrival in &arrivals {
+                assert_eq!(
+                    Some(arrival.queue),
+                    model.worker_of_frame(&arrival.frame),
+                    "direction {direction}: {:?}",
+                    tag_of(&arrival.frame)
+                );
+            }
             let total_bytes: u64 = sent.values().map(|f| f.len() as u64).sum();
             results.push((flow_queue, sent.len() as u64, total_bytes));
         }
@@ -499,6 +511,59 @@ fn two_queues_carry_every_frame_both_ways_and_keep_each_flow_on_one_queue() {
         );
         // The kernel's counters are read once and accumulated, not lost.
         assert_eq!(port.stats().rx_packets, stats.rx_packets);
+    }
+}
+
+/// Mark `frame` (from [`udp_frame`]) a fragment: more-fragments and/or
+/// `offset` (in 8-byte units), header checksum fixed.
+fn make_fragment(frame: &mut [u8], more: bool, offset: u16) {
+    let flags = if more { 0x2000 } else { 0 } | offset;
+    frame[20..22].copy_from_slice(&flags.to_be_bytes());
+    frame[24..26].copy_from_slice(&[0, 0]);
+    let checksum = internet_checksum(&[&frame[14..34]]);
+    frame[24..26].copy_from_slice(&checksum.to_be_bytes());
+}
+
+#[test]
+fn the_fanout_puts_every_ipv4_packet_on_the_rss_models_queue() {
+    for queues in [3, 4] {
+        let veth = Veth::new();
+        let mut a = veth.open(&veth.a, 1, AfPacketOptions::default());
+        let mut b = veth.open(&veth.b, queues, AfPacketOptions::default());
+        assert!(!a.fanout_follows_model(), "one queue: no fanout group");
+        assert!(b.fanout_follows_model(), "the kernel refused the program");
+        let macs = (a.mac(), b.mac());
+        let mut senders = a.queues();
+        let mut receivers = b.queues();
+        let mut sent = BTreeMap::new();
+        let mut outgoing = Vec::new();
+        for id in 0..600u16 {
+            let flow = Flow::new(id);
+            let mut frame = udp_frame(macs, &flow, 0, 0, 60 + usize::from(id % 64));
+            // One flow in 3 sends a fragment (first, middle, last in turn):
+            // hashed on the addresses alone, as the model says.
+            if id % 3 == 0 {
+                let (more, offset) =
+                    [(true, 0), (true, 185), (false, 370)][usize::from(id / 3 % 3)];
+                make_fragment(&mut frame, more, offset);
+            }
+            sent.insert((id, 0, 0), frame.clone());
+            outgoing.push((0, frame));
+        }
+        let arrivals = exchange(&mut senders, outgoing, &mut receivers, sent.len());
+        check_delivery(&sent, &arrivals, &format!("{queues} queues"));
+        let model = RssModel::software(queues as u16);
+        let mut used = BTreeSet::new();
+        for arrival in &arrivals {
+            used.insert(arrival.queue);
+            assert_eq!(
+                Some(arrival.queue),
+                model.worker_of_frame(&arrival.frame),
+                "{queues} queues: {:?}",
+                tag_of(&arrival.frame)
+            );
+        }
+        assert_eq!(used.len(), queues, "{queues} queues: {used:?}");
     }
 }
 

@@ -15,16 +15,20 @@
 //! `discard` on a veth went 1.10x as fast (five alternating pairs of runs,
 //! every pair in lending's favour).
 //!
-//! With more than one queue the sockets form one `PACKET_FANOUT_HASH` group: the
-//! kernel spreads packets by a flow hash that is symmetric (both directions of a
-//! flow land on the same queue). Fragments carry no ports, so the kernel hashes
-//! every fragment of a datagram on its addresses alone and they too stay
-//! together. No `PACKET_FANOUT_FLAG_DEFRAG`: shardnet does not reassemble, and
+//! With more than one queue the sockets form one fanout group, and queue `i`
+//! is the `i`-th member. The group is `PACKET_FANOUT_CBPF` with the classic
+//! BPF program of `fanout` (Linux 4.2+): it computes shardnet's RSS model
+//! ([`RssModel::software`]) so that each IPv4 packet lands on the queue of the
+//! worker that owns its flow, both directions of a flow and all fragments of
+//! a datagram together ([`AfPacketPort::fanout_follows_model`]). Where the
+//! kernel refuses the program, the port logs it and the group is
+//! `PACKET_FANOUT_HASH`: the kernel's own symmetric flow hash (fragments hashed
+//! on addresses), and workers steer other workers' packets in software. No
+//! `PACKET_FANOUT_FLAG_DEFRAG`: shardnet does not reassemble, and
 //! with that flag the kernel would hold lone fragments out of sight or hand over
 //! reassembled datagrams longer than the MTU; without it fragments reach the
 //! stack and are counted as dropped. No rollover either: it would move a flow to
-//! another queue when its queue is busy. Queue `i` is the `i`-th
-//! member of the group.
+//! another queue when its queue is busy.
 //!
 //! Socket options: `PACKET_QDISC_BYPASS` (transmit straight to the driver, as
 //! DPDK would), `PACKET_IGNORE_OUTGOING` (Linux 4.20+; without it a queue would
@@ -48,6 +52,7 @@
 //! Sockets belong to the network namespace of the thread that opens the port;
 //! the queues can then be used from any thread.
 
+mod fanout;
 pub mod ingress;
 mod ring;
 pub(crate) mod sys;
@@ -65,6 +70,7 @@ pub(crate) use self::ring::RingFrame;
 use self::ring::{Geometry, Received, Ring, ETH_HLEN, VLAN_HLEN};
 use super::heap::{HeapBuf, HEAP_BUF_ROOM};
 use super::{Burst, PacketBuf, PortStats, Queue, QueueStats};
+use crate::rss::RssModel;
 
 /// Most queues one port can have: the kernel's limit on a fanout group.
 pub const MAX_QUEUES: usize = 256;
@@ -369,6 +375,9 @@ pub struct AfPacketPort {
     kernel_totals: Arc<[(AtomicU64, AtomicU64)]>,
     /// The queues, until [`AfPacketPort::queues`] takes them.
     queues: Vec<AfPacketQueue>,
+    /// Whether the fanout group follows [`RssModel::software`] (see
+    /// [`AfPacketPort::fanout_follows_model`]).
+    fanout_follows_model: bool,
 }
 
 /// Reads an AF_PACKET port's counters from any thread; see
@@ -497,16 +506,56 @@ impl AfPacketPort {
             (mtu as usize + ETH_HLEN).min(geometry.frame_size - ring::TX_DATA_OFFSET);
         let mut port_queues = Vec::with_capacity(queues);
         let mut fanout_id = None;
+        // The program that makes the kernel pick the model's queue, while the
+        // kernel takes it; else the kernel's flow hash.
+        let mut program = None;
+        if queues > 1 {
+            match fanout::program(&RssModel::software(queues as u16)) {
+                Ok(p) => program = Some(p),
+                Err(reason) => warn!(
+                    interface,
+                    reason, "no fanout program for the RSS model: PACKET_FANOUT_HASH instead"
+                ),
+            }
+        }
         for index in 0..queues {
-            let queue = open_queue(
-                interface,
-                ifindex,
-                geometry,
-                max_tx_frame,
-                opts.lend_rx_frames,
-            )?;
+            let open = || {
+                open_queue(
+                    interface,
+                    ifindex,
+                    geometry,
+                    max_tx_frame,
+                    opts.lend_rx_frames,
+                )
+            };
+            let mut queue = open()?;
             if queues > 1 {
-                fanout_id = Some(join_fanout(interface, &queue.socket, fanout_id)?);
+                if let (None, Some(prog)) = (fanout_id, &program) {
+                    match join_fanout_by_model(interface, &queue.socket, prog) {
+                        Ok(id) => fanout_id = Some(id),
+                        Err(error) => {
+                            warn!(
+                                interface,
+                                %error,
+                                "the kernel refused the fanout program (PACKET_FANOUT_CBPF needs \
+                                 Linux 4.2+): PACKET_FANOUT_HASH instead, and workers steer \
+                                 packets of other workers' flows in software"
+                            );
+                            program = None;
+                            // The socket may be in a group without a program:
+                            // start over with a fresh one.
+                            drop(queue);
+                            queue = open()?;
+                        }
+                    }
+                }
+                let mode = match program {
+                    Some(_) => libc::PACKET_FANOUT_CBPF,
+                    None => libc::PACKET_FANOUT_HASH,
+                };
+                if fanout_id.is_none() || index > 0 {
+                    fanout_id = Some(join_fanout(interface, &queue.socket, fanout_id, mode)?);
+                }
             }
             port_queues.push(queue);
             debug!(interface, queue = index, ?fanout_id, "AF_PACKET queue open");
@@ -569,7 +618,17 @@ impl AfPacketPort {
                 .collect::<Vec<_>>()
                 .into(),
             queues: port_queues,
+            fanout_follows_model: program.is_some(),
         })
+    }
+
+    /// Whether the kernel's fanout puts each IPv4 packet on the queue that
+    /// [`RssModel::software`] says owns its flow (`PACKET_FANOUT_CBPF` with
+    /// the program of `fanout`), so that workers need not steer them; false
+    /// with one queue, or where the kernel refused the program and the group
+    /// spreads by its own flow hash (`PACKET_FANOUT_HASH`).
+    pub fn fanout_follows_model(&self) -> bool {
+        self.fanout_follows_model
     }
 
     /// The interface's name.
@@ -743,8 +802,12 @@ fn open_queue(
 /// Put `socket` in the port's fanout group. The first socket creates a group
 /// with an id the kernel picks unused (`PACKET_FANOUT_FLAG_UNIQUEID`, Linux
 /// 4.3+), so two ports never share a group; the others join it by that id.
-fn join_fanout(interface: &str, socket: &OwnedFd, id: Option<u16>) -> Result<u16, AfPacketError> {
-    let mode = libc::PACKET_FANOUT_HASH;
+fn join_fanout(
+    interface: &str,
+    socket: &OwnedFd,
+    id: Option<u16>,
+    mode: u32,
+) -> Result<u16, AfPacketError> {
     let value = match id {
         None => (mode | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16,
         Some(id) => (mode << 16) | u32::from(id),
@@ -772,6 +835,32 @@ fn join_fanout(interface: &str, socket: &OwnedFd, id: Option<u16>) -> Result<u16
             Ok(value as u16)
         }
     }
+}
+
+/// Create the port's fanout group with `socket` in `PACKET_FANOUT_CBPF` mode
+/// and attach `program` to it (`PACKET_FANOUT_DATA`, Linux 4.2+): the group's
+/// id, or the kernel's refusal.
+fn join_fanout_by_model(
+    interface: &str,
+    socket: &OwnedFd,
+    program: &[fanout::Insn],
+) -> Result<u16, AfPacketError> {
+    let id = join_fanout(interface, socket, None, libc::PACKET_FANOUT_CBPF)?;
+    let fprog = libc::sock_fprog {
+        // At most fanout::MAX_INSNS (4096) instructions.
+        len: program.len() as u16,
+        // The kernel copies the program during the call and never writes it.
+        filter: program.as_ptr().cast_mut(),
+    };
+    sys::set_option(socket, libc::SOL_PACKET, libc::PACKET_FANOUT_DATA, &fprog).map_err(|e| {
+        AfPacketError::from_io(
+            interface,
+            "attaching the fanout program (PACKET_FANOUT_DATA)",
+            "CAP_NET_RAW",
+            e,
+        )
+    })?;
+    Ok(id)
 }
 
 /// The shared mapping of one socket's rings; unmapped on drop.
