@@ -427,7 +427,10 @@ fn close_exchange(ack_first: bool) {
     let their_fin_ack = our_fin.wrapping_add(1);
     // The delayed-ACK and retransmission timers have nothing to send while
     // the client takes its time (well under the RTO).
-    assert!(h.poll(50 * MS).is_empty(), "nothing more before the client's FIN");
+    assert!(
+        h.poll(50 * MS).is_empty(),
+        "nothing more before the client's FIN"
+    );
     if ack_first {
         let out = h.segment(
             &tuple,
