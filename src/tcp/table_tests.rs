@@ -384,3 +384,94 @@ fn slowloris_holds_small_buffers_and_is_reset_at_the_header_timeout() {
         "only the client's response, not yet acknowledged"
     );
 }
+
+/// A `Connection: close` exchange as wrk and curl-like clients make it
+/// (issue 20, item 4: the client's work per connection): the server's side
+/// is the fewest segments TCP allows. The request draws one segment, the
+/// whole response with our FIN on it (no pure ACK of the request before
+/// it, no separate FIN after it); the client's FIN draws one ACK; TIME-WAIT
+/// lands on the server, which closed first. `ack_first`: the client
+/// acknowledges the response on its own before its FIN (a client slower to
+/// close than wrk), which must draw nothing.
+fn close_exchange(ack_first: bool) {
+    let mut h = Harness::new(256 * 1024, 64);
+    let tuple = Harness::tuple(80, 40000);
+    let syn_ack = h.segment(&tuple, TcpFlags::SYN, 1000, 0, b"", ServiceId::HTTP, 0);
+    assert_eq!(syn_ack.len(), 1);
+    assert_eq!(syn_ack[0].0.flags, TcpFlags::SYN | TcpFlags::ACK);
+    let ours = syn_ack[0].0.seq.wrapping_add(1);
+    let out = h.segment(&tuple, TcpFlags::ACK, 1001, ours, b"", ServiceId::HTTP, MS);
+    assert!(out.is_empty(), "the handshake's ACK draws nothing: {out:?}");
+    let request = b"GET / HTTP/1.1\r\nHost: 198.18.0.2\r\nConnection: close\r\n\r\n";
+    let out = h.segment(
+        &tuple,
+        TcpFlags::ACK | TcpFlags::PSH,
+        1001,
+        ours,
+        request,
+        ServiceId::HTTP,
+        2 * MS,
+    );
+    assert_eq!(out.len(), 1, "one segment for the whole answer: {out:?}");
+    let (resp, body) = &out[0];
+    assert_eq!(
+        resp.flags,
+        TcpFlags::ACK | TcpFlags::PSH | TcpFlags::FIN,
+        "the FIN rides on the response"
+    );
+    let after_request = 1001 + request.len() as u32;
+    assert_eq!(resp.ack, after_request, "the request acknowledged with it");
+    assert!(body.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(body.windows(19).any(|w| w == b"Connection: close\r\n"));
+    let our_fin = ours.wrapping_add(body.len() as u32);
+    let their_fin_ack = our_fin.wrapping_add(1);
+    // The delayed-ACK and retransmission timers have nothing to send while
+    // the client takes its time (well under the RTO).
+    assert!(
+        h.poll(50 * MS).is_empty(),
+        "nothing more before the client's FIN"
+    );
+    if ack_first {
+        let out = h.segment(
+            &tuple,
+            TcpFlags::ACK,
+            after_request,
+            their_fin_ack,
+            b"",
+            ServiceId::HTTP,
+            60 * MS,
+        );
+        assert!(out.is_empty(), "a pure ACK draws nothing: {out:?}");
+        assert_eq!(h.table.state_of(&tuple), Some(State::FinWait2));
+    }
+    let out = h.segment(
+        &tuple,
+        TcpFlags::ACK | TcpFlags::FIN,
+        after_request,
+        their_fin_ack,
+        b"",
+        ServiceId::HTTP,
+        70 * MS,
+    );
+    assert_eq!(out.len(), 1, "one ACK for the client's FIN: {out:?}");
+    assert_eq!(out[0].0.flags, TcpFlags::ACK);
+    assert_eq!(out[0].0.seq, their_fin_ack);
+    assert_eq!(out[0].0.ack, after_request + 1);
+    assert!(out[0].1.is_empty());
+    assert_eq!(
+        h.table.state_of(&tuple),
+        Some(State::TimeWait),
+        "TIME-WAIT on the server, which closed first"
+    );
+    assert!(h.poll(500 * MS).is_empty(), "and nothing after it");
+}
+
+#[test]
+fn connection_close_is_one_segment_with_the_fin_and_one_ack_for_the_clients_fin() {
+    close_exchange(false);
+}
+
+#[test]
+fn connection_close_with_the_response_acknowledged_before_the_clients_fin() {
+    close_exchange(true);
+}
