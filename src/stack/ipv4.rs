@@ -14,7 +14,7 @@ use crate::counters::DropReason;
 use crate::port::{PacketBuf, RxChecksum};
 use crate::wire::{
     checksum, ChecksumMode, EthernetFrame, Icmpv4DstUnreachable, Icmpv4Message, Icmpv4Packet,
-    IpProtocol, Ipv4Packet, WireError, ETHERNET_HEADER_LEN,
+    IpProtocol, Ipv4Packet, WireError, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
 };
 
 pub(super) fn drop_reason(error: WireError) -> DropReason {
@@ -46,11 +46,22 @@ impl Stack {
         frame: &[u8],
         ip_checksum: RxChecksum,
     ) -> Result<Option<Ipv4Info>, DropReason> {
-        let ip = Ipv4Packet::new_checked(&frame[ETHERNET_HEADER_LEN..]).map_err(drop_reason)?;
+        let bytes = frame.get(ETHERNET_HEADER_LEN..).unwrap_or_default();
+        let checked = Ipv4Packet::new_checked(bytes).map_err(drop_reason)?;
+        // The fixed part of the header read through a fixed-size view: the
+        // field accessors then need no bounds checks. `new_checked` made sure
+        // of the 20 bytes.
+        let Some(head) = bytes.first_chunk::<IPV4_HEADER_LEN>() else {
+            return Err(DropReason::Truncated);
+        };
+        let ip = Ipv4Packet::new_unchecked(head);
         let checksum_ok = match ip_checksum {
             RxChecksum::Good => true,
             RxChecksum::Bad => false,
-            RxChecksum::Unknown | RxChecksum::Partial => ip.verify_checksum(),
+            RxChecksum::Unknown | RxChecksum::Partial if ip.header_len() == 20 => {
+                checksum::ipv4_header(head) == 0xffff
+            }
+            RxChecksum::Unknown | RxChecksum::Partial => checked.verify_checksum(),
         };
         if !checksum_ok {
             return Err(DropReason::BadIpChecksum);

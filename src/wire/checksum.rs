@@ -124,6 +124,7 @@ pub fn combine(sums: &[u16]) -> u16 {
 /// TCP segment verifies with (0xffff when its checksum is right). One
 /// accumulator and one fold for both, where
 /// `combine(&[pseudo_header(..), data(..)])` folds three times.
+#[inline]
 pub fn pseudo_header_and_data(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, data: &[u8]) -> u16 {
     if data.len() >= SHORT {
         return combine(&[pseudo_header(src, dst, protocol, data.len() as u32), self::data(data)]);
