@@ -148,12 +148,23 @@ impl Stack {
 
     /// Turn a received frame around: swap MACs and IPv4 addresses, reset the TTL
     /// and patch the header checksum incrementally.
+    ///
+    /// The headers are written through fixed-size array views, so the field
+    /// setters need no bounds checks. Every caller's frame passed
+    /// [`Stack::check_ipv4`], so it holds both; a shorter one is left alone.
+    #[inline]
     pub(super) fn turn_around_ipv4(&self, frame: &mut [u8], info: Ipv4Info) {
-        let mut eth = EthernetFrame::new_unchecked(&mut *frame);
+        let Some((eth, rest)) = frame.split_first_chunk_mut::<ETHERNET_HEADER_LEN>() else {
+            return;
+        };
+        let Some(ip) = rest.first_chunk_mut::<IPV4_HEADER_LEN>() else {
+            return;
+        };
+        let mut eth = EthernetFrame::new_unchecked(eth);
         let peer_mac = eth.src_addr();
         eth.set_dst_addr(peer_mac);
         eth.set_src_addr(self.iface.mac);
-        let mut ip = Ipv4Packet::new_unchecked(&mut frame[ETHERNET_HEADER_LEN..]);
+        let mut ip = Ipv4Packet::new_unchecked(ip);
         ip.set_src_addr(info.dst);
         ip.set_dst_addr(info.src);
         let protocol = u8::from(info.protocol);
