@@ -160,6 +160,9 @@ impl Stack {
         let Some(ip) = rest.first_chunk_mut::<IPV4_HEADER_LEN>() else {
             return;
         };
+        // The protocol byte as received (offset 9), rather than converted
+        // back from `info.protocol` through a jump table.
+        let protocol = ip[9];
         let mut eth = EthernetFrame::new_unchecked(eth);
         let peer_mac = eth.src_addr();
         eth.set_dst_addr(peer_mac);
@@ -167,7 +170,6 @@ impl Stack {
         let mut ip = Ipv4Packet::new_unchecked(ip);
         ip.set_src_addr(info.dst);
         ip.set_dst_addr(info.src);
-        let protocol = u8::from(info.protocol);
         let old_word = u16::from_be_bytes([ip.ttl(), protocol]);
         let new_word = u16::from_be_bytes([DEFAULT_TTL, protocol]);
         ip.set_ttl(DEFAULT_TTL);

@@ -174,9 +174,13 @@ pub fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, length:
 /// Caution for UDP: a stored checksum of 0 means "no checksum"; leave it at 0
 /// rather than updating it, and if an updated UDP checksum comes out 0, store
 /// 0xffff.
+#[inline]
 pub fn update(old_checksum: u16, old: u16, new: u16) -> u16 {
-    let acc = u64::from(!old_checksum) + u64::from(!old) + u64::from(new);
-    !fold(acc)
+    // Three 16-bit words sum to under 2^18: two 16-bit folds suffice.
+    let acc = u32::from(!old_checksum) + u32::from(!old) + u32::from(new);
+    let acc = (acc & 0xffff) + (acc >> 16);
+    let acc = (acc & 0xffff) + (acc >> 16);
+    !(acc as u16)
 }
 
 /// [`update`] for a 32-bit field (such as an IPv4 address) that changed from
