@@ -86,7 +86,7 @@ impl Stack {
         // the kernel above, which applies its own checks (and lets a DHCP
         // client's 0.0.0.0 through, as it must).
         let src = ip.src_addr();
-        if self.iface.is_martian_source(src) {
+        if self.martians.is_source(src) {
             return Err(DropReason::MartianSource);
         }
         Ok(Some(Ipv4Info {

@@ -125,9 +125,17 @@ pub fn combine(sums: &[u16]) -> u16 {
 /// accumulator and one fold for both, where
 /// `combine(&[pseudo_header(..), data(..)])` folds three times.
 #[inline]
-pub fn pseudo_header_and_data(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, data: &[u8]) -> u16 {
+pub fn pseudo_header_and_data(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: IpProtocol,
+    data: &[u8],
+) -> u16 {
     if data.len() >= SHORT {
-        return combine(&[pseudo_header(src, dst, protocol, data.len() as u32), self::data(data)]);
+        return combine(&[
+            pseudo_header(src, dst, protocol, data.len() as u32),
+            self::data(data),
+        ]);
     }
     // The pseudo-header's words in network order, added natively: on
     // little-endian their swapped values, which the final `from_be` swaps
