@@ -154,7 +154,7 @@ impl Stack {
     /// The headers are written through fixed-size array views, so the field
     /// setters need no bounds checks. Every caller's frame passed
     /// [`Stack::check_ipv4`], so it holds both; a shorter one is left alone.
-    #[inline]
+    #[inline(always)]
     pub(super) fn turn_around_ipv4(&self, frame: &mut [u8], info: Ipv4Info) {
         let Some((eth, rest)) = frame.split_first_chunk_mut::<ETHERNET_HEADER_LEN>() else {
             return;

@@ -84,6 +84,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     }
 
     /// The payload: bytes `8..len()`.
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[UDP_HEADER_LEN..usize::from(self.len())]
     }
