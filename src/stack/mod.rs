@@ -183,6 +183,46 @@ impl Interface {
     }
 }
 
+/// [`Interface::is_martian_source`] with the interface's part decided once,
+/// at set-up: our address and our subnet's broadcast address as integers.
+/// Without a subnet broadcast (prefixes /31 and /32) the latter is
+/// 255.255.255.255, a martian anyway, so the test is the same.
+#[derive(Clone, Copy, Debug)]
+struct Martians {
+    ip: u32,
+    subnet_broadcast: u32,
+}
+
+impl Martians {
+    fn new(iface: &Interface) -> Self {
+        let host_mask = !prefix_mask(iface.prefix_len);
+        let ip = u32::from(iface.ip);
+        let subnet_broadcast = if iface.prefix_len < 31 {
+            ip | host_mask
+        } else {
+            u32::MAX
+        };
+        Martians {
+            ip,
+            subnet_broadcast,
+        }
+    }
+
+    /// Whether `addr` is a martian source: 0.0.0.0/8, 127.0.0.0/8,
+    /// 224.0.0.0/4, 255.255.255.255, our subnet's broadcast, our address.
+    #[inline]
+    fn is_source(&self, addr: Ipv4Addr) -> bool {
+        let a = u32::from(addr);
+        let first = a >> 24;
+        first == 0
+            || first == 127
+            || a >> 28 == 0xe
+            || a == u32::MAX
+            || a == self.subnet_broadcast
+            || a == self.ip
+    }
+}
+
 /// A flow as the stack saw it arrive: protocol, source and destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
@@ -206,6 +246,8 @@ pub type FlowRecord = HashMap<FlowKey, u64>;
 /// One worker's stack.
 pub struct Stack {
     iface: Interface,
+    /// The martian-source test for `iface`, decided at set-up.
+    martians: Martians,
     rules: Arc<RuleTable>,
     neighbours: NeighbourCache,
     counters: Arc<WorkerCounters>,
@@ -279,6 +321,7 @@ impl Stack {
             tasks::Tasks::new(table.clone(), parts)
         });
         Stack {
+            martians: Martians::new(&iface),
             iface,
             rules,
             neighbours,

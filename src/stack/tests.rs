@@ -618,3 +618,17 @@ fn built_udp_datagrams_with_checksum_offload_carry_the_pseudo_header_sum() {
     assert_eq!(offload, software);
     check_reply_ip(&software[..frame_len], IpProtocol::Udp);
 }
+
+proptest! {
+    /// The martian test decided at set-up agrees with the interface's own,
+    /// for every prefix length and for addresses near the interesting ones.
+    #[test]
+    fn set_up_martians_agree_with_the_interface(ip in any::<u32>(), prefix_len in 0u8..=32, addr in any::<u32>(), near in 0usize..8) {
+        let iface = Interface { mac: EthernetAddress([2, 0, 0, 0, 0, 1]), ip: Ipv4Addr::from(ip), prefix_len };
+        let martians = Martians::new(&iface);
+        let host_mask = !crate::config::prefix_mask(prefix_len);
+        let candidates = [addr, ip, ip | host_mask, ip & !host_mask, u32::MAX, 0x7f00_0001, 0xe000_0001, 0xf000_0001];
+        let addr = Ipv4Addr::from(candidates[near]);
+        prop_assert_eq!(martians.is_source(addr), iface.is_martian_source(addr));
+    }
+}

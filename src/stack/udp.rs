@@ -197,6 +197,7 @@ impl Stack {
     /// cannot be made to echo to each other forever. (OpenBSD also refuses
     /// 2049, NFS; not here: client port ranges that start at 1024, as
     /// `shardnet-load`'s does, would lose their echoes from it.)
+    #[inline]
     fn refuses_to_answer(&self, src_port: u16) -> Option<DropReason> {
         if src_port == 0 {
             return Some(DropReason::SourcePortZero);
@@ -217,6 +218,7 @@ const ARP_RETRY_NS: u64 = 1_000_000_000;
 /// Whether datagrams to a port ruled to `service` may be answered: every
 /// UDP service but discard is assumed to (echo does; a program's own may),
 /// which is what loop protection needs to know.
+#[inline]
 fn answers(service: ServiceId) -> bool {
     service.supports(Protocol::Udp) && service != ServiceId::DISCARD
 }

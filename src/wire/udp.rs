@@ -84,6 +84,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     }
 
     /// The payload: bytes `8..len()`.
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[UDP_HEADER_LEN..usize::from(self.len())]
     }
@@ -94,12 +95,8 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         if self.checksum() == 0 {
             return true;
         }
-        let len = self.len();
-        let sum = checksum::combine(&[
-            checksum::pseudo_header(src, dst, IpProtocol::Udp, u32::from(len)),
-            checksum::data(&self.buffer.as_ref()[..usize::from(len)]),
-        ]);
-        sum == 0xffff
+        let datagram = &self.buffer.as_ref()[..usize::from(self.len())];
+        checksum::pseudo_header_and_data(src, dst, IpProtocol::Udp, datagram) == 0xffff
     }
 }
 
