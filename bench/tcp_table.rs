@@ -203,8 +203,47 @@ fn lookup_ns(stack: &Stack, n: u32, lookups: u32) -> f64 {
 /// Nanoseconds per pure-ACK segment through the whole stack, each for a
 /// random established connection (buffers prebuilt outside the timing).
 fn segment_ns(stack: &mut Stack, n: u32, segments: u32) -> f64 {
+    let frames = old_acks(n, segments);
+    let mut egress = CollectEgress::default();
+    let start = Instant::now();
+    for frame in frames {
+        stack.process(frame, 3, &mut egress);
+    }
+    let ns = start.elapsed().as_nanos() as f64 / f64::from(segments);
+    std::hint::black_box(&egress);
+    ns
+}
+
+/// The same segments in RX bursts of 32 as a worker takes them:
+/// `Stack::prefetch_burst` (which looks ahead only once the table is large),
+/// then each segment, then the burst's end.
+fn burst_segment_ns(stack: &mut Stack, n: u32, segments: u32) -> f64 {
+    let mut frames = old_acks(n, segments).into_iter();
+    let bursts: Vec<Vec<HeapBuf>> = std::iter::from_fn(|| {
+        let burst: Vec<HeapBuf> = frames.by_ref().take(32).collect();
+        (!burst.is_empty()).then_some(burst)
+    })
+    .collect();
+    let mut egress = CollectEgress::default();
+    let start = Instant::now();
+    for burst in bursts {
+        stack.prefetch_burst(&burst);
+        stack.begin_burst();
+        for frame in burst {
+            stack.process(frame, 3, &mut egress);
+        }
+        stack.end_burst(3, &mut egress);
+    }
+    let ns = start.elapsed().as_nanos() as f64 / f64::from(segments);
+    std::hint::black_box(&egress);
+    ns
+}
+
+/// `segments` old pure ACKs, each for a random one of `n` established
+/// connections.
+fn old_acks(n: u32, segments: u32) -> Vec<HeapBuf> {
     let mut x = 0x9e37_79b9u64;
-    let frames: Vec<HeapBuf> = (0..segments)
+    (0..segments)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
@@ -217,15 +256,7 @@ fn segment_ns(stack: &mut Stack, n: u32, segments: u32) -> f64 {
             h.options = TcpOptions::default();
             HeapBuf::from_slice(&tcp_frame(ends(ip), &h, b""))
         })
-        .collect();
-    let mut egress = CollectEgress::default();
-    let start = Instant::now();
-    for frame in frames {
-        stack.process(frame, 3, &mut egress);
-    }
-    let ns = start.elapsed().as_nanos() as f64 / f64::from(segments);
-    std::hint::black_box(&egress);
-    ns
+        .collect()
 }
 
 fn main() {
@@ -284,6 +315,13 @@ fn main() {
         big_seg.push(segment_ns(&mut big_stack, n, 300_000));
     }
     let (small_seg, big_seg) = (median(&mut small_seg), median(&mut big_seg));
+    let mut small_burst = Vec::new();
+    let mut big_burst = Vec::new();
+    for _ in 0..3 {
+        small_burst.push(burst_segment_ns(&mut small_stack, small, 300_000));
+        big_burst.push(burst_segment_ns(&mut big_stack, n, 300_000));
+    }
+    let (small_burst, big_burst) = (median(&mut small_burst), median(&mut big_burst));
     let conn_struct = std::mem::size_of::<shardnet::tcp::connection::Connection>();
 
     println!("TCP table, one worker, {n} connections");
@@ -305,6 +343,14 @@ fn main() {
         "| segment ratio (target <= 2.0) | {:.2} |",
         big_seg / small_seg
     );
+    println!("| segment in bursts of 32 at {small} connections | {small_burst:.1} ns |");
+    println!(
+        "| segment in bursts of 32 at {n} connections (looked up ahead) | {big_burst:.1} ns |"
+    );
+    println!(
+        "| burst segment ratio (target <= 1.5) | {:.2} |",
+        big_burst / small_burst
+    );
     println!(
         "{}",
         serde_json::json!({
@@ -319,6 +365,9 @@ fn main() {
             "segment_ns_small": small_seg,
             "segment_ns_large": big_seg,
             "segment_ratio": big_seg / small_seg,
+            "burst_segment_ns_small": small_burst,
+            "burst_segment_ns_large": big_burst,
+            "burst_segment_ratio": big_burst / small_burst,
         })
     );
 }

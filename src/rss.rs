@@ -372,6 +372,17 @@ impl RssModel {
     }
 }
 
+/// The addresses and ports of an unfragmented IPv4 TCP segment in an
+/// Ethernet frame, as (source, source port, destination, destination port);
+/// `None` for anything else. Reads only what the RSS hash reads, so a
+/// caller may use it ahead of the full parse (the stack's burst prefetch).
+#[inline]
+pub fn tcp_flow_of_frame(frame: &[u8]) -> Option<(Ipv4Addr, u16, Ipv4Addr, u16)> {
+    let flow = FlowFields::parse(ipv4_payload_of_frame(frame)?)?;
+    (flow.protocol == PROTO_TCP && !flow.fragment)
+        .then_some((flow.src, flow.sport, flow.dst, flow.dport))
+}
+
 /// The IPv4 packet in an Ethernet frame (untagged, EtherType 0x0800).
 #[inline]
 fn ipv4_payload_of_frame(frame: &[u8]) -> Option<&[u8]> {
@@ -922,6 +933,27 @@ mod tests {
     }
 
     #[test]
+    fn tcp_flow_of_frame_reads_whole_tcp_segments_only() {
+        let remote = Ipv4Addr::new(198, 18, 0, 1);
+        let tcp = frame(PROTO_TCP, remote, LOCAL, 0x4000, &ports_bytes(40000, 80));
+        assert_eq!(tcp_flow_of_frame(&tcp), Some((remote, 40000, LOCAL, 80)));
+        let udp = frame(PROTO_UDP, remote, LOCAL, 0, &ports_bytes(40000, 80));
+        assert_eq!(tcp_flow_of_frame(&udp), None);
+        // First and later fragments: the ports are not (all) there.
+        for flags_frag in [0x2000, 0x0010] {
+            let fragment = frame(PROTO_TCP, remote, LOCAL, flags_frag, &ports_bytes(1, 2));
+            assert_eq!(tcp_flow_of_frame(&fragment), None, "{flags_frag:#x}");
+        }
+        // Cut short anywhere before the ports end: nothing.
+        for len in 0..14 + 20 + 4 {
+            assert_eq!(tcp_flow_of_frame(&tcp[..len]), None, "{len} bytes");
+        }
+        let mut vlan = tcp.clone();
+        vlan[12..14].copy_from_slice(&[0x81, 0x00]);
+        assert_eq!(tcp_flow_of_frame(&vlan), None);
+    }
+
+    #[test]
     fn frames_go_to_the_worker_of_their_hash() {
         let model = RssModel::software(4);
         let t = Toeplitz::new(&SYMMETRIC_RSS_KEY);
@@ -1119,6 +1151,11 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn tcp_flow_of_frame_takes_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let _ = tcp_flow_of_frame(&bytes);
+        }
+
         #[test]
         fn tables_match_bitwise(key in proptest::collection::vec(any::<u8>(), 16..52), input in proptest::collection::vec(any::<u8>(), 0..=12)) {
             prop_assert_eq!(Toeplitz::new(&key).hash(&input), toeplitz_hash(&key, &input));

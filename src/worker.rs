@@ -381,6 +381,7 @@ pub fn run<Q: Queue>(
             now,
             tx_checksum,
         };
+        stack.prefetch_burst(&rx);
         stack.begin_burst();
         for pkt in rx.drain(..) {
             // A packet of another worker's flow goes to its owner untouched.

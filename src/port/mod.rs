@@ -24,6 +24,28 @@ pub const BURST: usize = 32;
 /// A burst of packet buffers: fixed capacity, lives on the worker's stack.
 pub type Burst<B> = ArrayVec<B, BURST>;
 
+/// Ask the CPU to load every cache line of `value` into its caches, as
+/// DPDK's `rte_prefetch0` does for a driver: a hint that changes nothing
+/// the program computes (no effect at all off x86-64). Here because it is
+/// a CPU intrinsic, the kind of code this layer holds; the TCP table uses
+/// it to overlap a burst's lookups ([`crate::tcp::table::TcpTable::prefetch`]).
+#[inline(always)]
+pub fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let start = (value as *const T).cast::<i8>();
+        for offset in (0..std::mem::size_of::<T>()).step_by(64) {
+            // SAFETY: `_mm_prefetch` needs SSE, which every x86-64 CPU has
+            // (it is in the target's baseline); a prefetch never faults and
+            // never writes, and this address lies inside `value` anyway.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
 /// What the receiving NIC says about one checksum of a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum RxChecksum {

@@ -10,6 +10,7 @@ use super::{Disposition, Egress, FlowKey, Interface, Stack, DEFAULT_TTL};
 use crate::config::{Action, Protocol};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::port::{L4Offload, PacketBuf, RxChecksum};
+use crate::rss::tcp_flow_of_frame;
 use crate::service::Services;
 use crate::tcp::table::{Input, Outgoing, TcpTable};
 use crate::tcp::FourTuple;
@@ -59,6 +60,29 @@ impl Stack {
     /// Without it, [`Stack::process`] answers every segment at once.
     pub fn begin_burst(&mut self) {
         self.tcp.borrow_mut().begin_batch();
+    }
+
+    /// Before an RX burst is processed: once the TCP table has outgrown the
+    /// caches ([`TcpTable::wants_prefetch`]), look up every segment's
+    /// connection now and prefetch it, so that the burst's cache and TLB
+    /// misses overlap instead of stalling each segment in turn. Frames that
+    /// are not unfragmented IPv4 TCP are passed over; nothing is changed or
+    /// counted. With a small table this is one branch per burst.
+    pub fn prefetch_burst<B: PacketBuf>(&self, burst: &[B]) {
+        let tcp = self.tcp.borrow();
+        if !tcp.wants_prefetch() {
+            return;
+        }
+        for pkt in burst {
+            if let Some((src, sport, dst, dport)) = tcp_flow_of_frame(pkt.data()) {
+                tcp.prefetch(&FourTuple {
+                    local_ip: dst,
+                    local_port: dport,
+                    remote_ip: src,
+                    remote_port: sport,
+                });
+            }
+        }
     }
 
     /// End the RX burst begun by [`Stack::begin_burst`]: send what the

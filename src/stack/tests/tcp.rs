@@ -966,3 +966,63 @@ fn with_checksum_offload_segments_carry_the_pseudo_header_sum() {
         assert_eq!(header.flags, TcpFlags::SYN | TcpFlags::ACK);
     }
 }
+
+#[test]
+fn a_large_tables_burst_is_looked_up_ahead_and_then_served_unchanged() {
+    use crate::tcp::table::PREFETCH_MIN_CONNECTIONS;
+    let (mut stack, counters) = discard_and_echo();
+    let first_port = 10_000u16;
+    let ours: Vec<u32> = (0..PREFETCH_MIN_CONNECTIONS as u16)
+        .map(|i| established(&mut stack, first_port + i, 7))
+        .collect();
+    assert!(stack.tcp().wants_prefetch(), "the table is large enough");
+    // A burst of data for connections across the table, with frames that
+    // are not TCP, not whole, or for no connection among them.
+    let picks = [0usize, 1, 4096, 8000, PREFETCH_MIN_CONNECTIONS - 1];
+    let mut frames: Vec<HeapBuf> = picks
+        .iter()
+        .map(|&i| {
+            let header = TcpHeader {
+                src_port: first_port + i as u16,
+                ..segment(7, TcpFlags::ACK | TcpFlags::PSH, 1001, ours[i])
+            };
+            HeapBuf::from_slice(&tcp_frame(ENDS, &header, b"ping"))
+        })
+        .collect();
+    let stranger = TcpHeader {
+        src_port: 9,
+        ..segment(7, TcpFlags::ACK, 1, 1)
+    };
+    let stranger = tcp_frame(ENDS, &stranger, b"");
+    frames.push(HeapBuf::from_slice(&stranger[..ETHERNET_HEADER_LEN + 22]));
+    frames.push(HeapBuf::from_slice(&udp(40000, 7, b"udp")));
+    frames.push(HeapBuf::from_slice(&[0u8; 10]));
+    let rx_before = counters.rx_packets.get();
+    let drops_before = counters.total_drops();
+    stack.prefetch_burst(&frames);
+    assert_eq!(
+        counters.rx_packets.get(),
+        rx_before,
+        "looking ahead counts nothing"
+    );
+    assert_eq!(counters.total_drops(), drops_before);
+
+    let mut egress = CollectEgress::default();
+    stack.begin_burst();
+    for frame in frames {
+        stack.process(frame, 0, &mut egress);
+    }
+    stack.end_burst(0, &mut egress);
+    let echoes: Vec<(u16, Vec<u8>)> = egress
+        .frames
+        .iter()
+        .filter_map(|f| parse_tcp_frame(f.data()))
+        .filter(|(h, payload)| h.src_port == 7 && !payload.is_empty())
+        .map(|(h, payload)| (h.dst_port, payload))
+        .collect();
+    let expected: Vec<(u16, Vec<u8>)> = picks
+        .iter()
+        .map(|&i| (first_port + i as u16, b"ping".to_vec()))
+        .collect();
+    assert_eq!(echoes, expected, "each connection echoed, in order");
+}
