@@ -9,7 +9,7 @@ use super::kernel_pins::opens_a_flow;
 use super::{Disposition, Egress, FlowKey, Interface, Stack, DEFAULT_TTL};
 use crate::config::{Action, Protocol};
 use crate::counters::{DropReason, WorkerCounters};
-use crate::port::{L4Offload, PacketBuf, RxChecksum};
+use crate::port::{L4Offload, PacketBuf, RxChecksum, BURST};
 use crate::rss::tcp_flow_of_frame;
 use crate::service::Services;
 use crate::tcp::table::{Input, Outgoing, TcpTable};
@@ -18,6 +18,7 @@ use crate::wire::{
     EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr, TcpHeader, TcpPacket, WireError,
     ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
 };
+use arrayvec::ArrayVec;
 
 impl Stack {
     /// The TCP table, its services, the counters, and the output that
@@ -73,16 +74,18 @@ impl Stack {
         if !tcp.wants_prefetch() {
             return;
         }
-        for pkt in burst {
-            if let Some((src, sport, dst, dport)) = tcp_flow_of_frame(pkt.data()) {
-                tcp.prefetch(&FourTuple {
-                    local_ip: dst,
-                    local_port: dport,
-                    remote_ip: src,
-                    remote_port: sport,
-                });
-            }
-        }
+        let tuples: ArrayVec<FourTuple, BURST> = burst
+            .iter()
+            .filter_map(|pkt| tcp_flow_of_frame(pkt.data()))
+            .map(|(src, sport, dst, dport)| FourTuple {
+                local_ip: dst,
+                local_port: dport,
+                remote_ip: src,
+                remote_port: sport,
+            })
+            .take(BURST)
+            .collect();
+        tcp.prefetch(&tuples);
     }
 
     /// End the RX burst begun by [`Stack::begin_burst`]: send what the

@@ -31,6 +31,7 @@ pub mod buffer;
 pub mod congestion;
 pub mod connection;
 pub mod cookie;
+pub mod index;
 pub mod ratelimit;
 pub mod rtt;
 pub mod scoreboard;

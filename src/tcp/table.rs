@@ -2,9 +2,11 @@
 //! handshake (SYN cookies included), the timer wheel and the service calls.
 //!
 //! - Connections live in a slab (`slab::Slab`), addressed by a `u32` key;
-//!   the 4-tuple index is a `hashbrown` map with `ahash` seeded at random per
-//!   process, since peers choose the keys (quinn's `endpoint.rs` does the
-//!   same for connection IDs).
+//!   the 4-tuple index ([`super::index::TupleIndex`]: cache-line buckets of
+//!   signatures and slab keys, as DPDK's `rte_hash`) is keyed with `ahash`
+//!   seeded at random per process, since peers choose the keys (quinn's
+//!   `endpoint.rs` does the same for connection IDs). A large table's RX
+//!   burst is looked up ahead in two passes ([`TcpTable::prefetch`]).
 //! - Each connection has at most one entry in the [`TimerWheel`], at its
 //!   [`Connection::poll_timeout`]; it is moved (O(1) cancel and insert) only
 //!   when that deadline changes. No tick scans all connections.
@@ -43,7 +45,7 @@
 
 use std::collections::VecDeque;
 
-use hashbrown::{HashMap, HashTable};
+use hashbrown::HashTable;
 use slab::Slab;
 
 use crate::config::ServiceId;
@@ -53,6 +55,7 @@ use crate::wire::{EthernetAddress, TcpFlags, TcpHeader};
 use super::buffer::BufferPool;
 use super::connection::{Connection, Events, Segment, State, TcpConfig};
 use super::cookie::{CookieOptions, Secrets};
+use super::index::TupleIndex;
 use super::ratelimit::{AckCounts, AckLimiter, DEFAULT_CHALLENGE_ACK_LIMIT};
 use super::service::{Closed, ConnId, ServiceSet, TcpIo};
 use super::time_wait::TimeWait;
@@ -177,7 +180,10 @@ pub struct TcpTable {
     config: TableConfig,
     secrets: Secrets,
     slots: Slab<Slot>,
-    by_tuple: HashMap<FourTuple, u32, ahash::RandomState>,
+    /// The connections' 4-tuple index (slab keys).
+    by_tuple: TupleIndex,
+    /// The seeded hash of both indexes.
+    hasher: ahash::RandomState,
     wheel: TimerWheel<u32>,
     pool: BufferPool,
     half_open: usize,
@@ -205,7 +211,7 @@ pub struct TcpTable {
     time_wait: Slab<TimeWaitSlot>,
     /// The serial of the next connection ([`ConnId`]).
     next_serial: u32,
-    /// Their 4-tuple index: keys of `time_wait`, hashed with `by_tuple`'s
+    /// Their 4-tuple index: keys of `time_wait`, hashed with `hasher`
     /// seed (the tuple is stored once, in the record).
     time_wait_index: HashTable<u32>,
     /// Their expiries (one timer each, moved when a FIN restarts the wait).
@@ -345,7 +351,8 @@ impl TcpTable {
         TcpTable {
             ack_limits: AckLimiter::new(config.challenge_ack_limit, key),
             ack_counts: AckCounts::default(),
-            by_tuple: HashMap::with_hasher(hasher),
+            by_tuple: TupleIndex::new(),
+            hasher,
             slots: Slab::new(),
             wheel: TimerWheel::new(now, TIMER_TICK_NS),
             pool,
@@ -400,8 +407,8 @@ impl TcpTable {
     /// The state of the connection with `tuple`, if any (TIME-WAIT for a
     /// record).
     pub fn state_of(&self, tuple: &FourTuple) -> Option<State> {
-        match self.by_tuple.get(tuple) {
-            Some(&key) => Some(self.slots[key as usize].conn.state()),
+        match self.key_of(tuple) {
+            Some(key) => Some(self.slots[key as usize].conn.state()),
             None => self.find_time_wait(tuple).map(|_| State::TimeWait),
         }
     }
@@ -410,7 +417,7 @@ impl TcpTable {
     /// TIME-WAIT is a record ([`TcpTable::time_wait_of`]) once its last
     /// output has gone.
     pub fn connection(&self, tuple: &FourTuple) -> Option<&Connection> {
-        let key = *self.by_tuple.get(tuple)?;
+        let key = self.key_of(tuple)?;
         Some(&self.slots[key as usize].conn)
     }
 
@@ -432,22 +439,40 @@ impl TcpTable {
         self.slots.len() >= PREFETCH_MIN_CONNECTIONS
     }
 
-    /// Start loading what [`TcpTable::input`] will read for `tuple`: the
-    /// index lookup is done now and the connection's slot is prefetched.
-    /// Called for every segment of an RX burst before the burst is
-    /// processed (as `rte_hash_lookup_bulk` does for l3fwd), the lookups'
-    /// cache and TLB misses overlap each other instead of each stalling its
-    /// segment in turn. Changes nothing; a tuple with no connection costs
-    /// the lookup only.
-    #[inline]
-    pub fn prefetch(&self, tuple: &FourTuple) {
-        if let Some(slot) = self
-            .by_tuple
-            .get(tuple)
-            .and_then(|&key| self.slots.get(key as usize))
-        {
-            crate::port::prefetch(slot);
+    /// Start loading what [`TcpTable::input`] will read for each of a
+    /// burst's `tuples`, in two passes as `rte_hash_lookup_bulk` does: the
+    /// index buckets of all of them first, then the connections their
+    /// signatures name. Called before the burst is processed, the burst's
+    /// cache and TLB misses overlap each other instead of each stalling
+    /// its segment in turn. Changes nothing; a tuple with no connection
+    /// costs its hash and a bucket line.
+    pub fn prefetch(&self, tuples: &[FourTuple]) {
+        const CHUNK: usize = 32;
+        let mut hashes = [0u64; CHUNK];
+        for chunk in tuples.chunks(CHUNK) {
+            for (hash, tuple) in hashes.iter_mut().zip(chunk) {
+                *hash = self.hasher.hash_one(tuple);
+                crate::port::prefetch(self.by_tuple.bucket(*hash));
+            }
+            for &hash in &hashes[..chunk.len()] {
+                self.by_tuple.candidates(hash, |key| {
+                    if let Some(slot) = self.slots.get(key as usize) {
+                        crate::port::prefetch(slot);
+                    }
+                });
+            }
         }
+    }
+
+    /// The slab key of `tuple`'s connection.
+    #[inline]
+    fn key_of(&self, tuple: &FourTuple) -> Option<u32> {
+        let slots = &self.slots;
+        self.by_tuple.find(self.hasher.hash_one(tuple), |key| {
+            slots
+                .get(key as usize)
+                .is_some_and(|slot| slot.conn.tuple() == tuple)
+        })
     }
 
     /// A segment arrived for `tuple` (checksum checked, header parsed).
@@ -462,7 +487,7 @@ impl TcpTable {
         now: u64,
         out: &mut F,
     ) -> Input {
-        let Some(&key) = self.by_tuple.get(tuple) else {
+        let Some(key) = self.key_of(tuple) else {
             return match self.find_time_wait(tuple) {
                 Some(key) => self.time_wait_input(key, header, payload, counters, now, out),
                 None => Input::NoConnection,
@@ -704,7 +729,7 @@ impl TcpTable {
         now: u64,
         out: &mut F,
     ) -> bool {
-        let Some(&key) = self.by_tuple.get(tuple) else {
+        let Some(key) = self.key_of(tuple) else {
             return false;
         };
         let slot = &mut self.slots[key as usize];
@@ -729,7 +754,7 @@ impl TcpTable {
         now: u64,
         out: &mut F,
     ) -> bool {
-        let Some(&key) = self.by_tuple.get(tuple) else {
+        let Some(key) = self.key_of(tuple) else {
             return false;
         };
         let slot = &mut self.slots[key as usize];
@@ -912,7 +937,7 @@ impl TcpTable {
             serial: self.next_serial,
         }) as u32;
         self.next_serial = self.next_serial.wrapping_add(1);
-        self.by_tuple.insert(tuple, key);
+        self.by_tuple.insert(self.hasher.hash_one(tuple), key);
         self.set_gauges(counters);
         key
     }
@@ -923,7 +948,7 @@ impl TcpTable {
     }
 
     fn find_time_wait(&self, tuple: &FourTuple) -> Option<u32> {
-        let hash = self.by_tuple.hasher().hash_one(tuple);
+        let hash = self.hasher.hash_one(tuple);
         self.time_wait_index
             .find(hash, |&key| {
                 self.time_wait[key as usize].record.tuple() == tuple
@@ -958,13 +983,13 @@ impl TcpTable {
         let entry = self.time_wait.vacant_entry();
         let key = entry.key() as u32;
         let timer = self.time_wait_wheel.insert(expiry, key);
-        let hash = self.by_tuple.hasher().hash_one(record.tuple());
+        let hash = self.hasher.hash_one(record.tuple());
         entry.insert(TimeWaitSlot {
             record,
             peer_mac,
             timer,
         });
-        let (slab, hasher) = (&self.time_wait, self.by_tuple.hasher());
+        let (slab, hasher) = (&self.time_wait, &self.hasher);
         self.time_wait_index.insert_unique(hash, key, |&k| {
             hasher.hash_one(slab[k as usize].record.tuple())
         });
@@ -974,7 +999,7 @@ impl TcpTable {
     fn remove_time_wait(&mut self, key: u32, counters: &WorkerCounters) {
         let slot = self.time_wait.remove(key as usize);
         self.time_wait_wheel.cancel(slot.timer);
-        let hash = self.by_tuple.hasher().hash_one(slot.record.tuple());
+        let hash = self.hasher.hash_one(slot.record.tuple());
         if let Ok(entry) = self.time_wait_index.find_entry(hash, |&k| k == key) {
             entry.remove();
         }
@@ -1041,7 +1066,10 @@ impl TcpTable {
             self.buffer_waiters.retain(|&k| k != key);
         }
         slot.conn.release_buffers(&mut self.pool);
-        self.by_tuple.remove(slot.conn.tuple());
+        let removed = self
+            .by_tuple
+            .remove(self.hasher.hash_one(slot.conn.tuple()), key);
+        debug_assert!(removed, "an indexed connection");
         self.set_gauges(counters);
     }
 
