@@ -69,11 +69,18 @@ impl Stack {
     /// misses overlap instead of stalling each segment in turn. Frames that
     /// are not unfragmented IPv4 TCP are passed over; nothing is changed or
     /// counted. With a small table this is one branch per burst.
+    #[inline]
     pub fn prefetch_burst<B: PacketBuf>(&self, burst: &[B]) {
-        let tcp = self.tcp.borrow();
-        if !tcp.wants_prefetch() {
-            return;
+        if self.tcp.borrow().wants_prefetch() {
+            self.look_ahead(burst);
         }
+    }
+
+    /// [`Stack::prefetch_burst`]'s work, kept out of line so that the RX
+    /// loop of a worker with a small table carries only the check.
+    #[inline(never)]
+    fn look_ahead<B: PacketBuf>(&self, burst: &[B]) {
+        let tcp = self.tcp.borrow();
         let tuples: ArrayVec<FourTuple, BURST> = burst
             .iter()
             .filter_map(|pkt| tcp_flow_of_frame(pkt.data()))

@@ -98,11 +98,6 @@ impl TupleIndex {
         self.len == 0
     }
 
-    /// Heap bytes it holds.
-    pub fn allocated_bytes(&self) -> usize {
-        self.buckets.capacity() * std::mem::size_of::<Bucket>()
-    }
-
     #[inline]
     fn mask(&self) -> usize {
         self.buckets.len() - 1
@@ -141,7 +136,9 @@ impl TupleIndex {
         let sig = signature(hash);
         let mask = self.mask();
         let mut at = self.home(sig);
-        loop {
+        // Bounded by the bucket count: a lookup ends even if every bucket
+        // were passed by some entry (never seen at three quarters full).
+        for _ in 0..self.buckets.len() {
             let bucket = &self.buckets[at];
             let mut matches = bucket.matches(sig);
             while matches != 0 {
@@ -156,6 +153,7 @@ impl TupleIndex {
             }
             at = (at + 1) & mask;
         }
+        None
     }
 
     /// Add `key` under `hash` (the caller knows it is not there yet).
@@ -202,7 +200,7 @@ impl TupleIndex {
         let mask = self.mask();
         let home = self.home(sig);
         let mut at = home;
-        loop {
+        for _ in 0..self.buckets.len() {
             let bucket = &mut self.buckets[at];
             if let Some(way) = (0..WAYS).find(|&w| bucket.key[w] == key && bucket.sig[w] == sig) {
                 bucket.key[way] = EMPTY;
@@ -220,6 +218,7 @@ impl TupleIndex {
             }
             at = (at + 1) & mask;
         }
+        false
     }
 }
 
