@@ -114,18 +114,8 @@ pub fn capture(args: &CaptureArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Cap
                 .context("cannot write the capture")?;
             buffer.drain(..at);
         }
-        match stream.read(&mut chunk) {
-            Ok(0) => ended = true,
-            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => return Err(e).context("the capture stream broke"),
-        }
+        ended =
+            !read_some(&mut stream, &mut chunk, &mut buffer).context("the capture stream broke")?;
     }
     if parser.is_none() {
         // Stopped before the header came: still a valid, empty file.
@@ -180,20 +170,33 @@ fn read_head(stream: &mut UnixStream, socket: &Path) -> anyhow::Result<(u16, Vec
         if buffer.len() > 64 * 1024 {
             break;
         }
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => return Err(e).context("cannot read the answer"),
+        if !read_some(stream, &mut chunk, &mut buffer).context("cannot read the answer")? {
+            break;
         }
     }
     bail!("{} gave no HTTP answer", socket.display())
+}
+
+/// One read of `stream` into `buffer`, through `chunk`: `false` at the end
+/// of the stream; a read that timed out or was interrupted adds nothing and
+/// is not an error.
+fn read_some(stream: &mut UnixStream, chunk: &mut [u8], buffer: &mut Vec<u8>) -> io::Result<bool> {
+    match stream.read(chunk) {
+        Ok(0) => Ok(false),
+        Ok(n) => {
+            buffer.extend_from_slice(&chunk[..n]);
+            Ok(true)
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(true)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn read_to_end_bounded(stream: &mut UnixStream, buffer: &mut Vec<u8>) {
