@@ -353,7 +353,6 @@ pub fn run<Q: Queue>(
             // Nothing more to batch with: what waits goes now (a reply must
             // not wait for the drain timer on a quiet link).
             flush(&mut queue, &mut tx, counters, capture);
-            queue.tx_idle();
             // Sending the kernel's frames and processing handed-over ones
             // is work too: no nap while they come.
             if from_kernel > 0 || steered_in > 0 || smp_ran > 0 {

@@ -76,9 +76,14 @@ fn exercise(lab: &Lab, config: &str, skip_malformed: &[&str], model_fanout: bool
     lab.wait_until_answering(&mut shardnet, Duration::from_secs(20));
 
     // ping: 40 echoes of 3 sizes; ping itself checks every reply's payload.
+    // With `-w` (a deadline) ping waits up to 20 s for all 40 replies;
+    // without it, once some reply came, ping waits only two round trips
+    // (at least the interval, 2 ms) after its last request (see `-W` in
+    // ping(8)), and on a loaded 2-core machine the last reply can take
+    // longer than that: it was counted lost although it came.
     for size in ["0", "56", "1400"] {
         let out = lab.peer(&[
-            "ping", "-c", "40", "-i", "0.002", "-W", "2", "-s", size, DUT_IP,
+            "ping", "-c", "40", "-i", "0.002", "-w", "20", "-s", size, DUT_IP,
         ]);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "ping -s {size} failed:\n{text}");

@@ -672,8 +672,6 @@ impl DpdkPort {
                 pool: pool.clone(),
                 tx_offloads: self.tx_offloads,
                 multi_segment_drops: 0,
-                kick_when_idle: self.driver == "net_af_packet",
-                kick_owed: false,
             })
             .collect()
     }
@@ -1014,11 +1012,6 @@ pub struct DpdkQueue {
     pool: Mempool,
     tx_offloads: TxOffloads,
     multi_segment_drops: u64,
-    /// The driver may report frames sent that still wait in its ring
-    /// (net_af_packet: see [`Queue::tx_idle`]).
-    kick_when_idle: bool,
-    /// A transmit happened since the last idle kick.
-    kick_owed: bool,
 }
 
 // SAFETY: DPDK's burst functions on one queue id must not run on two threads
@@ -1108,33 +1101,8 @@ impl Queue for DpdkQueue {
             if sent > 0 {
                 ptr::copy(base.add(sent), base, n - sent);
                 pkts.set_len(n - sent);
-                self.kick_owed = self.kick_when_idle;
             }
             sent
-        }
-    }
-
-    /// net_af_packet (DPDK 22.11 to 24.11) copies frames into its TX ring and
-    /// then asks the kernel to send them with `sendto(MSG_DONTWAIT)`; when
-    /// that returns EAGAIN or ENOBUFS it still reports every frame as sent
-    /// ("all of the enqueued packets will be considered successful even
-    /// though only some are sent", its own comment), and a frame left in the
-    /// ring only goes with the next transmit. An empty burst makes the driver
-    /// ask again, once per transmit that preceded this idle poll.
-    fn tx_idle(&mut self) {
-        if self.kick_owed {
-            self.kick_owed = false;
-            // SAFETY: a burst of no packets: the driver reads no slot of the
-            // (dangling, never dereferenced) array; this thread alone uses
-            // the queue id (see Send).
-            unsafe {
-                dpdk_sys::rte_eth_tx_burst(
-                    self.port,
-                    self.queue,
-                    ptr::NonNull::dangling().as_ptr(),
-                    0,
-                );
-            }
         }
     }
 

@@ -253,12 +253,6 @@ pub trait Queue: Send + 'static {
         0
     }
 
-    /// Called by a worker whose RX burst came back empty, after it sent what
-    /// waited: a backend whose transmit can leave frames queued that it
-    /// reported sent pushes them out here (DPDK's net_af_packet). The
-    /// default does nothing.
-    fn tx_idle(&mut self) {}
-
     /// Wait at most `timeout` for a frame to arrive, for an idle worker that
     /// may give its core away (`idle = "adaptive"`). Returns early when the
     /// backend can tell that a frame is there; the default only sleeps.
