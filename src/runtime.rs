@@ -51,6 +51,8 @@ use crate::worker::{self, Clock, ControlMessage, WorkerReport, WorkerSetup};
 /// Mbufs each worker's pool keeps in its per-lcore cache.
 #[cfg(feature = "dpdk")]
 const MEMPOOL_CACHE: u32 = 256;
+/// Large mbufs per worker for TSO segments (a power of two less one).
+const LARGE_MBUFS: u32 = 63;
 
 /// How long the ports stay open after the workers' last transmissions at a
 /// graceful stop: the resets of open connections are in the TX rings, and a
@@ -875,7 +877,7 @@ fn warn_about_local_ports(config: &Config) {
 
 #[cfg(feature = "dpdk")]
 fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
-    use crate::dpdk::{self, DpdkPort, Eal, Mempool, PortOptions};
+    use crate::dpdk::{self, DpdkPort, Eal, Mempool, PortOptions, LARGE_DATA_ROOM};
     let config = shared.config();
     let n = config.dataplane.workers.len();
     let mut args = dpdk::eal_arguments(
@@ -943,7 +945,8 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
             match nic_node {
                 Some(node) => make(node as i32).or_else(|error| {
                     tracing::warn!(
-                        "mbuf pool {name} does not fit on the NIC's NUMA node {node} ({error});                          allocating it on any node: add hugepages on node {node}"
+                        "mbuf pool {name} does not fit on the NIC's NUMA node {node} ({error}); \
+                         allocating it on any node: add hugepages on node {node}"
                     );
                     make(dpdk_sys::SOCKET_ID_ANY)
                 }),
@@ -980,6 +983,33 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
         "TX checksum offload: {}",
         crate::port::TxChecksum::for_offloads(port.tx_offloads()).describe()
     );
+    if port.tx_offloads().tcp_segmentation {
+        // Each large mbuf is out only from a TSO segment's framing to the
+        // end of its transmission; when none is free the stack cuts the
+        // segment itself. About 4 MiB a worker.
+        let socket = nic_node.map_or(dpdk_sys::SOCKET_ID_ANY, |node| node as i32);
+        let large = (0..n)
+            .map(|id| {
+                let name = format!("sn_large_{id}");
+                Mempool::with_data_room(&name, LARGE_MBUFS, 0, socket, LARGE_DATA_ROOM).or_else(
+                    |_| {
+                        Mempool::with_data_room(
+                            &name,
+                            LARGE_MBUFS,
+                            0,
+                            dpdk_sys::SOCKET_ID_ANY,
+                            LARGE_DATA_ROOM,
+                        )
+                    },
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        port.set_large_pools(large);
+        tracing::info!(
+            port = config.dpdk.port,
+            "TCP segmentation offload (TSO): on, {n} x {LARGE_MBUFS} mbufs of 64 KiB"
+        );
+    }
     let mac = choose_mac(&config.interface.mac, port.mac());
     tracing::info!(
         port = config.dpdk.port, %mac, workers = n,
@@ -1413,6 +1443,9 @@ fn tcp_setup(config: &Config) -> TcpSetup {
         timestamps: t.timestamps,
         sack: t.sack,
         window_scaling: t.window_scaling,
+        // Segments of up to 64 KiB leave a connection at once: the NIC
+        // cuts them where it does TSO, the stack where not.
+        gso_max: crate::tcp::connection::GSO_MAX_BYTES,
         // Not configurable: tail loss probes on, Linux's 500 ms limit on
         // ACKs to refused segments.
         ..TcpConfig::default()

@@ -203,6 +203,10 @@ pub struct CollectEgress {
     /// buffers ignore the offload request, so frames built with offload keep
     /// the fields as the NIC would get them).
     pub tx_checksum: crate::port::TxChecksum,
+    /// Whether [`Egress::alloc_large`] gives buffers, as a queue with TSO
+    /// does (the heap buffers ignore the segmentation request: the frame
+    /// stays as the NIC would get it).
+    pub large: bool,
 }
 
 impl Egress for CollectEgress {
@@ -222,6 +226,10 @@ impl Egress for CollectEgress {
 
     fn tx_checksum(&self) -> crate::port::TxChecksum {
         self.tx_checksum
+    }
+
+    fn alloc_large(&mut self) -> Option<HeapBuf> {
+        self.large.then(|| HeapBuf::with_room(65_407))
     }
 }
 

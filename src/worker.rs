@@ -191,6 +191,11 @@ impl<Q: Queue> Egress for TxPath<'_, Q> {
     }
 
     #[inline]
+    fn alloc_large(&mut self) -> Option<Q::Buf> {
+        self.queue.alloc_large()
+    }
+
+    #[inline]
     fn to_kernel(&mut self, frame: Q::Buf) {
         match self.kernel {
             Some(link) => match link.push(frame.detach()) {

@@ -157,6 +157,7 @@ fn dpdk_port_end_to_end() {
         l3_len: 20,
         ipv4_checksum: true,
         l4: Some(L4Offload::Tcp),
+        ..TxOffloadRequest::default()
     });
     assert_eq!(
         m.ol_flags(),
@@ -165,6 +166,18 @@ fn dpdk_port_end_to_end() {
             | dpdk_sys::RTE_MBUF_F_TX_TCP_CKSUM
     );
     assert_eq!(m.tx_header_lengths(), (14, 20));
+    // TSO: the flag, and the TCP header length and frame payload in the
+    // mbuf's bitfields (read back through DPDK's own struct layout).
+    m.request_tx_offload(TxOffloadRequest::tcp_segmentation(32, 1448));
+    assert_eq!(
+        m.ol_flags(),
+        dpdk_sys::RTE_MBUF_F_TX_IPV4
+            | dpdk_sys::RTE_MBUF_F_TX_IP_CKSUM
+            | dpdk_sys::RTE_MBUF_F_TX_TCP_CKSUM
+            | dpdk_sys::RTE_MBUF_F_TX_TCP_SEG
+    );
+    assert_eq!(m.tx_header_lengths(), (14, 20));
+    assert_eq!(m.tso_lengths(), (32, 1448));
     let raw = m.into_raw();
     assert_eq!(q0.pool_in_use(), Some(1), "into_raw does not free");
     // SAFETY: `raw` came from into_raw just above and is owned by no one else.

@@ -86,6 +86,15 @@ uint64_t rte_shim_mbuf_l3_len(const struct rte_mbuf *m)
 void rte_shim_mbuf_set_tx_lens(struct rte_mbuf *m, uint64_t l2_len, uint64_t l3_len)
 { m->l2_len = l2_len; m->l3_len = l3_len; }
 
+void rte_shim_mbuf_set_tso(struct rte_mbuf *m, uint64_t l4_len, uint64_t tso_segsz)
+{ m->l4_len = l4_len; m->tso_segsz = tso_segsz; }
+
+uint64_t rte_shim_mbuf_l4_len(const struct rte_mbuf *m)
+{ return m->l4_len; }
+
+uint64_t rte_shim_mbuf_tso_segsz(const struct rte_mbuf *m)
+{ return m->tso_segsz; }
+
 struct rte_mbuf *rte_shim_mbuf_next(const struct rte_mbuf *m)
 { return m->next; }
 

@@ -70,6 +70,9 @@ int rte_shim_eth_link_get_nowait(uint16_t port_id, uint32_t *speed, uint8_t *up,
                                  uint8_t *full_duplex);
 uint64_t rte_shim_mbuf_l3_len(const struct rte_mbuf *m);
 void rte_shim_mbuf_set_tx_lens(struct rte_mbuf *m, uint64_t l2_len, uint64_t l3_len);
+void rte_shim_mbuf_set_tso(struct rte_mbuf *m, uint64_t l4_len, uint64_t tso_segsz);
+uint64_t rte_shim_mbuf_l4_len(const struct rte_mbuf *m);
+uint64_t rte_shim_mbuf_tso_segsz(const struct rte_mbuf *m);
 struct rte_mbuf *rte_shim_mbuf_next(const struct rte_mbuf *m);
 
 /* EAL (rte_lcore.h, rte_errno.h, rte_cycles.h, rte_prefetch.h) */

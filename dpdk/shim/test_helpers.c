@@ -64,6 +64,7 @@ static const struct shim_test_constant constants[] = {
     ENTRY(RTE_ETH_TX_OFFLOAD_TCP_CKSUM)
     ENTRY(RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE)
     ENTRY(RTE_ETH_TX_OFFLOAD_MULTI_SEGS)
+    ENTRY(RTE_ETH_TX_OFFLOAD_TCP_TSO)
     ENTRY(RTE_MBUF_F_RX_RSS_HASH)
     ENTRY(RTE_MBUF_F_RX_IP_CKSUM_MASK)
     ENTRY(RTE_MBUF_F_RX_IP_CKSUM_UNKNOWN)
@@ -81,6 +82,7 @@ static const struct shim_test_constant constants[] = {
     ENTRY(RTE_MBUF_F_TX_TCP_CKSUM)
     ENTRY(RTE_MBUF_F_TX_UDP_CKSUM)
     ENTRY(RTE_MBUF_F_TX_L4_MASK)
+    ENTRY(RTE_MBUF_F_TX_TCP_SEG)
 };
 
 /* The number of entries of the constant table. */

@@ -299,6 +299,26 @@ pub unsafe fn mbuf_set_tx_lens(m: *mut rte_mbuf, l2_len: u64, l3_len: u64) {
     rte_shim_mbuf_set_tx_lens(m, l2_len, l3_len)
 }
 
+/// Set `m->l4_len` and `m->tso_segsz` (bitfields of 8 and 16 bits) for TCP
+/// segmentation offload. Not a DPDK function.
+///
+/// # Safety
+/// `m` is a valid mbuf the caller owns.
+#[inline]
+pub unsafe fn mbuf_set_tso(m: *mut rte_mbuf, l4_len: u64, tso_segsz: u64) {
+    rte_shim_mbuf_set_tso(m, l4_len, tso_segsz)
+}
+
+/// `m->l4_len` and `m->tso_segsz`, as [`mbuf_set_tso`] set them. Not a DPDK
+/// function.
+///
+/// # Safety
+/// `m` is a valid mbuf.
+#[inline]
+pub unsafe fn mbuf_tso(m: *const rte_mbuf) -> (u64, u64) {
+    (rte_shim_mbuf_l4_len(m), rte_shim_mbuf_tso_segsz(m))
+}
+
 /// `m->next`: the next segment of a chained packet, or null. (The field moved
 /// in DPDK 23.03, hence an accessor.) Not a DPDK function.
 ///

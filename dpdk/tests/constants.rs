@@ -93,6 +93,7 @@ fn every_constant_matches_the_header_value_of_its_own_name() {
         RTE_ETH_TX_OFFLOAD_TCP_CKSUM,
         RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE,
         RTE_ETH_TX_OFFLOAD_MULTI_SEGS,
+        RTE_ETH_TX_OFFLOAD_TCP_TSO,
         RTE_MBUF_F_RX_RSS_HASH,
         RTE_MBUF_F_RX_IP_CKSUM_MASK,
         RTE_MBUF_F_RX_IP_CKSUM_UNKNOWN,
@@ -110,6 +111,7 @@ fn every_constant_matches_the_header_value_of_its_own_name() {
         RTE_MBUF_F_TX_TCP_CKSUM,
         RTE_MBUF_F_TX_UDP_CKSUM,
         RTE_MBUF_F_TX_L4_MASK,
+        RTE_MBUF_F_TX_TCP_SEG,
     ];
     assert_eq!(
         rust.len(),

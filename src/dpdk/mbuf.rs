@@ -63,8 +63,11 @@ pub(crate) fn rx_l4_checksum(ol_flags: u64) -> RxChecksum {
 /// replaced).
 pub(crate) fn tx_flags(ol_flags: u64, request: &TxOffloadRequest) -> u64 {
     use dpdk_sys::*;
-    let mut flags =
-        ol_flags & !(RTE_MBUF_F_TX_L4_MASK | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_IPV4);
+    let mut flags = ol_flags
+        & !(RTE_MBUF_F_TX_L4_MASK
+            | RTE_MBUF_F_TX_IP_CKSUM
+            | RTE_MBUF_F_TX_IPV4
+            | RTE_MBUF_F_TX_TCP_SEG);
     if request.ipv4_checksum || request.l4.is_some() {
         flags |= RTE_MBUF_F_TX_IPV4;
     }
@@ -75,6 +78,11 @@ pub(crate) fn tx_flags(ol_flags: u64, request: &TxOffloadRequest) -> u64 {
         Some(L4Offload::Udp) => flags |= RTE_MBUF_F_TX_UDP_CKSUM,
         Some(L4Offload::Tcp) => flags |= RTE_MBUF_F_TX_TCP_CKSUM,
         None => {}
+    }
+    if request.tcp_segment_size != 0 {
+        // TSO implies the TCP checksum (set above) and, for IPv4, the
+        // header checksum (DPDK's rte_mbuf_core.h).
+        flags |= RTE_MBUF_F_TX_TCP_SEG | RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM;
     }
     flags
 }
@@ -153,6 +161,13 @@ impl Mbuf {
                 dpdk_sys::mbuf_l3_len(self.as_ptr()) as u16,
             )
         }
+    }
+
+    /// The TSO fields `(l4_len, tso_segsz)` last set.
+    pub fn tso_lengths(&self) -> (u8, u16) {
+        // SAFETY: reads bitfields of our valid mbuf; they are 8 and 16 bits wide.
+        let (l4_len, segsz) = unsafe { dpdk_sys::mbuf_tso(self.as_ptr()) };
+        (l4_len as u8, segsz as u16)
     }
 
     /// The ethdev port the packet arrived on.
@@ -242,14 +257,22 @@ impl PacketBuf for Mbuf {
     fn request_tx_offload(&mut self, request: TxOffloadRequest) {
         let flags = tx_flags(self.ol_flags(), &request);
         self.raw_mut().ol_flags = flags;
-        // SAFETY: writes two bitfields of our mbuf; l2_len is 7 bits and l3_len
-        // 9 bits wide and the u8 values are masked to fit.
+        // SAFETY: writes bitfields of our mbuf; l2_len is 7 bits and l3_len
+        // 9 bits wide and the u8 values are masked to fit; l4_len (8 bits)
+        // and tso_segsz (16 bits) take a u8 and a u16.
         unsafe {
             dpdk_sys::mbuf_set_tx_lens(
                 self.as_ptr(),
                 u64::from(request.l2_len & 0x7f),
                 u64::from(request.l3_len),
-            )
+            );
+            if request.tcp_segment_size != 0 {
+                dpdk_sys::mbuf_set_tso(
+                    self.as_ptr(),
+                    u64::from(request.l4_len),
+                    u64::from(request.tcp_segment_size),
+                );
+            }
         }
     }
 }
@@ -297,6 +320,7 @@ mod tests {
             l3_len: 20,
             ipv4_checksum: true,
             l4: Some(L4Offload::Udp),
+            ..TxOffloadRequest::default()
         };
         let flags = tx_flags(0, &udp);
         assert_eq!(
@@ -313,6 +337,21 @@ mod tests {
         // A later request replaces the earlier one (UDP's bits include TCP's).
         let flags = tx_flags(flags, &tcp);
         assert_eq!(flags, RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_TCP_CKSUM);
+
+        // TSO: the segmentation flag with both checksums, and a plain
+        // request after it clears the flag again.
+        let tso = tx_flags(flags, &TxOffloadRequest::tcp_segmentation(32, 1448));
+        assert_eq!(
+            tso,
+            RTE_MBUF_F_TX_IPV4
+                | RTE_MBUF_F_TX_IP_CKSUM
+                | RTE_MBUF_F_TX_TCP_CKSUM
+                | RTE_MBUF_F_TX_TCP_SEG
+        );
+        assert_eq!(
+            tx_flags(tso, &tcp),
+            RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_TCP_CKSUM
+        );
 
         let none = TxOffloadRequest::default();
         assert_eq!(

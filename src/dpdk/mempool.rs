@@ -27,6 +27,10 @@ pub fn data_room_for_mtu(mtu: u16) -> u16 {
     u16::try_from(room).unwrap_or(u16::MAX)
 }
 
+/// The data room (headroom included) of the mbufs a TSO segment goes in: the
+/// most an mbuf holds (its `buf_len` is 16 bits), so a frame of 65,407 bytes.
+pub const LARGE_DATA_ROOM: u16 = u16::MAX;
+
 /// A pool of packet mbufs (`rte_pktmbuf_pool_create`), each with
 /// `RTE_MBUF_DEFAULT_BUF_SIZE` of data room (2048 bytes after the 128-byte
 /// headroom) by [`Mempool::new`], or the room a frame of some MTU needs by

@@ -33,7 +33,7 @@ mod port;
 pub use eal::{eal_arguments, launch_on_lcore, wait_all_lcores, wait_lcore, Eal, PROGRAM_NAME};
 pub use error::DpdkError;
 pub use mbuf::Mbuf;
-pub use mempool::{data_room_for_mtu, Mempool};
+pub use mempool::{data_room_for_mtu, Mempool, LARGE_DATA_ROOM};
 pub use port::{DpdkPort, DpdkQueue, DpdkStatsReader, PortOptions};
 
 use std::ffi::CStr;

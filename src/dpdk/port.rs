@@ -33,6 +33,10 @@ pub struct PortOptions {
     /// With `checksum_offload`, enable the TX checksum offloads too (false:
     /// RX only, `[dpdk] tx_checksum = "software"`).
     pub tx_checksum_offload: bool,
+    /// With the TX checksum offloads, enable TCP segmentation offload (TSO)
+    /// where the device reports it with all three checksums. The queues then
+    /// need a pool of large mbufs for it ([`DpdkPort::set_large_pools`]).
+    pub tcp_segmentation: bool,
 }
 
 impl Default for PortOptions {
@@ -45,6 +49,7 @@ impl Default for PortOptions {
             rss: true,
             checksum_offload: true,
             tx_checksum_offload: true,
+            tcp_segmentation: true,
         }
     }
 }
@@ -76,6 +81,8 @@ pub struct DpdkPort {
     port: u16,
     driver: String,
     pools: Vec<Mempool>,
+    /// Large mbufs for TSO, one pool per queue ([`DpdkPort::set_large_pools`]).
+    large_pools: Vec<Mempool>,
     queues_taken: bool,
     tx_offloads: TxOffloads,
     rss: bool,
@@ -283,6 +290,7 @@ fn tx_offloads_from(enabled: u64) -> TxOffloads {
         ipv4_checksum: enabled & dpdk_sys::RTE_ETH_TX_OFFLOAD_IPV4_CKSUM != 0,
         udp_checksum: enabled & dpdk_sys::RTE_ETH_TX_OFFLOAD_UDP_CKSUM != 0,
         tcp_checksum: enabled & dpdk_sys::RTE_ETH_TX_OFFLOAD_TCP_CKSUM != 0,
+        tcp_segmentation: enabled & dpdk_sys::RTE_ETH_TX_OFFLOAD_TCP_TSO != 0,
     }
 }
 
@@ -387,6 +395,12 @@ impl DpdkPort {
             conf.rxmode.offloads |= rx_offload_mask(info.rx_offload_capa);
             if opts.tx_checksum_offload {
                 conf.txmode.offloads |= tx_offload_mask(info.tx_offload_capa);
+                let tso_needs = dpdk_sys::RTE_ETH_TX_OFFLOAD_TCP_TSO
+                    | dpdk_sys::RTE_ETH_TX_OFFLOAD_IPV4_CKSUM
+                    | dpdk_sys::RTE_ETH_TX_OFFLOAD_TCP_CKSUM;
+                if opts.tcp_segmentation && info.tx_offload_capa & tso_needs == tso_needs {
+                    conf.txmode.offloads |= dpdk_sys::RTE_ETH_TX_OFFLOAD_TCP_TSO;
+                }
             }
         }
         let tx_offloads = tx_offloads_from(conf.txmode.offloads);
@@ -394,7 +408,7 @@ impl DpdkPort {
             port,
             rx_offloads = format_args!("{:#x}", conf.rxmode.offloads),
             tx_offloads = ?tx_offloads,
-            "checksum offloads the device reports and shardnet enables"
+            "checksum and segmentation offloads the device reports and shardnet enables"
         );
 
         // SAFETY: `conf` is fully initialised and `key` (pointed to by it)
@@ -409,6 +423,7 @@ impl DpdkPort {
             driver,
             pools: pools.to_vec(),
             queues_taken: false,
+            large_pools: Vec::new(),
             tx_offloads,
             rss,
             rss_model: None,
@@ -654,6 +669,14 @@ impl DpdkPort {
         self.tx_offloads
     }
 
+    /// Give queue `i` the pool `pools[i]` of large mbufs (room for a frame of
+    /// 65,407 bytes: [`LARGE_DATA_ROOM`]) for the segments the NIC cuts
+    /// (TSO). Call before [`DpdkPort::queues`]; without it, or where TSO is
+    /// off, [`Queue::alloc_large`] returns `None` and the stack cuts.
+    pub fn set_large_pools(&mut self, pools: Vec<Mempool>) {
+        self.large_pools = pools;
+    }
+
     /// The queue pairs, one per pool given to [`DpdkPort::open`], in order
     /// (queue `i` for worker `i`). Hands them out once; later calls return an
     /// empty vector.
@@ -670,6 +693,16 @@ impl DpdkPort {
                 queue: q as u16,
                 pool_raw: NonNull::new(pool.as_ptr()).expect("a live pool"),
                 pool: pool.clone(),
+                large_pool: self
+                    .large_pools
+                    .get(q)
+                    .filter(|_| self.tx_offloads.tcp_segmentation)
+                    .map(|pool| {
+                        (
+                            NonNull::new(pool.as_ptr()).expect("a live pool"),
+                            pool.clone(),
+                        )
+                    }),
                 tx_offloads: self.tx_offloads,
                 multi_segment_drops: 0,
             })
@@ -1010,6 +1043,8 @@ pub struct DpdkQueue {
     queue: u16,
     pool_raw: NonNull<rte_mempool>,
     pool: Mempool,
+    /// Where TSO is on: the pool of large mbufs (and its raw pointer).
+    large_pool: Option<(NonNull<rte_mempool>, Mempool)>,
     tx_offloads: TxOffloads,
     multi_segment_drops: u64,
 }
@@ -1018,7 +1053,8 @@ pub struct DpdkQueue {
 // at once. A DpdkQueue is the only handle to its queue id: DpdkPort::queues
 // makes each once and DpdkQueue is not Clone, and the bursts take &mut self. So
 // moving it to the worker thread that then uses it alone is sound. `pool_raw`
-// points to a pool kept alive by `pool` (a thread-safe handle).
+// points to a pool kept alive by `pool` (a thread-safe handle), and so does
+// `large_pool`'s pointer by its handle.
 unsafe impl Send for DpdkQueue {}
 
 impl DpdkQueue {
@@ -1109,6 +1145,11 @@ impl Queue for DpdkQueue {
     #[inline]
     fn alloc(&mut self) -> Option<Mbuf> {
         alloc_from(self.pool_raw)
+    }
+
+    #[inline]
+    fn alloc_large(&mut self) -> Option<Mbuf> {
+        alloc_from(self.large_pool.as_ref()?.0)
     }
 
     fn rx_dropped(&self) -> u64 {
@@ -1252,9 +1293,15 @@ mod tests {
             TxOffloads {
                 ipv4_checksum: false,
                 udp_checksum: true,
-                tcp_checksum: false
+                tcp_checksum: false,
+                tcp_segmentation: false,
             }
         );
+        // TSO only where enabled; the mask of checksum offloads leaves it out
+        // (open() adds it when the device has all three checksums too).
+        let tso = RTE_ETH_TX_OFFLOAD_TCP_TSO | RTE_ETH_TX_OFFLOAD_TCP_CKSUM;
+        assert!(tx_offloads_from(tso).tcp_segmentation);
+        assert!(!tx_offloads_from(tx_offload_mask(tso)).tcp_segmentation);
         let tcp = tx_offloads_from(RTE_ETH_TX_OFFLOAD_TCP_CKSUM);
         assert!(tcp.tcp_checksum && !tcp.udp_checksum && !tcp.ipv4_checksum);
         assert_eq!(rx_offload_mask(RTE_ETH_RX_OFFLOAD_RSS_HASH), 0);

@@ -72,6 +72,9 @@ pub struct TxOffloads {
     pub udp_checksum: bool,
     /// The NIC computes TCP checksums (given the pseudo-header sum).
     pub tcp_checksum: bool,
+    /// The NIC cuts a large TCP segment into MSS-sized frames (TSO), with
+    /// all three checksums. See [`TxOffloadRequest::tcp_segment_size`].
+    pub tcp_segmentation: bool,
 }
 
 /// How a worker fills the checksums of the IPv4 frames it builds, decided
@@ -121,6 +124,8 @@ impl TxChecksum {
             l3_len: 20,
             ipv4_checksum,
             l4: Some(l4),
+            l4_len: 0,
+            tcp_segment_size: 0,
         })
     }
 
@@ -157,6 +162,30 @@ pub struct TxOffloadRequest {
     pub ipv4_checksum: bool,
     /// Ask the NIC to fill the L4 checksum; the field holds the pseudo-header sum.
     pub l4: Option<L4Offload>,
+    /// Length of the TCP header with its options (used with segmentation).
+    pub l4_len: u8,
+    /// Non-zero: cut the TCP payload into frames of this many bytes (TSO);
+    /// only for a queue whose [`TxOffloads::tcp_segmentation`] is true.
+    pub tcp_segment_size: u16,
+}
+
+impl TxOffloadRequest {
+    /// The request for a TCP segment of a 14-byte Ethernet header, a
+    /// 20-byte IPv4 header and a TCP header of `tcp_header_len` bytes that
+    /// the NIC cuts into frames of `segment_size` payload bytes (TSO): all
+    /// checksums offloaded, the TCP field holding the pseudo-header sum
+    /// without the length (DPDK's rule for `RTE_MBUF_F_TX_TCP_SEG`).
+    #[inline]
+    pub const fn tcp_segmentation(tcp_header_len: u8, segment_size: u16) -> TxOffloadRequest {
+        TxOffloadRequest {
+            l2_len: 14,
+            l3_len: 20,
+            ipv4_checksum: true,
+            l4: Some(L4Offload::Tcp),
+            l4_len: tcp_header_len,
+            tcp_segment_size: segment_size,
+        }
+    }
 }
 
 /// Which L4 checksum a [`TxOffloadRequest`] asks for.
@@ -235,6 +264,15 @@ pub trait Queue: Send + 'static {
     /// A fresh, empty buffer from this queue's pool, or `None` if the pool is
     /// exhausted.
     fn alloc(&mut self) -> Option<Self::Buf>;
+
+    /// A fresh buffer for one large TCP segment that the NIC cuts into frames
+    /// (a queue whose [`TxOffloads::tcp_segmentation`] is true: room for a
+    /// frame of 65,407 bytes, the most an mbuf holds), or `None`
+    /// when the queue has none or none is free: the stack then cuts the
+    /// segment itself.
+    fn alloc_large(&mut self) -> Option<Self::Buf> {
+        None
+    }
 
     /// The transmit checksum offloads this queue performs.
     fn tx_offloads(&self) -> TxOffloads {
@@ -387,6 +425,7 @@ mod tests {
             ipv4_checksum: true,
             udp_checksum: true,
             tcp_checksum: true,
+            tcp_segmentation: false,
         };
         assert_eq!(TxChecksum::for_offloads(all), TxChecksum::Full);
         let l4 = TxOffloads {
@@ -415,6 +454,8 @@ mod tests {
                 l3_len: 20,
                 ipv4_checksum: true,
                 l4: Some(L4Offload::Tcp),
+                l4_len: 0,
+                tcp_segment_size: 0,
             })
         );
         assert_eq!(
@@ -424,7 +465,22 @@ mod tests {
                 l3_len: 20,
                 ipv4_checksum: false,
                 l4: Some(L4Offload::Udp),
+                l4_len: 0,
+                tcp_segment_size: 0,
             })
+        );
+        // TSO: every checksum offloaded, the TCP header's length and the
+        // frames' payload given.
+        assert_eq!(
+            TxOffloadRequest::tcp_segmentation(32, 1448),
+            TxOffloadRequest {
+                l2_len: 14,
+                l3_len: 20,
+                ipv4_checksum: true,
+                l4: Some(L4Offload::Tcp),
+                l4_len: 32,
+                tcp_segment_size: 1448,
+            }
         );
         assert_eq!(TxChecksum::Full.describe(), "ipv4 udp tcp");
     }

@@ -87,6 +87,13 @@ pub trait Egress {
     fn tx_checksum(&self) -> TxChecksum {
         TxChecksum::Software
     }
+    /// A buffer for one large TCP segment the port cuts into frames (TSO),
+    /// where the queue does that and has one free; otherwise `None`, and the
+    /// stack cuts the segment into frames itself.
+    #[inline]
+    fn alloc_large(&mut self) -> Option<Self::Buf> {
+        None
+    }
 }
 
 /// What a worker's TCP needs besides the stack's own parts.

@@ -9,14 +9,14 @@ use super::kernel_pins::opens_a_flow;
 use super::{Disposition, Egress, FlowKey, Interface, Stack, DEFAULT_TTL};
 use crate::config::{Action, Protocol};
 use crate::counters::{DropReason, WorkerCounters};
-use crate::port::{L4Offload, PacketBuf, RxChecksum, BURST};
+use crate::port::{L4Offload, PacketBuf, RxChecksum, TxChecksum, TxOffloadRequest, BURST};
 use crate::rss::tcp_flow_of_frame;
 use crate::service::Services;
 use crate::tcp::table::{Input, Outgoing, TcpTable};
 use crate::tcp::FourTuple;
 use crate::wire::{
-    EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr, TcpHeader, TcpPacket, WireError,
-    ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
+    checksum, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpHeader,
+    TcpPacket, WireError, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
 };
 use arrayvec::ArrayVec;
 
@@ -247,19 +247,97 @@ impl Stack {
 /// IPv4 with DF set (path MTU discovery), the TCP header and payload, and
 /// the checksums in software or, where the queue offloads them
 /// ([`Egress::tx_checksum`]), the pseudo-header sum and the mbuf's request.
+///
+/// A segment larger than one frame ([`Outgoing::segment_size`]) goes as
+/// one frame that the NIC cuts (TSO) where the queue has a buffer for it
+/// ([`Egress::alloc_large`]); otherwise the stack cuts it here, each frame
+/// with the same header but its own sequence number, FIN and PSH on the
+/// last only: what the connection did per MSS before, less its per-segment
+/// work.
 fn emit_tcp<E: Egress>(
     iface: &Interface,
     counters: &WorkerCounters,
     egress: &mut E,
     segment: Outgoing<'_>,
 ) {
-    let Some(mut buf) = egress.alloc() else {
-        counters.count_drop(DropReason::NoBuffer);
-        return;
-    };
-    let header_len = segment.header.header_len();
     let (first, second) = segment.payload;
-    let tcp_len = header_len + first.len() + second.len();
+    let payload_len = first.len() + second.len();
+    let size = usize::from(segment.segment_size);
+    if size == 0 || payload_len <= size {
+        let Some(buf) = egress.alloc() else {
+            counters.count_drop(DropReason::NoBuffer);
+            return;
+        };
+        emit_frame(
+            iface,
+            counters,
+            egress,
+            buf,
+            &segment,
+            segment.header,
+            0..payload_len,
+            0,
+        );
+        return;
+    }
+    if let Some(buf) = egress.alloc_large() {
+        let header = segment.header;
+        emit_frame(
+            iface,
+            counters,
+            egress,
+            buf,
+            &segment,
+            header,
+            0..payload_len,
+            segment.segment_size,
+        );
+        return;
+    }
+    let last_flags = segment.header.flags;
+    let mut header = *segment.header;
+    header.flags = TcpFlags(last_flags.0 & !(TcpFlags::FIN.0 | TcpFlags::PSH.0));
+    let mut offset = 0;
+    while offset < payload_len {
+        let end = (offset + size).min(payload_len);
+        if end == payload_len {
+            header.flags = last_flags;
+        }
+        let Some(buf) = egress.alloc() else {
+            counters.count_drop(DropReason::NoBuffer);
+            return;
+        };
+        emit_frame(
+            iface,
+            counters,
+            egress,
+            buf,
+            &segment,
+            &header,
+            offset..end,
+            0,
+        );
+        header.seq = header.seq.wrapping_add((end - offset) as u32);
+        offset = end;
+    }
+}
+
+/// One frame of `segment` in `buf`: `header` and the payload bytes `range`
+/// (offsets into the segment's payload); `tso` non-zero asks the NIC to cut
+/// it into frames of that many payload bytes.
+#[allow(clippy::too_many_arguments)]
+fn emit_frame<E: Egress>(
+    iface: &Interface,
+    counters: &WorkerCounters,
+    egress: &mut E,
+    mut buf: E::Buf,
+    segment: &Outgoing<'_>,
+    header: &TcpHeader,
+    range: std::ops::Range<usize>,
+    tso: u16,
+) {
+    let header_len = header.header_len();
+    let tcp_len = header_len + range.len();
     let frame_len = ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + tcp_len;
     if !buf.set_len(frame_len) {
         counters.count_drop(DropReason::NoBuffer);
@@ -279,22 +357,48 @@ fn emit_tcp<E: Egress>(
         ttl: DEFAULT_TTL,
     };
     let ip_bytes = &mut frame[ETHERNET_HEADER_LEN..];
+    let ip_mode = if tso != 0 { TxChecksum::Full } else { mode };
     ip_repr.emit(
         &mut Ipv4Packet::new_unchecked(&mut *ip_bytes),
-        ip_checksum_mode(mode),
+        ip_checksum_mode(ip_mode),
     );
     let tcp_bytes = &mut ip_bytes[IPV4_HEADER_LEN..];
-    segment.header.emit(tcp_bytes);
-    tcp_bytes[header_len..header_len + first.len()].copy_from_slice(first);
-    tcp_bytes[header_len + first.len()..].copy_from_slice(second);
+    header.emit(tcp_bytes);
+    copy_payload(segment.payload, range, &mut tcp_bytes[header_len..]);
     let mut tcp = TcpPacket::new_unchecked(&mut *tcp_bytes);
-    if mode.l4_offloaded() {
-        tcp.fill_pseudo_header_checksum(segment.tuple.local_ip, segment.tuple.remote_ip);
+    if tso != 0 {
+        // The NIC writes each frame's length into its pseudo-header sum.
+        tcp.set_checksum(checksum::pseudo_header(
+            segment.tuple.local_ip,
+            segment.tuple.remote_ip,
+            IpProtocol::Tcp,
+            0,
+        ));
+        buf.request_tx_offload(TxOffloadRequest::tcp_segmentation(header_len as u8, tso));
     } else {
-        tcp.fill_checksum(segment.tuple.local_ip, segment.tuple.remote_ip);
-    }
-    if let Some(request) = mode.request(L4Offload::Tcp) {
-        buf.request_tx_offload(request);
+        if mode.l4_offloaded() {
+            tcp.fill_pseudo_header_checksum(segment.tuple.local_ip, segment.tuple.remote_ip);
+        } else {
+            tcp.fill_checksum(segment.tuple.local_ip, segment.tuple.remote_ip);
+        }
+        if let Some(request) = mode.request(L4Offload::Tcp) {
+            buf.request_tx_offload(request);
+        }
     }
     egress.send(buf);
+}
+
+/// Copy the bytes `range` of a payload held in two parts (the send buffer
+/// is a ring) into `out`, which is exactly as long as the range.
+fn copy_payload((first, second): (&[u8], &[u8]), range: std::ops::Range<usize>, out: &mut [u8]) {
+    let split = first.len();
+    if range.end <= split {
+        out.copy_from_slice(&first[range]);
+    } else if range.start >= split {
+        out.copy_from_slice(&second[range.start - split..range.end - split]);
+    } else {
+        let head = split - range.start;
+        out[..head].copy_from_slice(&first[range.start..]);
+        out[head..].copy_from_slice(&second[..range.end - split]);
+    }
 }

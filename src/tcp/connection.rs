@@ -173,7 +173,19 @@ pub struct TcpConfig {
     /// window, failing PAWS, challenge ACKs) without data (Linux's
     /// `tcp_invalid_ratelimit`, 500 ms).
     pub invalid_ack_interval_ns: u64,
+    /// Payload bytes that one outgoing data segment may carry beyond one
+    /// MSS (segmentation offload): a segment of up to this many bytes, cut
+    /// at MSS multiples, leaves the connection as one [`Segment`] whose
+    /// [`Segment::segment_size`] says how the port (TSO) or the stack
+    /// splits it into frames. 0 (the default) sends one MSS at a time; the
+    /// runtime sets [`GSO_MAX_BYTES`]. Retransmissions stay one MSS.
+    pub gso_max: u32,
 }
+
+/// The largest payload of one offloaded segment: the frame (14 + 20 + at
+/// most 60 bytes of headers and the payload) fits a DPDK mbuf of 65,535
+/// bytes less its 128-byte headroom, and so the IPv4 total length too.
+pub const GSO_MAX_BYTES: u32 = 65_535 - 128 - 14 - 20 - 60;
 
 impl Default for TcpConfig {
     fn default() -> Self {
@@ -194,6 +206,7 @@ impl Default for TcpConfig {
             window_scaling: true,
             tail_loss_probe: true,
             invalid_ack_interval_ns: 500_000_000,
+            gso_max: 0,
         }
     }
 }
@@ -277,6 +290,11 @@ pub struct Segment {
     pub payload_offset: u32,
     /// Payload length.
     pub payload_len: u32,
+    /// The payload of each frame on the wire: the segment is one frame
+    /// unless `payload_len` is larger (segmentation offload, see
+    /// [`TcpConfig::gso_max`]); then every frame but the last carries this
+    /// many bytes, and FIN and PSH go on the last one only.
+    pub segment_size: u16,
     /// Whether this segment resends sequence space sent before.
     pub retransmission: bool,
 }
@@ -1899,7 +1917,7 @@ impl Connection {
             let mut header = self.header(TcpFlags::RST | TcpFlags::ACK, self.snd_max, now);
             header.options = TcpOptions::default();
             header.window = 0;
-            return Some(self.segment(header, 0, 0, false));
+            return Some(self.segment(header, 0, 0, 0, false));
         }
         match self.state {
             State::Closed | State::Listen => return None,
@@ -1913,14 +1931,14 @@ impl Connection {
             self.flags.clear(Flags::PROBE_KEEPALIVE);
             // RFC 9293 3.8.4: SEG.SEQ = SND.NXT - 1, no data.
             let header = self.header(TcpFlags::ACK, self.snd_una - 1, now);
-            return Some(self.segment(header, 0, 0, false));
+            return Some(self.segment(header, 0, 0, 0, false));
         }
         if self.flags.has(Flags::ACK_NOW) {
             // SND.MAX, not SND.NXT: after a timeout rewinds SND.NXT, the peer may
             // have received more than it; an ACK below its RCV.NXT would be
             // dropped unread (and its answer by us: an ACK war).
             let header = self.header(TcpFlags::ACK, self.snd_max, now);
-            return Some(self.segment(header, 0, 0, false));
+            return Some(self.segment(header, 0, 0, 0, false));
         }
         None
     }
@@ -1995,6 +2013,7 @@ impl Connection {
             header,
             payload_offset: 0,
             payload_len: 0,
+            segment_size: 0,
             retransmission,
         })
     }
@@ -2080,7 +2099,18 @@ impl Connection {
             self.flags.clear(Flags::PROBE_WINDOW);
             usable = 1;
         }
-        let mut len = available.min(cmss).min(usable);
+        // Segmentation offload: up to `gso_max` bytes in whole MSSes; a
+        // remainder only at the end of the queued data (as Linux's
+        // tcp_mss_split_point), so no runt goes out while more waits.
+        let limit = if config.gso_max > cmss {
+            config.gso_max - config.gso_max % cmss
+        } else {
+            cmss
+        };
+        let mut len = available.min(limit).min(usable);
+        if len > cmss && len < available {
+            len -= len % cmss;
+        }
         let fin = want_fin && self.snd_nxt + len == data_end;
         if len == 0 && !fin {
             self.arm_persist_if_needed(config, now);
@@ -2117,11 +2147,17 @@ impl Connection {
         config: &TcpConfig,
     ) -> Segment {
         let mut header = self.header(TcpFlags::ACK, seq, now);
-        // Options may have grown (SACK blocks): keep the segment in the MSS.
+        // Options may have grown (SACK blocks): keep each frame in the MSS.
         let room = u32::from(self.mss)
             .saturating_sub(header.options.buffer_len() as u32)
             .max(1);
-        let len = len.min(room);
+        let len = if len > room && config.gso_max > room {
+            len.min(config.gso_max - config.gso_max % room)
+        } else {
+            len.min(room)
+        };
+        // `room` <= the MSS, a u16.
+        let segment_size = room as u16;
         let data_end = self.snd_una + self.send_buffer.len() as u32;
         let fin = want_fin && seq + len == data_end;
         if fin {
@@ -2157,7 +2193,7 @@ impl Connection {
         }
         self.last_tx_ms = millis(now);
         let offset = seq - self.snd_una;
-        self.segment(header, offset, len, retransmission)
+        self.segment(header, offset, len, segment_size, retransmission)
     }
 
     /// A header from us at `seq` carrying our ACK, window and options; marks
@@ -2194,6 +2230,7 @@ impl Connection {
         mut header: TcpHeader,
         payload_offset: u32,
         payload_len: u32,
+        segment_size: u16,
         retransmission: bool,
     ) -> Segment {
         if header.flags.contains(TcpFlags::ACK) {
@@ -2206,6 +2243,7 @@ impl Connection {
             header,
             payload_offset,
             payload_len,
+            segment_size,
             retransmission,
         }
     }

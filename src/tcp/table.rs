@@ -114,6 +114,10 @@ pub struct Outgoing<'a> {
     pub header: &'a TcpHeader,
     /// The payload, in two parts (the send buffer is a ring).
     pub payload: (&'a [u8], &'a [u8]),
+    /// The payload of each frame when the payload is larger than one frame
+    /// may carry ([`Segment::segment_size`]): the port's TSO or the stack
+    /// cuts it there. 0 for a segment that is one frame whatever its size.
+    pub segment_size: u16,
 }
 
 /// What became of a segment handed to [`TcpTable::input`].
@@ -523,6 +527,7 @@ impl TcpTable {
                     peer_mac: slot.peer_mac,
                     header: &reset,
                     payload: (&[], &[]),
+                    segment_size: 0,
                 });
             }
         }
@@ -558,6 +563,7 @@ impl TcpTable {
                     peer_mac,
                     header: &reset,
                     payload: (&[], &[]),
+                    segment_size: 0,
                 });
             }
         };
@@ -629,6 +635,7 @@ impl TcpTable {
                 peer_mac,
                 header: &syn_ack,
                 payload: (&[], &[]),
+                segment_size: 0,
             });
             return;
         }
@@ -1040,6 +1047,7 @@ impl TcpTable {
                 peer_mac: slot.peer_mac,
                 header: &ack,
                 payload: (&[], &[]),
+                segment_size: 0,
             });
         }
         if answer.reset {
@@ -1286,7 +1294,12 @@ impl TcpTable {
                 retransmission,
                 ..
             } = segment;
-            counters.tcp_tx_segments.inc();
+            // Segments on the wire: an offloaded one is cut into this many.
+            let frames = match segment.segment_size {
+                0 => 1,
+                size => segment.payload_len.div_ceil(u32::from(size)).max(1),
+            };
+            counters.tcp_tx_segments.add(u64::from(frames));
             if retransmission {
                 counters.tcp_retransmits.inc();
             }
@@ -1298,6 +1311,7 @@ impl TcpTable {
                 peer_mac: slot.peer_mac,
                 header: &header,
                 payload: slot.conn.segment_payload(&segment),
+                segment_size: segment.segment_size,
             });
         }
     }

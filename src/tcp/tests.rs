@@ -376,6 +376,95 @@ fn sending_respects_mss_and_the_initial_window_and_grows_on_acks() {
     assert!(f.conn.srtt_ns().is_some(), "an RTT sample was taken");
 }
 
+/// An ESTABLISHED connection as [`Fixture::established`], with segmentation
+/// offload of up to `gso_max` bytes a segment.
+fn established_with_gso(gso_max: u32) -> Fixture {
+    let config = TcpConfig {
+        gso_max,
+        ..config()
+    };
+    let mut f = Fixture::accepted_with(peer_syn(), config);
+    f.transmit_one();
+    f.input(f.ack_from_peer(0, 0), b"");
+    assert_eq!(f.conn.state(), State::Established);
+    f
+}
+
+#[test]
+fn with_segmentation_offload_the_window_leaves_as_one_segment_of_whole_msses() {
+    let mut f = established_with_gso(crate::tcp::connection::GSO_MAX_BYTES);
+    // The first timer is then the RTO, not a tail loss probe.
+    f.config.tail_loss_probe = false;
+    let data = vec![0x5a; 100_000];
+    assert_eq!(f.conn.send(&data, &mut f.pool).unwrap(), 64 * 1024);
+    let mss = u32::from(f.conn.mss()) - 12;
+    // The initial window (10 MSS) in one segment cut at the MSS.
+    let burst = f.transmit();
+    assert_eq!(burst.len(), 1, "{burst:?}");
+    let (segment, payload) = &burst[0];
+    assert_eq!(segment.payload_len, 10 * mss);
+    assert_eq!(payload.len(), 10 * mss as usize);
+    assert_eq!(u32::from(segment.segment_size), mss);
+    assert_eq!(rel_seq(segment), 0);
+    assert!(
+        !segment.header.flags.contains(TcpFlags::PSH),
+        "more data waits"
+    );
+    // One ACK for five MSS: slow start opens 7 more (as one MSS at a time,
+    // above): one segment of 7 MSS.
+    f.now = 10 * MS;
+    f.input(f.ack_from_peer(0, 5 * mss), b"");
+    let more = f.transmit();
+    assert_eq!(more.len(), 1, "{more:?}");
+    assert_eq!(more[0].0.payload_len, 7 * mss);
+    assert_eq!(rel_seq(&more[0].0), 10 * mss);
+
+    // The retransmission after a timeout is one MSS (the window is one).
+    let at = f.conn.poll_timeout().expect("the RTO is armed");
+    f.advance_to(at);
+    let resent = f.transmit();
+    assert!(!resent.is_empty());
+    assert!(resent[0].0.retransmission);
+    assert_eq!(resent[0].0.payload_len, mss);
+    assert_eq!(rel_seq(&resent[0].0), 5 * mss);
+}
+
+#[test]
+fn with_segmentation_offload_a_runt_goes_only_at_the_end_of_the_data() {
+    let mut f = established_with_gso(crate::tcp::connection::GSO_MAX_BYTES);
+    let mss = u32::from(f.conn.mss()) - 12;
+    // 3.5 MSS queued: all of it at once, the last frame short, with PSH.
+    let data = vec![7u8; (3 * mss + mss / 2) as usize];
+    f.conn.send(&data, &mut f.pool).unwrap();
+    let out = f.transmit();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].0.payload_len, 3 * mss + mss / 2);
+    assert!(out[0].0.header.flags.contains(TcpFlags::PSH));
+    // A window that ends mid-MSS: whole MSSes only while more data waits.
+    let mut f = established_with_gso(crate::tcp::connection::GSO_MAX_BYTES);
+    f.input(
+        TcpHeader {
+            window: ((2 * mss + mss / 2) >> 7) as u16 + 1,
+            ..f.ack_from_peer(0, 0)
+        },
+        b"",
+    );
+    let data = vec![7u8; 10 * mss as usize];
+    f.conn.send(&data, &mut f.pool).unwrap();
+    let out = f.transmit();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(
+        out[0].0.payload_len,
+        2 * mss,
+        "cut at the MSS below the window"
+    );
+    // Without the offload, the same connection sends one MSS a segment.
+    let mut f = established_with_gso(0);
+    f.conn.send(&data, &mut f.pool).unwrap();
+    let out = f.transmit();
+    assert!(out.iter().all(|(s, _)| s.payload_len == mss), "{out:?}");
+}
+
 #[test]
 fn unacknowledged_data_is_retransmitted_with_backoff_then_reset() {
     let mut cfg = config();

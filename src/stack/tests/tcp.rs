@@ -1026,3 +1026,130 @@ fn a_large_tables_burst_is_looked_up_ahead_and_then_served_unchanged() {
         .collect();
     assert_eq!(echoes, expected, "each connection echoed, in order");
 }
+
+/// A stack with echo on port 7 whose connections send segments of up to
+/// 64 KiB (as the runtime sets them up).
+fn echo_with_gso() -> (Stack, Arc<WorkerCounters>) {
+    let counters = Arc::new(WorkerCounters::default());
+    let tcp = TcpSetup {
+        table: TableConfig {
+            tcp: crate::tcp::connection::TcpConfig {
+                gso_max: crate::tcp::connection::GSO_MAX_BYTES,
+                ..crate::tcp::connection::TcpConfig::default()
+            },
+            ..TableConfig::default()
+        },
+        secret_key: [7; 32],
+        ..TcpSetup::default()
+    };
+    let stack = Stack::new(
+        OUR_IFACE,
+        Arc::new(RuleTable::compile(
+            &[tcp_rule("echo", 7, Action::Service(ServiceId::ECHO))],
+            DefaultAction::Drop,
+        )),
+        crate::neighbour::NeighbourMailboxes::new(1).cache_for(0),
+        counters.clone(),
+        false,
+        tcp,
+    );
+    (stack, counters)
+}
+
+/// What a NIC's TSO makes of `frame` (IPv4 with a 20-byte header, TCP
+/// whose checksum field holds the pseudo-header sum without the length):
+/// frames of `size` payload bytes with the headers copied, the sequence
+/// number advanced, FIN and PSH kept for the last only, IPv4 length and
+/// both checksums filled in. Written from DPDK's and the datasheets'
+/// description, independently of the stack's own cutting.
+fn nic_segments(frame: &[u8], size: usize) -> Vec<Vec<u8>> {
+    let ip_at = ETHERNET_HEADER_LEN;
+    let tcp_at = ip_at + IPV4_HEADER_LEN;
+    let tcp_header_len = usize::from(frame[tcp_at + 12] >> 4) * 4;
+    let data_at = tcp_at + tcp_header_len;
+    let payload = &frame[data_at..];
+    let seq = u32::from_be_bytes(frame[tcp_at + 4..tcp_at + 8].try_into().unwrap());
+    let chunks: Vec<&[u8]> = payload.chunks(size).collect();
+    let mut out = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let mut f = frame[..data_at].to_vec();
+        f.extend_from_slice(chunk);
+        let total = (IPV4_HEADER_LEN + tcp_header_len + chunk.len()) as u16;
+        f[ip_at + 2..ip_at + 4].copy_from_slice(&total.to_be_bytes());
+        let s = seq.wrapping_add((i * size) as u32);
+        f[tcp_at + 4..tcp_at + 8].copy_from_slice(&s.to_be_bytes());
+        if i + 1 < chunks.len() {
+            f[tcp_at + 13] &= !(TcpFlags::FIN.0 | TcpFlags::PSH.0);
+        }
+        let tcp_len = u32::from(total) - IPV4_HEADER_LEN as u32;
+        let sum = checksum::pseudo_header(OUR_IP, PEER_IP, IpProtocol::Tcp, tcp_len);
+        f[tcp_at + 16..tcp_at + 18].copy_from_slice(&sum.to_be_bytes());
+        nic_fills_checksums(&mut f, true, 16);
+        out.push(f);
+    }
+    out
+}
+
+#[test]
+fn a_large_segment_goes_as_one_tso_frame_or_as_the_same_frames_cut_by_the_stack() {
+    let request: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut runs = Vec::new();
+    for tso in [false, true] {
+        let (mut stack, counters) = echo_with_gso();
+        let our = established(&mut stack, 40000, 7);
+        let mut egress = CollectEgress {
+            tx_checksum: if tso {
+                TxChecksum::Full
+            } else {
+                TxChecksum::Software
+            },
+            large: tso,
+            ..CollectEgress::default()
+        };
+        let header = segment(7, TcpFlags::ACK | TcpFlags::PSH, 1001, our);
+        let frame = tcp_frame(ENDS, &header, &request);
+        let before = counters.tcp_tx_segments.get();
+        stack.dispose_of(HeapBuf::from_slice(&frame), 0, &mut egress);
+        stack.end_burst(0, &mut egress);
+        let frames: Vec<Vec<u8>> = egress.frames.iter().map(|f| f.data().to_vec()).collect();
+        let wire = if tso {
+            // The initial window, 10 MSS of 1460 (no timestamps on this
+            // connection), in one frame the NIC cuts.
+            assert_eq!(frames.len(), 1, "one TSO frame");
+            let f = &frames[0];
+            let ip = Ipv4Packet::new_unchecked(&f[ETHERNET_HEADER_LEN..]);
+            assert_eq!(usize::from(ip.total_len()), 40 + 10 * 1460);
+            assert_eq!(ip.checksum(), 0, "left to the NIC");
+            let tcp = TcpPacket::new_unchecked(ip.payload());
+            assert_eq!(
+                tcp.checksum(),
+                checksum::pseudo_header(OUR_IP, PEER_IP, IpProtocol::Tcp, 0),
+                "the pseudo-header sum without the length, as TSO wants it"
+            );
+            nic_segments(f, 1460)
+        } else {
+            frames
+        };
+        assert_eq!(wire.len(), 10, "the initial window, 10 MSS");
+        assert_eq!(
+            counters.tcp_tx_segments.get() - before,
+            10,
+            "segments counted as they go on the wire"
+        );
+        let mut echoed = Vec::new();
+        for (i, f) in wire.iter().enumerate() {
+            check_reply_ip(f, IpProtocol::Tcp);
+            let (h, payload) = parse_tcp_frame(f).expect("a valid frame");
+            assert_eq!(h.seq, our.wrapping_add(echoed.len() as u32));
+            assert_eq!(payload.len(), 1460, "frame {i}");
+            assert!(!h.flags.contains(TcpFlags::PSH), "more data follows");
+            echoed.extend_from_slice(&payload);
+        }
+        assert_eq!(echoed[..], request[..echoed.len()]);
+        runs.push(wire);
+    }
+    assert_eq!(
+        runs[0], runs[1],
+        "the stack's cutting and the NIC's make the same frames"
+    );
+}
