@@ -25,8 +25,11 @@ use shardnet::config::{Action, DefaultAction, ServiceId};
 use shardnet::port::heap::HeapBuf;
 use shardnet::port::{PacketBuf, TxChecksum};
 use shardnet::stack::Interface;
+use shardnet::stack::TcpSetup;
+use shardnet::tcp::connection::GSO_MAX_BYTES;
 use shardnet::testing::{
-    lone_stack, tcp_frame, tcp_rule, udp_frame, udp_rule, CollectEgress, Endpoints,
+    lone_stack, lone_stack_with_tcp, tcp_frame, tcp_rule, udp_frame, udp_rule, CollectEgress,
+    Endpoints,
 };
 use shardnet::wire::{
     EthernetAddress, Ipv4Packet, TcpFlags, TcpHeader, TcpOptions, TcpPacket, ETHERNET_HEADER_LEN,
@@ -47,11 +50,21 @@ fn request(i: u16) -> Vec<u8> {
     udp_frame(ends, 10_000 + i, 7, &[0x5a; 18])
 }
 
-const USAGE: &str = "usage: stack_replay PACKETS [udp|tcp] [software|offload]";
+const USAGE: &str =
+    "usage: stack_replay PACKETS [udp|tcp] [software|offload] | stack_replay ROUNDS bulk [mss|gso|tso]";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let packets: u64 = args.get(1).and_then(|a| a.parse().ok()).expect(USAGE);
+    if args.get(2).map(String::as_str) == Some("bulk") {
+        let sending = match args.get(3).map(String::as_str) {
+            None | Some("mss") => Sending::Mss,
+            Some("gso") => Sending::Gso,
+            Some("tso") => Sending::Tso,
+            Some(_) => panic!("{USAGE}"),
+        };
+        return bulk(packets, sending);
+    }
     let tx_checksum = match args.get(3).map(String::as_str) {
         None | Some("software") => TxChecksum::Software,
         Some("offload") => TxChecksum::Full,
@@ -150,6 +163,129 @@ fn tcp(packets: u64, tx_checksum: TxChecksum) {
     println!(
         "{{\"packets\": {packets}, \"seconds\": {:.6}, \"echoed\": {echoed}}}",
         elapsed.as_secs_f64()
+    );
+}
+
+/// How the stack's segments leave in `bulk`.
+#[derive(Clone, Copy, PartialEq)]
+enum Sending {
+    /// One MSS a segment (`gso_max` 0), software checksums.
+    Mss,
+    /// Up to 64 KiB a segment, cut by the stack, software checksums: the
+    /// runtime's setting on a port without TSO.
+    Gso,
+    /// Up to 64 KiB a segment in one large buffer with the checksums and
+    /// the cutting left to the NIC (TSO).
+    Tso,
+}
+
+/// Bulk echo over one connection: each round the peer sends 64,240 bytes
+/// (44 segments of 1460, one RX burst), the echo service sends them back,
+/// and the peer acknowledges all it got in one ACK (a burst of its own).
+/// Counts the stack's instructions per byte both ways; what `Sending`
+/// changes is the sending half.
+fn bulk(rounds: u64, sending: Sending) {
+    const MSS: usize = 1460;
+    const PER_ROUND: usize = 44;
+    let ends = Endpoints {
+        src_mac: EthernetAddress([2, 0, 0, 0, 1, 1]),
+        dst_mac: OUR_MAC,
+        src_ip: Ipv4Addr::new(198, 18, 1, 1),
+        dst_ip: OUR_IP,
+    };
+    let iface = Interface {
+        mac: OUR_MAC,
+        ip: OUR_IP,
+        prefix_len: 16,
+    };
+    let echo = tcp_rule("echo", 7, Action::Service(ServiceId::ECHO));
+    let mut tcp = TcpSetup::default();
+    if sending != Sending::Mss {
+        tcp.table.tcp.gso_max = GSO_MAX_BYTES;
+    }
+    let (mut stack, counters) =
+        lone_stack_with_tcp(iface, &[echo], DefaultAction::Drop, false, tcp);
+    let mut egress = CollectEgress {
+        tx_checksum: if sending == Sending::Tso {
+            TxChecksum::Full
+        } else {
+            TxChecksum::Software
+        },
+        large: sending == Sending::Tso,
+        ..CollectEgress::default()
+    };
+    // Window scaling: the peer's 65535 means 8 MiB, never the limit.
+    let mut syn = segment(TcpFlags::SYN, 1000, 0);
+    syn.options.mss = Some(MSS as u16);
+    syn.options.window_scale = Some(7);
+    stack.process(
+        HeapBuf::from_slice(&tcp_frame(ends, &syn, b"")),
+        0,
+        &mut egress,
+    );
+    let syn_ack = egress.frames.pop().expect("a SYN-ACK");
+    let (mut ours, _) = stack_end(syn_ack.data());
+    let mut seq = 1001u32;
+    let payload = [0x5au8; MSS];
+    let frames: Vec<Vec<u8>> = (0..PER_ROUND)
+        .map(|_| tcp_frame(ends, &segment(TcpFlags::ACK, 0, 0), &payload))
+        .collect();
+    let mut echoed = 0u64;
+    let mut now = 0u64;
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        // The peer's data: the same frames with this round's numbers (as a
+        // NIC writes a frame into an mbuf), one burst.
+        stack.begin_burst();
+        for frame in &frames {
+            let mut buf = HeapBuf::from_slice(frame);
+            let tcp_at = ETHERNET_HEADER_LEN + 20;
+            let data = buf.data_mut();
+            data[tcp_at + 4..tcp_at + 8].copy_from_slice(&seq.to_be_bytes());
+            data[tcp_at + 8..tcp_at + 12].copy_from_slice(&ours.to_be_bytes());
+            let mut tcp = TcpPacket::new_unchecked(&mut data[tcp_at..]);
+            tcp.fill_checksum(ends.src_ip, OUR_IP);
+            seq = seq.wrapping_add(MSS as u32);
+            stack.process(buf, now, &mut egress);
+        }
+        stack.end_burst(now, &mut egress);
+        // Then its ACK of all that came back, until the round is echoed.
+        for _ in 0..64 {
+            if egress.frames.is_empty() {
+                break;
+            }
+            let out = std::mem::take(&mut egress.frames);
+            for f in out {
+                let (end, len) = stack_end(f.data());
+                if end.wrapping_sub(ours) as i32 > 0 {
+                    ours = end;
+                }
+                echoed += len as u64;
+                egress.recycle(f);
+            }
+            now += 100_000;
+            stack.begin_burst();
+            stack.process(
+                HeapBuf::from_slice(&tcp_frame(ends, &segment(TcpFlags::ACK, seq, ours), b"")),
+                now,
+                &mut egress,
+            );
+            stack.end_burst(now, &mut egress);
+        }
+        now += 100_000;
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(
+        echoed,
+        rounds * (PER_ROUND * MSS) as u64,
+        "every byte echoed"
+    );
+    assert_eq!(counters.tcp_retransmits.get(), 0);
+    println!(
+        "{{\"rounds\": {rounds}, \"seconds\": {:.6}, \"echoed\": {echoed}, \"frames_out\": {}, \"tso_segments\": {}}}",
+        elapsed.as_secs_f64(),
+        counters.tcp_tx_segments.get(),
+        counters.tcp_tso_segments.get()
     );
 }
 

@@ -377,6 +377,12 @@ worker_counters! {
     tcp_rx_segments { metric: "shardnet_tcp_segments_total" / "rx", json: "tcp.rx_segments", }
     /// TCP segments sent.
     tcp_tx_segments { metric: "shardnet_tcp_segments_total" / "tx", json: "tcp.tx_segments", }
+    /// TCP segments of several frames handed to the NIC to cut (TSO); their
+    /// frames count in `tcp_tx_segments`.
+    tcp_tso_segments {
+        metric: "shardnet_tcp_tso_segments_total",
+        json: "tcp.tso_segments",
+    }
     /// Packets queued towards the kernel's exception port (drops while its
     /// queue is full are counted under `kernel_queue_full` instead).
     // /metrics counts the exception port at the relay instead.
@@ -552,6 +558,7 @@ mod tests {
                 "tcp.syn_cookies_accepted",
                 "tcp.rx_segments",
                 "tcp.tx_segments",
+                "tcp.tso_segments",
                 "to_kernel",
                 "from_kernel",
                 "steered_out",

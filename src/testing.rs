@@ -131,6 +131,21 @@ pub fn lone_stack(
     default: DefaultAction,
     record_flows: bool,
 ) -> (Stack, Arc<WorkerCounters>) {
+    let tcp = TcpSetup {
+        secret_key: [7; 32],
+        ..TcpSetup::default()
+    };
+    lone_stack_with_tcp(iface, rules, default, record_flows, tcp)
+}
+
+/// As [`lone_stack`], with the TCP setup `tcp`.
+pub fn lone_stack_with_tcp(
+    iface: Interface,
+    rules: &[Rule],
+    default: DefaultAction,
+    record_flows: bool,
+    tcp: TcpSetup,
+) -> (Stack, Arc<WorkerCounters>) {
     let counters = Arc::new(WorkerCounters::default());
     let stack = Stack::new(
         iface,
@@ -138,10 +153,7 @@ pub fn lone_stack(
         NeighbourMailboxes::new(1).cache_for(0),
         counters.clone(),
         record_flows,
-        TcpSetup {
-            secret_key: [7; 32],
-            ..TcpSetup::default()
-        },
+        tcp,
     );
     (stack, counters)
 }
@@ -207,13 +219,35 @@ pub struct CollectEgress {
     /// does (the heap buffers ignore the segmentation request: the frame
     /// stays as the NIC would get it).
     pub large: bool,
+    /// Buffers to hand out again before allocating (a benchmark gives the
+    /// frames it read back, as a port's pool gets its mbufs back): with
+    /// room for 2048 bytes, or 65,407 for [`Egress::alloc_large`].
+    pub spare: Vec<HeapBuf>,
+}
+
+impl CollectEgress {
+    /// Keep `frame`'s buffer for a later allocation.
+    pub fn recycle(&mut self, frame: HeapBuf) {
+        self.spare.push(frame);
+    }
+
+    fn take_spare(&mut self, room: usize) -> Option<HeapBuf> {
+        use crate::port::PacketBuf;
+        let at = self.spare.iter().rposition(|b| b.capacity() == room)?;
+        let mut buf = self.spare.swap_remove(at);
+        buf.set_len(0);
+        Some(buf)
+    }
 }
 
 impl Egress for CollectEgress {
     type Buf = HeapBuf;
 
     fn alloc(&mut self) -> Option<HeapBuf> {
-        Some(HeapBuf::with_room(2048))
+        Some(
+            self.take_spare(2048)
+                .unwrap_or_else(|| HeapBuf::with_room(2048)),
+        )
     }
 
     fn send(&mut self, frame: HeapBuf) {
@@ -229,7 +263,13 @@ impl Egress for CollectEgress {
     }
 
     fn alloc_large(&mut self) -> Option<HeapBuf> {
-        self.large.then(|| HeapBuf::with_room(65_407))
+        if !self.large {
+            return None;
+        }
+        Some(
+            self.take_spare(65_407)
+                .unwrap_or_else(|| HeapBuf::with_room(65_407)),
+        )
     }
 }
 

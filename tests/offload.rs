@@ -9,6 +9,12 @@
 //! (the start log says "TX checksum offload: ipv4 udp tcp") and
 //! `"software"` (it says "none (software)").
 //!
+//! TCP segmentation offload goes with the first: net_tap reports TSO, so
+//! the 4 MiB echo leaves in segments of up to 64 KiB that the PMD cuts
+//! (`shardnet_tcp_tso_segments_total` > 0); under `"software"` the stack
+//! cuts them itself (0 there). The kernel's TCP checksum and in-order
+//! delivery of the cut frames are what is checked.
+//!
 //! `net_tap` has no hardware: its TX path fills the requested checksums in
 //! software (`tap_tx_l4_cksum`), so this checks that shardnet asks
 //! correctly (flags, header lengths, pseudo-header sums), not any speed-up.
@@ -28,7 +34,7 @@ const KERNEL_IP: &str = "198.18.43.1";
 /// The stack's address.
 const STACK_IP: &str = "198.18.43.2";
 
-fn config(tap: &str, tx_checksum: &str) -> String {
+fn config(tap: &str, tx_checksum: &str, mss: u16) -> String {
     format!(
         r#"[dataplane]
 backend = "dpdk"
@@ -45,6 +51,9 @@ tx_checksum = "{tx_checksum}"
 [interface]
 address = "{STACK_IP}/24"
 mac = "auto"
+
+[tcp]
+mss = {mss}
 
 [[rule]]
 name = "echo"
@@ -66,25 +75,35 @@ service = "reverse"
 
 [default]
 action = "drop"
+
+[metrics]
+listen = "127.0.0.1:{METRICS_PORT}"
 "#
     )
 }
 
-/// The peer's exchange: a 64 KiB TCP echo, 20 UDP echoes and 20 reversed
-/// datagrams, each compared byte for byte; prints "ok".
+/// The control endpoint, in the DUT's namespace.
+const METRICS_PORT: u16 = 19493;
+
+/// The peer's exchange: a 4 MiB TCP echo (written by a thread while the
+/// main one reads), 20 UDP echoes and 20 reversed datagrams, each compared
+/// byte for byte; prints "ok".
 const PEER: &str = r#"
-import os, socket, sys
+import os, socket, sys, threading
 dut = sys.argv[1]
-data = os.urandom(65536)
+data = os.urandom(4 << 20)
 s = socket.create_connection((dut, 7), timeout=10)
-s.sendall(data)
-back = b""
+writer = threading.Thread(target=s.sendall, args=(data,))
+writer.start()
+back = bytearray()
 while len(back) < len(data):
-    chunk = s.recv(65536)
+    chunk = s.recv(1 << 20)
     if not chunk:
         break
     back += chunk
+writer.join()
 s.close()
+back = bytes(back)
 assert back == data, f"TCP echo: {len(back)} of {len(data)} bytes, equal={back == data[:len(back)]}"
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 u.settimeout(2)
@@ -131,12 +150,29 @@ fn nstat(lab: &Lab, names: &[&str]) -> Vec<(String, u64)> {
         .collect()
 }
 
-fn run(tx_checksum: &str, log_says: &str) {
+/// What becomes of TSO in a run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Tso {
+    /// Off: the stack cuts every segment.
+    Off,
+    /// On, and the PMD cuts the segments.
+    Works,
+    /// On, but the PMD refuses the segments (DPDK 22.11's net_tap compares
+    /// each cut frame, Ethernet header included, with the MTU, so a full
+    /// 1460-byte MSS fails): the queue gives TSO up after a few and the
+    /// stack cuts.
+    GivesUp,
+}
+
+/// Run the exchange with `[dpdk] tx_checksum = tx_checksum` and `[tcp] mss
+/// = mss`; the start log must say `log_says` of the checksums; `tso` says
+/// what TSO must do.
+fn run(tx_checksum: &str, log_says: &str, mss: u16, tso: Tso) {
     let lab = Lab::with_prefix("ofl");
     let tap = format!("{}t", lab.dut_if);
     let kernel_cidr = format!("{KERNEL_IP}/24");
     let program = example("async_udp");
-    let mut app = lab.start_program(&program, "async_udp", &config(&tap, tx_checksum));
+    let mut app = lab.start_program(&program, "async_udp", &config(&tap, tx_checksum, mss));
     // Wait (bounded) for the TAP, then give the kernel its end.
     let start = Instant::now();
     loop {
@@ -192,6 +228,47 @@ fn run(tx_checksum: &str, log_says: &str) {
         log.contains(&format!("TX checksum offload: {log_says}")),
         "the start log should say \"TX checksum offload: {log_says}\":\n{log}"
     );
+    assert_eq!(
+        log.contains("TCP segmentation offload (TSO): on"),
+        tso != Tso::Off,
+        "TSO on exactly when the checksums are offloaded (net_tap has it):\n{log}"
+    );
+    assert_eq!(
+        log.contains("TSO off on this queue"),
+        tso == Tso::GivesUp,
+        "the queue gives TSO up only where the PMD refuses it:\n{log}"
+    );
+    let url = format!("http://127.0.0.1:{METRICS_PORT}/metrics");
+    let scrape = lab.dut(&["curl", "-sf", "--max-time", "5", &url]);
+    assert!(scrape.status.success(), "cannot scrape {url}");
+    let text = String::from_utf8_lossy(&scrape.stdout).into_owned();
+    let tso_segments = common::metric_sum(&text, "shardnet_tcp_tso_segments_total", &[]);
+    let tx_segments =
+        common::metric_sum(&text, "shardnet_tcp_segments_total", &["direction=\"tx\""]);
+    let retransmits = common::metric_sum(&text, "shardnet_tcp_retransmits_total", &[]);
+    let tx_full = common::metric_sum(&text, "shardnet_drops_total", &["reason=\"tx_full\""]);
+    eprintln!(
+        "{tx_checksum}, mss {mss}: {tso_segments} TSO segments, {tx_segments} segments sent, \
+         {retransmits} retransmitted, {tx_full} tx_full drops"
+    );
+    // 4 MiB in frames of at most `mss` bytes, each counted once.
+    let frames = f64::from((4u32 << 20).div_ceil(u32::from(mss) - 12));
+    assert!(tx_segments >= frames, "{tx_segments} frames counted");
+    match tso {
+        Tso::Off => assert_eq!(tso_segments, 0.0),
+        Tso::Works => {
+            // Segments of up to 64 KiB: most of 4 MiB offloaded, none
+            // refused, so nothing resent.
+            assert!(tso_segments >= 16.0, "{tso_segments} TSO segments");
+            assert_eq!(tx_full, 0.0);
+            assert!(retransmits < frames / 10.0, "{retransmits} retransmissions");
+        }
+        Tso::GivesUp => {
+            // The refused segments were counted and resent; then the stack cut.
+            assert!((1.0..=4.0).contains(&tso_segments), "{tso_segments}");
+            assert!(tx_full >= tso_segments, "{tx_full} tx_full drops");
+        }
+    }
     let counters = nstat(
         &lab,
         &[
@@ -224,11 +301,18 @@ fn run(tx_checksum: &str, log_says: &str) {
 }
 
 #[test]
-fn the_kernel_accepts_what_shardnet_sends_with_tx_checksum_offload_on_net_tap() {
-    run("auto", "ipv4 udp tcp");
+fn the_kernel_accepts_what_shardnet_sends_with_tx_checksum_offload_and_tso_on_net_tap() {
+    // net_tap takes TSO frames of at most the MTU with their headers: an
+    // MSS of 1400 leaves room for them.
+    run("auto", "ipv4 udp tcp", 1400, Tso::Works);
+}
+
+#[test]
+fn a_queue_whose_pmd_refuses_tso_segments_gives_it_up_and_the_stack_cuts() {
+    run("auto", "ipv4 udp tcp", 1460, Tso::GivesUp);
 }
 
 #[test]
 fn the_kernel_accepts_what_shardnet_sends_with_software_checksums_on_net_tap() {
-    run("software", "none (software)");
+    run("software", "none (software)", 1460, Tso::Off);
 }

@@ -107,6 +107,8 @@ families! {
         "Half-open TCP connections dropped silently after their SYN-ACK retransmissions ran out.";
     TCP_RESETS: "shardnet_tcp_resets_total", Counter, ["worker", "direction"],
         "TCP resets received that closed a connection (rx) and sent (tx).";
+    TCP_TSO_SEGMENTS: "shardnet_tcp_tso_segments_total", Counter, ["worker"],
+        "TCP segments of several frames handed to the NIC to cut (TSO); their frames count in shardnet_tcp_segments_total.";
     TCP_COOKIES_SENT: "shardnet_tcp_syn_cookies_sent_total", Counter, ["worker"],
         "SYN-ACKs sent with a SYN cookie because the half-open backlog was full.";
     TCP_COOKIES_VALID: "shardnet_tcp_syn_cookies_validated_total", Counter, ["worker"],

@@ -705,6 +705,8 @@ impl DpdkPort {
                     }),
                 tx_offloads: self.tx_offloads,
                 multi_segment_drops: 0,
+                tso_proven: false,
+                tso_refused: 0,
             })
             .collect()
     }
@@ -1047,6 +1049,22 @@ pub struct DpdkQueue {
     large_pool: Option<(NonNull<rte_mempool>, Mempool)>,
     tx_offloads: TxOffloads,
     multi_segment_drops: u64,
+    /// The driver took a TSO segment: TSO works on this queue.
+    tso_proven: bool,
+    /// TSO segments the driver refused before it took any.
+    tso_refused: u8,
+}
+
+/// TSO segments a driver may refuse, before it has taken any, until the
+/// queue stops asking for TSO (the stack cuts its segments instead).
+const TSO_REFUSALS_TO_GIVE_UP: u8 = 4;
+
+/// The index of the first TSO segment of a burst (read before the driver
+/// owns the mbufs).
+#[cold]
+fn first_tso(pkts: &[Mbuf]) -> Option<usize> {
+    pkts.iter()
+        .position(|m| m.ol_flags() & dpdk_sys::RTE_MBUF_F_TX_TCP_SEG != 0)
 }
 
 // SAFETY: DPDK's burst functions on one queue id must not run on two threads
@@ -1071,6 +1089,34 @@ impl DpdkQueue {
     /// The pool this queue receives into and allocates from.
     pub fn pool(&self) -> &Mempool {
         &self.pool
+    }
+
+    /// Until the driver has taken one TSO segment: whether it took the
+    /// burst's first one (at `at`) or refused it (the first not sent). Some drivers
+    /// refuse TSO frames they report they can cut (DPDK 22.11's net_tap
+    /// compares the cut frames, Ethernet header included, with the MTU);
+    /// after [`TSO_REFUSALS_TO_GIVE_UP`] such refusals and no success the
+    /// queue gives up TSO with a warning, so that a connection's data does
+    /// not go out only as retransmissions.
+    #[cold]
+    fn check_tso(&mut self, at: usize, sent: usize) {
+        if sent > at {
+            self.tso_proven = true;
+            return;
+        }
+        if sent == at {
+            self.tso_refused += 1;
+            if self.tso_refused >= TSO_REFUSALS_TO_GIVE_UP {
+                self.large_pool = None;
+                tracing::warn!(
+                    port = self.port,
+                    queue = self.queue,
+                    "the driver refused {} TSO segments and took none: TSO off on this \
+                     queue, the stack cuts its segments (counted as tx_full drops meanwhile)",
+                    self.tso_refused
+                );
+            }
+        }
     }
 
     /// Chained (multi-segment) packets received and freed at once: shardnet
@@ -1121,6 +1167,11 @@ impl Queue for DpdkQueue {
         if n == 0 {
             return 0;
         }
+        let first_tso = if !self.tso_proven && self.large_pool.is_some() {
+            first_tso(pkts)
+        } else {
+            None
+        };
         // SAFETY: `pkts` holds n initialised Mbufs, laid out as n `struct
         // rte_mbuf *`. The driver takes ownership of the first `sent` (it frees
         // them after transmission); those slots are then dropped from the
@@ -1134,6 +1185,9 @@ impl Queue for DpdkQueue {
                 base.cast::<*mut rte_mbuf>(),
                 n as u16,
             ));
+            if let Some(at) = first_tso {
+                self.check_tso(at, sent);
+            }
             if sent > 0 {
                 ptr::copy(base.add(sent), base, n - sent);
                 pkts.set_len(n - sent);

@@ -281,6 +281,7 @@ fn emit_tcp<E: Egress>(
         return;
     }
     if let Some(buf) = egress.alloc_large() {
+        counters.tcp_tso_segments.inc();
         let header = segment.header;
         emit_frame(
             iface,

@@ -1030,7 +1030,6 @@ fn a_large_tables_burst_is_looked_up_ahead_and_then_served_unchanged() {
 /// A stack with echo on port 7 whose connections send segments of up to
 /// 64 KiB (as the runtime sets them up).
 fn echo_with_gso() -> (Stack, Arc<WorkerCounters>) {
-    let counters = Arc::new(WorkerCounters::default());
     let tcp = TcpSetup {
         table: TableConfig {
             tcp: crate::tcp::connection::TcpConfig {
@@ -1042,18 +1041,8 @@ fn echo_with_gso() -> (Stack, Arc<WorkerCounters>) {
         secret_key: [7; 32],
         ..TcpSetup::default()
     };
-    let stack = Stack::new(
-        OUR_IFACE,
-        Arc::new(RuleTable::compile(
-            &[tcp_rule("echo", 7, Action::Service(ServiceId::ECHO))],
-            DefaultAction::Drop,
-        )),
-        crate::neighbour::NeighbourMailboxes::new(1).cache_for(0),
-        counters.clone(),
-        false,
-        tcp,
-    );
-    (stack, counters)
+    let rules = [tcp_rule("echo", 7, Action::Service(ServiceId::ECHO))];
+    crate::testing::lone_stack_with_tcp(OUR_IFACE, &rules, DefaultAction::Drop, false, tcp)
 }
 
 /// What a NIC's TSO makes of `frame` (IPv4 with a 20-byte header, TCP
@@ -1136,6 +1125,7 @@ fn a_large_segment_goes_as_one_tso_frame_or_as_the_same_frames_cut_by_the_stack(
             10,
             "segments counted as they go on the wire"
         );
+        assert_eq!(counters.tcp_tso_segments.get(), u64::from(tso));
         let mut echoed = Vec::new();
         for (i, f) in wire.iter().enumerate() {
             check_reply_ip(f, IpProtocol::Tcp);
