@@ -52,6 +52,7 @@ use crate::worker::{self, Clock, ControlMessage, WorkerReport, WorkerSetup};
 #[cfg(feature = "dpdk")]
 const MEMPOOL_CACHE: u32 = 256;
 /// Large mbufs per worker for TSO segments (a power of two less one).
+#[cfg(feature = "dpdk")]
 const LARGE_MBUFS: u32 = 63;
 
 /// How long the ports stay open after the workers' last transmissions at a
