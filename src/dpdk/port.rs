@@ -670,7 +670,7 @@ impl DpdkPort {
     }
 
     /// Give queue `i` the pool `pools[i]` of large mbufs (room for a frame of
-    /// 65,407 bytes: [`LARGE_DATA_ROOM`]) for the segments the NIC cuts
+    /// 65,407 bytes: [`super::LARGE_DATA_ROOM`]) for the segments the NIC cuts
     /// (TSO). Call before [`DpdkPort::queues`]; without it, or where TSO is
     /// off, [`Queue::alloc_large`] returns `None` and the stack cuts.
     pub fn set_large_pools(&mut self, pools: Vec<Mempool>) {
