@@ -51,9 +51,6 @@ use crate::worker::{self, Clock, ControlMessage, WorkerReport, WorkerSetup};
 /// Mbufs each worker's pool keeps in its per-lcore cache.
 #[cfg(feature = "dpdk")]
 const MEMPOOL_CACHE: u32 = 256;
-/// Large mbufs per worker for TSO segments (a power of two less one).
-#[cfg(feature = "dpdk")]
-const LARGE_MBUFS: u32 = 63;
 
 /// How long the ports stay open after the workers' last transmissions at a
 /// graceful stop: the resets of open connections are in the TX rings, and a
@@ -879,6 +876,7 @@ fn warn_about_local_ports(config: &Config) {
 #[cfg(feature = "dpdk")]
 fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
     use crate::dpdk::{self, DpdkPort, Eal, Mempool, PortOptions, LARGE_DATA_ROOM};
+    use crate::port::LARGE_BUFFERS;
     let config = shared.config();
     let n = config.dataplane.workers.len();
     let mut args = dpdk::eal_arguments(
@@ -992,11 +990,11 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
         let large = (0..n)
             .map(|id| {
                 let name = format!("sn_large_{id}");
-                Mempool::with_data_room(&name, LARGE_MBUFS, 0, socket, LARGE_DATA_ROOM).or_else(
+                Mempool::with_data_room(&name, LARGE_BUFFERS, 0, socket, LARGE_DATA_ROOM).or_else(
                     |_| {
                         Mempool::with_data_room(
                             &name,
-                            LARGE_MBUFS,
+                            LARGE_BUFFERS,
                             0,
                             dpdk_sys::SOCKET_ID_ANY,
                             LARGE_DATA_ROOM,
@@ -1008,7 +1006,7 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
         port.set_large_pools(large);
         tracing::info!(
             port = config.dpdk.port,
-            "TCP segmentation offload (TSO): on, {n} x {LARGE_MBUFS} mbufs of 64 KiB"
+            "TCP segmentation offload (TSO): on, {n} x {LARGE_BUFFERS} mbufs of 64 KiB"
         );
     }
     let mac = choose_mac(&config.interface.mac, port.mac());

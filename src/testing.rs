@@ -223,6 +223,9 @@ pub struct CollectEgress {
     /// frames it read back, as a port's pool gets its mbufs back): with
     /// room for 2048 bytes, or 65,407 for [`Egress::alloc_large`].
     pub spare: Vec<HeapBuf>,
+    /// Refuse [`Egress::alloc`] once this many frames were sent, as an
+    /// exhausted pool does (`None`: never).
+    pub frames_limit: Option<usize>,
 }
 
 impl CollectEgress {
@@ -244,6 +247,12 @@ impl Egress for CollectEgress {
     type Buf = HeapBuf;
 
     fn alloc(&mut self) -> Option<HeapBuf> {
+        if self
+            .frames_limit
+            .is_some_and(|limit| self.frames.len() >= limit)
+        {
+            return None;
+        }
         Some(
             self.take_spare(2048)
                 .unwrap_or_else(|| HeapBuf::with_room(2048)),

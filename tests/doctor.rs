@@ -125,7 +125,7 @@ fn a_ready_production_host_blocks_nothing() {
         [
             "OK: 0000:3b:00.0 is bound to vfio-pci",
             "OK: IOMMU on (/sys/kernel/iommu_groups has 1)",
-            "OK: hugepages: 2048 MiB free on the NIC's NUMA node 0, the pools need about 317 MiB",
+            "OK: hugepages: 2048 MiB free on the NIC's NUMA node 0, the pools need about 340 MiB",
             "OK: worker cores 2,3,4,5,6,7 are on the NIC's NUMA node 0",
             "OK: worker cores 2,3,4,5,6,7 are in isolcpus and nohz_full",
             "OK: CPU governor of worker cores 2,3,4,5,6,7 is performance",

@@ -315,7 +315,15 @@ pub fn hugepage_need(config: &Config) -> u64 {
         // The exception port's pool (see runtime::start_dpdk_kernel).
         mbufs += workers * (config.kernel.queue_size as u64 + 1024) + 1024 + 64;
     }
-    mbufs * MBUF_BYTES + EAL_OVERHEAD_BYTES
+    // A NIC with TSO gets large mbufs for the segments it cuts: counted
+    // whenever TX offloads may be on, since whether the NIC has TSO is
+    // known only once EAL probed it.
+    let large = if config.dpdk.tx_checksum == crate::config::TxChecksumSetting::Auto {
+        workers * u64::from(crate::port::LARGE_BUFFERS) * (65_536 + 128 + 64)
+    } else {
+        0
+    };
+    mbufs * MBUF_BYTES + large + EAL_OVERHEAD_BYTES
 }
 
 fn mib(bytes: u64) -> u64 {

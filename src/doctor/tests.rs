@@ -92,7 +92,7 @@ fn dpdk_config(eal_args: &str) -> String {
 }
 
 const HUGE_OK_NODE1: &str =
-    "OK: hugepages: 2048 MiB free on the NIC's NUMA node 1, the pools need about 101 MiB";
+    "OK: hugepages: 2048 MiB free on the NIC's NUMA node 1, the pools need about 109 MiB";
 const CORES_NODE1: &str = "OK: worker cores 2,3 are on the NIC's NUMA node 1";
 const ISOLATED: &str = "OK: worker cores 2,3 are in isolcpus and nohz_full";
 const NO_CPUFREQ: &str = "OK: no CPU frequency scaling here (cpufreq absent): nothing to set";
@@ -208,8 +208,8 @@ fn hugepages_on_the_wrong_node_warn_and_none_block() {
     let config = dpdk_config("\"-a\", \"0000:3b:00.0\"");
     assert_eq!(
         fake.lines(&config)[2],
-        "WARN: hugepages: 0 MiB free on the NIC's NUMA node 1, the pools need about 101 MiB: \
-         they would be on another node, a cross-node access for every packet; fix: echo 51 > \
+        "WARN: hugepages: 0 MiB free on the NIC's NUMA node 1, the pools need about 109 MiB: \
+         they would be on another node, a cross-node access for every packet; fix: echo 55 > \
          /sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages (to last: \
          deploy/nic-setup.md, hugepages)"
     );
@@ -217,8 +217,8 @@ fn hugepages_on_the_wrong_node_warn_and_none_block() {
     let lines = fake.lines(&config);
     assert_eq!(
         lines[2],
-        "BLOCKER: hugepages: 0 MiB free (0 MiB reserved), the pools of 2 workers need about 101 \
-         MiB; fix: echo 51 > /sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages \
+        "BLOCKER: hugepages: 0 MiB free (0 MiB reserved), the pools of 2 workers need about 109 \
+         MiB; fix: echo 55 > /sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages \
          (to last: deploy/nic-setup.md, hugepages)"
     );
     let host = Host::new(fake.root());
@@ -268,7 +268,7 @@ fn mlx5_bound_to_vfio_blocks_and_mlx5_core_needs_rdma_core() {
         [
             "BLOCKER: 0000:5e:00.0 (Mellanox) needs rdma-core, but libibverbs.so.1 is not \
              installed; fix: apt-get install rdma-core ibverbs-providers libibverbs1",
-            "OK: hugepages: 2048 MiB free on the NIC's NUMA node 0, the pools need about 101 MiB",
+            "OK: hugepages: 2048 MiB free on the NIC's NUMA node 0, the pools need about 109 MiB",
             "WARN: worker cores 2,3 are not on the NIC's NUMA node 0; fix: pick [dataplane] \
              workers from node 0's CPUs (/sys/devices/system/node/node0/cpulist)",
             ISOLATED,

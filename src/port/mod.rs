@@ -21,6 +21,11 @@ use arrayvec::ArrayVec;
 /// Packets per RX and TX burst.
 pub const BURST: usize = 32;
 
+/// Large buffers (64 KiB) a queue with TSO gets for the segments the NIC
+/// cuts ([`Queue::alloc_large`]): a power of two less one, as DPDK's pools
+/// like; about 4 MiB a worker.
+pub const LARGE_BUFFERS: u32 = 63;
+
 /// A burst of packet buffers: fixed capacity, lives on the worker's stack.
 pub type Burst<B> = ArrayVec<B, BURST>;
 

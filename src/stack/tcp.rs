@@ -282,14 +282,13 @@ fn emit_tcp<E: Egress>(
     }
     if let Some(buf) = egress.alloc_large() {
         counters.tcp_tso_segments.inc();
-        let header = segment.header;
         emit_frame(
             iface,
             counters,
             egress,
             buf,
             &segment,
-            header,
+            segment.header,
             0..payload_len,
             segment.segment_size,
         );
@@ -305,7 +304,10 @@ fn emit_tcp<E: Egress>(
             header.flags = last_flags;
         }
         let Some(buf) = egress.alloc() else {
-            counters.count_drop(DropReason::NoBuffer);
+            // This frame and the rest of the segment (the connection
+            // resends them), each a drop.
+            let lost = (payload_len - offset).div_ceil(size) as u64;
+            counters.drops[DropReason::NoBuffer as usize].add(lost);
             return;
         };
         emit_frame(

@@ -1143,3 +1143,27 @@ fn a_large_segment_goes_as_one_tso_frame_or_as_the_same_frames_cut_by_the_stack(
         "the stack's cutting and the NIC's make the same frames"
     );
 }
+
+#[test]
+fn frames_a_segment_cut_by_the_stack_cannot_get_are_each_a_counted_drop() {
+    let (mut stack, counters) = echo_with_gso();
+    let our = established(&mut stack, 40000, 7);
+    let mut egress = CollectEgress {
+        frames_limit: Some(3),
+        ..CollectEgress::default()
+    };
+    let request = vec![9u8; 20_000];
+    let header = segment(7, TcpFlags::ACK | TcpFlags::PSH, 1001, our);
+    let frame = tcp_frame(ENDS, &header, &request);
+    stack.dispose_of(HeapBuf::from_slice(&frame), 0, &mut egress);
+    stack.end_burst(0, &mut egress);
+    // The initial window, 10 MSS, in one segment: 3 frames got a buffer,
+    // the other 7 are drops (the connection resends them on its timer).
+    assert_eq!(egress.frames.len(), 3);
+    assert_eq!(counters.drops_of(DropReason::NoBuffer), 7);
+    for (i, f) in egress.frames.iter().enumerate() {
+        let (h, payload) = parse_tcp_frame(f.data()).expect("a valid frame");
+        assert_eq!(h.seq, our.wrapping_add(1460 * i as u32));
+        assert_eq!(payload.len(), 1460);
+    }
+}
