@@ -2101,8 +2101,10 @@ impl Connection {
         }
         // Segmentation offload: up to `gso_max` bytes in whole MSSes; a
         // remainder only at the end of the queued data (as Linux's
-        // tcp_mss_split_point), so no runt goes out while more waits.
-        let limit = if config.gso_max > cmss {
+        // tcp_mss_split_point), so no runt goes out while more waits. Not
+        // in SACK recovery, whose window is the pipe check above, made per
+        // segment of one SMSS (RFC 6675 5 (C)).
+        let limit = if config.gso_max > cmss && !in_sack_recovery {
             config.gso_max - config.gso_max % cmss
         } else {
             cmss

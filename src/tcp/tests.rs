@@ -466,6 +466,37 @@ fn with_segmentation_offload_a_runt_goes_only_at_the_end_of_the_data() {
 }
 
 #[test]
+fn with_segmentation_offload_sack_recovery_still_sends_one_mss_at_a_time() {
+    let mut f = established_with_gso(crate::tcp::connection::GSO_MAX_BYTES);
+    let mss = u32::from(f.conn.mss()) - 12;
+    let data = vec![2u8; 40 * mss as usize];
+    f.conn.send(&data, &mut f.pool).unwrap();
+    let first = f.transmit();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].0.payload_len, 10 * mss);
+    f.now = 5 * MS;
+    // The second MSS is lost; the other eight arrive, SACKed: recovery
+    // (RFC 6675), where each segment is sent while cwnd - pipe >= 1 SMSS.
+    let base = ISS.wrapping_add(1);
+    for k in 2..10u32 {
+        let mut ack = f.ack_from_peer(0, mss);
+        ack.options.sack_blocks[0] = (base.wrapping_add(2 * mss), base.wrapping_add((k + 1) * mss));
+        ack.options.sack_count = 1;
+        f.input(ack, b"");
+    }
+    let out = f.transmit();
+    assert!(!out.is_empty());
+    assert_eq!(rel_seq(&out[0].0), mss, "the hole first: {out:?}");
+    for (segment, _) in &out {
+        assert!(
+            segment.payload_len <= mss,
+            "one MSS a segment in recovery, not {}: {out:?}",
+            segment.payload_len
+        );
+    }
+}
+
+#[test]
 fn unacknowledged_data_is_retransmitted_with_backoff_then_reset() {
     let mut cfg = config();
     cfg.max_retransmits = 3;
