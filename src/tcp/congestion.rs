@@ -401,14 +401,24 @@ impl Congestion {
     /// otherwise the idle time is taken out of CUBIC's `t` (RFC 9438
     /// section 5.8).
     pub fn on_idle_restart(&mut self, idle_ns: u64, rto_ns: u64) {
-        if idle_ns > rto_ns {
-            self.cwnd = self.cwnd.min(Self::initial_window(self.mss));
-        }
+        self.cwnd = self.cwnd_after_idle(idle_ns, rto_ns);
         if self.cwnd < self.ssthresh {
             self.in_epoch = false;
             self.ca_acked = 0;
         } else if self.in_epoch {
             self.epoch_start_ns = self.epoch_start_ns.saturating_add(idle_ns);
+        }
+    }
+
+    /// The window [`Congestion::on_idle_restart`] would leave after `idle_ns`
+    /// with nothing in flight (RFC 5681 4.1: the restart window past an
+    /// RTO), without changing anything: what a sender sizes its first
+    /// segment by before it sends.
+    pub fn cwnd_after_idle(&self, idle_ns: u64, rto_ns: u64) -> u32 {
+        if idle_ns > rto_ns {
+            self.cwnd.min(Self::initial_window(self.mss))
+        } else {
+            self.cwnd
         }
     }
 }

@@ -2085,6 +2085,14 @@ impl Connection {
         let cwnd = if in_sack_recovery {
             // The pipe check above already limits sending.
             u32::MAX
+        } else if self.snd_max == self.snd_una {
+            // Nothing in flight: the first segment is sized by the window
+            // the idle restart will leave (data_segment applies it), so
+            // that with segmentation offload it is no larger than the
+            // restart window (RFC 5681 4.1).
+            self.congestion
+                .cwnd_after_idle(self.tx_idle_ns(now), self.rtt.rto_ns(&config.rto))
+                .saturating_add(self.inflation)
         } else {
             self.congestion.cwnd().saturating_add(self.inflation)
         };
@@ -2184,9 +2192,8 @@ impl Connection {
             if self.snd_max == self.snd_una {
                 // RFC 5681 4.1: restart from the initial window after an idle
                 // period longer than the RTO.
-                let idle = u64::from(millis(now).wrapping_sub(self.last_tx_ms)) * 1_000_000;
                 self.congestion
-                    .on_idle_restart(idle, self.rtt.rto_ns(&config.rto));
+                    .on_idle_restart(self.tx_idle_ns(now), self.rtt.rto_ns(&config.rto));
             }
             self.snd_max = end;
         }
@@ -2196,6 +2203,11 @@ impl Connection {
         self.last_tx_ms = millis(now);
         let offset = seq - self.snd_una;
         self.segment(header, offset, len, segment_size, retransmission)
+    }
+
+    /// Nanoseconds since our last transmission, at `now` (ms resolution).
+    fn tx_idle_ns(&self, now: u64) -> u64 {
+        u64::from(millis(now).wrapping_sub(self.last_tx_ms)) * 1_000_000
     }
 
     /// A header from us at `seq` carrying our ACK, window and options; marks

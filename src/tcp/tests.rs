@@ -497,6 +497,43 @@ fn with_segmentation_offload_sack_recovery_still_sends_one_mss_at_a_time() {
 }
 
 #[test]
+fn with_segmentation_offload_the_first_segment_after_idle_fits_the_restart_window() {
+    let mut f = established_with_gso(crate::tcp::connection::GSO_MAX_BYTES);
+    let mss = u32::from(f.conn.mss()) - 12;
+    // Two rounds of slow start take the window past the initial 10 MSS.
+    let mut acked = 0;
+    for round in 0..2u64 {
+        f.conn
+            .send(&vec![1u8; 12 * mss as usize], &mut f.pool)
+            .unwrap();
+        let out = f.transmit();
+        acked += out.iter().map(|(s, _)| s.payload_len).sum::<u32>();
+        f.now = (round + 1) * 10 * MS;
+        f.input(f.ack_from_peer(0, acked), b"");
+    }
+    // What the window held back goes, and is acknowledged: nothing in
+    // flight.
+    acked += f.transmit().iter().map(|(s, _)| s.payload_len).sum::<u32>();
+    f.now += 10 * MS;
+    f.input(f.ack_from_peer(0, acked), b"");
+    assert!(f.transmit().is_empty());
+    assert_eq!(acked, 24 * mss);
+    assert!(
+        f.conn.cwnd() > 10 * mss,
+        "cwnd {} grew past IW",
+        f.conn.cwnd()
+    );
+    // Idle for longer than the RTO: the next segment is the restart window.
+    f.now += 5_000 * MS;
+    f.conn
+        .send(&vec![1u8; 40 * mss as usize], &mut f.pool)
+        .unwrap();
+    let out = f.transmit();
+    assert_eq!(out[0].0.payload_len, 10 * mss, "{out:?}");
+    assert!(out.iter().map(|(s, _)| s.payload_len).sum::<u32>() <= 10 * mss);
+}
+
+#[test]
 fn unacknowledged_data_is_retransmitted_with_backoff_then_reset() {
     let mut cfg = config();
     cfg.max_retransmits = 3;
