@@ -1301,7 +1301,10 @@ impl TcpTable {
             };
             counters.tcp_tx_segments.add(u64::from(frames));
             if retransmission {
-                counters.tcp_retransmits.inc();
+                // Each frame, as the retransmission ratio compares them
+                // with the frames sent (go-back-N after a timeout may resend
+                // several MSS in one segment).
+                counters.tcp_retransmits.add(u64::from(frames));
             }
             if header.flags.contains(TcpFlags::RST) {
                 counters.tcp_resets_tx.inc();
