@@ -14,7 +14,7 @@ use super::buffer::BufferPool;
 use super::connection::{Connection, Events, State, TcpConfig};
 use super::ratelimit::AckLimiter;
 use super::{FourTuple, Seq};
-use crate::wire::{TcpHeader, TcpPacket};
+use crate::wire::{TcpFlags, TcpHeader, TcpPacket};
 
 const A_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const B_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -133,6 +133,8 @@ pub(crate) struct Outcome {
     pub timeouts: u64,
     /// Tail loss probes of both ends.
     pub probes: u64,
+    /// Segments of several frames (segmentation offload).
+    pub cut_segments: u64,
 }
 
 fn encode(header: &TcpHeader, payload: (&[u8], &[u8]), src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
@@ -190,6 +192,7 @@ pub(crate) fn run(
         dropped: 0,
         timeouts: 0,
         probes: 0,
+        cut_segments: 0,
     };
     let limit_ns = 3_600_000 * MS; // one simulated hour
     let fail = |why: String| -> ! {
@@ -242,13 +245,6 @@ pub(crate) fn run(
         for end in [Some(&mut a), b.as_mut()].into_iter().flatten() {
             let to_b = end.local_ip == A_IP;
             while let Some(segment) = end.conn.poll_transmit(&config, now) {
-                let bytes = encode(
-                    &segment.header,
-                    end.conn.segment_payload(&segment),
-                    end.local_ip,
-                    end.remote_ip,
-                );
-                outcome.segments += 1;
                 if trace() {
                     let h = &segment.header;
                     eprintln!(
@@ -263,32 +259,64 @@ pub(crate) fn run(
                         h.options.sack()
                     );
                 }
-                let tail_start = a_bytes.saturating_sub(faults.tail_drop) as u32;
-                let offset = segment.header.seq.wrapping_sub((a_iss + 1).0);
-                let in_tail = to_b
-                    && faults.tail_drop > 0
-                    && segment.payload_len > 0
-                    && !segment.retransmission
-                    && offset.wrapping_add(segment.payload_len) > tail_start
-                    && offset < a_bytes as u32;
-                if in_tail || rng.chance(faults.loss) {
-                    outcome.dropped += 1;
-                    continue;
-                }
-                let copies = if rng.chance(faults.duplicate) { 2 } else { 1 };
-                for _ in 0..copies {
-                    let mut bytes = bytes.clone();
-                    if rng.chance(faults.corrupt) {
-                        let bit = rng.below(bytes.len() as u64 * 8);
-                        bytes[(bit / 8) as usize] ^= 1 << (bit % 8);
+                // A segment larger than one frame (segmentation offload)
+                // goes as the frames a NIC would cut it into, each on its
+                // own through the faults below.
+                let (first, second) = end.conn.segment_payload(&segment);
+                let payload = [first, second].concat();
+                let size = match usize::from(segment.segment_size) {
+                    0 => payload.len().max(1),
+                    size => size,
+                };
+                let frames: Vec<(TcpHeader, &[u8])> = if payload.len() <= size {
+                    vec![(segment.header, &payload[..])]
+                } else {
+                    outcome.cut_segments += 1;
+                    let count = payload.len().div_ceil(size);
+                    payload
+                        .chunks(size)
+                        .enumerate()
+                        .map(|(i, chunk)| {
+                            let mut h = segment.header;
+                            h.seq = h.seq.wrapping_add((i * size) as u32);
+                            if i + 1 < count {
+                                h.flags =
+                                    TcpFlags(h.flags.0 & !(TcpFlags::FIN.0 | TcpFlags::PSH.0));
+                            }
+                            (h, chunk)
+                        })
+                        .collect()
+                };
+                for (header, chunk) in frames {
+                    let bytes = encode(&header, (chunk, &[]), end.local_ip, end.remote_ip);
+                    outcome.segments += 1;
+                    let tail_start = a_bytes.saturating_sub(faults.tail_drop) as u32;
+                    let offset = header.seq.wrapping_sub((a_iss + 1).0);
+                    let in_tail = to_b
+                        && faults.tail_drop > 0
+                        && !chunk.is_empty()
+                        && !segment.retransmission
+                        && offset.wrapping_add(chunk.len() as u32) > tail_start
+                        && offset < a_bytes as u32;
+                    if in_tail || rng.chance(faults.loss) {
+                        outcome.dropped += 1;
+                        continue;
                     }
-                    order += 1;
-                    link.push(InFlight {
-                        at: now + faults.delay_ns + rng.below(faults.jitter_ns + 1),
-                        order,
-                        to_b,
-                        bytes,
-                    });
+                    let copies = if rng.chance(faults.duplicate) { 2 } else { 1 };
+                    for _ in 0..copies {
+                        let mut bytes = bytes.clone();
+                        if rng.chance(faults.corrupt) {
+                            let bit = rng.below(bytes.len() as u64 * 8);
+                            bytes[(bit / 8) as usize] ^= 1 << (bit % 8);
+                        }
+                        order += 1;
+                        link.push(InFlight {
+                            at: now + faults.delay_ns + rng.below(faults.jitter_ns + 1),
+                            order,
+                            to_b,
+                            bytes,
+                        });
+                    }
                 }
             }
         }
@@ -476,6 +504,62 @@ mod tests {
             }
             let out = run(seed, faults, config, 300_000, 200_000);
             assert!(out.dropped > 0);
+        }
+    }
+
+    /// Segmentation offload (segments of up to 64 KiB, cut into MSS frames
+    /// as a NIC cuts them, each frame lost, duplicated, corrupted or
+    /// reordered on its own): the same bytes arrive, both ways, over a
+    /// clean link and a faulty one, with each congestion control and
+    /// without SACK or timestamps.
+    #[test]
+    fn segmentation_offload_over_clean_and_lossy_links() {
+        let clean = Faults {
+            loss: 0.0,
+            duplicate: 0.0,
+            corrupt: 0.0,
+            delay_ns: MS,
+            jitter_ns: 0,
+            tail_drop: 0,
+        };
+        let gso = TcpConfig {
+            gso_max: crate::tcp::connection::GSO_MAX_BYTES,
+            ..TcpConfig::default()
+        };
+        let out = run(1, clean, gso, 4 << 20, 2 << 20);
+        assert!(out.sim_time_ns < 30_000 * MS, "{out:?}");
+        assert!(out.cut_segments > 100, "{out:?}");
+        let one_mss = run(1, clean, TcpConfig::default(), 4 << 20, 2 << 20);
+        assert_eq!(one_mss.cut_segments, 0);
+        assert!(
+            out.segments.abs_diff(one_mss.segments) < one_mss.segments / 10,
+            "about as many frames either way: {out:?} {one_mss:?}"
+        );
+        for seed in seeds(100..116) {
+            let faults = Faults {
+                loss: 0.05,
+                duplicate: 0.02,
+                corrupt: 0.01,
+                delay_ns: 2 * MS,
+                jitter_ns: 3 * MS,
+                tail_drop: 0,
+            };
+            let mut config = TcpConfig {
+                gso_max: crate::tcp::connection::GSO_MAX_BYTES,
+                ..small_buffers()
+            };
+            if seed % 2 == 1 {
+                config.congestion = Algorithm::NewReno;
+            }
+            if seed % 3 == 1 {
+                config.sack = false;
+            }
+            if seed % 5 == 1 {
+                config.timestamps = false;
+            }
+            let out = run(seed, faults, config, 300_000, 200_000);
+            assert!(out.dropped > 0);
+            assert!(out.cut_segments > 0, "seed {seed}: {out:?}");
         }
     }
 
