@@ -20,12 +20,13 @@
 //! change it.
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use shardnet::config::{Action, DefaultAction, ServiceId};
+use shardnet::counters::WorkerCounters;
 use shardnet::port::heap::HeapBuf;
 use shardnet::port::{PacketBuf, TxChecksum};
-use shardnet::stack::Interface;
-use shardnet::stack::TcpSetup;
+use shardnet::stack::{Interface, Stack, TcpSetup};
 use shardnet::tcp::connection::GSO_MAX_BYTES;
 use shardnet::testing::{
     lone_stack, lone_stack_with_tcp, tcp_frame, tcp_rule, udp_frame, udp_rule, CollectEgress,
@@ -105,33 +106,49 @@ fn stack_end(frame: &[u8]) -> (u32, usize) {
     (header.seq.wrapping_add((len + syn_fin) as u32), len)
 }
 
-fn tcp(packets: u64, tx_checksum: TxChecksum) {
-    let ends = Endpoints {
-        src_mac: EthernetAddress([2, 0, 0, 0, 1, 1]),
-        dst_mac: OUR_MAC,
-        src_ip: Ipv4Addr::new(198, 18, 1, 1),
-        dst_ip: OUR_IP,
-    };
+/// The TCP peer: one flow to the stack.
+const PEER: Endpoints = Endpoints {
+    src_mac: EthernetAddress([2, 0, 0, 0, 1, 1]),
+    dst_mac: OUR_MAC,
+    src_ip: Ipv4Addr::new(198, 18, 1, 1),
+    dst_ip: OUR_IP,
+};
+
+/// A stack with the TCP echo service on port 7, set up with `tcp`.
+fn echo_stack(tcp: TcpSetup) -> (Stack, Arc<WorkerCounters>) {
     let iface = Interface {
         mac: OUR_MAC,
         ip: OUR_IP,
         prefix_len: 16,
     };
     let echo = tcp_rule("echo", 7, Action::Service(ServiceId::ECHO));
-    let (mut stack, counters) = lone_stack(iface, &[echo], DefaultAction::Drop, false);
+    lone_stack_with_tcp(iface, &[echo], DefaultAction::Drop, false, tcp)
+}
+
+/// The peer's SYN (MSS 1460, and window scale 7 where `scaled`) to the
+/// echo service; returns the stack's next sequence number from its SYN-ACK.
+fn open(stack: &mut Stack, egress: &mut CollectEgress, scaled: bool) -> u32 {
+    let mut syn = segment(TcpFlags::SYN, 1000, 0);
+    syn.options.mss = Some(1460);
+    if scaled {
+        syn.options.window_scale = Some(7);
+    }
+    stack.process(HeapBuf::from_slice(&tcp_frame(PEER, &syn, b"")), 0, egress);
+    let syn_ack = egress.frames.pop().expect("a SYN-ACK");
+    stack_end(syn_ack.data()).0
+}
+
+fn tcp(packets: u64, tx_checksum: TxChecksum) {
+    let ends = PEER;
+    let (mut stack, counters) = echo_stack(TcpSetup {
+        secret_key: [7; 32],
+        ..TcpSetup::default()
+    });
     let mut egress = CollectEgress {
         tx_checksum,
         ..CollectEgress::default()
     };
-    let mut syn = segment(TcpFlags::SYN, 1000, 0);
-    syn.options.mss = Some(1460);
-    stack.process(
-        HeapBuf::from_slice(&tcp_frame(ends, &syn, b"")),
-        0,
-        &mut egress,
-    );
-    let syn_ack = egress.frames.pop().expect("a SYN-ACK");
-    let (mut ours, _) = stack_end(syn_ack.data());
+    let mut ours = open(&mut stack, &mut egress, false);
     let mut seq = 1001u32;
     let ack = segment(TcpFlags::ACK, seq, ours);
     stack.process(
@@ -187,24 +204,12 @@ enum Sending {
 fn bulk(rounds: u64, sending: Sending) {
     const MSS: usize = 1460;
     const PER_ROUND: usize = 44;
-    let ends = Endpoints {
-        src_mac: EthernetAddress([2, 0, 0, 0, 1, 1]),
-        dst_mac: OUR_MAC,
-        src_ip: Ipv4Addr::new(198, 18, 1, 1),
-        dst_ip: OUR_IP,
-    };
-    let iface = Interface {
-        mac: OUR_MAC,
-        ip: OUR_IP,
-        prefix_len: 16,
-    };
-    let echo = tcp_rule("echo", 7, Action::Service(ServiceId::ECHO));
+    let ends = PEER;
     let mut tcp = TcpSetup::default();
     if sending != Sending::Mss {
         tcp.table.tcp.gso_max = GSO_MAX_BYTES;
     }
-    let (mut stack, counters) =
-        lone_stack_with_tcp(iface, &[echo], DefaultAction::Drop, false, tcp);
+    let (mut stack, counters) = echo_stack(tcp);
     let mut egress = CollectEgress {
         tx_checksum: if sending == Sending::Tso {
             TxChecksum::Full
@@ -215,16 +220,7 @@ fn bulk(rounds: u64, sending: Sending) {
         ..CollectEgress::default()
     };
     // Window scaling: the peer's 65535 means 8 MiB, never the limit.
-    let mut syn = segment(TcpFlags::SYN, 1000, 0);
-    syn.options.mss = Some(MSS as u16);
-    syn.options.window_scale = Some(7);
-    stack.process(
-        HeapBuf::from_slice(&tcp_frame(ends, &syn, b"")),
-        0,
-        &mut egress,
-    );
-    let syn_ack = egress.frames.pop().expect("a SYN-ACK");
-    let (mut ours, _) = stack_end(syn_ack.data());
+    let mut ours = open(&mut stack, &mut egress, true);
     let mut seq = 1001u32;
     let payload = [0x5au8; MSS];
     let frames: Vec<Vec<u8>> = (0..PER_ROUND)
