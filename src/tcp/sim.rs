@@ -467,17 +467,19 @@ mod tests {
         }
     }
 
+    /// A link with 1 ms of delay and no fault.
+    const CLEAN: Faults = Faults {
+        loss: 0.0,
+        duplicate: 0.0,
+        corrupt: 0.0,
+        delay_ns: MS,
+        jitter_ns: 0,
+        tail_drop: 0,
+    };
+
     #[test]
     fn clean_link_moves_megabytes_both_ways() {
-        let faults = Faults {
-            loss: 0.0,
-            duplicate: 0.0,
-            corrupt: 0.0,
-            delay_ns: MS,
-            jitter_ns: 0,
-            tail_drop: 0,
-        };
-        let out = run(1, faults, TcpConfig::default(), 4 << 20, 2 << 20);
+        let out = run(1, CLEAN, TcpConfig::default(), 4 << 20, 2 << 20);
         assert!(out.sim_time_ns < 30_000 * MS, "{out:?}");
     }
 
@@ -522,22 +524,14 @@ mod tests {
     /// without SACK or timestamps.
     #[test]
     fn segmentation_offload_over_clean_and_lossy_links() {
-        let clean = Faults {
-            loss: 0.0,
-            duplicate: 0.0,
-            corrupt: 0.0,
-            delay_ns: MS,
-            jitter_ns: 0,
-            tail_drop: 0,
-        };
         let gso = TcpConfig {
             gso_max: crate::tcp::connection::GSO_MAX_BYTES,
             ..TcpConfig::default()
         };
-        let out = run(1, clean, gso, 4 << 20, 2 << 20);
+        let out = run(1, CLEAN, gso, 4 << 20, 2 << 20);
         assert!(out.sim_time_ns < 30_000 * MS, "{out:?}");
         assert!(out.cut_segments > 100, "{out:?}");
-        let one_mss = run(1, clean, TcpConfig::default(), 4 << 20, 2 << 20);
+        let one_mss = run(1, CLEAN, TcpConfig::default(), 4 << 20, 2 << 20);
         assert_eq!(one_mss.cut_segments, 0);
         assert!(
             out.segments.abs_diff(one_mss.segments) < one_mss.segments / 10,
