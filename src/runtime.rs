@@ -941,16 +941,7 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
                     config.interface.mtu,
                 )
             };
-            match nic_node {
-                Some(node) => make(node as i32).or_else(|error| {
-                    tracing::warn!(
-                        "mbuf pool {name} does not fit on the NIC's NUMA node {node} ({error}); \
-                         allocating it on any node: add hugepages on node {node}"
-                    );
-                    make(dpdk_sys::SOCKET_ID_ANY)
-                }),
-                None => make(dpdk_sys::SOCKET_ID_ANY),
-            }
+            on_nic_node(nic_node, &name, make)
         })
         .collect::<Result<Vec<_>, _>>()?;
     tracing::info!(
@@ -986,21 +977,13 @@ fn run_dpdk(shared: &Shared, signals: &Signals) -> anyhow::Result<()> {
         // Each large mbuf is out only from a TSO segment's framing to the
         // end of its transmission; when none is free the stack cuts the
         // segment itself. About 4 MiB a worker.
-        let socket = nic_node.map_or(dpdk_sys::SOCKET_ID_ANY, |node| node as i32);
         let large = (0..n)
             .map(|id| {
                 let name = format!("sn_large_{id}");
-                Mempool::with_data_room(&name, LARGE_BUFFERS, 0, socket, LARGE_DATA_ROOM).or_else(
-                    |_| {
-                        Mempool::with_data_room(
-                            &name,
-                            LARGE_BUFFERS,
-                            0,
-                            dpdk_sys::SOCKET_ID_ANY,
-                            LARGE_DATA_ROOM,
-                        )
-                    },
-                )
+                let make = |socket: i32| {
+                    Mempool::with_data_room(&name, LARGE_BUFFERS, 0, socket, LARGE_DATA_ROOM)
+                };
+                on_nic_node(nic_node, &name, make)
             })
             .collect::<Result<Vec<_>, _>>()?;
         port.set_large_pools(large);
@@ -1409,6 +1392,27 @@ fn finish(shared: &Shared, reports: Vec<WorkerReport>, port: PortStats) -> anyho
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// A pool made by `make` on the NIC's NUMA node `nic_node`, or, where that
+/// node has too few free hugepages (or DPDK knows no node), on any node,
+/// with a warning naming the fix.
+#[cfg(feature = "dpdk")]
+fn on_nic_node(
+    nic_node: Option<u32>,
+    name: &str,
+    make: impl Fn(i32) -> Result<crate::dpdk::Mempool, crate::dpdk::DpdkError>,
+) -> Result<crate::dpdk::Mempool, crate::dpdk::DpdkError> {
+    match nic_node {
+        Some(node) => make(node as i32).or_else(|error| {
+            tracing::warn!(
+                "mbuf pool {name} does not fit on the NIC's NUMA node {node} ({error}); \
+                 allocating it on any node: add hugepages on node {node}"
+            );
+            make(dpdk_sys::SOCKET_ID_ANY)
+        }),
+        None => make(dpdk_sys::SOCKET_ID_ANY),
+    }
 }
 
 /// The TCP setup every worker shares: parameters from the config, one
