@@ -7,7 +7,7 @@ use crate::port::PacketBuf;
 use crate::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame};
 
 impl Stack {
-    pub(super) fn process_arp<B: PacketBuf>(&mut self, mut pkt: B, now_ns: u64) -> Disposition<B> {
+    pub(super) fn process_arp<B: PacketBuf>(&mut self, pkt: &mut B, now_ns: u64) -> Disposition {
         let iface = self.iface;
         let mut frame = EthernetFrame::new_unchecked(pkt.data_mut());
         let repr = match ArpPacket::new_checked(frame.payload_mut())
@@ -60,15 +60,13 @@ impl Stack {
                 frame.set_dst_addr(repr.source_hardware_addr);
                 frame.set_src_addr(iface.mac);
                 self.counters.arp_replies_sent.inc();
-                Disposition::Transmit(pkt)
+                Disposition::Transmit
             }
             // Replies for us are the kernel's business too (it shares our
             // address and may have asked); without a kernel, one that
             // answered our own request was all ours. Others' requests are
             // not ours.
-            ArpOperation::Reply if for_us && (self.kernel_port || !learn) => {
-                Disposition::Kernel(pkt)
-            }
+            ArpOperation::Reply if for_us && (self.kernel_port || !learn) => Disposition::Kernel,
             ArpOperation::Reply if for_us => Disposition::Consumed,
             _ => self.dropped(DropReason::NotForUs),
         }

@@ -100,12 +100,12 @@ impl Stack {
 
     pub(super) fn process_ipv4<B: PacketBuf, E: Egress<Buf = B>>(
         &mut self,
-        mut pkt: B,
+        pkt: &mut B,
         info: Ipv4Info,
         l4_checksum: RxChecksum,
         now_ns: u64,
         egress: &mut E,
-    ) -> Disposition<B> {
+    ) -> Disposition {
         let l4_start = ETHERNET_HEADER_LEN + info.header_len;
         let l4_end = ETHERNET_HEADER_LEN + info.total_len;
         match info.protocol {
@@ -126,7 +126,7 @@ impl Stack {
                 let data = pkt.data_mut();
                 let mut icmp = Icmpv4Packet::new_unchecked(&mut data[l4_start..l4_end]);
                 if icmp.msg_type() != Icmpv4Message::EchoRequest {
-                    return Disposition::Kernel(pkt);
+                    return Disposition::Kernel;
                 }
                 let ident = icmp.echo_ident();
                 icmp.set_msg_type(Icmpv4Message::EchoReply);
@@ -140,11 +140,11 @@ impl Stack {
                     dst: info.dst,
                     dst_port: 0,
                 });
-                Disposition::Transmit(pkt)
+                Disposition::Transmit
             }
             IpProtocol::Udp => self.process_udp(pkt, info, l4_checksum, now_ns),
             IpProtocol::Tcp => self.process_tcp(pkt, info, l4_checksum, now_ns, egress),
-            _ => Disposition::Kernel(pkt),
+            _ => Disposition::Kernel,
         }
     }
 

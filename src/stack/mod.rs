@@ -127,14 +127,17 @@ impl Default for TcpSetup {
     }
 }
 
-/// What became of a received frame, inside the stack: [`Stack::process`]
-/// hands the buffer to the [`Egress`] accordingly.
-#[derive(Debug)]
-enum Disposition<B> {
+/// What becomes of a received frame, inside the stack: [`Stack::process`]
+/// hands the buffer to the [`Egress`] accordingly. The layers work on the
+/// buffer in place through `&mut B` and return only this verdict, so the
+/// buffer (a pointer for DPDK, a frame descriptor of several words for the
+/// heap buffers) is not moved through every layer's return value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Disposition {
     /// A reply, built in the same buffer: transmit it.
-    Transmit(B),
+    Transmit,
     /// Not the stack's: hand it to the kernel's exception port, unchanged.
-    Kernel(B),
+    Kernel,
     /// Delivered to a service or dropped (and counted); the buffer is freed.
     Consumed,
 }
@@ -401,7 +404,7 @@ impl Stack {
     }
 
     #[inline]
-    fn dropped<B>(&self, reason: DropReason) -> Disposition<B> {
+    fn dropped(&self, reason: DropReason) -> Disposition {
         self.counters.count_drop(reason);
         Disposition::Consumed
     }
@@ -411,22 +414,22 @@ impl Stack {
     /// [`Egress::to_kernel`] (both the same buffer), and the segments the
     /// frame causes to [`Egress::send`] as well; anything else is delivered
     /// to a service or dropped and counted.
-    pub fn process<E: Egress>(&mut self, pkt: E::Buf, now_ns: u64, egress: &mut E) {
-        match self.dispose_of(pkt, now_ns, egress) {
-            Disposition::Transmit(reply) => egress.send(reply),
-            Disposition::Kernel(pkt) => egress.to_kernel(pkt),
+    pub fn process<E: Egress>(&mut self, mut pkt: E::Buf, now_ns: u64, egress: &mut E) {
+        match self.handle(&mut pkt, now_ns, egress) {
+            Disposition::Transmit => egress.send(pkt),
+            Disposition::Kernel => egress.to_kernel(pkt),
             Disposition::Consumed => {}
         }
     }
 
     /// What becomes of a received frame: [`Stack::process`] without the
     /// hand-off to the egress.
-    fn dispose_of<B: PacketBuf, E: Egress<Buf = B>>(
+    fn handle<B: PacketBuf, E: Egress<Buf = B>>(
         &mut self,
-        mut pkt: B,
+        pkt: &mut B,
         now_ns: u64,
         egress: &mut E,
-    ) -> Disposition<B> {
+    ) -> Disposition {
         self.counters.rx_packets.inc();
         self.counters.rx_bytes.add(pkt.len() as u64);
         let (ethertype, dst_mac) = match EthernetFrame::new_checked(pkt.data()) {
@@ -435,7 +438,7 @@ impl Stack {
         };
         if dst_mac != self.iface.mac && !dst_mac.is_broadcast() {
             if dst_mac.is_multicast() {
-                return Disposition::Kernel(pkt);
+                return Disposition::Kernel;
             }
             return self.dropped(DropReason::NotForUs);
         }
@@ -445,7 +448,7 @@ impl Stack {
                 let (ip_checksum, l4_checksum) = (pkt.rx_ip_checksum(), pkt.rx_l4_checksum());
                 let info = match self.check_ipv4(pkt.data(), ip_checksum) {
                     Ok(Some(info)) => info,
-                    Ok(None) => return Disposition::Kernel(pkt),
+                    Ok(None) => return Disposition::Kernel,
                     Err(reason) => return self.dropped(reason),
                 };
                 // Drop Ethernet padding: replies are exactly as long as the datagram.
@@ -455,7 +458,7 @@ impl Stack {
                 }
                 self.process_ipv4(pkt, info, l4_checksum, now_ns, egress)
             }
-            _ => Disposition::Kernel(pkt),
+            _ => Disposition::Kernel,
         }
     }
 

@@ -113,12 +113,12 @@ impl Stack {
 
     pub(super) fn process_tcp<B: PacketBuf, E: Egress<Buf = B>>(
         &mut self,
-        pkt: B,
+        pkt: &mut B,
         info: Ipv4Info,
         l4_checksum: RxChecksum,
         now_ns: u64,
         egress: &mut E,
-    ) -> Disposition<B> {
+    ) -> Disposition {
         let l4_start = ETHERNET_HEADER_LEN + info.header_len;
         let l4_end = ETHERNET_HEADER_LEN + info.total_len;
         let data = pkt.data();
@@ -169,7 +169,7 @@ impl Stack {
         if !self.kernel_flows.is_empty() {
             let before = self.kernel_flows.len();
             if self.kernel_flows.track(&tuple, header.flags, now_ns) {
-                return Disposition::Kernel(pkt);
+                return Disposition::Kernel;
             }
             if self.kernel_flows.len() != before {
                 self.publish_kernel_flows();
@@ -195,7 +195,7 @@ impl Stack {
                     self.kernel_flows.pin(&tuple, now_ns);
                     self.publish_kernel_flows();
                 }
-                Disposition::Kernel(pkt)
+                Disposition::Kernel
             }
             Action::Service(_) | Action::Drop => self.dropped(DropReason::Rule),
         }

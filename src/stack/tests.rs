@@ -66,6 +66,31 @@ fn icmp_echo_request(ident: u16, data: &[u8]) -> Vec<u8> {
     ipv4_frame(ENDS, IpProtocol::Icmp, &message)
 }
 
+/// What [`Stack::process`] does with a frame, the buffer included.
+#[derive(Debug)]
+enum Disposition<B> {
+    Transmit(B),
+    Kernel(B),
+    Consumed,
+}
+
+impl Stack {
+    /// [`Stack::process`] without the hand-off to the egress: the verdict
+    /// with the buffer, for the tests to look at.
+    fn dispose_of<E: Egress<Buf = HeapBuf>>(
+        &mut self,
+        mut pkt: HeapBuf,
+        now_ns: u64,
+        egress: &mut E,
+    ) -> Disposition<HeapBuf> {
+        match self.handle(&mut pkt, now_ns, egress) {
+            super::Disposition::Transmit => Disposition::Transmit(pkt),
+            super::Disposition::Kernel => Disposition::Kernel(pkt),
+            super::Disposition::Consumed => Disposition::Consumed,
+        }
+    }
+}
+
 fn transmitted(d: Disposition<HeapBuf>) -> HeapBuf {
     match d {
         Disposition::Transmit(buf) => buf,

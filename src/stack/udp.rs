@@ -22,11 +22,11 @@ impl Stack {
     /// before them), then the rules and the UDP services; an echo is answered in place.
     pub(super) fn process_udp<B: PacketBuf>(
         &mut self,
-        mut pkt: B,
+        pkt: &mut B,
         info: Ipv4Info,
         l4_checksum: RxChecksum,
         now_ns: u64,
-    ) -> Disposition<B> {
+    ) -> Disposition {
         let l4_start = ETHERNET_HEADER_LEN + info.header_len;
         let l4_end = ETHERNET_HEADER_LEN + info.total_len;
         let data = pkt.data_mut();
@@ -82,7 +82,7 @@ impl Stack {
         self.count_rule_hit(verdict.rule);
         let kind = match verdict.action {
             Action::Service(kind) => kind,
-            Action::Kernel => return Disposition::Kernel(pkt),
+            Action::Kernel => return Disposition::Kernel,
             Action::Drop => return self.dropped(DropReason::Rule),
         };
         if answers(kind) {
@@ -126,7 +126,7 @@ impl Stack {
                 }
                 self.turn_around_ipv4(data, info);
                 self.counters.udp_tx.inc();
-                Disposition::Transmit(pkt)
+                Disposition::Transmit
             }
             UdpAction::Consume => Disposition::Consumed,
         }
