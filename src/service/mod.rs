@@ -363,12 +363,13 @@ impl Registry {
                 .entries
                 .iter()
                 .map(|e| match (&e.udp, &reactor) {
-                    (Some(f), _) => Some(f(worker)),
-                    (None, Some(reactor)) if e.main.is_some() => Some(Box::new(AsyncUdpBridge {
-                        reactor: reactor.clone(),
-                        counters: worker.counters.clone(),
-                    })
-                        as Box<dyn UdpService>),
+                    (Some(f), _) => Some(UdpSlot::new(f(worker))),
+                    (None, Some(reactor)) if e.main.is_some() => {
+                        Some(UdpSlot::Other(Box::new(AsyncUdpBridge {
+                            reactor: reactor.clone(),
+                            counters: worker.counters.clone(),
+                        })))
+                    }
                     _ => None,
                 })
                 .collect(),
@@ -408,7 +409,7 @@ impl fmt::Debug for AsyncParts {
 /// application's ([`crate::app::App`]) if it runs one.
 pub struct Services {
     tcp: Vec<Option<Box<dyn TcpService>>>,
-    udp: Vec<Option<Box<dyn UdpService>>>,
+    udp: Vec<Option<UdpSlot>>,
     app: Option<Box<dyn crate::app::App>>,
     null: NullService,
     tasks: Option<AsyncParts>,
@@ -435,8 +436,8 @@ impl Services {
                 Some(Box::new(Http::new(http_body))),
             ],
             udp: vec![
-                Some(Box::new(Echo::default())),
-                Some(Box::new(Discard::default())),
+                Some(UdpSlot::Echo(Echo::default())),
+                Some(UdpSlot::Discard(Discard::default())),
                 None,
             ],
             app: None,
@@ -489,7 +490,11 @@ impl Services {
 
     /// The UDP instance of `id` as its concrete type, if it is one.
     pub fn udp_as<T: UdpService>(&self, id: ServiceId) -> Option<&T> {
-        let service: &dyn std::any::Any = &**self.udp.get(id.index())?.as_ref()?;
+        let service: &dyn std::any::Any = match self.udp.get(id.index())?.as_ref()? {
+            UdpSlot::Echo(echo) => echo,
+            UdpSlot::Discard(discard) => discard,
+            UdpSlot::Other(other) => &**other,
+        };
         service.downcast_ref()
     }
 
@@ -497,8 +502,59 @@ impl Services {
     #[inline]
     pub fn udp(&mut self, id: ServiceId) -> Option<&mut dyn UdpService> {
         match self.udp.get_mut(id.index()) {
-            Some(Some(service)) => Some(&mut **service),
+            Some(Some(UdpSlot::Echo(echo))) => Some(echo),
+            Some(Some(UdpSlot::Discard(discard))) => Some(discard),
+            Some(Some(UdpSlot::Other(other))) => Some(&mut **other),
             _ => None,
+        }
+    }
+
+    /// Hand `datagram` to the UDP instance of `id`, if it runs over UDP.
+    /// The built-in echo and discard are called directly (inlined: for
+    /// them the datagram and the I/O handle are never built), any other
+    /// service through its trait object. `make` builds both when needed.
+    #[inline]
+    pub(crate) fn on_datagram<'d, Io: UdpIo>(
+        &mut self,
+        id: ServiceId,
+        make: impl FnOnce() -> (Datagram<'d>, Io),
+    ) -> Option<UdpAction> {
+        let slot = match self.udp.get_mut(id.index()) {
+            Some(Some(slot)) => slot,
+            _ => return None,
+        };
+        let (datagram, mut io) = make();
+        Some(match slot {
+            UdpSlot::Echo(echo) => echo.on_datagram(&datagram, &mut io),
+            UdpSlot::Discard(discard) => discard.on_datagram(&datagram, &mut io),
+            UdpSlot::Other(other) => other.on_datagram(&datagram, &mut io),
+        })
+    }
+}
+
+/// One worker's instance of a UDP service: the built-in echo and discard
+/// held as themselves, so that the stack calls them without a dynamic call
+/// (enum dispatch, as smoltcp's sockets), and any other behind its trait.
+enum UdpSlot {
+    Echo(Echo),
+    Discard(Discard),
+    Other(Box<dyn UdpService>),
+}
+
+impl UdpSlot {
+    /// The slot for what a factory made: a built-in is taken out of its box.
+    fn new(service: Box<dyn UdpService>) -> UdpSlot {
+        let any: &dyn std::any::Any = &*service;
+        if !any.is::<Echo>() && !any.is::<Discard>() {
+            return UdpSlot::Other(service);
+        }
+        let any: Box<dyn std::any::Any> = service;
+        match any.downcast::<Echo>() {
+            Ok(echo) => UdpSlot::Echo(*echo),
+            Err(any) => match any.downcast::<Discard>() {
+                Ok(discard) => UdpSlot::Discard(*discard),
+                Err(_) => unreachable!("an echo or a discard, checked above"),
+            },
         }
     }
 }

@@ -98,23 +98,27 @@ impl Stack {
             neighbours,
             ..
         } = self;
-        let Some(service) = services.udp(kind) else {
+        let payload = udp.payload();
+        let action = services.on_datagram(kind, || {
+            let datagram = Datagram {
+                from: SocketAddrV4::new(info.src, src_port),
+                to: SocketAddrV4::new(info.dst, dst_port),
+                payload,
+            };
+            let io = OutboxIo {
+                outbox,
+                iface,
+                gateway: *gateway,
+                neighbours,
+                now_ns,
+            };
+            (datagram, io)
+        });
+        let Some(action) = action else {
             return self.dropped(DropReason::Rule);
         };
         self.counters.udp_rx.inc();
-        let datagram = Datagram {
-            from: SocketAddrV4::new(info.src, src_port),
-            to: SocketAddrV4::new(info.dst, dst_port),
-            payload: udp.payload(),
-        };
-        let mut io = OutboxIo {
-            outbox,
-            iface,
-            gateway: *gateway,
-            neighbours,
-            now_ns,
-        };
-        match service.on_datagram(&datagram, &mut io) {
+        match action {
             UdpAction::EchoBack => {
                 let mut udp = UdpPacket::new_unchecked(&mut data[l4_start..l4_end]);
                 udp.set_src_port(dst_port);
