@@ -34,7 +34,7 @@ vdev="net_pcap0,rx_pcap=$work/req.pcap,infinite_rx=1"
 listen="127.0.0.1:19464"
 
 config() { # prefix metrics(on|off)
-    echo_config "$vdev" snb-metrics "$1"
+    echo_config "$vdev" snb-metrics
     if [ "$2" = on ]; then printf '\n[metrics]\nlisten = "%s"\n' "$listen"; fi
 }
 
@@ -50,7 +50,7 @@ run_once() { # seconds prefix metrics -> prints "udp_tx scrapes"
     timeout -s INT "$1" ./target/release/shardnet run --config "$work/sn.toml" 2> "$2.log" || true
     if [ -n "$scraper" ]; then kill "$scraper" 2>/dev/null || true; wait "$scraper" 2>/dev/null || true; scraper=""; fi
     local tx
-    tx=$(echoed "$2.stats.json")
+    tx=$(echoed "$2.log")
     echo "$tx $(grep -c '^200$' "$scrapes" || true)"
 }
 

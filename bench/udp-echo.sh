@@ -38,11 +38,11 @@ testpmd_pps=$(awk '/Tx-pps:/ {print $2}' "$work/testpmd.log" | tail -n +3 | sort
 
 # shardnet: run twice, for T and 2T seconds; rate = extra packets / extra time
 # (start-up and shutdown cancel out).
-config() { echo_config "$vdev" snb-shardnet "$1"; }
+config() { echo_config "$vdev" snb-shardnet; }
 run_shardnet() { # seconds prefix -> prints udp_tx
     config "$2" > "$work/sn.toml"
     timeout -s INT "$1" ./target/release/shardnet run --config "$work/sn.toml" 2> "$2.log" || true
-    echoed "$2.stats.json"
+    echoed "$2.log"
 }
 echo "== shardnet echo, 1 worker, ${secs}s and $((2 * secs))s" >&2
 short=$(run_shardnet "$secs" "$work/short")
@@ -70,7 +70,7 @@ cg_shardnet() { # seconds tag -> "instructions packets"
         ./target/release/shardnet run --config "$work/sn.toml" >/dev/null 2>"$work/$2.err" || true
     local ir pkts
     ir=$(awk '/^summary:/ {print $2}' "$work/$2.out")
-    pkts=$(echoed "$work/$2.stats.json")
+    pkts=$(echoed "$work/$2.err")
     echo "$ir $pkts"
 }
 read -r lir1 lp1 < <(cg_shardnet 20 cg1)
