@@ -132,7 +132,10 @@ pub enum Input {
 
 struct Slot {
     conn: Connection,
-    service: ServiceId,
+    /// Its service, as an index into `TcpTable::service_ids`: a [`ServiceId`]
+    /// is 24 bytes (it carries its name), this 2, which keeps the slot at
+    /// 440 bytes instead of 464 (about 24 bytes less per connection).
+    service: u16,
     peer_mac: EthernetAddress,
     app: u64,
     timer: Option<TimerId>,
@@ -220,6 +223,9 @@ pub struct TcpTable {
     time_wait_index: HashTable<u32>,
     /// Their expiries (one timer each, moved when a FIN restarts the wait).
     time_wait_wheel: TimerWheel<u32>,
+    /// The services connections have had, each once: `Slot::service`
+    /// indexes it. A worker has a handful (at most one per rule).
+    service_ids: Vec<ServiceId>,
 }
 
 impl std::fmt::Debug for TcpTable {
@@ -372,6 +378,7 @@ impl TcpTable {
             next_serial: 0,
             time_wait_index: HashTable::new(),
             time_wait_wheel: TimerWheel::new(now, TIMER_TICK_NS),
+            service_ids: Vec::new(),
             secrets,
             config,
         }
@@ -503,7 +510,7 @@ impl TcpTable {
             // RFC 6191: a new incarnation may reuse the 4-tuple; the old one
             // is forgotten (it ended in order) and the SYN goes to the listener.
             services
-                .tcp(slot.service)
+                .tcp(self.service_ids[usize::from(slot.service)])
                 .on_closed(&slot.closed(key, false));
             counters.tcp_closed.inc();
             self.remove(key, counters);
@@ -765,7 +772,7 @@ impl TcpTable {
             return false;
         };
         let slot = &mut self.slots[key as usize];
-        if slot.service != ServiceId::APP || !slot.conn.wake() {
+        if self.service_ids[usize::from(slot.service)] != ServiceId::APP || !slot.conn.wake() {
             return false;
         }
         self.drive(key, services, counters, now, out);
@@ -797,7 +804,7 @@ impl TcpTable {
             if slot.app_timer_at <= now {
                 slot.app_timer_at = u64::MAX;
                 if slot.conn.state() != State::Closed {
-                    let service = services.tcp(slot.service);
+                    let service = services.tcp(self.service_ids[usize::from(slot.service)]);
                     let mut io = Io::new(key, slot, &mut self.pool, &self.config.tcp, now);
                     service.on_timer(&mut io);
                     if io.wants_buffer {
@@ -928,6 +935,7 @@ impl TcpTable {
         // Every connection, however made, runs its address pair's timestamp
         // clock (the one a cookie's SYN-ACK used too); it has sent nothing yet.
         conn.set_timestamp_offset(self.secrets.timestamp_offset(&tuple));
+        let service = self.service_index(service);
         let key = self.slots.insert(Slot {
             conn,
             service,
@@ -947,6 +955,19 @@ impl TcpTable {
         self.by_tuple.insert(self.hasher.hash_one(tuple), key);
         self.set_gauges(counters);
         key
+    }
+
+    /// `service`'s index in `service_ids`, added if it is new.
+    fn service_index(&mut self, service: ServiceId) -> u16 {
+        let at = match self.service_ids.iter().position(|s| *s == service) {
+            Some(at) => at,
+            None => {
+                self.service_ids.push(service);
+                self.service_ids.len() - 1
+            }
+        };
+        // Service ids are u16 indexes themselves, so there are never more.
+        u16::try_from(at).expect("at most 65536 services")
     }
 
     fn set_gauges(&self, counters: &WorkerCounters) {
@@ -973,7 +994,7 @@ impl TcpTable {
         now: u64,
     ) {
         let slot = &mut self.slots[key as usize];
-        let (service, peer_mac) = (slot.service, slot.peer_mac);
+        let (service, peer_mac) = (self.service_ids[usize::from(slot.service)], slot.peer_mac);
         // Closed for its service now, as a Linux socket is: what is left is
         // the engine's record.
         services.tcp(service).on_closed(&slot.closed(key, false));
@@ -1121,7 +1142,7 @@ impl TcpTable {
         let mut closed = None;
         let mut wants_buffer = false;
         if !events.is_empty() {
-            let service = services.tcp(slot.service);
+            let service = services.tcp(self.service_ids[usize::from(slot.service)]);
             let half_open = slot.half_open;
             if events.contains(Events::RESET) && events.contains(Events::TIMED_OUT) {
                 slot.timed_out = true;
@@ -1230,7 +1251,9 @@ impl TcpTable {
         if slot.conn.state() == State::Closed {
             // Closed without a close event: only an abort does that.
             let closed = slot.closed(key, closed.unwrap_or(true));
-            services.tcp(slot.service).on_closed(&closed);
+            services
+                .tcp(self.service_ids[usize::from(slot.service)])
+                .on_closed(&closed);
             self.remove(key, counters);
             self.buffers_returned(services, counters, now, out);
             return;
