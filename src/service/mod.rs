@@ -490,23 +490,14 @@ impl Services {
 
     /// The UDP instance of `id` as its concrete type, if it is one.
     pub fn udp_as<T: UdpService>(&self, id: ServiceId) -> Option<&T> {
-        let service: &dyn std::any::Any = match self.udp.get(id.index())?.as_ref()? {
-            UdpSlot::Echo(echo) => echo,
-            UdpSlot::Discard(discard) => discard,
-            UdpSlot::Other(other) => &**other,
-        };
+        let service: &dyn std::any::Any = self.udp.get(id.index())?.as_ref()?.service();
         service.downcast_ref()
     }
 
     /// The UDP instance of `id`, if it runs over UDP.
     #[inline]
     pub fn udp(&mut self, id: ServiceId) -> Option<&mut dyn UdpService> {
-        match self.udp.get_mut(id.index()) {
-            Some(Some(UdpSlot::Echo(echo))) => Some(echo),
-            Some(Some(UdpSlot::Discard(discard))) => Some(discard),
-            Some(Some(UdpSlot::Other(other))) => Some(&mut **other),
-            _ => None,
-        }
+        Some(self.udp.get_mut(id.index())?.as_mut()?.service_mut())
     }
 
     /// Hand `datagram` to the UDP instance of `id`, if it runs over UDP.
@@ -555,6 +546,24 @@ impl UdpSlot {
                 Ok(discard) => UdpSlot::Discard(*discard),
                 Err(_) => unreachable!("an echo or a discard, checked above"),
             },
+        }
+    }
+
+    /// The instance, whichever kind.
+    fn service(&self) -> &dyn UdpService {
+        match self {
+            UdpSlot::Echo(echo) => echo,
+            UdpSlot::Discard(discard) => discard,
+            UdpSlot::Other(other) => &**other,
+        }
+    }
+
+    /// The instance, whichever kind, mutably.
+    fn service_mut(&mut self) -> &mut dyn UdpService {
+        match self {
+            UdpSlot::Echo(echo) => echo,
+            UdpSlot::Discard(discard) => discard,
+            UdpSlot::Other(other) => &mut **other,
         }
     }
 }
@@ -616,6 +625,61 @@ mod tests {
         let registry = Registry::new();
         let names: Vec<&str> = registry.names().collect();
         assert_eq!(names, ["echo", "discard", "http"]);
+    }
+
+    #[test]
+    fn the_builtin_udp_services_are_held_as_themselves_and_others_boxed() {
+        struct Mine;
+        impl UdpService for Mine {
+            fn on_datagram(&mut self, _: &Datagram<'_>, _: &mut dyn UdpIo) -> UdpAction {
+                UdpAction::Consume
+            }
+        }
+        let mut registry = Registry::new();
+        let factory: UdpFactory = Arc::new(|_: &WorkerInfo<'_>| Box::new(Mine));
+        let mine = registry.add("mine", None, Some(factory)).unwrap();
+        let config = crate::testing::lone_config();
+        let counters = Arc::new(crate::counters::WorkerCounters::default());
+        let mut services = registry.build(&WorkerInfo {
+            id: 0,
+            workers: 1,
+            config: &config,
+            counters: &counters,
+            rules: None,
+        });
+        let kind = |services: &Services, id: ServiceId| match &services.udp[id.index()] {
+            Some(UdpSlot::Echo(_)) => "echo",
+            Some(UdpSlot::Discard(_)) => "discard",
+            Some(UdpSlot::Other(_)) => "other",
+            None => "none",
+        };
+        assert_eq!(kind(&services, ServiceId::ECHO), "echo");
+        assert_eq!(kind(&services, ServiceId::DISCARD), "discard");
+        assert_eq!(kind(&services, mine), "other");
+        assert_eq!(kind(&services, ServiceId::HTTP), "none");
+        // Called through the one entry the stack uses, each answers as itself.
+        let call = |services: &mut Services, id: ServiceId, payload: &'static [u8]| {
+            services.on_datagram(id, || (datagram(payload), NoIo))
+        };
+        assert_eq!(
+            call(&mut services, ServiceId::ECHO, b"hello"),
+            Some(UdpAction::EchoBack)
+        );
+        assert_eq!(
+            call(&mut services, ServiceId::DISCARD, b"abc"),
+            Some(UdpAction::Consume)
+        );
+        assert_eq!(call(&mut services, mine, b"x"), Some(UdpAction::Consume));
+        assert_eq!(call(&mut services, ServiceId::HTTP, b"x"), None);
+        assert_eq!(services.udp_as::<Echo>(ServiceId::ECHO).unwrap().bytes, 5);
+        assert_eq!(
+            services
+                .udp_as::<Discard>(ServiceId::DISCARD)
+                .unwrap()
+                .bytes,
+            3
+        );
+        assert!(services.udp_as::<Mine>(mine).is_some());
     }
 
     #[test]
