@@ -39,12 +39,18 @@ pub fn prefetch<T>(value: &T) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // Every line the value touches, from the one holding its first
+        // byte: a value that does not start on a line boundary (a slab
+        // slot of 448 bytes) spans one line more than its size says.
         let start = (value as *const T).cast::<i8>();
-        for offset in (0..std::mem::size_of::<T>()).step_by(64) {
+        let first_line = start.wrapping_sub(start as usize % 64);
+        let span = start as usize % 64 + std::mem::size_of::<T>();
+        for offset in (0..span).step_by(64) {
             // SAFETY: `_mm_prefetch` needs SSE, which every x86-64 CPU has
             // (it is in the target's baseline); a prefetch never faults and
-            // never writes, and this address lies inside `value` anyway.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset)) };
+            // never writes, whatever the address (this one is in a line
+            // that holds part of `value`).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(first_line.wrapping_add(offset)) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
