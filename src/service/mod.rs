@@ -627,6 +627,20 @@ mod tests {
         assert_eq!(names, ["echo", "discard", "http"]);
     }
 
+    /// One worker's services from `registry`, with the worker's counters.
+    fn build(registry: &Registry) -> (Services, Arc<crate::counters::WorkerCounters>) {
+        let config = crate::testing::lone_config();
+        let counters = Arc::new(crate::counters::WorkerCounters::default());
+        let services = registry.build(&WorkerInfo {
+            id: 0,
+            workers: 1,
+            config: &config,
+            counters: &counters,
+            rules: None,
+        });
+        (services, counters)
+    }
+
     #[test]
     fn the_builtin_udp_services_are_held_as_themselves_and_others_boxed() {
         struct Mine;
@@ -638,15 +652,7 @@ mod tests {
         let mut registry = Registry::new();
         let factory: UdpFactory = Arc::new(|_: &WorkerInfo<'_>| Box::new(Mine));
         let mine = registry.add("mine", None, Some(factory)).unwrap();
-        let config = crate::testing::lone_config();
-        let counters = Arc::new(crate::counters::WorkerCounters::default());
-        let mut services = registry.build(&WorkerInfo {
-            id: 0,
-            workers: 1,
-            config: &config,
-            counters: &counters,
-            rules: None,
-        });
+        let (mut services, _) = build(&registry);
         let kind = |services: &Services, id: ServiceId| match &services.udp[id.index()] {
             Some(UdpSlot::Echo(_)) => "echo",
             Some(UdpSlot::Discard(_)) => "discard",
@@ -690,15 +696,7 @@ mod tests {
             .unwrap();
         assert!(id.supports(crate::config::Protocol::Tcp));
         assert!(id.supports(crate::config::Protocol::Udp));
-        let config = crate::testing::lone_config();
-        let counters = Arc::new(crate::counters::WorkerCounters::default());
-        let mut services = registry.build(&WorkerInfo {
-            id: 0,
-            workers: 1,
-            config: &config,
-            counters: &counters,
-            rules: None,
-        });
+        let (mut services, counters) = build(&registry);
         // No socket is bound: the bridge drops and counts.
         let bridge = services.udp(id).expect("a UDP bridge");
         assert_eq!(
@@ -749,15 +747,7 @@ mod tests {
             registry.add("none", None, None),
             Err(CatalogError::NoProtocol(_))
         ));
-        let config = crate::testing::lone_config();
-        let counters = Arc::new(crate::counters::WorkerCounters::default());
-        let mut services = registry.build(&WorkerInfo {
-            id: 0,
-            workers: 1,
-            config: &config,
-            counters: &counters,
-            rules: None,
-        });
+        let (mut services, _) = build(&registry);
         let mut io = mock::MockIo::default();
         io.rx.extend_from_slice(b"x");
         services.tcp(id).on_readable(&mut io);
