@@ -268,6 +268,21 @@ impl Events {
         self.0 & other.0 == other.0
     }
 
+    /// Whether every event set here is also set in `other`.
+    pub const fn is_within(self, other: Events) -> bool {
+        self.0 & !other.0 == 0
+    }
+
+    /// The events set here or in `other`.
+    pub const fn union(self, other: Events) -> Events {
+        Events(self.0 | other.0)
+    }
+
+    /// The events set both here and in `other`.
+    pub const fn intersection(self, other: Events) -> Events {
+        Events(self.0 & other.0)
+    }
+
     fn insert(&mut self, other: Events) {
         self.0 |= other.0;
     }
@@ -694,6 +709,13 @@ impl Connection {
     /// Take the events since the last call.
     pub fn take_events(&mut self) -> Events {
         core::mem::take(&mut self.events)
+    }
+
+    /// Put back events taken with [`Connection::take_events`] that are to be
+    /// handled later: the next `take_events` returns them together with
+    /// whatever happens in between.
+    pub fn defer_events(&mut self, events: Events) {
+        self.events.insert(events);
     }
 
     /// Set the offset of this connection's timestamp clock from `now` (ms),

@@ -1139,6 +1139,22 @@ impl TcpTable {
                 counters.tcp_opened_passive.inc();
             }
         }
+        if self.batching
+            && events.is_within(BATCHED_EVENTS)
+            && slot.conn.state() != State::Closed
+            && !slot.conn.has_out_of_order_data()
+        {
+            // Receive coalescing: in a batch, that there is data to read or
+            // room to write waits for the end of the batch, where the service
+            // hears it once for all of the batch's segments (as a reader does
+            // for a GRO-merged segment). The metrics events were counted
+            // above; anything else (open, FIN, close) is heard now, after what
+            // waited, in order.
+            slot.conn
+                .defer_events(events.intersection(Events::READABLE | Events::WRITABLE));
+            self.defer(key);
+            return;
+        }
         let mut closed = None;
         let mut wants_buffer = false;
         if !events.is_empty() {
@@ -1196,13 +1212,20 @@ impl TcpTable {
             // leave together. Not a connection that closed (it goes now) nor
             // one holding data beyond a hole (its duplicate ACKs tell the
             // peer which segments are missing: one per segment, at once).
-            if !slot.deferred {
-                slot.deferred = true;
-                self.deferred.push(key);
-            }
+            self.defer(key);
             return;
         }
         self.settle(key, services, closed, counters, now, out);
+    }
+
+    /// List a connection for the end of the batch, once.
+    #[inline]
+    fn defer(&mut self, key: u32) {
+        let slot = &mut self.slots[key as usize];
+        if !slot.deferred {
+            slot.deferred = true;
+            self.deferred.push(key);
+        }
     }
 
     /// Start a batch of input (an RX burst): until [`TcpTable::end_batch`],
@@ -1212,8 +1235,9 @@ impl TcpTable {
         self.batching = true;
     }
 
-    /// End the batch: send what each connection that had input owes, and
-    /// re-arm its timers.
+    /// End the batch: tell the services what waited (data to read, room to
+    /// write: once per connection for the whole batch), send what each
+    /// connection that had input owes, and re-arm its timers.
     pub fn end_batch<S: ServiceSet + ?Sized, F: FnMut(Outgoing<'_>)>(
         &mut self,
         services: &mut S,
@@ -1230,7 +1254,8 @@ impl TcpTable {
                 Some(slot) if slot.deferred => slot.deferred = false,
                 _ => continue,
             }
-            self.settle(key, services, None, counters, now, out);
+            // The service hears what waited, then the connection sends.
+            self.drive(key, services, counters, now, out);
         }
         self.deferred = deferred;
     }
@@ -1342,6 +1367,15 @@ impl TcpTable {
         }
     }
 }
+
+/// The events that may wait for the end of a batch (receive coalescing, see
+/// [`TcpTable::drive`]): data to read, room to write, and the metrics-only
+/// ones, which are counted at once.
+const BATCHED_EVENTS: Events = Events::READABLE
+    .union(Events::WRITABLE)
+    .union(Events::RTT_SAMPLED)
+    .union(Events::RETRANSMISSION_TIMEOUT)
+    .union(Events::TAIL_LOSS_PROBE);
 
 /// Table size from which [`TcpTable::wants_prefetch`]: about 5 MB of
 /// slots, past the share of a last-level cache a worker can count on.

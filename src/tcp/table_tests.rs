@@ -475,3 +475,108 @@ fn connection_close_is_one_segment_with_the_fin_and_one_ack_for_the_clients_fin(
 fn connection_close_with_the_response_acknowledged_before_the_clients_fin() {
     close_exchange(true);
 }
+
+/// What a [`Reader`] heard, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Heard {
+    /// `on_readable` with this many bytes to read (all consumed).
+    Readable(usize),
+    PeerClosed,
+}
+
+/// A test app that reads and consumes everything, logging each call.
+struct Reader(Arc<Mutex<Vec<Heard>>>);
+
+impl TcpService for Reader {
+    fn on_readable(&mut self, io: &mut dyn TcpIo) {
+        let (a, b) = io.recv_data();
+        let n = a.len() + b.len();
+        io.consume(n);
+        self.0.lock().unwrap().push(Heard::Readable(n));
+    }
+
+    fn on_peer_closed(&mut self, _io: &mut dyn TcpIo) {
+        self.0.lock().unwrap().push(Heard::PeerClosed);
+    }
+}
+
+impl App for Reader {
+    fn poll(&mut self, _now_ns: u64, _io: &mut dyn AppIo) {}
+}
+
+impl Harness {
+    fn end_batch(&mut self, now: u64) -> Vec<(TcpHeader, Vec<u8>)> {
+        let before = self.sent.len();
+        let sent = &mut self.sent;
+        let mut out = |o: Outgoing<'_>| {
+            let mut payload = o.payload.0.to_vec();
+            payload.extend_from_slice(o.payload.1);
+            sent.push((*o.tuple, *o.header, payload));
+        };
+        self.table
+            .end_batch(&mut self.services, &self.counters, now, &mut out);
+        self.sent[before..]
+            .iter()
+            .map(|(_, h, p)| (*h, p.clone()))
+            .collect()
+    }
+}
+
+#[test]
+fn in_a_batch_the_service_hears_of_data_once_at_its_end_and_a_fin_after_the_data() {
+    let mut h = Harness::new(64 * 1024, 64);
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    h.services.set_app(Box::new(Reader(heard.clone())));
+    let ours = h.establish(8000, 40000, ServiceId::APP, 0);
+    let tuple = Harness::tuple(8000, 40000);
+    let mut seq = 1001u32;
+    let mut data = |h: &mut Harness, flags: TcpFlags, len: usize| {
+        let out = h.segment(&tuple, flags, seq, ours, &vec![7; len], ServiceId::APP, MS);
+        seq += len as u32;
+        out
+    };
+
+    // Three full segments in a batch: one call at the end for all of
+    // them, then one ACK.
+    h.table.begin_batch();
+    for _ in 0..3 {
+        assert!(data(&mut h, TcpFlags::ACK, 1460).is_empty());
+    }
+    assert!(heard.lock().unwrap().is_empty(), "nothing heard mid-batch");
+    let acks = h.end_batch(MS);
+    assert_eq!(*heard.lock().unwrap(), vec![Heard::Readable(3 * 1460)]);
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!(acks[0].0.ack, 1001 + 3 * 1460);
+
+    // Two segments, then the FIN: the FIN is heard at once, after the
+    // data that waited, which is read first.
+    heard.lock().unwrap().clear();
+    h.table.begin_batch();
+    data(&mut h, TcpFlags::ACK, 100);
+    data(&mut h, TcpFlags::ACK, 100);
+    data(&mut h, TcpFlags::ACK | TcpFlags::FIN, 0);
+    assert_eq!(
+        *heard.lock().unwrap(),
+        vec![Heard::Readable(200), Heard::PeerClosed]
+    );
+    h.end_batch(MS);
+    assert_eq!(heard.lock().unwrap().len(), 2, "nothing heard twice");
+
+    // Outside a batch each segment is heard at once.
+    let mut h = Harness::new(64 * 1024, 64);
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    h.services.set_app(Box::new(Reader(heard.clone())));
+    let ours = h.establish(8000, 40000, ServiceId::APP, 0);
+    for i in 0..3u32 {
+        h.segment(
+            &tuple,
+            TcpFlags::ACK,
+            1001 + 100 * i,
+            ours,
+            &[7; 100],
+            ServiceId::APP,
+            MS,
+        );
+    }
+    assert_eq!(*heard.lock().unwrap(), vec![Heard::Readable(100); 3]);
+}
