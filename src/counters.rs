@@ -466,6 +466,11 @@ impl WorkerCounters {
         self.drops[reason as usize].inc();
     }
 
+    /// Count `n` drops of one reason.
+    pub fn count_drops(&self, reason: DropReason, n: u64) {
+        self.drops[reason as usize].add(n);
+    }
+
     /// The drop count of one reason.
     pub fn drops_of(&self, reason: DropReason) -> u64 {
         self.drops[reason as usize].get()

@@ -253,6 +253,8 @@ pub fn run<Q: Queue>(
     // Per queue, once: every frame built below reads it from the TxPath.
     let tx_checksum = TxChecksum::for_offloads(queue.tx_offloads());
     let mut empty_polls = 0u32;
+    // The queue's own drops of chained packets, counted as they grow.
+    let mut multi_segment_drops = queue.rx_multi_segment_drops();
     let mut round = 0u32;
     let mut next_sweep = setup.clock.now_ns() + KERNEL_FLOWS_SWEEP_NS;
     // The generation first, then the table (at least as new): a reload
@@ -353,6 +355,11 @@ pub fn run<Q: Queue>(
             }
         }
         let received = queue.rx_burst(&mut rx);
+        let dropped = queue.rx_multi_segment_drops();
+        if dropped != multi_segment_drops {
+            counters.count_drops(DropReason::MultiSegment, dropped - multi_segment_drops);
+            multi_segment_drops = dropped;
+        }
         if received == 0 {
             counters.idle_polls.inc();
             // Nothing more to batch with: what waits goes now (a reply must

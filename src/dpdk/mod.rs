@@ -20,7 +20,8 @@
 //! is ever parsed or built, at the cost of memory (a jumbo pool of the default
 //! 8191 mbufs is about 77 MiB per worker). Should a driver
 //! deliver a chained packet anyway, [`DpdkQueue::rx_burst`](crate::port::Queue::rx_burst)
-//! frees it and counts it ([`DpdkQueue::multi_segment_drops`]).
+//! frees it and counts it ([`DpdkQueue::multi_segment_drops`]; the worker
+//! adds them to `drops_total{reason="multi_segment"}`).
 //!
 //! Every `unsafe` block carries a `// SAFETY:` comment.
 

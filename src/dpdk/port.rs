@@ -1210,6 +1210,10 @@ impl Queue for DpdkQueue {
         self.multi_segment_drops()
     }
 
+    fn rx_multi_segment_drops(&self) -> u64 {
+        self.multi_segment_drops()
+    }
+
     fn tx_offloads(&self) -> TxOffloads {
         self.tx_offloads
     }

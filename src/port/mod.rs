@@ -302,6 +302,13 @@ pub trait Queue: Send + 'static {
         0
     }
 
+    /// Of [`Queue::rx_dropped`], the packets that came chained
+    /// (multi-segment): a total. A worker counts them as
+    /// `drops_total{reason="multi_segment"}`.
+    fn rx_multi_segment_drops(&self) -> u64 {
+        0
+    }
+
     /// Wait at most `timeout` for a frame to arrive, for an idle worker that
     /// may give its core away (`idle = "adaptive"`). Returns early when the
     /// backend can tell that a frame is there; the default only sleeps.
