@@ -123,9 +123,13 @@ pub trait TcpIo {
 pub trait TcpService: std::any::Any {
     /// The handshake completed.
     fn on_accepted(&mut self, _io: &mut dyn TcpIo) {}
-    /// Bytes are waiting in the receive buffer.
+    /// Bytes are waiting in the receive buffer. Called once per connection
+    /// for all the segments of one RX burst, at the burst's end (before a
+    /// FIN or reset of the same burst is reported): what is waiting may be
+    /// many segments' worth.
     fn on_readable(&mut self, io: &mut dyn TcpIo);
-    /// Send-buffer space or pool storage came back.
+    /// Send-buffer space or pool storage came back (as `on_readable`: once
+    /// per connection and RX burst).
     fn on_writable(&mut self, _io: &mut dyn TcpIo) {}
     /// The peer closed its side. By default: close ours too.
     fn on_peer_closed(&mut self, io: &mut dyn TcpIo) {
