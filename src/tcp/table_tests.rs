@@ -80,6 +80,33 @@ impl Harness {
                 ..TcpOptions::default()
             },
         };
+        self.run(|table, services, counters, mut out| {
+            let input = table.input(tuple, &header, payload, services, counters, now, &mut out);
+            if input == Input::NoConnection {
+                table.listen(
+                    tuple,
+                    EthernetAddress([2, 0, 0, 0, 0, 1]),
+                    &header,
+                    payload,
+                    service,
+                    services,
+                    counters,
+                    now,
+                    &mut out,
+                );
+            }
+        })
+        .into_iter()
+        .map(|(_, h, p)| (h, p))
+        .collect()
+    }
+
+    /// Run `f` on the table with an output that records what it sends;
+    /// returns what was sent, with its tuple.
+    fn run(
+        &mut self,
+        f: impl FnOnce(&mut TcpTable, &mut Services, &WorkerCounters, &mut dyn FnMut(Outgoing<'_>)),
+    ) -> Vec<(FourTuple, TcpHeader, Vec<u8>)> {
         let before = self.sent.len();
         let sent = &mut self.sent;
         let mut out = |o: Outgoing<'_>| {
@@ -87,32 +114,13 @@ impl Harness {
             payload.extend_from_slice(o.payload.1);
             sent.push((*o.tuple, *o.header, payload));
         };
-        let input = self.table.input(
-            tuple,
-            &header,
-            payload,
+        f(
+            &mut self.table,
             &mut self.services,
             &self.counters,
-            now,
             &mut out,
         );
-        if input == Input::NoConnection {
-            self.table.listen(
-                tuple,
-                EthernetAddress([2, 0, 0, 0, 0, 1]),
-                &header,
-                payload,
-                service,
-                &mut self.services,
-                &self.counters,
-                now,
-                &mut out,
-            );
-        }
-        self.sent[before..]
-            .iter()
-            .map(|(_, h, p)| (*h, p.clone()))
-            .collect()
+        self.sent[before..].to_vec()
     }
 
     /// Handshake from `peer_port` to `port`; the peer's next sequence
@@ -133,16 +141,7 @@ impl Harness {
 
     /// Run the timers due at `now`; returns what was sent, with its tuple.
     fn poll(&mut self, now: u64) -> Vec<(FourTuple, TcpHeader, Vec<u8>)> {
-        let before = self.sent.len();
-        let sent = &mut self.sent;
-        let mut out = |o: Outgoing<'_>| {
-            let mut payload = o.payload.0.to_vec();
-            payload.extend_from_slice(o.payload.1);
-            sent.push((*o.tuple, *o.header, payload));
-        };
-        self.table
-            .poll(&mut self.services, &self.counters, now, &mut out);
-        self.sent[before..].to_vec()
+        self.run(|table, services, counters, mut out| table.poll(services, counters, now, &mut out))
     }
 }
 
@@ -506,19 +505,12 @@ impl App for Reader {
 
 impl Harness {
     fn end_batch(&mut self, now: u64) -> Vec<(TcpHeader, Vec<u8>)> {
-        let before = self.sent.len();
-        let sent = &mut self.sent;
-        let mut out = |o: Outgoing<'_>| {
-            let mut payload = o.payload.0.to_vec();
-            payload.extend_from_slice(o.payload.1);
-            sent.push((*o.tuple, *o.header, payload));
-        };
-        self.table
-            .end_batch(&mut self.services, &self.counters, now, &mut out);
-        self.sent[before..]
-            .iter()
-            .map(|(_, h, p)| (*h, p.clone()))
-            .collect()
+        self.run(|table, services, counters, mut out| {
+            table.end_batch(services, counters, now, &mut out)
+        })
+        .into_iter()
+        .map(|(_, h, p)| (h, p))
+        .collect()
     }
 }
 
